@@ -1,0 +1,79 @@
+// Bounded FIFO of accepted requests between the HTTP front and the batcher.
+//
+// Invariants:
+// - a request enters whole or not at all (tryPush answers 'full'), so an SDK retry never
+//   duplicates half a batch;
+// - events and bytes held stay within their bounds, except that an empty channel always takes
+//   one request, so a request larger than the bound is not refused forever;
+// - once closed, nothing enters; what is inside can still be shifted out.
+
+/** One accepted request: the raw JSON text of each event, and when it arrived. */
+export interface Entry {
+  readonly receivedAt: number;
+  readonly events: readonly string[];
+  /** Bytes of the JSON lines these events become (see batcher.lineBytes). */
+  readonly bytes: number;
+}
+
+export type PushResult = 'ok' | 'full' | 'closed';
+
+export class Channel {
+  #entries: (Entry | undefined)[] = [];
+  #head = 0;
+  #events = 0;
+  #bytes = 0;
+  #closed = false;
+  /** Called after each successful push; the batcher pulls from here. */
+  onPush: () => void = () => {};
+
+  constructor(
+    private readonly maxEvents: number,
+    private readonly maxBytes: number,
+  ) {}
+
+  get events(): number {
+    return this.#events;
+  }
+
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  tryPush(entry: Entry): PushResult {
+    if (this.#closed) return 'closed';
+    const count = entry.events.length;
+    if (this.#events > 0 && (this.#events + count > this.maxEvents || this.#bytes + entry.bytes > this.maxBytes)) {
+      return 'full';
+    }
+    this.#entries.push(entry);
+    this.#events += count;
+    this.#bytes += entry.bytes;
+    this.onPush();
+    return 'ok';
+  }
+
+  shift(): Entry | undefined {
+    if (this.#head === this.#entries.length) return undefined;
+    const entry = this.#entries[this.#head]!;
+    this.#entries[this.#head++] = undefined;
+    // Drop the consumed prefix now and then, so shift stays O(1) amortised without a ring buffer.
+    if (this.#head === this.#entries.length) {
+      this.#entries = [];
+      this.#head = 0;
+    } else if (this.#head >= 1024 && this.#head * 2 >= this.#entries.length) {
+      this.#entries = this.#entries.slice(this.#head);
+      this.#head = 0;
+    }
+    this.#events -= entry.events.length;
+    this.#bytes -= entry.bytes;
+    return entry;
+  }
+
+  close(): void {
+    this.#closed = true;
+  }
+}

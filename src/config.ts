@@ -1,0 +1,120 @@
+// The only reader of process.env: defaults, validation, and one frozen Config (SPEC §8).
+import os from 'node:os';
+import envVar from 'env-var';
+
+const MiB = 1024 * 1024;
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface S3Config {
+  /** Unset means local mode: an embedded S3-compatible server on loopback. */
+  readonly bucket: string | undefined;
+  readonly prefix: string;
+  readonly endpoint: string | undefined;
+  readonly forcePathStyle: boolean;
+}
+
+export interface Config {
+  readonly port: number;
+  readonly host: string;
+  readonly metricsPort: number | undefined;
+  readonly s3: S3Config;
+  readonly maxBodyBytes: number;
+  readonly maxEventsPerRequest: number;
+  readonly channelMaxEvents: number;
+  readonly channelMaxBytes: number;
+  readonly batchMaxEvents: number;
+  readonly batchMaxBytes: number;
+  readonly batchMaxAgeMs: number;
+  readonly uploadConcurrency: number;
+  readonly uploadQueueMaxBatches: number;
+  readonly uploadMaxAttempts: number;
+  readonly uploadTimeoutMs: number;
+  readonly gzipLevel: number;
+  readonly shutdownTimeoutMs: number;
+  readonly apiKeys: readonly string[];
+  /** Empty: no CORS. `['*']`: any origin. */
+  readonly corsOrigins: readonly string[];
+  readonly logLevel: LogLevel;
+  readonly instanceId: string;
+}
+
+export class ConfigError extends Error {}
+
+// An instance id goes into object keys, so it is limited to characters that need no escaping.
+const INSTANCE_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+
+const env = envVar.from(process.env, {
+  asIntRange(value: string, min: number, max: number): number {
+    const n = Number(value);
+    if (!/^\d+$/.test(value.trim()) || n < min || n > max) {
+      throw new Error(`should be an integer from ${min} to ${max}, got "${value}"`);
+    }
+    return n;
+  },
+});
+
+/** Reads and validates the environment; throws ConfigError naming the variable and the expected form. */
+export function loadConfig(): Config {
+  try {
+    return Object.freeze(readConfig());
+  } catch (err) {
+    if (err instanceof envVar.EnvVarError) throw new ConfigError(err.message.replace(/^env-var: /, ''));
+    throw err;
+  }
+}
+
+function readConfig(): Config {
+  const int = (name: string, fallback: number, min: number, max: number): number =>
+    env.get(name).default(String(fallback)).asIntRange(min, max);
+  const list = (name: string): string[] =>
+    (env.get(name).asArray(',') ?? []).map((s) => s.trim()).filter((s) => s !== '');
+
+  const prefix = env.get('S3_PREFIX').default('raw').asString().replace(/^\/+|\/+$/g, '');
+  if (prefix === '') throw new ConfigError('"S3_PREFIX" should be a non-empty key prefix such as "raw"');
+  const bucket = env.get('S3_BUCKET').asString()?.trim() || undefined;
+  const metricsPort = env.get('METRICS_PORT').asString() ? int('METRICS_PORT', 0, 0, 65535) : undefined;
+
+  return {
+    port: int('PORT', 8080, 0, 65535),
+    host: env.get('HOST').default('0.0.0.0').asString(),
+    metricsPort,
+    s3: {
+      bucket,
+      prefix,
+      endpoint: env.get('S3_ENDPOINT').asUrlString(),
+      forcePathStyle: env.get('S3_FORCE_PATH_STYLE').default('false').asBoolStrict(),
+    },
+    maxBodyBytes: int('MAX_BODY_BYTES', MiB, 1, 256 * MiB),
+    maxEventsPerRequest: int('MAX_EVENTS_PER_REQUEST', 1000, 1, 1_000_000),
+    channelMaxEvents: int('CHANNEL_MAX_EVENTS', 100_000, 1, 100_000_000),
+    channelMaxBytes: int('CHANNEL_MAX_BYTES', 64 * MiB, 1024, 64 * 1024 * MiB),
+    batchMaxEvents: int('BATCH_MAX_EVENTS', 5000, 1, 10_000_000),
+    batchMaxBytes: int('BATCH_MAX_BYTES', 8 * MiB, 1024, 1024 * MiB),
+    batchMaxAgeMs: int('BATCH_MAX_AGE_MS', 5000, 10, 3_600_000),
+    uploadConcurrency: int('UPLOAD_CONCURRENCY', 4, 1, 256),
+    uploadQueueMaxBatches: int('UPLOAD_QUEUE_MAX_BATCHES', 8, 1, 10_000),
+    uploadMaxAttempts: int('UPLOAD_MAX_ATTEMPTS', 3, 1, 100),
+    uploadTimeoutMs: int('UPLOAD_TIMEOUT_MS', 10_000, 100, 600_000),
+    gzipLevel: int('GZIP_LEVEL', 6, 1, 9),
+    shutdownTimeoutMs: int('SHUTDOWN_TIMEOUT_MS', 25_000, 0, 3_600_000),
+    apiKeys: list('API_KEYS'),
+    corsOrigins: list('CORS_ORIGINS'),
+    logLevel: env.get('LOG_LEVEL').default('info').asEnum(LOG_LEVELS),
+    instanceId: instanceId(env.get('INSTANCE_ID').asString()),
+  };
+}
+
+function instanceId(given: string | undefined): string {
+  if (given !== undefined && given !== '') {
+    if (!INSTANCE_ID_PATTERN.test(given)) {
+      throw new ConfigError(`"INSTANCE_ID" should be 1 to 64 characters of A-Z a-z 0-9 . _ -, got "${given}"`);
+    }
+    return given;
+  }
+  // On ECS the metadata URI ends in the task's id; it is unique per task, unlike a Fargate hostname.
+  const metadataUri = env.get('ECS_CONTAINER_METADATA_URI_V4').asString();
+  const derived = metadataUri?.split('/').filter(Boolean).pop() ?? os.hostname();
+  return derived.replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64) || 'local';
+}

@@ -1,0 +1,162 @@
+// Cuts the channel's events into batches on count, bytes or age, names them, encodes JSON lines.
+//
+// Back-pressure: the batcher pulls from the channel only while every batch it has cut has been
+// taken by the upload loop. When the loop is full, the batcher waits and the channel fills.
+// Memory held here: the open batch plus at most one request's worth of cut batches.
+import { randomBytes } from 'node:crypto';
+import type { Channel, Entry } from '../channel.js';
+
+/** Events of one request inside a batch; they share the request's receive time. */
+export interface Segment {
+  readonly receivedAt: number;
+  readonly events: readonly string[];
+}
+
+export interface Batch {
+  /** Unique across the fleet, sortable by time, fixed at the cut: every retry PUTs the same key. */
+  readonly id: string;
+  readonly key: string;
+  readonly events: number;
+  /** Uncompressed bytes of the JSON lines. */
+  readonly bytes: number;
+  readonly firstReceivedAt: number;
+  readonly lastReceivedAt: number;
+  readonly segments: readonly Segment[];
+}
+
+export interface BatchSink {
+  hasRoom(): boolean;
+  submit(batch: Batch): void;
+}
+
+export interface BatcherOptions {
+  readonly maxEvents: number;
+  readonly maxBytes: number;
+  readonly maxAgeMs: number;
+  readonly prefix: string;
+  readonly instanceId: string;
+}
+
+/** `{"received_at":<13 digits>,"event":` + `}\n` around each event's text. */
+export const LINE_OVERHEAD_BYTES = '{"received_at":0000000000000,"event":}\n'.length;
+
+// Distinguishes this process from an earlier one with the same instance id (a restarted task).
+const BOOT_TAG = randomBytes(3).toString('hex');
+
+export class Batcher {
+  #segments: Segment[] = [];
+  #events = 0;
+  #bytes = 0;
+  #first = 0;
+  #last = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #sealed: Batch[] = [];
+  #seq = 0;
+  #draining = false;
+
+  constructor(
+    private readonly channel: Channel,
+    private readonly sink: BatchSink,
+    private readonly options: BatcherOptions,
+  ) {}
+
+  /** Events in the open batch and in cut batches not yet taken by the sink. */
+  get heldEvents(): number {
+    let held = this.#events;
+    for (const batch of this.#sealed) held += batch.events;
+    return held;
+  }
+
+  /** Moves events from the channel into batches and cut batches into the sink, while it has room. */
+  drain(): void {
+    if (this.#draining) return;
+    this.#draining = true;
+    try {
+      for (;;) {
+        while (this.#sealed.length > 0 && this.sink.hasRoom()) this.sink.submit(this.#sealed.shift()!);
+        if (this.#sealed.length > 0) return;
+        const entry = this.channel.shift();
+        if (entry === undefined) return;
+        this.#append(entry);
+      }
+    } finally {
+      this.#draining = false;
+    }
+  }
+
+  /** Cuts the open batch now, whatever its size (shutdown). */
+  flush(): void {
+    this.#cut();
+    this.drain();
+  }
+
+  #append(entry: Entry): void {
+    const { maxEvents, maxBytes } = this.options;
+    const count = entry.events.length;
+    if (this.#events + count <= maxEvents && this.#bytes + entry.bytes <= maxBytes) {
+      this.#add(entry.receivedAt, entry.events, entry.bytes);
+    } else {
+      // The request straddles a cut: take event by event what fits.
+      let from = 0;
+      let pieceBytes = 0;
+      for (let i = 0; i < count; i++) {
+        const bytes = LINE_OVERHEAD_BYTES + Buffer.byteLength(entry.events[i]!);
+        const held = this.#events + (i - from);
+        if (held > 0 && (held + 1 > maxEvents || this.#bytes + pieceBytes + bytes > maxBytes)) {
+          if (i > from) this.#add(entry.receivedAt, entry.events.slice(from, i), pieceBytes);
+          this.#cut();
+          from = i;
+          pieceBytes = 0;
+        }
+        pieceBytes += bytes;
+      }
+      this.#add(entry.receivedAt, from === 0 ? entry.events : entry.events.slice(from), pieceBytes);
+    }
+    if (this.#events >= maxEvents || this.#bytes >= maxBytes) this.#cut();
+  }
+
+  #add(receivedAt: number, events: readonly string[], bytes: number): void {
+    if (this.#events === 0) {
+      this.#first = receivedAt;
+      this.#timer = setTimeout(() => this.flush(), this.options.maxAgeMs);
+    }
+    this.#segments.push({ receivedAt, events });
+    this.#events += events.length;
+    this.#bytes += bytes;
+    this.#last = receivedAt;
+  }
+
+  #cut(): void {
+    if (this.#events === 0) return;
+    clearTimeout(this.#timer);
+    const id = `${this.#first}-${this.options.instanceId}-${BOOT_TAG}-${(this.#seq++).toString(36).padStart(8, '0')}`;
+    this.#sealed.push({
+      id,
+      key: objectKey(this.options.prefix, this.#first, id),
+      events: this.#events,
+      bytes: this.#bytes,
+      firstReceivedAt: this.#first,
+      lastReceivedAt: this.#last,
+      segments: this.#segments,
+    });
+    this.#segments = [];
+    this.#events = 0;
+    this.#bytes = 0;
+  }
+}
+
+/** `{prefix}/YYYY/MM/DD/HH/{batchId}.jsonl.gz`, UTC hour of the batch's first event (SPEC §3). */
+export function objectKey(prefix: string, firstReceivedAt: number, batchId: string): string {
+  const iso = new Date(firstReceivedAt).toISOString(); // 2026-11-23T16:25:50.123Z
+  return `${prefix}/${iso.slice(0, 4)}/${iso.slice(5, 7)}/${iso.slice(8, 10)}/${iso.slice(11, 13)}/${batchId}.jsonl.gz`;
+}
+
+/** The uncompressed object body: `{"received_at":<ms>,"event":<event as sent>}` a line. */
+export function encodeLines(batch: Batch): Buffer {
+  const parts: string[] = [];
+  for (const segment of batch.segments) {
+    const head = `{"received_at":${segment.receivedAt},"event":`;
+    for (const event of segment.events) parts.push(head, event, '}\n');
+  }
+  return Buffer.from(parts.join(''), 'utf8');
+}

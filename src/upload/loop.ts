@@ -1,0 +1,82 @@
+// Cut batches -> gzip off the event loop -> S3, at most UPLOAD_CONCURRENCY at once; failures to the spill.
+//
+// Bounds: UPLOAD_QUEUE_MAX_BATCHES batches wait for a slot; while that many wait, hasRoom() is
+// false and the batcher stops pulling from the channel.
+import { promisify } from 'node:util';
+import zlib from 'node:zlib';
+import PQueue from 'p-queue';
+import type { Logger } from 'pino';
+import type { UploadMetrics } from '../metrics/upload.js';
+import { type Batch, type BatchSink, encodeLines } from './batcher.js';
+import type { S3Uploader } from './s3.js';
+
+const gzip = promisify(zlib.gzip);
+
+/** Where a batch goes when its last upload attempt failed: the DLQ's seam. */
+export type Spill = (batch: Batch, body: Buffer, error: unknown) => Promise<void>;
+
+export interface UploadLoopOptions {
+  readonly concurrency: number;
+  readonly maxQueuedBatches: number;
+  readonly gzipLevel: number;
+}
+
+export class UploadLoop implements BatchSink {
+  readonly #queue: PQueue;
+  /** Called each time a slot frees up; the batcher resumes pulling there. */
+  onSlotFree: () => void = () => {};
+
+  constructor(
+    private readonly uploader: S3Uploader,
+    private readonly spill: Spill,
+    private readonly options: UploadLoopOptions,
+    private readonly metrics: UploadMetrics,
+    private readonly log: Logger,
+  ) {
+    this.#queue = new PQueue({ concurrency: options.concurrency });
+    this.#queue.on('next', () => this.onSlotFree());
+  }
+
+  get queued(): number {
+    return this.#queue.size;
+  }
+
+  get inFlight(): number {
+    return this.#queue.pending;
+  }
+
+  hasRoom(): boolean {
+    return this.#queue.size < this.options.maxQueuedBatches;
+  }
+
+  submit(batch: Batch): void {
+    void this.#queue.add(() => this.#upload(batch));
+  }
+
+  /** Resolves once hasRoom() is true. */
+  onRoom(): Promise<void> {
+    return this.#queue.onSizeLessThan(this.options.maxQueuedBatches);
+  }
+
+  /** Resolves when no batch is waiting or in flight. */
+  onIdle(): Promise<void> {
+    return this.#queue.onIdle();
+  }
+
+  async #upload(batch: Batch): Promise<void> {
+    const body = await gzip(encodeLines(batch), { level: this.options.gzipLevel });
+    this.metrics.batchEvents.observe(batch.events);
+    this.metrics.batchBytes.observe(batch.bytes);
+    this.metrics.batchCompressedBytes.observe(body.length);
+    try {
+      await this.uploader.put({ key: batch.key, body, events: batch.events });
+    } catch (error) {
+      this.log.error({ key: batch.key, events: batch.events, err: (error as Error).message }, 'S3 upload failed for good');
+      await this.spill(batch, body, error);
+      return;
+    }
+    this.metrics.eventsStored.inc(batch.events);
+    this.metrics.objectsStored.inc();
+    this.metrics.bytesStored.inc(body.length);
+  }
+}

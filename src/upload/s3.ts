@@ -1,0 +1,124 @@
+// S3 PutObject with a checksum S3 verifies, one retry layer, and a bounded name for each failure.
+import zlib from 'node:zlib';
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { isServerError, isThrottlingError, isTransientError } from '@smithy/core/retry';
+import pRetry from 'p-retry';
+import type { Logger } from 'pino';
+import type { UploadMetrics } from '../metrics/upload.js';
+
+export interface S3Object {
+  readonly key: string;
+  /** The gzip body. */
+  readonly body: Buffer;
+  readonly events: number;
+}
+
+export interface UploaderOptions {
+  readonly bucket: string;
+  readonly maxAttempts: number;
+  readonly timeoutMs: number;
+}
+
+// Backoff between attempts: 200 ms doubling, capped at 5 s, each randomised up to 2x (p-retry).
+const BACKOFF = { factor: 2, minTimeout: 200, maxTimeout: 5000, randomize: true } as const;
+
+// S3 error codes worth telling apart on a dashboard; anything else is folded into a class.
+const KNOWN_CODES = new Set([
+  'AccessDenied', 'AllAccessDisabled', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'ExpiredToken',
+  'InvalidToken', 'RequestTimeTooSkewed', 'NoSuchBucket', 'InvalidBucketName', 'PermanentRedirect',
+  'SlowDown', 'ServiceUnavailable', 'InternalError', 'RequestTimeout', 'BadDigest', 'InvalidDigest',
+  'XAmzContentChecksumMismatch', 'EntityTooLarge', 'KMS.ThrottlingException', 'TimeoutError',
+]);
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+class AttemptTimeout extends Error {
+  override name = 'AttemptTimeout';
+}
+
+export class S3Uploader {
+  constructor(
+    private readonly client: S3Client,
+    private readonly options: UploaderOptions,
+    private readonly metrics: UploadMetrics,
+    private readonly log: Logger,
+  ) {}
+
+  /** Resolves once S3 has the object; rejects with the last error when attempts run out or fail for good. */
+  async put(object: S3Object): Promise<void> {
+    const checksum = Buffer.alloc(4);
+    checksum.writeUInt32BE(zlib.crc32(object.body));
+    const command = new PutObjectCommand({
+      Bucket: this.options.bucket,
+      Key: object.key,
+      Body: object.body,
+      ContentType: 'application/x-ndjson',
+      ContentEncoding: 'gzip',
+      ChecksumCRC32: checksum.toString('base64'),
+      Metadata: { 'event-count': String(object.events) },
+    });
+    await pRetry(() => this.#attempt(command), {
+      ...BACKOFF,
+      retries: this.options.maxAttempts - 1,
+      shouldRetry: ({ error }) => isRetryable(error),
+      onFailedAttempt: ({ error, attemptNumber, retriesLeft }) => {
+        this.log.warn(
+          { key: object.key, attempt: attemptNumber, retriesLeft, code: errorCode(error), err: error.message },
+          'S3 put attempt failed',
+        );
+      },
+    });
+  }
+
+  async #attempt(command: PutObjectCommand): Promise<void> {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(new AttemptTimeout(`no answer within UPLOAD_TIMEOUT_MS (${this.options.timeoutMs} ms)`)), this.options.timeoutMs);
+    const stop = this.metrics.putSeconds.startTimer();
+    try {
+      await this.client.send(command, { abortSignal: controller.signal });
+      stop({ result: 'ok' });
+    } catch (err) {
+      stop({ result: 'error' });
+      const error = controller.signal.aborted ? (controller.signal.reason as Error) : err;
+      this.metrics.putErrors.inc({ code: errorCode(error) });
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+/** Throttling (503 SlowDown), 5xx, timeouts and connection errors are retried; 4xx such as AccessDenied are not. */
+export function isRetryable(error: unknown): boolean {
+  if (error instanceof AttemptTimeout) return true;
+  const e = error as Parameters<typeof isTransientError>[0];
+  return isThrottlingError(e) || isTransientError(e) || isServerError(e);
+}
+
+/** A label from a small fixed set, so a flood of odd errors cannot blow up the metric's series. */
+export function errorCode(error: unknown): string {
+  if (error instanceof AttemptTimeout) return 'Timeout';
+  const e = error as { name?: string; code?: string; $metadata?: { httpStatusCode?: number } };
+  if (e.name !== undefined && KNOWN_CODES.has(e.name)) return e.name;
+  const status = e.$metadata?.httpStatusCode;
+  if (status !== undefined) return status >= 500 ? 'Other5xx' : status >= 400 ? 'Other4xx' : 'OtherHttp';
+  if (e.code !== undefined && NETWORK_CODES.has(e.code)) return e.code;
+  return 'Other';
+}
+
+export interface ClientOptions {
+  readonly endpoint: string | undefined;
+  readonly forcePathStyle: boolean;
+  readonly region?: string;
+  readonly credentials?: { accessKeyId: string; secretAccessKey: string };
+}
+
+export function createS3Client(options: ClientOptions): S3Client {
+  return new S3Client({
+    endpoint: options.endpoint,
+    forcePathStyle: options.forcePathStyle,
+    region: options.region,
+    credentials: options.credentials,
+    // Retries live in S3Uploader alone, where each attempt is timed, counted and logged.
+    maxAttempts: 1,
+  });
+}

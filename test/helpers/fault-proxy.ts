@@ -1,0 +1,79 @@
+// A real HTTP proxy in front of the S3 server that answers chosen requests with real faults:
+// error responses as S3 sends them (500 InternalError, 503 SlowDown, 403 AccessDenied), or
+// silence (the connection is accepted and never answered). Faults S3 itself cannot be made to
+// produce on demand, so they are injected here, on the wire.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Test } from 'tap';
+
+export type Fault = 'pass' | 'stall' | { status: number; code: string };
+
+export interface SeenPut {
+  key: string;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+  fault: Fault;
+}
+
+export interface FaultProxy {
+  endpoint: string;
+  /** Decides each PUT's fate; other requests always pass. */
+  decide: (put: { key: string; attempt: number }) => Fault;
+  puts: SeenPut[];
+  /** Answers every stalled request by forwarding it now. */
+  release(): void;
+}
+
+const s3Error = (code: string): string =>
+  `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${code} (injected by the test proxy)</Message></Error>`;
+
+export async function startFaultProxy(t: Test, target: { port: number }): Promise<FaultProxy> {
+  const stalled = new Set<() => void>();
+  const attempts = new Map<string, number>();
+  const proxy: FaultProxy = {
+    endpoint: '',
+    decide: () => 'pass',
+    puts: [],
+    release() {
+      for (const go of stalled) go();
+      stalled.clear();
+    },
+  };
+  const forward = (req: http.IncomingMessage, body: Buffer, res: http.ServerResponse): void => {
+    const upstream = http.request(
+      { host: '127.0.0.1', port: target.port, method: req.method, path: req.url, headers: req.headers },
+      (answer) => {
+        res.writeHead(answer.statusCode!, answer.headers);
+        answer.pipe(res);
+      },
+    );
+    upstream.on('error', () => res.destroy());
+    upstream.end(body);
+  };
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      if (req.method !== 'PUT') return forward(req, body, res);
+      const key = decodeURIComponent(new URL(req.url!, 'http://x').pathname.split('/').slice(2).join('/'));
+      const attempt = (attempts.get(key) ?? 0) + 1;
+      attempts.set(key, attempt);
+      const fault = proxy.decide({ key, attempt });
+      proxy.puts.push({ key, headers: req.headers, body, fault });
+      if (fault === 'pass') return forward(req, body, res);
+      if (fault === 'stall') return void stalled.add(() => forward(req, body, res));
+      res.writeHead(fault.status, { 'content-type': 'application/xml' }).end(s3Error(fault.code));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
+  proxy.endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return proxy;
+}

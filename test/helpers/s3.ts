@@ -1,0 +1,80 @@
+// A real S3-compatible server (s3rver) on loopback, and reading back what the ingest server stored.
+import { gunzipSync } from 'node:zlib';
+import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import S3rver from 's3rver';
+import type { Test } from 'tap';
+import { tempDir } from './temp.js';
+
+export const BUCKET = 'test-bucket';
+
+export interface StoredObject {
+  key: string;
+  gzip: Buffer;
+  lines: string[];
+  records: { received_at: number; event: Record<string, unknown> }[];
+  contentType: string | undefined;
+  contentEncoding: string | undefined;
+  metadata: Record<string, string>;
+}
+
+export interface S3Server {
+  endpoint: string;
+  port: number;
+  client: S3Client;
+  /** The env that points the ingest server here. */
+  env: Record<string, string>;
+  objects(): Promise<StoredObject[]>;
+}
+
+export async function startS3(t: Test): Promise<S3Server> {
+  const server = new S3rver({
+    address: '127.0.0.1',
+    port: 0,
+    silent: true,
+    directory: tempDir(t, 's3'),
+    configureBuckets: [{ name: BUCKET }],
+  });
+  const { port } = await server.run();
+  t.teardown(() => server.close());
+  const endpoint = `http://127.0.0.1:${port}`;
+  const client = new S3Client({
+    endpoint,
+    forcePathStyle: true,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+  });
+  t.teardown(() => client.destroy());
+  return { endpoint, port, client, env: s3Env(endpoint), objects: () => readObjects(client) };
+}
+
+export function s3Env(endpoint: string): Record<string, string> {
+  return {
+    S3_BUCKET: BUCKET,
+    S3_ENDPOINT: endpoint,
+    S3_FORCE_PATH_STYLE: 'true',
+    AWS_REGION: 'us-east-1',
+    AWS_ACCESS_KEY_ID: 'S3RVER',
+    AWS_SECRET_ACCESS_KEY: 'S3RVER',
+  };
+}
+
+export async function readObjects(client: S3Client, bucket = BUCKET): Promise<StoredObject[]> {
+  const listed = await client.send(new ListObjectsV2Command({ Bucket: bucket }));
+  const objects: StoredObject[] = [];
+  for (const { Key } of listed.Contents ?? []) {
+    const got = await client.send(new GetObjectCommand({ Bucket: bucket, Key }));
+    const gzip = Buffer.from(await got.Body!.transformToByteArray());
+    const lines = gunzipSync(gzip).toString('utf8').split('\n');
+    if (lines.pop() !== '') throw new Error(`${Key} does not end in a newline`);
+    objects.push({
+      key: Key!,
+      gzip,
+      lines,
+      records: lines.map((line) => JSON.parse(line)),
+      contentType: got.ContentType,
+      contentEncoding: got.ContentEncoding,
+      metadata: got.Metadata ?? {},
+    });
+  }
+  return objects;
+}

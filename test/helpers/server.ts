@@ -1,0 +1,128 @@
+// The real server as a child process on port 0: start it, talk to it, read its logs and metrics, stop it.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import type { Test } from 'tap';
+import { tempDir } from './temp.js';
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const MAIN = `${ROOT}dist/main.js`;
+
+export interface LogLine {
+  level: number;
+  msg: string;
+  [field: string]: unknown;
+}
+
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  child: ChildProcess;
+  logs: LogLine[];
+  stderr(): string;
+  /** Resolves with the first log line (already seen or still to come) that matches. */
+  waitForLog(match: (line: LogLine) => boolean): Promise<LogLine>;
+  /** A metric's value from /metrics; labels must match exactly as printed, e.g. `{code="SlowDown"}`. */
+  metric(name: string, labels?: string): Promise<number>;
+  post(body: string | Buffer, headers?: Record<string, string>): Promise<Answer>;
+  stop(signal?: NodeJS.Signals): Promise<Exit>;
+  exited: Promise<Exit>;
+}
+
+export interface Answer {
+  status: number;
+  headers: Headers;
+  json: Record<string, unknown>;
+}
+
+/** Only what a test passes reaches the server, so nothing from the developer's shell leaks in. */
+export function baseEnv(env: Record<string, string>): Record<string, string> {
+  return { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', HOST: '127.0.0.1', PORT: '0', ...env };
+}
+
+export function spawnServer(t: Test, env: Record<string, string>, cwd = tempDir(t, 'server')): { child: ChildProcess; logs: LogLine[]; stderr(): string; waitForLog: RunningServer['waitForLog']; exited: Promise<Exit> } {
+  const child = spawn(process.execPath, [MAIN], { cwd, env: baseEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+  return watch(t, child);
+}
+
+export function watch(t: Test, child: ChildProcess): { child: ChildProcess; logs: LogLine[]; stderr(): string; waitForLog: RunningServer['waitForLog']; exited: Promise<Exit> } {
+  const logs: LogLine[] = [];
+  const waiters: { match: (line: LogLine) => boolean; resolve: (line: LogLine) => void }[] = [];
+  let stderr = '';
+  let pending = '';
+  child.stdout!.setEncoding('utf8').on('data', (data: string) => {
+    pending += data;
+    for (let nl = pending.indexOf('\n'); nl !== -1; nl = pending.indexOf('\n')) {
+      const text = pending.slice(0, nl);
+      pending = pending.slice(nl + 1);
+      if (!text.startsWith('{')) continue;
+      const line = JSON.parse(text) as LogLine;
+      logs.push(line);
+      for (const w of waiters.filter((w) => w.match(line))) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(line);
+      }
+    }
+  });
+  child.stderr!.setEncoding('utf8').on('data', (data: string) => (stderr += data));
+  const exited = once(child, 'exit').then(([code, signal]) => ({ code, signal }) as Exit);
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  return {
+    child,
+    logs,
+    stderr: () => stderr,
+    exited,
+    waitForLog: (match) => {
+      const seen = logs.find(match);
+      if (seen !== undefined) return Promise.resolve(seen);
+      return new Promise((resolve, reject) => {
+        waiters.push({ match, resolve });
+        void exited.then((exit) => reject(new Error(`server exited (${exit.code ?? exit.signal}) before the awaited log line; stderr: ${stderr}`)));
+      });
+    },
+  };
+}
+
+export async function startServer(t: Test, env: Record<string, string>): Promise<RunningServer> {
+  const proc = spawnServer(t, env);
+  const listening = await proc.waitForLog((l) => l.msg === 'listening');
+  const port = listening.port as number;
+  const url = `http://127.0.0.1:${port}`;
+  return {
+    ...proc,
+    url,
+    port,
+    metric: async (name, labels = '') => {
+      const text = await (await fetch(`${url}/metrics`)).text();
+      const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `));
+      return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
+    },
+    post: (body, headers = { 'content-type': 'application/json' }) => post(`${url}/v1/events`, body, headers),
+    stop: async (signal = 'SIGTERM') => {
+      proc.child.kill(signal);
+      return proc.exited;
+    },
+  };
+}
+
+export async function post(url: string, body: string | Buffer, headers: Record<string, string>): Promise<Answer> {
+  const res = await fetch(url, { method: 'POST', body: typeof body === "string" ? body : new Uint8Array(body), headers });
+  const text = await res.text();
+  return { status: res.status, headers: res.headers, json: text === '' ? {} : (JSON.parse(text) as Record<string, unknown>) };
+}
+
+/** Polls `check` until it returns true (bounded by `tries`); for waiting on asynchronous work, never for timing it. */
+export async function eventually(check: () => Promise<boolean> | boolean, tries = 200, everyMs = 50): Promise<void> {
+  for (let i = 0; i < tries; i++) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new Error(`condition not met after ${tries} tries`);
+}

@@ -60,7 +60,7 @@ export function loadConfig(): Config {
   try {
     return Object.freeze(readConfig());
   } catch (err) {
-    if (err instanceof envVar.EnvVarError) throw new ConfigError(err.message.replace(/^env-var: /, ''));
+    if (err instanceof envVar.EnvVarError) throw new ConfigError(withValue(err.message.replace(/^env-var: /, '')));
     throw err;
   }
 }
@@ -104,6 +104,13 @@ function readConfig(): Config {
     logLevel: env.get('LOG_LEVEL').default('info').asEnum(LOG_LEVELS),
     instanceId: instanceId(env.get('INSTANCE_ID').asString()),
   };
+}
+
+// env-var's own messages name the variable but not what it held.
+function withValue(message: string): string {
+  const name = /^"([^"]+)"/.exec(message)?.[1];
+  if (name === undefined || message.includes(', got "')) return message;
+  return `${message}, got "${process.env[name] ?? ''}"`;
 }
 
 function instanceId(given: string | undefined): string {

@@ -1,0 +1,26 @@
+// Configuration errors stop the real process with a message naming the variable and the expected form.
+import t from 'tap';
+import { spawnServer } from './helpers/server.js';
+
+const cases: [Record<string, string>, RegExp][] = [
+  [{ BATCH_MAX_EVENTS: 'abc' }, /"BATCH_MAX_EVENTS" should be an integer from 1 to \d+, got "abc"/],
+  [{ GZIP_LEVEL: '10' }, /"GZIP_LEVEL" should be an integer from 1 to 9, got "10"/],
+  [{ PORT: '-1' }, /"PORT" should be an integer from 0 to 65535, got "-1"/],
+  [{ MAX_BODY_BYTES: '1.5' }, /"MAX_BODY_BYTES" should be an integer/],
+  [{ S3_FORCE_PATH_STYLE: 'maybe' }, /"S3_FORCE_PATH_STYLE" should be either "true", "false".*, got "maybe"/],
+  [{ LOG_LEVEL: 'loud' }, /"LOG_LEVEL" should be one of \[trace, debug, info, warn, error, fatal, silent\], got "loud"/],
+  [{ INSTANCE_ID: 'a/b' }, /"INSTANCE_ID" should be 1 to 64 characters/],
+  [{ S3_ENDPOINT: 'not a url' }, /"S3_ENDPOINT" should be a valid URL.*, got "not a url"/],
+  [{ S3_PREFIX: '/' }, /"S3_PREFIX" should be a non-empty key prefix/],
+  [{ S3_BUCKET: 'b' }, /no AWS region: set AWS_REGION/],
+];
+
+for (const [env, message] of cases) {
+  t.test(`refuses ${JSON.stringify(env)}`, async (t) => {
+    const server = spawnServer(t, { ...env, S3_BUCKET: env.S3_BUCKET ?? 'bucket', AWS_REGION: env.S3_BUCKET ? '' : 'us-east-1' });
+    const exit = await server.exited;
+    t.equal(exit.code, 1, 'exits 1');
+    t.match(server.stderr(), message);
+    t.match(server.logs.find((l) => l.level === 60)?.msg, message, 'and logs it as fatal');
+  });
+}

@@ -1,0 +1,43 @@
+// The README's configuration and metrics tables say what the code does, in both directions.
+import { readFileSync } from 'node:fs';
+import t from 'tap';
+import { startS3 } from './helpers/s3.js';
+import { ROOT, startServer } from './helpers/server.js';
+
+const readme = readFileSync(`${ROOT}README.md`, 'utf8');
+
+/** The backticked names in the first column of the table under `heading`. */
+function firstColumn(heading: string): Set<string> {
+  const section = readme.split(`\n## ${heading}\n`)[1]!.split('\n## ')[0]!;
+  const names = section
+    .split('\n')
+    .filter((line) => line.startsWith('| `'))
+    .flatMap((line) => [...line.split('|')[1]!.matchAll(/`([A-Za-z0-9_]+)/g)].map((m) => m[1]!));
+  return new Set(names);
+}
+
+t.test('every variable in the configuration table is read by src/config.ts, and every one it reads is in the table', async (t) => {
+  const source = readFileSync(`${ROOT}src/config.ts`, 'utf8');
+  const read = new Set([...source.matchAll(/(?:env\.get|int|list)\('([A-Z0-9_]+)'/g)].map((m) => m[1]!));
+  // Read by the AWS SDK itself, or by config.ts to derive a default rather than as a setting.
+  const documented = [...firstColumn('Configuration')].filter((name) => name !== 'AWS_REGION');
+  read.delete('ECS_CONTAINER_METADATA_URI_V4');
+  t.same([...read].sort(), documented.sort());
+});
+
+t.test('every metric in the metrics table is exported, and every exported metric of ours is in the table', async (t) => {
+  const s3 = await startS3(t);
+  const server = await startServer(t, s3.env);
+  const text = await (await fetch(`${server.url}/metrics`)).text();
+  const exported = new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!).filter((name) => !/^(process|nodejs)_/.test(name)));
+  t.same([...firstColumn('Metrics')].sort(), [...exported].sort());
+  for (const fixed of [
+    'http_requests_rejected_queue_full_total',
+    'http_requests_rejected_body_too_large_total',
+    's3_put_errors_total',
+    's3_events_stored_total',
+    'dlq_events_dropped_total',
+  ]) {
+    t.ok(exported.has(fixed), `SPEC §6 name ${fixed} is exported`);
+  }
+});

@@ -152,3 +152,21 @@ t.test('without CORS_ORIGINS, OPTIONS is not allowed and no CORS headers are sen
   const answer = await server.post('{}', { ...JSON_TYPE, origin: 'https://app.example' });
   t.equal(answer.headers.get('access-control-allow-origin'), null);
 });
+
+t.test('clients that hang up mid-body: nothing stored from them, the server keeps serving', async (t) => {
+  const s3 = await startS3(t);
+  const server = await startServer(t, { ...s3.env, BATCH_MAX_AGE_MS: '100' });
+  for (let i = 0; i < 20; i++) {
+    await new Promise<void>((resolve) => {
+      const socket = net.connect(server.port, '127.0.0.1', () => {
+        socket.write(`POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{"id":"torn`);
+        setImmediate(() => socket.destroy());
+      });
+      socket.on('close', () => resolve());
+    });
+  }
+  t.equal((await server.post('{"id":"whole"}')).status, 202);
+  await eventually(async () => (await server.metric('s3_events_stored_total')) === 1);
+  t.same((await s3.objects()).flatMap((o) => o.records.map((r) => r.event)), [{ id: 'whole' }]);
+  t.equal(server.child.exitCode, null, 'still running');
+});

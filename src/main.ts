@@ -118,14 +118,13 @@ async function main(): Promise<void> {
       });
       server.close();
       await localS3?.close();
-      const left = channel.events + batcher.heldEvents;
-      log.info(
-        {
-          drained,
-          storedEvents: (await uploadMetrics.eventsStored.get()).values[0]?.value ?? 0,
-          droppedEvents: (await dlqMetrics.eventsDropped.get()).values[0]?.value ?? 0,
-          notUploadedEvents: left,
-        },
+      const count = async (metric: { get(): Promise<{ values: { value: number }[] }> }) => (await metric.get()).values[0]?.value ?? 0;
+      const accepted = await count(httpMetrics.eventsAccepted);
+      const stored = await count(uploadMetrics.eventsStored);
+      const dropped = await count(dlqMetrics.eventsDropped);
+      const notUploaded = accepted - stored - dropped;
+      log[notUploaded === 0 ? 'info' : 'error'](
+        { drained, acceptedEvents: accepted, storedEvents: stored, droppedEvents: dropped, notUploadedEvents: notUploaded },
         'shutdown complete',
       );
       process.exit(0);

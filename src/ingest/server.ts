@@ -119,7 +119,8 @@ export class IngestServer {
   #postEvents = (res: HttpResponse, req: HttpRequest): void => {
     // Headers must be read now: req is only valid until this function returns.
     const origin = this.#origins === undefined ? '' : req.getHeader('origin');
-    const hasBody = req.getHeader('content-length') !== '0';
+    const contentLength = req.getHeader('content-length');
+    const hasBody = contentLength !== '0';
     if (this.#shuttingDown) return this.#send(res, '503', SHUTTING_DOWN, origin, undefined, hasBody);
     if (this.#apiKeys !== undefined && !this.#authorized(req)) return this.#send(res, '401', UNAUTHORIZED, origin, undefined, hasBody);
     const format = bodyFormat(req.getHeader('content-type'));
@@ -127,7 +128,7 @@ export class IngestServer {
     const encoding = req.getHeader('content-encoding').toLowerCase();
     const gzip = encoding === 'gzip';
     if (!gzip && encoding !== '' && encoding !== 'identity') return this.#send(res, '415', UNSUPPORTED_ENCODING, origin, undefined, hasBody);
-    if (Number(req.getHeader('content-length')) > this.options.maxBodyBytes) return this.#tooLarge(res, BODY_TOO_LARGE, origin);
+    if (Number(contentLength) > this.options.maxBodyBytes) return this.#tooLarge(res, BODY_TOO_LARGE, origin);
 
     let parts: Buffer[] | undefined;
     let received = 0;

@@ -32,6 +32,11 @@ export interface Config {
   readonly uploadMaxAttempts: number;
   readonly uploadTimeoutMs: number;
   readonly gzipLevel: number;
+  readonly dlqDir: string;
+  readonly dlqMaxBytes: number;
+  readonly dlqMaxFiles: number;
+  readonly dlqTtlSeconds: number;
+  readonly dlqReuploadIdleMs: number;
   readonly shutdownTimeoutMs: number;
   readonly apiKeys: readonly string[];
   /** Empty: no CORS. `['*']`: any origin. */
@@ -98,6 +103,11 @@ function readConfig(): Config {
     uploadMaxAttempts: int('UPLOAD_MAX_ATTEMPTS', 3, 1, 100),
     uploadTimeoutMs: int('UPLOAD_TIMEOUT_MS', 10_000, 100, 600_000),
     gzipLevel: int('GZIP_LEVEL', 6, 1, 9),
+    dlqDir: env.get('DLQ_DIR').default('./data/dlq').asString(),
+    dlqMaxBytes: int('DLQ_MAX_BYTES', 1024 * MiB, 1024, Number.MAX_SAFE_INTEGER),
+    dlqMaxFiles: int('DLQ_MAX_FILES', 10_000, 1, 10_000_000),
+    dlqTtlSeconds: int('DLQ_TTL_SECONDS', 259_200, 1, 10 * 365 * 86_400),
+    dlqReuploadIdleMs: int('DLQ_REUPLOAD_IDLE_MS', 1000, 0, 3_600_000),
     shutdownTimeoutMs: int('SHUTDOWN_TIMEOUT_MS', 25_000, 0, 3_600_000),
     apiKeys: list('API_KEYS'),
     corsOrigins: list('CORS_ORIGINS'),

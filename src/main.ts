@@ -4,15 +4,16 @@ import { pino, stdTimeFunctions, type Logger } from 'pino';
 import { Channel } from './channel.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
 import { httpEngine, IngestServer } from './ingest/server.js';
-import { LOCAL_BUCKET, LOCAL_CREDENTIALS, type LocalS3, LocalModeUnavailable, startLocalS3 } from './local-s3.js';
-import { createDlqMetrics } from './metrics/dlq.js';
+import { Reuploader } from './dlq/reupload.js';
+import { DlqStore } from './dlq/store.js';
+import { LocalModeUnavailable } from './local-s3.js';
+import { createDlqMetrics, observeDlq } from './metrics/dlq.js';
 import { createHttpMetrics } from './metrics/http.js';
 import { createUploadMetrics, observeQueueDepths } from './metrics/upload.js';
 import { Batcher } from './upload/batcher.js';
 import { type Spill, UploadLoop } from './upload/loop.js';
-import { createS3Client, S3Uploader } from './upload/s3.js';
-
-const LOCAL_DATA_DIR = 'data/s3';
+import { connectS3, LOCAL_DATA_DIR, NoRegion, type S3Target } from './upload/connect.js';
+import { S3Uploader } from './upload/s3.js';
 
 async function main(): Promise<void> {
   let config: Config;
@@ -24,27 +25,17 @@ async function main(): Promise<void> {
   }
   const log = pino({ level: config.logLevel, base: { instance: config.instanceId }, timestamp: stdTimeFunctions.isoTime });
 
-  let localS3: LocalS3 | undefined;
   if (config.s3.bucket === undefined) {
     log.warn(`LOCAL MODE: S3_BUCKET is not set, so batches go to an embedded S3-compatible server with data under ./${LOCAL_DATA_DIR}. Not for production: set S3_BUCKET.`);
-    try {
-      localS3 = await startLocalS3(LOCAL_DATA_DIR);
-    } catch (err) {
-      if (err instanceof LocalModeUnavailable) fail(log, err.message);
-      throw err;
-    }
   }
-  const bucket = config.s3.bucket ?? LOCAL_BUCKET;
-  const client = createS3Client(
-    localS3 === undefined
-      ? config.s3
-      : { endpoint: localS3.endpoint, forcePathStyle: true, region: 'us-east-1', credentials: LOCAL_CREDENTIALS },
-  );
+  let target: S3Target;
   try {
-    await client.config.region();
-  } catch {
-    fail(log, 'no AWS region: set AWS_REGION (ECS sets it for tasks)');
+    target = await connectS3(config);
+  } catch (err) {
+    if (err instanceof LocalModeUnavailable || err instanceof NoRegion) fail(log, err.message);
+    throw err;
   }
+  const { client, bucket, local: localS3 } = target;
 
   const engineMessage = httpEngine === 'native' ? 'native uWebSockets.js' : 'JS fallback of uWebSockets.js: much slower, the native addon did not load';
   log[httpEngine === 'native' ? 'info' : 'warn']({ engine: httpEngine }, `HTTP engine: ${engineMessage}`);
@@ -61,11 +52,20 @@ async function main(): Promise<void> {
     uploadMetrics,
     log.child({ part: 's3' }),
   );
-  // The DLQ plugs in here; until then a batch that could not be uploaded is lost, and said so.
-  const spill: Spill = async (batch) => {
-    dlqMetrics.eventsDropped.inc(batch.events);
-    log.error({ key: batch.key, events: batch.events }, 'batch dropped: upload failed and no DLQ is configured');
-  };
+  const dlq = await DlqStore.open(
+    {
+      dir: config.dlqDir,
+      maxBytes: config.dlqMaxBytes,
+      maxFiles: config.dlqMaxFiles,
+      ttlSeconds: config.dlqTtlSeconds,
+      now: Date.now,
+      repair: true,
+    },
+    dlqMetrics,
+    log.child({ part: 'dlq' }),
+  );
+  observeDlq(registry, dlq, Date.now);
+  const spill: Spill = (batch, body) => dlq.save(batch, body);
   const channel = new Channel(config.channelMaxEvents, config.channelMaxBytes);
   const loop = new UploadLoop(
     uploader,
@@ -81,8 +81,10 @@ async function main(): Promise<void> {
     prefix: config.s3.prefix,
     instanceId: config.instanceId,
   });
+  const reuploader = new Reuploader(dlq, uploader, loop, config.dlqReuploadIdleMs, dlqMetrics, log.child({ part: 'dlq' }), Date.now);
   channel.onPush = () => batcher.drain();
   loop.onSlotFree = () => batcher.drain();
+  loop.onStored = () => reuploader.s3Recovered();
   observeQueueDepths(registry, {
     channelEvents: () => channel.events,
     channelBytes: () => channel.bytes,
@@ -99,6 +101,7 @@ async function main(): Promise<void> {
     config.metricsPort !== undefined,
   );
   const ports = await server.listen(config.host, config.port, config.metricsPort);
+  reuploader.start();
   server.markReady();
   log.info({ port: ports.port, metricsPort: ports.metricsPort, bucket, prefix: config.s3.prefix }, 'listening');
   if (localS3 !== undefined) {
@@ -116,15 +119,19 @@ async function main(): Promise<void> {
         for (batcher.flush(); channel.events > 0 || batcher.heldEvents > 0; batcher.flush()) await loop.onRoom();
         await loop.onIdle();
       });
+      await reuploader.stop();
       server.close();
       await localS3?.close();
-      const count = async (metric: { get(): Promise<{ values: { value: number }[] }> }) => (await metric.get()).values[0]?.value ?? 0;
-      const accepted = await count(httpMetrics.eventsAccepted);
-      const stored = await count(uploadMetrics.eventsStored);
-      const dropped = await count(dlqMetrics.eventsDropped);
-      const notUploaded = accepted - stored - dropped;
-      log[notUploaded === 0 ? 'info' : 'error'](
-        { drained, acceptedEvents: accepted, storedEvents: stored, droppedEvents: dropped, notUploadedEvents: notUploaded },
+      const value = async (metric: { get(): Promise<{ values: { value: number; labels: object }[] }> }, labels = {}) =>
+        (await metric.get()).values.find((v) => JSON.stringify(v.labels) === JSON.stringify(labels))?.value ?? 0;
+      const accepted = await value(httpMetrics.eventsAccepted);
+      const stored = await value(uploadMetrics.eventsStored);
+      const spilled = await value(dlqMetrics.eventsSpilled);
+      const dropped = await value(dlqMetrics.eventsDropped, { reason: 'write_failed' });
+      // Whatever is neither in S3, nor on disk, nor counted as lost, was still in memory.
+      const unaccounted = accepted - stored - spilled - dropped;
+      log[unaccounted === 0 ? 'info' : 'error'](
+        { drained, acceptedEvents: accepted, storedEvents: stored, spilledEvents: spilled, droppedEvents: dropped, unaccountedEvents: unaccounted },
         'shutdown complete',
       );
       process.exit(0);

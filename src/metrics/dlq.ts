@@ -1,17 +1,54 @@
-// Dead-letter queue metrics. Until the DLQ lands, a batch whose last upload attempt fails is lost
-// and counted here, so the operators' "dropped > 0" alert already tells the truth.
-import { Counter, type Registry } from 'prom-client';
+// Dead-letter queue metrics: what is queued (read at scrape time), what came and went, what was lost.
+import { Counter, Gauge, type Registry } from 'prom-client';
 
 export interface DlqMetrics {
-  eventsDropped: Counter;
+  eventsDropped: Counter<'reason'>;
+  eventsSpilled: Counter;
+  eventsReuploaded: Counter;
+  filesExpired: Counter;
+  filesCorrupt: Counter;
+  writeFailures: Counter;
+}
+
+export interface DlqState {
+  readonly files: number;
+  readonly bytes: number;
+  readonly events: number;
+  readonly oldestSpilledAt: number | undefined;
 }
 
 export function createDlqMetrics(registry: Registry): DlqMetrics {
+  const counter = (name: string, help: string) => new Counter({ name, help, registers: [registry] });
   return {
     eventsDropped: new Counter({
       name: 'dlq_events_dropped_total',
-      help: 'Accepted events that were lost: not stored in S3 and not kept in the DLQ',
+      help: 'Accepted events that were lost, by reason: capacity (evicted), ttl (expired), write_failed (could not be spilled)',
+      labelNames: ['reason'],
       registers: [registry],
     }),
+    eventsSpilled: counter('dlq_events_spilled_total', 'Events written to the DLQ after their upload failed'),
+    eventsReuploaded: counter('dlq_events_reuploaded_total', 'Events re-uploaded from the DLQ to S3'),
+    filesExpired: counter('dlq_files_expired_total', 'DLQ files deleted because they were older than DLQ_TTL_SECONDS'),
+    filesCorrupt: counter('dlq_files_corrupt_total', 'DLQ files that failed their integrity check and were moved aside'),
+    writeFailures: counter('dlq_write_failures_total', 'Batches that could not be written to the DLQ (disk full, I/O error, permissions)'),
   };
+}
+
+export function observeDlq(registry: Registry, state: DlqState, now: () => number): void {
+  const gauge = (name: string, help: string, read: () => number): void => {
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(read());
+      },
+    });
+  };
+  gauge('dlq_files_current', 'Files queued in the DLQ', () => state.files);
+  gauge('dlq_bytes_current', 'Bytes queued in the DLQ', () => state.bytes);
+  gauge('dlq_events_current', 'Events queued in the DLQ', () => state.events);
+  gauge('dlq_oldest_age_seconds', 'Age of the oldest DLQ file, 0 when empty', () =>
+    state.oldestSpilledAt === undefined ? 0 : Math.max(0, (now() - state.oldestSpilledAt) / 1000),
+  );
 }

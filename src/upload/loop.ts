@@ -23,8 +23,11 @@ export interface UploadLoopOptions {
 
 export class UploadLoop implements BatchSink {
   readonly #queue: PQueue;
+  #lastActiveAt = Date.now();
   /** Called each time a slot frees up; the batcher resumes pulling there. */
   onSlotFree: () => void = () => {};
+  /** Called after each batch S3 took. */
+  onStored: () => void = () => {};
 
   constructor(
     private readonly uploader: S3Uploader,
@@ -34,7 +37,10 @@ export class UploadLoop implements BatchSink {
     private readonly log: Logger,
   ) {
     this.#queue = new PQueue({ concurrency: options.concurrency });
-    this.#queue.on('next', () => this.onSlotFree());
+    this.#queue.on('next', () => {
+      this.#lastActiveAt = Date.now();
+      this.onSlotFree();
+    });
   }
 
   get queued(): number {
@@ -43,6 +49,11 @@ export class UploadLoop implements BatchSink {
 
   get inFlight(): number {
     return this.#queue.pending;
+  }
+
+  /** When the last batch finished, or undefined while batches wait or upload. */
+  idleSince(): number | undefined {
+    return this.#queue.size + this.#queue.pending === 0 ? this.#lastActiveAt : undefined;
   }
 
   hasRoom(): boolean {
@@ -78,5 +89,6 @@ export class UploadLoop implements BatchSink {
     this.metrics.eventsStored.inc(batch.events);
     this.metrics.objectsStored.inc();
     this.metrics.bytesStored.inc(body.length);
+    this.onStored();
   }
 }

@@ -1,0 +1,89 @@
+// Operator command on the server's DLQ_DIR: `npm run dlq -- stats | list | drain`.
+// It never removes temp files or moves corrupt ones (a live server may own them), so it is safe
+// to run beside a server; `drain` PUTs each file to its original key, the same as the server would.
+import { Registry } from 'prom-client';
+import { pino } from 'pino';
+import { ConfigError, loadConfig } from '../config.js';
+import { LocalModeUnavailable } from '../local-s3.js';
+import { createDlqMetrics } from '../metrics/dlq.js';
+import { createUploadMetrics } from '../metrics/upload.js';
+import { connectS3, NoRegion } from '../upload/connect.js';
+import { S3Uploader } from '../upload/s3.js';
+import { DlqStore } from './store.js';
+
+const USAGE = `usage: npm run dlq -- <command>
+  stats   files, events and bytes queued, and the oldest file's age
+  list    one line per file, oldest first: spilled at, events, bytes, key
+  drain   upload every file to S3 at its original key, oldest first, deleting each once stored
+Reads DLQ_DIR and the S3 settings from the same environment variables as the server.`;
+
+async function run(command: string | undefined): Promise<number> {
+  if (command !== 'stats' && command !== 'list' && command !== 'drain') {
+    process.stderr.write(`${USAGE}\n`);
+    return 2;
+  }
+  const config = loadConfig();
+  // Log lines (JSON) go to stderr; the command's answer to stdout.
+  const log = pino({ level: config.logLevel }, pino.destination(2));
+  const registry = new Registry();
+  const dlqMetrics = createDlqMetrics(registry);
+  const store = await DlqStore.open(
+    { dir: config.dlqDir, maxBytes: config.dlqMaxBytes, maxFiles: config.dlqMaxFiles, ttlSeconds: config.dlqTtlSeconds, now: Date.now, repair: false },
+    dlqMetrics,
+    log,
+  );
+  const now = Date.now();
+  if (command === 'stats') {
+    const oldest = store.oldestSpilledAt;
+    const age = oldest === undefined ? '-' : `${Math.round((now - oldest) / 1000)} s (spilled ${new Date(oldest).toISOString()})`;
+    print(`dir     ${config.dlqDir}\nfiles   ${store.files}\nevents  ${store.events}\nbytes   ${store.bytes}\noldest  ${age}`);
+    return 0;
+  }
+  if (command === 'list') {
+    for (const file of store.list()) {
+      print(`${new Date(file.meta.spilledAt).toISOString()}  events=${file.meta.events}  bytes=${file.bytes}  key=${file.meta.key}  file=${file.name}`);
+    }
+    return 0;
+  }
+
+  const target = await connectS3(config);
+  const uploader = new S3Uploader(target.client, { bucket: target.bucket, maxAttempts: config.uploadMaxAttempts, timeoutMs: config.uploadTimeoutMs }, createUploadMetrics(registry), log);
+  let files = 0;
+  let events = 0;
+  let failed = false;
+  try {
+    for (let file = store.oldest(); file !== undefined && !failed; file = store.oldest()) {
+      file.busy = true;
+      const object = await store.read(file);
+      if (object === undefined) continue; // gone (the server took it) or corrupt (logged, skipped)
+      try {
+        await uploader.put({ key: object.meta.key, body: object.gzip, events: object.meta.events });
+      } catch (err) {
+        print(`failed: ${object.meta.key}: ${(err as Error).message}; stopping, the file is kept`);
+        failed = true;
+        continue;
+      }
+      await store.delete(file, 'reuploaded');
+      print(`DLQ → RAW success: ${object.meta.key} events=${object.meta.events}`);
+      files++;
+      events += object.meta.events;
+    }
+  } finally {
+    target.client.destroy();
+    await target.local?.close();
+  }
+  print(`drained ${files} files, ${events} events; ${store.files} files left`);
+  return failed ? 1 : 0;
+}
+
+function print(text: string): void {
+  process.stdout.write(`${text}\n`);
+}
+
+try {
+  process.exitCode = await run(process.argv[2]);
+} catch (err) {
+  if (!(err instanceof ConfigError || err instanceof LocalModeUnavailable || err instanceof NoRegion)) throw err;
+  process.stderr.write(`${err instanceof ConfigError ? 'invalid configuration: ' : ''}${err.message}\n`);
+  process.exitCode = 1;
+}

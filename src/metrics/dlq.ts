@@ -17,15 +17,20 @@ export interface DlqState {
   readonly oldestSpilledAt: number | undefined;
 }
 
+const DROP_REASONS = ['capacity', 'ttl', 'write_failed'] as const;
+
 export function createDlqMetrics(registry: Registry): DlqMetrics {
   const counter = (name: string, help: string) => new Counter({ name, help, registers: [registry] });
+  const eventsDropped = new Counter({
+    name: 'dlq_events_dropped_total',
+    help: 'Accepted events that were lost, by reason: capacity (evicted), ttl (expired), write_failed (could not be spilled)',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  // Every series exists from the start, so "increase() > 0" alerts and dashboards see a zero, not nothing.
+  for (const reason of DROP_REASONS) eventsDropped.inc({ reason }, 0);
   return {
-    eventsDropped: new Counter({
-      name: 'dlq_events_dropped_total',
-      help: 'Accepted events that were lost, by reason: capacity (evicted), ttl (expired), write_failed (could not be spilled)',
-      labelNames: ['reason'],
-      registers: [registry],
-    }),
+    eventsDropped,
     eventsSpilled: counter('dlq_events_spilled_total', 'Events written to the DLQ after their upload failed'),
     eventsReuploaded: counter('dlq_events_reuploaded_total', 'Events re-uploaded from the DLQ to S3'),
     filesExpired: counter('dlq_files_expired_total', 'DLQ files deleted because they were older than DLQ_TTL_SECONDS'),

@@ -24,22 +24,23 @@ t.test('500 InternalError and 503 SlowDown are retried, to the same key, until S
   t.same(objects[0]!.records.map((r) => r.event), [{ id: 1 }, { id: 2 }]);
   t.equal(await server.metric('s3_put_errors_total', '{code="InternalError"}'), 1);
   t.equal(await server.metric('s3_put_errors_total', '{code="SlowDown"}'), 1);
-  t.equal(await server.metric('dlq_events_dropped_total'), 0);
+  t.equal(await server.metric('dlq_events_spilled_total'), 0);
   t.equal(server.logs.filter((l) => l.msg === 'S3 put attempt failed').length, 2, 'each failed attempt logged once');
 });
 
-t.test('403 AccessDenied is not retried; the batch goes to the spill seam, counted as dropped until the DLQ exists', async (t) => {
+t.test('403 AccessDenied is not retried; the batch is spilled to the DLQ at once', async (t) => {
   const s3 = await startS3(t);
   const proxy = await startFaultProxy(t, s3);
   proxy.decide = () => ({ status: 403, code: 'AccessDenied' });
-  const server = await startServer(t, { ...s3Env(proxy.endpoint), ...FAST, UPLOAD_MAX_ATTEMPTS: '5' });
+  // No re-upload during this test, so every PUT seen is the live upload's.
+  const server = await startServer(t, { ...s3Env(proxy.endpoint), ...FAST, UPLOAD_MAX_ATTEMPTS: '5', DLQ_REUPLOAD_IDLE_MS: '3600000' });
   t.equal((await server.post('[{"id":1},{"id":2},{"id":3}]')).status, 202);
-  await eventually(async () => (await server.metric('dlq_events_dropped_total')) === 3);
+  await eventually(async () => (await server.metric('dlq_events_spilled_total')) === 3);
   t.equal(proxy.puts.length, 1, 'one attempt only');
   t.equal(await server.metric('s3_put_errors_total', '{code="AccessDenied"}'), 1);
-  const dropped = await server.waitForLog((l) => l.msg.startsWith('batch dropped'));
-  t.equal(dropped.events, 3);
-  t.equal(dropped.key, proxy.puts[0]!.key);
+  t.equal(await server.metric('dlq_files_current'), 1);
+  const failed = await server.waitForLog((l) => l.msg === 'S3 upload failed for good');
+  t.match(failed, { events: 3, key: proxy.puts[0]!.key });
   t.same(await s3.objects(), []);
 });
 
@@ -47,9 +48,9 @@ t.test('UPLOAD_MAX_ATTEMPTS bounds retries of an error that keeps coming', async
   const s3 = await startS3(t);
   const proxy = await startFaultProxy(t, s3);
   proxy.decide = () => ({ status: 503, code: 'SlowDown' });
-  const server = await startServer(t, { ...s3Env(proxy.endpoint), ...FAST, UPLOAD_MAX_ATTEMPTS: '2' });
+  const server = await startServer(t, { ...s3Env(proxy.endpoint), ...FAST, UPLOAD_MAX_ATTEMPTS: '2', DLQ_REUPLOAD_IDLE_MS: '3600000' });
   t.equal((await server.post('{"id":1}')).status, 202);
-  await eventually(async () => (await server.metric('dlq_events_dropped_total')) === 1);
+  await eventually(async () => (await server.metric('dlq_events_spilled_total')) === 1);
   t.equal(proxy.puts.length, 2);
   t.equal(await server.metric('s3_put_errors_total', '{code="SlowDown"}'), 2);
 });

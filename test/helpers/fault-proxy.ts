@@ -27,7 +27,8 @@ export interface FaultProxy {
 const s3Error = (code: string): string =>
   `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${code} (injected by the test proxy)</Message></Error>`;
 
-export async function startFaultProxy(t: Test, target: { port: number }): Promise<FaultProxy> {
+/** Listens on `port` (0: any free one), so that an S3 that was down can come back at the same address. */
+export async function startFaultProxy(t: Test, target: { port: number }, port = 0): Promise<FaultProxy> {
   const stalled = new Set<() => void>();
   const attempts = new Map<string, number>();
   const proxy: FaultProxy = {
@@ -66,7 +67,7 @@ export async function startFaultProxy(t: Test, target: { port: number }): Promis
       res.writeHead(fault.status, { 'content-type': 'application/xml' }).end(s3Error(fault.code));
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   t.teardown(
     () =>
       new Promise<void>((resolve) => {
@@ -76,4 +77,13 @@ export async function startFaultProxy(t: Test, target: { port: number }): Promis
   );
   proxy.endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return proxy;
+}
+
+/** A loopback port nothing listens on (for now): connections to it are refused. */
+export async function refusedPort(): Promise<number> {
+  const probe = http.createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
 }

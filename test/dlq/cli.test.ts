@@ -1,0 +1,87 @@
+// `npm run dlq -- stats|list|drain` on a real DLQ directory, alone and beside a live server.
+import { execFile } from 'node:child_process';
+import { readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import t, { type Test } from 'tap';
+import { refusedPort } from '../helpers/fault-proxy.js';
+import { s3Env, startS3 } from '../helpers/s3.js';
+import { baseEnv, eventually, ROOT, startServer } from '../helpers/server.js';
+import { tempDir } from '../helpers/temp.js';
+
+const run = promisify(execFile);
+
+async function dlq(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [join(ROOT, 'dist', 'dlq', 'cli.js'), ...args], { env: baseEnv(env), cwd: tempDir(t, 'cwd') });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+/** A DLQ directory filled by a real server whose S3 was down: 12 events in single-event batches. */
+async function filledDlq(t: Test): Promise<string> {
+  const dir = tempDir(t, 'dlq');
+  const server = await startServer(t, { ...s3Env(`http://127.0.0.1:${await refusedPort()}`), DLQ_DIR: dir, BATCH_MAX_EVENTS: '3', BATCH_MAX_AGE_MS: '50', UPLOAD_MAX_ATTEMPTS: '1', DLQ_REUPLOAD_IDLE_MS: '3600000' });
+  for (let i = 0; i < 4; i++) await server.post(JSON.stringify([{ id: i * 3 }, { id: i * 3 + 1 }, { id: i * 3 + 2 }]));
+  await eventually(async () => (await server.metric('dlq_events_spilled_total')) === 12);
+  await server.stop();
+  return dir;
+}
+
+t.test('stats and list show what is queued; a temp file of a live writer is left alone', async (t) => {
+  const dir = await filledDlq(t);
+  writeFileSync(join(dir, '.tmp-1800000000000-x-000000-00000000.jsonl.gz'), 'being written');
+  const stats = await dlq(['stats'], { DLQ_DIR: dir });
+  t.equal(stats.code, 0);
+  t.match(stats.stdout, /^files\s+4$/m);
+  t.match(stats.stdout, /^events\s+12$/m);
+  t.match(stats.stdout, /^bytes\s+\d+$/m);
+  t.match(stats.stdout, /^oldest\s+\d+ s \(spilled \d{4}-/m);
+  const list = await dlq(['list'], { DLQ_DIR: dir });
+  const lines = list.stdout.trim().split('\n');
+  t.equal(lines.length, 4);
+  for (const line of lines) t.match(line, /^\d{4}-\d\d-\d\dT\S+Z {2}events=3 {2}bytes=\d+ {2}key=raw\/\S+\.jsonl\.gz {2}file=\S+\.jsonl\.gz$/);
+  t.ok(readdirSync(dir).some((n) => n.startsWith('.tmp-')), 'not removed by the command');
+});
+
+t.test('drain uploads every file to its original key and deletes it', async (t) => {
+  const dir = await filledDlq(t);
+  const s3 = await startS3(t);
+  const drained = await dlq(['drain'], { ...s3.env, DLQ_DIR: dir });
+  t.equal(drained.code, 0, drained.stderr);
+  t.equal(drained.stdout.match(/^DLQ → RAW success: raw\/\S+ events=3$/gm)?.length, 4);
+  t.match(drained.stdout, /drained 4 files, 12 events; 0 files left/);
+  const ids = (await s3.objects()).flatMap((o) => o.records.map((r) => r.event.id as number)).sort((a, b) => a - b);
+  t.same(ids, Array.from({ length: 12 }, (_, i) => i));
+  t.match((await dlq(['stats'], { DLQ_DIR: dir })).stdout, /^files\s+0$/m);
+});
+
+t.test('drain with S3 down keeps the files and exits 1', async (t) => {
+  const dir = await filledDlq(t);
+  const drained = await dlq(['drain'], { ...s3Env(`http://127.0.0.1:${await refusedPort()}`), DLQ_DIR: dir, UPLOAD_MAX_ATTEMPTS: '1' });
+  t.equal(drained.code, 1);
+  t.match(drained.stdout, /failed: raw\/\S+: .*; stopping, the file is kept/);
+  t.match((await dlq(['stats'], { DLQ_DIR: dir })).stdout, /^files\s+4$/m);
+});
+
+t.test('drain beside a live server on the same directory: everything stored once, the server unharmed', async (t) => {
+  const dir = await filledDlq(t);
+  const s3 = await startS3(t);
+  const server = await startServer(t, { ...s3.env, DLQ_DIR: dir, DLQ_REUPLOAD_IDLE_MS: '0', BATCH_MAX_AGE_MS: '50' });
+  const drained = await dlq(['drain'], { ...s3.env, DLQ_DIR: dir });
+  t.equal(drained.code, 0, drained.stderr);
+  await eventually(async () => (await server.metric('dlq_files_current')) === 0 || readdirSync(dir).every((n) => !n.endsWith('.jsonl.gz')));
+  t.equal((await server.post('{"id":"live"}')).status, 202);
+  await eventually(async () => (await server.metric('s3_events_stored_total')) === 1);
+  const objects = await s3.objects();
+  t.equal(objects.length, 5, 'four re-uploaded batches (each once, whoever took it) and the live one');
+});
+
+t.test('usage', async (t) => {
+  const none = await dlq([], {});
+  t.equal(none.code, 2);
+  t.match(none.stderr, /usage: npm run dlq -- <command>/);
+});

@@ -1,14 +1,13 @@
-// The README's configuration and metrics tables say what the code does, in both directions.
+// The README's and docs' configuration and metrics tables say what the code does, in both directions.
 import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { startS3 } from './helpers/s3.js';
 import { ROOT, startServer } from './helpers/server.js';
 
-const readme = readFileSync(`${ROOT}README.md`, 'utf8');
-
-/** The backticked names in the first column of the table under `heading`. */
-function firstColumn(heading: string): Set<string> {
-  const section = readme.split(`\n## ${heading}\n`)[1]!.split('\n## ')[0]!;
+/** The backticked names in the first column of the table under `heading` in a Markdown file. */
+function firstColumn(heading: string, file = 'README.md'): Set<string> {
+  const text = readFileSync(`${ROOT}${file}`, 'utf8');
+  const section = text.split(`\n## ${heading}\n`)[1]!.split('\n## ')[0]!;
   const names = section
     .split('\n')
     .filter((line) => line.startsWith('| `'))
@@ -31,6 +30,7 @@ t.test('every metric in the metrics table is exported, and every exported metric
   const text = await (await fetch(`${server.url}/metrics`)).text();
   const exported = new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!).filter((name) => !/^(process|nodejs)_/.test(name)));
   t.same([...firstColumn('Metrics')].sort(), [...exported].sort());
+  t.same([...firstColumn('Metrics', 'docs/dlq.md')].sort(), [...exported].filter((name) => name.startsWith('dlq_')).sort(), 'docs/dlq.md lists every DLQ metric');
   for (const fixed of [
     'http_requests_rejected_queue_full_total',
     'http_requests_rejected_body_too_large_total',

@@ -108,48 +108,58 @@ async function main(): Promise<void> {
     log.info(`try: curl -X POST http://127.0.0.1:${ports.port}/v1/events -H 'content-type: application/json' -d '{"type":"hello"}'`);
   }
 
+  // Shutdown (SPEC §5, docs/shutdown.md), in order: stop accepting; upload what is held until the
+  // deadline; at the deadline abort uploads in flight and spill everything left to the DLQ; close.
   let closing: Promise<void> | undefined;
-  const shutdown = (signal: NodeJS.Signals): void => {
-    closing ??= (async () => {
-      log.info({ signal }, 'shutdown: no longer accepting events, flushing batches');
-      server.beginShutdown();
-      channel.close();
-      const drained = await within(config.shutdownTimeoutMs, async () => {
-        // Cut whatever is open, hand batches to the loop as slots free, until nothing is left.
-        for (batcher.flush(); channel.events > 0 || batcher.heldEvents > 0; batcher.flush()) await loop.onRoom();
-        await loop.onIdle();
-      });
-      await reuploader.stop();
-      server.close();
-      await localS3?.close();
-      const value = async (metric: { get(): Promise<{ values: { value: number; labels: object }[] }> }, labels = {}) =>
-        (await metric.get()).values.find((v) => JSON.stringify(v.labels) === JSON.stringify(labels))?.value ?? 0;
-      const accepted = await value(httpMetrics.eventsAccepted);
-      const stored = await value(uploadMetrics.eventsStored);
-      const spilled = await value(dlqMetrics.eventsSpilled);
-      const dropped = await value(dlqMetrics.eventsDropped, { reason: 'write_failed' });
-      // Whatever is neither in S3, nor on disk, nor counted as lost, was still in memory.
-      const unaccounted = accepted - stored - spilled - dropped;
-      log[unaccounted === 0 ? 'info' : 'error'](
-        { drained, acceptedEvents: accepted, storedEvents: stored, spilledEvents: spilled, droppedEvents: dropped, unaccountedEvents: unaccounted },
-        'shutdown complete',
-      );
-      process.exit(0);
-    })();
+  let hurry: () => void = () => {};
+  const shutdown = async (signal: NodeJS.Signals): Promise<void> => {
+    log.info({ signal, timeoutMs: config.shutdownTimeoutMs }, 'shutdown: no longer accepting events, uploading what is held');
+    server.beginShutdown();
+    channel.close();
+    const reuploadStopped = reuploader.stop();
+    const deadline = new Promise<void>((resolve) => {
+      hurry = resolve;
+      setTimeout(resolve, config.shutdownTimeoutMs).unref();
+    });
+    const uploadAll = async (): Promise<void> => {
+      for (batcher.flush(); channel.events > 0 || batcher.heldEvents > 0; batcher.flush()) await loop.onRoom();
+      await loop.onIdle();
+    };
+    const uploaded = await Promise.race([uploadAll().then(() => true), deadline.then(() => false)]);
+    if (!uploaded) {
+      log.warn('shutdown deadline: aborting uploads in flight and spilling everything not uploaded to the DLQ');
+      loop.abort();
+      batcher.flush();
+      await loop.onIdle();
+    }
+    await reuploadStopped;
+    server.close();
+    await localS3?.close();
+    const value = async (metric: { get(): Promise<{ values: { value: number; labels: object }[] }> }, labels = {}) =>
+      (await metric.get()).values.find((v) => JSON.stringify(v.labels) === JSON.stringify(labels))?.value ?? 0;
+    const accepted = await value(httpMetrics.eventsAccepted);
+    const stored = await value(uploadMetrics.eventsStored);
+    const spilled = await value(dlqMetrics.eventsSpilled);
+    const dropped = await value(dlqMetrics.eventsDropped, { reason: 'write_failed' });
+    // Every accepted event is in S3, on disk, or counted as lost; anything else would be a bug.
+    const unaccounted = accepted - stored - spilled - dropped;
+    log[unaccounted === 0 && dropped === 0 ? 'info' : 'error'](
+      { uploadedInTime: uploaded, acceptedEvents: accepted, storedEvents: stored, spilledEvents: spilled, droppedEvents: dropped, unaccountedEvents: unaccounted },
+      'shutdown complete',
+    );
+    process.exit(0);
   };
-  process.on('SIGTERM', shutdown);
-  process.on('SIGINT', shutdown);
-}
-
-/** Runs `work` for at most `ms`; true if it finished. */
-async function within(ms: number, work: () => Promise<void>): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => (timer = setTimeout(resolve, ms, false)));
-  try {
-    return await Promise.race([work().then(() => true), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (closing === undefined) {
+      closing = shutdown(signal);
+      return;
+    }
+    // Nothing is dropped for a second signal: it only brings the deadline forward.
+    log.warn({ signal }, 'shutdown: second signal, spilling to the DLQ now');
+    hurry();
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
 }
 
 function fail(log: Logger, message: string): never {

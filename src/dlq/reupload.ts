@@ -2,7 +2,7 @@
 // the oldest DLQ file back to its original key, one file at a time; live traffic comes first.
 import type { Logger } from 'pino';
 import type { DlqMetrics } from '../metrics/dlq.js';
-import type { S3Uploader } from '../upload/s3.js';
+import { type S3Uploader, UploadAborted } from '../upload/s3.js';
 import type { DlqStore } from './store.js';
 
 export interface IdleSource {
@@ -21,7 +21,7 @@ export class Reuploader {
   #running: Promise<void> | undefined;
   #backoffMs = 0;
   #notBefore = 0;
-  #stopped = false;
+  readonly #stop = new AbortController();
 
   constructor(
     private readonly store: DlqStore,
@@ -38,9 +38,9 @@ export class Reuploader {
     this.#sweepTimer = setInterval(() => void this.store.sweep().catch((err: Error) => this.log.error({ err: err.message }, 'DLQ sweep failed')), TTL_SWEEP_MS);
   }
 
-  /** Stops taking files; resolves when the re-upload in progress, if any, has finished. */
+  /** Stops taking files and aborts the re-upload in progress (its file stays queued). */
   async stop(): Promise<void> {
-    this.#stopped = true;
+    this.#stop.abort(new UploadAborted('shutting down'));
     clearInterval(this.#timer);
     clearInterval(this.#sweepTimer);
     await this.#running;
@@ -53,7 +53,7 @@ export class Reuploader {
   }
 
   #tick(): void {
-    if (this.#stopped || this.#running !== undefined || this.now() < this.#notBefore) return;
+    if (this.#stop.signal.aborted || this.#running !== undefined || this.now() < this.#notBefore) return;
     const idleSince = this.loop.idleSince();
     if (idleSince === undefined || this.now() - idleSince < this.idleMs) return;
     const file = this.store.oldest();
@@ -73,8 +73,9 @@ export class Reuploader {
     const object = await this.store.read(file);
     if (object === undefined) return;
     try {
-      await this.uploader.put({ key: object.meta.key, body: object.gzip, events: object.meta.events });
+      await this.uploader.put({ key: object.meta.key, body: object.gzip, events: object.meta.events }, this.#stop.signal);
     } catch (err) {
+      if (this.#stop.signal.aborted) return;
       this.#backoffMs = Math.min(BACKOFF_MAX_MS, Math.max(BACKOFF_MIN_MS, this.#backoffMs * 2));
       this.#notBefore = this.now() + this.#backoffMs * (0.5 + Math.random() / 2);
       this.log.warn({ file: file.name, key: object.meta.key, backoffMs: this.#backoffMs, err: (err as Error).message }, 'DLQ re-upload failed; file kept');

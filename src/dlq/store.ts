@@ -171,8 +171,9 @@ export class DlqStore {
 
   /** Removes a file; for any reason but a re-upload its events count as dropped. */
   async delete(file: QueuedFile, reason: 'reuploaded' | 'expired' | 'evicted'): Promise<void> {
+    // Out of the index before the first await, so concurrent callers never take (and count) it twice.
+    if (!this.#unindex(file)) return;
     await fs.rm(path.join(this.options.dir, file.name), { force: true });
-    this.#unindex(file);
     if (reason === 'reuploaded') return;
     this.metrics.eventsDropped.inc({ reason: reason === 'expired' ? 'ttl' : 'capacity' }, file.meta.events);
     if (reason === 'expired') {
@@ -236,11 +237,13 @@ export class DlqStore {
     this.#events += file.meta.events;
   }
 
-  #unindex(file: QueuedFile): void {
-    if (this.#files.get(file.name) !== file) return;
+  /** False when the file was not (or no longer) in the index. */
+  #unindex(file: QueuedFile): boolean {
+    if (this.#files.get(file.name) !== file) return false;
     this.#files.delete(file.name);
     this.#bytes -= file.bytes;
     this.#events -= file.meta.events;
+    return true;
   }
 
   // A rename is durable only once the directory entry is.

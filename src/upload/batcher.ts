@@ -84,8 +84,9 @@ export class Batcher {
     }
   }
 
-  /** Cuts the open batch now, whatever its size (shutdown). */
+  /** Takes what the channel holds as far as the sink has room, and cuts the open batch now, whatever its size. */
   flush(): void {
+    this.drain();
     this.#cut();
     this.drain();
   }

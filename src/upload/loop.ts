@@ -1,14 +1,15 @@
 // Cut batches -> gzip off the event loop -> S3, at most UPLOAD_CONCURRENCY at once; failures to the spill.
 //
 // Bounds: UPLOAD_QUEUE_MAX_BATCHES batches wait for a slot; while that many wait, hasRoom() is
-// false and the batcher stops pulling from the channel.
+// false and the batcher stops pulling from the channel. Once aborted (the shutdown deadline),
+// PUTs in flight are cut and every batch, queued or new, goes straight to the spill.
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import type { UploadMetrics } from '../metrics/upload.js';
 import { type Batch, type BatchSink, encodeLines } from './batcher.js';
-import type { S3Uploader } from './s3.js';
+import { type S3Uploader, UploadAborted } from './s3.js';
 
 const gzip = promisify(zlib.gzip);
 
@@ -23,6 +24,7 @@ export interface UploadLoopOptions {
 
 export class UploadLoop implements BatchSink {
   readonly #queue: PQueue;
+  readonly #abort = new AbortController();
   #lastActiveAt = Date.now();
   /** Called each time a slot frees up; the batcher resumes pulling there. */
   onSlotFree: () => void = () => {};
@@ -57,7 +59,12 @@ export class UploadLoop implements BatchSink {
   }
 
   hasRoom(): boolean {
-    return this.#queue.size < this.options.maxQueuedBatches;
+    return this.#abort.signal.aborted || this.#queue.size < this.options.maxQueuedBatches;
+  }
+
+  /** Aborts the PUTs in flight and sends every batch from now on straight to the spill. */
+  abort(): void {
+    this.#abort.abort(new UploadAborted('shutdown deadline: SHUTDOWN_TIMEOUT_MS passed'));
   }
 
   submit(batch: Batch): void {
@@ -79,10 +86,17 @@ export class UploadLoop implements BatchSink {
     this.metrics.batchEvents.observe(batch.events);
     this.metrics.batchBytes.observe(batch.bytes);
     this.metrics.batchCompressedBytes.observe(body.length);
-    try {
-      await this.uploader.put({ key: batch.key, body, events: batch.events });
-    } catch (error) {
-      this.log.error({ key: batch.key, events: batch.events, err: (error as Error).message }, 'S3 upload failed for good');
+    let error: unknown = this.#abort.signal.reason;
+    if (!this.#abort.signal.aborted) {
+      try {
+        await this.uploader.put({ key: batch.key, body, events: batch.events }, this.#abort.signal);
+        error = undefined;
+      } catch (err) {
+        error = err;
+        this.log.error({ key: batch.key, events: batch.events, err: (err as Error).message }, 'S3 upload failed for good');
+      }
+    }
+    if (error !== undefined) {
       await this.spill(batch, body, error);
       return;
     }

@@ -35,6 +35,11 @@ class AttemptTimeout extends Error {
   override name = 'AttemptTimeout';
 }
 
+/** The reason to abort uploads with: not retried, counted as `Aborted`. */
+export class UploadAborted extends Error {
+  override name = 'UploadAborted';
+}
+
 export class S3Uploader {
   constructor(
     private readonly client: S3Client,
@@ -43,8 +48,11 @@ export class S3Uploader {
     private readonly log: Logger,
   ) {}
 
-  /** Resolves once S3 has the object; rejects with the last error when attempts run out or fail for good. */
-  async put(object: S3Object): Promise<void> {
+  /**
+   * Resolves once S3 has the object; rejects with the last error when attempts run out or fail
+   * for good, or at once when `signal` aborts (with an UploadAborted reason).
+   */
+  async put(object: S3Object, signal?: AbortSignal): Promise<void> {
     const checksum = Buffer.alloc(4);
     checksum.writeUInt32BE(zlib.crc32(object.body));
     const command = new PutObjectCommand({
@@ -56,8 +64,9 @@ export class S3Uploader {
       ChecksumCRC32: checksum.toString('base64'),
       Metadata: { 'event-count': String(object.events) },
     });
-    await pRetry(() => this.#attempt(command), {
+    await pRetry(() => this.#attempt(command, signal), {
       ...BACKOFF,
+      signal,
       retries: this.options.maxAttempts - 1,
       shouldRetry: ({ error }) => isRetryable(error),
       onFailedAttempt: ({ error, attemptNumber, retriesLeft }) => {
@@ -69,9 +78,12 @@ export class S3Uploader {
     });
   }
 
-  async #attempt(command: PutObjectCommand): Promise<void> {
+  async #attempt(command: PutObjectCommand, signal: AbortSignal | undefined): Promise<void> {
+    signal?.throwIfAborted();
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(new AttemptTimeout(`no answer within UPLOAD_TIMEOUT_MS (${this.options.timeoutMs} ms)`)), this.options.timeoutMs);
+    const abort = () => controller.abort(signal!.reason);
+    signal?.addEventListener('abort', abort, { once: true });
     const stop = this.metrics.putSeconds.startTimer();
     try {
       await this.client.send(command, { abortSignal: controller.signal });
@@ -83,6 +95,7 @@ export class S3Uploader {
       throw error;
     } finally {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', abort);
     }
   }
 }
@@ -90,6 +103,7 @@ export class S3Uploader {
 /** Throttling (503 SlowDown), 5xx, timeouts and connection errors are retried; 4xx such as AccessDenied are not. */
 export function isRetryable(error: unknown): boolean {
   if (error instanceof AttemptTimeout) return true;
+  if (error instanceof UploadAborted) return false;
   const e = error as Parameters<typeof isTransientError>[0];
   return isThrottlingError(e) || isTransientError(e) || isServerError(e);
 }
@@ -97,6 +111,7 @@ export function isRetryable(error: unknown): boolean {
 /** A label from a small fixed set, so a flood of odd errors cannot blow up the metric's series. */
 export function errorCode(error: unknown): string {
   if (error instanceof AttemptTimeout) return 'Timeout';
+  if (error instanceof UploadAborted) return 'Aborted';
   const e = error as { name?: string; code?: string; $metadata?: { httpStatusCode?: number } };
   if (e.name !== undefined && KNOWN_CODES.has(e.name)) return e.name;
   const status = e.$metadata?.httpStatusCode;

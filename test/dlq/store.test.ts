@@ -76,6 +76,15 @@ t.test('DLQ_MAX_FILES: the oldest files are evicted, their events counted, each 
   );
 });
 
+t.test('concurrent spills over capacity: every evicted event counted once, none twice', async (t) => {
+  const { store, value, logs } = await setup(t, { maxFiles: 3 });
+  await Promise.all(Array.from({ length: 10 }, (_, i) => batch(i + 1)).map((b) => store.save(b.batch, b.gzip)));
+  const dropped = await value('dlq_events_dropped_total', '{reason="capacity"}');
+  t.equal(store.files, 3);
+  t.equal(store.events + dropped, 55, 'kept + dropped = every event spilled (1 + 2 + ... + 10)');
+  t.equal(logs.filter((l) => l.msg.startsWith('DLQ capacity → removed=')).length, 7, 'one log line per evicted file');
+});
+
 t.test('DLQ_MAX_BYTES: evicts oldest until the bytes fit', async (t) => {
   const first = batch(10);
   const size = (await setup(t)).store; // measure one file's size

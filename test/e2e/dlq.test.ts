@@ -229,37 +229,3 @@ t.test('restart with a DLQ left by a killed process picks it up and drains it', 
   await eventually(async () => (await again.metric('dlq_files_current')) === 0);
   t.same((await storedIds(t, s3)).ids, Array.from({ length: 10 }, (_, i) => i));
 });
-
-t.test('an S3 outage in the middle of concurrent load, then recovery: every 202 in S3 exactly once, the DLQ empty', async (t) => {
-  const s3 = await startS3(t);
-  const proxy = await startFaultProxy(t, s3);
-  let down = false;
-  proxy.decide = () => (down ? { status: 503, code: 'SlowDown' } : 'pass');
-  const server = await startServer(t, { ...s3Env(proxy.endpoint), ...SMALL_BATCHES, BATCH_MAX_EVENTS: '50' });
-  const accepted: number[] = [];
-  let next = 0;
-  let outageOver = false;
-  // Load goes on through the whole outage: at least 3000 events, bounded at 30000.
-  const client = async () => {
-    while ((next < 3000 || !outageOver) && next < 30_000) {
-      const first = next;
-      next += 10;
-      const answer = await server.post(JSON.stringify(Array.from({ length: 10 }, (_, i) => ({ id: first + i }))));
-      if (answer.status === 202) for (let i = 0; i < 10; i++) accepted.push(first + i);
-    }
-  };
-  const outage = async () => {
-    await eventually(() => next >= 1000); // a third of the way in
-    down = true;
-    await eventually(async () => (await server.metric('dlq_events_spilled_total')) >= 100);
-    down = false;
-    outageOver = true;
-  };
-  await Promise.all([client(), client(), client(), client(), outage()]);
-  t.ok((await server.metric('dlq_events_spilled_total')) > 0, 'the outage sent batches to the DLQ');
-  await eventually(async () => (await server.metric('dlq_files_current')) === 0 && (await server.metric('channel_events')) === 0, 400);
-  await eventually(async () => (await server.metric('s3_events_stored_total')) + (await server.metric('dlq_events_reuploaded_total')) === accepted.length, 400);
-  const { ids } = await storedIds(t, s3);
-  t.same(ids, accepted.sort((a, b) => a - b), 'every acknowledged event stored exactly once');
-  t.equal(await server.metric('dlq_events_dropped_total', '{reason="capacity"}'), 0);
-});

@@ -1,0 +1,198 @@
+// Zero-loss scenarios (issue 4): SIGTERM under load and under S3 faults, outages, intermittent
+// errors, a full DLQ. Every 202 must end up in S3 exactly once, or be exactly what the server
+// counted as dropped. Loopback only; every load is bounded in requests.
+import { readdirSync } from 'node:fs';
+import t, { type Test } from 'tap';
+import { type AuditReport, audit, AckingClient, serverCounters } from '../harness/zero-loss.js';
+import { refusedPort, startFaultProxy } from '../helpers/fault-proxy.js';
+import { type S3Server, s3Env, startS3 } from '../helpers/s3.js';
+import { eventually, type Exit, type RunningServer, startServer } from '../helpers/server.js';
+import { tempDir } from '../helpers/temp.js';
+
+// What a client may see once SIGTERM is sent: an answer given before, a 503 shutting_down, or a closed door.
+const AFTER_SIGNAL = new Set(['202', '503 shutting_down', 'ECONNREFUSED', 'ECONNRESET', 'UND_ERR_SOCKET']);
+
+function assertNoLoss(t: Test, report: AuditReport, label: string): void {
+  t.same(report.missing.slice(0, 5), [], `${label}: no acknowledged event missing (${report.missing.length})`);
+  t.same(report.duplicated.slice(0, 5), [], `${label}: no event stored twice (${report.duplicated.length})`);
+  t.same(report.unexpected.slice(0, 5), [], `${label}: nothing stored that was refused (${report.unexpected.length})`);
+  t.ok(report.acked > 0, `${label}: ${report.acked} events acknowledged, ${report.inS3} in S3, ${report.inDlq} in the DLQ`);
+}
+
+async function metrics(server: RunningServer) {
+  return serverCounters(await (await fetch(`${server.url}/metrics`)).text());
+}
+
+/** Waits for the process to exit by itself; fails (rather than hangs) past `withinMs`. */
+async function exitWithin(t: Test, server: RunningServer, withinMs: number): Promise<Exit> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => (timer = setTimeout(resolve, withinMs, 'late')));
+  const exit = await Promise.race([server.exited, late]);
+  clearTimeout(timer);
+  if (exit === 'late') t.fail(`the server did not exit within ${withinMs} ms of the signal`);
+  return exit === 'late' ? server.stop('SIGKILL') : exit;
+}
+
+/** A server on the same DLQ directory with S3 healthy: empties what a previous run spilled. */
+async function drainDlq(t: Test, s3: S3Server, dlqDir: string): Promise<void> {
+  const server = await startServer(t, { ...s3.env, DLQ_DIR: dlqDir, DLQ_REUPLOAD_IDLE_MS: '50' });
+  await eventually(async () => (await metrics(server)).dlqEvents === 0, 600);
+  await server.stop();
+}
+
+t.test('1. SIGTERM in the middle of a steady load', async (t) => {
+  const s3 = await startS3(t);
+  const dlqDir = tempDir(t, 'dlq');
+  const server = await startServer(t, { ...s3.env, DLQ_DIR: dlqDir, BATCH_MAX_AGE_MS: '200', BATCH_MAX_EVENTS: '500' });
+  const client = new AckingClient({ url: server.url, concurrency: 8, eventsPerRequest: 10, maxRequests: 20_000, padBytes: 200 });
+  const load = client.run();
+  await eventually(() => client.acked.size >= 3000);
+  client.markSignal();
+  server.child.kill('SIGTERM');
+  const exit = await exitWithin(t, server, 30_000);
+  await eventually(() => (client.outcomesAfterMark.get('ECONNREFUSED') ?? 0) > 0);
+  client.stop();
+  await load;
+  t.same(exit, { code: 0, signal: null }, 'exit 0');
+  const unexpectedOutcomes = [...client.outcomesAfterMark.keys()].filter((o) => !AFTER_SIGNAL.has(o));
+  t.same(unexpectedOutcomes, [], `after the signal only 202, 503 shutting_down or a closed connection: ${JSON.stringify([...client.outcomesAfterMark])}`);
+  const summary = await server.waitForLog((l) => l.msg === 'shutdown complete');
+  t.match(summary, { level: 30, unaccountedEvents: 0, droppedEvents: 0 });
+  t.ok((summary.acceptedEvents as number) >= client.acked.size, 'the server accepted at least what the client saw acknowledged');
+  if (readdirSync(dlqDir).some((n) => n.endsWith('.jsonl.gz'))) await drainDlq(t, s3, dlqDir);
+  assertNoLoss(t, await audit(client, s3), 'after shutdown');
+});
+
+for (const fault of ['refuses connections', 'accepts connections and never answers'] as const) {
+  t.test(`${fault === 'refuses connections' ? '2' : '3'}. SIGTERM while S3 ${fault}: out by the deadline, all in the DLQ, then all in S3`, async (t) => {
+    const s3 = await startS3(t);
+    const dlqDir = tempDir(t, 'dlq');
+    const port = await refusedPort();
+    const stalling = fault === 'refuses connections' ? undefined : await startFaultProxy(t, s3, port);
+    if (stalling) stalling.decide = () => 'stall';
+    const server = await startServer(t, {
+      ...s3Env(`http://127.0.0.1:${port}`),
+      DLQ_DIR: dlqDir,
+      BATCH_MAX_AGE_MS: '100',
+      BATCH_MAX_EVENTS: '100',
+      UPLOAD_MAX_ATTEMPTS: '10',
+      // Longer than the shutdown deadline: uploads in flight must be cut there, not time out.
+      UPLOAD_TIMEOUT_MS: '60000',
+      SHUTDOWN_TIMEOUT_MS: '1500',
+      DLQ_REUPLOAD_IDLE_MS: '3600000',
+    });
+    const client = new AckingClient({ url: server.url, concurrency: 4, eventsPerRequest: 5, maxRequests: 300 });
+    await client.run();
+    t.equal(client.acked.size, 1500);
+    server.child.kill('SIGTERM');
+    const exit = await exitWithin(t, server, 1500 + 8000);
+    t.same(exit, { code: 0, signal: null });
+    const summary = await server.waitForLog((l) => l.msg === 'shutdown complete');
+    t.match(summary, { uploadedInTime: false, acceptedEvents: 1500, storedEvents: 0, spilledEvents: 1500, unaccountedEvents: 0 });
+    t.ok(server.logs.some((l) => l.msg.startsWith('shutdown deadline: aborting uploads in flight')));
+    const onDisk = await audit(client, s3, dlqDir);
+    t.equal(onDisk.inDlq, 1500, 'everything is in the DLQ');
+    assertNoLoss(t, onDisk, 'in the DLQ');
+
+    if (stalling) stalling.decide = () => 'pass';
+    else await startFaultProxy(t, s3, port); // S3 is back at the same address
+    const back = await startServer(t, { ...s3Env(`http://127.0.0.1:${port}`), DLQ_DIR: dlqDir, DLQ_REUPLOAD_IDLE_MS: '50' });
+    await eventually(async () => (await metrics(back)).dlqEvents === 0, 600);
+    const inS3 = await audit(client, s3, dlqDir);
+    t.equal(inS3.inS3, 1500);
+    t.equal(inS3.inDlq, 0);
+    assertNoLoss(t, inS3, 'after restart');
+  });
+}
+
+t.test('a second signal during shutdown brings the deadline forward and loses nothing', async (t) => {
+  const s3 = await startS3(t);
+  const proxy = await startFaultProxy(t, s3);
+  proxy.decide = () => 'stall';
+  const dlqDir = tempDir(t, 'dlq');
+  const server = await startServer(t, { ...s3Env(proxy.endpoint), DLQ_DIR: dlqDir, BATCH_MAX_AGE_MS: '100', UPLOAD_TIMEOUT_MS: '60000', SHUTDOWN_TIMEOUT_MS: '600000' });
+  const client = new AckingClient({ url: server.url, concurrency: 2, eventsPerRequest: 10, maxRequests: 50 });
+  await client.run();
+  server.child.kill('SIGTERM');
+  await server.waitForLog((l) => l.msg.startsWith('shutdown: no longer accepting'));
+  server.child.kill('SIGINT');
+  const exit = await exitWithin(t, server, 15_000); // far sooner than the 600 s deadline
+  t.same(exit, { code: 0, signal: null });
+  t.ok(server.logs.some((l) => l.msg === 'shutdown: second signal, spilling to the DLQ now'));
+  t.match(await server.waitForLog((l) => l.msg === 'shutdown complete'), { spilledEvents: 500, unaccountedEvents: 0 });
+  proxy.decide = () => 'pass';
+  await drainDlq(t, s3, dlqDir);
+  assertNoLoss(t, await audit(client, s3), 'after restart');
+});
+
+t.test('4. an S3 outage in the middle of a load, then recovery, without restart', async (t) => {
+  const s3 = await startS3(t);
+  const proxy = await startFaultProxy(t, s3);
+  let down = false;
+  proxy.decide = () => (down ? { status: 503, code: 'SlowDown' } : 'pass');
+  const server = await startServer(t, { ...s3Env(proxy.endpoint), BATCH_MAX_EVENTS: '50', BATCH_MAX_AGE_MS: '50', UPLOAD_MAX_ATTEMPTS: '2', DLQ_REUPLOAD_IDLE_MS: '200' });
+  const client = new AckingClient({ url: server.url, concurrency: 4, eventsPerRequest: 10, maxRequests: 3000 });
+  const load = client.run();
+  await eventually(() => client.requests >= 300); // a tenth of the way in
+  down = true;
+  await eventually(async () => (await metrics(server)).spilled >= 100);
+  down = false;
+  t.ok(client.requests < 3000, 'the load was still running when S3 came back');
+  await load;
+  await eventually(async () => {
+    const m = await metrics(server);
+    return m.dlqEvents === 0 && m.stored + m.reuploaded === client.acked.size;
+  }, 600);
+  const m = await metrics(server);
+  t.equal(m.accepted, client.acked.size, 'server counters: accepted = acknowledged');
+  t.equal(m.dropped, 0);
+  assertNoLoss(t, await audit(client, s3), 'after recovery');
+});
+
+t.test('5. S3 answering intermittent 500 and 503 SlowDown: no loss, no duplicate objects', async (t) => {
+  const s3 = await startS3(t);
+  const proxy = await startFaultProxy(t, s3);
+  let puts = 0;
+  // Two PUTs in five fail, alternating 500 and 503: deterministic, and some batches fail every attempt.
+  proxy.decide = () => [{ status: 500, code: 'InternalError' }, 'pass', { status: 503, code: 'SlowDown' }, 'pass', 'pass'][puts++ % 5] as ReturnType<typeof proxy.decide>;
+  const server = await startServer(t, { ...s3Env(proxy.endpoint), BATCH_MAX_EVENTS: '20', BATCH_MAX_AGE_MS: '50', UPLOAD_MAX_ATTEMPTS: '2', DLQ_REUPLOAD_IDLE_MS: '100' });
+  const client = new AckingClient({ url: server.url, concurrency: 4, eventsPerRequest: 5, maxRequests: 800 });
+  await client.run();
+  await eventually(async () => {
+    const m = await metrics(server);
+    return m.dlqEvents === 0 && m.stored + m.reuploaded === client.acked.size;
+  }, 600);
+  const report = await audit(client, s3);
+  assertNoLoss(t, report, 'intermittent errors');
+  const keys = new Set(proxy.puts.filter((p) => p.fault === 'pass').map((p) => p.key));
+  t.equal(report.objects, keys.size, 'one object per batch key, however often it was PUT');
+  t.ok((await server.metric('s3_put_errors_total', '{code="SlowDown"}')) > 0);
+  t.ok((await server.metric('s3_put_errors_total', '{code="InternalError"}')) > 0);
+});
+
+t.test('6. a full DLQ: exactly what dlq_events_dropped_total says is lost, each eviction logged', async (t) => {
+  const s3 = await startS3(t);
+  const port = await refusedPort();
+  const dlqDir = tempDir(t, 'dlq');
+  const server = await startServer(t, {
+    ...s3Env(`http://127.0.0.1:${port}`),
+    DLQ_DIR: dlqDir,
+    DLQ_MAX_FILES: '5',
+    BATCH_MAX_EVENTS: '10',
+    BATCH_MAX_AGE_MS: '50',
+    UPLOAD_MAX_ATTEMPTS: '1',
+  });
+  const client = new AckingClient({ url: server.url, concurrency: 2, eventsPerRequest: 10, maxRequests: 30 });
+  await client.run();
+  await eventually(async () => (await metrics(server)).spilled === 300);
+  const dropped = await server.metric('dlq_events_dropped_total', '{reason="capacity"}');
+  const evictions = server.logs.filter((l) => l.msg.startsWith('DLQ capacity → removed='));
+  t.ok(dropped >= 200, `${dropped} events evicted`);
+  t.equal(evictions.reduce((n, l) => n + (l.events as number), 0), dropped, 'the log lines name files holding exactly the dropped events');
+  await startFaultProxy(t, s3, port);
+  await eventually(async () => (await metrics(server)).dlqEvents === 0, 600);
+  const report = await audit(client, s3);
+  t.equal(report.missing.length, dropped, 'missing = dlq_events_dropped_total');
+  t.same(report.duplicated, []);
+  t.same(report.unexpected, []);
+});

@@ -42,7 +42,7 @@ async function main(): Promise<void> {
 
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
-  const httpMetrics = createHttpMetrics(registry, httpEngine);
+  const httpCounts = createHttpMetrics(registry, httpEngine);
   const uploadMetrics = createUploadMetrics(registry);
   const dlqMetrics = createDlqMetrics(registry);
 
@@ -95,7 +95,7 @@ async function main(): Promise<void> {
   const server = new IngestServer(
     config,
     channel,
-    httpMetrics,
+    httpCounts,
     async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
     log.child({ part: 'http' }),
     config.metricsPort !== undefined,
@@ -137,7 +137,7 @@ async function main(): Promise<void> {
     await localS3?.close();
     const value = async (metric: { get(): Promise<{ values: { value: number; labels: object }[] }> }, labels = {}) =>
       (await metric.get()).values.find((v) => JSON.stringify(v.labels) === JSON.stringify(labels))?.value ?? 0;
-    const accepted = await value(httpMetrics.eventsAccepted);
+    const accepted = httpCounts.eventsAccepted;
     const stored = await value(uploadMetrics.eventsStored);
     const spilled = await value(dlqMetrics.eventsSpilled);
     const dropped = await value(dlqMetrics.eventsDropped, { reason: 'write_failed' });

@@ -34,7 +34,6 @@ const DECOMPRESSED_TOO_LARGE = new Rejection(413, 'body_too_large', 'decompresse
 const EMPTY_BODY = new Rejection(400, 'empty_body', 'body holds no events');
 const NOT_UTF8 = new Rejection(400, 'invalid_json', 'body is not valid UTF-8');
 const NOT_AN_OBJECT = new Rejection(400, 'not_an_object', 'body must be a JSON object or an array of JSON objects');
-const CR_OR_LF = /[\r\n]/;
 const CRS_AND_LFS = /[\r\n]+/g;
 const QUOTE = 34;
 const BACKSLASH = 92;
@@ -73,7 +72,8 @@ function parseJson(text: string, maxEvents: number): string[] | Rejection {
     if (text.trim() === '') return EMPTY_BODY;
     return new Rejection(400, 'invalid_json', (err as Error).message);
   }
-  const flat = CR_OR_LF.test(text) ? text.replace(CRS_AND_LFS, ' ') : text;
+  // indexOf is a memchr; a regex test here cost more than the rest of a small request.
+  const flat = text.indexOf('\n') === -1 && text.indexOf('\r') === -1 ? text : text.replace(CRS_AND_LFS, ' ');
   if (!Array.isArray(value)) return isObject(value) ? [flat.trim()] : NOT_AN_OBJECT;
   if (value.length === 0) return EMPTY_BODY;
   if (value.length > maxEvents) {

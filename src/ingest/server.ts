@@ -5,7 +5,7 @@
 import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket } from 'uWebSockets.js';
 import type { Logger } from 'pino';
 import type { Channel } from '../channel.js';
-import type { HttpMetrics, Status } from '../metrics/http.js';
+import type { HttpCounts, Status } from '../metrics/http.js';
 import { LINE_OVERHEAD_BYTES } from '../upload/batcher.js';
 import { BODY_TOO_LARGE, type BodyFormat, gunzipCapped, parseEvents, Rejection } from './body.js';
 
@@ -29,7 +29,8 @@ const QUEUE_FULL_LOG_INTERVAL_MS = 10_000;
 const STATUS_LINES: Record<Status, string> = {
   '200': '200 OK', '202': '202 Accepted', '204': '204 No Content', '400': '400 Bad Request',
   '401': '401 Unauthorized', '404': '404 Not Found', '405': '405 Method Not Allowed',
-  '413': '413 Payload Too Large', '415': '415 Unsupported Media Type', '503': '503 Service Unavailable',
+  '413': '413 Payload Too Large', '415': '415 Unsupported Media Type', '500': '500 Internal Server Error',
+  '503': '503 Service Unavailable',
 };
 const body = (error: string, message: string): string => JSON.stringify({ error, message });
 const QUEUE_FULL = body('queue_full', 'the event channel is full; retry after the Retry-After delay');
@@ -55,7 +56,7 @@ export class IngestServer {
   constructor(
     private readonly options: IngestOptions,
     private readonly channel: Channel,
-    private readonly metrics: HttpMetrics,
+    private readonly counts: HttpCounts,
     private readonly renderMetrics: () => Promise<MetricsPage>,
     private readonly log: Logger,
     separateMetricsPort: boolean,
@@ -142,7 +143,8 @@ export class IngestServer {
       if (received > this.options.maxBodyBytes) {
         done = true;
         parts = undefined;
-        return this.#tooLarge(res, BODY_TOO_LARGE, origin);
+        res.cork(() => this.#tooLarge(res, BODY_TOO_LARGE, origin));
+        return;
       }
       if (!isLast) {
         // uWS reuses the chunk's memory after this callback returns: keep a copy.
@@ -152,7 +154,9 @@ export class IngestServer {
       done = true;
       // The last chunk is used in place: everything below copies what it keeps before returning.
       const last = Buffer.from(chunk);
-      this.#accept(res, parts === undefined ? last : Buffer.concat([...parts, last]), format, gzip, origin);
+      // Outside the handler's own tick uWS does not cork: without this, status line, headers and
+      // body each cost a send() system call.
+      res.cork(() => this.#accept(res, parts === undefined ? last : Buffer.concat([...parts, last]), format, gzip, origin));
     });
   };
 
@@ -168,11 +172,11 @@ export class IngestServer {
       bytes: parsed.bytes + count * LINE_OVERHEAD_BYTES,
     });
     if (pushed === 'ok') {
-      this.metrics.eventsAccepted.inc(count);
+      this.counts.eventsAccepted += count;
       return this.#send(res, '202', `{"accepted":${count}}`, origin);
     }
     if (pushed === 'closed') return this.#send(res, '503', SHUTTING_DOWN, origin);
-    this.metrics.rejectedQueueFull.inc();
+    this.counts.rejectedQueueFull++;
     this.#logQueueFull();
     this.#send(res, '503', QUEUE_FULL, origin, undefined, false, true);
   }
@@ -183,7 +187,7 @@ export class IngestServer {
 
   /** 413 closes the connection: the rest of the body is never read. */
   #tooLarge(res: HttpResponse, rejection: Rejection, origin: string): void {
-    this.metrics.rejectedBodyTooLarge.inc();
+    this.counts.rejectedBodyTooLarge++;
     this.#send(res, '413', JSON.stringify(rejection), origin, undefined, true);
   }
 
@@ -219,7 +223,7 @@ export class IngestServer {
         .writeHeader('access-control-allow-headers', 'content-type, content-encoding, authorization, x-api-key')
         .writeHeader('access-control-max-age', '86400');
     }
-    this.metrics.requests['204'].inc();
+    this.counts.requests['204']++;
     res.end();
   };
 
@@ -236,19 +240,21 @@ export class IngestServer {
       (page) => {
         if (aborted) return;
         res.cork(() => {
-          this.metrics.requests['200'].inc();
+          this.counts.requests['200']++;
           res.writeStatus(STATUS_LINES['200']).writeHeader('content-type', page.contentType).end(page.body);
         });
       },
       (err: Error) => {
         this.log.error({ err: err.message }, 'rendering /metrics failed');
-        if (!aborted) res.cork(() => res.writeStatus('500 Internal Server Error').end());
+        if (aborted) return;
+        this.counts.requests['500']++;
+        res.cork(() => res.writeStatus(STATUS_LINES['500']).end());
       },
     );
   };
 
   #send(res: HttpResponse, status: Status, json: string, origin: string, allow?: string, close = false, retryAfter = false): void {
-    this.metrics.requests[status].inc();
+    this.counts.requests[status]++;
     res.writeStatus(STATUS_LINES[status]).writeHeader('content-type', JSON_TYPE);
     if (allow !== undefined) res.writeHeader('allow', allow);
     if (retryAfter) res.writeHeader('retry-after', '1');

@@ -40,6 +40,9 @@ export interface BatcherOptions {
 /** `{"received_at":<13 digits>,"event":` + `}\n` around each event's text. */
 export const LINE_OVERHEAD_BYTES = '{"received_at":0000000000000,"event":}\n'.length;
 
+const CLOSE_BRACE = 0x7d;
+const NEWLINE = 0x0a;
+
 // Distinguishes this process from an earlier one with the same instance id (a restarted task).
 const BOOT_TAG = randomBytes(3).toString('hex');
 
@@ -154,6 +157,26 @@ export function objectKey(prefix: string, firstReceivedAt: number, batchId: stri
 
 /** The uncompressed object body: `{"received_at":<ms>,"event":<event as sent>}` a line. */
 export function encodeLines(batch: Batch): Buffer {
+  // Written straight into one buffer of the size the batch already counted (exact: events are
+  // valid UTF-8, counted in bytes): no joined string, no second copy. The count assumes 13-digit
+  // times, as every time from 2001 to 2286 has; any other takes the slower path.
+  const out = Buffer.allocUnsafe(batch.bytes);
+  let at = 0;
+  for (const segment of batch.segments) {
+    const head = Buffer.from(`{"received_at":${segment.receivedAt},"event":`, 'latin1');
+    if (head.length + 2 !== LINE_OVERHEAD_BYTES) return encodeJoined(batch);
+    for (const event of segment.events) {
+      if (at + head.length + event.length + 2 > out.length) return encodeJoined(batch);
+      at += head.copy(out, at);
+      at += out.write(event, at);
+      out[at++] = CLOSE_BRACE;
+      out[at++] = NEWLINE;
+    }
+  }
+  return at === out.length ? out : encodeJoined(batch);
+}
+
+function encodeJoined(batch: Batch): Buffer {
   const parts: string[] = [];
   for (const segment of batch.segments) {
     const head = `{"received_at":${segment.receivedAt},"event":`;

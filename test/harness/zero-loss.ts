@@ -107,24 +107,25 @@ export interface AuditReport {
   readonly missing: string[];
   /** Found more than once, across S3 and the DLQ. */
   readonly duplicated: string[];
-  /** Found but never acknowledged, and not from a request whose answer was lost. */
+  /** Found but never acknowledged, and not from a request whose answer was lost (this run's ids only). */
   readonly unexpected: string[];
   readonly objects: number;
 }
 
 /** Reads S3 (and `dlqDir`, if given) and compares what is there with what the client was told. */
-export async function audit(client: AckingClient, s3: { client: S3Client; bucket?: string }, dlqDir?: string): Promise<AuditReport> {
-  const objects = await readObjects(s3.client, s3.bucket);
-  const inS3 = objects.flatMap((o) => o.records.map((r) => String(r.event.id)));
-  const inDlq = dlqDir === undefined ? [] : dlqIds(dlqDir);
+export async function audit(client: AckingClient, s3: { client: S3Client; bucket?: string; prefix?: string }, dlqDir?: string): Promise<AuditReport> {
+  const objects = await readObjects(s3.client, s3.bucket, s3.prefix);
+  // Only this run's events count: a bucket may hold other runs' too.
+  const ours = (id: string) => id.startsWith(`${client.runId}-`);
+  const inS3 = objects.flatMap((o) => o.records.map((r) => String(r.event.id))).filter(ours);
+  const inDlq = dlqDir === undefined ? [] : dlqIds(dlqDir).filter(ours);
   const seen = new Map<string, number>();
   for (const id of [...inS3, ...inDlq]) seen.set(id, (seen.get(id) ?? 0) + 1);
-  const ours = (id: string) => id.startsWith(`${client.runId}-`);
   return {
     acked: client.acked.size,
-    found: [...seen.keys()].filter(ours).length,
-    inS3: inS3.filter(ours).length,
-    inDlq: inDlq.filter(ours).length,
+    found: seen.size,
+    inS3: inS3.length,
+    inDlq: inDlq.length,
     missing: [...client.acked].filter((id) => !seen.has(id)),
     duplicated: [...seen].filter(([, n]) => n > 1).map(([id]) => id),
     unexpected: [...seen.keys()].filter((id) => !client.acked.has(id) && !client.uncertain.has(id)),

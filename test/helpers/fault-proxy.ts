@@ -1,12 +1,16 @@
 // A real HTTP proxy in front of the S3 server that answers chosen requests with real faults:
-// error responses as S3 sends them (500 InternalError, 503 SlowDown, 403 AccessDenied), or
-// silence (the connection is accepted and never answered). Faults S3 itself cannot be made to
+// error responses as S3 sends them (500 InternalError, 503 SlowDown, 403 AccessDenied), silence
+// (the connection is accepted and never answered), or a slow answer. Faults S3 itself cannot be made to
 // produce on demand, so they are injected here, on the wire.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Test } from 'tap';
 
-export type Fault = 'pass' | 'stall' | { status: number; code: string };
+export type Fault = 'pass' | 'stall' | { status: number; code: string } | { delayMs: number };
+
+/** What owns the proxy's lifetime: a tap Test, or the benchmark. */
+export interface Owner {
+  teardown(fn: () => unknown): void;
+}
 
 export interface SeenPut {
   key: string;
@@ -28,7 +32,7 @@ const s3Error = (code: string): string =>
   `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${code} (injected by the test proxy)</Message></Error>`;
 
 /** Listens on `port` (0: any free one), so that an S3 that was down can come back at the same address. */
-export async function startFaultProxy(t: Test, target: { port: number }, port = 0): Promise<FaultProxy> {
+export async function startFaultProxy(t: Owner, target: { port: number }, port = 0): Promise<FaultProxy> {
   const stalled = new Set<() => void>();
   const attempts = new Map<string, number>();
   const proxy: FaultProxy = {
@@ -64,6 +68,7 @@ export async function startFaultProxy(t: Test, target: { port: number }, port = 
       proxy.puts.push({ key, headers: req.headers, body, fault });
       if (fault === 'pass') return forward(req, body, res);
       if (fault === 'stall') return void stalled.add(() => forward(req, body, res));
+      if ('delayMs' in fault) return void setTimeout(() => forward(req, body, res), fault.delayMs);
       res.writeHead(fault.status, { 'content-type': 'application/xml' }).end(s3Error(fault.code));
     });
   });

@@ -58,10 +58,16 @@ export function s3Env(endpoint: string): Record<string, string> {
   };
 }
 
-export async function readObjects(client: S3Client, bucket = BUCKET): Promise<StoredObject[]> {
-  const listed = await client.send(new ListObjectsV2Command({ Bucket: bucket }));
+export async function readObjects(client: S3Client, bucket = BUCKET, prefix?: string): Promise<StoredObject[]> {
+  const keys: string[] = [];
+  let token: string | undefined;
+  do {
+    const listed = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+    for (const { Key } of listed.Contents ?? []) keys.push(Key!);
+    token = listed.NextContinuationToken;
+  } while (token !== undefined);
   const objects: StoredObject[] = [];
-  for (const { Key } of listed.Contents ?? []) {
+  for (const Key of keys) {
     const got = await client.send(new GetObjectCommand({ Bucket: bucket, Key }));
     const gzip = Buffer.from(await got.Body!.transformToByteArray());
     const lines = gunzipSync(gzip).toString('utf8').split('\n');

@@ -1,0 +1,45 @@
+// A light probe beside the main load: one request at a time, timing the ones answered 202, and
+// noting whether 503s carry Retry-After. It answers "what latency does an accepted request see".
+import { event } from './scenario.js';
+
+export interface ProbeResult {
+  readonly accepted: number;
+  readonly refused: number;
+  readonly refusedWithRetryAfter: number;
+  /** Milliseconds, over the 202s. */
+  readonly p50: number;
+  readonly p99: number;
+}
+
+export function startProbe(url: string): { stop(): Promise<ProbeResult> } {
+  const latencies: number[] = [];
+  let refused = 0;
+  let withRetryAfter = 0;
+  let running = true;
+  const loop = (async () => {
+    for (let i = 0; running; i++) {
+      const started = performance.now();
+      try {
+        const res = await fetch(`${url}/v1/events`, { method: 'POST', body: event(i), headers: { 'content-type': 'application/json' }, signal: AbortSignal.timeout(10_000) });
+        await res.arrayBuffer();
+        if (res.status === 202) latencies.push(performance.now() - started);
+        else if (res.status === 503) {
+          refused++;
+          if (res.headers.get('retry-after') !== null) withRetryAfter++;
+        }
+      } catch {
+        refused++;
+      }
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      latencies.sort((a, b) => a - b);
+      const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
+      return { accepted: latencies.length, refused, refusedWithRetryAfter: withRetryAfter, p50: at(0.5), p99: at(0.99) };
+    },
+  };
+}

@@ -1,0 +1,86 @@
+// Processes for a run, pinned to cores: the server under test and the baselines on one core, the
+// load generator, S3 server and this script on another, so the figures mean "per core".
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+
+const hasTaskset = (() => {
+  try {
+    execFileSync('taskset', ['-V'], { stdio: 'ignore' });
+    return os.cpus().length >= 2;
+  } catch {
+    return false;
+  }
+})();
+
+export const PINNING = hasTaskset ? 'server on core 0; load generator, S3 server and bench on core 1' : 'not pinned (taskset missing or one core)';
+export const SERVER_CORE = '0';
+export const LOAD_CORE = '1';
+
+/** Pins this process (and so what it spawns unpinned) to the load generator's core. */
+export function pinSelf(): void {
+  if (hasTaskset) execFileSync('taskset', ['-pc', LOAD_CORE, String(process.pid)], { stdio: 'ignore' });
+}
+
+/** A command line that runs on `core` when pinning is available. */
+export function pinned(core: string, command: string, args: string[]): [string, string[]] {
+  return hasTaskset ? ['taskset', ['-c', core, command, ...args]] : [command, args];
+}
+
+export interface Proc {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  readonly lines: string[];
+  /** User + system CPU seconds so far. */
+  cpuSeconds(): number;
+  /** Peak resident set size so far, in bytes. */
+  peakRssBytes(): number;
+  stop(): Promise<void>;
+}
+
+const TICKS_PER_SECOND = 100; // Linux USER_HZ
+
+export async function start(core: string, command: string, args: string[], env: NodeJS.ProcessEnv, ready: (line: string) => boolean): Promise<Proc> {
+  const [cmd, cmdArgs] = pinned(core, command, args);
+  const child = spawn(cmd, cmdArgs, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: string[] = [];
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  await new Promise<void>((resolve, reject) => {
+    let pending = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      pending += d;
+      for (let nl = pending.indexOf('\n'); nl !== -1; nl = pending.indexOf('\n')) {
+        const line = pending.slice(0, nl);
+        pending = pending.slice(nl + 1);
+        lines.push(line);
+        if (ready(line)) resolve();
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`${command} ${args.join(' ')} exited (${code}) before it was ready: ${stderr.slice(-2000)}`)));
+  });
+  // taskset execs the command, so the pid is the command's own.
+  const pid = child.pid!;
+  return {
+    child,
+    pid,
+    lines,
+    cpuSeconds() {
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+    },
+    peakRssBytes() {
+      const status = `/proc/${pid}/status`;
+      return existsSync(status) ? Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(status, 'utf8'))![1]) * 1024 : 0;
+    },
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const exited = once(child, 'exit');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}

@@ -1,0 +1,102 @@
+// Writes a run's results: bench/results/<timestamp>.json, a Markdown summary, and an SVG chart of
+// events/s and p99 per scenario, the server beside its baselines; refreshes bench/README.md.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Figures } from './measure.js';
+import type { Result } from './scenario.js';
+
+export interface Run {
+  readonly startedAt: string;
+  readonly machine: Record<string, string | number>;
+  readonly settings: Record<string, string | number>;
+  readonly results: readonly Result[];
+}
+
+const f = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+export function markdown(run: Run): string {
+  const lines = [
+    `Run of ${run.startedAt} on ${run.machine.cpus}x ${run.machine.cpu}, Node ${run.machine.node}, ${run.machine.engine} uWebSockets.js; ${run.settings.generator}, ${run.settings.pinning}; ${run.settings.seconds} s runs, ${run.settings.rounds} alternating rounds, ${run.settings.connections} connections.`,
+    '',
+    '| scenario | target | 2xx req/s | events/s | ratio to parse-only | p50 ms | p99 ms | p99.9 ms | CPU s per M events | peak RSS MiB | event-loop p99 ms | non-2xx |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+  ];
+  const row = (title: string, target: string, x: Figures, ratio: string) =>
+    `| ${title} | ${target} | ${f(x.rps)} | ${f(x.eventsPerSec)} | ${ratio} | ${f(x.latency.p50, 2)} | ${f(x.latency.p99, 2)} | ${f(x.latency.p999, 2)} | ${f(x.cpuSecondsPerMillionEvents, 1)} | ${f(x.peakRssMiB)} | ${x.eventLoopP99Ms === undefined ? '' : f(x.eventLoopP99Ms, 1)} | ${f(x.non2xx)} |`;
+  for (const r of run.results) {
+    if (r.comparison) {
+      const { targets, ratios } = r.comparison;
+      lines.push(row(r.title, 'no-op', targets.noop, f(1 / (ratios.parseToNoop || 1), 2)));
+      lines.push(row('', 'parse-only', targets.parse, '1.00'));
+      lines.push(row('', '**server**', targets.server, `**${f(ratios.serverToParse, 2)}**`));
+    } else if (r.server) {
+      lines.push(row(r.title, '**server**', r.server, ''));
+    }
+  }
+  lines.push('', '| scenario | accepted | in S3 | via the DLQ | dropped | zero loss | notes |', '|---|---:|---:|---:|---:|---|---|');
+  for (const r of run.results) {
+    const s = r.settled;
+    lines.push(`| ${r.title} | ${f(s.accepted)} | ${f(s.stored)} | ${f(s.spilled)} | ${f(s.dropped)} | ${s.lossless ? 'yes' : '**NO**'} | ${r.notes.join('; ')} |`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** Two panels: events/s (bars) and p99 latency (bars), per scenario, targets side by side. */
+export function svg(run: Run): string {
+  type Bar = { label: string; target: string; events: number; p99: number };
+  const bars: Bar[] = [];
+  for (const r of run.results) {
+    const label = r.title.split('.')[0]!;
+    if (r.comparison) {
+      for (const [target, x] of Object.entries(r.comparison.targets)) bars.push({ label, target, events: x.eventsPerSec, p99: x.latency.p99 });
+    } else if (r.server) bars.push({ label, target: 'server', events: r.server.eventsPerSec, p99: r.server.latency.p99 });
+  }
+  const colors: Record<string, string> = { noop: '#b0b0b0', parse: '#6b8fbf', server: '#d9822b' };
+  const width = 60 + bars.length * 26 + run.results.length * 14;
+  const panel = (title: string, top: number, value: (b: Bar) => number, unit: string) => {
+    const max = Math.max(...bars.map(value), 1);
+    const out = [`<text x="10" y="${top - 8}" font-size="13" font-weight="bold">${title}</text>`];
+    let x = 50;
+    let lastLabel = '';
+    for (const b of bars) {
+      if (b.label !== lastLabel) {
+        x += 14;
+        out.push(`<text x="${x}" y="${top + 172}" font-size="11">scenario ${b.label}</text>`);
+        lastLabel = b.label;
+      }
+      const h = (value(b) / max) * 150;
+      out.push(`<rect x="${x}" y="${top + 155 - h}" width="22" height="${h}" fill="${colors[b.target]}"><title>${b.target}: ${f(value(b), 1)} ${unit}</title></rect>`);
+      out.push(`<text x="${x + 11}" y="${top + 152 - h}" font-size="8" text-anchor="middle">${value(b) >= 1000 ? `${f(value(b) / 1000, 0)}k` : f(value(b), 1)}</text>`);
+      x += 26;
+    }
+    out.push(`<line x1="50" y1="${top + 155}" x2="${width}" y2="${top + 155}" stroke="#333"/>`);
+    return out.join('\n');
+  };
+  const legend = Object.entries(colors)
+    .map(([name, color], i) => `<rect x="${10 + i * 110}" y="418" width="12" height="12" fill="${color}"/><text x="${26 + i * 110}" y="428" font-size="11">${name === 'parse' ? 'parse-only' : name === 'noop' ? 'no-op' : 'server'}</text>`)
+    .join('\n');
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width + 20}" height="440" font-family="sans-serif">
+<rect width="100%" height="100%" fill="white"/>
+${panel('Events accepted per second (one core)', 30, (b) => b.events, 'events/s')}
+${panel('p99 latency, ms', 230, (b) => b.p99, 'ms')}
+${legend}
+</svg>
+`;
+}
+
+export function write(run: Run, dir: string, readme: string): string {
+  const stamp = run.startedAt.replace(/[:.]/g, '-');
+  writeFileSync(join(dir, `${stamp}.json`), `${JSON.stringify(run, null, 2)}\n`);
+  const md = markdown(run);
+  writeFileSync(join(dir, `${stamp}.md`), md);
+  writeFileSync(join(dir, `${stamp}.svg`), svg(run));
+  writeFileSync(join(dir, 'latest.svg'), svg(run));
+  const text = readFileSync(readme, 'utf8');
+  const start = '<!-- results:start -->';
+  const end = '<!-- results:end -->';
+  if (text.includes(start)) {
+    const updated = `${text.slice(0, text.indexOf(start) + start.length)}\n${md}\n![events/s and p99 per scenario](results/latest.svg)\n\nRaw figures: [results/${stamp}.json](results/${stamp}.json)\n${text.slice(text.indexOf(end))}`;
+    writeFileSync(readme, updated);
+  }
+  return md;
+}

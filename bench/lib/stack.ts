@@ -1,0 +1,100 @@
+// What a scenario runs against: the server built from this repo (defaults, unless a scenario says
+// otherwise) and the two baselines, on the server core; an S3 server on the load core.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { serverCounters } from '../../test/harness/zero-loss.js';
+import { LOAD_CORE, type Proc, SERVER_CORE, start } from './procs.js';
+
+const HERE = fileURLToPath(new URL('.', import.meta.url));
+export const REPO = fileURLToPath(new URL('../../../', import.meta.url)); // .bench/bench/lib -> repo
+const NODE = process.execPath;
+
+export interface Target {
+  readonly name: 'noop' | 'parse' | 'server';
+  readonly url: string;
+  readonly proc: Proc;
+}
+
+export async function startS3(): Promise<{ endpoint: string; port: number; proc: Proc }> {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-s3-'));
+  let port = 0;
+  const proc = await start(LOAD_CORE, NODE, [join(HERE, 's3-server.js'), dir], process.env, (line) => {
+    const m = /^ready (\d+)$/.exec(line);
+    if (m) port = Number(m[1]);
+    return m !== null;
+  });
+  return { endpoint: `http://127.0.0.1:${port}`, port, proc };
+}
+
+export async function startBaseline(name: 'noop' | 'parse'): Promise<Target> {
+  let port = 0;
+  const proc = await start(SERVER_CORE, NODE, [join(HERE, '..', 'baselines', `${name}.js`)], process.env, (line) => {
+    const m = /^listening (\d+)$/.exec(line);
+    if (m) port = Number(m[1]);
+    return m !== null;
+  });
+  return { name, url: `http://127.0.0.1:${port}`, proc };
+}
+
+/** The real server, from dist/, writing to `s3Endpoint`; extra env for a scenario's settings. */
+export async function startServer(s3Endpoint: string, env: Record<string, string> = {}): Promise<Target> {
+  let port = 0;
+  const proc = await start(
+    SERVER_CORE,
+    NODE,
+    [join(REPO, 'dist', 'main.js')],
+    {
+      PATH: process.env.PATH,
+      HOST: '127.0.0.1',
+      PORT: '0',
+      LOG_LEVEL: 'warn',
+      S3_BUCKET: 'bench',
+      S3_ENDPOINT: s3Endpoint,
+      S3_FORCE_PATH_STYLE: 'true',
+      AWS_REGION: 'us-east-1',
+      AWS_ACCESS_KEY_ID: 'S3RVER',
+      AWS_SECRET_ACCESS_KEY: 'S3RVER',
+      DLQ_DIR: mkdtempSync(join(tmpdir(), 'bench-dlq-')),
+      ...env,
+    },
+    (line) => {
+      if (!line.includes('"msg":"listening"')) return false;
+      port = (JSON.parse(line) as { port: number }).port;
+      return true;
+    },
+  );
+  return { name: 'server', url: `http://127.0.0.1:${port}`, proc };
+}
+
+export interface Scrape {
+  readonly counters: ReturnType<typeof serverCounters>;
+  readonly status503: number;
+  readonly eventLoopP99Ms: number;
+  readonly channelEvents: number;
+}
+
+/** Reads the server's /metrics. Also resets its event-loop delay histogram (prom-client does at each scrape). */
+export async function scrape(target: Target): Promise<Scrape> {
+  const text = await (await fetch(`${target.url}/metrics`)).text();
+  const value = (prefix: string) => Number(text.split('\n').find((l) => l.startsWith(prefix))?.split(' ').pop() ?? 0);
+  return {
+    counters: serverCounters(text),
+    status503: value('http_requests_total{status="503"}'),
+    eventLoopP99Ms: value('nodejs_eventloop_lag_p99_seconds') * 1000,
+    channelEvents: value('channel_events'),
+  };
+}
+
+/** Waits (bounded) until every accepted event is in S3 or the DLQ; returns the final counters. */
+export async function settle(target: Target, maxSeconds = 120): Promise<Scrape> {
+  let last = await scrape(target);
+  for (let i = 0; i < maxSeconds * 10; i++) {
+    const { accepted, stored, spilled, dlqEvents } = last.counters;
+    if (accepted === stored + spilled && dlqEvents === 0) return last;
+    await new Promise((r) => setTimeout(r, 100));
+    last = await scrape(target);
+  }
+  return last;
+}

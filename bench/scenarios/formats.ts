@@ -1,0 +1,20 @@
+// Scenarios 1-4: one body format each, the server beside the no-op and parse-only baselines.
+import { compare } from '../lib/measure.js';
+import { BODIES, lossless, type Scenario } from '../lib/scenario.js';
+
+const FORMATS = [
+  ['single', '1. one ~300-byte event per request'],
+  ['array', '2. 50 events per request as a JSON array'],
+  ['ndjson', '3. 50 events per request as NDJSON'],
+  ['gzip', '4. 50 events per request, a gzip-encoded JSON array'],
+] as const;
+
+export const scenarios: Scenario[] = FORMATS.map(([id, title]) => ({
+  id,
+  title,
+  async run(ctx) {
+    const { request, events } = BODIES[id];
+    const comparison = await compare(ctx.s3.endpoint, request, events, ctx.seconds, ctx.rounds, ctx.connections);
+    return { id, title, comparison, settled: lossless(comparison.settled), notes: [] };
+  },
+}));

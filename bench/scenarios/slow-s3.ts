@@ -1,0 +1,33 @@
+// Scenario 6: every S3 PUT answered 1 s late (a proxy in front of the S3 server): back-pressure
+// from S3 through the upload queue and the channel to 503 queue_full, with memory bounded.
+import { startFaultProxy } from '../../test/helpers/fault-proxy.js';
+import { measure, summarise } from '../lib/measure.js';
+import { BODIES, lossless, type Scenario } from '../lib/scenario.js';
+import { scrape, settle, startServer } from '../lib/stack.js';
+
+export const scenario: Scenario = {
+  id: 'slow-s3',
+  title: '6. S3 slowed down: every PUT 1 s late',
+  async run(ctx) {
+    const teardowns: (() => unknown)[] = [];
+    const proxy = await startFaultProxy({ teardown: (fn) => teardowns.push(fn) }, ctx.s3);
+    proxy.decide = () => ({ delayMs: 1000 });
+    const server = await startServer(proxy.endpoint);
+    try {
+      const round = await measure(server, BODIES.array.request, ctx.seconds, ctx.connections);
+      const during = await scrape(server);
+      const final = (await settle(server, 300)).counters;
+      const figures = summarise([round], BODIES.array.events, server.proc.peakRssBytes());
+      return {
+        id: this.id,
+        title: this.title,
+        server: { ...figures, rate503: round.load.non2xx / Math.max(round.load.requests, 1), channelEventsAtEnd: during.channelEvents },
+        settled: lossless({ accepted: final.accepted, stored: final.stored, spilled: final.spilled, dropped: final.dropped }),
+        notes: [`${round.load.non2xx} requests refused with 503 queue_full while S3 took at most UPLOAD_CONCURRENCY batches a second`],
+      };
+    } finally {
+      await server.proc.stop();
+      for (const fn of teardowns) await fn();
+    }
+  },
+};

@@ -59,6 +59,10 @@ export async function start(core: string, command: string, args: string[], env: 
       }
     });
     child.once('exit', (code) => reject(new Error(`${command} ${args.join(' ')} exited (${code}) before it was ready: ${stderr.slice(-2000)}`)));
+    setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${command} ${args.join(' ')} not ready within 30 s; it printed: ${lines.slice(-5).join(' | ')} ${stderr.slice(-1000)}`));
+    }, 30_000).unref();
   });
   // taskset execs the command, so the pid is the command's own.
   const pid = child.pid!;

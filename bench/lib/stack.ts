@@ -49,7 +49,8 @@ export async function startServer(s3Endpoint: string, env: Record<string, string
       PATH: process.env.PATH,
       HOST: '127.0.0.1',
       PORT: '0',
-      LOG_LEVEL: 'warn',
+      // info: the `listening` line gives the port; the server never logs per request.
+      LOG_LEVEL: 'info',
       S3_BUCKET: 'bench',
       S3_ENDPOINT: s3Endpoint,
       S3_FORCE_PATH_STYLE: 'true',

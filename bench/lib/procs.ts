@@ -47,6 +47,7 @@ export async function start(core: string, command: string, args: string[], env: 
   const lines: string[] = [];
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  let notReady: NodeJS.Timeout | undefined;
   await new Promise<void>((resolve, reject) => {
     let pending = '';
     child.stdout!.setEncoding('utf8').on('data', (d: string) => {
@@ -59,18 +60,24 @@ export async function start(core: string, command: string, args: string[], env: 
       }
     });
     child.once('exit', (code) => reject(new Error(`${command} ${args.join(' ')} exited (${code}) before it was ready: ${stderr.slice(-2000)}`)));
-    setTimeout(() => {
+    notReady = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`${command} ${args.join(' ')} not ready within 30 s; it printed: ${lines.slice(-5).join(' | ')} ${stderr.slice(-1000)}`));
-    }, 30_000).unref();
-  });
+    }, 30_000);
+  }).finally(() => clearTimeout(notReady));
   // taskset execs the command, so the pid is the command's own.
   const pid = child.pid!;
+  const alive = (): void => {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`${command} ${args.join(' ')} died (exit ${child.exitCode}, signal ${child.signalCode}): ${stderr.slice(-3000)}`);
+    }
+  };
   return {
     child,
     pid,
     lines,
     cpuSeconds() {
+      alive();
       const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
       return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
     },

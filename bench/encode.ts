@@ -21,7 +21,7 @@ function batches(maxEvents: number): { batches: Batch[]; msPerMillion: number } 
   channel.onPush = () => batcher.drain();
   const started = performance.now();
   for (const parsed of requests) {
-    channel.tryPush({ receivedAt: Date.now(), events: parsed.events, bytes: parsed.bytes + 50 * LINE_OVERHEAD_BYTES });
+    channel.tryPush({ receivedAt: Date.now(), body: parsed.body, spans: parsed.spans, count: 50, bytes: parsed.bytes + 50 * LINE_OVERHEAD_BYTES });
   }
   batcher.flush();
   return { batches: out, msPerMillion: ((performance.now() - started) / TOTAL_EVENTS) * 1e6 };

@@ -7,11 +7,14 @@
 //   one request, so a request larger than the bound is not refused forever;
 // - once closed, nothing enters; what is inside can still be shifted out.
 
-/** One accepted request: the raw JSON text of each event, and when it arrived. */
+/** One accepted request: its body, where each event is in it, and when it arrived. */
 export interface Entry {
   readonly receivedAt: number;
-  readonly events: readonly string[];
-  /** Bytes of the JSON lines these events become (see batcher.lineBytes). */
+  readonly body: Buffer;
+  /** Event i is body[spans[2i], spans[2i + 1]). */
+  readonly spans: readonly number[];
+  readonly count: number;
+  /** Bytes of the JSON lines these events become (LINE_OVERHEAD_BYTES each, plus the event). */
   readonly bytes: number;
 }
 
@@ -43,9 +46,14 @@ export class Channel {
     return this.#closed;
   }
 
+  /** No request could enter now: checked before parsing, so that overload does not cost a parse per refusal. */
+  get full(): boolean {
+    return this.#events > 0 && (this.#events >= this.maxEvents || this.#bytes >= this.maxBytes);
+  }
+
   tryPush(entry: Entry): PushResult {
     if (this.#closed) return 'closed';
-    const count = entry.events.length;
+    const count = entry.count;
     if (this.#events > 0 && (this.#events + count > this.maxEvents || this.#bytes + entry.bytes > this.maxBytes)) {
       return 'full';
     }
@@ -68,7 +76,7 @@ export class Channel {
       this.#entries = this.#entries.slice(this.#head);
       this.#head = 0;
     }
-    this.#events -= entry.events.length;
+    this.#events -= entry.count;
     this.#bytes -= entry.bytes;
     return entry;
   }

@@ -2,7 +2,7 @@
 import t from 'tap';
 import { Channel } from '../src/channel.js';
 
-const entry = (events: number, bytes = events * 10) => ({ receivedAt: 0, events: Array.from({ length: events }, () => '{}'), bytes });
+const entry = (count: number, bytes = count * 10, receivedAt = 0) => ({ receivedAt, body: Buffer.alloc(0), spans: [], count, bytes });
 
 t.test('takes whole requests while they fit, answers full otherwise', async (t) => {
   const channel = new Channel(10, 1000);
@@ -11,6 +11,7 @@ t.test('takes whole requests while they fit, answers full otherwise', async (t) 
   t.equal(channel.tryPush(entry(4)), 'ok');
   t.equal(channel.events, 10);
   t.equal(channel.tryPush(entry(1)), 'full');
+  t.ok(channel.full, 'full: nothing could enter');
 });
 
 t.test('bounds bytes too', async (t) => {
@@ -30,7 +31,7 @@ t.test('FIFO across many pushes and shifts; closed refuses but drains', async (t
   const channel = new Channel(1_000_000, 1 << 30);
   const order: number[] = [];
   for (let round = 0; round < 3; round++) {
-    for (let i = 0; i < 3000; i++) channel.tryPush({ receivedAt: round * 3000 + i, events: ['{}'], bytes: 1 });
+    for (let i = 0; i < 3000; i++) channel.tryPush(entry(1, 1, round * 3000 + i));
     for (let i = 0; i < 2500; i++) order.push(channel.shift()!.receivedAt);
   }
   channel.close();

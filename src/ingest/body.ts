@@ -1,8 +1,9 @@
-// Request body -> the raw JSON text of each event, or the 4xx that says what is wrong (SPEC §2).
+// Request body -> where each event is in it, or the 4xx that says what is wrong (SPEC §2).
 //
-// Events are kept as the text the client sent, not re-serialised: big integers, number
-// formatting and key order reach S3 exactly as sent, and nothing is stringified twice.
-// CR and LF can only be whitespace in valid JSON, so they become spaces: every event is
+// Events are kept as the bytes the client sent, never re-serialised: big integers, number
+// formatting and key order reach S3 exactly as sent. An event is a byte span of the request
+// body: no per-event object, string or copy until the batch is written out. CR and LF can only
+// be whitespace in valid JSON, so they are overwritten with spaces in the body: every event is
 // one line of the stored JSON-lines object even when the client pretty-printed it.
 import { isUtf8 } from 'node:buffer';
 import zlib from 'node:zlib';
@@ -24,8 +25,11 @@ export class Rejection {
 }
 
 export interface ParsedEvents {
-  readonly events: string[];
-  /** UTF-8 bytes of all event texts together. */
+  /** The body, owned by the caller; CR and LF outside strings already turned into spaces. */
+  readonly body: Buffer;
+  /** Event i is body[spans[2i], spans[2i + 1]). */
+  readonly spans: number[];
+  /** Bytes of all events together. */
   readonly bytes: number;
 }
 
@@ -34,8 +38,11 @@ const DECOMPRESSED_TOO_LARGE = new Rejection(413, 'body_too_large', 'decompresse
 const EMPTY_BODY = new Rejection(400, 'empty_body', 'body holds no events');
 const NOT_UTF8 = new Rejection(400, 'invalid_json', 'body is not valid UTF-8');
 const NOT_AN_OBJECT = new Rejection(400, 'not_an_object', 'body must be a JSON object or an array of JSON objects');
-const CRS_AND_LFS = /[\r\n]+/g;
 const QUOTE = 34;
+const SPACE = 0x20;
+const TAB = 0x09;
+const LF = 0x0a;
+const CR = 0x0d;
 const BACKSLASH = 92;
 const OPEN_BRACE = 123;
 const CLOSE_BRACE = 125;
@@ -52,29 +59,31 @@ export function gunzipCapped(body: Buffer, maxBytes: number): Buffer | Rejection
   }
 }
 
+/** Parses `body` in place (it must be the caller's own copy: CR and LF are overwritten). */
 export function parseEvents(body: Buffer, format: BodyFormat, maxEvents: number): ParsedEvents | Rejection {
   if (!isUtf8(body)) return NOT_UTF8;
-  const text = body.toString('utf8');
-  // Equal lengths mean every character is one byte: event byte counts are then string lengths.
-  const ascii = text.length === body.length;
-  const parsed = format === 'json' ? parseJson(text, maxEvents) : parseNdjson(text, maxEvents);
-  if (parsed instanceof Rejection) return parsed;
+  const spans = format === 'json' ? parseJson(body, maxEvents) : parseNdjson(body, maxEvents);
+  if (spans instanceof Rejection) return spans;
   let bytes = 0;
-  for (const event of parsed) bytes += ascii ? event.length : Buffer.byteLength(event);
-  return { events: parsed, bytes };
+  for (let i = 0; i < spans.length; i += 2) bytes += spans[i + 1]! - spans[i]!;
+  return { body, spans, bytes };
 }
 
-function parseJson(text: string, maxEvents: number): string[] | Rejection {
+function parseJson(body: Buffer, maxEvents: number): number[] | Rejection {
   let value: unknown;
   try {
-    value = JSON.parse(text);
+    value = JSON.parse(body.toString('utf8'));
   } catch (err) {
-    if (text.trim() === '') return EMPTY_BODY;
+    if (trimStart(body, 0, body.length) === body.length) return EMPTY_BODY;
     return new Rejection(400, 'invalid_json', (err as Error).message);
   }
-  // indexOf is a memchr; a regex test here cost more than the rest of a small request.
-  const flat = text.indexOf('\n') === -1 && text.indexOf('\r') === -1 ? text : text.replace(CRS_AND_LFS, ' ');
-  if (!Array.isArray(value)) return isObject(value) ? [flat.trim()] : NOT_AN_OBJECT;
+  if (!Array.isArray(value)) {
+    if (!isObject(value)) return NOT_AN_OBJECT;
+    const start = trimStart(body, 0, body.length);
+    const end = trimEnd(body, start, body.length);
+    blankLineBreaks(body, start, end);
+    return [start, end];
+  }
   if (value.length === 0) return EMPTY_BODY;
   if (value.length > maxEvents) {
     return new Rejection(400, 'too_many_events', `${value.length} events in one request, MAX_EVENTS_PER_REQUEST is ${maxEvents}`);
@@ -82,68 +91,78 @@ function parseJson(text: string, maxEvents: number): string[] | Rejection {
   for (let i = 0; i < value.length; i++) {
     if (!isObject(value[i])) return new Rejection(400, 'not_an_object', `event at index ${i} is not a JSON object`, { index: i });
   }
-  return splitArrayOfObjects(flat, value.length);
+  blankLineBreaks(body, 0, body.length);
+  return splitArrayOfObjects(body, value.length);
 }
 
-function parseNdjson(text: string, maxEvents: number): string[] | Rejection {
-  // A CR is whitespace to JSON but a line break to some readers: never let one through.
-  const flat = text.includes('\r') ? text.replaceAll('\r', ' ') : text;
-  const events: string[] = [];
+function parseNdjson(body: Buffer, maxEvents: number): number[] | Rejection {
+  const spans: number[] = [];
   let line = 0;
-  for (let start = 0; start < flat.length; ) {
-    let end = flat.indexOf('\n', start);
-    if (end === -1) end = flat.length;
+  for (let next = 0; next < body.length; ) {
+    let lf = body.indexOf(LF, next);
+    if (lf === -1) lf = body.length;
     line++;
-    const candidate = flat.slice(start, end).trim();
-    start = end + 1;
-    if (candidate === '') continue;
-    if (events.length === maxEvents) {
+    const start = trimStart(body, next, lf);
+    const end = trimEnd(body, start, lf);
+    next = lf + 1;
+    if (start === end) continue;
+    if (spans.length === maxEvents * 2) {
       return new Rejection(400, 'too_many_events', `more than MAX_EVENTS_PER_REQUEST (${maxEvents}) events in one request`, { line });
     }
     let value: unknown;
     try {
-      value = JSON.parse(candidate);
+      value = JSON.parse(body.toString('utf8', start, end));
     } catch (err) {
       return new Rejection(400, 'invalid_json', `line ${line}: ${(err as Error).message}`, { line });
     }
     if (!isObject(value)) return new Rejection(400, 'not_an_object', `line ${line} is not a JSON object`, { line });
-    events.push(candidate);
+    // A CR is whitespace to JSON but a line break to some readers: never let one through.
+    blankLineBreaks(body, start, end);
+    spans.push(start, end);
   }
-  return events.length === 0 ? EMPTY_BODY : events;
+  return spans.length === 0 ? EMPTY_BODY : spans;
 }
 
 function isObject(value: unknown): boolean {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/**
- * Cuts the text of a JSON array already validated as `count` objects into the text of each
- * object. Only braces outside strings move the depth; strings are skipped to their closing quote.
- */
-function splitArrayOfObjects(text: string, count: number): string[] {
-  const out = new Array<string>(count);
-  let n = 0;
-  let depth = 0;
-  let start = 0;
-  for (let i = text.indexOf('[') + 1; n < count; i++) {
-    const c = text.charCodeAt(i);
-    if (c === QUOTE) {
-      i = closingQuote(text, i);
-    } else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
-      if (depth++ === 0) start = i;
-    } else if ((c === CLOSE_BRACE || c === CLOSE_BRACKET) && --depth === 0) {
-      out[n++] = text.slice(start, i + 1);
-    }
-  }
-  return out;
+const isSpace = (c: number | undefined): boolean => c === SPACE || c === LF || c === CR || c === TAB;
+
+function trimStart(body: Buffer, from: number, to: number): number {
+  while (from < to && isSpace(body[from])) from++;
+  return from;
 }
 
-function closingQuote(text: string, open: number): number {
-  let q = text.indexOf('"', open + 1);
-  for (;;) {
-    let backslashes = 0;
-    while (text.charCodeAt(q - 1 - backslashes) === BACKSLASH) backslashes++;
-    if (backslashes % 2 === 0) return q;
-    q = text.indexOf('"', q + 1);
+function trimEnd(body: Buffer, from: number, to: number): number {
+  while (to > from && isSpace(body[to - 1])) to--;
+  return to;
+}
+
+/** CR and LF -> space in [from, to); only for text already parsed as JSON, where they are whitespace. */
+function blankLineBreaks(body: Buffer, from: number, to: number): void {
+  for (let at = body.indexOf(LF, from); at !== -1 && at < to; at = body.indexOf(LF, at + 1)) body[at] = SPACE;
+  for (let at = body.indexOf(CR, from); at !== -1 && at < to; at = body.indexOf(CR, at + 1)) body[at] = SPACE;
+}
+
+/**
+ * The byte spans of the objects of a JSON array already validated as `count` objects. Bytes
+ * are enough: every JSON structural character is ASCII, and no byte of a multi-byte UTF-8
+ * sequence is. Only braces outside strings move the depth; strings are skipped, escapes too.
+ */
+function splitArrayOfObjects(body: Buffer, count: number): number[] {
+  const spans = new Array<number>(count * 2);
+  let n = 0;
+  let depth = 0;
+  for (let i = body.indexOf(OPEN_BRACKET) + 1; n < count; i++) {
+    const c = body[i];
+    if (c === QUOTE) {
+      for (i++; body[i] !== QUOTE; i++) if (body[i] === BACKSLASH) i++;
+    } else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
+      if (depth++ === 0) spans[2 * n] = i;
+    } else if ((c === CLOSE_BRACE || c === CLOSE_BRACKET) && --depth === 0) {
+      spans[2 * n++ + 1] = i + 1;
+    }
   }
+  return spans;
 }

@@ -152,8 +152,8 @@ export class IngestServer {
         return;
       }
       done = true;
-      // The last chunk is used in place: everything below copies what it keeps before returning.
-      const last = Buffer.from(chunk);
+      // Our own copy of the body: events stay in it, as byte spans, until their batch is written.
+      const last = Buffer.from(chunk.slice(0));
       // Outside the handler's own tick uWS does not cork: without this, status line, headers and
       // body each cost a send() system call.
       res.cork(() => this.#accept(res, parts === undefined ? last : Buffer.concat([...parts, last]), format, gzip, origin));
@@ -161,14 +161,19 @@ export class IngestServer {
   };
 
   #accept(res: HttpResponse, wire: Buffer, format: BodyFormat, gzip: boolean, origin: string): void {
+    // Under overload most requests meet a full channel: refuse them before paying for a parse.
+    if (this.channel.closed) return this.#send(res, '503', SHUTTING_DOWN, origin);
+    if (this.channel.full) return this.#queueFull(res, origin);
     const raw = gzip ? gunzipCapped(wire, this.options.maxBodyBytes) : wire;
     if (raw instanceof Rejection) return raw.status === 413 ? this.#tooLarge(res, raw, origin) : this.#reject(res, raw, origin);
     const parsed = parseEvents(raw, format, this.options.maxEventsPerRequest);
     if (parsed instanceof Rejection) return this.#reject(res, parsed, origin);
-    const count = parsed.events.length;
+    const count = parsed.spans.length / 2;
     const pushed = this.channel.tryPush({
       receivedAt: Date.now(),
-      events: parsed.events,
+      body: parsed.body,
+      spans: parsed.spans,
+      count,
       bytes: parsed.bytes + count * LINE_OVERHEAD_BYTES,
     });
     if (pushed === 'ok') {
@@ -176,6 +181,10 @@ export class IngestServer {
       return this.#send(res, '202', `{"accepted":${count}}`, origin);
     }
     if (pushed === 'closed') return this.#send(res, '503', SHUTTING_DOWN, origin);
+    this.#queueFull(res, origin);
+  }
+
+  #queueFull(res: HttpResponse, origin: string): void {
     this.counts.rejectedQueueFull++;
     this.#logQueueFull();
     this.#send(res, '503', QUEUE_FULL, origin, undefined, false, true);

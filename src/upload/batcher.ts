@@ -6,10 +6,11 @@
 import { randomBytes } from 'node:crypto';
 import type { Channel, Entry } from '../channel.js';
 
-/** Events of one request inside a batch; they share the request's receive time. */
+/** Events `from` to `to` (exclusive) of one request inside a batch; they share its receive time. */
 export interface Segment {
-  readonly receivedAt: number;
-  readonly events: readonly string[];
+  readonly entry: Entry;
+  readonly from: number;
+  readonly to: number;
 }
 
 export interface Batch {
@@ -96,38 +97,37 @@ export class Batcher {
 
   #append(entry: Entry): void {
     const { maxEvents, maxBytes } = this.options;
-    const count = entry.events.length;
-    if (this.#events + count <= maxEvents && this.#bytes + entry.bytes <= maxBytes) {
-      this.#add(entry.receivedAt, entry.events, entry.bytes);
+    if (this.#events + entry.count <= maxEvents && this.#bytes + entry.bytes <= maxBytes) {
+      this.#add(entry, 0, entry.count, entry.bytes);
     } else {
       // The request straddles a cut: take event by event what fits.
       let from = 0;
       let pieceBytes = 0;
-      for (let i = 0; i < count; i++) {
-        const bytes = LINE_OVERHEAD_BYTES + Buffer.byteLength(entry.events[i]!);
+      for (let i = 0; i < entry.count; i++) {
+        const bytes = LINE_OVERHEAD_BYTES + entry.spans[2 * i + 1]! - entry.spans[2 * i]!;
         const held = this.#events + (i - from);
         if (held > 0 && (held + 1 > maxEvents || this.#bytes + pieceBytes + bytes > maxBytes)) {
-          if (i > from) this.#add(entry.receivedAt, entry.events.slice(from, i), pieceBytes);
+          if (i > from) this.#add(entry, from, i, pieceBytes);
           this.#cut();
           from = i;
           pieceBytes = 0;
         }
         pieceBytes += bytes;
       }
-      this.#add(entry.receivedAt, from === 0 ? entry.events : entry.events.slice(from), pieceBytes);
+      this.#add(entry, from, entry.count, pieceBytes);
     }
     if (this.#events >= maxEvents || this.#bytes >= maxBytes) this.#cut();
   }
 
-  #add(receivedAt: number, events: readonly string[], bytes: number): void {
+  #add(entry: Entry, from: number, to: number, bytes: number): void {
     if (this.#events === 0) {
-      this.#first = receivedAt;
+      this.#first = entry.receivedAt;
       this.#timer = setTimeout(() => this.flush(), this.options.maxAgeMs);
     }
-    this.#segments.push({ receivedAt, events });
-    this.#events += events.length;
+    this.#segments.push({ entry, from, to });
+    this.#events += to - from;
     this.#bytes += bytes;
-    this.#last = receivedAt;
+    this.#last = entry.receivedAt;
   }
 
   #cut(): void {
@@ -157,30 +157,23 @@ export function objectKey(prefix: string, firstReceivedAt: number, batchId: stri
 
 /** The uncompressed object body: `{"received_at":<ms>,"event":<event as sent>}` a line. */
 export function encodeLines(batch: Batch): Buffer {
-  // Written straight into one buffer of the size the batch already counted (exact: events are
-  // valid UTF-8, counted in bytes): no joined string, no second copy. The count assumes 13-digit
-  // times, as every time from 2001 to 2286 has; any other takes the slower path.
-  const out = Buffer.allocUnsafe(batch.bytes);
+  // Exact size first, then each event copied from its request body: no string, no per-event object.
+  const heads = batch.segments.map((s) => Buffer.from(`{"received_at":${s.entry.receivedAt},"event":`, 'latin1'));
+  let size = 0;
+  batch.segments.forEach(({ entry, from, to }, k) => {
+    size += (heads[k]!.length + 2) * (to - from);
+    for (let i = from; i < to; i++) size += entry.spans[2 * i + 1]! - entry.spans[2 * i]!;
+  });
+  const out = Buffer.allocUnsafe(size);
   let at = 0;
-  for (const segment of batch.segments) {
-    const head = Buffer.from(`{"received_at":${segment.receivedAt},"event":`, 'latin1');
-    if (head.length + 2 !== LINE_OVERHEAD_BYTES) return encodeJoined(batch);
-    for (const event of segment.events) {
-      if (at + head.length + event.length + 2 > out.length) return encodeJoined(batch);
+  batch.segments.forEach(({ entry, from, to }, k) => {
+    const head = heads[k]!;
+    for (let i = from; i < to; i++) {
       at += head.copy(out, at);
-      at += out.write(event, at);
+      at += entry.body.copy(out, at, entry.spans[2 * i], entry.spans[2 * i + 1]);
       out[at++] = CLOSE_BRACE;
       out[at++] = NEWLINE;
     }
-  }
-  return at === out.length ? out : encodeJoined(batch);
-}
-
-function encodeJoined(batch: Batch): Buffer {
-  const parts: string[] = [];
-  for (const segment of batch.segments) {
-    const head = `{"received_at":${segment.receivedAt},"event":`;
-    for (const event of segment.events) parts.push(head, event, '}\n');
-  }
-  return Buffer.from(parts.join(''), 'utf8');
+  });
+  return out;
 }

@@ -1,6 +1,6 @@
 // Batch cuts on count, bytes and age, requests split exactly at a cut, and back-pressure from the sink.
 import t, { type Test } from 'tap';
-import { Channel } from '../../src/channel.js';
+import { Channel, type Entry } from '../../src/channel.js';
 import { type Batch, Batcher, type BatchSink, encodeLines, LINE_OVERHEAD_BYTES, objectKey } from '../../src/upload/batcher.js';
 
 /** A sink that takes batches while `room` says so; the upload loop plays this part in the server. */
@@ -23,10 +23,25 @@ function setup(t: Test, options = OPTIONS) {
   const batcher = new Batcher(channel, sink, options);
   channel.onPush = () => batcher.drain();
   t.teardown(() => batcher.flush());
-  const push = (receivedAt: number, ...events: string[]) =>
-    channel.tryPush({ receivedAt, events, bytes: events.reduce((n, e) => n + e.length + LINE_OVERHEAD_BYTES, 0) });
+  const push = (receivedAt: number, ...events: string[]) => channel.tryPush(entry(receivedAt, events));
   return { channel, sink, batcher, push };
 }
+
+/** An entry as the front makes it: a body holding the events, and their byte spans. */
+function entry(receivedAt: number, events: string[]): Entry {
+  const body = Buffer.from(events.join(' , '));
+  const spans: number[] = [];
+  let at = 0;
+  for (const e of events) {
+    spans.push(at, at + Buffer.byteLength(e));
+    at += Buffer.byteLength(e) + 3;
+  }
+  return { receivedAt, body, spans, count: events.length, bytes: events.reduce((n, e) => n + Buffer.byteLength(e) + LINE_OVERHEAD_BYTES, 0) };
+}
+
+/** The event texts of a batch, in order. */
+const texts = (batch: Batch): string[] =>
+  batch.segments.flatMap(({ entry: e, from, to }) => Array.from({ length: to - from }, (_, i) => e.body.toString('utf8', e.spans[2 * (from + i)], e.spans[2 * (from + i) + 1])));
 
 t.test('cuts on count, splitting a request exactly at the cut', async (t) => {
   const { sink, push } = setup(t);
@@ -34,8 +49,10 @@ t.test('cuts on count, splitting a request exactly at the cut', async (t) => {
   push(2, '{"b":1}', '{"b":2}');
   push(3, '{"c":1}', '{"c":2}');
   t.same(sink.batches.map((b) => b.events), [3, 3]);
-  t.same(sink.batches[0]!.segments, [{ receivedAt: 1, events: ['{"a":1}', '{"a":2}'] }, { receivedAt: 2, events: ['{"b":1}'] }]);
-  t.same(sink.batches[1]!.segments, [{ receivedAt: 2, events: ['{"b":2}'] }, { receivedAt: 3, events: ['{"c":1}', '{"c":2}'] }]);
+  t.same(texts(sink.batches[0]!), ['{"a":1}', '{"a":2}', '{"b":1}']);
+  t.same(texts(sink.batches[1]!), ['{"b":2}', '{"c":1}', '{"c":2}']);
+  t.same(sink.batches[0]!.segments.map((s) => s.entry.receivedAt), [1, 2]);
+  t.same(sink.batches[1]!.segments.map((s) => s.entry.receivedAt), [2, 3]);
   t.equal(sink.batches[1]!.firstReceivedAt, 2);
   t.equal(sink.batches[1]!.lastReceivedAt, 3);
 });
@@ -46,7 +63,7 @@ t.test('a request larger than a batch becomes several batches', async (t) => {
   t.same(sink.batches.map((b) => b.events), [3, 3]);
   batcher.flush();
   t.same(sink.batches.map((b) => b.events), [3, 3, 2]);
-  t.same(sink.batches.flatMap((b) => b.segments.flatMap((s) => s.events)), Array.from({ length: 8 }, (_, i) => `{"i":${i}}`));
+  t.same(sink.batches.flatMap(texts), Array.from({ length: 8 }, (_, i) => `{"i":${i}}`));
 });
 
 t.test('cuts on bytes; an event larger than a batch travels alone', async (t) => {
@@ -60,7 +77,7 @@ t.test('cuts on bytes; an event larger than a batch travels alone', async (t) =>
   push(now, line(10));
   batcher.flush();
   t.same(sink.batches.map((b) => b.events), [2, 1, 1, 1]);
-  for (const batch of sink.batches) t.equal(encodeLines(batch).length, batch.bytes, 'bytes counted exactly');
+  for (const batch of sink.batches) t.equal(encodeLines(batch).length, batch.bytes, 'bytes counted exactly (13-digit times)');
   t.ok(sink.batches.filter((b) => b.events > 1).every((b) => b.bytes <= maxBytes));
 });
 
@@ -103,6 +120,10 @@ t.test('keys: {prefix}/YYYY/MM/DD/HH/{batchId}.jsonl.gz in UTC; ids unique and t
 t.test('lines: {"received_at":<ms>,"event":<as sent>}', async (t) => {
   const { sink, push, batcher } = setup(t);
   push(1_700_000_000_123, '{"a":1}', '{"b":"é"}');
+  push(7, '{"c":3}'); // any number of digits encodes right
   batcher.flush();
-  t.equal(encodeLines(sink.batches[0]!).toString(), '{"received_at":1700000000123,"event":{"a":1}}\n{"received_at":1700000000123,"event":{"b":"é"}}\n');
+  t.equal(
+    encodeLines(sink.batches[0]!).toString(),
+    '{"received_at":1700000000123,"event":{"a":1}}\n{"received_at":1700000000123,"event":{"b":"é"}}\n{"received_at":7,"event":{"c":3}}\n',
+  );
 });

@@ -66,9 +66,9 @@ export interface Comparison {
   readonly settled: Settled;
 }
 
-/** Scenarios 1-4: noop, parse-only and the server, in turn, `rounds` times; the server with its defaults. */
-export async function compare(s3Endpoint: string, request: Request, eventsPerRequest: number, seconds: number, rounds: number, connections: number): Promise<Comparison> {
-  const targets = [await startBaseline('noop'), await startBaseline('parse'), await startServer(s3Endpoint)];
+/** Scenarios 1-4: noop, parse-only and the server, in turn, `rounds` times. */
+export async function compare(s3Endpoint: string, serverEnv: Record<string, string>, request: Request, eventsPerRequest: number, seconds: number, rounds: number, connections: number): Promise<Comparison> {
+  const targets = [await startBaseline('noop'), await startBaseline('parse'), await startServer(s3Endpoint, serverEnv)];
   try {
     const byTarget = new Map<string, Round[]>(targets.map((t) => [t.name, []]));
     for (let round = 0; round < rounds; round++) {

@@ -16,7 +16,7 @@ const f = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFraction
 
 export function markdown(run: Run): string {
   const lines = [
-    `Run of ${run.startedAt} on ${run.machine.cpus}x ${run.machine.cpu}, Node ${run.machine.node}, ${run.machine.engine} uWebSockets.js; ${run.settings.generator}, ${run.settings.pinning}; ${run.settings.seconds} s runs, ${run.settings.rounds} alternating rounds, ${run.settings.connections} connections.`,
+    `Run of ${run.startedAt} on ${run.machine.cpus}x ${run.machine.cpu}, Node ${run.machine.node}, ${run.machine.engine} uWebSockets.js; ${run.settings.generator}, ${run.settings.pinning}; ${run.settings.seconds} s runs, ${run.settings.rounds} alternating rounds, ${run.settings.connections} connections; server settings: ${run.settings.serverEnv}.`,
     '',
     '| scenario | target | 2xx req/s | events/s | ratio to parse-only | p50 ms | p99 ms | p99.9 ms | CPU s per M events | peak RSS MiB | event-loop p99 ms | non-2xx |',
     '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',

@@ -10,6 +10,8 @@ export interface Context {
   readonly rounds: number;
   readonly connections: number;
   readonly s3: { readonly endpoint: string; readonly port: number };
+  /** Server settings other than the defaults, from --env. */
+  readonly serverEnv: Record<string, string>;
 }
 
 export interface Result {

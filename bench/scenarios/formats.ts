@@ -14,7 +14,7 @@ export const scenarios: Scenario[] = FORMATS.map(([id, title]) => ({
   title,
   async run(ctx) {
     const { request, events } = BODIES[id];
-    const comparison = await compare(ctx.s3.endpoint, request, events, ctx.seconds, ctx.rounds, ctx.connections);
+    const comparison = await compare(ctx.s3.endpoint, ctx.serverEnv, request, events, ctx.seconds, ctx.rounds, ctx.connections);
     return { id, title, comparison, settled: lossless(comparison.settled), notes: [] };
   },
 }));

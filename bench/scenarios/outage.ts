@@ -16,7 +16,7 @@ export const scenario: Scenario = {
     let down = false;
     proxy.decide = () => (down ? { status: 503, code: 'SlowDown' } : 'pass');
     const prefix = `outage-${Date.now()}`;
-    const server = await startServer(proxy.endpoint, { S3_PREFIX: prefix });
+    const server = await startServer(proxy.endpoint, { ...ctx.serverEnv, S3_PREFIX: prefix });
     const s3 = new S3Client({ endpoint: ctx.s3.endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
     try {
       const client = new AckingClient({ url: server.url, concurrency: 32, eventsPerRequest: 50, maxRequests: 10_000_000, padBytes: 200 });

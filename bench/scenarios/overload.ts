@@ -13,7 +13,7 @@ export const scenario: Scenario = {
   id: 'overload',
   title: '5. overload: 50-event arrays from 8x the connections, 30 s',
   async run(ctx) {
-    const server = await startServer(ctx.s3.endpoint);
+    const server = await startServer(ctx.s3.endpoint, ctx.serverEnv);
     try {
       const probe = startProbe(server.url);
       const round = await measure(server, BODIES.array.request, ctx.seconds * 3, ctx.connections * 8);

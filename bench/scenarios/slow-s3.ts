@@ -12,7 +12,7 @@ export const scenario: Scenario = {
     const teardowns: (() => unknown)[] = [];
     const proxy = await startFaultProxy({ teardown: (fn) => teardowns.push(fn) }, ctx.s3);
     proxy.decide = () => ({ delayMs: 1000 });
-    const server = await startServer(proxy.endpoint);
+    const server = await startServer(proxy.endpoint, ctx.serverEnv);
     try {
       const round = await measure(server, BODIES.array.request, ctx.seconds, ctx.connections);
       const during = await scrape(server);

@@ -41,33 +41,38 @@ export function markdown(run: Run): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** Two panels: events/s (bars) and p99 latency (bars), per scenario, targets side by side. */
+/** Two panels per scenario, targets side by side: events/s (log scale: the no-op baseline parses
+ * nothing and is 10x the rest) and p99 latency (linear; left out where a run did not measure it). */
 export function svg(run: Run): string {
-  type Bar = { label: string; target: string; events: number; p99: number };
+  type Bar = { group: string; target: string; events: number; p99: number };
   const bars: Bar[] = [];
   for (const r of run.results) {
-    const label = r.title.split('.')[0]!;
+    const group = `S${r.title.split('.')[0]!}`;
     if (r.comparison) {
-      for (const [target, x] of Object.entries(r.comparison.targets)) bars.push({ label, target, events: x.eventsPerSec, p99: x.latency.p99 });
-    } else if (r.server) bars.push({ label, target: 'server', events: r.server.eventsPerSec, p99: r.server.latency.p99 });
+      for (const [target, x] of Object.entries(r.comparison.targets)) bars.push({ group, target, events: x.eventsPerSec, p99: x.latency.p99 });
+    } else if (r.server) bars.push({ group, target: 'server', events: r.server.eventsPerSec, p99: r.server.latency.p99 });
   }
   const colors: Record<string, string> = { noop: '#b0b0b0', parse: '#6b8fbf', server: '#d9822b' };
-  const width = 60 + bars.length * 26 + run.results.length * 14;
-  const panel = (title: string, top: number, value: (b: Bar) => number, unit: string) => {
+  const groups = [...new Set(bars.map((b) => b.group))];
+  const width = 60 + bars.length * 26 + groups.length * 20;
+  const panel = (title: string, top: number, value: (b: Bar) => number, scale: (v: number, max: number) => number) => {
     const max = Math.max(...bars.map(value), 1);
     const out = [`<text x="10" y="${top - 8}" font-size="13" font-weight="bold">${title}</text>`];
     let x = 50;
-    let lastLabel = '';
-    for (const b of bars) {
-      if (b.label !== lastLabel) {
-        x += 14;
-        out.push(`<text x="${x}" y="${top + 172}" font-size="11">scenario ${b.label}</text>`);
-        lastLabel = b.label;
+    for (const group of groups) {
+      x += 20;
+      const members = bars.filter((b) => b.group === group);
+      out.push(`<text x="${x + (members.length * 26) / 2 - 2}" y="${top + 172}" font-size="11" text-anchor="middle">${group}</text>`);
+      for (const b of members) {
+        const v = value(b);
+        if (v > 0) {
+          const h = scale(v, max) * 150;
+          const label = v >= 1000 ? `${f(v / 1000, 0)}k` : f(v, 1);
+          out.push(`<rect x="${x}" y="${top + 155 - h}" width="22" height="${h}" fill="${colors[b.target]}"><title>${b.target}: ${f(v, 1)}</title></rect>`);
+          out.push(`<text x="${x + 11}" y="${top + 152 - h}" font-size="8" text-anchor="middle">${label}</text>`);
+        }
+        x += 26;
       }
-      const h = (value(b) / max) * 150;
-      out.push(`<rect x="${x}" y="${top + 155 - h}" width="22" height="${h}" fill="${colors[b.target]}"><title>${b.target}: ${f(value(b), 1)} ${unit}</title></rect>`);
-      out.push(`<text x="${x + 11}" y="${top + 152 - h}" font-size="8" text-anchor="middle">${value(b) >= 1000 ? `${f(value(b) / 1000, 0)}k` : f(value(b), 1)}</text>`);
-      x += 26;
     }
     out.push(`<line x1="50" y1="${top + 155}" x2="${width}" y2="${top + 155}" stroke="#333"/>`);
     return out.join('\n');
@@ -75,11 +80,13 @@ export function svg(run: Run): string {
   const legend = Object.entries(colors)
     .map(([name, color], i) => `<rect x="${10 + i * 110}" y="418" width="12" height="12" fill="${color}"/><text x="${26 + i * 110}" y="428" font-size="11">${name === 'parse' ? 'parse-only' : name === 'noop' ? 'no-op' : 'server'}</text>`)
     .join('\n');
+  const log = (v: number, max: number) => Math.log10(Math.max(v, 1)) / Math.log10(max);
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width + 20}" height="440" font-family="sans-serif">
 <rect width="100%" height="100%" fill="white"/>
-${panel('Events accepted per second (one core)', 30, (b) => b.events, 'events/s')}
-${panel('p99 latency, ms', 230, (b) => b.p99, 'ms')}
+${panel('Events accepted per second, one core (log scale)', 30, (b) => b.events, log)}
+${panel('p99 latency, ms', 230, (b) => b.p99, (v, max) => v / max)}
 ${legend}
+<text x="${width - 10}" y="428" font-size="10" text-anchor="end">S1-S7: the scenarios in bench/README.md</text>
 </svg>
 `;
 }

@@ -1,0 +1,56 @@
+// The Dockerfile and the ECS examples, checked without a Docker engine: they agree with the
+// build output, the configuration and the shutdown timing.
+import { existsSync, readFileSync } from 'node:fs';
+import t from 'tap';
+import { configVariables } from '../helpers/config-vars.js';
+import { ROOT } from '../helpers/server.js';
+
+const dockerfile = readFileSync(`${ROOT}Dockerfile`, 'utf8');
+const finalStage = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
+const json = (path: string) => JSON.parse(readFileSync(`${ROOT}${path}`, 'utf8')) as Record<string, any>;
+
+t.test('Dockerfile: starts what the build produces, as a non-root user, with a health check and a DLQ volume', async (t) => {
+  const cmd = JSON.parse(/^CMD (\[.*\])$/m.exec(finalStage)![1]!) as string[];
+  t.same(cmd.slice(0, 1), ['node']);
+  t.ok(existsSync(`${ROOT}${cmd[1]}`), `${cmd[1]} exists in the build output`);
+  t.match(finalStage, /^USER node$/m);
+  t.match(finalStage, /HEALTHCHECK [^\n]*\\\n\s+CMD .*\/healthz/);
+  const dlqDir = /DLQ_DIR=(\S+)/.exec(finalStage)![1]!;
+  t.match(finalStage, new RegExp(`VOLUME \\["${dlqDir}"\\]`), 'the DLQ directory is a volume');
+  t.match(finalStage, new RegExp(`chown -R node:node ${dlqDir.split('/').slice(0, -1).join('/')}`), 'and the node user owns it');
+  const major = /^FROM node:(\d+)/m.exec(finalStage)![1];
+  t.match(json('package.json').engines.node, new RegExp(`>=${major}\\.`), 'the image runs a supported Node.js');
+  t.match(dockerfile, /npm prune --omit=dev/, 'production dependencies only (no s3rver: no local mode)');
+  const ignored = readFileSync(`${ROOT}.dockerignore`, 'utf8').split('\n');
+  for (const path of ['node_modules', 'dist', 'data']) t.ok(ignored.includes(path), `${path} stays out of the build context`);
+});
+
+t.test('ECS task definition: Fargate, timing matched to SHUTDOWN_TIMEOUT_MS, only real settings', async (t) => {
+  const task = json('deploy/ecs/task-definition.json');
+  t.same(task.requiresCompatibilities, ['FARGATE']);
+  t.ok(task.ephemeralStorage.sizeInGiB >= 21, 'ephemeral storage for the DLQ');
+  const [container] = task.containerDefinitions;
+  const env = Object.fromEntries(container.environment.map((e: { name: string; value: string }) => [e.name, e.value]));
+  const known = configVariables();
+  for (const name of Object.keys(env)) t.ok(known.has(name), `${name} is a variable the server reads`);
+  t.ok(container.stopTimeout * 1000 >= Number(env.SHUTDOWN_TIMEOUT_MS) + 5000, 'stopTimeout leaves at least 5 s after SHUTDOWN_TIMEOUT_MS for the spill');
+  t.ok(container.stopTimeout <= 120, 'within what Fargate allows');
+  t.match(container.healthCheck.command.join(' '), /\/healthz/);
+  t.equal(container.logConfiguration.logDriver, 'awslogs');
+  t.equal(env.DLQ_DIR, /DLQ_DIR=(\S+)/.exec(finalStage)![1], 'DLQ_DIR is the image volume');
+  t.equal(container.portMappings[0].containerPort, 8080);
+});
+
+t.test('task role: s3:PutObject on the prefix and nothing else', async (t) => {
+  const policy = json('deploy/ecs/task-role-policy.json');
+  t.same(policy.Statement.map((s: { Action: string }) => s.Action), ['s3:PutObject']);
+  t.match(policy.Statement[0].Resource, /^arn:aws:s3:::[^/]+\/raw\/\*$/);
+});
+
+t.test('autoscaling: target tracking on CPU and on requests per target', async (t) => {
+  const scaling = json('deploy/ecs/autoscaling.json');
+  t.same(scaling.policies.map((p: { TargetTrackingScalingPolicyConfiguration: { PredefinedMetricSpecification: { PredefinedMetricType: string } } }) => p.TargetTrackingScalingPolicyConfiguration.PredefinedMetricSpecification.PredefinedMetricType), [
+    'ECSServiceAverageCPUUtilization',
+    'ALBRequestCountPerTarget',
+  ]);
+});

@@ -3,13 +3,13 @@ import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import t from 'tap';
+import { metricsIn } from '../helpers/promql.js';
 import { startS3 } from '../helpers/s3.js';
 import { ROOT, startServer } from '../helpers/server.js';
 
 const run = promisify(execFile);
 const DIR = `${ROOT}deploy/prometheus`;
 const rules = readFileSync(`${DIR}/alerts.yml`, 'utf8');
-const NOT_METRICS = new Set(['sum', 'rate', 'increase', 'deriv', 'and', 'or', 'unless', 'offset', 'by', 'without', 'max', 'min', 'avg']);
 
 /** promtool ships in Debian's prometheus package; .ci/run installs it. */
 async function promtool(...args: string[]): Promise<string> {
@@ -36,15 +36,7 @@ t.test('promtool test rules: every alert fires when it should and not when it sh
 
 t.test('every metric the rules use is exported by the server', async (t) => {
   const exprs = [...rules.matchAll(/expr: (\|\n(?:\s{10}.*\n)+|.*)/g)].map((m) => m[1]!);
-  const used = new Set<string>();
-  for (const expr of exprs) {
-    const bare = expr
-      .replace(/\{[^}]*\}/g, ' ')
-      .replace(/\b(by|without) \([^)]*\)/g, ' ')
-      .replace(/\[[^\]]*\]/g, ' ')
-      .replace(/\boffset \w+/g, ' ');
-    for (const [name] of bare.matchAll(/[a-z_][a-z0-9_:]*/g)) if (!NOT_METRICS.has(name) && !name.includes(':')) used.add(name);
-  }
+  const used = metricsIn(exprs);
   const s3 = await startS3(t);
   const server = await startServer(t, s3.env);
   const exported = new Set([...(await (await fetch(`${server.url}/metrics`)).text()).matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!));

@@ -43,6 +43,8 @@ export interface Config {
   readonly corsOrigins: readonly string[];
   readonly logLevel: LogLevel;
   readonly instanceId: string;
+  /** Write key metrics as CloudWatch Embedded Metric Format lines to stdout, this often; undefined: off. */
+  readonly emfIntervalMs: number | undefined;
 }
 
 export class ConfigError extends Error {}
@@ -113,6 +115,7 @@ function readConfig(): Config {
     corsOrigins: list('CORS_ORIGINS'),
     logLevel: env.get('LOG_LEVEL').default('info').asEnum(LOG_LEVELS),
     instanceId: instanceId(env.get('INSTANCE_ID').asString()),
+    emfIntervalMs: env.get('METRICS_EMF').default('false').asBoolStrict() ? int('METRICS_EMF_INTERVAL_MS', 60_000, 1000, 3_600_000) : undefined,
   };
 }
 

@@ -8,6 +8,7 @@ import { Reuploader } from './dlq/reupload.js';
 import { DlqStore } from './dlq/store.js';
 import { LocalModeUnavailable } from './local-s3.js';
 import { createDlqMetrics, observeDlq } from './metrics/dlq.js';
+import { startEmf } from './metrics/emf.js';
 import { createHttpMetrics } from './metrics/http.js';
 import { createUploadMetrics, observeQueueDepths } from './metrics/upload.js';
 import { Batcher } from './upload/batcher.js';
@@ -102,6 +103,7 @@ async function main(): Promise<void> {
   );
   const ports = await server.listen(config.host, config.port, config.metricsPort);
   reuploader.start();
+  const stopEmf = config.emfIntervalMs === undefined ? undefined : startEmf(registry, config.emfIntervalMs, config.instanceId, (line) => process.stdout.write(line));
   server.markReady();
   log.info({ port: ports.port, metricsPort: ports.metricsPort, bucket, prefix: config.s3.prefix }, 'listening');
   if (localS3 !== undefined) {
@@ -133,6 +135,7 @@ async function main(): Promise<void> {
       await loop.onIdle();
     }
     await reuploadStopped;
+    await stopEmf?.();
     server.close();
     await localS3?.close();
     const value = async (metric: { get(): Promise<{ values: { value: number; labels: object }[] }> }, labels = {}) =>

@@ -1,0 +1,54 @@
+// CloudWatch Embedded Metric Format: the key metrics as one JSON line on stdout per interval,
+// which awslogs on ECS turns into CloudWatch metrics (namespace EventIngest, dimension Service).
+// Counters are sent as the increase over the interval, gauges as their value.
+import type { Registry } from 'prom-client';
+
+const NAMESPACE = 'EventIngest';
+const SERVICE = 'event-ingest';
+
+/** The metrics sent, their CloudWatch unit, and whether they are counters (sent as increases). */
+export const EMF_METRICS: readonly { name: string; unit: 'Count' | 'Bytes' | 'Seconds'; counter: boolean }[] = [
+  { name: 'ingest_events_accepted_total', unit: 'Count', counter: true },
+  { name: 'http_requests_rejected_queue_full_total', unit: 'Count', counter: true },
+  { name: 'http_requests_rejected_body_too_large_total', unit: 'Count', counter: true },
+  { name: 's3_events_stored_total', unit: 'Count', counter: true },
+  { name: 's3_put_errors_total', unit: 'Count', counter: true },
+  { name: 'dlq_events_spilled_total', unit: 'Count', counter: true },
+  { name: 'dlq_events_reuploaded_total', unit: 'Count', counter: true },
+  { name: 'dlq_events_dropped_total', unit: 'Count', counter: true },
+  { name: 'dlq_files_expired_total', unit: 'Count', counter: true },
+  { name: 'channel_events', unit: 'Count', counter: false },
+  { name: 'dlq_files_current', unit: 'Count', counter: false },
+  { name: 'dlq_bytes_current', unit: 'Bytes', counter: false },
+  { name: 'dlq_oldest_age_seconds', unit: 'Seconds', counter: false },
+  { name: 'nodejs_eventloop_lag_p99_seconds', unit: 'Seconds', counter: false },
+];
+
+/** Starts the interval; returns a function that writes a last line and stops it. */
+export function startEmf(registry: Registry, intervalMs: number, instanceId: string, write: (line: string) => void): () => Promise<void> {
+  const previous = new Map<string, number>();
+  const emit = async (): Promise<void> => {
+    const line: Record<string, unknown> = {
+      _aws: {
+        Timestamp: Date.now(),
+        CloudWatchMetrics: [{ Namespace: NAMESPACE, Dimensions: [['Service']], Metrics: EMF_METRICS.map(({ name, unit }) => ({ Name: name, Unit: unit })) }],
+      },
+      Service: SERVICE,
+      InstanceId: instanceId,
+    };
+    for (const { name, counter } of EMF_METRICS) {
+      const metric = registry.getSingleMetric(name);
+      // Summed over labels (codes, reasons): CloudWatch alarms on the total.
+      const total = metric === undefined ? 0 : (await metric.get()).values.reduce((sum, v) => sum + v.value, 0);
+      line[name] = counter ? total - (previous.get(name) ?? 0) : total;
+      previous.set(name, total);
+    }
+    write(`${JSON.stringify(line)}\n`);
+  };
+  const timer = setInterval(() => void emit(), intervalMs);
+  timer.unref();
+  return async () => {
+    clearInterval(timer);
+    await emit();
+  };
+}

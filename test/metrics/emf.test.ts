@@ -1,0 +1,36 @@
+// METRICS_EMF=true: Embedded Metric Format lines on stdout, with increases that add up, and names
+// that are the server's own metrics.
+import t from 'tap';
+import { EMF_METRICS } from '../../src/metrics/emf.js';
+import { startS3 } from '../helpers/s3.js';
+import { eventually, startServer } from '../helpers/server.js';
+
+t.test('EMF lines carry the key metrics; counters as increases per interval', async (t) => {
+  const s3 = await startS3(t);
+  const server = await startServer(t, { ...s3.env, METRICS_EMF: 'true', METRICS_EMF_INTERVAL_MS: '1000', BATCH_MAX_AGE_MS: '100' });
+  t.equal((await server.post('[{"a":1},{"a":2},{"a":3}]')).status, 202);
+  const emf = () => server.logs.filter((l) => '_aws' in l) as unknown as Record<string, number | { CloudWatchMetrics: { Namespace: string; Dimensions: string[][]; Metrics: { Name: string }[] }[] }>[];
+  const sum = (name: string) => emf().reduce((n, l) => n + (l[name] as number), 0);
+  await eventually(() => sum('ingest_events_accepted_total') === 3 && sum('s3_events_stored_total') === 3);
+  const [line] = emf();
+  const [directive] = (line!._aws as { CloudWatchMetrics: { Namespace: string; Dimensions: string[][]; Metrics: { Name: string }[] }[] }).CloudWatchMetrics;
+  t.equal(directive!.Namespace, 'EventIngest');
+  t.same(directive!.Dimensions, [['Service']]);
+  t.equal(line!.Service, 'event-ingest');
+  const exported = new Set([...(await (await fetch(`${server.url}/metrics`)).text()).matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!));
+  for (const { Name } of directive!.Metrics) {
+    t.ok(exported.has(Name), `${Name} is a metric of the server`);
+    t.type(line![Name], 'number', `${Name} has a value`);
+  }
+  t.same(directive!.Metrics.map((m) => m.Name), EMF_METRICS.map((m) => m.name));
+  const exit = await server.stop();
+  t.equal(exit.code, 0);
+});
+
+t.test('without METRICS_EMF, no EMF lines', async (t) => {
+  const s3 = await startS3(t);
+  const server = await startServer(t, { ...s3.env });
+  await server.post('{"a":1}');
+  await server.stop();
+  t.notOk(server.logs.some((l) => '_aws' in l));
+});

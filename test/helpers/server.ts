@@ -29,6 +29,8 @@ export interface RunningServer {
   waitForLog(match: (line: LogLine) => boolean): Promise<LogLine>;
   /** A metric's value from /metrics; labels must match exactly as printed, e.g. `{code="SlowDown"}`. */
   metric(name: string, labels?: string): Promise<number>;
+  /** The names of every metric /metrics exports. */
+  exported(): Promise<Set<string>>;
   post(body: string | Buffer, headers?: Record<string, string>): Promise<Answer>;
   stop(signal?: NodeJS.Signals): Promise<Exit>;
   exited: Promise<Exit>;
@@ -104,6 +106,7 @@ export async function startServer(t: Test, env: Record<string, string>): Promise
       const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `));
       return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
     },
+    exported: async () => new Set([...(await (await fetch(`${url}/metrics`)).text()).matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!)),
     post: (body, headers = { 'content-type': 'application/json' }) => post(`${url}/v1/events`, body, headers),
     stop: async (signal = 'SIGTERM') => {
       proc.child.kill(signal);

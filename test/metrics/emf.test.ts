@@ -17,7 +17,7 @@ t.test('EMF lines carry the key metrics; counters as increases per interval', as
   t.equal(directive!.Namespace, 'EventIngest');
   t.same(directive!.Dimensions, [['Service']]);
   t.equal(line!.Service, 'event-ingest');
-  const exported = new Set([...(await (await fetch(`${server.url}/metrics`)).text()).matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!));
+  const exported = await server.exported();
   for (const { Name } of directive!.Metrics) {
     t.ok(exported.has(Name), `${Name} is a metric of the server`);
     t.type(line![Name], 'number', `${Name} has a value`);

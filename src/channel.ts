@@ -42,13 +42,13 @@ export class Channel {
     return this.#bytes;
   }
 
-  get closed(): boolean {
-    return this.#closed;
-  }
-
-  /** No request could enter now: checked before parsing, so that overload does not cost a parse per refusal. */
-  get full(): boolean {
-    return this.#events > 0 && (this.#events >= this.maxEvents || this.#bytes >= this.maxBytes);
+  /**
+   * What tryPush would answer for the smallest request, without one: the front asks before
+   * parsing, so that under overload a refusal costs no parse.
+   */
+  admits(): PushResult {
+    if (this.#closed) return 'closed';
+    return this.#events > 0 && (this.#events >= this.maxEvents || this.#bytes >= this.maxBytes) ? 'full' : 'ok';
   }
 
   tryPush(entry: Entry): PushResult {

@@ -1,5 +1,5 @@
 // Reads config, builds each part with its slice of config, logger and metrics, listens, and closes in order.
-import { collectDefaultMetrics, Registry } from 'prom-client';
+import { collectDefaultMetrics, type Counter, Registry } from 'prom-client';
 import { pino, stdTimeFunctions, type Logger } from 'pino';
 import { Channel } from './channel.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
@@ -138,12 +138,11 @@ async function main(): Promise<void> {
     await stopEmf?.();
     server.close();
     await localS3?.close();
-    const value = async (metric: { get(): Promise<{ values: { value: number; labels: object }[] }> }, labels = {}) =>
-      (await metric.get()).values.find((v) => JSON.stringify(v.labels) === JSON.stringify(labels))?.value ?? 0;
+    const value = async (metric: Counter<string>, reason?: string) => (await metric.get()).values.find((v) => v.labels.reason === reason)?.value ?? 0;
     const accepted = httpCounts.eventsAccepted;
     const stored = await value(uploadMetrics.eventsStored);
     const spilled = await value(dlqMetrics.eventsSpilled);
-    const dropped = await value(dlqMetrics.eventsDropped, { reason: 'write_failed' });
+    const dropped = await value(dlqMetrics.eventsDropped, 'write_failed');
     // Every accepted event is in S3, on disk, or counted as lost; anything else would be a bug.
     const unaccounted = accepted - stored - spilled - dropped;
     log[unaccounted === 0 && dropped === 0 ? 'info' : 'error'](

@@ -11,7 +11,7 @@ t.test('takes whole requests while they fit, answers full otherwise', async (t) 
   t.equal(channel.tryPush(entry(4)), 'ok');
   t.equal(channel.events, 10);
   t.equal(channel.tryPush(entry(1)), 'full');
-  t.ok(channel.full, 'full: nothing could enter');
+  t.equal(channel.admits(), 'full', 'nothing could enter');
 });
 
 t.test('bounds bytes too', async (t) => {
@@ -36,6 +36,7 @@ t.test('FIFO across many pushes and shifts; closed refuses but drains', async (t
   }
   channel.close();
   t.equal(channel.tryPush(entry(1)), 'closed');
+  t.equal(channel.admits(), 'closed');
   for (let e = channel.shift(); e !== undefined; e = channel.shift()) order.push(e.receivedAt);
   t.same(order, Array.from({ length: 9000 }, (_, i) => i), 'first in, first out');
   t.equal(channel.events, 0);

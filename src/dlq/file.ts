@@ -26,8 +26,6 @@ const GZIP_HEADER_BYTES = 10;
 const FLAGS = 3;
 const FEXTRA = 0x04;
 const SUBFIELD_ID = Buffer.from('EI');
-/** Bytes to read to be sure of having the whole header: 10 + XLEN (2) + at most 65535. */
-export const MAX_HEADER_BYTES = GZIP_HEADER_BYTES + 2 + 0xffff;
 
 /** The DLQ file for a gzip object as zlib made it (a bare 10-byte header, no flags). */
 export function encodeFile(gzip: Buffer, meta: Omit<DlqMeta, 'v' | 'crc32'>): Buffer {

@@ -47,7 +47,7 @@ export interface QueuedFile {
 
 const SUFFIX = '.jsonl.gz';
 const TEMP_PREFIX = '.tmp-';
-export const CORRUPT_DIR = 'corrupt';
+const CORRUPT_DIR = 'corrupt';
 
 export class DlqStore {
   /** In spill order, oldest first. */
@@ -84,7 +84,7 @@ export class DlqStore {
         found.push(await store.#readHeader(name));
       } catch (err) {
         if (!(err instanceof CorruptFile)) throw err;
-        await store.#setAside({ name, bytes: 0, meta: undefined!, busy: false, corrupt: true }, err.message);
+        await store.#setAside(name, err.message);
       }
     }
     found.sort((a, b) => a.meta.spilledAt - b.meta.spilledAt || (a.name < b.name ? -1 : 1));
@@ -164,7 +164,8 @@ export class DlqStore {
       return await verifiedObject(data);
     } catch (err) {
       if (!(err instanceof CorruptFile)) throw err;
-      await this.#setAside(file, err.message);
+      if (await this.#setAside(file.name, err.message)) this.#unindex(file);
+      else file.corrupt = true;
       return undefined;
     }
   }
@@ -217,16 +218,16 @@ export class DlqStore {
     }
   }
 
-  async #setAside(file: QueuedFile, reason: string): Promise<void> {
+  /** Counts and logs a corrupt file, and moves it to corrupt/ when repairing; true if moved. */
+  async #setAside(name: string, reason: string): Promise<boolean> {
     this.metrics.filesCorrupt.inc();
     if (!this.options.repair) {
-      file.corrupt = true;
-      this.log.error({ file: file.name, reason }, `DLQ file corrupt, skipped: ${file.name}`);
-      return;
+      this.log.error({ file: name, reason }, `DLQ file corrupt, skipped: ${name}`);
+      return false;
     }
-    await fs.rename(path.join(this.options.dir, file.name), path.join(this.options.dir, CORRUPT_DIR, file.name));
-    this.#unindex(file);
-    this.log.error({ file: file.name, reason, movedTo: path.join(this.options.dir, CORRUPT_DIR) }, `DLQ file corrupt, moved aside: ${file.name}`);
+    await fs.rename(path.join(this.options.dir, name), path.join(this.options.dir, CORRUPT_DIR, name));
+    this.log.error({ file: name, reason, movedTo: path.join(this.options.dir, CORRUPT_DIR) }, `DLQ file corrupt, moved aside: ${name}`);
+    return true;
   }
 
   #index(file: QueuedFile): void {

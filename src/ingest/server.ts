@@ -152,18 +152,21 @@ export class IngestServer {
         return;
       }
       done = true;
-      // Our own copy of the body: events stay in it, as byte spans, until their batch is written.
-      const last = Buffer.from(chunk.slice(0));
+      // A view of uWS's memory, valid only in this callback: events stay in the body, as byte spans,
+      // until their batch is written, so the body must become ours. Concatenating and gunzipping
+      // both make a new buffer; only a plain body in one chunk needs a copy of its own.
+      const last = Buffer.from(chunk);
+      const body = parts !== undefined ? Buffer.concat([...parts, last]) : gzip ? last : Buffer.from(last);
       // Outside the handler's own tick uWS does not cork: without this, status line, headers and
       // body each cost a send() system call.
-      res.cork(() => this.#accept(res, parts === undefined ? last : Buffer.concat([...parts, last]), format, gzip, origin));
+      res.cork(() => this.#accept(res, body, format, gzip, origin));
     });
   };
 
   #accept(res: HttpResponse, wire: Buffer, format: BodyFormat, gzip: boolean, origin: string): void {
     // Under overload most requests meet a full channel: refuse them before paying for a parse.
-    if (this.channel.closed) return this.#send(res, '503', SHUTTING_DOWN, origin);
-    if (this.channel.full) return this.#queueFull(res, origin);
+    const admitted = this.channel.admits();
+    if (admitted !== 'ok') return this.#refuse(res, admitted, origin);
     const raw = gzip ? gunzipCapped(wire, this.options.maxBodyBytes) : wire;
     if (raw instanceof Rejection) return raw.status === 413 ? this.#tooLarge(res, raw, origin) : this.#reject(res, raw, origin);
     const parsed = parseEvents(raw, format, this.options.maxEventsPerRequest);
@@ -176,15 +179,14 @@ export class IngestServer {
       count,
       bytes: parsed.bytes + count * LINE_OVERHEAD_BYTES,
     });
-    if (pushed === 'ok') {
-      this.counts.eventsAccepted += count;
-      return this.#send(res, '202', `{"accepted":${count}}`, origin);
-    }
-    if (pushed === 'closed') return this.#send(res, '503', SHUTTING_DOWN, origin);
-    this.#queueFull(res, origin);
+    if (pushed !== 'ok') return this.#refuse(res, pushed, origin);
+    this.counts.eventsAccepted += count;
+    this.#send(res, '202', `{"accepted":${count}}`, origin);
   }
 
-  #queueFull(res: HttpResponse, origin: string): void {
+  /** 503: the channel is closed (shutdown) or full (back-pressure: retry after a second). */
+  #refuse(res: HttpResponse, why: 'full' | 'closed', origin: string): void {
+    if (why === 'closed') return this.#send(res, '503', SHUTTING_DOWN, origin);
     this.counts.rejectedQueueFull++;
     this.#logQueueFull();
     this.#send(res, '503', QUEUE_FULL, origin, undefined, false, true);

@@ -3,7 +3,7 @@
 import type { Logger } from 'pino';
 import type { DlqMetrics } from '../metrics/dlq.js';
 import { type S3Uploader, UploadAborted } from '../upload/s3.js';
-import type { DlqStore } from './store.js';
+import type { DlqStore, QueuedFile } from './store.js';
 
 export interface IdleSource {
   /** Time of the last live upload activity, or undefined while batches are queued or in flight. */
@@ -69,7 +69,7 @@ export class Reuploader {
       });
   }
 
-  async #reupload(file: Parameters<DlqStore['delete']>[0]): Promise<void> {
+  async #reupload(file: QueuedFile): Promise<void> {
     const object = await this.store.read(file);
     if (object === undefined) return;
     try {

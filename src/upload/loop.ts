@@ -86,17 +86,13 @@ export class UploadLoop implements BatchSink {
     this.metrics.batchEvents.observe(batch.events);
     this.metrics.batchBytes.observe(batch.bytes);
     this.metrics.batchCompressedBytes.observe(body.length);
-    let error: unknown = this.#abort.signal.reason;
-    if (!this.#abort.signal.aborted) {
-      try {
-        await this.uploader.put({ key: batch.key, body, events: batch.events }, this.#abort.signal);
-        error = undefined;
-      } catch (err) {
-        error = err;
-        this.log.error({ key: batch.key, events: batch.events, err: (err as Error).message }, 'S3 upload failed for good');
+    try {
+      // Past the deadline this throws at once, without an attempt: the batch goes to the spill.
+      await this.uploader.put({ key: batch.key, body, events: batch.events }, this.#abort.signal);
+    } catch (error) {
+      if (!this.#abort.signal.aborted) {
+        this.log.error({ key: batch.key, events: batch.events, err: (error as Error).message }, 'S3 upload failed for good');
       }
-    }
-    if (error !== undefined) {
       await this.spill(batch, body, error);
       return;
     }

@@ -79,7 +79,6 @@ export class S3Uploader {
   }
 
   async #attempt(command: PutObjectCommand, signal: AbortSignal | undefined): Promise<void> {
-    signal?.throwIfAborted();
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(new AttemptTimeout(`no answer within UPLOAD_TIMEOUT_MS (${this.options.timeoutMs} ms)`)), this.options.timeoutMs);
     const abort = () => controller.abort(signal!.reason);

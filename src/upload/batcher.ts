@@ -157,7 +157,9 @@ export function objectKey(prefix: string, firstReceivedAt: number, batchId: stri
 
 /** The uncompressed object body: `{"received_at":<ms>,"event":<event as sent>}` a line. */
 export function encodeLines(batch: Batch): Buffer {
-  // Exact size first, then each event copied from its request body: no string, no per-event object.
+  // Exact size first (batch.bytes assumes 13-digit times), then each event's bytes copied from its
+  // request body: no string is built or re-encoded. (Buffer.copy still makes a view per call:
+  // docs/tuning.md counts it.)
   const heads = batch.segments.map((s) => Buffer.from(`{"received_at":${s.entry.receivedAt},"event":`, 'latin1'));
   let size = 0;
   batch.segments.forEach(({ entry, from, to }, k) => {

@@ -18,10 +18,10 @@ function batches(maxEvents: number): { batches: Batch[]; msPerMillion: number } 
   const out: Batch[] = [];
   const channel = new Channel(Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
   const batcher = new Batcher(channel, { hasRoom: () => true, submit: (b) => out.push(b) }, { maxEvents, maxBytes: 1 << 30, maxAgeMs: 3_600_000, prefix: 'raw', instanceId: 'bench' });
-  channel.onPush = () => batcher.drain();
   const started = performance.now();
   for (const parsed of requests) {
     channel.tryPush({ receivedAt: Date.now(), body: parsed.body, spans: parsed.spans, count: 50, bytes: parsed.bytes + 50 * LINE_OVERHEAD_BYTES });
+    batcher.drain();
   }
   batcher.flush();
   return { batches: out, msPerMillion: ((performance.now() - started) / TOTAL_EVENTS) * 1e6 };

@@ -20,14 +20,20 @@ export interface Entry {
 
 export type PushResult = 'ok' | 'full' | 'closed';
 
-export class Channel {
+/** What the front sees of the pipeline: it asks, then pushes whole requests. */
+export interface Intake {
+  admits(): PushResult;
+  tryPush(entry: Entry): PushResult;
+  readonly events: number;
+  readonly bytes: number;
+}
+
+export class Channel implements Intake {
   #entries: (Entry | undefined)[] = [];
   #head = 0;
   #events = 0;
   #bytes = 0;
   #closed = false;
-  /** Called after each successful push; the batcher pulls from here. */
-  onPush: () => void = () => {};
 
   constructor(
     private readonly maxEvents: number,
@@ -60,7 +66,6 @@ export class Channel {
     this.#entries.push(entry);
     this.#events += count;
     this.#bytes += entry.bytes;
-    this.onPush();
     return 'ok';
   }
 

@@ -1,7 +1,6 @@
 // Reads config, builds each part with its slice of config, logger and metrics, listens, and closes in order.
-import { collectDefaultMetrics, type Counter, Registry } from 'prom-client';
-import { pino, stdTimeFunctions, type Logger } from 'pino';
-import { Channel } from './channel.js';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { destination, pino, stdTimeFunctions, type Logger, type LoggerOptions } from 'pino';
 import { type Config, ConfigError, loadConfig } from './config.js';
 import { httpEngine, IngestServer } from './ingest/server.js';
 import { Reuploader } from './dlq/reupload.js';
@@ -11,10 +10,12 @@ import { createDlqMetrics, observeDlq } from './metrics/dlq.js';
 import { startEmf } from './metrics/emf.js';
 import { createHttpMetrics } from './metrics/http.js';
 import { createUploadMetrics, observeQueueDepths } from './metrics/upload.js';
-import { Batcher } from './upload/batcher.js';
-import { type Spill, UploadLoop } from './upload/loop.js';
+import { Pipeline } from './pipeline.js';
 import { connectS3, LOCAL_DATA_DIR, NoRegion, type S3Target } from './upload/connect.js';
 import { S3Uploader } from './upload/s3.js';
+
+// After the pipeline has closed, each remaining shutdown step gets this long.
+const STEP_TIMEOUT_MS = 1000;
 
 async function main(): Promise<void> {
   let config: Config;
@@ -22,9 +23,9 @@ async function main(): Promise<void> {
     config = loadConfig();
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    fail(pino(), `invalid configuration: ${err.message}`);
+    fail(logger(), `invalid configuration: ${err.message}`);
   }
-  const log = pino({ level: config.logLevel, base: { instance: config.instanceId }, timestamp: stdTimeFunctions.isoTime });
+  const log = logger({ level: config.logLevel, base: { instance: config.instanceId } });
 
   if (config.s3.bucket === undefined) {
     log.warn(`LOCAL MODE: S3_BUCKET is not set, so batches go to an embedded S3-compatible server with data under ./${LOCAL_DATA_DIR}. Not for production: set S3_BUCKET.`);
@@ -66,42 +67,46 @@ async function main(): Promise<void> {
     log.child({ part: 'dlq' }),
   );
   observeDlq(registry, dlq, Date.now);
-  const spill: Spill = (batch, body) => dlq.save(batch, body);
-  const channel = new Channel(config.channelMaxEvents, config.channelMaxBytes);
-  const loop = new UploadLoop(
+  const pipeline = new Pipeline(
+    {
+      channelMaxEvents: config.channelMaxEvents,
+      channelMaxBytes: config.channelMaxBytes,
+      batch: {
+        maxEvents: config.batchMaxEvents,
+        maxBytes: config.batchMaxBytes,
+        maxAgeMs: config.batchMaxAgeMs,
+        prefix: config.s3.prefix,
+        instanceId: config.instanceId,
+      },
+      upload: { concurrency: config.uploadConcurrency, maxQueuedBatches: config.uploadQueueMaxBatches, gzipLevel: config.gzipLevel },
+    },
     uploader,
-    spill,
-    { concurrency: config.uploadConcurrency, maxQueuedBatches: config.uploadQueueMaxBatches, gzipLevel: config.gzipLevel },
+    (batch, body) => dlq.save(batch, body),
     uploadMetrics,
     log.child({ part: 'upload' }),
   );
-  const batcher = new Batcher(channel, loop, {
-    maxEvents: config.batchMaxEvents,
-    maxBytes: config.batchMaxBytes,
-    maxAgeMs: config.batchMaxAgeMs,
-    prefix: config.s3.prefix,
-    instanceId: config.instanceId,
-  });
-  const reuploader = new Reuploader(dlq, uploader, loop, config.dlqReuploadIdleMs, dlqMetrics, log.child({ part: 'dlq' }), Date.now);
-  channel.onPush = () => batcher.drain();
-  loop.onSlotFree = () => batcher.drain();
-  loop.onStored = () => reuploader.s3Recovered();
+  const reuploader = new Reuploader(dlq, uploader, pipeline, config.dlqReuploadIdleMs, dlqMetrics, log.child({ part: 'dlq' }), Date.now);
   observeQueueDepths(registry, {
-    channelEvents: () => channel.events,
-    channelBytes: () => channel.bytes,
-    uploadQueued: () => loop.queued,
-    uploadInFlight: () => loop.inFlight,
+    channelEvents: () => pipeline.events,
+    channelBytes: () => pipeline.bytes,
+    uploadQueued: () => pipeline.uploadQueued,
+    uploadInFlight: () => pipeline.uploadInFlight,
   });
 
   const server = new IngestServer(
     config,
-    channel,
+    pipeline,
     httpCounts,
     async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
     log.child({ part: 'http' }),
     config.metricsPort !== undefined,
   );
-  const ports = await server.listen(config.host, config.port, config.metricsPort);
+  let ports: { port: number; metricsPort: number };
+  try {
+    ports = await server.listen(config.host, config.port, config.metricsPort);
+  } catch (err) {
+    fail(log, (err as Error).message);
+  }
   reuploader.start();
   const stopEmf = config.emfIntervalMs === undefined ? undefined : startEmf(registry, config.emfIntervalMs, config.instanceId, (line) => process.stdout.write(line));
   server.markReady();
@@ -110,64 +115,82 @@ async function main(): Promise<void> {
     log.info(`try: curl -X POST http://127.0.0.1:${ports.port}/v1/events -H 'content-type: application/json' -d '{"type":"hello"}'`);
   }
 
-  // Shutdown (SPEC §5, docs/shutdown.md), in order: stop accepting; upload what is held until the
-  // deadline; at the deadline abort uploads in flight and spill everything left to the DLQ; close.
+  // Shutdown (docs/shutdown.md), in order: stop accepting; upload what is held until the deadline;
+  // at the deadline abort uploads in flight and spill everything left to the DLQ; close. Each
+  // step is guarded and bounded, so the summary line is always written.
   let closing: Promise<void> | undefined;
   let hurry: () => void = () => {};
-  const shutdown = async (signal: NodeJS.Signals): Promise<void> => {
-    log.info({ signal, timeoutMs: config.shutdownTimeoutMs }, 'shutdown: no longer accepting events, uploading what is held');
+  const shutdown = async (reason: string, exitCode: number): Promise<void> => {
+    log.info({ signal: reason, timeoutMs: config.shutdownTimeoutMs }, 'shutdown: no longer accepting events, uploading what is held');
     server.beginShutdown();
-    channel.close();
     const reuploadStopped = reuploader.stop();
     const deadline = new Promise<void>((resolve) => {
       hurry = resolve;
       setTimeout(resolve, config.shutdownTimeoutMs).unref();
     });
-    const uploadAll = async (): Promise<void> => {
-      for (batcher.flush(); channel.events > 0 || batcher.heldEvents > 0; batcher.flush()) await loop.onRoom();
-      await loop.onIdle();
-    };
-    const uploaded = await Promise.race([uploadAll().then(() => true), deadline.then(() => false)]);
-    if (!uploaded) {
-      log.warn('shutdown deadline: aborting uploads in flight and spilling everything not uploaded to the DLQ');
-      loop.abort();
-      batcher.flush();
-      await loop.onIdle();
-    }
-    await reuploadStopped;
-    await stopEmf?.();
-    server.close();
-    await localS3?.close();
-    const value = async (metric: Counter<string>, reason?: string) => (await metric.get()).values.find((v) => v.labels.reason === reason)?.value ?? 0;
-    const accepted = httpCounts.eventsAccepted;
-    const stored = await value(uploadMetrics.eventsStored);
-    const spilled = await value(dlqMetrics.eventsSpilled);
-    const dropped = await value(dlqMetrics.eventsDropped, 'write_failed');
-    // Every accepted event is in S3, on disk, or counted as lost; anything else would be a bug.
-    const unaccounted = accepted - stored - spilled - dropped;
-    log[unaccounted === 0 && dropped === 0 ? 'info' : 'error'](
-      { uploadedInTime: uploaded, acceptedEvents: accepted, storedEvents: stored, spilledEvents: spilled, droppedEvents: dropped, unaccountedEvents: unaccounted },
+    const summary = await pipeline.close(deadline);
+    await step(log, 'stopping DLQ re-upload', () => reuploadStopped);
+    await step(log, 'stopping EMF', () => stopEmf?.());
+    await step(log, 'closing the listener', () => server.close());
+    await step(log, 'stopping the local S3 server', () => localS3?.close());
+    log[summary.unaccounted === 0 && summary.dropped === 0 ? 'info' : 'error'](
+      {
+        uploadedInTime: summary.uploadedInTime,
+        acceptedEvents: summary.accepted,
+        storedEvents: summary.stored,
+        spilledEvents: summary.spilled,
+        droppedEvents: summary.dropped,
+        // Always 0 unless the spill outlived its grace after the deadline (a hung disk).
+        unaccountedEvents: summary.unaccounted,
+      },
       'shutdown complete',
     );
-    process.exit(0);
+    process.exit(exitCode);
   };
-  const onSignal = (signal: NodeJS.Signals): void => {
+  const begin = (reason: string, exitCode: number): void => {
     if (closing === undefined) {
-      closing = shutdown(signal);
+      closing = shutdown(reason, exitCode);
       return;
     }
     // Nothing is dropped for a second signal: it only brings the deadline forward.
-    log.warn({ signal }, 'shutdown: second signal, spilling to the DLQ now');
+    log.warn({ signal: reason }, 'shutdown: second signal, spilling to the DLQ now');
     hurry();
   };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
+  // SIGHUP too: there is no configuration to reload, and dying on a closed terminal would lose
+  // everything held in memory.
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => begin(signal, 0));
+  // A bug must not cost the events held in memory: shut down as for a signal, then exit 1.
+  const crashed = (err: unknown): void => {
+    log.fatal({ err: err instanceof Error ? err.stack : String(err) }, 'unexpected error: shutting down');
+    begin('crash', 1);
+  };
+  process.on('uncaughtException', crashed);
+  process.on('unhandledRejection', crashed);
+}
+
+/** Runs one shutdown step; a failure or a hang past STEP_TIMEOUT_MS is logged, never fatal. */
+async function step(log: Logger, name: string, work: () => unknown): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), STEP_TIMEOUT_MS)));
+    if ((await Promise.race([Promise.resolve().then(work), timedOut])) === 'timeout') log.error({ step: name, timeoutMs: STEP_TIMEOUT_MS }, `shutdown: ${name} did not finish in time, going on`);
+  } catch (err) {
+    log.error({ step: name, err: (err as Error).message }, `shutdown: ${name} failed, going on`);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function fail(log: Logger, message: string): never {
   log.fatal(message);
   process.stderr.write(`${message}\n`);
   process.exit(1);
+}
+
+// Synchronous writes: log lines are few (none per request), and a line written is never lost or
+// reordered at exit, whatever ends the process.
+function logger(options: LoggerOptions = {}): Logger {
+  return pino({ timestamp: stdTimeFunctions.isoTime, ...options }, destination({ dest: 1, sync: true }));
 }
 
 await main();

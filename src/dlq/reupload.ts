@@ -8,6 +8,8 @@ import type { DlqStore, QueuedFile } from './store.js';
 export interface IdleSource {
   /** Time of the last live upload activity, or undefined while batches are queued or in flight. */
   idleSince(): number | undefined;
+  /** When S3 last took a live batch (0: never). */
+  lastStoredAt(): number;
 }
 
 // After a failed re-upload, wait 1 s, doubling up to 60 s; a live upload that succeeds resets it.
@@ -21,6 +23,7 @@ export class Reuploader {
   #running: Promise<void> | undefined;
   #backoffMs = 0;
   #notBefore = 0;
+  #failedAt = 0;
   readonly #stop = new AbortController();
 
   constructor(
@@ -46,13 +49,9 @@ export class Reuploader {
     await this.#running;
   }
 
-  /** S3 took a live batch: it is reachable again, so try the DLQ without waiting out the backoff. */
-  s3Recovered(): void {
-    this.#backoffMs = 0;
-    this.#notBefore = 0;
-  }
-
   #tick(): void {
+    // S3 took a live batch since the last failure: it is reachable again, so skip the backoff.
+    if (this.loop.lastStoredAt() > this.#failedAt) this.#notBefore = 0;
     if (this.#stop.signal.aborted || this.#running !== undefined || this.now() < this.#notBefore) return;
     const idleSince = this.loop.idleSince();
     if (idleSince === undefined || this.now() - idleSince < this.idleMs) return;
@@ -76,7 +75,9 @@ export class Reuploader {
       await this.uploader.put({ key: object.meta.key, body: object.gzip, events: object.meta.events }, this.#stop.signal);
     } catch (err) {
       if (this.#stop.signal.aborted) return;
+      if (this.loop.lastStoredAt() > this.#failedAt) this.#backoffMs = 0;
       this.#backoffMs = Math.min(BACKOFF_MAX_MS, Math.max(BACKOFF_MIN_MS, this.#backoffMs * 2));
+      this.#failedAt = Date.now();
       this.#notBefore = this.now() + this.#backoffMs * (0.5 + Math.random() / 2);
       this.log.warn({ file: file.name, key: object.meta.key, backoffMs: this.#backoffMs, err: (err as Error).message }, 'DLQ re-upload failed; file kept');
       return;
@@ -84,6 +85,7 @@ export class Reuploader {
     await this.store.delete(file, 'reuploaded');
     this.metrics.eventsReuploaded.inc(object.meta.events);
     this.log.info({ key: object.meta.key, events: object.meta.events, file: file.name }, `DLQ → RAW success: ${object.meta.key} events=${object.meta.events}`);
-    this.s3Recovered();
+    this.#backoffMs = 0;
+    this.#notBefore = 0;
   }
 }

@@ -122,8 +122,8 @@ export class DlqStore {
     return undefined;
   }
 
-  /** Writes a batch durably; on failure logs, counts its events as dropped, and resolves anyway. */
-  async save(batch: BatchToSave, gzip: Buffer): Promise<void> {
+  /** Writes a batch durably (true); on failure logs, counts its events as dropped, and resolves false. */
+  async save(batch: BatchToSave, gzip: Buffer): Promise<boolean> {
     const name = `${batch.id}${SUFFIX}`;
     const meta = { key: batch.key, events: batch.events, firstReceivedAt: batch.firstReceivedAt, lastReceivedAt: batch.lastReceivedAt, spilledAt: this.options.now() };
     const temp = path.join(this.options.dir, `${TEMP_PREFIX}${name}`);
@@ -143,11 +143,12 @@ export class DlqStore {
       this.metrics.writeFailures.inc();
       this.metrics.eventsDropped.inc({ reason: 'write_failed' }, batch.events);
       this.log.error({ key: batch.key, events: batch.events, code: (err as NodeJS.ErrnoException).code }, `local DLQ save failed: ${(err as Error).message}`);
-      return;
+      return false;
     }
     this.metrics.eventsSpilled.inc(batch.events);
     this.#index({ name, bytes: data.length, meta: decodeMeta(data).meta, busy: false, corrupt: false });
     await this.#enforceCapacity();
+    return true;
   }
 
   /** The checked gzip object of a queued file; undefined when it is gone or failed its check. */

@@ -4,7 +4,7 @@
 // synchronously inside the last onData call, and only /metrics answers later (guarded).
 import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket } from 'uWebSockets.js';
 import type { Logger } from 'pino';
-import type { Channel } from '../channel.js';
+import type { Intake } from '../channel.js';
 import type { HttpCounts, Status } from '../metrics/http.js';
 import { LINE_OVERHEAD_BYTES } from '../upload/batcher.js';
 import { BODY_TOO_LARGE, type BodyFormat, gunzipCapped, parseEvents, Rejection } from './body.js';
@@ -24,6 +24,10 @@ export interface MetricsPage {
   readonly body: string;
 }
 
+// uWS takes (host, port, options, cb) and exports LIBUS_LISTEN_EXCLUSIVE_PORT = 1 at run time;
+// its typings declare neither.
+type ListenWithOptions = (host: string, port: number, options: number, cb: (socket: us_listen_socket | false) => void) => TemplatedApp;
+const EXCLUSIVE_PORT = 1;
 const JSON_TYPE = 'application/json';
 const QUEUE_FULL_LOG_INTERVAL_MS = 10_000;
 const STATUS_LINES: Record<Status, string> = {
@@ -55,7 +59,7 @@ export class IngestServer {
 
   constructor(
     private readonly options: IngestOptions,
-    private readonly channel: Channel,
+    private readonly channel: Intake,
     private readonly counts: HttpCounts,
     private readonly renderMetrics: () => Promise<MetricsPage>,
     private readonly log: Logger,
@@ -104,8 +108,9 @@ export class IngestServer {
 
   #listenOn(app: TemplatedApp, host: string, port: number): Promise<number> {
     return new Promise((resolve, reject) => {
-      app.listen(host, port, (socket) => {
-        if (socket === false) return reject(new Error(`cannot listen on ${host}:${port} (in use, or not allowed)`));
+      // Exclusive: without it a second server on the same port would silently share it (SO_REUSEPORT).
+      (app.listen as unknown as ListenWithOptions)(host, port, EXCLUSIVE_PORT, (socket) => {
+        if (socket === false) return reject(new Error(`cannot listen on ${host}:${port}: the port is in use (another server?) or not allowed`));
         this.#listenSockets.push(socket);
         resolve(uWS.us_socket_local_port(socket));
       });

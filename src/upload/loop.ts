@@ -13,8 +13,18 @@ import { type S3Uploader, UploadAborted } from './s3.js';
 
 const gzip = promisify(zlib.gzip);
 
-/** Where a batch goes when its last upload attempt failed: the DLQ's seam. */
-export type Spill = (batch: Batch, body: Buffer, error: unknown) => Promise<void>;
+/**
+ * Where a batch goes when its last upload attempt failed: the DLQ's seam. Resolves true once the
+ * batch is durably on disk, false when it was dropped (and counted as such); never rejects.
+ */
+export type Spill = (batch: Batch, body: Buffer) => Promise<boolean>;
+
+/** Events by where they ended up; the pipeline's zero-loss summary adds these up. */
+export interface UploadTallies {
+  stored: number;
+  spilled: number;
+  dropped: number;
+}
 
 export interface UploadLoopOptions {
   readonly concurrency: number;
@@ -25,23 +35,23 @@ export interface UploadLoopOptions {
 export class UploadLoop implements BatchSink {
   readonly #queue: PQueue;
   readonly #abort = new AbortController();
+  readonly tallies: UploadTallies = { stored: 0, spilled: 0, dropped: 0 };
   #lastActiveAt = Date.now();
-  /** Called each time a slot frees up; the batcher resumes pulling there. */
-  onSlotFree: () => void = () => {};
-  /** Called after each batch S3 took. */
-  onStored: () => void = () => {};
+  #lastStoredAt = 0;
 
+  /** `slotFree` is called (on the loop's own stack) each time a batch finishes: room for another. */
   constructor(
     private readonly uploader: S3Uploader,
     private readonly spill: Spill,
     private readonly options: UploadLoopOptions,
     private readonly metrics: UploadMetrics,
     private readonly log: Logger,
+    slotFree: () => void,
   ) {
     this.#queue = new PQueue({ concurrency: options.concurrency });
     this.#queue.on('next', () => {
       this.#lastActiveAt = Date.now();
-      this.onSlotFree();
+      slotFree();
     });
   }
 
@@ -58,6 +68,11 @@ export class UploadLoop implements BatchSink {
     return this.#queue.size + this.#queue.pending === 0 ? this.#lastActiveAt : undefined;
   }
 
+  /** When S3 last took a live batch (0: never in this process). */
+  lastStoredAt(): number {
+    return this.#lastStoredAt;
+  }
+
   hasRoom(): boolean {
     return this.#abort.signal.aborted || this.#queue.size < this.options.maxQueuedBatches;
   }
@@ -68,7 +83,11 @@ export class UploadLoop implements BatchSink {
   }
 
   submit(batch: Batch): void {
-    void this.#queue.add(() => this.#upload(batch));
+    this.#queue.add(() => this.#upload(batch)).catch((err: unknown) => {
+      // #upload catches what it can meet; only a bug (or memory running out) lands here.
+      this.tallies.dropped += batch.events;
+      this.log.error({ key: batch.key, events: batch.events, err: (err as Error).message }, 'batch lost: neither uploaded nor spilled');
+    });
   }
 
   /** Resolves once hasRoom() is true. */
@@ -93,12 +112,14 @@ export class UploadLoop implements BatchSink {
       if (!this.#abort.signal.aborted) {
         this.log.error({ key: batch.key, events: batch.events, err: (error as Error).message }, 'S3 upload failed for good');
       }
-      await this.spill(batch, body, error);
+      if (await this.spill(batch, body)) this.tallies.spilled += batch.events;
+      else this.tallies.dropped += batch.events;
       return;
     }
+    this.tallies.stored += batch.events;
+    this.#lastStoredAt = Date.now();
     this.metrics.eventsStored.inc(batch.events);
     this.metrics.objectsStored.inc();
     this.metrics.bytesStored.inc(body.length);
-    this.onStored();
   }
 }

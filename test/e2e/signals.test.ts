@@ -1,0 +1,41 @@
+// Signals and exclusivity: SIGHUP shuts down gracefully like SIGTERM (logs in order, summary
+// last), and a second server on the same port refuses to start instead of sharing it.
+import t from 'tap';
+import { audit, AckingClient } from '../harness/zero-loss.js';
+import { startS3 } from '../helpers/s3.js';
+import { eventually, spawnServer, startServer } from '../helpers/server.js';
+import { tempDir } from '../helpers/temp.js';
+
+t.test('SIGHUP is a graceful shutdown: every 202 reaches S3, logs in order, summary last', async (t) => {
+  const s3 = await startS3(t);
+  const server = await startServer(t, { ...s3.env, DLQ_DIR: tempDir(t, 'dlq'), BATCH_MAX_AGE_MS: '200', BATCH_MAX_EVENTS: '200' });
+  const client = new AckingClient({ url: server.url, concurrency: 4, eventsPerRequest: 5, maxRequests: 2000 });
+  const load = client.run();
+  await eventually(() => client.acked.size >= 500);
+  const exit = await server.stop('SIGHUP');
+  client.stop();
+  await load;
+  t.same(exit, { code: 0, signal: null }, 'exit 0, not killed by the signal');
+  const messages = server.logs.map((l) => l.msg);
+  const started = messages.indexOf('shutdown: no longer accepting events, uploading what is held');
+  t.ok(started >= 0, 'the shutdown began');
+  t.equal(server.logs[started]?.signal, 'SIGHUP');
+  t.equal(messages.at(-1), 'shutdown complete', 'the summary is the last line, after every other');
+  t.match(server.logs.at(-1), { level: 30, unaccountedEvents: 0, droppedEvents: 0 });
+  const report = await audit(client, s3);
+  t.same(report.missing.slice(0, 5), [], `no acknowledged event missing (${report.missing.length} of ${report.acked})`);
+  t.same(report.duplicated.slice(0, 5), [], 'none stored twice');
+});
+
+t.test('a second server on the same port refuses to start, naming the port; the first keeps serving', async (t) => {
+  const s3 = await startS3(t);
+  const first = await startServer(t, { ...s3.env, DLQ_DIR: tempDir(t, 'dlq-1') });
+  const second = spawnServer(t, { ...s3.env, DLQ_DIR: tempDir(t, 'dlq-2'), PORT: String(first.port) });
+  const exit = await second.exited;
+  t.same(exit, { code: 1, signal: null }, 'exit 1');
+  t.match(second.stderr(), `cannot listen on 127.0.0.1:${first.port}: the port is in use`);
+  // Were the port shared, the kernel would spread new connections over both processes.
+  for (let i = 0; i < 20; i++) await first.post('{"n":1}', { 'content-type': 'application/json', connection: 'close' });
+  t.equal(await first.metric('ingest_events_accepted_total'), 20, 'the first server took every request');
+  await first.stop();
+});

@@ -157,11 +157,14 @@ export interface ServerCounters {
 }
 
 export function serverCounters(metricsText: string): ServerCounters {
-  const sum = (name: string) =>
-    metricsText
+  const sum = (name: string) => {
+    // A renamed metric must fail the audit, not read as 0.
+    if (!metricsText.includes(`# TYPE ${name} `)) throw new Error(`/metrics exports no metric named ${name}`);
+    return metricsText
       .split('\n')
       .filter((line) => line.startsWith(`${name} `) || line.startsWith(`${name}{`))
       .reduce((total, line) => total + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
+  };
   return {
     accepted: sum('ingest_events_accepted_total'),
     stored: sum('s3_events_stored_total'),

@@ -101,11 +101,7 @@ export async function startServer(t: Test, env: Record<string, string>): Promise
     ...proc,
     url,
     port,
-    metric: async (name, labels = '') => {
-      const text = await (await fetch(`${url}/metrics`)).text();
-      const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `));
-      return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
-    },
+    metric: async (name, labels = '') => metricValue(await (await fetch(`${url}/metrics`)).text(), name, labels),
     exported: async () => new Set([...(await (await fetch(`${url}/metrics`)).text()).matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!)),
     post: (body, headers = { 'content-type': 'application/json' }) => post(`${url}/v1/events`, body, headers),
     stop: async (signal = 'SIGTERM') => {
@@ -113,6 +109,19 @@ export async function startServer(t: Test, env: Record<string, string>): Promise
       return proc.exited;
     },
   };
+}
+
+/**
+ * A sample's value from a /metrics page. A series not (yet) exported reads 0, but a metric the
+ * page does not declare at all throws: a misspelt or removed name must fail the test.
+ */
+export function metricValue(text: string, name: string, labels = ''): number {
+  const family = name.replace(/_(bucket|sum|count)$/, '');
+  if (!text.includes(`# TYPE ${name} `) && !text.includes(`# TYPE ${family} histogram`)) {
+    throw new Error(`/metrics exports no metric named ${name}`);
+  }
+  const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `));
+  return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
 }
 
 export async function post(url: string, body: string | Buffer, headers: Record<string, string>): Promise<Answer> {

@@ -45,7 +45,10 @@ export function startEmf(registry: Registry, intervalMs: number, instanceId: str
     }
     write(`${JSON.stringify(line)}\n`);
   };
-  const timer = setInterval(() => void emit(), intervalMs);
+  // A failed registry read skips one line; the next line's increases include what it missed.
+  const timer = setInterval(() => {
+    emit().catch(() => {});
+  }, intervalMs);
   timer.unref();
   return async () => {
     clearInterval(timer);

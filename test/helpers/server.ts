@@ -86,7 +86,7 @@ export function watch(t: Test, child: ChildProcess): { child: ChildProcess; logs
       if (seen !== undefined) return Promise.resolve(seen);
       return new Promise((resolve, reject) => {
         waiters.push({ match, resolve });
-        void exited.then((exit) => reject(new Error(`server exited (${exit.code ?? exit.signal}) before the awaited log line; stderr: ${stderr}`)));
+        exited.then((exit) => reject(new Error(`server exited (${exit.code ?? exit.signal}) before the awaited log line; stderr: ${stderr}`)), reject);
       });
     },
   };

@@ -116,8 +116,9 @@ t.test('DLQ_MAX_FILES full: exactly the evicted events are counted, each evictio
     t.equal((await server.post(JSON.stringify([{ id: i * 2 }, { id: i * 2 + 1 }]))).status, 202);
     await eventually(async () => (await server.metric('dlq_events_spilled_total')) === (i + 1) * 2);
   }
+  // The eviction runs after the spill is counted: wait for it rather than race it.
+  await eventually(async () => (await server.metric('dlq_events_dropped_total', '{reason="capacity"}')) === 4);
   t.equal(await server.metric('dlq_files_current'), 3);
-  t.equal(await server.metric('dlq_events_dropped_total', '{reason="capacity"}'), 4);
   const evictions = server.logs.filter((l) => l.msg.startsWith('DLQ capacity → removed='));
   t.equal(evictions.length, 2);
   t.same(evictions.map((l) => l.events), [2, 2]);

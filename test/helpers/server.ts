@@ -42,9 +42,13 @@ export interface Answer {
   json: Record<string, unknown>;
 }
 
-/** Only what a test passes reaches the server, so nothing from the developer's shell leaks in. */
+/**
+ * Only what a test passes reaches the server, so nothing from the developer's shell leaks in;
+ * except tap's coverage variables, so that the servers' code counts in the coverage report.
+ */
 export function baseEnv(env: Record<string, string>): Record<string, string> {
-  return { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', HOST: '127.0.0.1', PORT: '0', ...env };
+  const coverage = Object.entries(process.env).filter(([name]) => name.startsWith('_TAPJS_PROCESSINFO_') || name === 'NODE_V8_COVERAGE');
+  return { ...Object.fromEntries(coverage), PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', HOST: '127.0.0.1', PORT: '0', ...env };
 }
 
 export function spawnServer(t: Test, env: Record<string, string>, cwd = tempDir(t, 'server')): { child: ChildProcess; logs: LogLine[]; stderr(): string; waitForLog: RunningServer['waitForLog']; exited: Promise<Exit> } {
@@ -73,8 +77,14 @@ export function watch(t: Test, child: ChildProcess): { child: ChildProcess; logs
   });
   child.stderr!.setEncoding('utf8').on('data', (data: string) => (stderr += data));
   const exited = once(child, 'exit').then(([code, signal]) => ({ code, signal }) as Exit);
-  t.teardown(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  // Gracefully, so that the server's coverage is written: a second SIGTERM spills at once, and
+  // SIGKILL ends one that still hangs.
+  t.teardown(async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    const timers = [setTimeout(() => child.kill('SIGTERM'), 1000), setTimeout(() => child.kill('SIGKILL'), 5000)];
+    await exited;
+    for (const timer of timers) clearTimeout(timer);
   });
   return {
     child,

@@ -1,9 +1,11 @@
 // CloudWatch Embedded Metric Format: the key metrics as one JSON line on stdout per interval,
 // which awslogs on ECS turns into CloudWatch metrics (namespace EventIngest, dimension Service).
 // Counters are sent as the increase over the interval, gauges as their value.
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Registry } from 'prom-client';
 
 const NAMESPACE = 'EventIngest';
+const EVENT_LOOP_LAG = 'nodejs_eventloop_lag_p99_seconds';
 const SERVICE = 'event-ingest';
 
 /** The metrics sent, their CloudWatch unit, and whether they are counters (sent as increases). */
@@ -21,12 +23,16 @@ export const EMF_METRICS: readonly { name: string; unit: 'Count' | 'Bytes' | 'Se
   { name: 'dlq_files_current', unit: 'Count', counter: false },
   { name: 'dlq_bytes_current', unit: 'Bytes', counter: false },
   { name: 'dlq_oldest_age_seconds', unit: 'Seconds', counter: false },
-  { name: 'nodejs_eventloop_lag_p99_seconds', unit: 'Seconds', counter: false },
+  { name: EVENT_LOOP_LAG, unit: 'Seconds', counter: false },
 ];
 
 /** Starts the interval; returns a function that writes a last line and stops it. */
 export function startEmf(registry: Registry, intervalMs: number, instanceId: string, write: (line: string) => void): () => Promise<void> {
   const previous = new Map<string, number>();
+  // prom-client updates its event-loop gauges only when /metrics is read: without Prometheus they
+  // would stay 0. The EMF line measures its own p99 over each interval.
+  const lag = monitorEventLoopDelay({ resolution: 10 });
+  lag.enable();
   const emit = async (): Promise<void> => {
     const line: Record<string, unknown> = {
       _aws: {
@@ -37,6 +43,11 @@ export function startEmf(registry: Registry, intervalMs: number, instanceId: str
       InstanceId: instanceId,
     };
     for (const { name, counter } of EMF_METRICS) {
+      if (name === EVENT_LOOP_LAG) {
+        line[name] = lag.count === 0 ? 0 : lag.percentile(99) / 1e9;
+        lag.reset();
+        continue;
+      }
       const metric = registry.getSingleMetric(name);
       // Summed over labels (codes, reasons): CloudWatch alarms on the total.
       const total = metric === undefined ? 0 : (await metric.get()).values.reduce((sum, v) => sum + v.value, 0);
@@ -53,5 +64,6 @@ export function startEmf(registry: Registry, intervalMs: number, instanceId: str
   return async () => {
     clearInterval(timer);
     await emit();
+    lag.disable();
   };
 }

@@ -34,3 +34,13 @@ t.test('without METRICS_EMF, no EMF lines', async (t) => {
   await server.stop();
   t.notOk(server.logs.some((l) => '_aws' in l));
 });
+
+t.test('the event-loop lag is measured by the EMF lines themselves, with no /metrics scrape', async (t) => {
+  const s3 = await startS3(t);
+  const server = await startServer(t, { ...s3.env, METRICS_EMF: 'true', METRICS_EMF_INTERVAL_MS: '1000' });
+  // Never read /metrics here: prom-client's own gauge would stay 0 without a scrape.
+  await eventually(() => server.logs.filter((l) => '_aws' in l).length >= 2);
+  const lags = server.logs.filter((l) => '_aws' in l).map((l) => l.nodejs_eventloop_lag_p99_seconds as number);
+  t.ok(lags.every((lag) => lag > 0 && lag < 5), `a real p99 in seconds in every line: ${lags.join(', ')}`);
+  await server.stop();
+});

@@ -1,6 +1,7 @@
 // Operator command on the server's DLQ_DIR: `npm run dlq -- stats | list | drain`.
-// It never removes temp files or moves corrupt ones (a live server may own them), so it is safe
-// to run beside a server; `drain` PUTs each file to its original key, the same as the server would.
+// `stats` and `list` only read, so they are safe beside a running server. `drain` takes the
+// directory's lock like a server (and refuses while one holds it), then PUTs each file to its
+// original key, the same as the server would.
 import { Registry } from 'prom-client';
 import { pino } from 'pino';
 import { ConfigError, loadConfig } from '../config.js';
@@ -9,7 +10,7 @@ import { createDlqMetrics } from '../metrics/dlq.js';
 import { createUploadMetrics } from '../metrics/upload.js';
 import { connectS3, NoRegion } from '../upload/connect.js';
 import { S3Uploader } from '../upload/s3.js';
-import { DlqStore } from './store.js';
+import { DlqLocked, DlqStore } from './store.js';
 
 const USAGE = `usage: npm run dlq -- <command>
   stats   files, events and bytes queued, and the oldest file's age
@@ -28,7 +29,16 @@ async function run(command: string | undefined): Promise<number> {
   const registry = new Registry();
   const dlqMetrics = createDlqMetrics(registry);
   const store = await DlqStore.open(
-    { dir: config.dlqDir, maxBytes: config.dlqMaxBytes, maxFiles: config.dlqMaxFiles, ttlSeconds: config.dlqTtlSeconds, now: Date.now, repair: false },
+    {
+      dir: config.dlqDir,
+      maxBytes: config.dlqMaxBytes,
+      maxFiles: config.dlqMaxFiles,
+      ttlSeconds: config.dlqTtlSeconds,
+      now: Date.now,
+      repair: command === 'drain',
+      prefix: config.s3.prefix,
+      instanceId: `dlq-drain@${config.instanceId}`,
+    },
     dlqMetrics,
     log,
   );
@@ -69,6 +79,7 @@ async function run(command: string | undefined): Promise<number> {
       events += object.meta.events;
     }
   } finally {
+    store.close();
     target.client.destroy();
     await target.local?.close();
   }
@@ -83,7 +94,7 @@ function print(text: string): void {
 try {
   process.exitCode = await run(process.argv[2]);
 } catch (err) {
-  if (!(err instanceof ConfigError || err instanceof LocalModeUnavailable || err instanceof NoRegion)) throw err;
+  if (!(err instanceof ConfigError || err instanceof LocalModeUnavailable || err instanceof NoRegion || err instanceof DlqLocked)) throw err;
   process.stderr.write(`${err instanceof ConfigError ? 'invalid configuration: ' : ''}${err.message}\n`);
   process.exitCode = 1;
 }

@@ -1,0 +1,47 @@
+// A DLQ store on a real temp directory with a log and metrics a test can read, and batches to spill.
+import { Writable } from 'node:stream';
+import { gzipSync } from 'node:zlib';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import type { Test } from 'tap';
+import { DlqStore, type DlqOptions } from '../../src/dlq/store.js';
+import { createDlqMetrics } from '../../src/metrics/dlq.js';
+import { tempDir } from './temp.js';
+
+export const T0 = 1_800_000_000_000;
+
+export async function setup(t: Test, options: Partial<DlqOptions> = {}) {
+  const clock = { now: T0 };
+  const logs: { level: number; msg: string }[] = [];
+  const log = pino(
+    { level: 'debug' },
+    new Writable({
+      write(chunk: Buffer, _e, done) {
+        logs.push(JSON.parse(chunk.toString()));
+        done();
+      },
+    }),
+  );
+  const registry = new Registry();
+  const metrics = createDlqMetrics(registry);
+  const dir = options.dir ?? tempDir(t, 'dlq');
+  const open = async () => {
+    const store = await DlqStore.open({ dir, maxBytes: 1 << 30, maxFiles: 1000, ttlSeconds: 3600, now: () => clock.now, repair: true, prefix: 'raw', ...options }, metrics, log);
+    t.teardown(() => store.close());
+    return store;
+  };
+  const store = await open();
+  const value = async (name: string, labels = '') => {
+    const line = (await registry.metrics()).split('\n').find((l) => l.startsWith(`${name}${labels} `));
+    return line === undefined ? 0 : Number(line.split(' ').pop());
+  };
+  return { store, dir, clock, logs, value, open };
+}
+
+let seq = 0;
+export function batch(events: number, at = T0) {
+  const id = `${at}-unit-000000-${(seq++).toString(36).padStart(8, '0')}`;
+  const lines = Array.from({ length: events }, (_, i) => `{"received_at":${at},"event":{"i":${i}}}\n`).join('');
+  return { batch: { id, key: `raw/2027/01/15/08/${id}.jsonl.gz`, events, firstReceivedAt: at, lastReceivedAt: at }, gzip: gzipSync(lines), lines };
+}
+

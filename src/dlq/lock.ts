@@ -22,6 +22,8 @@ export interface LockHolder {
 }
 
 export class DlqLocked extends Error {
+  override name = 'DlqLocked';
+
   constructor(
     readonly dir: string,
     readonly holder: LockHolder | undefined,

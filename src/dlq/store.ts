@@ -32,9 +32,9 @@ export interface DlqOptions {
    * leftovers, move bad files aside); `dlq stats|list`, which run beside a server, only read.
    */
   readonly repair: boolean;
-  /** S3_PREFIX: only keys under it are re-uploaded. Until main.ts passes it, read from the config. */
+  /** S3_PREFIX: only keys under it are re-uploaded. Optional until main.ts passes it (then the config's). */
   readonly prefix?: string;
-  /** Recorded in the lock file, to name the holder to a second process. */
+  /** Recorded in the lock file, to name the holder to a second process. Optional as `prefix` is. */
   readonly instanceId?: string;
 }
 
@@ -61,11 +61,13 @@ export class DlqStore {
 
   /** Takes the lock (repair mode; throws DlqLocked), scans the directory, applies TTL and capacity. */
   static async open(options: DlqOptions, metrics: DlqMetrics, log: Logger): Promise<DlqStore> {
-    const scan = { dir: options.dir, prefix: options.prefix ?? loadConfig().s3.prefix, repair: options.repair, metrics, log };
+    // main.ts does not pass these yet (it is being restructured in parallel); until then, the config's.
+    const config = options.prefix === undefined || options.instanceId === undefined ? loadConfig() : undefined;
+    const scan = { dir: options.dir, prefix: options.prefix ?? config!.s3.prefix, repair: options.repair, metrics, log };
     const store = new DlqStore(options, scan, metrics, log);
     let found;
     try {
-      ({ lock: store.#lock, found } = await openDir(scan, options.instanceId));
+      ({ lock: store.#lock, found } = await openDir(scan, options.instanceId ?? config!.instanceId));
     } catch (err) {
       if (err instanceof DlqLocked) {
         log.fatal({ dir: options.dir, holder: err.holder }, err.message);

@@ -1,4 +1,4 @@
-// `npm run dlq -- stats|list|drain` on a real DLQ directory, alone and beside a live server.
+// `npm run dlq -- stats|list|drain` on a real DLQ directory (beside a live server: test/e2e/dlq-lock.test.ts).
 import { execFile } from 'node:child_process';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -65,19 +65,6 @@ t.test('drain with S3 down keeps the files and exits 1', async (t) => {
   t.equal(drained.code, 1);
   t.match(drained.stdout, /failed: raw\/\S+: .*; stopping, the file is kept/);
   t.match((await dlq(['stats'], { DLQ_DIR: dir })).stdout, /^files\s+4$/m);
-});
-
-t.test('drain beside a live server on the same directory: everything stored once, the server unharmed', async (t) => {
-  const dir = await filledDlq(t);
-  const s3 = await startS3(t);
-  const server = await startServer(t, { ...s3.env, DLQ_DIR: dir, DLQ_REUPLOAD_IDLE_MS: '0', BATCH_MAX_AGE_MS: '50' });
-  const drained = await dlq(['drain'], { ...s3.env, DLQ_DIR: dir });
-  t.equal(drained.code, 0, drained.stderr);
-  await eventually(async () => (await server.metric('dlq_files_current')) === 0 || readdirSync(dir).every((n) => !n.endsWith('.jsonl.gz')));
-  t.equal((await server.post('{"id":"live"}')).status, 202);
-  await eventually(async () => (await server.metric('s3_events_stored_total')) === 1);
-  const objects = await s3.objects();
-  t.equal(objects.length, 5, 'four re-uploaded batches (each once, whoever took it) and the live one');
 });
 
 t.test('usage', async (t) => {

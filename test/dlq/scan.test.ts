@@ -6,14 +6,12 @@ import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 
 import fs from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
-import { encodeFile } from '../../src/dlq/file.js';
-import { batch, setup, T0 } from '../helpers/dlq.js';
+import { setup, writeDlqFile } from '../helpers/dlq.js';
 import { tempDir } from '../helpers/temp.js';
 
 /** A valid DLQ file in `dir` whose header names `key`. */
-function writeDlqFile(dir: string, name: string, key: string): void {
-  const b = batch(2);
-  writeFileSync(join(dir, name), encodeFile(b.gzip, { key, events: 2, firstReceivedAt: T0, lastReceivedAt: T0, spilledAt: T0 }));
+function writeFile(dir: string, name: string, key: string): void {
+  writeDlqFile(dir, name.replace(/\.jsonl\.gz$/, ''), [1, 2], key);
 }
 
 t.test('entries that are not regular files are skipped in place; the good files are queued', async (t) => {
@@ -23,7 +21,7 @@ t.test('entries that are not regular files are skipped in place; the good files 
   mkdirSync(join(dir, '.tmp-leftover-dir'));
   execFileSync('mkfifo', [join(dir, 'fifo.jsonl.gz')]); // opened blocking, this hung start-up on main
   writeFileSync(join(dir, '.tmp-a.jsonl.gz'), 'half');
-  writeDlqFile(dir, 'good.jsonl.gz', 'raw/2027/01/15/08/good.jsonl.gz');
+  writeFile(dir, 'good.jsonl.gz', 'raw/2027/01/15/08/good.jsonl.gz');
   const { store, logs, value } = await setup(t, { dir });
   t.same(store.list().map((f) => f.name), ['good.jsonl.gz']);
   t.equal(await value('dlq_files_rejected_total', '{reason="not_regular"}'), 4, 'directory, symlink, .tmp- directory, FIFO');
@@ -37,9 +35,9 @@ t.test('entries that are not regular files are skipped in place; the good files 
 t.test('short files, foreign keys and ".." keys are moved aside and counted', async (t) => {
   const dir = tempDir(t, 'keys');
   writeFileSync(join(dir, 'short.jsonl.gz'), 'abc'); // shorter than a gzip header: threw a RangeError on main
-  writeDlqFile(dir, 'evil.jsonl.gz', 'raw/../outside-prefix/evil.jsonl.gz');
-  writeDlqFile(dir, 'other.jsonl.gz', 'other/2027/01/15/08/other.jsonl.gz');
-  writeDlqFile(dir, 'good.jsonl.gz', 'raw/2027/01/15/08/good.jsonl.gz');
+  writeFile(dir, 'evil.jsonl.gz', 'raw/../outside-prefix/evil.jsonl.gz');
+  writeFile(dir, 'other.jsonl.gz', 'other/2027/01/15/08/other.jsonl.gz');
+  writeFile(dir, 'good.jsonl.gz', 'raw/2027/01/15/08/good.jsonl.gz');
   const { store, value } = await setup(t, { dir });
   t.same(store.list().map((f) => f.name), ['good.jsonl.gz']);
   t.equal(await value('dlq_files_corrupt_total'), 1);
@@ -49,8 +47,8 @@ t.test('short files, foreign keys and ".." keys are moved aside and counted', as
 
 t.test('an unreadable file is moved aside with what to do; start-up goes on', async (t) => {
   const dir = tempDir(t, 'eio');
-  writeDlqFile(dir, 'bad-disk.jsonl.gz', 'raw/2027/01/15/08/bad-disk.jsonl.gz');
-  writeDlqFile(dir, 'good.jsonl.gz', 'raw/2027/01/15/08/good.jsonl.gz');
+  writeFile(dir, 'bad-disk.jsonl.gz', 'raw/2027/01/15/08/bad-disk.jsonl.gz');
+  writeFile(dir, 'good.jsonl.gz', 'raw/2027/01/15/08/good.jsonl.gz');
   // Injected: EIO cannot be produced on a healthy disk (EACCES, which root ignores, is produced for real in test/e2e/dlq-startup.test.ts).
   const real = fs.open;
   fs.open = (async (...args: Parameters<typeof fs.open>) => {
@@ -68,7 +66,7 @@ t.test('an unreadable file is moved aside with what to do; start-up goes on', as
 t.test('a regular file named `corrupt` hides nothing: good files are queued, bad ones skipped in place', async (t) => {
   const dir = tempDir(t, 'corrupt-file');
   writeFileSync(join(dir, 'corrupt'), 'an operator note');
-  writeDlqFile(dir, 'good.jsonl.gz', 'raw/2027/01/15/08/good.jsonl.gz');
+  writeFile(dir, 'good.jsonl.gz', 'raw/2027/01/15/08/good.jsonl.gz');
   writeFileSync(join(dir, 'garbage.jsonl.gz'), 'not gzip');
   const { store, logs, value } = await setup(t, { dir });
   t.same(store.list().map((f) => f.name), ['good.jsonl.gz'], 'on main the DLQ looked empty');

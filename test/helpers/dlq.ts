@@ -1,9 +1,12 @@
 // A DLQ store on a real temp directory with a log and metrics a test can read, and batches to spill.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import type { Test } from 'tap';
+import { encodeFile } from '../../src/dlq/file.js';
 import { DlqStore, type DlqOptions } from '../../src/dlq/store.js';
 import { createDlqMetrics } from '../../src/metrics/dlq.js';
 import { tempDir } from './temp.js';
@@ -45,3 +48,13 @@ export function batch(events: number, at = T0) {
   return { batch: { id, key: `raw/2027/01/15/08/${id}.jsonl.gz`, events, firstReceivedAt: at, lastReceivedAt: at }, gzip: gzipSync(lines), lines };
 }
 
+
+/**
+ * Writes a DLQ file as a server would, holding events `{"id":<id>}`; the name is `<id>.jsonl.gz`
+ * and the key `raw/2027/01/15/08/<id>.jsonl.gz` unless given. Returns the key.
+ */
+export function writeDlqFile(dir: string, id: string, ids: number[], key = `raw/2027/01/15/08/${id}.jsonl.gz`, spilledAt = T0): string {
+  const lines = ids.map((i) => `{"received_at":${T0},"event":{"id":${i}}}\n`).join('');
+  writeFileSync(join(dir, `${id}.jsonl.gz`), encodeFile(gzipSync(lines), { key, events: ids.length, firstReceivedAt: T0, lastReceivedAt: T0, spilledAt }));
+  return key;
+}

@@ -24,21 +24,18 @@ export type RejectReason = (typeof REJECT_REASONS)[number];
 
 export function createDlqMetrics(registry: Registry): DlqMetrics {
   const counter = (name: string, help: string) => new Counter({ name, help, registers: [registry] });
-  const eventsDropped = new Counter({
-    name: 'dlq_events_dropped_total',
-    help: 'Accepted events that were lost, by reason: capacity (evicted), ttl (expired), write_failed (could not be spilled)',
-    labelNames: ['reason'],
-    registers: [registry],
-  });
   // Every series exists from the start, so "increase() > 0" alerts and dashboards see a zero, not nothing.
-  for (const reason of DROP_REASONS) eventsDropped.inc({ reason }, 0);
-  const filesRejected = new Counter({
-    name: 'dlq_files_rejected_total',
-    help: 'Entries in DLQ_DIR never uploaded, by reason: not_regular (left in place), unreadable or bad_key (key outside S3_PREFIX; both moved to corrupt/)',
-    labelNames: ['reason'],
-    registers: [registry],
-  });
-  for (const reason of REJECT_REASONS) filesRejected.inc({ reason }, 0);
+  const byReason = (name: string, help: string, reasons: readonly string[]) => {
+    const labelled = new Counter({ name, help, labelNames: ['reason'], registers: [registry] });
+    for (const reason of reasons) labelled.inc({ reason }, 0);
+    return labelled;
+  };
+  const eventsDropped = byReason('dlq_events_dropped_total', 'Accepted events that were lost, by reason: capacity (evicted), ttl (expired), write_failed (could not be spilled)', DROP_REASONS);
+  const filesRejected = byReason(
+    'dlq_files_rejected_total',
+    'Entries in DLQ_DIR never uploaded, by reason: not_regular (left in place), unreadable or bad_key (key outside S3_PREFIX; both moved to corrupt/)',
+    REJECT_REASONS,
+  );
   return {
     eventsDropped,
     eventsSpilled: counter('dlq_events_spilled_total', 'Events written to the DLQ after their upload failed'),

@@ -1,25 +1,14 @@
 // `npm run dlq -- stats|list|drain` on a real DLQ directory (beside a live server: test/e2e/dlq-lock.test.ts).
-import { execFile } from 'node:child_process';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import t, { type Test } from 'tap';
 import { refusedPort } from '../helpers/fault-proxy.js';
 import { s3Env, startS3 } from '../helpers/s3.js';
-import { baseEnv, eventually, ROOT, startServer } from '../helpers/server.js';
+import { runDlqCommand } from '../helpers/dlq.js';
+import { eventually, startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
 
-const run = promisify(execFile);
-
-async function dlq(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [join(ROOT, 'dist', 'dlq', 'cli.js'), ...args], { env: baseEnv(env), cwd: tempDir(t, 'cwd') });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const dlq = (args: string[], env: Record<string, string>) => runDlqCommand(t, args, env);
 
 /** A DLQ directory filled by a real server whose S3 was down: 12 events in single-event batches. */
 async function filledDlq(t: Test): Promise<string> {

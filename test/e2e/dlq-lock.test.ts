@@ -1,27 +1,15 @@
 // One process per DLQ_DIR, with real processes: a second server refuses to start and names the
 // holder; `dlq stats|list` work beside a server, `dlq drain` refuses; a SIGKILLed holder's lock is
 // taken over; a server that exits releases it.
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import t from 'tap';
-import { writeDlqFile } from '../helpers/dlq.js';
+import { runDlqCommand, writeDlqFile } from '../helpers/dlq.js';
 import { startS3 } from '../helpers/s3.js';
-import { baseEnv, eventually, ROOT, spawnServer, startServer } from '../helpers/server.js';
+import { eventually, spawnServer, startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
 
-const run = promisify(execFile);
-
-async function dlq(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [join(ROOT, 'dist', 'dlq', 'cli.js'), ...args], { env: baseEnv(env), cwd: tempDir(t, 'cwd') });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const dlq = (args: string[], env: Record<string, string>) => runDlqCommand(t, args, env);
 
 t.test('a second server on the same DLQ_DIR refuses to start, naming the holder; the CLI reads but does not drain', async (t) => {
   const s3 = await startS3(t);

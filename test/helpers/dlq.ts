@@ -1,7 +1,10 @@
-// A DLQ store on a real temp directory with a log and metrics a test can read, and batches to spill.
+// A DLQ store on a real temp directory with a log and metrics a test can read, batches and files to
+// spill, and the `dlq` command.
+import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
@@ -9,6 +12,7 @@ import type { Test } from 'tap';
 import { encodeFile } from '../../src/dlq/file.js';
 import { DlqStore, type DlqOptions } from '../../src/dlq/store.js';
 import { createDlqMetrics } from '../../src/metrics/dlq.js';
+import { baseEnv, ROOT } from './server.js';
 import { tempDir } from './temp.js';
 
 export const T0 = 1_800_000_000_000;
@@ -57,4 +61,15 @@ export function writeDlqFile(dir: string, id: string, ids: number[], key = `raw/
   const lines = ids.map((i) => `{"received_at":${T0},"event":{"id":${i}}}\n`).join('');
   writeFileSync(join(dir, `${id}.jsonl.gz`), encodeFile(gzipSync(lines), { key, events: ids.length, firstReceivedAt: T0, lastReceivedAt: T0, spilledAt }));
   return key;
+}
+
+/** Runs `npm run dlq -- <args>` (the built command) with only `env`; never throws for an exit code. */
+export async function runDlqCommand(t: Test, args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [join(ROOT, 'dist', 'dlq', 'cli.js'), ...args], { env: baseEnv(env), cwd: tempDir(t, 'cwd') });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
 }

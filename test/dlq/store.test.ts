@@ -8,6 +8,8 @@ import { gunzipSync } from 'node:zlib';
 import t from 'tap';
 import { decodeMeta } from '../../src/dlq/file.js';
 import { batch, setup, T0 } from '../helpers/dlq.js';
+import { runUnderFdLimit } from '../helpers/fd-limit.js';
+import { ROOT } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
 
 t.test('a spilled batch is one complete gzip file under its final name, readable by any gzip tool', async (t) => {
@@ -162,25 +164,31 @@ t.test('save never rejects: a body it cannot encode is a counted write failure',
   t.equal(store.files, 0);
 });
 
-t.test('EMFILE while writing a spill is retried with backoff, not a drop', async (t) => {
-  const { store, dir, value } = await setup(t);
-  // Injected: this process cannot be made to run out of descriptors on cue. Two EMFILEs, then real opens.
-  const real = fs.open;
-  let failures = 0;
-  fs.open = (async (...args: Parameters<typeof fs.open>) => {
-    if (String(args[0]).includes('.tmp-') && failures < 2) {
-      failures++;
-      throw Object.assign(new Error('EMFILE: too many open files, open'), { code: 'EMFILE' });
-    }
-    return real(...args);
-  }) as typeof fs.open;
-  t.teardown(() => void (fs.open = real));
-  const b = batch(3);
-  await store.save(b.batch, b.gzip);
-  t.equal(failures, 2);
-  t.ok(existsSync(join(dir, `${b.batch.id}.jsonl.gz`)));
-  t.equal(await value('dlq_events_dropped_total', '{reason="write_failed"}'), 0);
-  t.equal(await value('dlq_events_spilled_total'), 3);
+t.test('EMFILE while writing a spill (a real one, under ulimit -n) is retried with backoff, not a drop', async (t) => {
+  const dir = tempDir(t, 'dlq');
+  const { spilled, dropped, files } = await runUnderFdLimit<{ spilled: number; dropped: number; files: string[] }>(
+    64,
+    `
+    import { readdirSync } from 'node:fs';
+    import { gzipSync } from 'node:zlib';
+    import { pino } from 'pino';
+    import { Registry } from 'prom-client';
+    import { DlqStore } from '${ROOT}dist/dlq/store.js';
+    import { createDlqMetrics } from '${ROOT}dist/metrics/dlq.js';
+    const registry = new Registry();
+    const metrics = createDlqMetrics(registry);
+    const store = await DlqStore.open({ dir: process.env.DIR, maxBytes: 1 << 30, maxFiles: 1000, ttlSeconds: 3600, now: Date.now, repair: true, prefix: 'raw', instanceId: 'test' }, metrics, pino({ level: 'silent' }));
+    setTimeout(exhaustFds(), 300); // on main: EMFILE at once, the batch counted as dropped
+    await store.save({ id: 'b1', key: 'raw/2027/01/15/08/b1.jsonl.gz', events: 3, firstReceivedAt: 1, lastReceivedAt: 1 }, gzipSync('a\\nb\\nc\\n'));
+    const value = async (m, reason) => (await m.get()).values.find((v) => v.labels.reason === reason)?.value ?? 0;
+    console.log(JSON.stringify({ spilled: await value(metrics.eventsSpilled), dropped: await value(metrics.eventsDropped, 'write_failed'), files: readdirSync(process.env.DIR) }));
+    store.close();
+    `,
+    { DIR: dir },
+  );
+  t.equal(dropped, 0);
+  t.equal(spilled, 3);
+  t.ok(files.includes('b1.jsonl.gz'));
 });
 
 t.test('a failed directory fsync after the rename is a warning, not a drop: the file is there', async (t) => {

@@ -1,32 +1,26 @@
 // S3Uploader under a real shortage of file descriptors: a process at its `ulimit -n` gets EMFILE
 // when it opens the PUT's socket; the upload must retry (with backoff) and land, not fail for good.
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import t from 'tap';
 import { errorCode, isRetryable } from '../../src/upload/s3.js';
 import { startS3 } from '../helpers/s3.js';
-import { baseEnv, ROOT } from '../helpers/server.js';
+import { runUnderFdLimit } from '../helpers/fd-limit.js';
+import { ROOT } from '../helpers/server.js';
 
-const run = promisify(execFile);
-
-// Runs in a child under `ulimit -n 64`: warms the client up, takes every free descriptor, starts a
-// PUT (its socket gets EMFILE), frees the descriptors 300 ms later, and reports how the PUT ended.
+// Warms the client up, takes every free descriptor, starts a PUT (its socket gets EMFILE), frees
+// the descriptors 300 ms later, and reports how the PUT ended.
 const CHILD = `
-import { openSync, closeSync } from 'node:fs';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import { createS3Client, S3Uploader } from '${ROOT}dist/upload/s3.js';
-import { createUploadMetrics } from '${ROOT}dist/upload/../metrics/upload.js';
 import { gzipSync } from 'node:zlib';
+import { createS3Client, S3Uploader } from '${ROOT}dist/upload/s3.js';
+import { createUploadMetrics } from '${ROOT}dist/metrics/upload.js';
 const client = createS3Client({ endpoint: process.env.S3_ENDPOINT, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
 const registry = new Registry();
 const uploader = new S3Uploader(client, { bucket: 'test-bucket', maxAttempts: 5, timeoutMs: 5000 }, createUploadMetrics(registry), pino({ level: 'silent' }));
 const body = gzipSync('{"received_at":1,"event":{}}\\n');
 await uploader.put({ key: 'raw/warm-up.jsonl.gz', body, events: 1 });
 client.destroy(); // no idle keep-alive socket to reuse: the next PUT must open one
-const held = [];
-try { for (;;) held.push(openSync('/dev/null', 'r')); } catch (err) { if (err.code !== 'EMFILE') throw err; }
-setTimeout(() => { for (const fd of held) closeSync(fd); }, 300);
+setTimeout(exhaustFds(), 300);
 let result = 'stored';
 await uploader.put({ key: 'raw/under-emfile.jsonl.gz', body, events: 1 }).catch((err) => { result = 'failed: ' + (err.code ?? err.name) + ' ' + err.message; });
 const errors = (await registry.getSingleMetric('s3_put_errors_total').get()).values.map((v) => v.labels.code + '=' + v.value);
@@ -35,11 +29,7 @@ console.log(JSON.stringify({ result, errors }));
 
 t.test('EMFILE on the PUT socket (a real one, under ulimit -n) is retried and the object lands', async (t) => {
   const s3 = await startS3(t);
-  const { stdout } = await run('sh', ['-c', `ulimit -n 64; exec "${process.execPath}" --input-type=module -e "$CHILD"`], {
-    cwd: ROOT,
-    env: baseEnv({ CHILD, S3_ENDPOINT: s3.endpoint }),
-  });
-  const { result, errors } = JSON.parse(stdout.trim().split('\n').pop()!) as { result: string; errors: string[] };
+  const { result, errors } = await runUnderFdLimit<{ result: string; errors: string[] }>(64, CHILD, { S3_ENDPOINT: s3.endpoint });
   t.equal(result, 'stored', 'on main: failed for good on the first EMFILE, labelled Other');
   t.ok(errors.some((e) => /^EMFILE=\d+$/.test(e)), `the failed attempts are counted as EMFILE: ${errors.join(', ')}`);
   t.same((await s3.objects()).map((o) => o.key).sort(), ['raw/under-emfile.jsonl.gz', 'raw/warm-up.jsonl.gz']);

@@ -4,7 +4,9 @@
 // left by a dead process is taken over: its host is this host and its pid is not alive here (or is
 // our own pid: a restarted container reuses pid numbers, and we hold nothing yet). A holder on
 // another host cannot be checked from here, so it is never taken over: an operator who knows that
-// host is gone removes the file (docs/dlq.md, "Exclusivity").
+// host is gone removes the file (docs/dlq.md, "Exclusivity"). Known gap: two processes starting in
+// the same instant beside one stale lock can both take it over (the second removes the first's new
+// file before creating its own); a restart of one task on its own volume never does that.
 import { randomUUID } from 'node:crypto';
 import { constants as fsConstants, readFileSync, unlinkSync } from 'node:fs';
 import fs from 'node:fs/promises';

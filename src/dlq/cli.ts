@@ -61,10 +61,18 @@ async function run(command: string | undefined): Promise<number> {
   let files = 0;
   let events = 0;
   let failed = false;
+  let unreadable = 0;
   try {
     for (let file = store.oldest(); file !== undefined && !failed; file = store.oldest()) {
-      file.busy = true;
-      const object = await store.read(file);
+      file.busy = true; // taken once: a file that fails stays busy, so the loop moves on
+      let object;
+      try {
+        object = await store.read(file);
+      } catch (err) {
+        print(`unreadable: ${file.name}: ${(err as Error).message}; skipped, the file is kept (check its owner and mode, and the volume)`);
+        unreadable++;
+        continue;
+      }
       if (object === undefined) continue; // gone (the server took it) or corrupt (logged, skipped)
       try {
         await uploader.put({ key: object.meta.key, body: object.gzip, events: object.meta.events });
@@ -84,7 +92,7 @@ async function run(command: string | undefined): Promise<number> {
     await target.local?.close();
   }
   print(`drained ${files} files, ${events} events; ${store.files} files left`);
-  return failed ? 1 : 0;
+  return failed || unreadable > 0 ? 1 : 0;
 }
 
 function print(text: string): void {

@@ -1,14 +1,14 @@
 // `npm run dlq -- stats|list|drain` on a real DLQ directory (beside a live server: test/e2e/dlq-lock.test.ts).
-import { readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { refusedPort } from '../helpers/fault-proxy.js';
 import { s3Env, startS3 } from '../helpers/s3.js';
-import { runDlqCommand } from '../helpers/dlq.js';
-import { eventually, startServer } from '../helpers/server.js';
+import { runDlqCommand, writeDlqFile } from '../helpers/dlq.js';
+import { eventually, type RunAs, startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
 
-const dlq = (args: string[], env: Record<string, string>) => runDlqCommand(t, args, env);
+const dlq = (args: string[], env: Record<string, string>, runAs: RunAs = {}) => runDlqCommand(t, args, env, runAs);
 
 /** A DLQ directory filled by a real server whose S3 was down: 12 events in single-event batches. */
 async function filledDlq(t: Test): Promise<string> {
@@ -54,6 +54,22 @@ t.test('drain with S3 down keeps the files and exits 1', async (t) => {
   t.equal(drained.code, 1);
   t.match(drained.stdout, /failed: raw\/\S+: .*; stopping, the file is kept/);
   t.match((await dlq(['stats'], { DLQ_DIR: dir })).stdout, /^files\s+4$/m);
+});
+
+t.test('drain sets a file it cannot read aside (EACCES, run as nobody) and drains the rest', async (t) => {
+  const dir = tempDir(t, 'dlq');
+  chownSync(dir, 65534, 65534);
+  writeDlqFile(dir, 'a-locked', [1]);
+  writeDlqFile(dir, 'b-fine', [2]);
+  for (const name of readdirSync(dir)) chownSync(join(dir, name), 65534, 65534);
+  chmodSync(join(dir, 'a-locked.jsonl.gz'), 0o000);
+  const s3 = await startS3(t);
+  const drained = await dlq(['drain'], { ...s3.env, DLQ_DIR: dir }, { uid: 65534, gid: 65534 });
+  t.equal(drained.code, 0, drained.stderr);
+  t.match(drained.stderr, /DLQ file unreadable, moved aside: a-locked\.jsonl\.gz; fix the file's owner, mode or volume/);
+  t.match(drained.stdout, /drained 1 files, 1 events; 0 files left/);
+  t.ok(existsSync(join(dir, 'corrupt', 'a-locked.jsonl.gz')));
+  t.same((await s3.objects()).map((o) => o.key), ['raw/2027/01/15/08/b-fine.jsonl.gz']);
 });
 
 t.test('usage', async (t) => {

@@ -12,7 +12,7 @@ import type { Test } from 'tap';
 import { encodeFile } from '../../src/dlq/file.js';
 import { DlqStore, type DlqOptions } from '../../src/dlq/store.js';
 import { createDlqMetrics } from '../../src/metrics/dlq.js';
-import { baseEnv, ROOT } from './server.js';
+import { baseEnv, ROOT, type RunAs } from './server.js';
 import { tempDir } from './temp.js';
 
 export const T0 = 1_800_000_000_000;
@@ -64,9 +64,9 @@ export function writeDlqFile(dir: string, id: string, ids: number[], key = `raw/
 }
 
 /** Runs `npm run dlq -- <args>` (the built command) with only `env`; never throws for an exit code. */
-export async function runDlqCommand(t: Test, args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
+export async function runDlqCommand(t: Test, args: string[], env: Record<string, string>, runAs: RunAs = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [join(ROOT, 'dist', 'dlq', 'cli.js'), ...args], { env: baseEnv(env), cwd: tempDir(t, 'cwd') });
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [join(ROOT, 'dist', 'dlq', 'cli.js'), ...args], { env: baseEnv(env), cwd: tempDir(t, 'cwd'), ...runAs });
     return { code: 0, stdout, stderr };
   } catch (err) {
     const e = err as { code: number; stdout: string; stderr: string };

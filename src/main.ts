@@ -4,7 +4,7 @@ import { destination, pino, stdTimeFunctions, type Logger, type LoggerOptions } 
 import { type Config, ConfigError, loadConfig } from './config.js';
 import { httpEngine, IngestServer } from './ingest/server.js';
 import { Reuploader } from './dlq/reupload.js';
-import { DlqStore } from './dlq/store.js';
+import { DlqLocked, DlqStore } from './dlq/store.js';
 import { LocalModeUnavailable } from './local-s3.js';
 import { createDlqMetrics, observeDlq } from './metrics/dlq.js';
 import { startEmf } from './metrics/emf.js';
@@ -62,10 +62,16 @@ async function main(): Promise<void> {
       ttlSeconds: config.dlqTtlSeconds,
       now: Date.now,
       repair: true,
+      prefix: config.s3.prefix,
+      instanceId: config.instanceId,
     },
     dlqMetrics,
     log.child({ part: 'dlq' }),
-  );
+  ).catch((err: unknown) => {
+    // Its fatal line, naming the holder, is already written.
+    if (err instanceof DlqLocked) fail(log, err.message, true);
+    throw err;
+  });
   observeDlq(registry, dlq, Date.now);
   const pipeline = new Pipeline(
     {
@@ -133,6 +139,7 @@ async function main(): Promise<void> {
     await step(log, 'stopping EMF', () => stopEmf?.());
     await step(log, 'closing the listener', () => server.close());
     await step(log, 'stopping the local S3 server', () => localS3?.close());
+    await step(log, 'releasing the DLQ directory', () => dlq.close());
     log[summary.unaccounted === 0 && summary.dropped === 0 ? 'info' : 'error'](
       {
         uploadedInTime: summary.uploadedInTime,
@@ -181,8 +188,8 @@ async function step(log: Logger, name: string, work: () => unknown): Promise<voi
   }
 }
 
-function fail(log: Logger, message: string): never {
-  log.fatal(message);
+function fail(log: Logger, message: string, logged = false): never {
+  if (!logged) log.fatal(message);
   process.stderr.write(`${message}\n`);
   process.exit(1);
 }

@@ -91,6 +91,11 @@ export class Pipeline implements Intake {
     return this.#loop.idleSince();
   }
 
+  /** For the DLQ re-uploader: false while live batches wait for every upload slot. */
+  hasRoom(): boolean {
+    return this.#loop.hasRoom();
+  }
+
   /** For the DLQ re-uploader: when S3 last took a live batch. */
   lastStoredAt(): number {
     return this.#loop.lastStoredAt();

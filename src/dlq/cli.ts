@@ -1,6 +1,7 @@
 // Operator command on the server's DLQ_DIR: `npm run dlq -- stats | list | drain`.
-// It never removes temp files or moves corrupt ones (a live server may own them), so it is safe
-// to run beside a server; `drain` PUTs each file to its original key, the same as the server would.
+// `stats` and `list` only read, so they are safe beside a running server. `drain` takes the
+// directory's lock like a server (and refuses while one holds it), then PUTs each file to its
+// original key, the same as the server would.
 import { Registry } from 'prom-client';
 import { pino } from 'pino';
 import { ConfigError, loadConfig } from '../config.js';
@@ -9,7 +10,7 @@ import { createDlqMetrics } from '../metrics/dlq.js';
 import { createUploadMetrics } from '../metrics/upload.js';
 import { connectS3, NoRegion } from '../upload/connect.js';
 import { S3Uploader } from '../upload/s3.js';
-import { DlqStore } from './store.js';
+import { DlqLocked, DlqStore } from './store.js';
 
 const USAGE = `usage: npm run dlq -- <command>
   stats   files, events and bytes queued, and the oldest file's age
@@ -28,7 +29,16 @@ async function run(command: string | undefined): Promise<number> {
   const registry = new Registry();
   const dlqMetrics = createDlqMetrics(registry);
   const store = await DlqStore.open(
-    { dir: config.dlqDir, maxBytes: config.dlqMaxBytes, maxFiles: config.dlqMaxFiles, ttlSeconds: config.dlqTtlSeconds, now: Date.now, repair: false },
+    {
+      dir: config.dlqDir,
+      maxBytes: config.dlqMaxBytes,
+      maxFiles: config.dlqMaxFiles,
+      ttlSeconds: config.dlqTtlSeconds,
+      now: Date.now,
+      repair: command === 'drain',
+      prefix: config.s3.prefix,
+      instanceId: `dlq-drain@${config.instanceId}`,
+    },
     dlqMetrics,
     log,
   );
@@ -51,10 +61,18 @@ async function run(command: string | undefined): Promise<number> {
   let files = 0;
   let events = 0;
   let failed = false;
+  let unreadable = 0;
   try {
     for (let file = store.oldest(); file !== undefined && !failed; file = store.oldest()) {
-      file.busy = true;
-      const object = await store.read(file);
+      file.busy = true; // taken once: a file that fails stays busy, so the loop moves on
+      let object;
+      try {
+        object = await store.read(file);
+      } catch (err) {
+        print(`unreadable: ${file.name}: ${(err as Error).message}; skipped, the file is kept (check its owner and mode, and the volume)`);
+        unreadable++;
+        continue;
+      }
       if (object === undefined) continue; // gone (the server took it) or corrupt (logged, skipped)
       try {
         await uploader.put({ key: object.meta.key, body: object.gzip, events: object.meta.events });
@@ -69,11 +87,12 @@ async function run(command: string | undefined): Promise<number> {
       events += object.meta.events;
     }
   } finally {
+    store.close();
     target.client.destroy();
     await target.local?.close();
   }
   print(`drained ${files} files, ${events} events; ${store.files} files left`);
-  return failed ? 1 : 0;
+  return failed || unreadable > 0 ? 1 : 0;
 }
 
 function print(text: string): void {
@@ -83,7 +102,7 @@ function print(text: string): void {
 try {
   process.exitCode = await run(process.argv[2]);
 } catch (err) {
-  if (!(err instanceof ConfigError || err instanceof LocalModeUnavailable || err instanceof NoRegion)) throw err;
+  if (!(err instanceof ConfigError || err instanceof LocalModeUnavailable || err instanceof NoRegion || err instanceof DlqLocked)) throw err;
   process.stderr.write(`${err instanceof ConfigError ? 'invalid configuration: ' : ''}${err.message}\n`);
   process.exitCode = 1;
 }

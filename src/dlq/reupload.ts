@@ -1,13 +1,16 @@
-// Idle-time re-upload: when the upload loop has had nothing to do for DLQ_REUPLOAD_IDLE_MS, put
-// the oldest DLQ file back to its original key, one file at a time; live traffic comes first.
+// Re-upload: put DLQ files back at their original keys, one file at a time, oldest first: in idle
+// time, and beside live traffic while live uploads succeed (docs/dlq.md, "Re-upload").
 import type { Logger } from 'pino';
 import type { DlqMetrics } from '../metrics/dlq.js';
 import { type S3Uploader, UploadAborted } from '../upload/s3.js';
 import type { DlqStore, QueuedFile } from './store.js';
 
+/** What the re-uploader needs to know of the live upload loop. */
 export interface IdleSource {
   /** Time of the last live upload activity, or undefined while batches are queued or in flight. */
   idleSince(): number | undefined;
+  /** False while the live upload queue is full: then live batches need every slot. */
+  hasRoom(): boolean;
   /** When S3 last took a live batch (0: never). */
   lastStoredAt(): number;
 }
@@ -16,6 +19,8 @@ export interface IdleSource {
 const BACKOFF_MIN_MS = 1000;
 const BACKOFF_MAX_MS = 60_000;
 const TTL_SWEEP_MS = 30_000;
+// A live upload stored this recently means S3 is taking PUTs now, so the DLQ need not wait for idle time.
+const LIVE_OK_WINDOW_MS = 5000;
 
 export class Reuploader {
   #timer: NodeJS.Timeout | undefined;
@@ -23,7 +28,7 @@ export class Reuploader {
   #running: Promise<void> | undefined;
   #backoffMs = 0;
   #notBefore = 0;
-  #failedAt = 0;
+  #liveOkAt = Number.NEGATIVE_INFINITY;
   readonly #stop = new AbortController();
 
   constructor(
@@ -38,7 +43,10 @@ export class Reuploader {
 
   start(): void {
     this.#timer = setInterval(() => this.#tick(), Math.max(50, Math.min(this.idleMs, 1000) / 4));
-    this.#sweepTimer = setInterval(() => void this.store.sweep().catch((err: Error) => this.log.error({ err: err.message }, 'DLQ sweep failed')), TTL_SWEEP_MS);
+    this.#sweepTimer = setInterval(() => {
+      // sweep() never rejects; the catch keeps a bug from becoming an unhandled rejection.
+      this.store.sweep().catch((err: Error) => this.log.error({ err: err.message }, 'DLQ sweep failed'));
+    }, TTL_SWEEP_MS);
   }
 
   /** Stops taking files and aborts the re-upload in progress (its file stays queued). */
@@ -49,37 +57,62 @@ export class Reuploader {
     await this.#running;
   }
 
-  #tick(): void {
-    // S3 took a live batch since the last failure: it is reachable again, so skip the backoff.
-    if (this.loop.lastStoredAt() > this.#failedAt) this.#notBefore = 0;
-    if (this.#stop.signal.aborted || this.#running !== undefined || this.now() < this.#notBefore) return;
-    const idleSince = this.loop.idleSince();
-    if (idleSince === undefined || this.now() - idleSince < this.idleMs) return;
-    const file = this.store.oldest();
-    if (file === undefined) return;
-    file.busy = true;
-    this.#running = this.#reupload(file)
-      .catch((err: Error) => this.log.error({ file: file.name, err: err.message }, 'DLQ re-upload could not read its file'))
-      .finally(() => {
-        file.busy = false;
-        this.#running = undefined;
-        // Next file straight away while the loop stays idle; a failure has set a backoff.
-        setImmediate(() => this.#tick());
-      });
+  /** S3 took a live batch since the last look: it is reachable again, so skip the backoff. */
+  #noticeLiveSuccess(): void {
+    const storedAt = this.loop.lastStoredAt();
+    if (storedAt <= this.#liveOkAt) return;
+    this.#liveOkAt = storedAt;
+    this.#backoffMs = 0;
+    this.#notBefore = 0;
   }
 
+  /**
+   * One re-upload at a time, on top of UPLOAD_CONCURRENCY, when the loop has been idle for
+   * DLQ_REUPLOAD_IDLE_MS, or when live uploads are succeeding and their queue has room.
+   */
+  #mayRun(now: number): boolean {
+    const idleSince = this.loop.idleSince();
+    if (idleSince !== undefined && now - idleSince >= this.idleMs) return true;
+    return now - this.#liveOkAt <= LIVE_OK_WINDOW_MS && this.loop.hasRoom();
+  }
+
+  #tick(): void {
+    this.#noticeLiveSuccess();
+    const now = this.now();
+    if (this.#stop.signal.aborted || this.#running !== undefined || now < this.#notBefore || !this.#mayRun(now)) return;
+    const file = this.store.oldest(now);
+    if (file === undefined) return;
+    file.busy = true;
+    this.#running = this.#reupload(file).finally(() => {
+      file.busy = false;
+      this.#running = undefined;
+      // Next file straight away while the way stays open; a failure has set a backoff.
+      setImmediate(() => this.#tick());
+    });
+  }
+
+  /** Never rejects: every failure is logged and backs off. */
   async #reupload(file: QueuedFile): Promise<void> {
-    const object = await this.store.read(file);
+    let object;
+    try {
+      object = await this.store.read(file);
+    } catch (err) {
+      // This file alone (EACCES, EIO): it backs off, the files behind it go ahead.
+      const backoffMs = this.#fileFailed(file);
+      this.log.warn({ file: file.name, code: (err as NodeJS.ErrnoException).code, backoffMs }, `DLQ file could not be read, retried in ${Math.round(backoffMs / 1000)} s, other files go ahead: ${file.name} (${(err as Error).message}); check the volume and the file's owner and mode`);
+      return;
+    }
     if (object === undefined) return;
     try {
       await this.uploader.put({ key: object.meta.key, body: object.gzip, events: object.meta.events }, this.#stop.signal);
     } catch (err) {
       if (this.#stop.signal.aborted) return;
-      if (this.loop.lastStoredAt() > this.#failedAt) this.#backoffMs = 0;
+      this.#noticeLiveSuccess();
+      // Live uploads succeeding while this one fails: the file is the problem, not S3.
+      const fileBackoffMs = this.now() - this.#liveOkAt <= LIVE_OK_WINDOW_MS ? this.#fileFailed(file) : 0;
       this.#backoffMs = Math.min(BACKOFF_MAX_MS, Math.max(BACKOFF_MIN_MS, this.#backoffMs * 2));
-      this.#failedAt = Date.now();
-      this.#notBefore = this.now() + this.#backoffMs * (0.5 + Math.random() / 2);
-      this.log.warn({ file: file.name, key: object.meta.key, backoffMs: this.#backoffMs, err: (err as Error).message }, 'DLQ re-upload failed; file kept');
+      this.#notBefore = this.now() + jitter(this.#backoffMs);
+      this.log.warn({ file: file.name, key: object.meta.key, backoffMs: this.#backoffMs, fileBackoffMs, err: (err as Error).message }, 'DLQ re-upload failed; file kept');
       return;
     }
     await this.store.delete(file, 'reuploaded');
@@ -88,4 +121,17 @@ export class Reuploader {
     this.#backoffMs = 0;
     this.#notBefore = 0;
   }
+
+  /** Backs one file off (1 s doubling to 60 s); returns the backoff. */
+  #fileFailed(file: QueuedFile): number {
+    file.failures++;
+    const backoffMs = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** (file.failures - 1));
+    file.retryAt = this.now() + jitter(backoffMs);
+    return backoffMs;
+  }
+}
+
+/** Half to all of `ms`, so that tasks that failed together do not retry together. */
+function jitter(ms: number): number {
+  return ms * (0.5 + Math.random() / 2);
 }

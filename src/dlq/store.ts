@@ -1,18 +1,24 @@
 // The dead-letter queue on disk (SPEC §4): durable spill, an index of what is queued, expiry and
-// eviction, the start-up scan. The file format is described in ./file.ts.
+// eviction. The file format is in ./file.ts, the start-up scan and quarantine in ./scan.ts, the
+// directory lock in ./lock.ts.
 //
 // Invariants:
 // - a file under its final name (`<batchId>.jsonl.gz`) is complete: it was written as
 //   `.tmp-<name>`, fsynced, renamed, and the directory fsynced;
 // - names come from batch ids the server made, never from client input;
+// - only the lock holder (the server, or `dlq drain`) writes, repairs, re-uploads and evicts;
 // - expiry and eviction delete whole files, oldest spill first, never one being re-uploaded;
-// - an event leaves the DLQ by re-upload, or is counted in dlq_events_dropped_total.
-import { constants as fsConstants } from 'node:fs';
+// - an event leaves the DLQ by re-upload, or is counted in dlq_events_dropped_total;
+// - save(), delete() and sweep() never reject: a caller may be in the middle of an upload.
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { DlqMetrics } from '../metrics/dlq.js';
+import { NotRegular, readRegular, syncDir, writeNewFile } from './disk.js';
 import { CorruptFile, type DlqMeta, decodeMeta, encodeFile, verifiedObject } from './file.js';
+import { type DlqLock, DlqLocked } from './lock.js';
+import { FileQueue, type QueuedFile, queuedFile } from './queue.js';
+import { type AsideReason, keyProblem, openDir, reject, type ScanContext, setAside, SUFFIX, TEMP_PREFIX } from './scan.js';
 
 export interface DlqOptions {
   readonly dir: string;
@@ -21,10 +27,14 @@ export interface DlqOptions {
   readonly ttlSeconds: number;
   readonly now: () => number;
   /**
-   * The server repairs at start (removes temp leftovers, moves corrupt files aside); the operator
-   * command, which may run beside a live server, only reads and reports.
+   * The server and `dlq drain` take the directory's lock and repair at start (remove temp
+   * leftovers, move bad files aside); `dlq stats|list`, which run beside a server, only read.
    */
   readonly repair: boolean;
+  /** S3_PREFIX: only keys under it are re-uploaded. */
+  readonly prefix: string;
+  /** Recorded in the lock file, to name the holder to a second process. */
+  readonly instanceId: string;
 }
 
 export interface BatchToSave {
@@ -35,109 +45,73 @@ export interface BatchToSave {
   readonly lastReceivedAt: number;
 }
 
-export interface QueuedFile {
-  readonly name: string;
-  readonly bytes: number;
-  readonly meta: DlqMeta;
-  /** Being re-uploaded: not to be evicted or expired meanwhile. */
-  busy: boolean;
-  /** Failed its check and could not be moved aside (read-only mode): skipped. */
-  corrupt: boolean;
-}
-
-const SUFFIX = '.jsonl.gz';
-const TEMP_PREFIX = '.tmp-';
-const CORRUPT_DIR = 'corrupt';
+export { DlqLocked, type QueuedFile };
 
 export class DlqStore {
-  /** In spill order, oldest first. */
-  readonly #files = new Map<string, QueuedFile>();
-  #bytes = 0;
-  #events = 0;
+  readonly #queue = new FileQueue();
+  #lock: DlqLock | undefined;
 
   private constructor(
     private readonly options: DlqOptions,
+    private readonly scan: ScanContext,
     private readonly metrics: DlqMetrics,
     private readonly log: Logger,
   ) {}
 
-  /** Scans the directory (headers only), removes temp leftovers, sets corrupt files aside, applies TTL and capacity. */
+  /** Takes the lock (repair mode; throws DlqLocked), scans the directory, applies TTL and capacity. */
   static async open(options: DlqOptions, metrics: DlqMetrics, log: Logger): Promise<DlqStore> {
-    const store = new DlqStore(options, metrics, log);
-    let names: string[];
+    const scan = { dir: options.dir, prefix: options.prefix, repair: options.repair, metrics, log };
+    const store = new DlqStore(options, scan, metrics, log);
+    let found;
     try {
-      if (options.repair) await fs.mkdir(path.join(options.dir, CORRUPT_DIR), { recursive: true });
-      names = await fs.readdir(options.dir);
+      ({ lock: store.#lock, found } = await openDir(scan, options.instanceId));
     } catch (err) {
+      if (err instanceof DlqLocked) {
+        log.fatal({ dir: options.dir, holder: err.holder }, err.message);
+        throw err;
+      }
       // Serve anyway: each batch that then fails to upload is counted as dropped, with a log line.
-      log.error({ dir: options.dir, code: (err as NodeJS.ErrnoException).code }, `DLQ directory unusable: ${(err as Error).message}`);
+      log.error({ dir: options.dir, code: (err as NodeJS.ErrnoException).code }, `DLQ directory unusable: ${(err as Error).message}; check DLQ_DIR and its volume`);
       return store;
     }
-    const found: QueuedFile[] = [];
-    for (const name of names) {
-      if (name.startsWith(TEMP_PREFIX)) {
-        if (options.repair) await fs.rm(path.join(options.dir, name), { force: true });
-        continue;
-      }
-      if (!name.endsWith(SUFFIX)) continue;
-      try {
-        found.push(await store.#readHeader(name));
-      } catch (err) {
-        if (!(err instanceof CorruptFile)) throw err;
-        await store.#setAside(name, err.message);
-      }
-    }
-    found.sort((a, b) => a.meta.spilledAt - b.meta.spilledAt || (a.name < b.name ? -1 : 1));
-    for (const file of found) store.#index(file);
+    for (const file of found) store.#queue.add(queuedFile(file.name, file.bytes, file.meta));
     if (options.repair) await store.sweep();
     if (found.length > 0) log.info({ files: store.files, events: store.events, bytes: store.bytes }, 'DLQ: found files from an earlier run; they will be re-uploaded');
     return store;
   }
 
-  get files(): number {
-    return this.#files.size;
+  /** Releases the directory's lock. */
+  close(): void {
+    this.#lock?.release();
+    this.#lock = undefined;
   }
 
-  get bytes(): number {
-    return this.#bytes;
-  }
-
-  get events(): number {
-    return this.#events;
-  }
-
+  get files(): number { return this.#queue.files; }
+  get bytes(): number { return this.#queue.bytes; }
+  get events(): number { return this.#queue.events; }
   /** Spill time of the oldest file, or undefined when empty. */
-  get oldestSpilledAt(): number | undefined {
-    return this.#files.values().next().value?.meta.spilledAt;
-  }
-
+  get oldestSpilledAt(): number | undefined { return this.#queue.oldestSpilledAt; }
   /** Oldest first. */
-  list(): QueuedFile[] {
-    return [...this.#files.values()];
-  }
-
-  /** The oldest file free to re-upload. */
-  oldest(): QueuedFile | undefined {
-    for (const file of this.#files.values()) if (!file.busy && !file.corrupt) return file;
-    return undefined;
-  }
+  list(): QueuedFile[] { return this.#queue.list(); }
+  /** The oldest file free to re-upload now: not busy, not corrupt, not backing off. */
+  oldest(now = this.options.now()): QueuedFile | undefined { return this.#queue.oldest(now); }
 
   /** Writes a batch durably (true); on failure logs, counts its events as dropped, and resolves false. */
   async save(batch: BatchToSave, gzip: Buffer): Promise<boolean> {
     const name = `${batch.id}${SUFFIX}`;
-    const meta = { key: batch.key, events: batch.events, firstReceivedAt: batch.firstReceivedAt, lastReceivedAt: batch.lastReceivedAt, spilledAt: this.options.now() };
     const temp = path.join(this.options.dir, `${TEMP_PREFIX}${name}`);
-    const data = encodeFile(gzip, meta);
+    let file: QueuedFile;
     try {
-      const handle = await fs.open(temp, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY, 0o640);
-      try {
-        await handle.writeFile(data);
-        await handle.sync();
-      } finally {
-        await handle.close();
+      const data = encodeFile(gzip, { key: batch.key, events: batch.events, firstReceivedAt: batch.firstReceivedAt, lastReceivedAt: batch.lastReceivedAt, spilledAt: this.options.now() });
+      if (data.length > this.options.maxBytes) {
+        // Writing it would only evict everything else and then itself.
+        this.metrics.eventsDropped.inc({ reason: 'capacity' }, batch.events);
+        this.log.warn({ file: name, events: batch.events, bytes: data.length, maxBytes: this.options.maxBytes }, `DLQ capacity → not written=${name}: ${data.length} bytes is more than DLQ_MAX_BYTES; raise DLQ_MAX_BYTES or lower BATCH_MAX_BYTES`);
+        return false;
       }
+      file = queuedFile(name, data.length, decodeMeta(data).meta);
+      await writeNewFile(temp, data);
       await fs.rename(temp, path.join(this.options.dir, name));
-      await this.#syncDir();
     } catch (err) {
       await fs.rm(temp, { force: true }).catch(() => {});
       this.metrics.writeFailures.inc();
@@ -145,37 +119,50 @@ export class DlqStore {
       this.log.error({ key: batch.key, events: batch.events, code: (err as NodeJS.ErrnoException).code }, `local DLQ save failed: ${(err as Error).message}`);
       return false;
     }
+    // From here the file is complete under its final name: nothing below loses it.
     this.metrics.eventsSpilled.inc(batch.events);
-    this.#index({ name, bytes: data.length, meta: decodeMeta(data).meta, busy: false, corrupt: false });
+    this.#queue.add(file);
+    await syncDir(this.options.dir).catch((err: Error) => {
+      this.log.warn({ file: name, err: err.message }, `DLQ directory fsync failed after writing ${name}: the file is in place but may not survive a power loss; check the volume`);
+    });
     await this.#enforceCapacity();
     return true;
   }
 
-  /** The checked gzip object of a queued file; undefined when it is gone or failed its check. */
+  /**
+   * The checked gzip object of a queued file; undefined when it is gone, failed its check or names
+   * a key outside S3_PREFIX (each set aside). Throws when it cannot be read now (EACCES, EIO).
+   */
   async read(file: QueuedFile): Promise<{ meta: DlqMeta; gzip: Buffer } | undefined> {
     let data: Buffer;
     try {
-      data = await fs.readFile(path.join(this.options.dir, file.name));
+      ({ data } = await readRegular(path.join(this.options.dir, file.name)));
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      this.#unindex(file); // another process (the dlq command) took it
+      if (err instanceof NotRegular) reject(this.scan, file.name, err.message);
+      else if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      this.#queue.remove(file); // gone: another process (the dlq command) took it, or replaced it
       return undefined;
     }
     try {
-      return await verifiedObject(data);
+      const object = await verifiedObject(data);
+      const problem = keyProblem(object.meta.key, this.scan.prefix);
+      if (problem === undefined) return object;
+      await this.#setAside(file, 'bad_key', problem);
     } catch (err) {
       if (!(err instanceof CorruptFile)) throw err;
-      if (await this.#setAside(file.name, err.message)) this.#unindex(file);
-      else file.corrupt = true;
-      return undefined;
+      await this.#setAside(file, 'corrupt', err.message);
     }
+    return undefined;
   }
 
-  /** Removes a file; for any reason but a re-upload its events count as dropped. */
+  /** Removes a file; for any reason but a re-upload its events count as dropped. Never rejects. */
   async delete(file: QueuedFile, reason: 'reuploaded' | 'expired' | 'evicted'): Promise<void> {
     // Out of the index before the first await, so concurrent callers never take (and count) it twice.
-    if (!this.#unindex(file)) return;
-    await fs.rm(path.join(this.options.dir, file.name), { force: true });
+    if (!this.#queue.remove(file)) return;
+    await fs.rm(path.join(this.options.dir, file.name), { force: true }).catch((err: Error) => {
+      const after = reason === 'reuploaded' ? 'it is in S3 already; a restart would PUT the same bytes to the same key again' : 'its events are counted as dropped';
+      this.log.error({ file: file.name, err: err.message }, `DLQ file could not be removed: ${file.name} (${err.message}); ${after}; remove it by hand`);
+    });
     if (reason === 'reuploaded') return;
     this.metrics.eventsDropped.inc({ reason: reason === 'expired' ? 'ttl' : 'capacity' }, file.meta.events);
     if (reason === 'expired') {
@@ -186,12 +173,18 @@ export class DlqStore {
     }
   }
 
-  /** Deletes expired files and forgets files another process removed. */
+  /** Deletes expired files and forgets files another process removed. Never rejects. */
   async sweep(): Promise<void> {
-    const present = new Set(await fs.readdir(this.options.dir));
+    let present: Set<string>;
+    try {
+      present = new Set(await fs.readdir(this.options.dir));
+    } catch (err) {
+      this.log.error({ dir: this.options.dir, err: (err as Error).message }, `DLQ directory unreadable at the sweep: ${(err as Error).message}; check DLQ_DIR and its volume`);
+      return;
+    }
     const expiredBefore = this.options.now() - this.options.ttlSeconds * 1000;
     for (const file of this.list()) {
-      if (!present.has(file.name)) this.#unindex(file);
+      if (!present.has(file.name)) this.#queue.remove(file);
       else if (!file.busy && file.meta.spilledAt < expiredBefore) await this.delete(file, 'expired');
     }
     await this.#enforceCapacity();
@@ -205,56 +198,8 @@ export class DlqStore {
     }
   }
 
-  async #readHeader(name: string): Promise<QueuedFile> {
-    const handle = await fs.open(path.join(this.options.dir, name), 'r');
-    try {
-      const { size } = await handle.stat();
-      const fixed = Buffer.alloc(12);
-      await handle.read(fixed, 0, 12, 0);
-      const head = Buffer.alloc(Math.min(size, 12 + fixed.readUInt16LE(10)));
-      await handle.read(head, 0, head.length, 0);
-      return { name, bytes: size, meta: decodeMeta(head).meta, busy: false, corrupt: false };
-    } finally {
-      await handle.close();
-    }
-  }
-
-  /** Counts and logs a corrupt file, and moves it to corrupt/ when repairing; true if moved. */
-  async #setAside(name: string, reason: string): Promise<boolean> {
-    this.metrics.filesCorrupt.inc();
-    if (!this.options.repair) {
-      this.log.error({ file: name, reason }, `DLQ file corrupt, skipped: ${name}`);
-      return false;
-    }
-    await fs.rename(path.join(this.options.dir, name), path.join(this.options.dir, CORRUPT_DIR, name));
-    this.log.error({ file: name, reason, movedTo: path.join(this.options.dir, CORRUPT_DIR) }, `DLQ file corrupt, moved aside: ${name}`);
-    return true;
-  }
-
-  #index(file: QueuedFile): void {
-    const previous = this.#files.get(file.name);
-    if (previous !== undefined) this.#unindex(previous);
-    this.#files.set(file.name, file);
-    this.#bytes += file.bytes;
-    this.#events += file.meta.events;
-  }
-
-  /** False when the file was not (or no longer) in the index. */
-  #unindex(file: QueuedFile): boolean {
-    if (this.#files.get(file.name) !== file) return false;
-    this.#files.delete(file.name);
-    this.#bytes -= file.bytes;
-    this.#events -= file.meta.events;
-    return true;
-  }
-
-  // A rename is durable only once the directory entry is.
-  async #syncDir(): Promise<void> {
-    const dir = await fs.open(this.options.dir, 'r');
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
-    }
+  async #setAside(file: QueuedFile, why: AsideReason, reason: string): Promise<void> {
+    if (await setAside(this.scan, file.name, why, reason)) this.#queue.remove(file);
+    else file.corrupt = true;
   }
 }

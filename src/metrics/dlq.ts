@@ -7,6 +7,7 @@ export interface DlqMetrics {
   eventsReuploaded: Counter;
   filesExpired: Counter;
   filesCorrupt: Counter;
+  filesRejected: Counter<'reason'>;
   writeFailures: Counter;
 }
 
@@ -18,23 +19,30 @@ export interface DlqState {
 }
 
 const DROP_REASONS = ['capacity', 'ttl', 'write_failed'] as const;
+const REJECT_REASONS = ['not_regular', 'unreadable', 'bad_key'] as const;
+export type RejectReason = (typeof REJECT_REASONS)[number];
 
 export function createDlqMetrics(registry: Registry): DlqMetrics {
   const counter = (name: string, help: string) => new Counter({ name, help, registers: [registry] });
-  const eventsDropped = new Counter({
-    name: 'dlq_events_dropped_total',
-    help: 'Accepted events that were lost, by reason: capacity (evicted), ttl (expired), write_failed (could not be spilled)',
-    labelNames: ['reason'],
-    registers: [registry],
-  });
   // Every series exists from the start, so "increase() > 0" alerts and dashboards see a zero, not nothing.
-  for (const reason of DROP_REASONS) eventsDropped.inc({ reason }, 0);
+  const byReason = (name: string, help: string, reasons: readonly string[]) => {
+    const labelled = new Counter({ name, help, labelNames: ['reason'], registers: [registry] });
+    for (const reason of reasons) labelled.inc({ reason }, 0);
+    return labelled;
+  };
+  const eventsDropped = byReason('dlq_events_dropped_total', 'Accepted events that were lost, by reason: capacity (evicted), ttl (expired), write_failed (could not be spilled)', DROP_REASONS);
+  const filesRejected = byReason(
+    'dlq_files_rejected_total',
+    'Entries in DLQ_DIR never uploaded, by reason: not_regular (left in place), unreadable or bad_key (key outside S3_PREFIX; both moved to corrupt/)',
+    REJECT_REASONS,
+  );
   return {
     eventsDropped,
     eventsSpilled: counter('dlq_events_spilled_total', 'Events written to the DLQ after their upload failed'),
     eventsReuploaded: counter('dlq_events_reuploaded_total', 'Events re-uploaded from the DLQ to S3'),
     filesExpired: counter('dlq_files_expired_total', 'DLQ files deleted because they were older than DLQ_TTL_SECONDS'),
     filesCorrupt: counter('dlq_files_corrupt_total', 'DLQ files that failed their integrity check and were moved aside'),
+    filesRejected,
     writeFailures: counter('dlq_write_failures_total', 'Batches that could not be written to the DLQ (disk full, I/O error, permissions)'),
   };
 }

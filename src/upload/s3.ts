@@ -30,6 +30,8 @@ const KNOWN_CODES = new Set([
   'XAmzContentChecksumMismatch', 'EntityTooLarge', 'KMS.ThrottlingException', 'TimeoutError',
 ]);
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+// Out of file descriptors (the process's or the system's): passes once other sockets or files close.
+const FD_CODES = new Set(['EMFILE', 'ENFILE']);
 
 class AttemptTimeout extends Error {
   override name = 'AttemptTimeout';
@@ -99,10 +101,14 @@ export class S3Uploader {
   }
 }
 
-/** Throttling (503 SlowDown), 5xx, timeouts and connection errors are retried; 4xx such as AccessDenied are not. */
+/**
+ * Throttling (503 SlowDown), 5xx, timeouts, connection errors and a shortage of file descriptors
+ * are retried; 4xx such as AccessDenied are not.
+ */
 export function isRetryable(error: unknown): boolean {
   if (error instanceof AttemptTimeout) return true;
   if (error instanceof UploadAborted) return false;
+  if (FD_CODES.has((error as { code?: string }).code ?? '')) return true;
   const e = error as Parameters<typeof isTransientError>[0];
   return isThrottlingError(e) || isTransientError(e) || isServerError(e);
 }
@@ -115,7 +121,7 @@ export function errorCode(error: unknown): string {
   if (e.name !== undefined && KNOWN_CODES.has(e.name)) return e.name;
   const status = e.$metadata?.httpStatusCode;
   if (status !== undefined) return status >= 500 ? 'Other5xx' : status >= 400 ? 'Other4xx' : 'OtherHttp';
-  if (e.code !== undefined && NETWORK_CODES.has(e.code)) return e.code;
+  if (e.code !== undefined && (NETWORK_CODES.has(e.code) || FD_CODES.has(e.code))) return e.code;
   return 'Other';
 }
 

@@ -1,25 +1,14 @@
-// `npm run dlq -- stats|list|drain` on a real DLQ directory, alone and beside a live server.
-import { execFile } from 'node:child_process';
-import { readdirSync, writeFileSync } from 'node:fs';
+// `npm run dlq -- stats|list|drain` on a real DLQ directory (beside a live server: test/e2e/dlq-lock.test.ts).
+import { chmodSync, chownSync, existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import t, { type Test } from 'tap';
 import { refusedPort } from '../helpers/fault-proxy.js';
 import { s3Env, startS3 } from '../helpers/s3.js';
-import { baseEnv, eventually, ROOT, startServer } from '../helpers/server.js';
+import { runDlqCommand, writeDlqFile } from '../helpers/dlq.js';
+import { eventually, type RunAs, startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
 
-const run = promisify(execFile);
-
-async function dlq(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [join(ROOT, 'dist', 'dlq', 'cli.js'), ...args], { env: baseEnv(env), cwd: tempDir(t, 'cwd') });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const dlq = (args: string[], env: Record<string, string>, runAs: RunAs = {}) => runDlqCommand(t, args, env, runAs);
 
 /** A DLQ directory filled by a real server whose S3 was down: 12 events in single-event batches. */
 async function filledDlq(t: Test): Promise<string> {
@@ -67,17 +56,20 @@ t.test('drain with S3 down keeps the files and exits 1', async (t) => {
   t.match((await dlq(['stats'], { DLQ_DIR: dir })).stdout, /^files\s+4$/m);
 });
 
-t.test('drain beside a live server on the same directory: everything stored once, the server unharmed', async (t) => {
-  const dir = await filledDlq(t);
+t.test('drain sets a file it cannot read aside (EACCES, run as nobody) and drains the rest', async (t) => {
+  const dir = tempDir(t, 'dlq');
+  chownSync(dir, 65534, 65534);
+  writeDlqFile(dir, 'a-locked', [1]);
+  writeDlqFile(dir, 'b-fine', [2]);
+  for (const name of readdirSync(dir)) chownSync(join(dir, name), 65534, 65534);
+  chmodSync(join(dir, 'a-locked.jsonl.gz'), 0o000);
   const s3 = await startS3(t);
-  const server = await startServer(t, { ...s3.env, DLQ_DIR: dir, DLQ_REUPLOAD_IDLE_MS: '0', BATCH_MAX_AGE_MS: '50' });
-  const drained = await dlq(['drain'], { ...s3.env, DLQ_DIR: dir });
+  const drained = await dlq(['drain'], { ...s3.env, DLQ_DIR: dir }, { uid: 65534, gid: 65534 });
   t.equal(drained.code, 0, drained.stderr);
-  await eventually(async () => (await server.metric('dlq_files_current')) === 0 || readdirSync(dir).every((n) => !n.endsWith('.jsonl.gz')));
-  t.equal((await server.post('{"id":"live"}')).status, 202);
-  await eventually(async () => (await server.metric('s3_events_stored_total')) === 1);
-  const objects = await s3.objects();
-  t.equal(objects.length, 5, 'four re-uploaded batches (each once, whoever took it) and the live one');
+  t.match(drained.stderr, /DLQ file unreadable, moved aside: a-locked\.jsonl\.gz; fix the file's owner, mode or volume/);
+  t.match(drained.stdout, /drained 1 files, 1 events; 0 files left/);
+  t.ok(existsSync(join(dir, 'corrupt', 'a-locked.jsonl.gz')));
+  t.same((await s3.objects()).map((o) => o.key), ['raw/2027/01/15/08/b-fine.jsonl.gz']);
 });
 
 t.test('usage', async (t) => {

@@ -1,55 +1,22 @@
 // The DLQ store on real files: atomic durable spill, capacity and TTL eviction with exact counts
-// (TTL with an injected clock), the start-up scan, quarantine, and a directory that cannot be written.
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+// (TTL with an injected clock), the start-up scan, quarantine, a directory that cannot be written,
+// and a spill that never rejects whatever fails.
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import fs from 'node:fs/promises';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { gunzipSync, gzipSync } from 'node:zlib';
-import { pino } from 'pino';
-import { Registry } from 'prom-client';
-import t, { type Test } from 'tap';
+import { gunzipSync } from 'node:zlib';
+import t from 'tap';
 import { decodeMeta } from '../../src/dlq/file.js';
-import { DlqStore, type DlqOptions } from '../../src/dlq/store.js';
-import { createDlqMetrics } from '../../src/metrics/dlq.js';
+import { batch, setup, T0 } from '../helpers/dlq.js';
+import { runUnderFdLimit } from '../helpers/fd-limit.js';
+import { ROOT } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
-
-const T0 = 1_800_000_000_000;
-
-async function setup(t: Test, options: Partial<DlqOptions> = {}) {
-  const clock = { now: T0 };
-  const logs: { level: number; msg: string }[] = [];
-  const log = pino(
-    { level: 'debug' },
-    new Writable({
-      write(chunk: Buffer, _e, done) {
-        logs.push(JSON.parse(chunk.toString()));
-        done();
-      },
-    }),
-  );
-  const registry = new Registry();
-  const metrics = createDlqMetrics(registry);
-  const dir = options.dir ?? tempDir(t, 'dlq');
-  const open = () => DlqStore.open({ dir, maxBytes: 1 << 30, maxFiles: 1000, ttlSeconds: 3600, now: () => clock.now, repair: true, ...options }, metrics, log);
-  const store = await open();
-  const value = async (name: string, labels = '') => {
-    const line = (await registry.metrics()).split('\n').find((l) => l.startsWith(`${name}${labels} `));
-    return line === undefined ? 0 : Number(line.split(' ').pop());
-  };
-  return { store, dir, clock, logs, value, open };
-}
-
-let seq = 0;
-function batch(events: number, at = T0) {
-  const id = `${at}-unit-000000-${(seq++).toString(36).padStart(8, '0')}`;
-  const lines = Array.from({ length: events }, (_, i) => `{"received_at":${at},"event":{"i":${i}}}\n`).join('');
-  return { batch: { id, key: `raw/2027/01/15/08/${id}.jsonl.gz`, events, firstReceivedAt: at, lastReceivedAt: at }, gzip: gzipSync(lines), lines };
-}
 
 t.test('a spilled batch is one complete gzip file under its final name, readable by any gzip tool', async (t) => {
   const { store, dir } = await setup(t);
   const { batch: b, gzip, lines } = batch(3);
   await store.save(b, gzip);
-  t.same(readdirSync(dir).sort(), [`${b.id}.jsonl.gz`, 'corrupt'].sort(), 'no temp file left beside it');
+  t.same(readdirSync(dir).sort(), [`${b.id}.jsonl.gz`, '.lock', 'corrupt'].sort(), 'no temp file left beside it');
   const file = readFileSync(join(dir, `${b.id}.jsonl.gz`));
   t.equal(gunzipSync(file).toString(), lines, 'zcat shows the JSON lines');
   t.match(decodeMeta(file).meta, { v: 1, key: b.key, events: 3, firstReceivedAt: T0, spilledAt: T0 });
@@ -171,4 +138,98 @@ t.test('read-only mode (the dlq command) neither removes temp files nor moves co
   t.equal(store.files, 0);
   t.ok(existsSync(join(dir, '.tmp-x.jsonl.gz')));
   t.ok(existsSync(join(dir, 'bad.jsonl.gz')));
+});
+
+t.test('save never rejects: a failed eviction (a directory where the oldest file was) is logged, the spill stands', async (t) => {
+  const { store, dir, logs, value } = await setup(t, { maxFiles: 1 });
+  const first = batch(2);
+  await store.save(first.batch, first.gzip);
+  // A real fault, no mock: unlinking a non-empty directory fails even for root.
+  rmSync(join(dir, `${first.batch.id}.jsonl.gz`));
+  mkdirSync(join(dir, `${first.batch.id}.jsonl.gz`, 'inside'), { recursive: true });
+  const second = batch(3);
+  await store.save(second.batch, second.gzip); // rejected on main: the process died right after a 202
+  t.same(store.list().map((f) => f.name), [`${second.batch.id}.jsonl.gz`]);
+  t.ok(logs.some((l) => l.level === 50 && l.msg.startsWith(`DLQ file could not be removed: ${first.batch.id}.jsonl.gz`)));
+  t.equal(await value('dlq_events_dropped_total', '{reason="capacity"}'), 2, 'the evicted events are counted: they left the queue');
+  t.equal(await value('dlq_events_spilled_total'), 5);
+});
+
+t.test('save never rejects: a body it cannot encode is a counted write failure', async (t) => {
+  const { store, logs, value } = await setup(t);
+  const b = batch(4);
+  await store.save(b.batch, Buffer.from('not gzip'));
+  t.equal(await value('dlq_events_dropped_total', '{reason="write_failed"}'), 4);
+  t.ok(logs.some((l) => l.level === 50 && l.msg.startsWith('local DLQ save failed: expected a gzip member')));
+  t.equal(store.files, 0);
+});
+
+t.test('EMFILE while writing a spill (a real one, under ulimit -n) is retried with backoff, not a drop', async (t) => {
+  const dir = tempDir(t, 'dlq');
+  const { spilled, dropped, files } = await runUnderFdLimit<{ spilled: number; dropped: number; files: string[] }>(
+    64,
+    `
+    import { readdirSync } from 'node:fs';
+    import { gzipSync } from 'node:zlib';
+    import { pino } from 'pino';
+    import { Registry } from 'prom-client';
+    import { DlqStore } from '${ROOT}dist/dlq/store.js';
+    import { createDlqMetrics } from '${ROOT}dist/metrics/dlq.js';
+    const registry = new Registry();
+    const metrics = createDlqMetrics(registry);
+    const store = await DlqStore.open({ dir: process.env.DIR, maxBytes: 1 << 30, maxFiles: 1000, ttlSeconds: 3600, now: Date.now, repair: true, prefix: 'raw', instanceId: 'test' }, metrics, pino({ level: 'silent' }));
+    setTimeout(exhaustFds(), 300); // on main: EMFILE at once, the batch counted as dropped
+    await store.save({ id: 'b1', key: 'raw/2027/01/15/08/b1.jsonl.gz', events: 3, firstReceivedAt: 1, lastReceivedAt: 1 }, gzipSync('a\\nb\\nc\\n'));
+    const value = async (m, reason) => (await m.get()).values.find((v) => v.labels.reason === reason)?.value ?? 0;
+    console.log(JSON.stringify({ spilled: await value(metrics.eventsSpilled), dropped: await value(metrics.eventsDropped, 'write_failed'), files: readdirSync(process.env.DIR) }));
+    store.close();
+    `,
+    { DIR: dir },
+  );
+  t.equal(dropped, 0);
+  t.equal(spilled, 3);
+  t.ok(files.includes('b1.jsonl.gz'));
+});
+
+t.test('a failed directory fsync after the rename is a warning, not a drop: the file is there', async (t) => {
+  const { store, dir, logs, value } = await setup(t);
+  // Injected: fsync of a directory cannot be made to fail on a healthy disk.
+  const real = fs.open;
+  fs.open = (async (...args: Parameters<typeof fs.open>) => {
+    const handle = await real(...args);
+    if (args[0] === dir) handle.sync = () => Promise.reject(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }));
+    return handle;
+  }) as typeof fs.open;
+  t.teardown(() => void (fs.open = real));
+  const b = batch(3);
+  await store.save(b.batch, b.gzip);
+  t.equal(await value('dlq_events_dropped_total', '{reason="write_failed"}'), 0);
+  t.equal(await value('dlq_write_failures_total'), 0);
+  t.equal(await value('dlq_events_spilled_total'), 3);
+  t.equal(store.files, 1);
+  t.ok(existsSync(join(dir, `${b.batch.id}.jsonl.gz`)));
+  t.ok(logs.some((l) => l.level === 40 && l.msg.startsWith(`DLQ directory fsync failed after writing ${b.batch.id}.jsonl.gz`)));
+});
+
+t.test('a batch larger than DLQ_MAX_BYTES is never written: dropped for capacity, nothing else evicted', async (t) => {
+  const { store, dir, logs, value } = await setup(t, { maxBytes: 2000 });
+  const small = batch(1);
+  await store.save(small.batch, small.gzip);
+  const big = batch(1);
+  const random = Buffer.from(Array.from({ length: 4000 }, () => Math.floor(Math.random() * 256)));
+  await store.save(big.batch, Buffer.concat([big.gzip.subarray(0, 10), random])); // too big to keep; never decoded
+  t.notOk(existsSync(join(dir, `${big.batch.id}.jsonl.gz`)));
+  t.same(store.list().map((f) => f.name), [`${small.batch.id}.jsonl.gz`], 'the file already queued stays');
+  t.equal(await value('dlq_events_dropped_total', '{reason="capacity"}'), 1);
+  t.ok(logs.some((l) => l.level === 40 && l.msg.startsWith(`DLQ capacity → not written=${big.batch.id}.jsonl.gz`)));
+});
+
+t.test('read() refuses a key outside S3_PREFIX or with ".." segments: moved aside, counted, never handed out', async (t) => {
+  const { store, dir, value } = await setup(t);
+  const b = batch(1);
+  await store.save({ ...b.batch, key: `raw/../outside-prefix/${b.batch.id}.jsonl.gz` }, b.gzip);
+  t.equal(await store.read(store.oldest()!), undefined);
+  t.ok(existsSync(join(dir, 'corrupt', `${b.batch.id}.jsonl.gz`)));
+  t.equal(await value('dlq_files_rejected_total', '{reason="bad_key"}'), 1);
+  t.equal(store.files, 0);
 });

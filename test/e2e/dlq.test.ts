@@ -1,6 +1,7 @@
 // The DLQ end to end: S3 refusing, erroring or silent sends batches to disk; S3 back: every accepted
-// event in S3 exactly once at its original key. Kills, corrupt files, capacity, live traffic first.
-import { copyFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+// event in S3 exactly once at its original key. Kills, corrupt files, capacity, draining under load,
+// a failed eviction.
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { decodeMeta } from '../../src/dlq/file.js';
@@ -196,23 +197,52 @@ t.test('a corrupt file in the directory is moved aside and counted; the rest dra
   copyFileSync(join(dlqDir, 'corrupt', files[0]!), join(tempDir(t, 'inspect'), 'x')); // readable for an operator
 });
 
-t.test('re-upload waits for an idle upload loop: live traffic first, the DLQ after', async (t) => {
+t.test('under steady live load with S3 healthy, the DLQ drains while traffic continues', async (t) => {
   const s3 = await startS3(t);
   const dlqDir = tempDir(t, 'dlq');
-  const first = await startServer(t, { ...s3Env(`http://127.0.0.1:${await refusedPort()}`), ...SMALL_BATCHES, DLQ_DIR: dlqDir, DLQ_REUPLOAD_IDLE_MS: '3600000' });
-  await postIds(first, 0, 20);
-  await eventually(async () => (await first.metric('dlq_events_spilled_total')) === 20);
+  const first = await startServer(t, { ...s3Env(`http://127.0.0.1:${await refusedPort()}`), ...SMALL_BATCHES, UPLOAD_MAX_ATTEMPTS: '1', DLQ_DIR: dlqDir, DLQ_REUPLOAD_IDLE_MS: '3600000' });
+  const FILES = 100;
+  for (let i = 0; i < FILES; i++) await first.post(JSON.stringify(Array.from({ length: 5 }, (_, j) => ({ id: i * 5 + j }))));
+  await eventually(async () => (await first.metric('dlq_events_spilled_total')) === FILES * 5);
   await first.stop();
 
-  const server = await startServer(t, { ...s3.env, BATCH_MAX_AGE_MS: '20', DLQ_DIR: dlqDir, DLQ_REUPLOAD_IDLE_MS: '2000' });
-  // A request every few ms keeps a batch uploading every 20 ms: the loop is never idle for 2 s.
-  const live = await postIds(server, 1000, 300);
-  await eventually(async () => (await server.metric('s3_events_stored_total')) === live.length);
-  t.equal(await server.metric('dlq_events_reuploaded_total'), 0, 'no re-upload while live batches kept coming');
-  t.equal(await server.metric('dlq_events_current'), 20);
-  await eventually(async () => (await server.metric('dlq_files_current')) === 0);
+  // A batch every 20 ms: on main the loop was never idle for DLQ_REUPLOAD_IDLE_MS and the DLQ sat there.
+  const server = await startServer(t, { ...s3.env, BATCH_MAX_AGE_MS: '20', DLQ_DIR: dlqDir, DLQ_REUPLOAD_IDLE_MS: '1000' });
+  const started = Date.now();
+  let drainedAt: number | undefined;
+  let liveEvents = 0;
+  let id = 100_000;
+  // A bounded client loop: 50-event requests back to back, until the DLQ is empty or 60 s pass.
+  const watcher = eventually(async () => (await server.metric('dlq_files_current')) === 0, 600, 100).then(() => (drainedAt = Date.now()));
+  while (drainedAt === undefined && Date.now() - started < 60_000) {
+    const events = Array.from({ length: 50 }, () => ({ id: id++ }));
+    if ((await server.post(JSON.stringify(events))).status === 202) liveEvents += 50;
+  }
+  await watcher;
+  const seconds = (drainedAt! - started) / 1000;
+  const liveDuring = await server.metric('s3_events_stored_total');
+  t.ok(liveDuring > 0, `${liveDuring} live events stored while the DLQ drained`);
+  t.comment(`drained ${FILES} files (${FILES * 5} events) in ${seconds.toFixed(1)} s = ${(FILES / seconds).toFixed(0)} files/s, under ${(liveEvents / seconds).toFixed(0)} live events/s`);
+  await eventually(async () => (await server.metric('s3_events_stored_total')) === liveEvents);
   const { ids } = await storedIds(t, s3);
-  t.same(ids, [...Array.from({ length: 20 }, (_, i) => i), ...live]);
+  t.equal(ids.length, FILES * 5 + liveEvents, 'every DLQ event and every live event stored once');
+});
+
+t.test('a spill whose capacity eviction fails does not kill the server', async (t) => {
+  const dlqDir = tempDir(t, 'dlq');
+  const server = await startServer(t, { ...s3Env(`http://127.0.0.1:${await refusedPort()}`), ...SMALL_BATCHES, BATCH_MAX_EVENTS: '2', UPLOAD_MAX_ATTEMPTS: '1', DLQ_MAX_FILES: '1', DLQ_DIR: dlqDir, DLQ_REUPLOAD_IDLE_MS: '3600000' });
+  t.equal((await server.post('[{"id":0},{"id":1}]')).status, 202);
+  await eventually(async () => (await server.metric('dlq_events_spilled_total')) === 2);
+  // A real fault: the oldest file replaced by a non-empty directory, which no unlink removes.
+  const [oldest] = completeFiles(dlqDir);
+  rmSync(join(dlqDir, oldest!));
+  mkdirSync(join(dlqDir, oldest!, 'inside'), { recursive: true });
+  t.equal((await server.post('[{"id":2},{"id":3}]')).status, 202);
+  await server.waitForLog((l) => l.msg.startsWith(`DLQ file could not be removed: ${oldest}`)); // on main: an unhandled rejection, the process died
+  t.equal((await server.post('{"id":4}')).status, 202);
+  t.equal((await fetch(`${server.url}/healthz`)).status, 200);
+  t.equal(await server.metric('dlq_events_spilled_total'), 4);
+  t.equal(server.child.exitCode, null);
 });
 
 t.test('restart with a DLQ left by a killed process picks it up and drains it', async (t) => {

@@ -51,8 +51,14 @@ export function baseEnv(env: Record<string, string>): Record<string, string> {
   return { ...Object.fromEntries(coverage), PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', HOST: '127.0.0.1', PORT: '0', ...env };
 }
 
-export function spawnServer(t: Test, env: Record<string, string>, cwd = tempDir(t, 'server')): { child: ChildProcess; logs: LogLine[]; stderr(): string; waitForLog: RunningServer['waitForLog']; exited: Promise<Exit> } {
-  const child = spawn(process.execPath, [MAIN], { cwd, env: baseEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+/** Who the server runs as: a non-root user makes permission faults real (root ignores file modes). */
+export interface RunAs {
+  readonly uid?: number;
+  readonly gid?: number;
+}
+
+export function spawnServer(t: Test, env: Record<string, string>, cwd = tempDir(t, 'server'), runAs: RunAs = {}): { child: ChildProcess; logs: LogLine[]; stderr(): string; waitForLog: RunningServer['waitForLog']; exited: Promise<Exit> } {
+  const child = spawn(process.execPath, [MAIN], { cwd, env: baseEnv(env), stdio: ['ignore', 'pipe', 'pipe'], ...runAs });
   return watch(t, child);
 }
 
@@ -102,8 +108,8 @@ export function watch(t: Test, child: ChildProcess): { child: ChildProcess; logs
   };
 }
 
-export async function startServer(t: Test, env: Record<string, string>): Promise<RunningServer> {
-  const proc = spawnServer(t, env);
+export async function startServer(t: Test, env: Record<string, string>, runAs: RunAs = {}): Promise<RunningServer> {
+  const proc = spawnServer(t, env, tempDir(t, 'server'), runAs);
   const listening = await proc.waitForLog((l) => l.msg === 'listening');
   const port = listening.port as number;
   const url = `http://127.0.0.1:${port}`;

@@ -1,0 +1,156 @@
+// The start-up scan of DLQ_DIR and the quarantine: whatever the directory holds, start-up goes on.
+//
+// Rules (docs/dlq.md, "Start-up scan"): only regular files named `*.jsonl.gz` whose header reads
+// and whose key lies under S3_PREFIX are queued. Temp leftovers (`.tmp-*` files and symlinks) are
+// removed. A file that fails its check, cannot be read, or names a key outside S3_PREFIX is moved
+// to `corrupt/`; anything that is not a regular file is left where it is. Each is logged and
+// counted; none stops the server. Nothing is ever followed through a symlink or opened blocking.
+import type { Dirent } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { DlqMetrics, RejectReason } from '../metrics/dlq.js';
+import { NotRegular, readRegular } from './disk.js';
+import { acquireLock, type DlqLock } from './lock.js';
+import { CorruptFile, type DlqMeta, decodeMeta } from './file.js';
+
+export const SUFFIX = '.jsonl.gz';
+export const TEMP_PREFIX = '.tmp-';
+export const CORRUPT_DIR = 'corrupt';
+
+export interface ScanContext {
+  readonly dir: string;
+  readonly prefix: string;
+  /** Remove temp leftovers and move bad files aside (the lock holder); else only read and report. */
+  readonly repair: boolean;
+  readonly metrics: DlqMetrics;
+  readonly log: Logger;
+}
+
+export interface FoundFile {
+  readonly name: string;
+  readonly bytes: number;
+  readonly meta: DlqMeta;
+}
+
+/** Why a file with a readable header must not be uploaded; undefined when its key is fine. */
+export function keyProblem(key: string, prefix: string): string | undefined {
+  if (!key.startsWith(`${prefix}/`)) return `its key ${JSON.stringify(key)} is not under S3_PREFIX "${prefix}/"`;
+  if (key.split('/').some((part) => part === '..' || part === '.' || part === '')) return `its key ${JSON.stringify(key)} has an empty, "." or ".." segment`;
+  return undefined;
+}
+
+/**
+ * The server's (and `dlq drain`'s) way in: makes DLQ_DIR, takes its lock (throws DlqLocked),
+ * makes corrupt/, then scans. Read-only callers only scan.
+ */
+export async function openDir(ctx: ScanContext, instanceId: string | undefined): Promise<{ lock: DlqLock | undefined; found: FoundFile[] }> {
+  let lock: DlqLock | undefined;
+  if (ctx.repair) {
+    await fs.mkdir(ctx.dir, { recursive: true });
+    lock = await acquireLock(ctx.dir, instanceId);
+    await prepareQuarantine(ctx);
+  }
+  try {
+    return { lock, found: await scanDir(ctx) };
+  } catch (err) {
+    lock?.release();
+    throw err;
+  }
+}
+
+/** Lists DLQ_DIR and reads each queued file's header, oldest spill first; never throws for an entry. */
+export async function scanDir(ctx: ScanContext): Promise<FoundFile[]> {
+  const entries = await fs.readdir(ctx.dir, { withFileTypes: true });
+  const found: FoundFile[] = [];
+  for (const entry of entries) {
+    const name = entry.name;
+    if (name.startsWith(TEMP_PREFIX)) {
+      if (!ctx.repair) continue;
+      // Only this server makes temp files, always regular: a directory of that name is someone else's.
+      if (entry.isFile() || entry.isSymbolicLink()) await fs.rm(path.join(ctx.dir, name), { force: true }).catch((err: Error) => ctx.log.warn({ file: name, err: err.message }, `DLQ temp leftover could not be removed: ${name}; remove it by hand`));
+      else reject(ctx, name, kind(entry));
+      continue;
+    }
+    if (!name.endsWith(SUFFIX)) continue;
+    if (!entry.isFile()) {
+      reject(ctx, name, kind(entry));
+      continue;
+    }
+    const file = await readQueued(ctx, name);
+    if (file !== undefined) found.push(file);
+  }
+  return found.sort((a, b) => a.meta.spilledAt - b.meta.spilledAt || (a.name < b.name ? -1 : 1));
+}
+
+async function readQueued(ctx: ScanContext, name: string): Promise<FoundFile | undefined> {
+  let head: { data: Buffer; size: number };
+  try {
+    head = await readRegular(path.join(ctx.dir, name), (fixed) => (fixed.length < 12 ? fixed.length : 12 + fixed.readUInt16LE(10)));
+  } catch (err) {
+    if (err instanceof NotRegular) reject(ctx, name, err.message);
+    else if ((err as NodeJS.ErrnoException).code !== 'ENOENT') await setAside(ctx, name, 'unreadable', (err as Error).message);
+    return undefined;
+  }
+  try {
+    const { meta } = decodeMeta(head.data);
+    const problem = keyProblem(meta.key, ctx.prefix);
+    if (problem !== undefined) {
+      await setAside(ctx, name, 'bad_key', problem);
+      return undefined;
+    }
+    return { name, bytes: head.size, meta };
+  } catch (err) {
+    if (!(err instanceof CorruptFile)) throw err;
+    await setAside(ctx, name, 'corrupt', err.message);
+    return undefined;
+  }
+}
+
+export type AsideReason = Exclude<RejectReason, 'not_regular'> | 'corrupt';
+
+const WHAT: Record<AsideReason, { what: string; todo: string }> = {
+  corrupt: { what: 'corrupt', todo: 'it is never uploaded; inspect it with zcat' },
+  unreadable: { what: 'unreadable', todo: "fix the file's owner, mode or volume and move it back into DLQ_DIR to re-upload it" },
+  bad_key: { what: 'names a key outside S3_PREFIX', todo: 'it is never uploaded; check where the file came from' },
+};
+
+/**
+ * Counts and logs a file that must not be uploaded, and moves it to corrupt/ when repairing;
+ * true if it left DLQ_DIR. Never throws: when the move fails the file stays and is skipped.
+ */
+export async function setAside(ctx: ScanContext, name: string, why: AsideReason, reason: string): Promise<boolean> {
+  if (why === 'corrupt') ctx.metrics.filesCorrupt.inc();
+  else ctx.metrics.filesRejected.inc({ reason: why });
+  const { what, todo } = WHAT[why];
+  if (!ctx.repair) {
+    ctx.log.error({ file: name, reason }, `DLQ file ${what}, skipped: ${name}`);
+    return false;
+  }
+  const movedTo = path.join(ctx.dir, CORRUPT_DIR);
+  try {
+    await fs.rename(path.join(ctx.dir, name), path.join(movedTo, name));
+  } catch (err) {
+    ctx.log.error({ file: name, reason, err: (err as Error).message }, `DLQ file ${what}, skipped (could not move it to ${CORRUPT_DIR}/): ${name}; ${todo}`);
+    return false;
+  }
+  ctx.log.error({ file: name, reason, movedTo }, `DLQ file ${what}, moved aside: ${name}; ${todo}`);
+  return true;
+}
+
+/** An entry that is not a regular file: left in place (it is not ours to move), counted, logged. */
+export function reject(ctx: ScanContext, name: string, detail: string): void {
+  ctx.metrics.filesRejected.inc({ reason: 'not_regular' });
+  ctx.log.error({ file: name, reason: detail }, `DLQ entry not a regular file (${detail}), skipped: ${name}; remove it by hand`);
+}
+
+function kind(entry: Dirent): string {
+  return entry.isDirectory() ? 'a directory' : entry.isSymbolicLink() ? 'a symbolic link' : 'a FIFO, socket or device';
+}
+
+/** Makes corrupt/; when that fails (say a file holds the name), bad files stay in place, skipped. */
+async function prepareQuarantine(ctx: ScanContext): Promise<void> {
+  await fs.mkdir(path.join(ctx.dir, CORRUPT_DIR), { recursive: true }).catch((err: Error) => {
+    ctx.log.error({ dir: ctx.dir, err: err.message }, `DLQ ${CORRUPT_DIR}/ directory unusable: bad files stay in DLQ_DIR, skipped; make DLQ_DIR/${CORRUPT_DIR} a directory`);
+  });
+}

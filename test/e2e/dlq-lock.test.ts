@@ -1,0 +1,58 @@
+// One process per DLQ_DIR, with real processes: a second server refuses to start and names the
+// holder; `dlq stats|list` work beside a server, `dlq drain` refuses; a SIGKILLed holder's lock is
+// taken over; a server that exits releases it.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { runDlqCommand, writeDlqFile } from '../helpers/dlq.js';
+import { startS3 } from '../helpers/s3.js';
+import { eventually, spawnServer, startServer } from '../helpers/server.js';
+import { tempDir } from '../helpers/temp.js';
+
+const dlq = (args: string[], env: Record<string, string>) => runDlqCommand(t, args, env);
+
+t.test('a second server on the same DLQ_DIR refuses to start, naming the holder; the CLI reads but does not drain', async (t) => {
+  const s3 = await startS3(t);
+  const dir = tempDir(t, 'dlq');
+  // Idle time never comes, nothing live: the file stays for the CLI to see.
+  const env = { ...s3.env, DLQ_DIR: dir, DLQ_REUPLOAD_IDLE_MS: '3600000', INSTANCE_ID: 'first-task' };
+  writeDlqFile(dir, 'queued', [1, 2, 3]);
+  const first = await startServer(t, env);
+
+  const second = spawnServer(t, { ...env, INSTANCE_ID: 'second-task' });
+  const exit = await second.exited;
+  t.equal(exit.code, 1, 'refused: on main it started and both re-uploaded the same files');
+  const refusal = second.logs.find((l) => l.level === 60);
+  t.match(refusal?.msg, new RegExp(`^DLQ_DIR ${dir} is in use by pid ${first.child.pid} on host \\S+ \\(instance first-task\\) since `));
+  t.match(refusal?.msg, /one process per DLQ directory/);
+
+  const stats = await dlq(['stats'], { DLQ_DIR: dir });
+  t.equal(stats.code, 0);
+  t.match(stats.stdout, /^files\s+1$/m);
+  t.match((await dlq(['list'], { DLQ_DIR: dir })).stdout, /key=raw\/2027\/01\/15\/08\/queued\.jsonl\.gz/);
+  const drain = await dlq(['drain'], { ...s3.env, DLQ_DIR: dir });
+  t.equal(drain.code, 1);
+  t.match(drain.stderr, new RegExp(`is in use by pid ${first.child.pid} on host \\S+ \\(instance first-task\\)`));
+  t.equal((await s3.objects()).length, 0, 'drain uploaded nothing');
+
+  t.equal((await first.post('{"id":1}')).status, 202, 'the holder serves on');
+  t.equal((await first.stop()).code, 0);
+  t.notOk(existsSync(join(dir, '.lock')), 'released on exit');
+  const drained = await dlq(['drain'], { ...s3.env, DLQ_DIR: dir });
+  t.equal(drained.code, 0, drained.stderr);
+  t.match(drained.stdout, /drained 1 files, 3 events/);
+  t.notOk(existsSync(join(dir, '.lock')), 'drain releases it too');
+});
+
+t.test("a SIGKILLed holder's lock is stale: the next server takes it over and drains the DLQ", async (t) => {
+  const s3 = await startS3(t);
+  const dir = tempDir(t, 'dlq');
+  writeDlqFile(dir, 'queued', [1, 2, 3]);
+  const first = await startServer(t, { ...s3.env, DLQ_DIR: dir, DLQ_REUPLOAD_IDLE_MS: '3600000' });
+  first.child.kill('SIGKILL');
+  await first.exited;
+  t.ok(existsSync(join(dir, '.lock')), 'left behind by the kill');
+  const again = await startServer(t, { ...s3.env, DLQ_DIR: dir, DLQ_REUPLOAD_IDLE_MS: '100' });
+  await eventually(async () => (await again.metric('dlq_files_current')) === 0);
+  t.equal((await s3.objects()).length, 1);
+});

@@ -1,0 +1,102 @@
+// The real server starting on a DLQ_DIR that holds what a kept volume can hold: it starts, serves,
+// re-uploads the good files, and skips or sets aside the rest (counted, logged). Then an unreadable
+// file during re-upload: it backs off alone, the files behind it drain. Permission faults are real:
+// the server runs as `nobody` (root ignores file modes).
+import { execFileSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import { writeDlqFile } from '../helpers/dlq.js';
+import { startS3 } from '../helpers/s3.js';
+import { eventually, type RunAs, startServer } from '../helpers/server.js';
+import { tempDir } from '../helpers/temp.js';
+
+const NOBODY: RunAs = { uid: 65534, gid: 65534 };
+
+/** Three good files (ids 0..5), oldest first; returns their keys. */
+function goodFiles(dir: string): string[] {
+  return [0, 1, 2].map((n) => writeDlqFile(dir, `good-${n}`, [n * 2, n * 2 + 1], undefined, 1_800_000_000_000 + n));
+}
+
+async function storedIds(s3: Awaited<ReturnType<typeof startS3>>): Promise<number[]> {
+  return (await s3.objects()).flatMap((o) => o.records.map((r) => r.event.id as number)).sort((a, b) => a - b);
+}
+
+/** Owned by `nobody`, so that the server can run as that user. */
+function nobodyDir(t: Test, name: string): string {
+  const dir = tempDir(t, name);
+  chownSync(dir, 65534, 65534);
+  return dir;
+}
+
+t.test('odd entries in DLQ_DIR: the server starts, serves, re-uploads the good files, never the crafted key', async (t) => {
+  const s3 = await startS3(t);
+  const dir = tempDir(t, 'dlq');
+  const keys = goodFiles(dir);
+  mkdirSync(join(dir, 'dir.jsonl.gz'));
+  symlinkSync(join(dir, 'nowhere'), join(dir, 'dangling.jsonl.gz'));
+  mkdirSync(join(dir, '.tmp-dir'));
+  execFileSync('mkfifo', [join(dir, 'fifo.jsonl.gz')]); // hung start-up on main
+  writeFileSync(join(dir, 'short.jsonl.gz'), 'x');
+  writeDlqFile(dir, 'evil', [100], 'evil/../outside-prefix/evil.jsonl.gz'); // uploaded there on main
+  writeDlqFile(dir, 'dotdot', [101], 'raw/../../outside-prefix/dotdot.jsonl.gz');
+  const server = await startServer(t, { ...s3.env, DLQ_DIR: dir, DLQ_REUPLOAD_IDLE_MS: '100', BATCH_MAX_AGE_MS: '50' });
+  t.equal((await server.post('{"id":1000}')).status, 202);
+  await eventually(async () => (await server.metric('dlq_files_current')) === 0 && (await server.metric('s3_events_stored_total')) === 1);
+  t.same(await storedIds(s3), [0, 1, 2, 3, 4, 5, 1000]);
+  t.same((await s3.objects()).map((o) => o.key).filter((k) => !k.includes('/good-')).length, 1, 'only the live object besides the good files');
+  t.ok(keys.every((k) => k.startsWith('raw/')));
+  t.equal(await server.metric('dlq_files_rejected_total', '{reason="not_regular"}'), 4);
+  t.equal(await server.metric('dlq_files_rejected_total', '{reason="bad_key"}'), 2);
+  t.equal(await server.metric('dlq_files_corrupt_total'), 1);
+  for (const name of ['evil.jsonl.gz', 'dotdot.jsonl.gz', 'short.jsonl.gz']) t.ok(existsSync(join(dir, 'corrupt', name)), `${name} in corrupt/`);
+  t.ok(server.logs.some((l) => l.msg === 'DLQ file names a key outside S3_PREFIX, moved aside: evil.jsonl.gz; it is never uploaded; check where the file came from'));
+});
+
+t.test('a regular file named `corrupt` in DLQ_DIR: the good files are still found and re-uploaded', async (t) => {
+  const s3 = await startS3(t);
+  const dir = tempDir(t, 'dlq');
+  goodFiles(dir);
+  writeFileSync(join(dir, 'corrupt'), 'not a directory');
+  const server = await startServer(t, { ...s3.env, DLQ_DIR: dir, DLQ_REUPLOAD_IDLE_MS: '100' });
+  await eventually(async () => (await server.metric('dlq_files_current')) === 0);
+  t.same(await storedIds(s3), [0, 1, 2, 3, 4, 5], 'on main the DLQ looked empty and nothing was re-uploaded');
+  t.ok(server.logs.some((l) => l.msg.startsWith('DLQ corrupt/ directory unusable')));
+});
+
+t.test('an unreadable file at start-up (EACCES, server not root) is moved aside with what to do; the rest drain', async (t) => {
+  const s3 = await startS3(t);
+  const dir = nobodyDir(t, 'dlq');
+  goodFiles(dir);
+  writeDlqFile(dir, 'locked', [200]);
+  for (const name of readdirSync(dir)) chownSync(join(dir, name), 65534, 65534);
+  chmodSync(join(dir, 'locked.jsonl.gz'), 0o000); // as after a UID change on a kept volume
+  const server = await startServer(t, { ...s3.env, DLQ_DIR: dir, DLQ_REUPLOAD_IDLE_MS: '100' }, NOBODY);
+  await eventually(async () => (await server.metric('dlq_files_current')) === 0);
+  t.same(await storedIds(s3), [0, 1, 2, 3, 4, 5]);
+  t.equal(await server.metric('dlq_files_rejected_total', '{reason="unreadable"}'), 1);
+  t.ok(existsSync(join(dir, 'corrupt', 'locked.jsonl.gz')));
+  t.ok(server.logs.some((l) => l.msg.startsWith('DLQ file unreadable, moved aside: locked.jsonl.gz; fix the file')));
+});
+
+t.test('a file that turns unreadable after start-up backs off alone; the files behind it drain; it goes once readable', async (t) => {
+  const s3 = await startS3(t);
+  const dir = nobodyDir(t, 'dlq');
+  goodFiles(dir);
+  for (const name of readdirSync(dir)) chownSync(join(dir, name), 65534, 65534);
+  // Idle time never comes (1 h): re-upload starts only once a live upload succeeds.
+  const server = await startServer(t, { ...s3.env, DLQ_DIR: dir, DLQ_REUPLOAD_IDLE_MS: '3600000', BATCH_MAX_AGE_MS: '20' }, NOBODY);
+  chmodSync(join(dir, 'good-0.jsonl.gz'), 0o000); // the oldest: on main every file waited behind it
+  t.equal((await server.post('{"id":1000}')).status, 202);
+  await eventually(async () => (await server.metric('dlq_files_current')) === 1);
+  t.same(await storedIds(s3), [2, 3, 4, 5, 1000]);
+  const readFailures = () => server.logs.filter((l) => l.msg.startsWith('DLQ file could not be read')).length;
+  await new Promise((r) => setTimeout(r, 1500));
+  // On main: thousands of lines a second at 93% CPU. With backoff (1 s, 2 s, ...): a handful.
+  t.ok(readFailures() >= 1 && readFailures() <= 10, `${readFailures()} read failures logged in about 2 s`);
+  chmodSync(join(dir, 'good-0.jsonl.gz'), 0o640);
+  // Live traffic keeps the way open (idle time never comes here) until the file's backoff ends.
+  let live = 1001;
+  await eventually(async () => (await server.post(JSON.stringify({ id: live++ }))).status === 202 && (await server.metric('dlq_files_current')) === 0, 300, 100);
+  t.same((await storedIds(s3)).filter((id) => id < 1000), [0, 1, 2, 3, 4, 5]);
+});

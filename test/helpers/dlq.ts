@@ -1,0 +1,75 @@
+// A DLQ store on a real temp directory with a log and metrics a test can read, batches and files to
+// spill, and the `dlq` command.
+import { execFile } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { promisify } from 'node:util';
+import { gzipSync } from 'node:zlib';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import type { Test } from 'tap';
+import { encodeFile } from '../../src/dlq/file.js';
+import { DlqStore, type DlqOptions } from '../../src/dlq/store.js';
+import { createDlqMetrics } from '../../src/metrics/dlq.js';
+import { baseEnv, ROOT, type RunAs } from './server.js';
+import { tempDir } from './temp.js';
+
+export const T0 = 1_800_000_000_000;
+
+export async function setup(t: Test, options: Partial<DlqOptions> = {}) {
+  const clock = { now: T0 };
+  const logs: { level: number; msg: string }[] = [];
+  const log = pino(
+    { level: 'debug' },
+    new Writable({
+      write(chunk: Buffer, _e, done) {
+        logs.push(JSON.parse(chunk.toString()));
+        done();
+      },
+    }),
+  );
+  const registry = new Registry();
+  const metrics = createDlqMetrics(registry);
+  const dir = options.dir ?? tempDir(t, 'dlq');
+  const open = async () => {
+    const store = await DlqStore.open({ dir, maxBytes: 1 << 30, maxFiles: 1000, ttlSeconds: 3600, now: () => clock.now, repair: true, prefix: 'raw', instanceId: 'test', ...options }, metrics, log);
+    t.teardown(() => store.close());
+    return store;
+  };
+  const store = await open();
+  const value = async (name: string, labels = '') => {
+    const line = (await registry.metrics()).split('\n').find((l) => l.startsWith(`${name}${labels} `));
+    return line === undefined ? 0 : Number(line.split(' ').pop());
+  };
+  return { store, dir, clock, logs, value, open };
+}
+
+let seq = 0;
+export function batch(events: number, at = T0) {
+  const id = `${at}-unit-000000-${(seq++).toString(36).padStart(8, '0')}`;
+  const lines = Array.from({ length: events }, (_, i) => `{"received_at":${at},"event":{"i":${i}}}\n`).join('');
+  return { batch: { id, key: `raw/2027/01/15/08/${id}.jsonl.gz`, events, firstReceivedAt: at, lastReceivedAt: at }, gzip: gzipSync(lines), lines };
+}
+
+
+/**
+ * Writes a DLQ file as a server would, holding events `{"id":<id>}`; the name is `<id>.jsonl.gz`
+ * and the key `raw/2027/01/15/08/<id>.jsonl.gz` unless given. Returns the key.
+ */
+export function writeDlqFile(dir: string, id: string, ids: number[], key = `raw/2027/01/15/08/${id}.jsonl.gz`, spilledAt = T0): string {
+  const lines = ids.map((i) => `{"received_at":${T0},"event":{"id":${i}}}\n`).join('');
+  writeFileSync(join(dir, `${id}.jsonl.gz`), encodeFile(gzipSync(lines), { key, events: ids.length, firstReceivedAt: T0, lastReceivedAt: T0, spilledAt }));
+  return key;
+}
+
+/** Runs `npm run dlq -- <args>` (the built command) with only `env`; never throws for an exit code. */
+export async function runDlqCommand(t: Test, args: string[], env: Record<string, string>, runAs: RunAs = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [join(ROOT, 'dist', 'dlq', 'cli.js'), ...args], { env: baseEnv(env), cwd: tempDir(t, 'cwd'), ...runAs });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}

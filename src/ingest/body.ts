@@ -25,12 +25,22 @@ export class Rejection {
 }
 
 export interface ParsedEvents {
-  /** The body, owned by the caller; CR and LF outside strings already turned into spaces. */
+  /**
+   * The events' bytes, in a buffer of the caller's own (never a view of uWS's memory), with CR
+   * and LF inside events turned into spaces. When the request held much more than its events
+   * (padding, whitespace), only the events are kept: memory held is what the events need.
+   */
   readonly body: Buffer;
   /** Event i is body[spans[2i], spans[2i + 1]). */
   readonly spans: number[];
-  /** Bytes of all events together. */
+  /** Bytes held: body.length. */
   readonly bytes: number;
+}
+
+export interface ParseLimits {
+  readonly maxEvents: number;
+  /** Nesting of objects and arrays within one event; `{}` is 1. */
+  readonly maxDepth: number;
 }
 
 export const BODY_TOO_LARGE = new Rejection(413, 'body_too_large', 'body exceeds MAX_BODY_BYTES');
@@ -38,6 +48,10 @@ const DECOMPRESSED_TOO_LARGE = new Rejection(413, 'body_too_large', 'decompresse
 const EMPTY_BODY = new Rejection(400, 'empty_body', 'body holds no events');
 const NOT_UTF8 = new Rejection(400, 'invalid_json', 'body is not valid UTF-8');
 const NOT_AN_OBJECT = new Rejection(400, 'not_an_object', 'body must be a JSON object or an array of JSON objects');
+const tooDeep = (maxDepth: number, what: string, at?: { index: number } | { line: number }): Rejection =>
+  new Rejection(400, 'too_deep', `${what} nests objects and arrays deeper than MAX_EVENT_DEPTH (${maxDepth})`, at);
+/** Keep the whole body when at most this share of it is not events; otherwise copy the events alone. */
+const MAX_WASTE_SHARE = 1 / 8;
 const QUOTE = 34;
 const SPACE = 0x20;
 const TAB = 0x09;
@@ -59,17 +73,19 @@ export function gunzipCapped(body: Buffer, maxBytes: number): Buffer | Rejection
   }
 }
 
-/** Parses `body` in place (it must be the caller's own copy: CR and LF are overwritten). */
-export function parseEvents(body: Buffer, format: BodyFormat, maxEvents: number): ParsedEvents | Rejection {
+/**
+ * Validates `body` and keeps its events. `body` is only read: it may be a view of uWS's memory.
+ * `owned`: the body is already the caller's own buffer, of exactly its length (a gunzip result),
+ * so it can be kept as it is instead of copied.
+ */
+export function parseEvents(body: Buffer, format: BodyFormat, limits: ParseLimits, owned = false): ParsedEvents | Rejection {
   if (!isUtf8(body)) return NOT_UTF8;
-  const spans = format === 'json' ? parseJson(body, maxEvents) : parseNdjson(body, maxEvents);
+  const spans = format === 'json' ? parseJson(body, limits) : parseNdjson(body, limits);
   if (spans instanceof Rejection) return spans;
-  let bytes = 0;
-  for (let i = 0; i < spans.length; i += 2) bytes += spans[i + 1]! - spans[i]!;
-  return { body, spans, bytes };
+  return hold(body, spans, owned);
 }
 
-function parseJson(body: Buffer, maxEvents: number): number[] | Rejection {
+function parseJson(body: Buffer, { maxEvents, maxDepth }: ParseLimits): number[] | Rejection {
   let value: unknown;
   try {
     value = JSON.parse(body.toString('utf8'));
@@ -81,7 +97,7 @@ function parseJson(body: Buffer, maxEvents: number): number[] | Rejection {
     if (!isObject(value)) return NOT_AN_OBJECT;
     const start = trimStart(body, 0, body.length);
     const end = trimEnd(body, start, body.length);
-    blankLineBreaks(body, start, end);
+    if (depthOf(body, start, end) > maxDepth) return tooDeep(maxDepth, 'the event');
     return [start, end];
   }
   if (value.length === 0) return EMPTY_BODY;
@@ -91,11 +107,10 @@ function parseJson(body: Buffer, maxEvents: number): number[] | Rejection {
   for (let i = 0; i < value.length; i++) {
     if (!isObject(value[i])) return new Rejection(400, 'not_an_object', `event at index ${i} is not a JSON object`, { index: i });
   }
-  blankLineBreaks(body, 0, body.length);
-  return splitArrayOfObjects(body, value.length);
+  return splitArrayOfObjects(body, value.length, maxDepth);
 }
 
-function parseNdjson(body: Buffer, maxEvents: number): number[] | Rejection {
+function parseNdjson(body: Buffer, { maxEvents, maxDepth }: ParseLimits): number[] | Rejection {
   const spans: number[] = [];
   let line = 0;
   for (let next = 0; next < body.length; ) {
@@ -116,11 +131,36 @@ function parseNdjson(body: Buffer, maxEvents: number): number[] | Rejection {
       return new Rejection(400, 'invalid_json', `line ${line}: ${(err as Error).message}`, { line });
     }
     if (!isObject(value)) return new Rejection(400, 'not_an_object', `line ${line} is not a JSON object`, { line });
-    // A CR is whitespace to JSON but a line break to some readers: never let one through.
-    blankLineBreaks(body, start, end);
+    if (depthOf(body, start, end) > maxDepth) return tooDeep(maxDepth, `line ${line}`, { line });
     spans.push(start, end);
   }
   return spans.length === 0 ? EMPTY_BODY : spans;
+}
+
+/**
+ * The events in a buffer of our own. The whole body is kept (or copied in one go) when it is
+ * mostly events, as a JSON array or NDJSON body is; otherwise each event is copied next to the
+ * last, so padding never occupies the channel. CR and LF, whitespace within valid JSON, become
+ * spaces (a CR is a line break to some readers: never let one through).
+ */
+function hold(body: Buffer, spans: number[], owned: boolean): ParsedEvents {
+  let eventBytes = 0;
+  for (let i = 0; i < spans.length; i += 2) eventBytes += spans[i + 1]! - spans[i]!;
+  let held: Buffer;
+  if (body.length - eventBytes <= body.length * MAX_WASTE_SHARE) {
+    held = owned ? body : Buffer.from(body);
+  } else {
+    held = Buffer.allocUnsafe(eventBytes);
+    let at = 0;
+    for (let i = 0; i < spans.length; i += 2) {
+      const start = at;
+      at += body.copy(held, at, spans[i], spans[i + 1]);
+      spans[i] = start;
+      spans[i + 1] = at;
+    }
+  }
+  for (let i = 0; i < spans.length; i += 2) blankLineBreaks(held, spans[i]!, spans[i + 1]!);
+  return { body: held, spans, bytes: held.length };
 }
 
 function isObject(value: unknown): boolean {
@@ -146,11 +186,31 @@ function blankLineBreaks(body: Buffer, from: number, to: number): void {
 }
 
 /**
- * The byte spans of the objects of a JSON array already validated as `count` objects. Bytes
- * are enough: every JSON structural character is ASCII, and no byte of a multi-byte UTF-8
- * sequence is. Only braces outside strings move the depth; strings are skipped, escapes too.
+ * The deepest nesting of objects and arrays in valid JSON text [from, to). Bytes are enough:
+ * every JSON structural character is ASCII, and no byte of a multi-byte UTF-8 sequence is.
+ * Strings are skipped, escapes too.
  */
-function splitArrayOfObjects(body: Buffer, count: number): number[] {
+function depthOf(body: Buffer, from: number, to: number): number {
+  let depth = 0;
+  let deepest = 0;
+  for (let i = from; i < to; i++) {
+    const c = body[i];
+    if (c === QUOTE) {
+      for (i++; body[i] !== QUOTE; i++) if (body[i] === BACKSLASH) i++;
+    } else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
+      if (++depth > deepest) deepest = depth;
+    } else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) {
+      depth--;
+    }
+  }
+  return deepest;
+}
+
+/**
+ * The byte spans of the objects of a JSON array already validated as `count` objects, found as
+ * depthOf finds nesting; depth counts from each event's opening brace, as MAX_EVENT_DEPTH does.
+ */
+function splitArrayOfObjects(body: Buffer, count: number, maxDepth: number): number[] | Rejection {
   const spans = new Array<number>(count * 2);
   let n = 0;
   let depth = 0;
@@ -160,6 +220,7 @@ function splitArrayOfObjects(body: Buffer, count: number): number[] {
       for (i++; body[i] !== QUOTE; i++) if (body[i] === BACKSLASH) i++;
     } else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
       if (depth++ === 0) spans[2 * n] = i;
+      else if (depth > maxDepth) return tooDeep(maxDepth, `event at index ${n}`, { index: n });
     } else if ((c === CLOSE_BRACE || c === CLOSE_BRACKET) && --depth === 0) {
       spans[2 * n++ + 1] = i + 1;
     }

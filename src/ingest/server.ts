@@ -5,9 +5,12 @@
 import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket } from 'uWebSockets.js';
 import type { Logger } from 'pino';
 import type { Channel } from '../channel.js';
-import type { HttpCounts, Status } from '../metrics/http.js';
-import { LINE_OVERHEAD_BYTES } from '../upload/batcher.js';
-import { BODY_TOO_LARGE, type BodyFormat, gunzipCapped, parseEvents, Rejection } from './body.js';
+import type { HttpCounts } from '../metrics/http.js';
+import { Access } from './access.js';
+import { BODY_TOO_LARGE, type BodyFormat, gunzipCapped, type ParseLimits, parseEvents, Rejection } from './body.js';
+import { ConnectionCap, fdCap } from './connections.js';
+import { BodyBudget, type BodyHandler, type BodyLimits, BodyReader, discardBody } from './read-body.js';
+import * as R from './respond.js';
 
 /** The JS emulation the package falls back to says so only on the console; its App is not native code. */
 export const httpEngine: 'native' | 'js-fallback' = String(uWS.App).includes('[native code]') ? 'native' : 'js-fallback';
@@ -15,6 +18,10 @@ export const httpEngine: 'native' | 'js-fallback' = String(uWS.App).includes('[n
 export interface IngestOptions {
   readonly maxBodyBytes: number;
   readonly maxEventsPerRequest: number;
+  readonly maxEventDepth: number;
+  readonly maxBodiesInFlightBytes: number;
+  /** Undefined: sized to the fd limit. */
+  readonly maxConnections: number | undefined;
   readonly apiKeys: readonly string[];
   readonly corsOrigins: readonly string[];
 }
@@ -24,30 +31,28 @@ export interface MetricsPage {
   readonly body: string;
 }
 
-const JSON_TYPE = 'application/json';
-const QUEUE_FULL_LOG_INTERVAL_MS = 10_000;
-const STATUS_LINES: Record<Status, string> = {
-  '200': '200 OK', '202': '202 Accepted', '204': '204 No Content', '400': '400 Bad Request',
-  '401': '401 Unauthorized', '404': '404 Not Found', '405': '405 Method Not Allowed',
-  '413': '413 Payload Too Large', '415': '415 Unsupported Media Type', '500': '500 Internal Server Error',
-  '503': '503 Service Unavailable',
-};
-const body = (error: string, message: string): string => JSON.stringify({ error, message });
-const QUEUE_FULL = body('queue_full', 'the event channel is full; retry after the Retry-After delay');
-const SHUTTING_DOWN = body('shutting_down', 'the server is shutting down; send to another instance');
-const UNAUTHORIZED = body('unauthorized', 'send a valid API key in x-api-key, Authorization: Bearer, or ?api_key=');
-const UNSUPPORTED_TYPE = body('unsupported_media_type', 'Content-Type must be application/json, application/x-ndjson or text/plain');
-const UNSUPPORTED_ENCODING = body('unsupported_encoding', 'Content-Encoding must be gzip or identity');
-const NOT_FOUND = body('not_found', 'no such endpoint; events go to POST /v1/events');
-const METHOD_NOT_ALLOWED = body('method_not_allowed', 'method not allowed on this endpoint');
+/** What a request carries from its headers to its body. */
+interface PostContext {
+  readonly format: BodyFormat;
+  readonly gzip: boolean;
+  readonly corsOrigin: string;
+}
 
-export class IngestServer {
+const QUEUE_FULL_LOG_INTERVAL_MS = 10_000;
+/** After an early answer, read and drop up to this many times MAX_BODY_BYTES of body, for up to this long. */
+const DISCARD_BODIES = 8;
+const DISCARD_MAX_MS = 5000;
+
+export class IngestServer implements BodyHandler<PostContext> {
   readonly #app: TemplatedApp;
   readonly #metricsApp: TemplatedApp | undefined;
   readonly #listenSockets: us_listen_socket[] = [];
-  readonly #apiKeys: ReadonlySet<string> | undefined;
-  readonly #anyOrigin: boolean;
-  readonly #origins: ReadonlySet<string> | undefined;
+  readonly #access: Access;
+  readonly #respond: R.Responder;
+  readonly #budget: BodyBudget;
+  readonly #bodyLimits: BodyLimits;
+  readonly #parseLimits: ParseLimits;
+  #cap: ConnectionCap | undefined;
   #ready = false;
   #shuttingDown = false;
   #queueFullUnlogged = 0;
@@ -61,29 +66,42 @@ export class IngestServer {
     private readonly log: Logger,
     separateMetricsPort: boolean,
   ) {
-    this.#apiKeys = options.apiKeys.length > 0 ? new Set(options.apiKeys) : undefined;
-    this.#anyOrigin = options.corsOrigins.includes('*');
-    this.#origins = options.corsOrigins.length > 0 ? new Set(options.corsOrigins) : undefined;
+    this.#access = new Access(options.apiKeys, options.corsOrigins);
+    this.#respond = new R.Responder(counts);
+    this.#budget = new BodyBudget(options.maxBodiesInFlightBytes);
+    this.#bodyLimits = { maxBodyBytes: options.maxBodyBytes, discardMaxBytes: DISCARD_BODIES * options.maxBodyBytes, discardMaxMs: DISCARD_MAX_MS };
+    this.#parseLimits = { maxEvents: options.maxEventsPerRequest, maxDepth: options.maxEventDepth };
+    const send = this.#respond.send.bind(this.#respond);
     const app = (this.#app = uWS.App());
     app.post('/v1/events', this.#postEvents);
-    if (this.#origins !== undefined) app.options('/v1/events', this.#preflight);
-    app.any('/v1/events', (res) => this.#send(res, '405', METHOD_NOT_ALLOWED, '', 'POST'));
-    this.#routeGet(app, '/healthz', (res) => this.#send(res, '200', '{"status":"ok"}', ''));
+    if (this.#access.cors) app.options('/v1/events', (res, req) => this.#access.preflight(res, req, this.#respond));
+    app.any('/v1/events', (res) => send(res, '405', R.METHOD_NOT_ALLOWED, '', 0, 'POST'));
+    this.#routeGet(app, '/healthz', (res) => send(res, '200', '{"status":"ok"}'));
     this.#routeGet(app, '/readyz', (res) =>
       this.#ready && !this.#shuttingDown
-        ? this.#send(res, '200', '{"status":"ready"}', '')
-        : this.#send(res, '503', this.#shuttingDown ? SHUTTING_DOWN : body('starting', 'not ready yet'), ''),
+        ? send(res, '200', '{"status":"ready"}')
+        : send(res, '503', this.#shuttingDown ? R.SHUTTING_DOWN : R.errorBody('starting', 'not ready yet')),
     );
     this.#metricsApp = separateMetricsPort ? uWS.App() : undefined;
     this.#routeGet(this.#metricsApp ?? app, '/metrics', this.#serveMetrics);
-    app.any('/*', (res) => this.#send(res, '404', NOT_FOUND, ''));
-    this.#metricsApp?.any('/*', (res) => this.#send(res, '404', NOT_FOUND, ''));
+    app.any('/*', (res) => send(res, '404', R.NOT_FOUND));
+    this.#metricsApp?.any('/*', (res) => send(res, '404', R.NOT_FOUND));
   }
 
   /** Listens on the ingest port, and the metrics port if separate; resolves with the bound ports. */
   async listen(host: string, port: number, metricsPort?: number): Promise<{ port: number; metricsPort: number }> {
     const bound = await this.#listenOn(this.#app, host, port);
     const boundMetrics = this.#metricsApp === undefined ? bound : await this.#listenOn(this.#metricsApp, host, metricsPort ?? 0);
+    const capFds = fdCap(this.options.maxConnections);
+    if (capFds !== undefined) {
+      // The ingest listener is always the first socket listened on.
+      const listener = {
+        pause: () => uWS.us_listen_socket_close(this.#listenSockets.shift()!),
+        resume: () => this.#listenOn(this.#app, host, bound).then(() => true, () => false),
+      };
+      this.#cap = new ConnectionCap(capFds, listener, this.log);
+      this.#cap.start();
+    }
     return { port: bound, metricsPort: boundMetrics };
   }
 
@@ -99,6 +117,7 @@ export class IngestServer {
 
   /** Stops listening; idempotent. */
   close(): void {
+    this.#cap?.stop();
     for (const socket of this.#listenSockets.splice(0)) uWS.us_listen_socket_close(socket);
   }
 
@@ -106,7 +125,9 @@ export class IngestServer {
     return new Promise((resolve, reject) => {
       app.listen(host, port, (socket) => {
         if (socket === false) return reject(new Error(`cannot listen on ${host}:${port} (in use, or not allowed)`));
-        this.#listenSockets.push(socket);
+        // The ingest listener stays first, even when taken again after a pause.
+        if (app === this.#app) this.#listenSockets.unshift(socket);
+        else this.#listenSockets.push(socket);
         resolve(uWS.us_socket_local_port(socket));
       });
     });
@@ -114,92 +135,71 @@ export class IngestServer {
 
   #routeGet(app: TemplatedApp, path: string, handler: (res: HttpResponse, req: HttpRequest) => void): void {
     app.get(path, handler);
-    app.any(path, (res) => this.#send(res, '405', METHOD_NOT_ALLOWED, '', 'GET'));
+    app.any(path, (res) => this.#respond.send(res, '405', R.METHOD_NOT_ALLOWED, '', 0, 'GET'));
   }
 
   #postEvents = (res: HttpResponse, req: HttpRequest): void => {
     // Headers must be read now: req is only valid until this function returns.
-    const origin = this.#origins === undefined ? '' : req.getHeader('origin');
-    const contentLength = req.getHeader('content-length');
-    const hasBody = contentLength !== '0';
-    if (this.#shuttingDown) return this.#send(res, '503', SHUTTING_DOWN, origin, undefined, hasBody);
-    if (this.#apiKeys !== undefined && !this.#authorized(req)) return this.#send(res, '401', UNAUTHORIZED, origin, undefined, hasBody);
+    const lengthHeader = req.getHeader('content-length');
+    const declared = lengthHeader === '' ? (req.getHeader('transfer-encoding') === '' ? 0 : -1) : contentLength(req, lengthHeader);
+    if (Number.isNaN(declared)) return this.#respond.send(res, '400', R.INVALID_LENGTH, '', R.FLUSH_NOW);
+    const origin = this.#access.cors ? req.getHeader('origin') : '';
+    const corsOrigin = this.#access.corsOrigin(origin);
+    if (declared > this.options.maxBodyBytes) {
+      this.counts.rejectedBodyTooLarge++;
+      // uWS drops a connection with a Content-Length of 10 digits or more right after this handler.
+      if (lengthHeader.length >= 10) return this.#respond.send(res, '413', JSON.stringify(BODY_TOO_LARGE), corsOrigin, R.FLUSH_NOW);
+      return this.#early(res, '413', JSON.stringify(BODY_TOO_LARGE), corsOrigin, declared);
+    }
+    if (this.#shuttingDown) return this.#early(res, '503', R.SHUTTING_DOWN, corsOrigin, declared);
+    if (this.#cap?.full === true) return this.#early(res, '503', R.BUSY, corsOrigin, declared, R.RETRY_AFTER);
+    if (!this.#access.originAllowed(origin)) return this.#early(res, '403', R.ORIGIN_NOT_ALLOWED, '', declared);
+    if (!this.#access.authorized(req)) return this.#early(res, '401', R.UNAUTHORIZED, corsOrigin, declared);
     const format = bodyFormat(req.getHeader('content-type'));
-    if (format === undefined) return this.#send(res, '415', UNSUPPORTED_TYPE, origin, undefined, hasBody);
+    if (format === undefined) return this.#early(res, '415', R.UNSUPPORTED_TYPE, corsOrigin, declared);
     const encoding = req.getHeader('content-encoding').toLowerCase();
     const gzip = encoding === 'gzip';
-    if (!gzip && encoding !== '' && encoding !== 'identity') return this.#send(res, '415', UNSUPPORTED_ENCODING, origin, undefined, hasBody);
-    if (Number(contentLength) > this.options.maxBodyBytes) return this.#tooLarge(res, BODY_TOO_LARGE, origin);
-
-    let parts: Buffer[] | undefined;
-    let received = 0;
-    let done = false;
-    res.onAborted(() => {
-      done = true;
-    });
-    res.onData((chunk, isLast) => {
-      if (done) return;
-      received += chunk.byteLength;
-      if (received > this.options.maxBodyBytes) {
-        done = true;
-        parts = undefined;
-        res.cork(() => this.#tooLarge(res, BODY_TOO_LARGE, origin));
-        return;
-      }
-      if (!isLast) {
-        // uWS reuses the chunk's memory after this callback returns: keep a copy.
-        (parts ??= []).push(Buffer.from(chunk.slice(0)));
-        return;
-      }
-      done = true;
-      // A view of uWS's memory, valid only in this callback: events stay in the body, as byte spans,
-      // until their batch is written, so the body must become ours. Concatenating and gunzipping
-      // both make a new buffer; only a plain body in one chunk needs a copy of its own.
-      const last = Buffer.from(chunk);
-      const body = parts !== undefined ? Buffer.concat([...parts, last]) : gzip ? last : Buffer.from(last);
-      // Outside the handler's own tick uWS does not cork: without this, status line, headers and
-      // body each cost a send() system call.
-      res.cork(() => this.#accept(res, body, format, gzip, origin));
-    });
+    if (!gzip && encoding !== '' && encoding !== 'identity') return this.#early(res, '415', R.UNSUPPORTED_ENCODING, corsOrigin, declared);
+    new BodyReader(res, declared, this.#bodyLimits, this.#budget, this, { format, gzip, corsOrigin });
   };
 
-  #accept(res: HttpResponse, wire: Buffer, format: BodyFormat, gzip: boolean, origin: string): void {
+  /** An answer before the body is read: the rest of the body is discarded (bounded), then the connection closed. */
+  #early(res: HttpResponse, status: '400' | '401' | '403' | '413' | '415' | '503', json: string, corsOrigin: string, declared: number, flags = 0): void {
+    if (declared === 0) return this.#respond.send(res, status, json, corsOrigin, flags);
+    this.#respond.send(res, status, json, corsOrigin, flags | R.CLOSE);
+    discardBody(res, this.#bodyLimits);
+  }
+
+  refuse(res: HttpResponse, why: 'too_large' | 'busy', { corsOrigin }: PostContext): void {
+    if (why === 'busy') return this.#respond.send(res, '503', R.BUSY, corsOrigin, R.CLOSE | R.RETRY_AFTER);
+    this.counts.rejectedBodyTooLarge++;
+    this.#respond.send(res, '413', JSON.stringify(BODY_TOO_LARGE), corsOrigin, R.CLOSE);
+  }
+
+  body(res: HttpResponse, wire: Buffer, owned: boolean, { format, gzip, corsOrigin }: PostContext): void {
     // Under overload most requests meet a full channel: refuse them before paying for a parse.
     const admitted = this.channel.admits();
-    if (admitted !== 'ok') return this.#refuse(res, admitted, origin);
+    if (admitted !== 'ok') return this.#refuseQueue(res, admitted, corsOrigin);
     const raw = gzip ? gunzipCapped(wire, this.options.maxBodyBytes) : wire;
-    if (raw instanceof Rejection) return raw.status === 413 ? this.#tooLarge(res, raw, origin) : this.#reject(res, raw, origin);
-    const parsed = parseEvents(raw, format, this.options.maxEventsPerRequest);
-    if (parsed instanceof Rejection) return this.#reject(res, parsed, origin);
+    if (raw instanceof Rejection) {
+      if (raw.status === 413) this.counts.rejectedBodyTooLarge++;
+      return this.#respond.send(res, raw.status === 413 ? '413' : '400', JSON.stringify(raw), corsOrigin);
+    }
+    const parsed = parseEvents(raw, format, this.#parseLimits, gzip || owned);
+    if (parsed instanceof Rejection) return this.#respond.send(res, '400', JSON.stringify(parsed), corsOrigin);
     const count = parsed.spans.length / 2;
-    const pushed = this.channel.tryPush({
-      receivedAt: Date.now(),
-      body: parsed.body,
-      spans: parsed.spans,
-      count,
-      bytes: parsed.bytes + count * LINE_OVERHEAD_BYTES,
-    });
-    if (pushed !== 'ok') return this.#refuse(res, pushed, origin);
+    const pushed = this.channel.tryPush({ receivedAt: Date.now(), body: parsed.body, spans: parsed.spans, count, bytes: parsed.bytes });
+    if (pushed !== 'ok') return this.#refuseQueue(res, pushed, corsOrigin);
     this.counts.eventsAccepted += count;
-    this.#send(res, '202', `{"accepted":${count}}`, origin);
+    this.#respond.send(res, '202', `{"accepted":${count}}`, corsOrigin);
   }
 
   /** 503: the channel is closed (shutdown) or full (back-pressure: retry after a second). */
-  #refuse(res: HttpResponse, why: 'full' | 'closed', origin: string): void {
-    if (why === 'closed') return this.#send(res, '503', SHUTTING_DOWN, origin);
+  #refuseQueue(res: HttpResponse, why: 'full' | 'closed', corsOrigin: string): void {
+    if (why === 'closed') return this.#respond.send(res, '503', R.SHUTTING_DOWN, corsOrigin);
     this.counts.rejectedQueueFull++;
     this.#logQueueFull();
-    this.#send(res, '503', QUEUE_FULL, origin, undefined, false, true);
-  }
-
-  #reject(res: HttpResponse, rejection: Rejection, origin: string): void {
-    this.#send(res, String(rejection.status) as Status, JSON.stringify(rejection), origin);
-  }
-
-  /** 413 closes the connection: the rest of the body is never read. */
-  #tooLarge(res: HttpResponse, rejection: Rejection, origin: string): void {
-    this.counts.rejectedBodyTooLarge++;
-    this.#send(res, '413', JSON.stringify(rejection), origin, undefined, true);
+    this.#respond.send(res, '503', R.QUEUE_FULL, corsOrigin, R.RETRY_AFTER);
   }
 
   // Rate-limited: under overload this would otherwise be one line per request.
@@ -212,36 +212,6 @@ export class IngestServer {
     this.#queueFullUnlogged = 0;
   }
 
-  #authorized(req: HttpRequest): boolean {
-    const keys = this.#apiKeys!;
-    const bearer = req.getHeader('authorization');
-    return (
-      keys.has(req.getHeader('x-api-key')) ||
-      (bearer.startsWith('Bearer ') && keys.has(bearer.slice(7).trim())) ||
-      // navigator.sendBeacon cannot set headers.
-      keys.has(req.getQuery('api_key') ?? '')
-    );
-  }
-
-  #preflight = (res: HttpResponse, req: HttpRequest): void => {
-    const origin = req.getHeader('origin');
-    res.writeStatus(STATUS_LINES['204']);
-    if (this.#corsAllows(origin)) {
-      res
-        .writeHeader('access-control-allow-origin', origin)
-        .writeHeader('vary', 'origin')
-        .writeHeader('access-control-allow-methods', 'POST, OPTIONS')
-        .writeHeader('access-control-allow-headers', 'content-type, content-encoding, authorization, x-api-key')
-        .writeHeader('access-control-max-age', '86400');
-    }
-    this.counts.requests['204']++;
-    res.end();
-  };
-
-  #corsAllows(origin: string): boolean {
-    return origin !== '' && (this.#anyOrigin || this.#origins!.has(origin));
-  }
-
   #serveMetrics = (res: HttpResponse): void => {
     let aborted = false;
     res.onAborted(() => {
@@ -249,29 +219,14 @@ export class IngestServer {
     });
     this.renderMetrics().then(
       (page) => {
-        if (aborted) return;
-        res.cork(() => {
-          this.counts.requests['200']++;
-          res.writeStatus(STATUS_LINES['200']).writeHeader('content-type', page.contentType).end(page.body);
-        });
+        if (!aborted) res.cork(() => this.#respond.sendRaw(res, '200', [['content-type', page.contentType]], page.body));
       },
       (err: Error) => {
         this.log.error({ err: err.message }, 'rendering /metrics failed');
-        if (aborted) return;
-        this.counts.requests['500']++;
-        res.cork(() => res.writeStatus(STATUS_LINES['500']).end());
+        if (!aborted) res.cork(() => this.#respond.sendRaw(res, '500', []));
       },
     );
   };
-
-  #send(res: HttpResponse, status: Status, json: string, origin: string, allow?: string, close = false, retryAfter = false): void {
-    this.counts.requests[status]++;
-    res.writeStatus(STATUS_LINES[status]).writeHeader('content-type', JSON_TYPE);
-    if (allow !== undefined) res.writeHeader('allow', allow);
-    if (retryAfter) res.writeHeader('retry-after', '1');
-    if (origin !== '' && this.#corsAllows(origin)) res.writeHeader('access-control-allow-origin', origin).writeHeader('vary', 'origin');
-    res.end(json, close);
-  }
 }
 
 function bodyFormat(contentType: string): BodyFormat | undefined {
@@ -280,4 +235,23 @@ function bodyFormat(contentType: string): BodyFormat | undefined {
   if (type === 'application/json' || type === 'text/plain') return 'json';
   if (type === 'application/x-ndjson') return 'ndjson';
   return undefined;
+}
+
+// Module state, so that checking every header costs no closure per request.
+let firstLength = '';
+let conflictingLength = false;
+const checkLength = (key: string, value: string): void => {
+  if (key === 'content-length' && value !== firstLength) conflictingLength = true;
+};
+
+/**
+ * Content-Length as a number; NaN when it is not one plain decimal number, or when the request
+ * carries two different ones (uWS frames the body by the first; a proxy might use the other).
+ */
+function contentLength(req: HttpRequest, header: string): number {
+  if (!/^\d+$/.test(header)) return NaN;
+  firstLength = header;
+  conflictingLength = false;
+  req.forEach(checkLength);
+  return conflictingLength ? NaN : Number(header);
 }

@@ -53,31 +53,40 @@ const FIRST_CHUNKED_CAPACITY = 16 * 1024;
  */
 class Discard {
   #bytes = 0;
-  #open = true;
-  readonly #until: number;
+  readonly #timer: NodeJS.Timeout;
 
   constructor(
     private readonly res: HttpResponse,
     private readonly limits: BodyLimits,
   ) {
-    this.#until = Date.now() + limits.discardMaxMs;
+    // Also for a client that stops sending: uWS's own idle timeout would take 10 s.
+    this.#timer = setTimeout(this.#hangUp, limits.discardMaxMs);
   }
 
   push(bytes: number, isLast: boolean): void {
-    if (!this.#open) return;
     this.#bytes += bytes;
-    if (isLast || this.#bytes > this.limits.discardMaxBytes || Date.now() > this.#until) {
-      this.#open = false;
-      this.res.close();
+    if (isLast) {
+      clearTimeout(this.#timer);
+      // Ends the answer send() began with its CLOSE flag; its `connection: close` header makes the
+      // client hang up. (Not end('', true): uWS 20 then writes that header into the body.)
+      this.res.cork(() => this.res.end(''));
+    } else if (this.#bytes > this.limits.discardMaxBytes) {
+      this.#hangUp();
     }
   }
 
+  /** Past the bounds: hang up, leaving the answer unterminated; the client has its status. */
+  #hangUp = (): void => {
+    clearTimeout(this.#timer);
+    this.res.close();
+  };
+
   aborted(): void {
-    this.#open = false;
+    clearTimeout(this.#timer);
   }
 }
 
-/** For a request answered before its body was read (with send's CLOSE flag). */
+/** For a request about to be answered before its body is read (with send's CLOSE flag): call before send. */
 export function discardBody(res: HttpResponse, limits: BodyLimits): void {
   const discard = new Discard(res, limits);
   res.onAborted(() => discard.aborted());

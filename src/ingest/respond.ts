@@ -21,7 +21,7 @@ export const INVALID_LENGTH = errorBody('invalid_content_length', 'Content-Lengt
 export const NOT_FOUND = errorBody('not_found', 'no such endpoint; events go to POST /v1/events');
 export const METHOD_NOT_ALLOWED = errorBody('method_not_allowed', 'method not allowed on this endpoint');
 
-/** Flags of send(). */
+/** Flags of send(). CLOSE: the answer is sent, with `connection: close`, but not ended: end('') or close() it. */
 export const CLOSE = 1;
 export const RETRY_AFTER = 2;
 /**
@@ -50,10 +50,13 @@ export class Responder {
       res.end(json + FLUSH_PADDING, true);
     } else if ((flags & CLOSE) !== 0) {
       // Not end(json, true): uWS would close at once, and a client still sending its body would
-      // get a reset instead of this answer. The caller discards the rest of the body, then closes.
-      res.writeHeader('connection', 'close').end(json);
-    } else if (!res.tryEnd(json, Buffer.byteLength(json))[0]) {
-      res.close();
+      // get a reset instead of this answer. Nor end(json): uWS.js forbids touching an ended
+      // response, so it could not be closed later. The answer goes out now (chunked); the caller
+      // discards the rest of the body, then ends it (see read-body.ts).
+      res.writeHeader('connection', 'close').write(json);
+    } else {
+      const [ok, done] = res.tryEnd(json, Buffer.byteLength(json));
+      if (!ok && !done) res.close();
     }
   }
 

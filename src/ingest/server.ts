@@ -166,8 +166,8 @@ export class IngestServer implements BodyHandler<PostContext> {
   /** An answer before the body is read: the rest of the body is discarded (bounded), then the connection closed. */
   #early(res: HttpResponse, status: '400' | '401' | '403' | '413' | '415' | '503', json: string, corsOrigin: string, declared: number, flags = 0): void {
     if (declared === 0) return this.#respond.send(res, status, json, corsOrigin, flags);
-    this.#respond.send(res, status, json, corsOrigin, flags | R.CLOSE);
     discardBody(res, this.#bodyLimits);
+    this.#respond.send(res, status, json, corsOrigin, flags | R.CLOSE);
   }
 
   refuse(res: HttpResponse, why: 'too_large' | 'busy', { corsOrigin }: PostContext): void {

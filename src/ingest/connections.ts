@@ -28,8 +28,10 @@ export interface CapLog {
 export function openFds(): number | undefined {
   try {
     return readdirSync('/proc/self/fd').length;
-  } catch {
-    return undefined;
+  } catch (err) {
+    // Reading the directory takes a descriptor too: failing for want of one means at the limit.
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === 'EMFILE' || code === 'ENFILE' ? Infinity : undefined;
   }
 }
 
@@ -89,7 +91,7 @@ export class ConnectionCap {
     if (!this.#paused && this.#fds >= this.capFds) {
       this.#paused = true;
       this.listener.pause();
-      this.log.warn({ openFds: this.#fds, capFds: this.capFds }, 'connection cap reached: not accepting connections');
+      this.log.warn({ openFds: Number.isFinite(this.#fds) ? this.#fds : 'all', capFds: this.capFds }, 'connection cap reached: not accepting connections');
     } else if (this.#paused && !this.#resuming && this.#fds < this.capFds * RESUME_SHARE) {
       this.#resuming = true;
       this.listener.resume().then(

@@ -10,13 +10,13 @@ import { readdirSync, readFileSync } from 'node:fs';
 const CHECK_EVERY_MS = 250;
 /** Descriptors kept free for the rest of the process (S3 sockets, DLQ files), and 1/16 of the limit more. */
 const RESERVED_FDS = 32;
-/** Resume accepting below this share of the cap, so the listener does not flap. */
-const RESUME_SHARE = 0.9;
+/** Resume accepting once this share of the connections have gone, so the listener does not flap. */
+const RESUME_SHARE = 0.1;
 
 export interface Listener {
   pause(): void;
-  /** Resolves false if the port could not be taken again (it is retried at the next check). */
-  resume(): Promise<boolean>;
+  /** Rejects if the port could not be taken again (it is retried at the next check). */
+  resume(): Promise<unknown>;
 }
 
 export interface CapLog {
@@ -50,13 +50,20 @@ export function fdLimit(): number | undefined {
  * to the fd limit than the reserve (for S3 connections, DLQ files, and connections accepted
  * between two checks). Undefined: nothing to enforce (no /proc, no limit, no MAX_CONNECTIONS).
  */
-export function fdCap(maxConnections: number | undefined): number | undefined {
+export function fdCap(maxConnections: number | undefined): FdCap | undefined {
   const base = openFds();
-  if (base === undefined) return undefined;
+  if (base === undefined || !Number.isFinite(base)) return undefined;
   const limit = fdLimit();
   const byLimit = limit === undefined ? Infinity : limit - RESERVED_FDS - Math.ceil(limit / 16);
-  const cap = Math.min(byLimit, maxConnections === undefined ? Infinity : base + maxConnections);
-  return Number.isFinite(cap) ? Math.max(cap, base + 1) : undefined;
+  const pauseAt = Math.max(Math.min(byLimit, maxConnections === undefined ? Infinity : base + maxConnections), base + 1);
+  if (!Number.isFinite(pauseAt)) return undefined;
+  return { pauseAt, resumeBelow: pauseAt - Math.max(1, Math.ceil((pauseAt - base) * RESUME_SHARE)) };
+}
+
+/** In open descriptors: stop accepting at `pauseAt`, accept again below `resumeBelow`. */
+export interface FdCap {
+  readonly pauseAt: number;
+  readonly resumeBelow: number;
 }
 
 export class ConnectionCap {
@@ -66,14 +73,14 @@ export class ConnectionCap {
   #fds = 0;
 
   constructor(
-    private readonly capFds: number,
+    private readonly cap: FdCap,
     private readonly listener: Listener,
     private readonly log: CapLog,
   ) {}
 
   /** At or over the cap at the last check: a request should be answered 503 and its connection closed. */
   get full(): boolean {
-    return this.#fds > this.capFds;
+    return this.#fds > this.cap.pauseAt;
   }
 
   start(): void {
@@ -88,20 +95,22 @@ export class ConnectionCap {
 
   #check = (): void => {
     this.#fds = openFds() ?? 0;
-    if (!this.#paused && this.#fds >= this.capFds) {
+    if (!this.#paused && this.#fds >= this.cap.pauseAt) {
       this.#paused = true;
       this.listener.pause();
-      this.log.warn({ openFds: Number.isFinite(this.#fds) ? this.#fds : 'all', capFds: this.capFds }, 'connection cap reached: not accepting connections');
-    } else if (this.#paused && !this.#resuming && this.#fds < this.capFds * RESUME_SHARE) {
+      this.log.warn({ openFds: Number.isFinite(this.#fds) ? this.#fds : 'all', capFds: this.cap.pauseAt }, 'connection cap reached: not accepting connections');
+    } else if (this.#paused && !this.#resuming && this.#fds < this.cap.resumeBelow) {
       this.#resuming = true;
       this.listener.resume().then(
-        (ok) => {
+        () => {
           this.#resuming = false;
-          if (!ok) return;
           this.#paused = false;
           this.log.info({ openFds: this.#fds }, 'accepting connections again');
         },
-        () => (this.#resuming = false),
+        (err: Error) => {
+          this.#resuming = false;
+          this.log.warn({ err: err.message }, 'accepting connections again failed; retrying');
+        },
       );
     }
   };

@@ -9,6 +9,7 @@ import type { HttpCounts } from '../metrics/http.js';
 import { Access } from './access.js';
 import { BODY_TOO_LARGE, type BodyFormat, gunzipCapped, type ParseLimits, parseEvents, Rejection } from './body.js';
 import { ConnectionCap, fdCap } from './connections.js';
+import { bodyFormat, contentLength } from './headers.js';
 import { BodyBudget, type BodyHandler, type BodyLimits, BodyReader, discardBody } from './read-body.js';
 import * as R from './respond.js';
 
@@ -92,14 +93,14 @@ export class IngestServer implements BodyHandler<PostContext> {
   async listen(host: string, port: number, metricsPort?: number): Promise<{ port: number; metricsPort: number }> {
     const bound = await this.#listenOn(this.#app, host, port);
     const boundMetrics = this.#metricsApp === undefined ? bound : await this.#listenOn(this.#metricsApp, host, metricsPort ?? 0);
-    const capFds = fdCap(this.options.maxConnections);
-    if (capFds !== undefined) {
+    const cap = fdCap(this.options.maxConnections);
+    if (cap !== undefined) {
       // The ingest listener is always the first socket listened on.
       const listener = {
         pause: () => uWS.us_listen_socket_close(this.#listenSockets.shift()!),
         resume: () => this.#listenOn(this.#app, host, bound).then(() => true, () => false),
       };
-      this.#cap = new ConnectionCap(capFds, listener, this.log);
+      this.#cap = new ConnectionCap(cap, listener, this.log);
       this.#cap.start();
     }
     return { port: bound, metricsPort: boundMetrics };
@@ -227,31 +228,4 @@ export class IngestServer implements BodyHandler<PostContext> {
       },
     );
   };
-}
-
-function bodyFormat(contentType: string): BodyFormat | undefined {
-  const semicolon = contentType.indexOf(';');
-  const type = (semicolon === -1 ? contentType : contentType.slice(0, semicolon)).trim().toLowerCase();
-  if (type === 'application/json' || type === 'text/plain') return 'json';
-  if (type === 'application/x-ndjson') return 'ndjson';
-  return undefined;
-}
-
-// Module state, so that checking every header costs no closure per request.
-let firstLength = '';
-let conflictingLength = false;
-const checkLength = (key: string, value: string): void => {
-  if (key === 'content-length' && value !== firstLength) conflictingLength = true;
-};
-
-/**
- * Content-Length as a number; NaN when it is not one plain decimal number, or when the request
- * carries two different ones (uWS frames the body by the first; a proxy might use the other).
- */
-function contentLength(req: HttpRequest, header: string): number {
-  if (!/^\d+$/.test(header)) return NaN;
-  firstLength = header;
-  conflictingLength = false;
-  req.forEach(checkLength);
-  return conflictingLength ? NaN : Number(header);
 }

@@ -164,7 +164,6 @@ t.test('at the fd limit the server stops accepting instead of spinning, and keep
     flood.push(socket);
   }
   await proc.waitForLog((l) => l.msg === 'connection cap reached: not accepting connections');
-  const t0 = Date.now();
   const cpuBefore = cpuSeconds(child.pid!);
   await new Promise((r) => setTimeout(r, 2000));
   const cpuUsed = cpuSeconds(child.pid!) - cpuBefore;
@@ -178,9 +177,7 @@ t.test('at the fd limit the server stops accepting instead of spinning, and keep
     keptOpen.write('GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n');
   });
   t.match(health, /^HTTP\/1\.1 200/, '/healthz answers on a connection made before the flood');
-  t.comment(`healthz after ${Date.now() - t0} ms`);
   flood.forEach((s) => s.destroy());
   await proc.waitForLog((l) => l.msg === 'accepting connections again');
-  t.comment(`accepting after ${Date.now() - t0} ms`);
   t.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200, 'new connections once the flood is gone');
 });

@@ -1,12 +1,15 @@
 // Request body -> where each event is in it, or the 4xx that says what is wrong (SPEC §2).
 //
 // Events are kept as the bytes the client sent, never re-serialised: big integers, number
-// formatting and key order reach S3 exactly as sent. An event is a byte span of the request
-// body: no per-event object, string or copy until the batch is written out. CR and LF can only
-// be whitespace in valid JSON, so they are overwritten with spaces in the body: every event is
-// one line of the stored JSON-lines object even when the client pretty-printed it.
+// formatting and key order reach S3 exactly as sent. An event is a byte span of the buffer kept
+// for its request (the body, or its events alone when the body is mostly something else): no
+// per-event object or string until the batch is written out. CR and LF can only be whitespace in
+// valid JSON, so they are overwritten with spaces in that buffer: every event is one line of the
+// stored JSON-lines object even when the client pretty-printed it. The request body itself is
+// only read (it may be uWS's memory).
 import { isUtf8 } from 'node:buffer';
 import zlib from 'node:zlib';
+import { blankLineBreaks, depthOf, splitArrayOfObjects, trimEnd, trimStart } from './json-scan.js';
 
 export type BodyFormat = 'json' | 'ndjson';
 
@@ -52,16 +55,7 @@ const tooDeep = (maxDepth: number, what: string, at?: { index: number } | { line
   new Rejection(400, 'too_deep', `${what} nests objects and arrays deeper than MAX_EVENT_DEPTH (${maxDepth})`, at);
 /** Keep the whole body when at most this share of it is not events; otherwise copy the events alone. */
 const MAX_WASTE_SHARE = 1 / 8;
-const QUOTE = 34;
-const SPACE = 0x20;
-const TAB = 0x09;
 const LF = 0x0a;
-const CR = 0x0d;
-const BACKSLASH = 92;
-const OPEN_BRACE = 123;
-const CLOSE_BRACE = 125;
-const OPEN_BRACKET = 91;
-const CLOSE_BRACKET = 93;
 
 /** Gunzips without ever holding more than `maxBytes` of output, so a gzip bomb costs nothing. */
 export function gunzipCapped(body: Buffer, maxBytes: number): Buffer | Rejection {
@@ -107,7 +101,8 @@ function parseJson(body: Buffer, { maxEvents, maxDepth }: ParseLimits): number[]
   for (let i = 0; i < value.length; i++) {
     if (!isObject(value[i])) return new Rejection(400, 'not_an_object', `event at index ${i} is not a JSON object`, { index: i });
   }
-  return splitArrayOfObjects(body, value.length, maxDepth);
+  const spans = splitArrayOfObjects(body, value.length, maxDepth);
+  return Array.isArray(spans) ? spans : tooDeep(maxDepth, `event at index ${spans.tooDeep}`, { index: spans.tooDeep });
 }
 
 function parseNdjson(body: Buffer, { maxEvents, maxDepth }: ParseLimits): number[] | Rejection {
@@ -165,65 +160,4 @@ function hold(body: Buffer, spans: number[], owned: boolean): ParsedEvents {
 
 function isObject(value: unknown): boolean {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-const isSpace = (c: number | undefined): boolean => c === SPACE || c === LF || c === CR || c === TAB;
-
-function trimStart(body: Buffer, from: number, to: number): number {
-  while (from < to && isSpace(body[from])) from++;
-  return from;
-}
-
-function trimEnd(body: Buffer, from: number, to: number): number {
-  while (to > from && isSpace(body[to - 1])) to--;
-  return to;
-}
-
-/** CR and LF -> space in [from, to); only for text already parsed as JSON, where they are whitespace. */
-function blankLineBreaks(body: Buffer, from: number, to: number): void {
-  for (let at = body.indexOf(LF, from); at !== -1 && at < to; at = body.indexOf(LF, at + 1)) body[at] = SPACE;
-  for (let at = body.indexOf(CR, from); at !== -1 && at < to; at = body.indexOf(CR, at + 1)) body[at] = SPACE;
-}
-
-/**
- * The deepest nesting of objects and arrays in valid JSON text [from, to). Bytes are enough:
- * every JSON structural character is ASCII, and no byte of a multi-byte UTF-8 sequence is.
- * Strings are skipped, escapes too.
- */
-function depthOf(body: Buffer, from: number, to: number): number {
-  let depth = 0;
-  let deepest = 0;
-  for (let i = from; i < to; i++) {
-    const c = body[i];
-    if (c === QUOTE) {
-      for (i++; body[i] !== QUOTE; i++) if (body[i] === BACKSLASH) i++;
-    } else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
-      if (++depth > deepest) deepest = depth;
-    } else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) {
-      depth--;
-    }
-  }
-  return deepest;
-}
-
-/**
- * The byte spans of the objects of a JSON array already validated as `count` objects, found as
- * depthOf finds nesting; depth counts from each event's opening brace, as MAX_EVENT_DEPTH does.
- */
-function splitArrayOfObjects(body: Buffer, count: number, maxDepth: number): number[] | Rejection {
-  const spans = new Array<number>(count * 2);
-  let n = 0;
-  let depth = 0;
-  for (let i = body.indexOf(OPEN_BRACKET) + 1; n < count; i++) {
-    const c = body[i];
-    if (c === QUOTE) {
-      for (i++; body[i] !== QUOTE; i++) if (body[i] === BACKSLASH) i++;
-    } else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
-      if (depth++ === 0) spans[2 * n] = i;
-      else if (depth > maxDepth) return tooDeep(maxDepth, `event at index ${n}`, { index: n });
-    } else if ((c === CLOSE_BRACE || c === CLOSE_BRACKET) && --depth === 0) {
-      spans[2 * n++ + 1] = i + 1;
-    }
-  }
-  return spans;
 }

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { createGzip, gzipSync } from 'node:zlib';
 import t from 'tap';
+import { parseAnswer } from '../helpers/raw.js';
 import { startS3 } from '../helpers/s3.js';
 import { eventually, startServer } from '../helpers/server.js';
 
@@ -73,15 +74,16 @@ t.test('MAX_BODY_BYTES on the wire: declared, and while streaming without a leng
   t.equal(declared.json.error, 'body_too_large');
 
   // 32 MiB offered in chunks with no Content-Length, on a raw socket that keeps writing until the
-  // server hangs up: the server answers once 64 KiB passed, and closes instead of buffering the rest.
+  // server hangs up: the server answers once 64 KiB passed, and closes instead of buffering the
+  // rest (after reading and dropping at most 8 x MAX_BODY_BYTES of it, for clients that write before they read).
   const streamed = await new Promise<{ status: number; body: string; chunks: number }>((resolve) => {
     const socket = net.connect(server.port, '127.0.0.1');
     let received = '';
     socket.setEncoding('utf8').on('data', (d: string) => (received += d));
     socket.on('error', () => {}); // EPIPE/ECONNRESET once the server has closed: expected
     socket.on('close', () => {
-      const [head = '', body = ''] = received.split('\r\n\r\n');
-      resolve({ status: Number(head.split(' ')[1]), body, chunks: sent });
+      const { status, body } = parseAnswer(received, true);
+      resolve({ status, body, chunks: sent });
     });
     socket.write('POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n');
     const chunk = `4000\r\n${' '.repeat(0x4000)}\r\n`;

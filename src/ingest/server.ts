@@ -33,6 +33,7 @@ export class IngestServer {
   #cap: ConnectionCap | undefined;
   #ready = false;
   #shuttingDown = false;
+  #closed = false;
 
   constructor(
     private readonly options: IngestOptions,
@@ -92,6 +93,7 @@ export class IngestServer {
 
   /** Stops listening; idempotent. */
   close(): void {
+    this.#closed = true;
     this.#cap?.stop();
     for (const socket of this.#listenSockets.splice(0)) uWS.us_listen_socket_close(socket);
   }
@@ -100,6 +102,8 @@ export class IngestServer {
     return new Promise((resolve, reject) => {
       app.listen(host, port, (socket) => {
         if (socket === false) return reject(new Error(`cannot listen on ${host}:${port} (in use, or not allowed)`));
+        // The connection cap may take the port again just after close(): a listener must not outlive it.
+        if (this.#closed) return uWS.us_listen_socket_close(socket);
         // The ingest listener stays first, even when taken again after a pause.
         if (app === this.#app) this.#listenSockets.unshift(socket);
         else this.#listenSockets.push(socket);

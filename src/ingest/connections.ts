@@ -4,7 +4,9 @@
 // (accept fails with EMFILE, the listening socket stays readable) while nothing else is served.
 // So open descriptors are counted from /proc/self/fd a few times a second, and at the cap the
 // listening socket is closed (new connections are refused by the kernel) and opened again on the
-// same port once connections have gone (uWS closes idle ones after 10 s).
+// same port once connections have gone. uWS 20 cannot take the port again while any connection
+// it accepted on it is still open, so that is retried until they have all gone: idle ones are
+// closed after 10 s, and a load balancer that fails its health checks drains the rest.
 import { readdirSync, readFileSync } from 'node:fs';
 
 const CHECK_EVERY_MS = 250;
@@ -70,6 +72,7 @@ export class ConnectionCap {
   #timer: NodeJS.Timeout | undefined;
   #paused = false;
   #resuming = false;
+  #resumeFailures = 0;
   #fds = 0;
 
   constructor(
@@ -105,11 +108,13 @@ export class ConnectionCap {
         () => {
           this.#resuming = false;
           this.#paused = false;
+          this.#resumeFailures = 0;
           this.log.info({ openFds: this.#fds }, 'accepting connections again');
         },
         (err: Error) => {
           this.#resuming = false;
-          this.log.warn({ err: err.message }, 'accepting connections again failed; retrying');
+          // While connections accepted on the port are open (see the top): retried at every check, logged once.
+          if (this.#resumeFailures++ === 0) this.log.warn({ err: err.message }, 'accepting connections again failed; retrying');
         },
       );
     }

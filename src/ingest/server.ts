@@ -73,7 +73,7 @@ export class IngestServer {
       // The ingest listener is always the first socket listened on.
       const listener = {
         pause: () => uWS.us_listen_socket_close(this.#listenSockets.shift()!),
-        resume: () => this.#listenOn(this.#app, host, bound).then(() => true, () => false),
+        resume: () => this.#listenOn(this.#app, host, bound),
       };
       this.#cap = new ConnectionCap(cap, listener, this.log);
       this.#cap.start();

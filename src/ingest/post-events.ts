@@ -53,7 +53,7 @@ export class EventsRoute implements BodyHandler<PostContext> {
     private readonly respond: R.Responder,
     private readonly log: Logger,
   ) {
-    this.#budget = new BodyBudget(options.maxBodiesInFlightBytes);
+    this.#budget = new BodyBudget(options.maxBodiesInFlightBytes, counts);
     this.#bodyLimits = { maxBodyBytes: options.maxBodyBytes, discardMaxBytes: DISCARD_BODIES * options.maxBodyBytes, discardMaxMs: DISCARD_MAX_MS };
     this.#parseLimits = { maxEvents: options.maxEventsPerRequest, maxDepth: options.maxEventDepth };
   }
@@ -73,7 +73,10 @@ export class EventsRoute implements BodyHandler<PostContext> {
     }
     if (this.state.shuttingDown()) return this.#early(res, '503', R.SHUTTING_DOWN, corsOrigin, declared);
     // Over the cap, every connection answered is one fewer.
-    if (this.state.overConnectionCap()) return this.#early(res, '503', R.BUSY, corsOrigin, declared, R.RETRY_AFTER | (declared === 0 ? R.HANG_UP : 0));
+    if (this.state.overConnectionCap()) {
+      this.counts.rejectedBusy++;
+      return this.#early(res, '503', R.BUSY, corsOrigin, declared, R.RETRY_AFTER | (declared === 0 ? R.HANG_UP : 0));
+    }
     if (!this.access.originAllowed(origin)) return this.#early(res, '403', R.ORIGIN_NOT_ALLOWED, '', declared);
     if (!this.access.authorized(req)) return this.#early(res, '401', R.UNAUTHORIZED, corsOrigin, declared);
     const format = bodyFormat(req.getHeader('content-type'));
@@ -93,7 +96,10 @@ export class EventsRoute implements BodyHandler<PostContext> {
 
   /** BodyHandler */
   refuse(res: HttpResponse, why: 'too_large' | 'busy', { corsOrigin }: PostContext): void {
-    if (why === 'busy') return this.respond.send(res, '503', R.BUSY, corsOrigin, R.CLOSE | R.RETRY_AFTER);
+    if (why === 'busy') {
+      this.counts.rejectedBusy++;
+      return this.respond.send(res, '503', R.BUSY, corsOrigin, R.CLOSE | R.RETRY_AFTER);
+    }
     this.counts.rejectedBodyTooLarge++;
     this.respond.send(res, '413', JSON.stringify(BODY_TOO_LARGE), corsOrigin, R.CLOSE);
   }

@@ -9,22 +9,20 @@ import type { HttpResponse } from 'uWebSockets.js';
 
 /** Bytes of request bodies being read, across all connections: their buffers' capacity. */
 export class BodyBudget {
-  #inFlight = 0;
-
-  constructor(readonly maxBytes: number) {}
-
-  get inFlight(): number {
-    return this.#inFlight;
-  }
+  /** `inFlight.bodiesInFlightBytes` is the count, so that metrics read it where it is kept. */
+  constructor(
+    readonly maxBytes: number,
+    private readonly inFlight: { bodiesInFlightBytes: number },
+  ) {}
 
   tryTake(bytes: number): boolean {
-    if (this.#inFlight + bytes > this.maxBytes) return false;
-    this.#inFlight += bytes;
+    if (this.inFlight.bodiesInFlightBytes + bytes > this.maxBytes) return false;
+    this.inFlight.bodiesInFlightBytes += bytes;
     return true;
   }
 
   give(bytes: number): void {
-    this.#inFlight -= bytes;
+    this.inFlight.bodiesInFlightBytes -= bytes;
   }
 }
 

@@ -138,6 +138,8 @@ t.test('MAX_BODIES_IN_FLIGHT_BYTES: bodies being read beyond the budget get 503 
   t.match(JSON.parse(third.body), { error: 'busy' });
   t.match(third.text, /retry-after: 1/i);
   t.ok(third.closed, 'and its connection is closed');
+  t.equal(await server.metric('http_requests_rejected_busy_total'), 1);
+  t.equal(await server.metric('http_bodies_in_flight_bytes'), 800_000, 'the two waiting bodies hold their buffers');
   waiting.forEach((s) => s.destroy());
   // Their budget comes back when they go.
   await eventually(async () => (await server.post(`[${'{"a":1},'.repeat(100)}{}]`)).status === 202);

@@ -187,3 +187,15 @@ t.test('at the fd limit the server stops accepting instead of spinning, and keep
   await eventually(() => fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.status === 200, () => false), 200, 250);
   t.ok(proc.logs.some((l) => l.msg === 'accepting connections again'), 'new connections once the flood is gone');
 });
+
+t.test('MAX_CONNECTIONS: past it the server stops accepting, and accepts again once they have gone', async (t) => {
+  const s3 = await startS3(t);
+  const server = await startServer(t, { ...s3.env, MAX_CONNECTIONS: '5' });
+  const idle = Array.from({ length: 20 }, () => net.connect(server.port, '127.0.0.1').on('error', () => {}));
+  t.teardown(() => idle.forEach((s) => s.destroy()));
+  const paused = await server.waitForLog((l) => l.msg === 'connection cap reached: not accepting connections');
+  t.ok(Number(paused.openFds) >= Number(paused.capFds), `paused at ${String(paused.openFds)} descriptors, cap ${String(paused.capFds)}`);
+  idle.forEach((s) => s.destroy());
+  await eventually(() => fetch(`${server.url}/healthz`).then((r) => r.status === 200, () => false), 200, 250);
+  t.equal((await server.post('{}')).status, 202);
+});

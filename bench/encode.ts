@@ -3,13 +3,13 @@
 import { gzipSync } from 'node:zlib';
 import { Channel } from '../src/channel.js';
 import { parseEvents, Rejection } from '../src/ingest/body.js';
-import { type Batch, Batcher, encodeLines, LINE_OVERHEAD_BYTES } from '../src/upload/batcher.js';
+import { type Batch, Batcher, encodeLines } from '../src/upload/batcher.js';
 import { event } from './lib/scenario.js';
 
 const TOTAL_EVENTS = 100_000;
 // Every event different, as in real traffic: repeats would flatter gzip.
 const requests = Array.from({ length: TOTAL_EVENTS / 50 }, (_, r) => {
-  const parsed = parseEvents(Buffer.from(`[${Array.from({ length: 50 }, (_, i) => event(r * 50 + i)).join(',')}]`), 'json', 1000);
+  const parsed = parseEvents(Buffer.from(`[${Array.from({ length: 50 }, (_, i) => event(r * 50 + i)).join(',')}]`), 'json', { maxEvents: 1000, maxDepth: 64 });
   if (parsed instanceof Rejection) throw new Error(parsed.message);
   return parsed;
 });
@@ -20,7 +20,7 @@ function batches(maxEvents: number): { batches: Batch[]; msPerMillion: number } 
   const batcher = new Batcher(channel, { hasRoom: () => true, submit: (b) => out.push(b) }, { maxEvents, maxBytes: 1 << 30, maxAgeMs: 3_600_000, prefix: 'raw', instanceId: 'bench' });
   const started = performance.now();
   for (const parsed of requests) {
-    channel.tryPush({ receivedAt: Date.now(), body: parsed.body, spans: parsed.spans, count: 50, bytes: parsed.bytes + 50 * LINE_OVERHEAD_BYTES });
+    channel.tryPush({ receivedAt: Date.now(), body: parsed.body, spans: parsed.spans, count: 50, bytes: parsed.bytes });
     batcher.drain();
   }
   batcher.flush();

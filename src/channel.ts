@@ -14,7 +14,7 @@ export interface Entry {
   /** Event i is body[spans[2i], spans[2i + 1]). */
   readonly spans: readonly number[];
   readonly count: number;
-  /** Bytes of the JSON lines these events become (LINE_OVERHEAD_BYTES each, plus the event). */
+  /** Bytes held: body.length (the front keeps little beside the events, see ParsedEvents). */
   readonly bytes: number;
 }
 

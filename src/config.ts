@@ -22,6 +22,12 @@ export interface Config {
   readonly s3: S3Config;
   readonly maxBodyBytes: number;
   readonly maxEventsPerRequest: number;
+  /** Nesting of objects and arrays within one event. */
+  readonly maxEventDepth: number;
+  /** Capacity of the buffers of all request bodies being read at once. */
+  readonly maxBodiesInFlightBytes: number;
+  /** Undefined: sized to the file descriptor limit. */
+  readonly maxConnections: number | undefined;
   readonly channelMaxEvents: number;
   readonly channelMaxBytes: number;
   readonly batchMaxEvents: number;
@@ -82,6 +88,7 @@ function readConfig(): Config {
   if (prefix === '') throw new ConfigError('"S3_PREFIX" should be a non-empty key prefix such as "raw"');
   const bucket = env.get('S3_BUCKET').asString()?.trim() || undefined;
   const metricsPort = env.get('METRICS_PORT').asString() ? int('METRICS_PORT', 0, 0, 65535) : undefined;
+  const maxConnections = env.get('MAX_CONNECTIONS').asString() ? int('MAX_CONNECTIONS', 0, 1, 10_000_000) : undefined;
 
   return {
     port: int('PORT', 8080, 0, 65535),
@@ -95,6 +102,9 @@ function readConfig(): Config {
     },
     maxBodyBytes: int('MAX_BODY_BYTES', MiB, 1, 256 * MiB),
     maxEventsPerRequest: int('MAX_EVENTS_PER_REQUEST', 1000, 1, 1_000_000),
+    maxEventDepth: int('MAX_EVENT_DEPTH', 64, 1, 100_000),
+    maxBodiesInFlightBytes: int('MAX_BODIES_IN_FLIGHT_BYTES', 32 * MiB, 1024, 64 * 1024 * MiB),
+    maxConnections,
     channelMaxEvents: int('CHANNEL_MAX_EVENTS', 100_000, 1, 100_000_000),
     channelMaxBytes: int('CHANNEL_MAX_BYTES', 64 * MiB, 1024, 64 * 1024 * MiB),
     batchMaxEvents: int('BATCH_MAX_EVENTS', 5000, 1, 10_000_000),

@@ -1,12 +1,15 @@
 // Request body -> where each event is in it, or the 4xx that says what is wrong (SPEC §2).
 //
 // Events are kept as the bytes the client sent, never re-serialised: big integers, number
-// formatting and key order reach S3 exactly as sent. An event is a byte span of the request
-// body: no per-event object, string or copy until the batch is written out. CR and LF can only
-// be whitespace in valid JSON, so they are overwritten with spaces in the body: every event is
-// one line of the stored JSON-lines object even when the client pretty-printed it.
+// formatting and key order reach S3 exactly as sent. An event is a byte span of the buffer kept
+// for its request (the body, or its events alone when the body is mostly something else): no
+// per-event object or string until the batch is written out. CR and LF can only be whitespace in
+// valid JSON, so they are overwritten with spaces in that buffer: every event is one line of the
+// stored JSON-lines object even when the client pretty-printed it. The request body itself is
+// only read (it may be uWS's memory).
 import { isUtf8 } from 'node:buffer';
 import zlib from 'node:zlib';
+import { blankLineBreaks, depthOf, splitArrayOfObjects, trimEnd, trimStart } from './json-scan.js';
 
 export type BodyFormat = 'json' | 'ndjson';
 
@@ -25,12 +28,22 @@ export class Rejection {
 }
 
 export interface ParsedEvents {
-  /** The body, owned by the caller; CR and LF outside strings already turned into spaces. */
+  /**
+   * The events' bytes, in a buffer of the caller's own (never a view of uWS's memory), with CR
+   * and LF inside events turned into spaces. When the request held much more than its events
+   * (padding, whitespace), only the events are kept: memory held is what the events need.
+   */
   readonly body: Buffer;
   /** Event i is body[spans[2i], spans[2i + 1]). */
   readonly spans: number[];
-  /** Bytes of all events together. */
+  /** Bytes held: body.length. */
   readonly bytes: number;
+}
+
+export interface ParseLimits {
+  readonly maxEvents: number;
+  /** Nesting of objects and arrays within one event; `{}` is 1. */
+  readonly maxDepth: number;
 }
 
 export const BODY_TOO_LARGE = new Rejection(413, 'body_too_large', 'body exceeds MAX_BODY_BYTES');
@@ -38,16 +51,11 @@ const DECOMPRESSED_TOO_LARGE = new Rejection(413, 'body_too_large', 'decompresse
 const EMPTY_BODY = new Rejection(400, 'empty_body', 'body holds no events');
 const NOT_UTF8 = new Rejection(400, 'invalid_json', 'body is not valid UTF-8');
 const NOT_AN_OBJECT = new Rejection(400, 'not_an_object', 'body must be a JSON object or an array of JSON objects');
-const QUOTE = 34;
-const SPACE = 0x20;
-const TAB = 0x09;
+const tooDeep = (maxDepth: number, what: string, at?: { index: number } | { line: number }): Rejection =>
+  new Rejection(400, 'too_deep', `${what} nests objects and arrays deeper than MAX_EVENT_DEPTH (${maxDepth})`, at);
+/** Keep the whole body when at most this share of it is not events; otherwise copy the events alone. */
+const MAX_WASTE_SHARE = 1 / 8;
 const LF = 0x0a;
-const CR = 0x0d;
-const BACKSLASH = 92;
-const OPEN_BRACE = 123;
-const CLOSE_BRACE = 125;
-const OPEN_BRACKET = 91;
-const CLOSE_BRACKET = 93;
 
 /** Gunzips without ever holding more than `maxBytes` of output, so a gzip bomb costs nothing. */
 export function gunzipCapped(body: Buffer, maxBytes: number): Buffer | Rejection {
@@ -59,17 +67,19 @@ export function gunzipCapped(body: Buffer, maxBytes: number): Buffer | Rejection
   }
 }
 
-/** Parses `body` in place (it must be the caller's own copy: CR and LF are overwritten). */
-export function parseEvents(body: Buffer, format: BodyFormat, maxEvents: number): ParsedEvents | Rejection {
+/**
+ * Validates `body` and keeps its events. `body` is only read: it may be a view of uWS's memory.
+ * `owned`: the body is already the caller's own buffer, of exactly its length (a gunzip result),
+ * so it can be kept as it is instead of copied.
+ */
+export function parseEvents(body: Buffer, format: BodyFormat, limits: ParseLimits, owned = false): ParsedEvents | Rejection {
   if (!isUtf8(body)) return NOT_UTF8;
-  const spans = format === 'json' ? parseJson(body, maxEvents) : parseNdjson(body, maxEvents);
+  const spans = format === 'json' ? parseJson(body, limits) : parseNdjson(body, limits);
   if (spans instanceof Rejection) return spans;
-  let bytes = 0;
-  for (let i = 0; i < spans.length; i += 2) bytes += spans[i + 1]! - spans[i]!;
-  return { body, spans, bytes };
+  return hold(body, spans, owned);
 }
 
-function parseJson(body: Buffer, maxEvents: number): number[] | Rejection {
+function parseJson(body: Buffer, { maxEvents, maxDepth }: ParseLimits): number[] | Rejection {
   let value: unknown;
   try {
     value = JSON.parse(body.toString('utf8'));
@@ -81,7 +91,7 @@ function parseJson(body: Buffer, maxEvents: number): number[] | Rejection {
     if (!isObject(value)) return NOT_AN_OBJECT;
     const start = trimStart(body, 0, body.length);
     const end = trimEnd(body, start, body.length);
-    blankLineBreaks(body, start, end);
+    if (depthOf(body, start, end) > maxDepth) return tooDeep(maxDepth, 'the event');
     return [start, end];
   }
   if (value.length === 0) return EMPTY_BODY;
@@ -91,11 +101,11 @@ function parseJson(body: Buffer, maxEvents: number): number[] | Rejection {
   for (let i = 0; i < value.length; i++) {
     if (!isObject(value[i])) return new Rejection(400, 'not_an_object', `event at index ${i} is not a JSON object`, { index: i });
   }
-  blankLineBreaks(body, 0, body.length);
-  return splitArrayOfObjects(body, value.length);
+  const spans = splitArrayOfObjects(body, value.length, maxDepth);
+  return Array.isArray(spans) ? spans : tooDeep(maxDepth, `event at index ${spans.tooDeep}`, { index: spans.tooDeep });
 }
 
-function parseNdjson(body: Buffer, maxEvents: number): number[] | Rejection {
+function parseNdjson(body: Buffer, { maxEvents, maxDepth }: ParseLimits): number[] | Rejection {
   const spans: number[] = [];
   let line = 0;
   for (let next = 0; next < body.length; ) {
@@ -116,53 +126,38 @@ function parseNdjson(body: Buffer, maxEvents: number): number[] | Rejection {
       return new Rejection(400, 'invalid_json', `line ${line}: ${(err as Error).message}`, { line });
     }
     if (!isObject(value)) return new Rejection(400, 'not_an_object', `line ${line} is not a JSON object`, { line });
-    // A CR is whitespace to JSON but a line break to some readers: never let one through.
-    blankLineBreaks(body, start, end);
+    if (depthOf(body, start, end) > maxDepth) return tooDeep(maxDepth, `line ${line}`, { line });
     spans.push(start, end);
   }
   return spans.length === 0 ? EMPTY_BODY : spans;
 }
 
-function isObject(value: unknown): boolean {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-const isSpace = (c: number | undefined): boolean => c === SPACE || c === LF || c === CR || c === TAB;
-
-function trimStart(body: Buffer, from: number, to: number): number {
-  while (from < to && isSpace(body[from])) from++;
-  return from;
-}
-
-function trimEnd(body: Buffer, from: number, to: number): number {
-  while (to > from && isSpace(body[to - 1])) to--;
-  return to;
-}
-
-/** CR and LF -> space in [from, to); only for text already parsed as JSON, where they are whitespace. */
-function blankLineBreaks(body: Buffer, from: number, to: number): void {
-  for (let at = body.indexOf(LF, from); at !== -1 && at < to; at = body.indexOf(LF, at + 1)) body[at] = SPACE;
-  for (let at = body.indexOf(CR, from); at !== -1 && at < to; at = body.indexOf(CR, at + 1)) body[at] = SPACE;
-}
-
 /**
- * The byte spans of the objects of a JSON array already validated as `count` objects. Bytes
- * are enough: every JSON structural character is ASCII, and no byte of a multi-byte UTF-8
- * sequence is. Only braces outside strings move the depth; strings are skipped, escapes too.
+ * The events in a buffer of our own. The whole body is kept (or copied in one go) when it is
+ * mostly events, as a JSON array or NDJSON body is; otherwise each event is copied next to the
+ * last, so padding never occupies the channel. CR and LF, whitespace within valid JSON, become
+ * spaces (a CR is a line break to some readers: never let one through).
  */
-function splitArrayOfObjects(body: Buffer, count: number): number[] {
-  const spans = new Array<number>(count * 2);
-  let n = 0;
-  let depth = 0;
-  for (let i = body.indexOf(OPEN_BRACKET) + 1; n < count; i++) {
-    const c = body[i];
-    if (c === QUOTE) {
-      for (i++; body[i] !== QUOTE; i++) if (body[i] === BACKSLASH) i++;
-    } else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
-      if (depth++ === 0) spans[2 * n] = i;
-    } else if ((c === CLOSE_BRACE || c === CLOSE_BRACKET) && --depth === 0) {
-      spans[2 * n++ + 1] = i + 1;
+function hold(body: Buffer, spans: number[], owned: boolean): ParsedEvents {
+  let eventBytes = 0;
+  for (let i = 0; i < spans.length; i += 2) eventBytes += spans[i + 1]! - spans[i]!;
+  let held: Buffer;
+  if (body.length - eventBytes <= body.length * MAX_WASTE_SHARE) {
+    held = owned ? body : Buffer.from(body);
+  } else {
+    held = Buffer.allocUnsafe(eventBytes);
+    let at = 0;
+    for (let i = 0; i < spans.length; i += 2) {
+      const start = at;
+      at += body.copy(held, at, spans[i], spans[i + 1]);
+      spans[i] = start;
+      spans[i + 1] = at;
     }
   }
-  return spans;
+  for (let i = 0; i < spans.length; i += 2) blankLineBreaks(held, spans[i]!, spans[i + 1]!);
+  return { body: held, spans, bytes: held.length };
+}
+
+function isObject(value: unknown): boolean {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

@@ -1,20 +1,25 @@
-// uWebSockets.js routes: POST /v1/events into the channel, health, readiness and metrics (SPEC §2).
-//
-// A uWS response must not be touched after its onAborted ran; every body is therefore handled
-// synchronously inside the last onData call, and only /metrics answers later (guarded).
+// uWebSockets.js routes and listeners: POST /v1/events (post-events.ts), health, readiness and
+// metrics (SPEC §2), and the connection cap. /metrics answers later, guarded by onAborted.
 import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket } from 'uWebSockets.js';
 import type { Logger } from 'pino';
 import type { Intake } from '../channel.js';
-import type { HttpCounts, Status } from '../metrics/http.js';
-import { LINE_OVERHEAD_BYTES } from '../upload/batcher.js';
-import { BODY_TOO_LARGE, type BodyFormat, gunzipCapped, parseEvents, Rejection } from './body.js';
+import type { HttpCounts } from '../metrics/http.js';
+import { Access } from './access.js';
+import { ConnectionCap, fdCap } from './connections.js';
+import { type EventsOptions, EventsRoute } from './post-events.js';
+import * as R from './respond.js';
+
+// uWS takes (host, port, options, cb) and exports LIBUS_LISTEN_EXCLUSIVE_PORT = 1 at run time;
+// its typings declare neither.
+type ListenWithOptions = (host: string, port: number, options: number, cb: (socket: us_listen_socket | false) => void) => TemplatedApp;
+const EXCLUSIVE_PORT = 1;
 
 /** The JS emulation the package falls back to says so only on the console; its App is not native code. */
 export const httpEngine: 'native' | 'js-fallback' = String(uWS.App).includes('[native code]') ? 'native' : 'js-fallback';
 
-export interface IngestOptions {
-  readonly maxBodyBytes: number;
-  readonly maxEventsPerRequest: number;
+export interface IngestOptions extends EventsOptions {
+  /** Undefined: sized to the fd limit. */
+  readonly maxConnections: number | undefined;
   readonly apiKeys: readonly string[];
   readonly corsOrigins: readonly string[];
 }
@@ -24,70 +29,60 @@ export interface MetricsPage {
   readonly body: string;
 }
 
-// uWS takes (host, port, options, cb) and exports LIBUS_LISTEN_EXCLUSIVE_PORT = 1 at run time;
-// its typings declare neither.
-type ListenWithOptions = (host: string, port: number, options: number, cb: (socket: us_listen_socket | false) => void) => TemplatedApp;
-const EXCLUSIVE_PORT = 1;
-const JSON_TYPE = 'application/json';
-const QUEUE_FULL_LOG_INTERVAL_MS = 10_000;
-const STATUS_LINES: Record<Status, string> = {
-  '200': '200 OK', '202': '202 Accepted', '204': '204 No Content', '400': '400 Bad Request',
-  '401': '401 Unauthorized', '404': '404 Not Found', '405': '405 Method Not Allowed',
-  '413': '413 Payload Too Large', '415': '415 Unsupported Media Type', '500': '500 Internal Server Error',
-  '503': '503 Service Unavailable',
-};
-const body = (error: string, message: string): string => JSON.stringify({ error, message });
-const QUEUE_FULL = body('queue_full', 'the event channel is full; retry after the Retry-After delay');
-const SHUTTING_DOWN = body('shutting_down', 'the server is shutting down; send to another instance');
-const UNAUTHORIZED = body('unauthorized', 'send a valid API key in x-api-key, Authorization: Bearer, or ?api_key=');
-const UNSUPPORTED_TYPE = body('unsupported_media_type', 'Content-Type must be application/json, application/x-ndjson or text/plain');
-const UNSUPPORTED_ENCODING = body('unsupported_encoding', 'Content-Encoding must be gzip or identity');
-const NOT_FOUND = body('not_found', 'no such endpoint; events go to POST /v1/events');
-const METHOD_NOT_ALLOWED = body('method_not_allowed', 'method not allowed on this endpoint');
-
 export class IngestServer {
   readonly #app: TemplatedApp;
   readonly #metricsApp: TemplatedApp | undefined;
   readonly #listenSockets: us_listen_socket[] = [];
-  readonly #apiKeys: ReadonlySet<string> | undefined;
-  readonly #anyOrigin: boolean;
-  readonly #origins: ReadonlySet<string> | undefined;
+  readonly #respond: R.Responder;
+  readonly #events: EventsRoute;
+  #cap: ConnectionCap | undefined;
   #ready = false;
   #shuttingDown = false;
-  #queueFullUnlogged = 0;
-  #queueFullLoggedAt = 0;
+  #closed = false;
 
   constructor(
     private readonly options: IngestOptions,
-    private readonly channel: Intake,
-    private readonly counts: HttpCounts,
+    channel: Intake,
+    counts: HttpCounts,
     private readonly renderMetrics: () => Promise<MetricsPage>,
     private readonly log: Logger,
     separateMetricsPort: boolean,
   ) {
-    this.#apiKeys = options.apiKeys.length > 0 ? new Set(options.apiKeys) : undefined;
-    this.#anyOrigin = options.corsOrigins.includes('*');
-    this.#origins = options.corsOrigins.length > 0 ? new Set(options.corsOrigins) : undefined;
+    const access = new Access(options.apiKeys, options.corsOrigins);
+    this.#respond = new R.Responder(counts);
+    const state = { shuttingDown: () => this.#shuttingDown, overConnectionCap: () => this.#cap?.full === true };
+    this.#events = new EventsRoute(options, state, channel, counts, access, this.#respond, log);
+    const send = this.#respond.send.bind(this.#respond);
     const app = (this.#app = uWS.App());
-    app.post('/v1/events', this.#postEvents);
-    if (this.#origins !== undefined) app.options('/v1/events', this.#preflight);
-    app.any('/v1/events', (res) => this.#send(res, '405', METHOD_NOT_ALLOWED, '', 'POST'));
-    this.#routeGet(app, '/healthz', (res) => this.#send(res, '200', '{"status":"ok"}', ''));
+    app.post('/v1/events', this.#events.post);
+    if (access.cors) app.options('/v1/events', (res, req) => access.preflight(res, req, this.#respond));
+    app.any('/v1/events', (res) => send(res, '405', R.METHOD_NOT_ALLOWED, '', 0, 'POST'));
+    this.#routeGet(app, '/healthz', (res) => send(res, '200', '{"status":"ok"}'));
     this.#routeGet(app, '/readyz', (res) =>
       this.#ready && !this.#shuttingDown
-        ? this.#send(res, '200', '{"status":"ready"}', '')
-        : this.#send(res, '503', this.#shuttingDown ? SHUTTING_DOWN : body('starting', 'not ready yet'), ''),
+        ? send(res, '200', '{"status":"ready"}')
+        : send(res, '503', this.#shuttingDown ? R.SHUTTING_DOWN : R.errorBody('starting', 'not ready yet')),
     );
     this.#metricsApp = separateMetricsPort ? uWS.App() : undefined;
     this.#routeGet(this.#metricsApp ?? app, '/metrics', this.#serveMetrics);
-    app.any('/*', (res) => this.#send(res, '404', NOT_FOUND, ''));
-    this.#metricsApp?.any('/*', (res) => this.#send(res, '404', NOT_FOUND, ''));
+    app.any('/*', (res) => send(res, '404', R.NOT_FOUND));
+    this.#metricsApp?.any('/*', (res) => send(res, '404', R.NOT_FOUND));
   }
 
   /** Listens on the ingest port, and the metrics port if separate; resolves with the bound ports. */
   async listen(host: string, port: number, metricsPort?: number): Promise<{ port: number; metricsPort: number }> {
     const bound = await this.#listenOn(this.#app, host, port);
     const boundMetrics = this.#metricsApp === undefined ? bound : await this.#listenOn(this.#metricsApp, host, metricsPort ?? 0);
+    const cap = fdCap(this.options.maxConnections);
+    if (cap !== undefined) {
+      // The ingest listener is always the first socket listened on.
+      const listener = {
+        pause: () => uWS.us_listen_socket_close(this.#listenSockets.shift()!),
+        resume: () => this.#listenOn(this.#app, host, bound),
+      };
+      this.#cap = new ConnectionCap(cap, listener, this.log);
+      this.#cap.start();
+    }
     return { port: bound, metricsPort: boundMetrics };
   }
 
@@ -103,6 +98,8 @@ export class IngestServer {
 
   /** Stops listening; idempotent. */
   close(): void {
+    this.#closed = true;
+    this.#cap?.stop();
     for (const socket of this.#listenSockets.splice(0)) uWS.us_listen_socket_close(socket);
   }
 
@@ -111,7 +108,11 @@ export class IngestServer {
       // Exclusive: without it a second server on the same port would silently share it (SO_REUSEPORT).
       (app.listen as unknown as ListenWithOptions)(host, port, EXCLUSIVE_PORT, (socket) => {
         if (socket === false) return reject(new Error(`cannot listen on ${host}:${port}: the port is in use (another server?) or not allowed`));
-        this.#listenSockets.push(socket);
+        // The connection cap may take the port again just after close(): a listener must not outlive it.
+        if (this.#closed) return uWS.us_listen_socket_close(socket);
+        // The ingest listener stays first, even when taken again after a pause.
+        if (app === this.#app) this.#listenSockets.unshift(socket);
+        else this.#listenSockets.push(socket);
         resolve(uWS.us_socket_local_port(socket));
       });
     });
@@ -119,132 +120,7 @@ export class IngestServer {
 
   #routeGet(app: TemplatedApp, path: string, handler: (res: HttpResponse, req: HttpRequest) => void): void {
     app.get(path, handler);
-    app.any(path, (res) => this.#send(res, '405', METHOD_NOT_ALLOWED, '', 'GET'));
-  }
-
-  #postEvents = (res: HttpResponse, req: HttpRequest): void => {
-    // Headers must be read now: req is only valid until this function returns.
-    const origin = this.#origins === undefined ? '' : req.getHeader('origin');
-    const contentLength = req.getHeader('content-length');
-    const hasBody = contentLength !== '0';
-    if (this.#shuttingDown) return this.#send(res, '503', SHUTTING_DOWN, origin, undefined, hasBody);
-    if (this.#apiKeys !== undefined && !this.#authorized(req)) return this.#send(res, '401', UNAUTHORIZED, origin, undefined, hasBody);
-    const format = bodyFormat(req.getHeader('content-type'));
-    if (format === undefined) return this.#send(res, '415', UNSUPPORTED_TYPE, origin, undefined, hasBody);
-    const encoding = req.getHeader('content-encoding').toLowerCase();
-    const gzip = encoding === 'gzip';
-    if (!gzip && encoding !== '' && encoding !== 'identity') return this.#send(res, '415', UNSUPPORTED_ENCODING, origin, undefined, hasBody);
-    if (Number(contentLength) > this.options.maxBodyBytes) return this.#tooLarge(res, BODY_TOO_LARGE, origin);
-
-    let parts: Buffer[] | undefined;
-    let received = 0;
-    let done = false;
-    res.onAborted(() => {
-      done = true;
-    });
-    res.onData((chunk, isLast) => {
-      if (done) return;
-      received += chunk.byteLength;
-      if (received > this.options.maxBodyBytes) {
-        done = true;
-        parts = undefined;
-        res.cork(() => this.#tooLarge(res, BODY_TOO_LARGE, origin));
-        return;
-      }
-      if (!isLast) {
-        // uWS reuses the chunk's memory after this callback returns: keep a copy.
-        (parts ??= []).push(Buffer.from(chunk.slice(0)));
-        return;
-      }
-      done = true;
-      // A view of uWS's memory, valid only in this callback: events stay in the body, as byte spans,
-      // until their batch is written, so the body must become ours. Concatenating and gunzipping
-      // both make a new buffer; only a plain body in one chunk needs a copy of its own.
-      const last = Buffer.from(chunk);
-      const body = parts !== undefined ? Buffer.concat([...parts, last]) : gzip ? last : Buffer.from(last);
-      // Outside the handler's own tick uWS does not cork: without this, status line, headers and
-      // body each cost a send() system call.
-      res.cork(() => this.#accept(res, body, format, gzip, origin));
-    });
-  };
-
-  #accept(res: HttpResponse, wire: Buffer, format: BodyFormat, gzip: boolean, origin: string): void {
-    // Under overload most requests meet a full channel: refuse them before paying for a parse.
-    const admitted = this.channel.admits();
-    if (admitted !== 'ok') return this.#refuse(res, admitted, origin);
-    const raw = gzip ? gunzipCapped(wire, this.options.maxBodyBytes) : wire;
-    if (raw instanceof Rejection) return raw.status === 413 ? this.#tooLarge(res, raw, origin) : this.#reject(res, raw, origin);
-    const parsed = parseEvents(raw, format, this.options.maxEventsPerRequest);
-    if (parsed instanceof Rejection) return this.#reject(res, parsed, origin);
-    const count = parsed.spans.length / 2;
-    const pushed = this.channel.tryPush({
-      receivedAt: Date.now(),
-      body: parsed.body,
-      spans: parsed.spans,
-      count,
-      bytes: parsed.bytes + count * LINE_OVERHEAD_BYTES,
-    });
-    if (pushed !== 'ok') return this.#refuse(res, pushed, origin);
-    this.counts.eventsAccepted += count;
-    this.#send(res, '202', `{"accepted":${count}}`, origin);
-  }
-
-  /** 503: the channel is closed (shutdown) or full (back-pressure: retry after a second). */
-  #refuse(res: HttpResponse, why: 'full' | 'closed', origin: string): void {
-    if (why === 'closed') return this.#send(res, '503', SHUTTING_DOWN, origin);
-    this.counts.rejectedQueueFull++;
-    this.#logQueueFull();
-    this.#send(res, '503', QUEUE_FULL, origin, undefined, false, true);
-  }
-
-  #reject(res: HttpResponse, rejection: Rejection, origin: string): void {
-    this.#send(res, String(rejection.status) as Status, JSON.stringify(rejection), origin);
-  }
-
-  /** 413 closes the connection: the rest of the body is never read. */
-  #tooLarge(res: HttpResponse, rejection: Rejection, origin: string): void {
-    this.counts.rejectedBodyTooLarge++;
-    this.#send(res, '413', JSON.stringify(rejection), origin, undefined, true);
-  }
-
-  // Rate-limited: under overload this would otherwise be one line per request.
-  #logQueueFull(): void {
-    this.#queueFullUnlogged++;
-    const now = Date.now();
-    if (now - this.#queueFullLoggedAt < QUEUE_FULL_LOG_INTERVAL_MS) return;
-    this.log.warn({ rejected: this.#queueFullUnlogged, channelEvents: this.channel.events, channelBytes: this.channel.bytes }, 'queue full (drop)');
-    this.#queueFullLoggedAt = now;
-    this.#queueFullUnlogged = 0;
-  }
-
-  #authorized(req: HttpRequest): boolean {
-    const keys = this.#apiKeys!;
-    const bearer = req.getHeader('authorization');
-    return (
-      keys.has(req.getHeader('x-api-key')) ||
-      (bearer.startsWith('Bearer ') && keys.has(bearer.slice(7).trim())) ||
-      // navigator.sendBeacon cannot set headers.
-      keys.has(req.getQuery('api_key') ?? '')
-    );
-  }
-
-  #preflight = (res: HttpResponse, req: HttpRequest): void => {
-    const origin = req.getHeader('origin');
-    res.writeStatus(STATUS_LINES['204']);
-    if (this.#corsAllows(origin)) {
-      res
-        .writeHeader('access-control-allow-origin', origin)
-        .writeHeader('vary', 'origin')
-        .writeHeader('access-control-allow-methods', 'POST, OPTIONS')
-        .writeHeader('access-control-allow-headers', 'content-type, content-encoding, authorization, x-api-key')
-        .writeHeader('access-control-max-age', '86400');
-    }
-    this.counts.requests['204']++;
-    res.end();
-  };
-
-  #corsAllows(origin: string): boolean {
-    return origin !== '' && (this.#anyOrigin || this.#origins!.has(origin));
+    app.any(path, (res) => this.#respond.send(res, '405', R.METHOD_NOT_ALLOWED, '', 0, 'GET'));
   }
 
   #serveMetrics = (res: HttpResponse): void => {
@@ -254,35 +130,12 @@ export class IngestServer {
     });
     this.renderMetrics().then(
       (page) => {
-        if (aborted) return;
-        res.cork(() => {
-          this.counts.requests['200']++;
-          res.writeStatus(STATUS_LINES['200']).writeHeader('content-type', page.contentType).end(page.body);
-        });
+        if (!aborted) res.cork(() => this.#respond.sendRaw(res, '200', [['content-type', page.contentType]], page.body));
       },
       (err: Error) => {
         this.log.error({ err: err.message }, 'rendering /metrics failed');
-        if (aborted) return;
-        this.counts.requests['500']++;
-        res.cork(() => res.writeStatus(STATUS_LINES['500']).end());
+        if (!aborted) res.cork(() => this.#respond.sendRaw(res, '500', []));
       },
     );
   };
-
-  #send(res: HttpResponse, status: Status, json: string, origin: string, allow?: string, close = false, retryAfter = false): void {
-    this.counts.requests[status]++;
-    res.writeStatus(STATUS_LINES[status]).writeHeader('content-type', JSON_TYPE);
-    if (allow !== undefined) res.writeHeader('allow', allow);
-    if (retryAfter) res.writeHeader('retry-after', '1');
-    if (origin !== '' && this.#corsAllows(origin)) res.writeHeader('access-control-allow-origin', origin).writeHeader('vary', 'origin');
-    res.end(json, close);
-  }
-}
-
-function bodyFormat(contentType: string): BodyFormat | undefined {
-  const semicolon = contentType.indexOf(';');
-  const type = (semicolon === -1 ? contentType : contentType.slice(0, semicolon)).trim().toLowerCase();
-  if (type === 'application/json' || type === 'text/plain') return 'json';
-  if (type === 'application/x-ndjson') return 'ndjson';
-  return undefined;
 }

@@ -3,14 +3,18 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 
 /** Every status the front answers. */
-const STATUSES = ['200', '202', '204', '400', '401', '404', '405', '413', '415', '500', '503'] as const;
+const STATUSES = ['200', '202', '204', '400', '401', '403', '404', '405', '413', '415', '500', '503'] as const;
 export type Status = (typeof STATUSES)[number];
 
 export class HttpCounts {
   readonly requests: Record<Status, number> = Object.fromEntries(STATUSES.map((s) => [s, 0])) as Record<Status, number>;
   rejectedQueueFull = 0;
   rejectedBodyTooLarge = 0;
+  /** 503 `busy`: the bodies being read fill MAX_BODIES_IN_FLIGHT_BYTES, or over the connection cap. */
+  rejectedBusy = 0;
   eventsAccepted = 0;
+  /** Capacity of the buffers of request bodies being read (a gauge, kept by the body budget). */
+  bodiesInFlightBytes = 0;
 }
 
 export function createHttpMetrics(registry: Registry, engine: 'native' | 'js-fallback'): HttpCounts {
@@ -52,6 +56,19 @@ export function createHttpMetrics(registry: Registry, engine: 'native' | 'js-fal
     'POST /v1/events answered 413 because the body passed MAX_BODY_BYTES on the wire or decompressed',
     () => counts.rejectedBodyTooLarge,
   );
+  counter(
+    'http_requests_rejected_busy_total',
+    'POST /v1/events answered 503 busy: bodies being read fill MAX_BODIES_IN_FLIGHT_BYTES, or connections are over the cap',
+    () => counts.rejectedBusy,
+  );
+  new Gauge({
+    name: 'http_bodies_in_flight_bytes',
+    help: 'Capacity of the buffers of request bodies being read, against MAX_BODIES_IN_FLIGHT_BYTES',
+    registers: [registry],
+    collect() {
+      this.set(counts.bodiesInFlightBytes);
+    },
+  });
   counter('ingest_events_accepted_total', 'Events answered with 202 and put in the event channel', () => counts.eventsAccepted);
   const engineInfo = new Gauge({
     name: 'http_engine_info',

@@ -97,8 +97,10 @@ export class Batcher {
 
   #append(entry: Entry): void {
     const { maxEvents, maxBytes } = this.options;
-    if (this.#events + entry.count <= maxEvents && this.#bytes + entry.bytes <= maxBytes) {
-      this.#add(entry, 0, entry.count, entry.bytes);
+    // entry.bytes is what the entry holds: its events' bytes (and little else, see ParsedEvents).
+    const lineBytes = entry.bytes + entry.count * LINE_OVERHEAD_BYTES;
+    if (this.#events + entry.count <= maxEvents && this.#bytes + lineBytes <= maxBytes) {
+      this.#add(entry, 0, entry.count, lineBytes);
     } else {
       // The request straddles a cut: take event by event what fits.
       let from = 0;

@@ -3,11 +3,14 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { createGzip, gzipSync } from 'node:zlib';
 import t from 'tap';
+import { parseAnswer } from '../helpers/raw.js';
 import { startS3 } from '../helpers/s3.js';
 import { eventually, startServer } from '../helpers/server.js';
 
 const JSON_TYPE = { 'content-type': 'application/json' };
 const NDJSON_TYPE = { 'content-type': 'application/x-ndjson' };
+/** An object nested `depth` levels deep. */
+const nest = (depth: number): string => `${'{"a":'.repeat(depth - 1)}{}${'}'.repeat(depth - 1)}`;
 
 t.test('bad bodies get a 400 naming the problem, and nothing of them is stored', async (t) => {
   const s3 = await startS3(t);
@@ -30,6 +33,10 @@ t.test('bad bodies get a 400 naming the problem, and nothing of them is stored',
     ['a non-object NDJSON line', '{"a":1}\n[1]\n', NDJSON_TYPE, { error: 'not_an_object', line: 2 }],
     ['invalid UTF-8', Buffer.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xff, 0x22, 0x7d]), JSON_TYPE, { error: 'invalid_json' }],
     ['a body that claims gzip but is not', '{"a":1}', { ...JSON_TYPE, 'content-encoding': 'gzip' }, { error: 'invalid_gzip' }],
+    ['an event nested 65 deep (MAX_EVENT_DEPTH 64)', nest(65), JSON_TYPE, { error: 'too_deep' }],
+    ['an event nested 100,000 deep', nest(100_000), JSON_TYPE, { error: 'too_deep' }],
+    ['a deep event in a batch', `[{},${nest(65)}]`, JSON_TYPE, { error: 'too_deep', index: 1 }],
+    ['a deep NDJSON line', `{}\n${nest(65)}\n`, NDJSON_TYPE, { error: 'too_deep', line: 2 }],
   ];
   for (const [name, body, headers, expected] of cases) {
     const answer = await server.post(body, headers);
@@ -40,6 +47,7 @@ t.test('bad bodies get a 400 naming the problem, and nothing of them is stored',
   await eventually(async () => (await server.metric('s3_events_stored_total')) === 1);
   const stored = (await s3.objects()).flatMap((o) => o.records.map((r) => r.event));
   t.same(stored, [{ ok: true }], 'all-or-nothing: no event of a rejected request was stored');
+  t.equal((await server.post(nest(64))).status, 202, 'MAX_EVENT_DEPTH itself is fine');
   t.equal(await server.metric('http_requests_total', '{status="400"}'), cases.length);
 });
 
@@ -66,15 +74,16 @@ t.test('MAX_BODY_BYTES on the wire: declared, and while streaming without a leng
   t.equal(declared.json.error, 'body_too_large');
 
   // 32 MiB offered in chunks with no Content-Length, on a raw socket that keeps writing until the
-  // server hangs up: the server answers once 64 KiB passed, and closes instead of buffering the rest.
+  // server hangs up: the server answers once 64 KiB passed, and closes instead of buffering the
+  // rest (after reading and dropping at most 8 x MAX_BODY_BYTES of it, for clients that write before they read).
   const streamed = await new Promise<{ status: number; body: string; chunks: number }>((resolve) => {
     const socket = net.connect(server.port, '127.0.0.1');
     let received = '';
     socket.setEncoding('utf8').on('data', (d: string) => (received += d));
     socket.on('error', () => {}); // EPIPE/ECONNRESET once the server has closed: expected
     socket.on('close', () => {
-      const [head = '', body = ''] = received.split('\r\n\r\n');
-      resolve({ status: Number(head.split(' ')[1]), body, chunks: sent });
+      const { status, body } = parseAnswer(received, true);
+      resolve({ status, body, chunks: sent });
     });
     socket.write('POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n');
     const chunk = `4000\r\n${' '.repeat(0x4000)}\r\n`;
@@ -140,9 +149,13 @@ t.test('CORS_ORIGINS: preflight and response headers for allowed origins only', 
   t.match(preflight.headers.get('access-control-allow-headers'), /content-encoding/);
   const allowed = await server.post('{}', { ...JSON_TYPE, origin: 'https://app.example' });
   t.equal(allowed.headers.get('access-control-allow-origin'), 'https://app.example');
-  const other = await server.post('{}', { ...JSON_TYPE, origin: 'https://evil.example' });
-  t.equal(other.status, 202);
+  // A browser sends text/plain cross-origin without a preflight: the POST itself must be refused.
+  const other = await server.post('{"from":"evil"}', { 'content-type': 'text/plain', origin: 'https://evil.example' });
+  t.equal(other.status, 403);
+  t.match(other.json, { error: 'origin_not_allowed', message: /CORS_ORIGINS/ });
   t.equal(other.headers.get('access-control-allow-origin'), null);
+  t.equal((await server.post('{}')).status, 202, 'no Origin header (an SDK on a server): allowed');
+  t.equal(await server.metric('http_requests_total', '{status="403"}'), 1);
 });
 
 t.test('without CORS_ORIGINS, OPTIONS is not allowed and no CORS headers are sent', async (t) => {

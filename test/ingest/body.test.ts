@@ -2,7 +2,7 @@
 import t from 'tap';
 import { type ParsedEvents, parseEvents, Rejection } from '../../src/ingest/body.js';
 
-const parse = (text: string, format: 'json' | 'ndjson' = 'json', max = 1000) => parseEvents(Buffer.from(text), format, max);
+const parse = (text: string, format: 'json' | 'ndjson' = 'json', maxEvents = 1000, maxDepth = 64) => parseEvents(Buffer.from(text), format, { maxEvents, maxDepth });
 /** The text of each event, from its byte span. */
 const texts = (parsed: ParsedEvents | Rejection): string[] => {
   const { body, spans } = parsed as ParsedEvents;
@@ -23,11 +23,42 @@ t.test('array elements are cut at the right braces whatever their strings hold',
   t.same(texts(parsed), events);
 });
 
-t.test('byte counts are UTF-8 bytes', async (t) => {
-  const ascii = parse('[{"a":1},{"b":2}]') as { bytes: number };
-  t.equal(ascii.bytes, 14);
-  const multibyte = parse('{"k":"é😀"}') as { bytes: number };
-  t.equal(multibyte.bytes, Buffer.byteLength('{"k":"é😀"}'));
+t.test('bytes are the bytes held, and a padded body holds its events only', async (t) => {
+  const multibyte = parse('{"k":"é😀"}') as ParsedEvents;
+  t.equal(multibyte.bytes, Buffer.byteLength('{"k":"é😀"}'), 'UTF-8 bytes');
+  const array = JSON.stringify(Array.from({ length: 8 }, (_, i) => ({ i, type: 'page_view' })));
+  const kept = parse(array) as ParsedEvents;
+  t.equal(kept.bytes, array.length, 'a body that is mostly events is kept whole');
+  t.equal(kept.body.length, kept.bytes);
+  const padded = parse(`${' '.repeat(1 << 20)}{"a":1}${'\n'.repeat(1000)}`) as ParsedEvents;
+  t.equal(padded.bytes, 7, 'a megabyte of padding around one event holds 7 bytes');
+  t.equal(padded.body.length, 7);
+  t.same(texts(padded), ['{"a":1}']);
+  const spaced = parse(`[${'{"x":1}'.padEnd(5000)}, ${'{"y":2}'.padEnd(5000)}]`, 'json') as ParsedEvents;
+  t.equal(spaced.bytes, 14);
+  t.same(texts(spaced), ['{"x":1}', '{"y":2}']);
+  const ndjson = parse(`{"a":1}${' '.repeat(9000)}\n\n${' '.repeat(9000)}{"b":2}\n`, 'ndjson') as ParsedEvents;
+  t.equal(ndjson.bytes, 14);
+  t.same(texts(ndjson), ['{"a":1}', '{"b":2}']);
+});
+
+t.test('the body is only read: a view of uWS memory is never written to', async (t) => {
+  const original = '{\r\n"a":\n1\r}';
+  const body = Buffer.from(original);
+  t.same(texts(parseEvents(body, 'json', { maxEvents: 10, maxDepth: 64 })), ['{  "a": 1 }']);
+  t.equal(body.toString(), original);
+});
+
+t.test('MAX_EVENT_DEPTH: deeper events are refused, saying where', async (t) => {
+  const nest = (depth: number): string => '{"a":'.repeat(depth - 1) + '{}' + '}'.repeat(depth - 1);
+  t.notOk(parse(nest(3), 'json', 10, 3) instanceof Rejection, 'depth 3 at a limit of 3');
+  t.match(parse(nest(4), 'json', 10, 3), { status: 400, error: 'too_deep' });
+  t.match(parse(`[{}, ${nest(4)}]`, 'json', 10, 3), { error: 'too_deep', at: { index: 1 } });
+  t.match(parse(`[{}, {"a":[[{}]]}]`, 'json', 10, 3), { error: 'too_deep', at: { index: 1 } }, 'arrays count as levels');
+  t.notOk(parse(`[${nest(3)}]`, 'json', 10, 3) instanceof Rejection, 'the outer array is not a level of its events');
+  t.match(parse(`{}\n${nest(4)}\n`, 'ndjson', 10, 3), { error: 'too_deep', at: { line: 2 } });
+  t.notOk(parse('{"s":"[[[[{{{{"}', 'json', 10, 1) instanceof Rejection, 'brackets in strings do not count');
+  t.match(parse(nest(100_000)), { error: 'too_deep' }, '100,000 levels, at the default 64');
 });
 
 t.test('CR and LF inside an event become spaces, so each stored event is one line', async (t) => {

@@ -1,7 +1,7 @@
 // Batch cuts on count, bytes and age, requests split exactly at a cut, and back-pressure from the sink.
 import t, { type Test } from 'tap';
 import { Channel, type Entry } from '../../src/channel.js';
-import { type Batch, Batcher, type BatchSink, encodeLines, LINE_OVERHEAD_BYTES, objectKey } from '../../src/upload/batcher.js';
+import { type Batch, Batcher, type BatchSink, encodeLines, objectKey } from '../../src/upload/batcher.js';
 
 /** A sink that takes batches while `room` says so; the upload loop plays this part in the server. */
 class Collector implements BatchSink {
@@ -33,14 +33,15 @@ function setup(t: Test, options = OPTIONS) {
 
 /** An entry as the front makes it: a body holding the events, and their byte spans. */
 function entry(receivedAt: number, events: string[]): Entry {
-  const body = Buffer.from(events.join(' , '));
+  // Compacted, as the front holds a padded body: exactly the events, so line bytes are exact.
+  const body = Buffer.from(events.join(''));
   const spans: number[] = [];
   let at = 0;
   for (const e of events) {
     spans.push(at, at + Buffer.byteLength(e));
-    at += Buffer.byteLength(e) + 3;
+    at += Buffer.byteLength(e);
   }
-  return { receivedAt, body, spans, count: events.length, bytes: events.reduce((n, e) => n + Buffer.byteLength(e) + LINE_OVERHEAD_BYTES, 0) };
+  return { receivedAt, body, spans, count: events.length, bytes: body.length };
 }
 
 /** The event texts of a batch, in order. */

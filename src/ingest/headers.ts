@@ -1,0 +1,30 @@
+// What a POST's headers say about its body: its format, and its length if it has a valid one.
+import type { HttpRequest } from 'uWebSockets.js';
+import type { BodyFormat } from './body.js';
+
+export function bodyFormat(contentType: string): BodyFormat | undefined {
+  const semicolon = contentType.indexOf(';');
+  const type = (semicolon === -1 ? contentType : contentType.slice(0, semicolon)).trim().toLowerCase();
+  if (type === 'application/json' || type === 'text/plain') return 'json';
+  if (type === 'application/x-ndjson') return 'ndjson';
+  return undefined;
+}
+
+// Module state, so that checking every header costs no closure per request.
+let firstLength = '';
+let conflictingLength = false;
+const checkLength = (key: string, value: string): void => {
+  if (key === 'content-length' && value !== firstLength) conflictingLength = true;
+};
+
+/**
+ * Content-Length as a number; NaN when it is not one plain decimal number, or when the request
+ * carries two different ones (uWS frames the body by the first; a proxy might use the other).
+ */
+export function contentLength(req: HttpRequest, header: string): number {
+  if (!/^\d+$/.test(header)) return NaN;
+  firstLength = header;
+  conflictingLength = false;
+  req.forEach(checkLength);
+  return conflictingLength ? NaN : Number(header);
+}

@@ -1,0 +1,168 @@
+// Reading a request body: one buffer, capped at MAX_BODY_BYTES, within a process-wide budget for
+// bodies in flight; and discarding, within bounds, the rest of a body answered early.
+//
+// A body that arrives whole with its headers (most do) is handed over as a view of uWS's memory
+// and never buffered here. Otherwise it is read into one buffer, sized from Content-Length or,
+// for chunked bodies, doubled as needed up to MAX_BODY_BYTES; the budget counts its capacity.
+// A uWS response must not be touched after onAborted ran, nor after the socket closed.
+import type { HttpResponse } from 'uWebSockets.js';
+
+/** Bytes of request bodies being read, across all connections: their buffers' capacity. */
+export class BodyBudget {
+  /** `inFlight.bodiesInFlightBytes` is the count, so that metrics read it where it is kept. */
+  constructor(
+    readonly maxBytes: number,
+    private readonly inFlight: { bodiesInFlightBytes: number },
+  ) {}
+
+  tryTake(bytes: number): boolean {
+    if (this.inFlight.bodiesInFlightBytes + bytes > this.maxBytes) return false;
+    this.inFlight.bodiesInFlightBytes += bytes;
+    return true;
+  }
+
+  give(bytes: number): void {
+    this.inFlight.bodiesInFlightBytes -= bytes;
+  }
+}
+
+export interface BodyLimits {
+  readonly maxBodyBytes: number;
+  /** After an early answer, read and drop at most this much of the rest of the body... */
+  readonly discardMaxBytes: number;
+  /** ...for at most this long, then close. */
+  readonly discardMaxMs: number;
+}
+
+/** What the reader hands on; each runs corked, at most once per request. */
+export interface BodyHandler<C> {
+  /** The whole body; a view of uWS's memory, valid only during this call, unless `owned`. */
+  body(res: HttpResponse, body: Buffer, owned: boolean, context: C): void;
+  /** The body passed MAX_BODY_BYTES (413) or the budget is spent (503): answer, with send's CLOSE flag. */
+  refuse(res: HttpResponse, why: 'too_large' | 'busy', context: C): void;
+}
+
+const FIRST_CHUNKED_CAPACITY = 16 * 1024;
+
+/**
+ * Clients that send their whole body before reading (Python's http.client, many SDKs) see a
+ * reset instead of the answer if the connection closes while they still send: read and drop
+ * the rest, as mature servers do, but only so much and so long, then close.
+ */
+class Discard {
+  #bytes = 0;
+  readonly #timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly res: HttpResponse,
+    private readonly limits: BodyLimits,
+  ) {
+    // Also for a client that stops sending: uWS's own idle timeout would take 10 s.
+    this.#timer = setTimeout(this.#hangUp, limits.discardMaxMs);
+  }
+
+  push(bytes: number, isLast: boolean): void {
+    this.#bytes += bytes;
+    if (isLast) {
+      clearTimeout(this.#timer);
+      // Ends the answer send() began with its CLOSE flag; its `connection: close` header makes the
+      // client hang up. (Not end('', true): uWS 20 then writes that header into the body.)
+      this.res.cork(() => this.res.end(''));
+    } else if (this.#bytes > this.limits.discardMaxBytes) {
+      this.#hangUp();
+    }
+  }
+
+  /** Past the bounds: hang up, leaving the answer unterminated; the client has its status. */
+  #hangUp = (): void => {
+    clearTimeout(this.#timer);
+    this.res.close();
+  };
+
+  aborted(): void {
+    clearTimeout(this.#timer);
+  }
+}
+
+/** For a request about to be answered before its body is read (with send's CLOSE flag): call before send. */
+export function discardBody(res: HttpResponse, limits: BodyLimits): void {
+  const discard = new Discard(res, limits);
+  res.onAborted(() => discard.aborted());
+  res.onData((chunk, isLast) => discard.push(chunk.byteLength, isLast));
+}
+
+export class BodyReader<C> {
+  #done = false;
+  #buffer: Buffer | undefined;
+  #received = 0;
+  #discard: Discard | undefined;
+
+  /** `declared`: Content-Length, or -1 for a chunked body. `context`: the request's, passed back to the handler. */
+  constructor(
+    private readonly res: HttpResponse,
+    private readonly declared: number,
+    private readonly limits: BodyLimits,
+    private readonly budget: BodyBudget,
+    private readonly handler: BodyHandler<C>,
+    private readonly context: C,
+  ) {
+    res.onAborted(this.#onAborted);
+    res.onData(this.#onData);
+  }
+
+  #onAborted = (): void => {
+    this.#release();
+    this.#done = true;
+    this.#discard?.aborted();
+  };
+
+  #onData = (chunk: ArrayBuffer, isLast: boolean): void => {
+    if (this.#discard !== undefined) return this.#discard.push(chunk.byteLength, isLast);
+    if (this.#done) return;
+    const received = this.#received + chunk.byteLength;
+    if (received > this.limits.maxBodyBytes) return this.#refuse('too_large', isLast);
+    if (isLast && this.#buffer === undefined) {
+      // The whole body in one piece: no copy here; the parser keeps what it needs.
+      this.#done = true;
+      this.res.cork(() => this.handler.body(this.res, Buffer.from(chunk), false, this.context));
+      return;
+    }
+    if (received > (this.#buffer?.length ?? 0) && !this.#grow(received)) return this.#refuse('busy', isLast);
+    const buffer = this.#buffer!;
+    // uWS reuses the chunk's memory after this callback returns: copy it into ours.
+    buffer.set(new Uint8Array(chunk), this.#received);
+    this.#received = received;
+    if (!isLast) return;
+    this.#release();
+    this.#done = true;
+    const owned = received === buffer.length;
+    this.res.cork(() => this.handler.body(this.res, owned ? buffer : buffer.subarray(0, received), owned, this.context));
+  };
+
+  /** Capacity for `needed` bytes: Content-Length at once, or doubling for a chunked body. */
+  #grow(needed: number): boolean {
+    const old = this.#buffer;
+    const { maxBodyBytes } = this.limits;
+    const capacity =
+      this.declared >= 0 ? Math.max(this.declared, needed) : Math.min(maxBodyBytes, Math.max(needed, 2 * (old?.length ?? FIRST_CHUNKED_CAPACITY / 2)));
+    if (!this.budget.tryTake(capacity - (old?.length ?? 0))) return false;
+    const buffer = Buffer.allocUnsafe(capacity);
+    if (old !== undefined) old.copy(buffer, 0, 0, this.#received);
+    this.#buffer = buffer;
+    return true;
+  }
+
+  #release(): void {
+    if (this.#buffer === undefined) return;
+    this.budget.give(this.#buffer.length);
+    this.#buffer = undefined;
+  }
+
+  #refuse(why: 'too_large' | 'busy', isLast: boolean): void {
+    this.#release();
+    this.#done = true;
+    this.#discard = new Discard(this.res, this.limits);
+    this.res.cork(() => this.handler.refuse(this.res, why, this.context));
+    if (isLast) this.#discard.push(0, true);
+  }
+}

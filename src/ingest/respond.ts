@@ -1,0 +1,72 @@
+// Answers: status lines, the JSON error bodies, and one send() that counts every answer.
+import type { HttpResponse } from 'uWebSockets.js';
+import type { HttpCounts, Status } from '../metrics/http.js';
+
+const STATUS_LINES: Record<Status, string> = {
+  '200': '200 OK', '202': '202 Accepted', '204': '204 No Content', '400': '400 Bad Request',
+  '401': '401 Unauthorized', '403': '403 Forbidden', '404': '404 Not Found', '405': '405 Method Not Allowed',
+  '413': '413 Payload Too Large', '415': '415 Unsupported Media Type', '500': '500 Internal Server Error',
+  '503': '503 Service Unavailable',
+};
+
+export const errorBody = (error: string, message: string): string => JSON.stringify({ error, message });
+export const QUEUE_FULL = errorBody('queue_full', 'the event channel is full; retry after the Retry-After delay');
+export const BUSY = errorBody('busy', 'too many request bodies or connections at once; retry after the Retry-After delay');
+export const SHUTTING_DOWN = errorBody('shutting_down', 'the server is shutting down; send to another instance');
+export const UNAUTHORIZED = errorBody('unauthorized', 'send a valid API key in x-api-key, Authorization: Bearer, or ?api_key=');
+export const ORIGIN_NOT_ALLOWED = errorBody('origin_not_allowed', 'the Origin header names an origin not in CORS_ORIGINS');
+export const UNSUPPORTED_TYPE = errorBody('unsupported_media_type', 'Content-Type must be application/json, application/x-ndjson or text/plain');
+export const UNSUPPORTED_ENCODING = errorBody('unsupported_encoding', 'Content-Encoding must be gzip or identity');
+export const INVALID_LENGTH = errorBody('invalid_content_length', 'Content-Length must be one decimal number, sent once');
+export const NOT_FOUND = errorBody('not_found', 'no such endpoint; events go to POST /v1/events');
+export const METHOD_NOT_ALLOWED = errorBody('method_not_allowed', 'method not allowed on this endpoint');
+
+/** Flags of send(). CLOSE: the answer is sent, with `connection: close`, but not ended: end('') or close() it. */
+export const CLOSE = 1;
+export const RETRY_AFTER = 2;
+/**
+ * uWS 20 closes the connection right after the handler when it cannot frame the request (a
+ * Content-Length that is not a number, or of 10 digits or more), dropping whatever the handler
+ * wrote into its 16 KiB cork buffer. An answer larger than that buffer is written at once.
+ */
+export const FLUSH_NOW = 4;
+/** End the answer and close the connection at once: only when no body follows. */
+export const HANG_UP = 8;
+const FLUSH_PADDING = ' '.repeat(17 * 1024);
+
+export class Responder {
+  constructor(private readonly counts: HttpCounts) {}
+
+  /**
+   * One JSON answer. `corsOrigin`: an allowed Origin to echo, or ''. A client that does not read
+   * its answers (pipelining without reading) makes uWS buffer them in user space without bound:
+   * once the kernel's send buffer is full, the connection is closed instead.
+   */
+  send(res: HttpResponse, status: Status, json: string, corsOrigin = '', flags = 0, allow?: string): void {
+    this.counts.requests[status]++;
+    res.writeStatus(STATUS_LINES[status]).writeHeader('content-type', 'application/json');
+    if (allow !== undefined) res.writeHeader('allow', allow);
+    if ((flags & RETRY_AFTER) !== 0) res.writeHeader('retry-after', '1');
+    if (corsOrigin !== '') res.writeHeader('access-control-allow-origin', corsOrigin).writeHeader('vary', 'origin');
+    if ((flags & (FLUSH_NOW | HANG_UP)) !== 0) {
+      res.end((flags & FLUSH_NOW) !== 0 ? json + FLUSH_PADDING : json, true);
+    } else if ((flags & CLOSE) !== 0) {
+      // Not end(json, true): uWS would close at once, and a client still sending its body would
+      // get a reset instead of this answer. Nor end(json): uWS.js forbids touching an ended
+      // response, so it could not be closed later. The answer goes out now (chunked); the caller
+      // discards the rest of the body, then ends it (see read-body.ts).
+      res.writeHeader('connection', 'close').write(json);
+    } else {
+      const [ok, done] = res.tryEnd(json, Buffer.byteLength(json));
+      if (!ok && !done) res.close();
+    }
+  }
+
+  /** A status with no body (204 preflight) or a body of another type (/metrics). */
+  sendRaw(res: HttpResponse, status: Status, headers: readonly [string, string][], body = ''): void {
+    this.counts.requests[status]++;
+    res.writeStatus(STATUS_LINES[status]);
+    for (const [name, value] of headers) res.writeHeader(name, value);
+    res.end(body);
+  }
+}

@@ -1,0 +1,64 @@
+// Raw HTTP over a socket, for what fetch will not send: malformed requests, pipelining, slow bodies.
+import net from 'node:net';
+import { readFileSync } from 'node:fs';
+
+export interface RawAnswer {
+  /** Everything the server sent, as latin1. */
+  text: string;
+  /** The status of the first answer, or 0 for none. */
+  status: number;
+  /** The body of the first answer, chunked framing removed. */
+  body: string;
+  /** The server closed the connection (else `waitMs` passed first). */
+  closed: boolean;
+}
+
+/** Sends `request` and collects what comes back until the server closes, or `waitMs` passes. */
+export function rawRequest(port: number, request: string | Buffer, waitMs = 5000): Promise<RawAnswer> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let text = '';
+    const done = (closed: boolean): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(parseAnswer(text, closed));
+    };
+    const timer = setTimeout(() => done(false), waitMs);
+    socket.on('data', (d: Buffer) => (text += d.toString('latin1')));
+    socket.on('error', () => {}); // a reset after the answer: what was read still counts
+    socket.on('close', () => done(true));
+    socket.write(request);
+  });
+}
+
+export function parseAnswer(text: string, closed: boolean): RawAnswer {
+  const split = text.indexOf('\r\n\r\n');
+  const head = split === -1 ? text : text.slice(0, split);
+  let body = split === -1 ? '' : text.slice(split + 4);
+  if (/transfer-encoding: chunked/i.test(head)) {
+    let unchunked = '';
+    for (let at = 0; at < body.length; ) {
+      const eol = body.indexOf('\r\n', at);
+      const size = parseInt(body.slice(at, eol), 16);
+      if (eol === -1 || !(size > 0)) break;
+      unchunked += body.slice(eol + 2, eol + 2 + size);
+      at = eol + 2 + size + 2;
+    }
+    body = unchunked;
+  }
+  return { text, status: Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0), body, closed };
+}
+
+/** A POST /v1/events head with these extra header lines (each ending in CRLF). */
+export const postHead = (headers: string): string => `POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n${headers}\r\n`;
+
+/** Peak resident memory of a process, from /proc/<pid>/status VmHWM, in bytes. */
+export function peakRss(pid: number): number {
+  return Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
+}
+
+/** CPU seconds (user + system) a process has used, from /proc/<pid>/stat. */
+export function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}

@@ -11,11 +11,9 @@ import { startEmf } from './metrics/emf.js';
 import { createHttpMetrics } from './metrics/http.js';
 import { createUploadMetrics, observeQueueDepths } from './metrics/upload.js';
 import { Pipeline } from './pipeline.js';
+import { shutDownOnSignals } from './shutdown.js';
 import { connectS3, LOCAL_DATA_DIR, NoRegion, type S3Target } from './upload/connect.js';
 import { S3Uploader } from './upload/s3.js';
-
-// After the pipeline has closed, each remaining shutdown step gets this long.
-const STEP_TIMEOUT_MS = 1000;
 
 async function main(): Promise<void> {
   let config: Config;
@@ -114,6 +112,9 @@ async function main(): Promise<void> {
     fail(log, (err as Error).message);
   }
   reuploader.start();
+  // A reader of stdout that went away (EPIPE) must not crash the server: the EMF lines are lost,
+  // the service is not. (pino's synchronous writes handle EPIPE themselves.)
+  process.stdout.on('error', () => {});
   const stopEmf = config.emfIntervalMs === undefined ? undefined : startEmf(registry, config.emfIntervalMs, config.instanceId, (line) => process.stdout.write(line));
   server.markReady();
   log.info({ port: ports.port, metricsPort: ports.metricsPort, bucket, prefix: config.s3.prefix }, 'listening');
@@ -121,71 +122,22 @@ async function main(): Promise<void> {
     log.info(`try: curl -X POST http://127.0.0.1:${ports.port}/v1/events -H 'content-type: application/json' -d '{"type":"hello"}'`);
   }
 
-  // Shutdown (docs/shutdown.md), in order: stop accepting; upload what is held until the deadline;
-  // at the deadline abort uploads in flight and spill everything left to the DLQ; close. Each
-  // step is guarded and bounded, so the summary line is always written.
-  let closing: Promise<void> | undefined;
-  let hurry: () => void = () => {};
-  const shutdown = async (reason: string, exitCode: number): Promise<void> => {
-    log.info({ signal: reason, timeoutMs: config.shutdownTimeoutMs }, 'shutdown: no longer accepting events, uploading what is held');
-    server.beginShutdown();
-    const reuploadStopped = reuploader.stop();
-    const deadline = new Promise<void>((resolve) => {
-      hurry = resolve;
-      setTimeout(resolve, config.shutdownTimeoutMs).unref();
-    });
-    const summary = await pipeline.close(deadline);
-    await step(log, 'stopping DLQ re-upload', () => reuploadStopped);
-    await step(log, 'stopping EMF', () => stopEmf?.());
-    await step(log, 'closing the listener', () => server.close());
-    await step(log, 'stopping the local S3 server', () => localS3?.close());
-    await step(log, 'releasing the DLQ directory', () => dlq.close());
-    log[summary.unaccounted === 0 && summary.dropped === 0 ? 'info' : 'error'](
-      {
-        uploadedInTime: summary.uploadedInTime,
-        acceptedEvents: summary.accepted,
-        storedEvents: summary.stored,
-        spilledEvents: summary.spilled,
-        droppedEvents: summary.dropped,
-        // Always 0 unless the spill outlived its grace after the deadline (a hung disk).
-        unaccountedEvents: summary.unaccounted,
-      },
-      'shutdown complete',
-    );
-    process.exit(exitCode);
-  };
-  const begin = (reason: string, exitCode: number): void => {
-    if (closing === undefined) {
-      closing = shutdown(reason, exitCode);
-      return;
-    }
-    // Nothing is dropped for a second signal: it only brings the deadline forward.
-    log.warn({ signal: reason }, 'shutdown: second signal, spilling to the DLQ now');
-    hurry();
-  };
-  // SIGHUP too: there is no configuration to reload, and dying on a closed terminal would lose
-  // everything held in memory.
-  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => begin(signal, 0));
-  // A bug must not cost the events held in memory: shut down as for a signal, then exit 1.
-  const crashed = (err: unknown): void => {
-    log.fatal({ err: err instanceof Error ? err.stack : String(err) }, 'unexpected error: shutting down');
-    begin('crash', 1);
-  };
-  process.on('uncaughtException', crashed);
-  process.on('unhandledRejection', crashed);
-}
-
-/** Runs one shutdown step; a failure or a hang past STEP_TIMEOUT_MS is logged, never fatal. */
-async function step(log: Logger, name: string, work: () => unknown): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), STEP_TIMEOUT_MS)));
-    if ((await Promise.race([Promise.resolve().then(work), timedOut])) === 'timeout') log.error({ step: name, timeoutMs: STEP_TIMEOUT_MS }, `shutdown: ${name} did not finish in time, going on`);
-  } catch (err) {
-    log.error({ step: name, err: (err as Error).message }, `shutdown: ${name} failed, going on`);
-  } finally {
-    clearTimeout(timer);
-  }
+  shutDownOnSignals({
+    log,
+    timeoutMs: config.shutdownTimeoutMs,
+    stopAccepting: () => {
+      server.beginShutdown();
+      reuploader.abort();
+    },
+    pipeline,
+    steps: [
+      ['stopping DLQ re-upload', () => reuploader.stop()],
+      ['stopping EMF', () => stopEmf?.()],
+      ['closing the listener', () => server.close()],
+      ['stopping the local S3 server', () => localS3?.close()],
+      ['releasing the DLQ directory', () => dlq.close()],
+    ],
+  });
 }
 
 function fail(log: Logger, message: string, logged = false): never {

@@ -109,16 +109,32 @@ export class Pipeline implements Intake {
 
   async #close(deadline: Promise<void>): Promise<Summary> {
     this.#channel.close();
-    const uploadedInTime = await Promise.race([this.#uploadAll().then(() => true), deadline.then(() => false)]);
+    let uploadedInTime = false;
+    try {
+      uploadedInTime = await Promise.race([this.#uploadAll().then(() => true), deadline.then(() => false)]);
+    } catch (err) {
+      // A bug: treat it as the deadline, so that what is held still goes to the DLQ.
+      this.log.error({ err: (err as Error).message }, 'shutdown: uploading what is held failed; spilling it');
+    }
     if (!uploadedInTime) {
       this.log.warn('shutdown deadline: aborting uploads in flight and spilling everything not uploaded to the DLQ');
-      this.#loop.abort();
-      // Aborted, the loop has room for everything: every batch goes straight to the spill.
-      this.#batcher.flush();
       let grace: NodeJS.Timeout | undefined;
-      await Promise.race([this.#loop.onIdle(), new Promise<void>((resolve) => (grace = setTimeout(resolve, SPILL_GRACE_MS)))]);
-      clearTimeout(grace);
+      try {
+        this.#loop.abort();
+        // Aborted, the loop has room for everything: every batch goes straight to the spill.
+        this.#batcher.flush();
+        await Promise.race([this.#loop.onIdle(), new Promise<void>((resolve) => (grace = setTimeout(resolve, SPILL_GRACE_MS)))]);
+      } catch (err) {
+        this.log.error({ err: (err as Error).message }, 'shutdown: spilling what is held failed');
+      } finally {
+        clearTimeout(grace);
+      }
     }
+    return this.summary(uploadedInTime);
+  }
+
+  /** Where the events accepted so far are now; close() resolves with this once it is done. */
+  summary(uploadedInTime = false): Summary {
     const { stored, spilled, dropped } = this.#loop.tallies;
     return { uploadedInTime, accepted: this.#accepted, stored, spilled, dropped, unaccounted: this.#accepted - stored - spilled - dropped };
   }

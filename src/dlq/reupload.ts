@@ -49,11 +49,16 @@ export class Reuploader {
     }, TTL_SWEEP_MS);
   }
 
-  /** Stops taking files and aborts the re-upload in progress (its file stays queued). */
-  async stop(): Promise<void> {
+  /** Stops taking files and aborts the re-upload in progress (its file stays queued); idempotent. */
+  abort(): void {
     this.#stop.abort(new UploadAborted('shutting down'));
     clearInterval(this.#timer);
     clearInterval(this.#sweepTimer);
+  }
+
+  /** abort(), then waits until the re-upload in progress has let go of its file. */
+  async stop(): Promise<void> {
+    this.abort();
     await this.#running;
   }
 

@@ -1,5 +1,7 @@
 // Signals and exclusivity: SIGHUP shuts down gracefully like SIGTERM (logs in order, summary
 // last), and a second server on the same port refuses to start instead of sharing it.
+import { readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { audit, AckingClient } from '../harness/zero-loss.js';
 import { startS3 } from '../helpers/s3.js';
@@ -38,4 +40,30 @@ t.test('a second server on the same port refuses to start, naming the port; the 
   for (let i = 0; i < 20; i++) await first.post('{"n":1}', { 'content-type': 'application/json', connection: 'close' });
   t.equal(await first.metric('ingest_events_accepted_total'), 20, 'the first server took every request');
   await first.stop();
+});
+
+t.test('a bug while closing the pipeline still spills what is held and writes the summary', async (t) => {
+  const s3 = await startS3(t);
+  const dlqDir = tempDir(t, 'dlq');
+  const fixture = fileURLToPath(new URL('../fixtures/throw-in-shutdown-flush.mjs', import.meta.url));
+  const server = await startServer(t, { ...s3.env, DLQ_DIR: dlqDir, BATCH_MAX_AGE_MS: '600000', NODE_OPTIONS: `--import=${fixture}` });
+  t.equal((await server.post('[{"id":1},{"id":2},{"id":3}]')).status, 202);
+  const exit = await server.stop();
+  t.same(exit, { code: 0, signal: null });
+  t.ok(server.logs.some((l) => l.msg === 'shutdown: uploading what is held failed; spilling it'), 'the failure is logged');
+  t.match(server.logs.at(-1), { msg: 'shutdown complete', acceptedEvents: 3, spilledEvents: 3, unaccountedEvents: 0 });
+  t.equal(readdirSync(dlqDir).filter((n) => n.endsWith('.jsonl.gz')).length, 1, 'the batch is in the DLQ');
+});
+
+t.test('with EMF on, a reader of stdout that goes away does not end the server', async (t) => {
+  const s3 = await startS3(t);
+  const server = await startServer(t, { ...s3.env, DLQ_DIR: tempDir(t, 'dlq'), METRICS_EMF: 'true', METRICS_EMF_INTERVAL_MS: '1000', BATCH_MAX_AGE_MS: '600000' });
+  t.equal((await server.post('[{"id":1},{"id":2}]')).status, 202);
+  server.child.stdout!.destroy();
+  // Two EMF intervals with nobody reading: each write fails with EPIPE.
+  await new Promise((resolve) => setTimeout(resolve, 2500));
+  t.equal(server.child.exitCode, null, 'still running');
+  t.equal((await server.post('{"id":3}')).status, 202, 'still serving');
+  t.same(await server.stop(), { code: 0, signal: null });
+  t.equal((await s3.objects()).flatMap((o) => o.lines).length, 3, 'every event in S3');
 });

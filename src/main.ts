@@ -4,6 +4,7 @@ import { pino, stdTimeFunctions, type Logger } from 'pino';
 import { Channel } from './channel.js';
 import { type Config, ConfigError, loadConfig } from './config.js';
 import { httpEngine, IngestServer } from './ingest/server.js';
+import { uwsLoadError } from './ingest/uws.js';
 import { Reuploader } from './dlq/reupload.js';
 import { DlqStore } from './dlq/store.js';
 import { LocalModeUnavailable } from './local-s3.js';
@@ -38,6 +39,7 @@ async function main(): Promise<void> {
   }
   const { client, bucket, local: localS3 } = target;
 
+  if (uwsLoadError !== undefined) fail(log, `HTTP engine: ${uwsLoadError}`);
   const engineMessage = httpEngine === 'native' ? 'native uWebSockets.js' : 'JS fallback of uWebSockets.js: much slower, the native addon did not load';
   log[httpEngine === 'native' ? 'info' : 'warn']({ engine: httpEngine }, `HTTP engine: ${engineMessage}`);
 

@@ -2,15 +2,16 @@
 //
 // A uWS response must not be touched after its onAborted ran; every body is therefore handled
 // synchronously inside the last onData call, and only /metrics answers later (guarded).
-import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket } from 'uWebSockets.js';
+import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import type { Logger } from 'pino';
 import type { Channel } from '../channel.js';
 import type { HttpCounts, Status } from '../metrics/http.js';
 import { LINE_OVERHEAD_BYTES } from '../upload/batcher.js';
 import { BODY_TOO_LARGE, type BodyFormat, gunzipCapped, parseEvents, Rejection } from './body.js';
+import { uWS, uwsLoadError } from './uws.js';
 
-/** The JS emulation the package falls back to says so only on the console; its App is not native code. */
-export const httpEngine: 'native' | 'js-fallback' = String(uWS.App).includes('[native code]') ? 'native' : 'js-fallback';
+/** A JS emulation of the addon (older uWebSockets.js forks had one) is not native code; main stops first if none loaded. */
+export const httpEngine: 'native' | 'js-fallback' = uwsLoadError === undefined && String(uWS.App).includes('[native code]') ? 'native' : 'js-fallback';
 
 export interface IngestOptions {
   readonly maxBodyBytes: number;

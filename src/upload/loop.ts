@@ -39,7 +39,7 @@ export class UploadLoop implements BatchSink {
     private readonly log: Logger,
   ) {
     this.#queue = new PQueue({ concurrency: options.concurrency });
-    this.#queue.on('next', () => {
+    this.#queue.addEventListener('next', () => {
       this.#lastActiveAt = Date.now();
       this.onSlotFree();
     });

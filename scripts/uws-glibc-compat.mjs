@@ -74,7 +74,9 @@ const SHT_DYNSYM = 11;
 const SHT_GNU_VERNEED = 0x6ffffffe;
 const SHT_GNU_VERSYM = 0x6fffffff;
 
-export class CompatError extends Error {}
+export class CompatError extends Error {
+  name = 'CompatError';
+}
 
 export const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
 
@@ -88,7 +90,7 @@ export function runtimeGlibc() {
 }
 
 /** True where the published binaries need rebinding to load: glibc older than GLIBC_NATIVE. */
-export function compatNeeded(glibc = runtimeGlibc()) {
+export function compatNeeded(glibc) {
   if (glibc === undefined) return false;
   return glibc[0] < GLIBC_NATIVE[0] || (glibc[0] === GLIBC_NATIVE[0] && glibc[1] < GLIBC_NATIVE[1]);
 }

@@ -30,6 +30,7 @@ async function main(): Promise<void> {
   if (config.s3.bucket === undefined) {
     log.warn(`LOCAL MODE: S3_BUCKET is not set, so batches go to an embedded S3-compatible server with data under ./${LOCAL_DATA_DIR}. Not for production: set S3_BUCKET.`);
   }
+  if (uwsLoadError !== undefined) fail(log, `HTTP engine: ${uwsLoadError}`);
   let target: S3Target;
   try {
     target = await connectS3(config);
@@ -39,7 +40,6 @@ async function main(): Promise<void> {
   }
   const { client, bucket, local: localS3 } = target;
 
-  if (uwsLoadError !== undefined) fail(log, `HTTP engine: ${uwsLoadError}`);
   const engineMessage = httpEngine === 'native' ? 'native uWebSockets.js' : 'JS fallback of uWebSockets.js: much slower, the native addon did not load';
   log[httpEngine === 'native' ? 'info' : 'warn']({ engine: httpEngine }, `HTTP engine: ${engineMessage}`);
 

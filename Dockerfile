@@ -1,15 +1,17 @@
 # Production image: compiled server and production dependencies only. Without the dev dependency
 # s3rver there is no local mode: the server refuses to start without S3_BUCKET.
-# Node 20 on Debian 12: the uWebSockets.js build in use ships native binaries for Node 16/18/20.
-FROM node:20-bookworm-slim AS build
+# Node 24 on Debian 13 (trixie, glibc 2.41): uWebSockets.js's published binaries need glibc 2.38 or
+# later and load here unmodified; the compatibility step (for older glibc) checks that and does nothing.
+FROM node:24-trixie-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY scripts ./scripts
+RUN npm ci --ignore-scripts --no-audit --no-fund && node scripts/uws-glibc-compat.mjs
 COPY tsconfig.json ./
 COPY src ./src
 RUN npm run build && npm prune --omit=dev
 
-FROM node:20-bookworm-slim
+FROM node:24-trixie-slim
 ENV NODE_ENV=production \
     PORT=8080 \
     DLQ_DIR=/var/lib/ingest/dlq

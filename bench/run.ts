@@ -5,6 +5,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { httpEngine } from '../src/ingest/server.js';
+import { uwsLoadError } from '../src/ingest/uws.js';
 import { GENERATOR } from './lib/load.js';
 import { PINNING, pinSelf } from './lib/procs.js';
 import { type Run, write } from './lib/report.js';
@@ -38,7 +39,8 @@ function fail(message: string): never {
 }
 
 pinSelf();
-if (httpEngine !== 'native') fail('uWebSockets.js runs its JS fallback here: the figures would mean nothing. Fix the install first.');
+if (uwsLoadError !== undefined) fail(uwsLoadError);
+if (httpEngine !== 'native') fail('uWebSockets.js runs a JS emulation here: the figures would mean nothing. Fix the install first.');
 const startedAt = new Date().toISOString();
 const s3 = await startS3();
 const ctx: Context = { seconds, rounds, connections, s3, serverEnv };

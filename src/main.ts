@@ -3,6 +3,7 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import { destination, pino, stdTimeFunctions, type Logger, type LoggerOptions } from 'pino';
 import { type Config, ConfigError, loadConfig } from './config.js';
 import { httpEngine, IngestServer } from './ingest/server.js';
+import { uwsLoadError } from './ingest/uws.js';
 import { Reuploader } from './dlq/reupload.js';
 import { DlqLocked, DlqStore } from './dlq/store.js';
 import { LocalModeUnavailable } from './local-s3.js';
@@ -28,6 +29,7 @@ async function main(): Promise<void> {
   if (config.s3.bucket === undefined) {
     log.warn(`LOCAL MODE: S3_BUCKET is not set, so batches go to an embedded S3-compatible server with data under ./${LOCAL_DATA_DIR}. Not for production: set S3_BUCKET.`);
   }
+  if (uwsLoadError !== undefined) fail(log, `HTTP engine: ${uwsLoadError}`);
   let target: S3Target;
   try {
     target = await connectS3(config);

@@ -1,6 +1,6 @@
 // uWebSockets.js routes and listeners: POST /v1/events (post-events.ts), health, readiness and
 // metrics (SPEC §2), and the connection cap. /metrics answers later, guarded by onAborted.
-import uWS, { type HttpRequest, type HttpResponse, type TemplatedApp, type us_listen_socket } from 'uWebSockets.js';
+import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import type { Logger } from 'pino';
 import type { Intake } from '../channel.js';
 import type { HttpCounts } from '../metrics/http.js';
@@ -8,14 +8,15 @@ import { Access } from './access.js';
 import { ConnectionCap, fdCap } from './connections.js';
 import { type EventsOptions, EventsRoute } from './post-events.js';
 import * as R from './respond.js';
+import { uWS, uwsLoadError } from './uws.js';
 
 // uWS takes (host, port, options, cb) and exports LIBUS_LISTEN_EXCLUSIVE_PORT = 1 at run time;
 // its typings declare neither.
 type ListenWithOptions = (host: string, port: number, options: number, cb: (socket: us_listen_socket | false) => void) => TemplatedApp;
 const EXCLUSIVE_PORT = 1;
 
-/** The JS emulation the package falls back to says so only on the console; its App is not native code. */
-export const httpEngine: 'native' | 'js-fallback' = String(uWS.App).includes('[native code]') ? 'native' : 'js-fallback';
+/** A JS emulation of the addon (older uWebSockets.js forks had one) is not native code; main stops first if none loaded. */
+export const httpEngine: 'native' | 'js-fallback' = uwsLoadError === undefined && String(uWS.App).includes('[native code]') ? 'native' : 'js-fallback';
 
 export interface IngestOptions extends EventsOptions {
   /** Undefined: sized to the fd limit. */

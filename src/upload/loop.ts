@@ -49,7 +49,7 @@ export class UploadLoop implements BatchSink {
     slotFree: () => void,
   ) {
     this.#queue = new PQueue({ concurrency: options.concurrency });
-    this.#queue.on('next', () => {
+    this.#queue.addEventListener('next', () => {
       this.#lastActiveAt = Date.now();
       slotFree();
     });

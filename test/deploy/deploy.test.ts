@@ -18,8 +18,11 @@ t.test('Dockerfile: starts what the build produces, as a non-root user, with a h
   const dlqDir = /DLQ_DIR=(\S+)/.exec(finalStage)![1]!;
   t.match(finalStage, new RegExp(`VOLUME \\["${dlqDir}"\\]`), 'the DLQ directory is a volume');
   t.match(finalStage, new RegExp(`chown -R node:node ${dlqDir.split('/').slice(0, -1).join('/')}`), 'and the node user owns it');
-  const major = /^FROM node:(\d+)/m.exec(finalStage)![1];
-  t.match(json('package.json').engines.node, new RegExp(`>=${major}\\.`), 'the image runs a supported Node.js');
+  const [, image, major, debian] = /^FROM (node:(\d+)-(\w+)-slim)$/m.exec(finalStage)!;
+  const admitted = (json('package.json').engines.node as string).split('||').map((range) => /\^(\d+)\./.exec(range)?.[1]);
+  t.ok(admitted.includes(major), `the image runs a supported Node.js (${major}; engines: ${admitted.join(', ')})`);
+  t.ok(['trixie', 'forky'].includes(debian!), 'Debian 13 or later: glibc 2.38 or later, so uWebSockets.js loads as published');
+  t.equal(/^FROM (\S+) AS build$/m.exec(dockerfile)![1], image, 'built on the image it runs on (same Node ABI and glibc for the addon)');
   t.match(dockerfile, /npm prune --omit=dev/, 'production dependencies only (no s3rver: no local mode)');
   const ignored = readFileSync(`${ROOT}.dockerignore`, 'utf8').split('\n');
   for (const path of ['node_modules', 'dist', 'data']) t.ok(ignored.includes(path), `${path} stays out of the build context`);

@@ -22,7 +22,6 @@ export interface EventsOptions {
 /** What the server knows that decides a request before its body. */
 export interface ServerState {
   shuttingDown(): boolean;
-  overConnectionCap(): boolean;
 }
 
 /** What a request carries from its headers to its body. */
@@ -72,11 +71,6 @@ export class EventsRoute implements BodyHandler<PostContext> {
       return this.#early(res, '413', JSON.stringify(BODY_TOO_LARGE), corsOrigin, declared);
     }
     if (this.state.shuttingDown()) return this.#early(res, '503', R.SHUTTING_DOWN, corsOrigin, declared);
-    // Over the cap, every connection answered is one fewer.
-    if (this.state.overConnectionCap()) {
-      this.counts.rejectedBusy++;
-      return this.#early(res, '503', R.BUSY, corsOrigin, declared, R.RETRY_AFTER | (declared === 0 ? R.HANG_UP : 0));
-    }
     if (!this.access.originAllowed(origin)) return this.#early(res, '403', R.ORIGIN_NOT_ALLOWED, '', declared);
     if (!this.access.authorized(req)) return this.#early(res, '401', R.UNAUTHORIZED, corsOrigin, declared);
     const format = bodyFormat(req.getHeader('content-type'));

@@ -30,8 +30,6 @@ export const RETRY_AFTER = 2;
  * wrote into its 16 KiB cork buffer. An answer larger than that buffer is written at once.
  */
 export const FLUSH_NOW = 4;
-/** End the answer and close the connection at once: only when no body follows. */
-export const HANG_UP = 8;
 const FLUSH_PADDING = ' '.repeat(17 * 1024);
 
 export class Responder {
@@ -48,8 +46,8 @@ export class Responder {
     if (allow !== undefined) res.writeHeader('allow', allow);
     if ((flags & RETRY_AFTER) !== 0) res.writeHeader('retry-after', '1');
     if (corsOrigin !== '') res.writeHeader('access-control-allow-origin', corsOrigin).writeHeader('vary', 'origin');
-    if ((flags & (FLUSH_NOW | HANG_UP)) !== 0) {
-      res.end((flags & FLUSH_NOW) !== 0 ? json + FLUSH_PADDING : json, true);
+    if ((flags & FLUSH_NOW) !== 0) {
+      res.end(json + FLUSH_PADDING, true);
     } else if ((flags & CLOSE) !== 0) {
       // Not end(json, true): uWS would close at once, and a client still sending its body would
       // get a reset instead of this answer. Nor end(json): uWS.js forbids touching an ended

@@ -1,11 +1,11 @@
 // uWebSockets.js routes and listeners: POST /v1/events (post-events.ts), health, readiness and
-// metrics (SPEC §2), and the connection cap. /metrics answers later, guarded by onAborted.
+// metrics, and the connection cap (connections.ts). /metrics answers later, guarded by onAborted.
 import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import type { Logger } from 'pino';
 import type { Intake } from '../channel.js';
 import type { HttpCounts } from '../metrics/http.js';
 import { Access } from './access.js';
-import { ConnectionCap, fdCap } from './connections.js';
+import { ConnectionCap, connectionCap } from './connections.js';
 import { type EventsOptions, EventsRoute } from './post-events.js';
 import * as R from './respond.js';
 import { uWS, uwsLoadError } from './uws.js';
@@ -36,13 +36,11 @@ export class IngestServer {
   readonly #listenSockets: us_listen_socket[] = [];
   readonly #respond: R.Responder;
   readonly #events: EventsRoute;
-  #cap: ConnectionCap | undefined;
   #ready = false;
   #shuttingDown = false;
-  #closed = false;
 
   constructor(
-    private readonly options: IngestOptions,
+    options: IngestOptions,
     channel: Intake,
     counts: HttpCounts,
     private readonly renderMetrics: () => Promise<MetricsPage>,
@@ -51,10 +49,12 @@ export class IngestServer {
   ) {
     const access = new Access(options.apiKeys, options.corsOrigins);
     this.#respond = new R.Responder(counts);
-    const state = { shuttingDown: () => this.#shuttingDown, overConnectionCap: () => this.#cap?.full === true };
-    this.#events = new EventsRoute(options, state, channel, counts, access, this.#respond, log);
+    this.#events = new EventsRoute(options, { shuttingDown: () => this.#shuttingDown }, channel, counts, access, this.#respond, log);
     const send = this.#respond.send.bind(this.#respond);
     const app = (this.#app = uWS.App());
+    // Counts every connection of the ingest port, and closes those over the cap as they arrive.
+    const cap = new ConnectionCap(connectionCap(options.maxConnections), counts, log);
+    app.filter((res, change) => cap.track(res, Number(change)));
     app.post('/v1/events', this.#events.post);
     if (access.cors) app.options('/v1/events', (res, req) => access.preflight(res, req, this.#respond));
     app.any('/v1/events', (res) => send(res, '405', R.METHOD_NOT_ALLOWED, '', 0, 'POST'));
@@ -74,16 +74,6 @@ export class IngestServer {
   async listen(host: string, port: number, metricsPort?: number): Promise<{ port: number; metricsPort: number }> {
     const bound = await this.#listenOn(this.#app, host, port);
     const boundMetrics = this.#metricsApp === undefined ? bound : await this.#listenOn(this.#metricsApp, host, metricsPort ?? 0);
-    const cap = fdCap(this.options.maxConnections);
-    if (cap !== undefined) {
-      // The ingest listener is always the first socket listened on.
-      const listener = {
-        pause: () => uWS.us_listen_socket_close(this.#listenSockets.shift()!),
-        resume: () => this.#listenOn(this.#app, host, bound),
-      };
-      this.#cap = new ConnectionCap(cap, listener, this.log);
-      this.#cap.start();
-    }
     return { port: bound, metricsPort: boundMetrics };
   }
 
@@ -99,8 +89,6 @@ export class IngestServer {
 
   /** Stops listening; idempotent. */
   close(): void {
-    this.#closed = true;
-    this.#cap?.stop();
     for (const socket of this.#listenSockets.splice(0)) uWS.us_listen_socket_close(socket);
   }
 
@@ -109,11 +97,7 @@ export class IngestServer {
       // Exclusive: without it a second server on the same port would silently share it (SO_REUSEPORT).
       (app.listen as unknown as ListenWithOptions)(host, port, EXCLUSIVE_PORT, (socket) => {
         if (socket === false) return reject(new Error(`cannot listen on ${host}:${port}: the port is in use (another server?) or not allowed`));
-        // The connection cap may take the port again just after close(): a listener must not outlive it.
-        if (this.#closed) return uWS.us_listen_socket_close(socket);
-        // The ingest listener stays first, even when taken again after a pause.
-        if (app === this.#app) this.#listenSockets.unshift(socket);
-        else this.#listenSockets.push(socket);
+        this.#listenSockets.push(socket);
         resolve(uWS.us_socket_local_port(socket));
       });
     });

@@ -10,11 +10,15 @@ export class HttpCounts {
   readonly requests: Record<Status, number> = Object.fromEntries(STATUSES.map((s) => [s, 0])) as Record<Status, number>;
   rejectedQueueFull = 0;
   rejectedBodyTooLarge = 0;
-  /** 503 `busy`: the bodies being read fill MAX_BODIES_IN_FLIGHT_BYTES, or over the connection cap. */
+  /** 503 `busy`: the bodies being read fill MAX_BODIES_IN_FLIGHT_BYTES. */
   rejectedBusy = 0;
   eventsAccepted = 0;
   /** Capacity of the buffers of request bodies being read (a gauge, kept by the body budget). */
   bodiesInFlightBytes = 0;
+  /** Client connections open now (a gauge, kept by the connection cap). */
+  connectionsOpen = 0;
+  /** Connections closed as soon as accepted, for being over the connection cap. */
+  connectionsRefused = 0;
 }
 
 export function createHttpMetrics(registry: Registry, engine: 'native' | 'js-fallback'): HttpCounts {
@@ -58,7 +62,7 @@ export function createHttpMetrics(registry: Registry, engine: 'native' | 'js-fal
   );
   counter(
     'http_requests_rejected_busy_total',
-    'POST /v1/events answered 503 busy: bodies being read fill MAX_BODIES_IN_FLIGHT_BYTES, or connections are over the cap',
+    'POST /v1/events answered 503 busy: bodies being read fill MAX_BODIES_IN_FLIGHT_BYTES',
     () => counts.rejectedBusy,
   );
   new Gauge({
@@ -69,6 +73,19 @@ export function createHttpMetrics(registry: Registry, engine: 'native' | 'js-fal
       this.set(counts.bodiesInFlightBytes);
     },
   });
+  new Gauge({
+    name: 'http_connections_open',
+    help: 'Client connections open on the ingest port, against MAX_CONNECTIONS',
+    registers: [registry],
+    collect() {
+      this.set(counts.connectionsOpen);
+    },
+  });
+  counter(
+    'http_connections_refused_total',
+    'Connections closed as soon as accepted because MAX_CONNECTIONS were open',
+    () => counts.connectionsRefused,
+  );
   counter('ingest_events_accepted_total', 'Events answered with 202 and put in the event channel', () => counts.eventsAccepted);
   const engineInfo = new Gauge({
     name: 'http_engine_info',

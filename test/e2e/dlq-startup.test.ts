@@ -8,10 +8,8 @@ import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { writeDlqFile } from '../helpers/dlq.js';
 import { startS3 } from '../helpers/s3.js';
-import { eventually, type RunAs, startServer } from '../helpers/server.js';
+import { eventually, NOBODY, nobodyCannotRun, startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
-
-const NOBODY: RunAs = { uid: 65534, gid: 65534 };
 
 /** Three good files (ids 0..5), oldest first; returns their keys. */
 function goodFiles(dir: string): string[] {
@@ -64,7 +62,7 @@ t.test('a regular file named `corrupt` in DLQ_DIR: the good files are still foun
   t.ok(server.logs.some((l) => l.msg.startsWith('DLQ corrupt/ directory unusable')));
 });
 
-t.test('an unreadable file at start-up (EACCES, server not root) is moved aside with what to do; the rest drain', async (t) => {
+t.test('an unreadable file at start-up (EACCES, server not root) is moved aside with what to do; the rest drain', { skip: nobodyCannotRun }, async (t) => {
   const s3 = await startS3(t);
   const dir = nobodyDir(t, 'dlq');
   goodFiles(dir);
@@ -79,7 +77,7 @@ t.test('an unreadable file at start-up (EACCES, server not root) is moved aside 
   t.ok(server.logs.some((l) => l.msg.startsWith('DLQ file unreadable, moved aside: locked.jsonl.gz; fix the file')));
 });
 
-t.test('a file that turns unreadable after start-up backs off alone; the files behind it drain; it goes once readable', async (t) => {
+t.test('a file that turns unreadable after start-up backs off alone; the files behind it drain; it goes once readable', { skip: nobodyCannotRun }, async (t) => {
   const s3 = await startS3(t);
   const dir = nobodyDir(t, 'dlq');
   goodFiles(dir);

@@ -1,5 +1,5 @@
 // The real server as a child process on port 0: start it, talk to it, read its logs and metrics, stop it.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import type { Test } from 'tap';
@@ -56,6 +56,19 @@ export interface RunAs {
   readonly uid?: number;
   readonly gid?: number;
 }
+
+export const NOBODY: RunAs = { uid: 65534, gid: 65534 };
+
+/**
+ * Why `nobody` cannot run the server here, or false: Node or the build may sit under a private
+ * home directory (a Node installed into root's cache, a clone under /root). Tests that need
+ * `nobody` skip with this reason rather than fail for a reason of the machine's.
+ */
+export const nobodyCannotRun: string | false = (() => {
+  if (process.getuid?.() !== 0) return 'not running as root, so cannot run a process as nobody';
+  const probe = spawnSync(process.execPath, ['-e', `require('node:fs').accessSync(${JSON.stringify(MAIN)})`], { ...NOBODY, stdio: 'ignore' });
+  return probe.status === 0 ? false : `nobody cannot run ${process.execPath} on ${MAIN} (a directory on the way is private)`;
+})();
 
 export function spawnServer(t: Test, env: Record<string, string>, cwd = tempDir(t, 'server'), runAs: RunAs = {}): { child: ChildProcess; logs: LogLine[]; stderr(): string; waitForLog: RunningServer['waitForLog']; exited: Promise<Exit> } {
   const child = spawn(process.execPath, [MAIN], { cwd, env: baseEnv(env), stdio: ['ignore', 'pipe', 'pipe'], ...runAs });

@@ -37,15 +37,16 @@ function fdLimit(): number | undefined {
 }
 
 /**
- * Connections allowed: `maxConnections`, and never more than fit below the fd limit with the
- * reserve kept, given the descriptors open now (at start-up). Infinity: no limit to enforce.
+ * Connections allowed: `maxConnections` when set (the operator's number, as is), else as many as
+ * fit below the fd limit with the reserve kept, given the descriptors open now (at start-up).
+ * Infinity: no limit to enforce.
  */
 export function connectionCap(maxConnections: number | undefined): number {
+  if (maxConnections !== undefined) return maxConnections;
   const limit = fdLimit();
   const base = openFds();
-  const byLimit = limit === undefined || base === undefined ? Infinity : limit - RESERVED_FDS - Math.ceil(limit / 16) - base;
-  const cap = Math.min(byLimit, maxConnections ?? Infinity);
-  return Math.max(1, cap);
+  if (limit === undefined || base === undefined) return Infinity;
+  return Math.max(1, limit - RESERVED_FDS - Math.ceil(limit / 16) - base);
 }
 
 /** Counts connections in `counts` (connectionsOpen, connectionsRefused) and closes those over the cap. */

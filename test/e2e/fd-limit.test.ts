@@ -28,7 +28,9 @@ t.test('EMFILE on the PUT socket of a server at its fd limit: retried, and every
   const s3 = await startS3(t);
   const child = spawn('sh', ['-c', `ulimit -n ${LIMIT}; exec "${process.execPath}" "${MAIN}"`], {
     cwd: tempDir(t, 'server'),
-    env: baseEnv({ ...s3.env, DLQ_DIR: tempDir(t, 'dlq'), BATCH_MAX_AGE_MS: '50', UPLOAD_MAX_ATTEMPTS: '8', DLQ_REUPLOAD_IDLE_MS: '3600000' }),
+    // MAX_CONNECTIONS above the fd limit: the default cap keeps a reserve of descriptors, which
+    // would keep this test from ever reaching the limit.
+    env: baseEnv({ ...s3.env, DLQ_DIR: tempDir(t, 'dlq'), BATCH_MAX_AGE_MS: '50', UPLOAD_MAX_ATTEMPTS: '8', DLQ_REUPLOAD_IDLE_MS: '3600000', MAX_CONNECTIONS: '10000' }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const server = watch(t, child);

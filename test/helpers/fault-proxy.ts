@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 
 export type Fault = 'pass' | 'stall' | { status: number; code: string } | { delayMs: number };
 
-/** What owns the proxy's lifetime: a tap Test, or the benchmark. */
+/** What owns a helper's resources (its teardown frees them): a tap Test, the benchmark, or the chaos soak's CLI. */
 export interface Owner {
   teardown(fn: () => unknown): void;
 }
@@ -26,6 +26,8 @@ export interface FaultProxy {
   puts: SeenPut[];
   /** Answers every stalled request by forwarding it now. */
   release(): void;
+  /** Stops listening and drops every connection: from now on connections to `endpoint` are refused. */
+  close(): Promise<void>;
 }
 
 const s3Error = (code: string): string =>
@@ -43,6 +45,7 @@ export async function startFaultProxy(t: Owner, target: { port: number }, port =
       for (const go of stalled) go();
       stalled.clear();
     },
+    close: () => close(),
   };
   const forward = (req: http.IncomingMessage, body: Buffer, res: http.ServerResponse): void => {
     const upstream = http.request(
@@ -72,14 +75,16 @@ export async function startFaultProxy(t: Owner, target: { port: number }, port =
       res.writeHead(fault.status, { 'content-type': 'application/xml' }).end(s3Error(fault.code));
     });
   });
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
-  t.teardown(
-    () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  );
+  const close = () =>
+    new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', resolve);
+  });
+  t.teardown(close);
   proxy.endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return proxy;
 }

@@ -2,7 +2,7 @@
 import { gunzipSync } from 'node:zlib';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import S3rver from 's3rver';
-import type { Test } from 'tap';
+import type { Owner } from './fault-proxy.js';
 import { tempDir } from './temp.js';
 
 export const BUCKET = 'test-bucket';
@@ -26,7 +26,7 @@ export interface S3Server {
   objects(): Promise<StoredObject[]>;
 }
 
-export async function startS3(t: Test): Promise<S3Server> {
+export async function startS3(t: Owner): Promise<S3Server> {
   const server = new S3rver({
     address: '127.0.0.1',
     port: 0,

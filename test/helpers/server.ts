@@ -2,7 +2,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import type { Test } from 'tap';
+import type { Owner } from './fault-proxy.js';
 import { tempDir } from './temp.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -47,12 +47,12 @@ export function baseEnv(env: Record<string, string>): Record<string, string> {
   return { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', HOST: '127.0.0.1', PORT: '0', ...env };
 }
 
-export function spawnServer(t: Test, env: Record<string, string>, cwd = tempDir(t, 'server')): { child: ChildProcess; logs: LogLine[]; stderr(): string; waitForLog: RunningServer['waitForLog']; exited: Promise<Exit> } {
+export function spawnServer(t: Owner, env: Record<string, string>, cwd = tempDir(t, 'server')): { child: ChildProcess; logs: LogLine[]; stderr(): string; waitForLog: RunningServer['waitForLog']; exited: Promise<Exit> } {
   const child = spawn(process.execPath, [MAIN], { cwd, env: baseEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
   return watch(t, child);
 }
 
-export function watch(t: Test, child: ChildProcess): { child: ChildProcess; logs: LogLine[]; stderr(): string; waitForLog: RunningServer['waitForLog']; exited: Promise<Exit> } {
+export function watch(t: Owner, child: ChildProcess): { child: ChildProcess; logs: LogLine[]; stderr(): string; waitForLog: RunningServer['waitForLog']; exited: Promise<Exit> } {
   const logs: LogLine[] = [];
   const waiters: { match: (line: LogLine) => boolean; resolve: (line: LogLine) => void }[] = [];
   let stderr = '';
@@ -92,7 +92,7 @@ export function watch(t: Test, child: ChildProcess): { child: ChildProcess; logs
   };
 }
 
-export async function startServer(t: Test, env: Record<string, string>): Promise<RunningServer> {
+export async function startServer(t: Owner, env: Record<string, string>): Promise<RunningServer> {
   const proc = spawnServer(t, env);
   const listening = await proc.waitForLog((l) => l.msg === 'listening');
   const port = listening.port as number;

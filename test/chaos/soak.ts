@@ -1,0 +1,259 @@
+// The chaos soak (docs/chaos.md): real servers, one after another on the same DLQ directory, under
+// a steady acking load plus padded and slow clients, while S3 flaps (faults.ts) and each server
+// is stopped by a signal (sometimes two) at a random moment. At the end a last server with S3
+// healthy drains the DLQ, and the audit checks every 202: in S3 exactly once, or counted as
+// dropped by dlq_events_dropped_total. One seed fixes the schedule; interleavings still depend
+// on timing, so a seed replays the same chaos, not necessarily the same race.
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { audit, AckingClient, type AuditReport, serverCounters } from '../harness/zero-loss.js';
+import type { Owner } from '../helpers/fault-proxy.js';
+import { s3Env, startS3 } from '../helpers/s3.js';
+import { eventually, type Exit, type LogLine, type RunningServer, startServer } from '../helpers/server.js';
+import { tempDir } from '../helpers/temp.js';
+import { OddClients, type OddClientStats } from './clients.js';
+import { FlappingS3, type Phase } from './faults.js';
+import { Random } from './random.js';
+
+/** Short settings, so that batches cut, time out, spill and re-upload many times a minute. */
+export const SETTINGS: Readonly<Record<string, string>> = {
+  BATCH_MAX_AGE_MS: '200',
+  BATCH_MAX_EVENTS: '500',
+  UPLOAD_TIMEOUT_MS: '1000',
+  SHUTDOWN_TIMEOUT_MS: '2000',
+  DLQ_REUPLOAD_IDLE_MS: '100',
+};
+
+// The steady load: 3 loops, each at most one 5-event request every 10 ms, so the soak leaves
+// room on a shared machine.
+const LOAD = { concurrency: 3, eventsPerRequest: 5, paceMs: 10 } as const;
+// A server's life between two signals; an S3 phase.
+const LIFE_MS = [3000, 10_000] as const;
+const PHASE_MS = [1000, 5000] as const;
+// Shutdown takes at most SHUTDOWN_TIMEOUT_MS, the spill's 3 s grace and four 1 s steps
+// (docs/shutdown.md); past this bound the process is called hung and killed.
+const EXIT_BOUND_MS = 20_000;
+// Outcomes a client may see from a server that is up, shutting down or gone; anything else (a
+// 400, a 413 for a body under the limit, a 500) is a defect.
+const EXPECTED_OUTCOMES = new Set(['202', '503 queue_full', '503 shutting_down', 'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'closed without an answer']);
+// Every log line that reports events lost carries their number in `events`.
+const DROP_LINES = ['DLQ capacity → removed=', 'DLQ TTL → removed=', 'local DLQ save failed'];
+
+export interface SoakOptions {
+  readonly seed: number;
+  /** How long the chaos lasts; the drain and the audit come after. */
+  readonly durationMs: number;
+  readonly owner: Owner;
+  /** Server settings over SETTINGS, e.g. a small DLQ_MAX_FILES. */
+  readonly env?: Readonly<Record<string, string>>;
+  /** Called with one line per phase, signal and exit. */
+  readonly progress?: (line: string) => void;
+}
+
+export interface Life {
+  readonly n: number;
+  readonly final: boolean;
+  readonly atMs: number;
+  /** The signals sent, e.g. `SIGTERM`, `SIGINT +400ms`. */
+  readonly signals: string[];
+  exit?: Exit;
+  /** The `shutdown complete` line. */
+  summary?: LogLine;
+  /** Dropped before the first signal: dlq_events_dropped_total read just before it (or the drop log lines, if one came in between). */
+  droppedByMetric: number;
+  /** Events dropped from then to the exit, from the drop log lines (the metric cannot be read once the process is gone). */
+  droppedInShutdown: number;
+  readonly problems: string[];
+}
+
+export interface SoakReport {
+  readonly seed: number;
+  readonly durationMs: number;
+  readonly settings: Readonly<Record<string, string>>;
+  /** The settings given over SETTINGS (`--env` on the command line). */
+  readonly env: Readonly<Record<string, string>>;
+  readonly phases: readonly Phase[];
+  readonly lives: readonly Life[];
+  readonly audit: AuditReport;
+  /** Σ over every life of the events counted as dropped: what may be missing. */
+  readonly dropped: number;
+  readonly load: { requests: number; outcomes: Map<string, number> };
+  /** Acknowledged ids by client. */
+  readonly acked: { load: number; padded: number; slow: number };
+  readonly padded: OddClientStats;
+  readonly slow: OddClientStats;
+  /** Empty when the run found no loss and no defect. */
+  readonly failures: readonly string[];
+  /** Worth a look, not a failure. */
+  readonly notes: readonly string[];
+}
+
+export async function runSoak(options: SoakOptions): Promise<SoakReport> {
+  const { owner, durationMs, progress = () => {} } = options;
+  const random = new Random(options.seed);
+  const startedAt = Date.now();
+  const at = () => `+${((Date.now() - startedAt) / 1000).toFixed(1)}s`;
+  const s3 = await startS3(owner);
+  const flapping = await FlappingS3.start(owner, s3, random.fork('s3'), startedAt);
+  const dlqDir = tempDir(owner, 'chaos-dlq');
+  const settings = { ...SETTINGS, ...options.env };
+  const env = { ...s3Env(flapping.endpoint), ...settings, DLQ_DIR: dlqDir };
+  const lives: Life[] = [];
+  let current: RunningServer | undefined;
+
+  const load = new AckingClient({ url: undefined, ...LOAD, maxRequests: Math.ceil(durationMs / LOAD.paceMs) * LOAD.concurrency });
+  const odd = new OddClients(load, random.fork('clients'), () => current?.url);
+  const loading = Promise.all([load.run(), odd.run()]);
+  const flaps = flapping.run(AbortSignal.timeout(durationMs), ...PHASE_MS);
+  let seenPhases = 0;
+  const logPhases = () => {
+    for (const p of flapping.phases.slice(seenPhases)) progress(`+${(p.atMs / 1000).toFixed(1)}s S3 ${p.kind}${p.share < 1 ? ` (${Math.round(p.share * 100)}% of PUTs)` : ''} for ${p.ms} ms`);
+    seenPhases = flapping.phases.length;
+  };
+  const phaseLog = setInterval(logPhases, 200);
+
+  try {
+    const lifeRandom = random.fork('lives');
+    while (Date.now() - startedAt < durationMs) {
+      // Drawn up front, whatever happens next, so the schedule depends on the seed alone.
+      const lifeMs = lifeRandom.between(...LIFE_MS);
+      const first = lifeRandom.weighted([['SIGTERM', 6], ['SIGINT', 2], ['SIGHUP', 2]] as const);
+      const second = lifeRandom.chance(0.3) ? lifeRandom.weighted([['SIGTERM', 1], ['SIGINT', 1], ['SIGHUP', 1]] as const) : undefined;
+      const secondAfterMs = lifeRandom.between(50, 2500);
+      const life = newLife(lives.length, false, Date.now() - startedAt);
+      lives.push(life);
+      current = await startServer(owner, env);
+      load.retarget(current.url);
+      progress(`${at()} life ${life.n} up on port ${current.port}`);
+      await sleep(Math.min(lifeMs, Math.max(0, durationMs - (Date.now() - startedAt))));
+      await stop(current, life, first, second === undefined ? undefined : { signal: second, afterMs: secondAfterMs });
+      current = undefined;
+      load.retarget(undefined);
+      progress(`${at()} life ${life.n} ${describeLife(life)}`);
+    }
+  } finally {
+    load.stop();
+    odd.stop();
+    await loading;
+    await flaps;
+    clearInterval(phaseLog);
+    logPhases();
+  }
+
+  // The last server: S3 healthy, no load, the same DLQ directory. It must upload everything left.
+  await flapping.heal();
+  const life = newLife(lives.length, true, Date.now() - startedAt);
+  lives.push(life);
+  const last = await startServer(owner, env);
+  progress(`${at()} final life ${life.n} up, draining the DLQ`);
+  try {
+    await eventually(async () => serverCounters(await metricsText(last)).dlqEvents === 0, 1200, 100);
+  } catch {
+    life.problems.push('the DLQ did not drain with S3 healthy');
+  }
+  await stop(last, life, 'SIGTERM');
+  progress(`${at()} final life ${life.n} ${describeLife(life)}`);
+
+  const report = await audit(load, { client: s3.client }, dlqDir);
+  const dropped = lives.reduce((sum, l) => sum + l.droppedByMetric + l.droppedInShutdown, 0);
+  const failures = lives.flatMap((l) => l.problems.map((p) => `life ${l.n}: ${p}`));
+  if (report.missing.length > dropped) failures.push(`${report.missing.length} acknowledged events missing, only ${dropped} counted as dropped; e.g. ${report.missing.slice(0, 5).join(', ')}`);
+  if (report.duplicated.length > 0) failures.push(`${report.duplicated.length} events stored more than once; e.g. ${report.duplicated.slice(0, 5).join(', ')}`);
+  if (report.unexpected.length > 0) failures.push(`${report.unexpected.length} events stored that were refused; e.g. ${report.unexpected.slice(0, 5).join(', ')}`);
+  if (report.inDlq > 0) failures.push(`${report.inDlq} events still in the DLQ after the drain`);
+  const corrupt = join(dlqDir, 'corrupt');
+  if (existsSync(corrupt) && readdirSync(corrupt).length > 0) failures.push(`DLQ files set aside as corrupt: ${readdirSync(corrupt).join(', ')}`);
+  for (const [who, outcomes] of [['load', load.outcomes], ['padded client', odd.padded.outcomes], ['slow client', odd.slow.outcomes]] as const) {
+    const odd = [...outcomes].filter(([o]) => !EXPECTED_OUTCOMES.has(o) && o !== 'timeout');
+    if (odd.length > 0) failures.push(`${who} got answers no valid request should: ${JSON.stringify(odd)}`);
+  }
+  const padded = [...load.acked].filter((id) => id.includes('-padded-')).length;
+  const slow = [...load.acked].filter((id) => id.includes('-slow-')).length;
+  const notes: string[] = [];
+  const timeouts = (load.outcomes.get('timeout') ?? 0) + (odd.padded.outcomes.get('timeout') ?? 0) + (odd.slow.outcomes.get('timeout') ?? 0);
+  if (timeouts > 0) notes.push(`${timeouts} requests unanswered after 10-15 s (a slow machine, or a hang)`);
+  if (report.missing.length < dropped) notes.push(`${dropped - report.missing.length} events counted as dropped were found anyway (acknowledged later lost in transit, or uploaded before being counted)`);
+  return {
+    seed: options.seed,
+    durationMs,
+    settings,
+    env: options.env ?? {},
+    phases: flapping.phases,
+    lives,
+    audit: report,
+    dropped,
+    load: { requests: load.requests, outcomes: load.outcomes },
+    acked: { load: report.acked - padded - slow, padded, slow },
+    padded: odd.padded,
+    slow: odd.slow,
+    failures,
+    notes,
+  };
+}
+
+function newLife(n: number, final: boolean, atMs: number): Life {
+  return { n, final, atMs, signals: [], droppedByMetric: 0, droppedInShutdown: 0, problems: [] };
+}
+
+async function metricsText(server: RunningServer): Promise<string> {
+  return (await fetch(`${server.url}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+}
+
+/** Reads the drop count, signals, waits (bounded) for the exit, and checks what the server said. */
+async function stop(server: RunningServer, life: Life, first: NodeJS.Signals, second?: { signal: NodeJS.Signals; afterMs: number }): Promise<void> {
+  try {
+    life.droppedByMetric = serverCounters(await metricsText(server)).dropped;
+  } catch (err) {
+    life.problems.push(`could not read /metrics before the signal: ${(err as Error).message}`);
+  }
+  const alive = () => server.child.exitCode === null && server.child.signalCode === null;
+  server.child.kill(first);
+  life.signals.push(first);
+  const again =
+    second &&
+    setTimeout(() => {
+      if (!alive()) return;
+      server.child.kill(second.signal);
+      life.signals.push(`${second.signal} +${second.afterMs}ms`);
+    }, second.afterMs);
+  const exit = await Promise.race([server.exited, sleep(EXIT_BOUND_MS, 'hung' as const)]);
+  clearTimeout(again);
+  if (exit === 'hung') {
+    life.problems.push(`did not exit within ${EXIT_BOUND_MS} ms of the signal; killed (what it held in memory is lost)`);
+    life.exit = await server.stop('SIGKILL');
+  } else {
+    life.exit = exit;
+  }
+  check(server, life);
+}
+
+function check(server: RunningServer, life: Life): void {
+  const { logs } = server;
+  if (life.exit?.code !== 0 || life.exit.signal !== null) life.problems.push(`exit ${JSON.stringify(life.exit)}, not 0; stderr: ${server.stderr().slice(-500)}`);
+  life.summary = logs.find((l) => l.msg === 'shutdown complete');
+  if (life.summary === undefined) life.problems.push('no `shutdown complete` line');
+  else if (life.summary.unaccountedEvents !== 0) life.problems.push(`shutdown complete with unaccountedEvents ${String(life.summary.unaccountedEvents)}`);
+  for (const l of logs.filter((l) => l.level >= 60 || l.msg.startsWith('batch lost'))) life.problems.push(`log: ${JSON.stringify(l)}`);
+
+  // Drops before the signal are in the metric read then; each drop also has a log line, which is
+  // all that is left of the ones during shutdown.
+  const signalAt = logs.findIndex((l) => l.msg.startsWith('shutdown: no longer accepting'));
+  const droppedIn = (lines: LogLine[]) => lines.filter((l) => DROP_LINES.some((d) => l.msg.startsWith(d))).reduce((sum, l) => sum + Number(l.events), 0);
+  const loggedBefore = droppedIn(signalAt === -1 ? logs : logs.slice(0, signalAt));
+  if (loggedBefore < life.droppedByMetric) life.problems.push(`dlq_events_dropped_total says ${life.droppedByMetric} dropped, the log lines only ${loggedBefore}`);
+  // A drop between the metric read and the signal is in the log only.
+  life.droppedByMetric = Math.max(life.droppedByMetric, loggedBefore);
+  life.droppedInShutdown = signalAt === -1 ? 0 : droppedIn(logs.slice(signalAt));
+  const writeFailed = logs.filter((l) => l.msg.startsWith('local DLQ save failed')).reduce((sum, l) => sum + Number(l.events), 0);
+  if (life.summary !== undefined && life.summary.droppedEvents !== writeFailed) {
+    life.problems.push(`shutdown complete says droppedEvents ${String(life.summary.droppedEvents)}, the write-failure log lines ${writeFailed}`);
+  }
+}
+
+export function describeLife(life: Life): string {
+  const s = life.summary;
+  const summary = s === undefined ? 'no summary' : `accepted ${String(s.acceptedEvents)}, stored ${String(s.storedEvents)}, spilled ${String(s.spilledEvents)}, dropped ${String(s.droppedEvents)}, unaccounted ${String(s.unaccountedEvents)}${s.uploadedInTime === false ? ', deadline hit' : ''}`;
+  const exit = life.exit === undefined ? '?' : (life.exit.signal ?? String(life.exit.code));
+  return `${life.signals.join(', ')} -> exit ${exit}: ${summary}${life.problems.length > 0 ? ` PROBLEMS: ${life.problems.join('; ')}` : ''}`;
+}

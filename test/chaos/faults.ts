@@ -6,6 +6,7 @@
 // proxy comes back on the same port when it ends.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Fault, type FaultProxy, type Owner, startFaultProxy } from '../helpers/fault-proxy.js';
+import { eventually } from '../helpers/server.js';
 import type { Random } from './random.js';
 
 export type PhaseKind = 'healthy' | 'refused' | 'error500' | 'slowdown' | 'hang';
@@ -38,6 +39,8 @@ const REOPEN_EVERY_MS = 100;
 export class FlappingS3 {
   readonly phases: Phase[] = [];
   #proxy: FaultProxy | undefined;
+  /** Every proxy so far: a closed one may still be forwarding a released PUT. */
+  readonly #proxies: FaultProxy[] = [];
   #current: Phase | undefined;
   readonly #faultRandom: Random;
 
@@ -111,7 +114,13 @@ export class FlappingS3 {
     }
   }
 
+  /** Resolves once no PUT let through is still being written to S3 (bounded). */
+  async quiet(): Promise<void> {
+    await eventually(() => this.#proxies.every((p) => p.forwarding === 0), 200, 50);
+  }
+
   #use(proxy: FaultProxy): void {
+    this.#proxies.push(proxy);
     proxy.decide = () => {
       const phase = this.#current;
       // The proxy keeps every PUT's body; the soak needs only the count.

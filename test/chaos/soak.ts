@@ -7,9 +7,11 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { gunzipSync } from 'node:zlib';
+import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { audit, AckingClient, type AuditReport, serverCounters } from '../harness/zero-loss.js';
 import type { Owner } from '../helpers/fault-proxy.js';
-import { s3Env, startS3 } from '../helpers/s3.js';
+import { BUCKET, s3Env, startS3 } from '../helpers/s3.js';
 import { eventually, type Exit, type LogLine, type RunningServer, startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
 import { OddClients, type OddClientStats } from './clients.js';
@@ -155,7 +157,19 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   await stop(last, life, 'SIGTERM');
   progress(`${at()} final life ${life.n} ${describeLife(life)}`);
 
-  const report = await audit(load, { client: s3.client }, dlqDir);
+  // A PUT released late may still be writing; s3rver, unlike S3, shows a half-written object.
+  await flapping.quiet();
+  const notes: string[] = [];
+  let report: AuditReport | undefined;
+  for (let attempt = 1; report === undefined; attempt++) {
+    try {
+      report = await audit(load, { client: s3.client }, dlqDir);
+    } catch (err) {
+      if (attempt === 3) throw new Error(`the audit could not read S3 (seed ${options.seed}): ${(err as Error).message}; ${await unreadable(s3.client)}`);
+      notes.push(`the audit's read of S3 failed once (${(err as Error).message}); read again`);
+      await sleep(1000);
+    }
+  }
   const dropped = lives.reduce((sum, l) => sum + l.droppedByMetric + l.droppedInShutdown, 0);
   const failures = lives.flatMap((l) => l.problems.map((p) => `life ${l.n}: ${p}`));
   if (report.missing.length > dropped) failures.push(`${report.missing.length} acknowledged events missing, only ${dropped} counted as dropped; e.g. ${report.missing.slice(0, 5).join(', ')}`);
@@ -170,7 +184,6 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
   }
   const padded = [...load.acked].filter((id) => id.includes('-padded-')).length;
   const slow = [...load.acked].filter((id) => id.includes('-slow-')).length;
-  const notes: string[] = [];
   const timeouts = (load.outcomes.get('timeout') ?? 0) + (odd.padded.outcomes.get('timeout') ?? 0) + (odd.slow.outcomes.get('timeout') ?? 0);
   if (timeouts > 0) notes.push(`${timeouts} requests unanswered after 10-15 s (a slow machine, or a hang)`);
   if (report.missing.length < dropped) notes.push(`${dropped - report.missing.length} events counted as dropped were found anyway (acknowledged later lost in transit, or uploaded before being counted)`);
@@ -190,6 +203,30 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     failures,
     notes,
   };
+}
+
+/** Which objects S3 fails to list or read, and why: for a report that names them. */
+async function unreadable(client: S3Client): Promise<string> {
+  const found: string[] = [];
+  try {
+    const keys: string[] = [];
+    let token: string | undefined;
+    do {
+      const listed = await client.send(new ListObjectsV2Command({ Bucket: BUCKET, ContinuationToken: token }));
+      keys.push(...(listed.Contents ?? []).map((c) => c.Key!));
+      token = listed.NextContinuationToken;
+    } while (token !== undefined);
+    for (const Key of keys) {
+      try {
+        gunzipSync(await (await client.send(new GetObjectCommand({ Bucket: BUCKET, Key }))).Body!.transformToByteArray());
+      } catch (err) {
+        found.push(`${Key}: ${(err as Error).message}`);
+      }
+    }
+  } catch (err) {
+    found.push(`listing failed: ${(err as Error).message}`);
+  }
+  return found.length === 0 ? 'every object reads now' : `unreadable: ${found.join('; ')}`;
 }
 
 function newLife(n: number, final: boolean, atMs: number): Life {

@@ -26,6 +26,8 @@ export interface FaultProxy {
   puts: SeenPut[];
   /** Answers every stalled request by forwarding it now. */
   release(): void;
+  /** Requests forwarded to S3 and not yet answered by it (a released PUT may still be writing). */
+  forwarding: number;
   /** Stops listening and drops every connection: from now on connections to `endpoint` are refused. */
   close(): Promise<void>;
 }
@@ -46,16 +48,28 @@ export async function startFaultProxy(t: Owner, target: { port: number }, port =
       stalled.clear();
     },
     close: () => close(),
+    forwarding: 0,
   };
   const forward = (req: http.IncomingMessage, body: Buffer, res: http.ServerResponse): void => {
+    proxy.forwarding++;
+    let answered = false;
+    // S3 answers a PUT once it has written the object.
+    const done = () => {
+      if (!answered) proxy.forwarding--;
+      answered = true;
+    };
     const upstream = http.request(
       { host: '127.0.0.1', port: target.port, method: req.method, path: req.url, headers: req.headers },
       (answer) => {
+        done();
         res.writeHead(answer.statusCode!, answer.headers);
         answer.pipe(res);
       },
     );
-    upstream.on('error', () => res.destroy());
+    upstream.on('error', () => {
+      done();
+      res.destroy();
+    });
     upstream.end(body);
   };
   const server = http.createServer((req, res) => {

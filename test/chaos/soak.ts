@@ -8,7 +8,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { gunzipSync } from 'node:zlib';
-import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsCommand, type S3Client } from '@aws-sdk/client-s3';
 import { audit, AckingClient, type AuditReport, serverCounters } from '../harness/zero-loss.js';
 import type { Owner } from '../helpers/fault-proxy.js';
 import { BUCKET, s3Env, startS3 } from '../helpers/s3.js';
@@ -192,12 +192,11 @@ async function unreadable(client: S3Client): Promise<string> {
   const found: string[] = [];
   try {
     const keys: string[] = [];
-    let token: string | undefined;
-    do {
-      const listed = await client.send(new ListObjectsV2Command({ Bucket: BUCKET, ContinuationToken: token }));
+    for (let truncated = true; truncated; ) {
+      const listed = await client.send(new ListObjectsCommand({ Bucket: BUCKET, Marker: keys.at(-1) }));
       keys.push(...(listed.Contents ?? []).map((c) => c.Key!));
-      token = listed.NextContinuationToken;
-    } while (token !== undefined);
+      truncated = listed.IsTruncated === true && (listed.Contents ?? []).length > 0;
+    }
     for (const Key of keys) {
       try {
         gunzipSync(await (await client.send(new GetObjectCommand({ Bucket: BUCKET, Key }))).Body!.transformToByteArray());

@@ -90,5 +90,6 @@ export function describeLife(life: Life): string {
   const s = life.summary;
   const summary = s === undefined ? 'no summary' : `accepted ${String(s.acceptedEvents)}, stored ${String(s.storedEvents)}, spilled ${String(s.spilledEvents)}, dropped ${String(s.droppedEvents)}, unaccounted ${String(s.unaccountedEvents)}${s.uploadedInTime === false ? ', deadline hit' : ''}`;
   const exit = life.exit === undefined ? '?' : (life.exit.signal ?? String(life.exit.code));
-  return `${life.signals.join(', ')} -> exit ${exit}: ${summary}${life.problems.length > 0 ? ` PROBLEMS: ${life.problems.join('; ')}` : ''}`;
+  const dropped = life.droppedByMetric + life.droppedInShutdown > 0 ? `; DLQ dropped ${life.droppedByMetric} by the signal (metric), ${life.droppedInShutdown} after it (log lines)` : '';
+  return `${life.signals.join(', ')} -> exit ${exit}: ${summary}${dropped}${life.problems.length > 0 ? ` PROBLEMS: ${life.problems.join('; ')}` : ''}`;
 }

@@ -16,7 +16,7 @@ export function formatReport(r: SoakReport): string {
     row('acked', `${r.audit.acked} (load ${r.acked.load}, padded ${r.acked.padded}, slow ${r.acked.slow})`),
     row('in S3', `${r.audit.inS3} events in ${r.audit.objects} objects`),
     row('in DLQ', `${r.audit.inDlq} (after the final drain)`),
-    row('dropped (metric)', `${r.dropped} (dlq_events_dropped_total of every life, and drop log lines during shutdowns)`),
+    row('dropped (metric)', `${r.dropped} (dlq_events_dropped_total of every life by its signal ${r.lives.reduce((n, l) => n + l.droppedByMetric, 0)}, drop log lines during shutdowns ${r.lives.reduce((n, l) => n + l.droppedInShutdown, 0)})`),
     row('missing', r.audit.missing.length),
     row('duplicated', r.audit.duplicated.length),
     row('unexpected', `${r.audit.unexpected.length} (stored but refused)`),

@@ -33,8 +33,10 @@ export const SETTINGS: Readonly<Record<string, string>> = {
 // The steady load: 3 loops, each at most one 5-event request every 10 ms, so the soak leaves
 // room on a shared machine.
 const LOAD = { concurrency: 3, eventsPerRequest: 5, paceMs: 10 } as const;
-// A server's life between two signals; an S3 phase.
+// A server's life between two signals (now and then a short one, signalled while it still
+// re-uploads what the last one spilled); an S3 phase.
 const LIFE_MS = [3000, 10_000] as const;
+const SHORT_LIFE_MS = [200, 1000] as const;
 const PHASE_MS = [1000, 5000] as const;
 // Outcomes a client may see from a server that is up, shutting down or gone; anything else (a
 // 400, a 413 for a body under the limit, a 500) is a defect.
@@ -103,7 +105,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     const lifeRandom = random.fork('lives');
     while (Date.now() - startedAt < durationMs) {
       // Drawn up front, whatever happens next, so the schedule depends on the seed alone.
-      const lifeMs = lifeRandom.between(...LIFE_MS);
+      const lifeMs = lifeRandom.chance(0.15) ? lifeRandom.between(...SHORT_LIFE_MS) : lifeRandom.between(...LIFE_MS);
       const first = lifeRandom.weighted([['SIGTERM', 6], ['SIGINT', 2], ['SIGHUP', 2]] as const);
       const second = lifeRandom.chance(0.3) ? lifeRandom.weighted([['SIGTERM', 1], ['SIGINT', 1], ['SIGHUP', 1]] as const) : undefined;
       const secondAfterMs = lifeRandom.between(20, 1500);

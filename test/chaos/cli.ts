@@ -28,8 +28,8 @@ const owner = { teardown: (fn: () => unknown) => void teardowns.push(fn) };
 const cleanUp = async () => {
   for (const fn of teardowns.splice(0).reverse()) await fn();
 };
-// Ctrl-C: clean up rather than leave servers running.
-process.once('SIGINT', () => void cleanUp().then(() => process.exit(130)));
+// Ctrl-C or a kill: stop the servers rather than leave them running.
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(signal, () => void cleanUp().then(() => process.exit(1)));
 
 console.log(`chaos soak: seed ${seed}, ${seconds} s of chaos${Object.keys(env).length > 0 ? `, ${JSON.stringify(env)}` : ''}`);
 let code = 1;

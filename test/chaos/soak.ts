@@ -26,8 +26,9 @@ export const SETTINGS: Readonly<Record<string, string>> = {
   UPLOAD_TIMEOUT_MS: '1000',
   SHUTDOWN_TIMEOUT_MS: '2000',
   DLQ_REUPLOAD_IDLE_MS: '100',
-  // A few seconds of the load: an S3 outage fills it, and the front answers 503 queue_full.
-  CHANNEL_MAX_EVENTS: '3000',
+  // About a second of the load: with the upload queue, a hang of a few seconds fills it, and the
+  // front answers 503 queue_full.
+  CHANNEL_MAX_EVENTS: '1000',
 };
 
 // The steady load: 3 loops, each at most one 5-event request every 10 ms, so the soak leaves

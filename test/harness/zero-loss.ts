@@ -10,8 +10,8 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { readObjects } from '../helpers/s3.js';
 
 export interface LoadOptions {
-  /** Base URL of the server, e.g. http://127.0.0.1:8080 */
-  readonly url: string;
+  /** Base URL of the server, e.g. http://127.0.0.1:8080; undefined: none until retarget(). */
+  readonly url: string | undefined;
   readonly concurrency: number;
   readonly eventsPerRequest: number;
   /** Upper bound on requests, so a run always ends. */
@@ -21,6 +21,8 @@ export interface LoadOptions {
   readonly padBytes?: number;
   /** Per-request bound: a request still unanswered then is recorded as `timeout` (a hang). */
   readonly requestTimeoutMs?: number;
+  /** Pause of each request loop between two requests, to keep a long load from taking every core. */
+  readonly paceMs?: number;
 }
 
 /** Posts events until stopped or out of requests; knows which ids the server acknowledged. */
@@ -37,10 +39,20 @@ export class AckingClient {
   #requests = 0;
   #stopped = false;
   #marked = false;
+  #url: string | undefined;
   readonly #pad: string;
 
   constructor(private readonly options: LoadOptions) {
     this.#pad = 'x'.repeat(options.padBytes ?? 0);
+    this.#url = options.url;
+  }
+
+  /**
+   * Sends the next requests to `url` (a restarted server listens on a new port); undefined holds
+   * them until a url is given, so nothing goes to a port another process may have taken since.
+   */
+  retarget(url: string | undefined): void {
+    this.#url = url;
   }
 
   get requests(): number {
@@ -62,8 +74,14 @@ export class AckingClient {
   }
 
   async #loop(): Promise<void> {
-    const { url, eventsPerRequest, maxRequests, format = 'json', requestTimeoutMs = 10_000 } = this.options;
+    const { eventsPerRequest, maxRequests, format = 'json', requestTimeoutMs = 10_000, paceMs = 0 } = this.options;
     while (!this.#stopped && this.#requests < maxRequests) {
+      if (paceMs > 0) await sleep(paceMs);
+      const url = this.#url;
+      if (url === undefined) {
+        await sleep(20);
+        continue;
+      }
       const first = this.#requests++ * eventsPerRequest;
       const ids = Array.from({ length: eventsPerRequest }, (_, i) => `${this.runId}-${first + i}`);
       const events = ids.map((id) => JSON.stringify({ id, pad: this.#pad }));
@@ -85,13 +103,15 @@ export class AckingClient {
         outcome = e.name === 'TimeoutError' ? 'timeout' : (e.cause?.code ?? e.name);
         for (const id of ids) this.uncertain.add(id);
         // The server is gone or going: no point hammering a closed port.
-        if (outcome === 'ECONNREFUSED') await new Promise((r) => setTimeout(r, 20));
+        if (outcome === 'ECONNREFUSED') await sleep(20);
       }
       count(this.outcomes, outcome);
       if (afterMark) count(this.outcomesAfterMark, outcome);
     }
   }
 }
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function count(map: Map<string, number>, key: string): void {
   map.set(key, (map.get(key) ?? 0) + 1);

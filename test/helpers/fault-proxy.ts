@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 
 export type Fault = 'pass' | 'stall' | { status: number; code: string } | { delayMs: number };
 
-/** What owns the proxy's lifetime: a tap Test, or the benchmark. */
+/** What owns a helper's resources (its teardown frees them): a tap Test, the benchmark, or the chaos soak's CLI. */
 export interface Owner {
   teardown(fn: () => unknown): void;
 }
@@ -26,6 +26,10 @@ export interface FaultProxy {
   puts: SeenPut[];
   /** Answers every stalled request by forwarding it now. */
   release(): void;
+  /** Requests forwarded to S3 and not yet answered by it (a released PUT may still be writing). */
+  forwarding: number;
+  /** Stops listening and drops every connection: from now on connections to `endpoint` are refused. */
+  close(): Promise<void>;
 }
 
 const s3Error = (code: string): string =>
@@ -43,16 +47,29 @@ export async function startFaultProxy(t: Owner, target: { port: number }, port =
       for (const go of stalled) go();
       stalled.clear();
     },
+    close: () => close(),
+    forwarding: 0,
   };
   const forward = (req: http.IncomingMessage, body: Buffer, res: http.ServerResponse): void => {
+    proxy.forwarding++;
+    let answered = false;
+    // S3 answers a PUT once it has written the object.
+    const done = () => {
+      if (!answered) proxy.forwarding--;
+      answered = true;
+    };
     const upstream = http.request(
       { host: '127.0.0.1', port: target.port, method: req.method, path: req.url, headers: req.headers },
       (answer) => {
+        done();
         res.writeHead(answer.statusCode!, answer.headers);
         answer.pipe(res);
       },
     );
-    upstream.on('error', () => res.destroy());
+    upstream.on('error', () => {
+      done();
+      res.destroy();
+    });
     upstream.end(body);
   };
   const server = http.createServer((req, res) => {
@@ -72,14 +89,16 @@ export async function startFaultProxy(t: Owner, target: { port: number }, port =
       res.writeHead(fault.status, { 'content-type': 'application/xml' }).end(s3Error(fault.code));
     });
   });
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
-  t.teardown(
-    () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  );
+  const close = () =>
+    new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', resolve);
+  });
+  t.teardown(close);
   proxy.endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return proxy;
 }

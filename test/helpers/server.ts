@@ -2,7 +2,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import type { Test } from 'tap';
+import type { Owner } from './fault-proxy.js';
 import { tempDir } from './temp.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -70,12 +70,12 @@ export const nobodyCannotRun: string | false = (() => {
   return probe.status === 0 ? false : `nobody cannot run ${process.execPath} on ${MAIN} (a directory on the way is private)`;
 })();
 
-export function spawnServer(t: Test, env: Record<string, string>, cwd = tempDir(t, 'server'), runAs: RunAs = {}): { child: ChildProcess; logs: LogLine[]; stderr(): string; waitForLog: RunningServer['waitForLog']; exited: Promise<Exit> } {
+export function spawnServer(t: Owner, env: Record<string, string>, cwd = tempDir(t, 'server'), runAs: RunAs = {}): { child: ChildProcess; logs: LogLine[]; stderr(): string; waitForLog: RunningServer['waitForLog']; exited: Promise<Exit> } {
   const child = spawn(process.execPath, [MAIN], { cwd, env: baseEnv(env), stdio: ['ignore', 'pipe', 'pipe'], ...runAs });
   return watch(t, child);
 }
 
-export function watch(t: Test, child: ChildProcess): { child: ChildProcess; logs: LogLine[]; stderr(): string; waitForLog: RunningServer['waitForLog']; exited: Promise<Exit> } {
+export function watch(t: Owner, child: ChildProcess): { child: ChildProcess; logs: LogLine[]; stderr(): string; waitForLog: RunningServer['waitForLog']; exited: Promise<Exit> } {
   const logs: LogLine[] = [];
   const waiters: { match: (line: LogLine) => boolean; resolve: (line: LogLine) => void }[] = [];
   let stderr = '';
@@ -121,7 +121,7 @@ export function watch(t: Test, child: ChildProcess): { child: ChildProcess; logs
   };
 }
 
-export async function startServer(t: Test, env: Record<string, string>, runAs: RunAs = {}): Promise<RunningServer> {
+export async function startServer(t: Owner, env: Record<string, string>, runAs: RunAs = {}): Promise<RunningServer> {
   const proc = spawnServer(t, env, tempDir(t, 'server'), runAs);
   const listening = await proc.waitForLog((l) => l.msg === 'listening');
   const port = listening.port as number;

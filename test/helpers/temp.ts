@@ -2,9 +2,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Test } from 'tap';
+import type { Owner } from './fault-proxy.js';
 
-export function tempDir(t: Test, name: string): string {
+export function tempDir(t: Owner, name: string): string {
   const dir = mkdtempSync(join(tmpdir(), `ingest-${name}-`));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   return dir;

@@ -119,6 +119,8 @@ export class BodyReader<C> {
   #onData = (chunk: ArrayBuffer, isLast: boolean): void => {
     if (this.#discard !== undefined) return this.#discard.push(chunk.byteLength, isLast);
     if (this.#done) return;
+    // uWS 20.57 hands over an empty first piece when the body comes after the headers: nothing to keep.
+    if (chunk.byteLength === 0 && !isLast) return;
     const received = this.#received + chunk.byteLength;
     if (received > this.limits.maxBodyBytes) return this.#refuse('too_large', isLast);
     if (isLast && this.#buffer === undefined) {

@@ -1,4 +1,6 @@
 // Whole process: every body format in, every accepted event out of S3 exactly once, as SPEC §3 lays it out.
+import { once } from 'node:events';
+import net from 'node:net';
 import { crc32, gzipSync } from 'node:zlib';
 import t from 'tap';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
@@ -122,4 +124,34 @@ t.test('a separate METRICS_PORT serves /metrics there only', async (t) => {
   t.not(listening.metricsPort, listening.port);
   t.equal((await fetch(`http://127.0.0.1:${listening.metricsPort as number}/metrics`)).status, 200);
   t.equal((await fetch(`${server.url}/metrics`)).status, 404);
+});
+
+/** Headers first, then the body in small pieces, each written apart: as a slow or busy client sends. */
+async function dripped(port: number, head: string, pieces: string[]): Promise<string> {
+  const socket = net.connect(port, '127.0.0.1');
+  let answer = '';
+  socket.on('data', (d: Buffer) => (answer += d.toString('latin1')));
+  await once(socket, 'connect');
+  socket.write(head);
+  for (const piece of pieces) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    socket.write(piece);
+  }
+  await eventually(() => answer.includes('\r\n\r\n'));
+  socket.destroy();
+  return answer.split('\r\n')[0]!;
+}
+
+t.test('a body that arrives after its headers, in pieces, with Content-Length or chunked', async (t) => {
+  const s3 = await startS3(t);
+  const server = await startServer(t, { ...s3.env, BATCH_MAX_AGE_MS: '100' });
+  const body = '{"id":"dripped","pad":"xxxxxxxxxxxxxxxx"}';
+  const pieces = body.match(/.{1,5}/g)!;
+  const head = 'POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n';
+  t.equal(await dripped(server.port, `${head}content-length: ${body.length}\r\n\r\n`, pieces), 'HTTP/1.1 202 Accepted');
+  const chunks = [...pieces.map((p) => `${p.length.toString(16)}\r\n${p}\r\n`), '0\r\n\r\n'];
+  t.equal(await dripped(server.port, `${head}transfer-encoding: chunked\r\n\r\n`, chunks), 'HTTP/1.1 202 Accepted');
+  await eventually(async () => (await server.metric('s3_events_stored_total')) === 2);
+  t.equal(server.child.exitCode, null, 'still running');
+  t.notOk(server.logs.some((l) => l.level >= 50), 'no error logged');
 });

@@ -108,8 +108,9 @@ export class Reuploader {
     } catch (err) {
       if (this.#stop.signal.aborted) return;
       this.#noticeLiveSuccess();
-      // Live uploads succeeding while this one fails: the file is the problem, not S3.
-      const fileBackoffMs = this.now() - this.#liveOkAt <= LIVE_OK_WINDOW_MS ? this.#fileFailed(file) : 0;
+      // The file may be the problem (S3 refuses it), not S3: it backs off on its own, so after the
+      // global backoff the files behind it go ahead. If S3 is down they fail too and back off alike.
+      const fileBackoffMs = this.#fileFailed(file);
       this.#backoffMs = Math.min(BACKOFF_MAX_MS, Math.max(BACKOFF_MIN_MS, this.#backoffMs * 2));
       this.#notBefore = this.now() + jitter(this.#backoffMs);
       this.log.warn({ file: file.name, key: object.meta.key, backoffMs: this.#backoffMs, fileBackoffMs, err: (err as Error).message }, 'DLQ re-upload failed; file kept');

@@ -2,7 +2,7 @@
 // indexed; a file whose removal fails (a real fault: a non-empty directory in its place, which no
 // unlink removes) stays queued and uncounted until it is really gone; the store's per-process tally
 // of dropped events.
-import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { batch, setup, T0 } from '../helpers/dlq.js';
@@ -37,12 +37,19 @@ t.test('a sweep still forgets a file another process removed', async (t) => {
   t.equal(store.files, 0);
 });
 
-/** Replaces a queued file by a non-empty directory of its name: fs.rm without recursive fails on it. */
+/**
+ * Replaces a queued file by a non-empty directory of its name (fs.rm without recursive fails on it);
+ * returns what puts the file back.
+ */
 function blockRemoval(dir: string, id: string): () => void {
   const where = join(dir, `${id}.jsonl.gz`);
+  const data = readFileSync(where);
   rmSync(where);
   mkdirSync(join(where, 'inside'), { recursive: true });
-  return () => rmSync(where, { recursive: true });
+  return () => {
+    rmSync(where, { recursive: true });
+    writeFileSync(where, data);
+  };
 }
 
 t.test('an expired file that cannot be removed stays queued, uncounted, and is removed (and counted once) at a later sweep', async (t) => {
@@ -61,6 +68,7 @@ t.test('an expired file that cannot be removed stays queued, uncounted, and is r
   unblock();
   await store.sweep();
   t.equal(store.files, 0);
+  t.notOk(existsSync(join(dir, `${old.batch.id}.jsonl.gz`)));
   t.equal(await value('dlq_events_dropped_total', '{reason="ttl"}'), 7, 'counted once, when it is gone');
   t.equal(store.droppedEvents, 7);
 });
@@ -78,6 +86,7 @@ t.test('an eviction that cannot remove the oldest file evicts the next one inste
   const d = batch(4);
   await store.save(d.batch, d.gzip);
   t.same(store.list().map((f) => f.meta.events), [3, 4]);
+  t.same(readdirSync(dir).filter((n) => n.endsWith('.jsonl.gz')).sort(), [`${c.batch.id}.jsonl.gz`, `${d.batch.id}.jsonl.gz`].sort());
   t.equal(await value('dlq_events_dropped_total', '{reason="capacity"}'), 3);
 });
 

@@ -14,57 +14,36 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { DROP_REASONS, type DlqMetrics, type DropReason } from '../metrics/dlq.js';
+import type { DlqMetrics, DropReason } from '../metrics/dlq.js';
 import { NotRegular, readRegular, syncDir, TooLarge, writeNewFile } from './disk.js';
 import { CorruptFile, type DlqMeta, decodeMeta, encodeFile, verifiedObject } from './file.js';
 import { type DlqLock, DlqLocked } from './lock.js';
+import type { BatchToSave, DlqOptions } from './options.js';
 import { FileQueue, type QueuedFile, queuedFile } from './queue.js';
 import { type AsideReason, keyProblem, openDir, reject, type ScanContext, setAside, SUFFIX, TEMP_PREFIX } from './scan.js';
-
-export interface DlqOptions {
-  readonly dir: string;
-  readonly maxBytes: number;
-  readonly maxFiles: number;
-  readonly ttlSeconds: number;
-  readonly now: () => number;
-  /**
-   * The server and `dlq drain` take the directory's lock and repair at start (remove temp
-   * leftovers, move bad files aside); `dlq stats|list`, which run beside a server, only read.
-   */
-  readonly repair: boolean;
-  /** S3_PREFIX: only keys under it are re-uploaded. */
-  readonly prefix: string;
-  /** Recorded in the lock file, to name the holder to a second process. */
-  readonly instanceId: string;
-}
-
-export interface BatchToSave {
-  readonly id: string;
-  readonly key: string;
-  readonly events: number;
-  readonly firstReceivedAt: number;
-  readonly lastReceivedAt: number;
-}
+import { DropTally } from './tally.js';
 
 export { DlqLocked, type QueuedFile };
+export type { BatchToSave, DlqOptions } from './options.js';
 
 export class DlqStore {
   readonly #queue = new FileQueue();
   #lock: DlqLock | undefined;
   #unusable: string | undefined;
-  readonly #dropped = Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<DropReason, number>;
   // Files being removed for a drop still count in the gauges, not against capacity: concurrent
   // evictions must not take more files than the excess.
   readonly #removing = { files: 0, bytes: 0 };
   private readonly scan: ScanContext;
+  readonly #dropped: DropTally;
 
   private constructor(
     private readonly options: DlqOptions,
     private readonly metrics: DlqMetrics,
     private readonly log: Logger,
   ) {
+    this.#dropped = new DropTally(metrics);
     const { dir, prefix, repair, maxBytes } = options;
-    this.scan = { dir, prefix, repair, maxBytes, metrics, log, dropped: (reason, events) => this.#drop(reason, events) };
+    this.scan = { dir, prefix, repair, maxBytes, metrics, log, dropped: (reason, events) => this.#dropped.add(reason, events) };
   }
 
   /** Takes the lock (repair mode; throws DlqLocked), scans the directory, applies TTL and capacity. */
@@ -98,9 +77,9 @@ export class DlqStore {
   /** Why DLQ_DIR could not be opened or listed at start (then the store is empty, without the lock). */
   get unusable(): string | undefined { return this.#unusable; }
   /** Events this store dropped in this process, all reasons: for the shutdown summary. */
-  get droppedEvents(): number { return Object.values(this.#dropped).reduce((a, b) => a + b, 0); }
+  get droppedEvents(): number { return this.#dropped.total; }
   /** The same by reason (capacity covers evicted and too large to write). */
-  get droppedEventsByReason(): Readonly<Record<DropReason, number>> { return { ...this.#dropped }; }
+  get droppedEventsByReason(): Readonly<Record<DropReason, number>> { return this.#dropped.byReason(); }
   get files(): number { return this.#queue.files; }
   get bytes(): number { return this.#queue.bytes; }
   get events(): number { return this.#queue.events; }
@@ -120,7 +99,7 @@ export class DlqStore {
       const data = encodeFile(gzip, { key: batch.key, events: batch.events, firstReceivedAt: batch.firstReceivedAt, lastReceivedAt: batch.lastReceivedAt, spilledAt: this.options.now() });
       if (data.length > this.options.maxBytes) {
         // Writing it would only evict everything else and then itself.
-        this.#drop('capacity', batch.events);
+        this.#dropped.add('capacity', batch.events);
         this.log.warn({ file: name, events: batch.events, bytes: data.length, maxBytes: this.options.maxBytes }, `DLQ capacity → not written=${name}: ${data.length} bytes is more than DLQ_MAX_BYTES; raise DLQ_MAX_BYTES or lower BATCH_MAX_BYTES`);
         return false;
       }
@@ -130,7 +109,7 @@ export class DlqStore {
     } catch (err) {
       await fs.rm(temp, { force: true }).catch(() => {});
       this.metrics.writeFailures.inc();
-      this.#drop('write_failed', batch.events);
+      this.#dropped.add('write_failed', batch.events);
       this.log.error({ key: batch.key, events: batch.events, code: (err as NodeJS.ErrnoException).code }, `local DLQ save failed: ${(err as Error).message}`);
       return false;
     }
@@ -142,11 +121,6 @@ export class DlqStore {
     });
     await this.#enforceCapacity();
     return true;
-  }
-
-  #drop(reason: DropReason, events: number): void {
-    this.#dropped[reason] += events;
-    this.metrics.eventsDropped.inc({ reason }, events);
   }
 
   /**
@@ -211,7 +185,7 @@ export class DlqStore {
       this.#removing.bytes -= file.bytes;
     }
     this.#queue.remove(file);
-    this.#drop(reason === 'expired' ? 'ttl' : 'capacity', file.meta.events);
+    this.#dropped.add(reason === 'expired' ? 'ttl' : 'capacity', file.meta.events);
     if (reason === 'expired') {
       this.metrics.filesExpired.inc();
       this.log.warn({ file: file.name, events: file.meta.events, ttlSeconds: this.options.ttlSeconds }, `DLQ TTL → removed=${file.name}`);

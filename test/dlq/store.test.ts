@@ -142,7 +142,7 @@ t.test('read-only mode (the dlq command) neither removes temp files nor moves co
   t.ok(existsSync(join(dir, 'bad.jsonl.gz')));
 });
 
-t.test('save never rejects: a failed eviction (a directory where the oldest file was) is logged, the spill stands, nothing counted', async (t) => {
+t.test('save never rejects: a failed eviction (a directory where the oldest file was) is logged, that file stays uncounted, the next oldest goes', async (t) => {
   const { store, dir, logs, value } = await setup(t, { maxFiles: 1 });
   const first = batch(2);
   await store.save(first.batch, first.gzip);
@@ -151,10 +151,11 @@ t.test('save never rejects: a failed eviction (a directory where the oldest file
   mkdirSync(join(dir, `${first.batch.id}.jsonl.gz`, 'inside'), { recursive: true });
   const second = batch(3);
   await store.save(second.batch, second.gzip); // rejected on main: the process died right after a 202
-  // Still on disk, so still queued (tried again at the next sweep); the new file is the only other one.
-  t.same(store.list().map((f) => f.name), [`${first.batch.id}.jsonl.gz`, `${second.batch.id}.jsonl.gz`]);
+  // Still on disk, so still queued (tried again at the next sweep), and counted against capacity:
+  // the next oldest, here the new file, made room.
+  t.same(store.list().map((f) => f.name), [`${first.batch.id}.jsonl.gz`]);
   t.ok(logs.some((l) => l.level === 50 && l.msg.startsWith(`DLQ file could not be removed: ${first.batch.id}.jsonl.gz`)));
-  t.equal(await value('dlq_events_dropped_total', '{reason="capacity"}'), 0, 'not counted while the file is there (test/dlq/sweep.test.ts has the retry)');
+  t.equal(await value('dlq_events_dropped_total', '{reason="capacity"}'), 3, 'only the file that left; the stuck one is not counted while it is there (test/dlq/sweep.test.ts has the retry)');
   t.equal(await value('dlq_events_spilled_total'), 5);
 });
 

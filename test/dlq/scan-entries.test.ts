@@ -5,8 +5,10 @@
 // when the directory itself cannot be scanned.
 import { existsSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Registry } from 'prom-client';
 import t from 'tap';
 import { acquireLock } from '../../src/dlq/lock.js';
+import { createDlqMetrics } from '../../src/metrics/dlq.js';
 import { dlqFileWithMeta, runDlqCommand, setup, writeDlqFile } from '../helpers/dlq.js';
 import { tempDir } from '../helpers/temp.js';
 
@@ -41,6 +43,27 @@ t.test('a file larger than DLQ_MAX_BYTES (sparse, over 2 GiB) is moved aside bef
   t.ok(existsSync(join(dir, 'corrupt', 'huge.jsonl.gz')) && existsSync(join(dir, 'corrupt', 'foreign.jsonl.gz')));
   t.ok(logs.some((l) => l.level === 50 && l.msg.startsWith('DLQ file larger than DLQ_MAX_BYTES, moved aside: huge.jsonl.gz')));
   t.equal(store.droppedEvents, 4);
+});
+
+t.test('a queued file that grew past DLQ_MAX_BYTES is never read whole: moved aside at re-upload, counted', async (t) => {
+  const dir = tempDir(t, 'grown');
+  writeDlqFile(dir, 'grown', [1, 2, 3]);
+  const { store, value } = await setup(t, { dir, maxBytes: 4096 });
+  t.equal(store.files, 1);
+  truncateSync(join(dir, 'grown.jsonl.gz'), 8192); // replaced or appended to after the scan
+  t.equal(await store.read(store.oldest()!), undefined);
+  t.equal(store.files, 0);
+  t.ok(existsSync(join(dir, 'corrupt', 'grown.jsonl.gz')));
+  t.equal(await value('dlq_files_rejected_total', '{reason="too_large"}'), 1);
+  t.equal(await value('dlq_events_dropped_total', '{reason="quarantined"}'), 3);
+});
+
+t.test('every drop reason and reject reason is exported at 0 from the start', async (t) => {
+  const registry = new Registry();
+  createDlqMetrics(registry);
+  const text = await registry.metrics();
+  for (const reason of ['capacity', 'ttl', 'write_failed', 'quarantined']) t.match(text, `dlq_events_dropped_total{reason="${reason}"} 0`);
+  for (const reason of ['not_regular', 'unreadable', 'bad_key', 'too_large']) t.match(text, `dlq_files_rejected_total{reason="${reason}"} 0`);
 });
 
 t.test('a key outside S3_PREFIX (the prefix changed between runs): moved aside, its events counted as dropped', async (t) => {

@@ -128,5 +128,6 @@ t.test('a file S3 always refuses, on an idle server, backs off alone: the files 
   // On main good-0 was retried at every global backoff, oldest first, and nothing behind it moved.
   await eventually(async () => (await server.metric('dlq_files_current')) === 1, 200, 100);
   t.same(await storedIds(s3), [2, 3, 4, 5]);
+  t.same(proxy.puts.slice(0, 3).map((p) => p.key.split('/').pop()), ['good-0.jsonl.gz', 'good-1.jsonl.gz', 'good-2.jsonl.gz'], 'once the pause ends, the files behind it go first');
   t.ok(server.logs.some((l) => l.msg === 'DLQ re-upload failed; file kept' && (l.fileBackoffMs as number) >= 1000));
 });

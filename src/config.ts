@@ -85,7 +85,11 @@ function readConfig(): Config {
     (env.get(name).asArray(',') ?? []).map((s) => s.trim()).filter((s) => s !== '');
 
   const prefix = env.get('S3_PREFIX').default('raw').asString().replace(/^\/+|\/+$/g, '');
-  if (prefix === '') throw new ConfigError('"S3_PREFIX" should be a non-empty key prefix such as "raw"');
+  // The DLQ re-uploads only keys under S3_PREFIX with no empty, "." or ".." segment (src/dlq/scan.ts,
+  // keyProblem): a prefix that breaks that rule would send every spilled batch to corrupt/.
+  if (prefix === '' || prefix.split('/').some((part) => part === '' || part === '.' || part === '..')) {
+    throw new ConfigError(`"S3_PREFIX" should be a non-empty key prefix whose segments between slashes are neither empty nor "." or "..", such as "raw" or "events/raw", got ${JSON.stringify(env.get('S3_PREFIX').asString())}`);
+  }
   const bucket = env.get('S3_BUCKET').asString()?.trim() || undefined;
   const metricsPort = env.get('METRICS_PORT').asString() ? int('METRICS_PORT', 0, 0, 65535) : undefined;
   const maxConnections = env.get('MAX_CONNECTIONS').asString() ? int('MAX_CONNECTIONS', 0, 1, 10_000_000) : undefined;

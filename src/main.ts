@@ -132,6 +132,7 @@ async function main(): Promise<void> {
       reuploader.abort();
     },
     pipeline,
+    dlqDropped: () => dlq.droppedEventsByReason,
     steps: [
       ['stopping DLQ re-upload', () => reuploader.stop()],
       ['stopping EMF', () => stopEmf?.()],

@@ -20,6 +20,8 @@ export interface ShutdownPlan {
   /** Synchronous: from now on nothing new is accepted (503 shutting_down) and no DLQ file is taken. */
   stopAccepting(): void;
   readonly pipeline: Pipeline;
+  /** Events the DLQ let go of in this process's life (evicted, expired, quarantined, not written), by reason. */
+  dlqDropped(): Readonly<Record<string, number>>;
   /** What to stop once the pipeline has closed, in order, each named for the logs. */
   readonly steps: readonly (readonly [name: string, run: () => unknown])[];
 }
@@ -48,7 +50,10 @@ export function shutDownOnSignals(plan: ShutdownPlan): void {
   };
 
   const finish = (summary: Summary, code: number): never => {
-    log[summary.unaccounted === 0 && summary.dropped === 0 ? 'info' : 'error'](
+    // Evictions during the shutdown spill happen after the last scrape could see them: say so here.
+    const dlqDropped = plan.dlqDropped();
+    const dlqDroppedTotal = Object.values(dlqDropped).reduce((a, b) => a + b, 0);
+    log[summary.unaccounted === 0 && summary.dropped === 0 && dlqDroppedTotal === 0 ? 'info' : 'error'](
       {
         uploadedInTime: summary.uploadedInTime,
         acceptedEvents: summary.accepted,
@@ -57,6 +62,8 @@ export function shutDownOnSignals(plan: ShutdownPlan): void {
         droppedEvents: summary.dropped,
         // 0 unless the spill outlived its grace after the deadline (a hung disk) or the watchdog fired.
         unaccountedEvents: summary.unaccounted,
+        dlqDroppedEvents: dlqDroppedTotal,
+        dlqDroppedByReason: dlqDropped,
       },
       'shutdown complete',
     );

@@ -12,6 +12,10 @@ const cases: [Record<string, string>, RegExp][] = [
   [{ INSTANCE_ID: 'a/b' }, /"INSTANCE_ID" should be 1 to 64 characters/],
   [{ S3_ENDPOINT: 'not a url' }, /"S3_ENDPOINT" should be a valid URL.*, got "not a url"/],
   [{ S3_PREFIX: '/' }, /"S3_PREFIX" should be a non-empty key prefix/],
+  // Accepted on main, then every spilled batch went to corrupt/ (its key failed the DLQ's check).
+  [{ S3_PREFIX: 'a//b' }, /"S3_PREFIX" should be a non-empty key prefix whose segments between slashes are neither empty nor "\." or "\.\.", such as "raw" or "events\/raw", got "a\/\/b"/],
+  [{ S3_PREFIX: 'raw/../x' }, /"S3_PREFIX" should be a non-empty key prefix whose segments .*, got "raw\/\.\.\/x"/],
+  [{ S3_PREFIX: '.' }, /"S3_PREFIX" should be a non-empty key prefix whose segments .*, got "\."/],
   [{ MAX_EVENT_DEPTH: '0' }, /"MAX_EVENT_DEPTH" should be an integer from 1 to 100000, got "0"/],
   [{ MAX_BODIES_IN_FLIGHT_BYTES: '1 MiB' }, /"MAX_BODIES_IN_FLIGHT_BYTES" should be an integer from 1024 to \d+, got "1 MiB"/],
   [{ MAX_CONNECTIONS: 'many' }, /"MAX_CONNECTIONS" should be an integer from 1 to \d+, got "many"/],

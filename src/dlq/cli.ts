@@ -42,6 +42,11 @@ async function run(command: string | undefined): Promise<number> {
     dlqMetrics,
     log,
   );
+  if (store.unusable !== undefined) {
+    // An empty answer here would read as "nothing queued": say the directory could not be read.
+    process.stderr.write(`DLQ_DIR ${config.dlqDir} could not be scanned: ${store.unusable}; nothing was read or uploaded\n`);
+    return 1;
+  }
   const now = Date.now();
   if (command === 'stats') {
     const oldest = store.oldestSpilledAt;

@@ -8,6 +8,13 @@ export class NotRegular extends Error {
   readonly code = 'ENOTREG';
 }
 
+/** A file larger than the caller will read whole. */
+export class TooLarge extends Error {
+  constructor(readonly size: number) {
+    super(`${size} bytes`);
+  }
+}
+
 // EMFILE/ENFILE pass as soon as some other descriptor closes (a request ends, an upload
 // finishes), so a few tries over about 1.5 s turn most of them into a delay instead of a loss.
 const FD_RETRY_DELAYS_MS = [50, 100, 200, 400, 800];
@@ -35,9 +42,10 @@ const READ_FLAGS = fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | fsConstants.O
 
 /**
  * The first `limit` bytes of a regular file (all of it when `limit` is undefined), with its size.
- * Throws NotRegular for anything else, without ever blocking on it.
+ * Throws NotRegular for anything else, without ever blocking on it, and TooLarge when reading it
+ * whole would take more than `maxSize` bytes.
  */
-export async function readRegular(file: string, limit?: (head: Buffer) => number): Promise<{ data: Buffer; size: number }> {
+export async function readRegular(file: string, limit?: (head: Buffer) => number, maxSize = Number.POSITIVE_INFINITY): Promise<{ data: Buffer; size: number }> {
   let handle: FileHandle;
   try {
     handle = await openRetrying(file, READ_FLAGS);
@@ -48,6 +56,7 @@ export async function readRegular(file: string, limit?: (head: Buffer) => number
   try {
     const stat = await handle.stat();
     if (!stat.isFile()) throw new NotRegular(stat.isDirectory() ? 'a directory' : 'not a regular file');
+    if (limit === undefined && stat.size > maxSize) throw new TooLarge(stat.size);
     if (limit === undefined) return { data: await handle.readFile(), size: stat.size };
     const fixed = Buffer.alloc(Math.min(stat.size, 12));
     await handle.read(fixed, 0, fixed.length, 0);

@@ -55,10 +55,13 @@ export function decodeMeta(head: Buffer): { meta: DlqMeta; bodyOffset: number } 
   } catch {
     throw new CorruptFile('unreadable metadata in the gzip extra field');
   }
+  // Any JSON parses (`null`, a number, an array): check the shape before reading a field of it.
   const valid =
+    typeof meta === 'object' && meta !== null && !Array.isArray(meta) &&
     meta.v === 1 &&
     typeof meta.key === 'string' && meta.key !== '' &&
-    [meta.events, meta.firstReceivedAt, meta.lastReceivedAt, meta.spilledAt, meta.crc32].every(Number.isSafeInteger);
+    [meta.events, meta.firstReceivedAt, meta.lastReceivedAt, meta.spilledAt, meta.crc32].every(Number.isSafeInteger) &&
+    meta.events >= 0;
   if (!valid) throw new CorruptFile('metadata lacks a field or has a wrong type');
   return { meta, bodyOffset };
 }

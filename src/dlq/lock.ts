@@ -1,14 +1,17 @@
 // One process owns a DLQ_DIR: the lock file `DLQ_DIR/.lock`, held for the owner's life.
 //
-// The file is created with O_EXCL and holds JSON {pid, host, instanceId, startedAt, token}. A lock
-// left by a dead process is taken over: its host is this host and its pid is not alive here (or is
-// our own pid: a restarted container reuses pid numbers, and we hold nothing yet). A holder on
-// another host cannot be checked from here, so it is never taken over: an operator who knows that
-// host is gone removes the file (docs/dlq.md, "Exclusivity"). Known gap: two processes starting in
-// the same instant beside one stale lock can both take it over (the second removes the first's new
-// file before creating its own); a restart of one task on its own volume never does that.
+// The file is created with O_EXCL and holds JSON {pid, host, instanceId, startedAt, token, bootId,
+// pidStart, pidNs}; the holder touches it every LOCK_HEARTBEAT_MS. A lock on this host is stale
+// when the kernel booted since (boot id), or its pid is not alive, or that pid is now another
+// process (its start time, field 22 of /proc/<pid>/stat, differs: pids are reused). A pid from
+// another pid namespace (a container beside us, or an earlier run of our own container) names a
+// different process here, so it is judged by the heartbeat alone. Without /proc only the alive
+// check remains. A holder on another host cannot be checked from here, so it is never taken over:
+// an operator who knows that host is gone removes the file (docs/dlq.md, "Exclusivity"). Known
+// gap: two processes starting in the same instant beside one stale lock can both take it over (the
+// second removes the first's new file before creating its own).
 import { randomUUID } from 'node:crypto';
-import { constants as fsConstants, readFileSync, unlinkSync } from 'node:fs';
+import { constants as fsConstants, readFileSync, readlinkSync, unlinkSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -21,6 +24,36 @@ export interface LockHolder {
   readonly instanceId: string | undefined;
   readonly startedAt: string;
   readonly token: string;
+  /** /proc/sys/kernel/random/boot_id, when there is a /proc. */
+  readonly bootId?: string;
+  /** The holder's start time in clock ticks after boot (/proc/<pid>/stat field 22). */
+  readonly pidStart?: number;
+  /** The holder's pid namespace (readlink /proc/self/ns/pid), in which its pid means it. */
+  readonly pidNs?: string;
+}
+
+// The holder refreshes the lock's mtime this often; a lock from another pid namespace that has not
+// been refreshed for LOCK_STALE_MS is taken over (its holder died: say an OOM-killed container).
+export const LOCK_HEARTBEAT_MS = 10_000;
+export const LOCK_STALE_MS = 60_000;
+
+/** A /proc fact, or undefined where there is no /proc (or it cannot be read). */
+function proc<T>(read: () => T): T | undefined {
+  try {
+    return read();
+  } catch {
+    return undefined;
+  }
+}
+
+const bootId = () => proc(() => readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim());
+const pidNs = () => proc(() => readlinkSync('/proc/self/ns/pid'));
+
+/** Field 22 of /proc/<pid>/stat; the fields are counted after the command name, which may hold spaces. */
+export function pidStart(pid: number | 'self'): number | undefined {
+  const stat = proc(() => readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  const start = stat?.slice(stat.lastIndexOf(')') + 2).split(' ')[22 - 3];
+  return start === undefined ? undefined : Number(start);
 }
 
 export class DlqLocked extends Error {
@@ -44,7 +77,7 @@ export interface DlqLock {
 /** Takes the lock on `dir` or throws DlqLocked naming the holder; other errors (no directory) pass through. */
 export async function acquireLock(dir: string, instanceId: string | undefined): Promise<DlqLock> {
   const file = path.join(dir, LOCK_FILE);
-  const me: LockHolder = { pid: process.pid, host: os.hostname(), instanceId, startedAt: new Date().toISOString(), token: randomUUID() };
+  const me: LockHolder = { pid: process.pid, host: os.hostname(), instanceId, startedAt: new Date().toISOString(), token: randomUUID(), bootId: bootId(), pidStart: pidStart('self'), pidNs: pidNs() };
   // Two rounds: the second follows the removal of a stale lock.
   for (let round = 0; round < 2; round++) {
     try {
@@ -58,9 +91,14 @@ export async function acquireLock(dir: string, instanceId: string | undefined): 
       // The lock goes with the process however it ends, short of SIGKILL (then it is stale).
       const onExit = () => release(file, me.token);
       process.once('exit', onExit);
+      const heartbeat = setInterval(() => {
+        const now = new Date();
+        fs.utimes(file, now, now).catch(() => {}); // gone or replaced: nothing of ours to refresh
+      }, LOCK_HEARTBEAT_MS).unref();
       return {
         holder: me,
         release: () => {
+          clearInterval(heartbeat);
           process.removeListener('exit', onExit);
           onExit();
         },
@@ -77,8 +115,8 @@ export async function acquireLock(dir: string, instanceId: string | undefined): 
 
 async function readHolder(file: string): Promise<LockHolder | undefined> {
   try {
-    const holder = JSON.parse(await fs.readFile(file, 'utf8')) as LockHolder;
-    return Number.isSafeInteger(holder.pid) && typeof holder.host === 'string' ? holder : undefined;
+    const holder = JSON.parse(await fs.readFile(file, 'utf8')) as LockHolder | null;
+    return typeof holder === 'object' && holder !== null && Number.isSafeInteger(holder.pid) && typeof holder.host === 'string' ? holder : undefined;
   } catch {
     return undefined;
   }
@@ -94,13 +132,21 @@ async function isStale(file: string, holder: LockHolder | undefined): Promise<bo
     return stat === undefined || Date.now() - stat.mtimeMs > UNREADABLE_LOCK_STALE_MS;
   }
   if (holder.host !== os.hostname()) return false;
-  if (holder.pid === process.pid) return true;
+  const boot = bootId();
+  if (holder.bootId !== undefined && boot !== undefined && holder.bootId !== boot) return true;
+  const ns = pidNs();
+  if (holder.pidNs !== undefined && ns !== undefined && holder.pidNs !== ns) {
+    const stat = await fs.stat(file).catch(() => undefined);
+    return stat === undefined || Date.now() - stat.mtimeMs > LOCK_STALE_MS;
+  }
   try {
     process.kill(holder.pid, 0);
-    return false;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'ESRCH';
   }
+  // Alive; but pids are reused: is it still the process that wrote the lock?
+  const start = holder.pidStart === undefined ? undefined : pidStart(holder.pid);
+  return start !== undefined && start !== holder.pidStart;
 }
 
 function release(file: string, token: string): void {

@@ -12,10 +12,12 @@ export interface QueuedFile {
   /** The re-uploader's backoff for this file: not before this time (ms), after so many failures. */
   retryAt: number;
   failures: number;
+  /** Order of indexing (set by FileQueue.add): tells a sweep which files its listing can see. */
+  seq: number;
 }
 
 export function queuedFile(name: string, bytes: number, meta: DlqMeta): QueuedFile {
-  return { name, bytes, meta, busy: false, corrupt: false, retryAt: 0, failures: 0 };
+  return { name, bytes, meta, busy: false, corrupt: false, retryAt: 0, failures: 0, seq: 0 };
 }
 
 export class FileQueue {
@@ -23,6 +25,12 @@ export class FileQueue {
   readonly #files = new Map<string, QueuedFile>();
   #bytes = 0;
   #events = 0;
+  #seq = 0;
+
+  /** The `seq` of the file indexed last. */
+  get lastSeq(): number {
+    return this.#seq;
+  }
 
   get files(): number {
     return this.#files.size;
@@ -54,9 +62,14 @@ export class FileQueue {
   add(file: QueuedFile): void {
     const previous = this.#files.get(file.name);
     if (previous !== undefined) this.remove(previous);
+    file.seq = ++this.#seq;
     this.#files.set(file.name, file);
     this.#bytes += file.bytes;
     this.#events += file.meta.events;
+  }
+
+  has(file: QueuedFile): boolean {
+    return this.#files.get(file.name) === file;
   }
 
   /** False when the file was not (or no longer) queued. */

@@ -113,10 +113,12 @@ export class Reuploader {
     } catch (err) {
       if (this.#stop.signal.aborted) return;
       this.#noticeLiveSuccess();
-      // Live uploads succeeding while this one fails: the file is the problem, not S3.
-      const fileBackoffMs = this.now() - this.#liveOkAt <= LIVE_OK_WINDOW_MS ? this.#fileFailed(file) : 0;
       this.#backoffMs = Math.min(BACKOFF_MAX_MS, Math.max(BACKOFF_MIN_MS, this.#backoffMs * 2));
       this.#notBefore = this.now() + jitter(this.#backoffMs);
+      // The file may be the problem (S3 refuses it), not S3: it also backs off on its own, counted
+      // from the end of the global pause, so that the files behind it go first when the pause ends.
+      // If S3 is down they fail too and back off alike.
+      const fileBackoffMs = this.#fileFailed(file, this.#notBefore);
       this.log.warn({ file: file.name, key: object.meta.key, backoffMs: this.#backoffMs, fileBackoffMs, err: (err as Error).message }, 'DLQ re-upload failed; file kept');
       return;
     }
@@ -127,11 +129,11 @@ export class Reuploader {
     this.#notBefore = 0;
   }
 
-  /** Backs one file off (1 s doubling to 60 s); returns the backoff. */
-  #fileFailed(file: QueuedFile): number {
+  /** Backs one file off (1 s doubling to 60 s) from `from`; returns the backoff. */
+  #fileFailed(file: QueuedFile, from = this.now()): number {
     file.failures++;
     const backoffMs = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** (file.failures - 1));
-    file.retryAt = this.now() + jitter(backoffMs);
+    file.retryAt = from + jitter(backoffMs);
     return backoffMs;
   }
 }

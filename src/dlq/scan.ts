@@ -2,14 +2,15 @@
 //
 // Rules (docs/dlq.md, "Start-up scan"): only regular files named `*.jsonl.gz` whose header reads
 // and whose key lies under S3_PREFIX are queued. Temp leftovers (`.tmp-*` files and symlinks) are
-// removed. A file that fails its check, cannot be read, or names a key outside S3_PREFIX is moved
-// to `corrupt/`; anything that is not a regular file is left where it is. Each is logged and
-// counted; none stops the server. Nothing is ever followed through a symlink or opened blocking.
+// removed. A file that fails its check, cannot be read, is larger than DLQ_MAX_BYTES, or names a
+// key outside S3_PREFIX is moved to `corrupt/`; anything that is not a regular file is left where
+// it is. Each is logged and counted; none stops the server, and no error on one entry stops the
+// scan (or drops the lock). Nothing is ever followed through a symlink or opened blocking.
 import type { Dirent } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { DlqMetrics, RejectReason } from '../metrics/dlq.js';
+import type { DlqMetrics, DropReason, RejectReason } from '../metrics/dlq.js';
 import { NotRegular, readRegular } from './disk.js';
 import { acquireLock, type DlqLock } from './lock.js';
 import { CorruptFile, type DlqMeta, decodeMeta } from './file.js';
@@ -23,7 +24,11 @@ export interface ScanContext {
   readonly prefix: string;
   /** Remove temp leftovers and move bad files aside (the lock holder); else only read and report. */
   readonly repair: boolean;
+  /** DLQ_MAX_BYTES: a larger file can never fit the queue; it is moved aside unread. */
+  readonly maxBytes: number;
   readonly metrics: DlqMetrics;
+  /** Counts events lost (metric and the store's own tally). */
+  readonly dropped: (reason: DropReason, events: number) => void;
   readonly log: Logger;
 }
 
@@ -64,23 +69,32 @@ export async function scanDir(ctx: ScanContext): Promise<FoundFile[]> {
   const entries = await fs.readdir(ctx.dir, { withFileTypes: true });
   const found: FoundFile[] = [];
   for (const entry of entries) {
-    const name = entry.name;
-    if (name.startsWith(TEMP_PREFIX)) {
-      if (!ctx.repair) continue;
-      // Only this server makes temp files, always regular: a directory of that name is someone else's.
-      if (entry.isFile() || entry.isSymbolicLink()) await fs.rm(path.join(ctx.dir, name), { force: true }).catch((err: Error) => ctx.log.warn({ file: name, err: err.message }, `DLQ temp leftover could not be removed: ${name}; remove it by hand`));
-      else reject(ctx, name, kind(entry));
-      continue;
+    try {
+      const file = await scanEntry(ctx, entry);
+      if (file !== undefined) found.push(file);
+    } catch (err) {
+      // A bug or a surprise on one entry is that entry's problem: the rest of the queue still counts.
+      await setAside(ctx, entry.name, 'unreadable', `scan failed: ${(err as Error).message}`);
     }
-    if (!name.endsWith(SUFFIX)) continue;
-    if (!entry.isFile()) {
-      reject(ctx, name, kind(entry));
-      continue;
-    }
-    const file = await readQueued(ctx, name);
-    if (file !== undefined) found.push(file);
   }
   return found.sort((a, b) => a.meta.spilledAt - b.meta.spilledAt || (a.name < b.name ? -1 : 1));
+}
+
+async function scanEntry(ctx: ScanContext, entry: Dirent): Promise<FoundFile | undefined> {
+  const name = entry.name;
+  if (name.startsWith(TEMP_PREFIX)) {
+    if (!ctx.repair) return undefined;
+    // Only this server makes temp files, always regular: a directory of that name is someone else's.
+    if (entry.isFile() || entry.isSymbolicLink()) await fs.rm(path.join(ctx.dir, name), { force: true }).catch((err: Error) => ctx.log.warn({ file: name, err: err.message }, `DLQ temp leftover could not be removed: ${name}; remove it by hand`));
+    else reject(ctx, name, kind(entry));
+    return undefined;
+  }
+  if (!name.endsWith(SUFFIX)) return undefined;
+  if (!entry.isFile()) {
+    reject(ctx, name, kind(entry));
+    return undefined;
+  }
+  return readQueued(ctx, name);
 }
 
 async function readQueued(ctx: ScanContext, name: string): Promise<FoundFile | undefined> {
@@ -92,11 +106,16 @@ async function readQueued(ctx: ScanContext, name: string): Promise<FoundFile | u
     else if ((err as NodeJS.ErrnoException).code !== 'ENOENT') await setAside(ctx, name, 'unreadable', (err as Error).message);
     return undefined;
   }
+  if (head.size > ctx.maxBytes) {
+    // Never indexed: its size alone would evict good files, and it is never read whole.
+    await setAside(ctx, name, 'too_large', `${head.size} bytes is more than DLQ_MAX_BYTES (${ctx.maxBytes})`, eventsIn(head.data));
+    return undefined;
+  }
   try {
     const { meta } = decodeMeta(head.data);
     const problem = keyProblem(meta.key, ctx.prefix);
     if (problem !== undefined) {
-      await setAside(ctx, name, 'bad_key', problem);
+      await setAside(ctx, name, 'bad_key', problem, meta.events);
       return undefined;
     }
     return { name, bytes: head.size, meta };
@@ -107,19 +126,30 @@ async function readQueued(ctx: ScanContext, name: string): Promise<FoundFile | u
   }
 }
 
+/** The event count in a file's header, if it has a readable one. */
+function eventsIn(head: Buffer): number | undefined {
+  try {
+    return decodeMeta(head).meta.events;
+  } catch {
+    return undefined;
+  }
+}
+
 export type AsideReason = Exclude<RejectReason, 'not_regular'> | 'corrupt';
 
 const WHAT: Record<AsideReason, { what: string; todo: string }> = {
   corrupt: { what: 'corrupt', todo: 'it is never uploaded; inspect it with zcat' },
   unreadable: { what: 'unreadable', todo: "fix the file's owner, mode or volume and move it back into DLQ_DIR to re-upload it" },
   bad_key: { what: 'names a key outside S3_PREFIX', todo: 'it is never uploaded; check where the file came from' },
+  too_large: { what: 'larger than DLQ_MAX_BYTES', todo: 'it is never uploaded; check where the file came from, or raise DLQ_MAX_BYTES and move it back' },
 };
 
 /**
  * Counts and logs a file that must not be uploaded, and moves it to corrupt/ when repairing;
  * true if it left DLQ_DIR. Never throws: when the move fails the file stays and is skipped.
+ * `events` (known when its header was read) are counted as dropped once the file has left.
  */
-export async function setAside(ctx: ScanContext, name: string, why: AsideReason, reason: string): Promise<boolean> {
+export async function setAside(ctx: ScanContext, name: string, why: AsideReason, reason: string, events?: number): Promise<boolean> {
   if (why === 'corrupt') ctx.metrics.filesCorrupt.inc();
   else ctx.metrics.filesRejected.inc({ reason: why });
   const { what, todo } = WHAT[why];
@@ -134,7 +164,9 @@ export async function setAside(ctx: ScanContext, name: string, why: AsideReason,
     ctx.log.error({ file: name, reason, err: (err as Error).message }, `DLQ file ${what}, skipped (could not move it to ${CORRUPT_DIR}/): ${name}; ${todo}`);
     return false;
   }
-  ctx.log.error({ file: name, reason, movedTo }, `DLQ file ${what}, moved aside: ${name}; ${todo}`);
+  // Its events left the queue without reaching S3: lost unless an operator acts.
+  if (events !== undefined) ctx.dropped('quarantined', events);
+  ctx.log.error({ file: name, reason, movedTo, events }, `DLQ file ${what}, moved aside: ${name}; ${todo}`);
   return true;
 }
 

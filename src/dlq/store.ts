@@ -8,63 +8,50 @@
 // - names come from batch ids the server made, never from client input;
 // - only the lock holder (the server, or `dlq drain`) writes, repairs, re-uploads and evicts;
 // - expiry and eviction delete whole files, oldest spill first, never one being re-uploaded;
-// - an event leaves the DLQ by re-upload, or is counted in dlq_events_dropped_total;
+// - an event leaves the DLQ by re-upload, or is counted in dlq_events_dropped_total once its
+//   file is gone from DLQ_DIR (a file that stays would be re-uploaded after a restart);
 // - save(), delete() and sweep() never reject: a caller may be in the middle of an upload.
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { DlqMetrics } from '../metrics/dlq.js';
-import { NotRegular, readRegular, syncDir, writeNewFile } from './disk.js';
+import type { DlqMetrics, DropReason } from '../metrics/dlq.js';
+import { NotRegular, readRegular, syncDir, TooLarge, writeNewFile } from './disk.js';
 import { CorruptFile, type DlqMeta, decodeMeta, encodeFile, verifiedObject } from './file.js';
 import { type DlqLock, DlqLocked } from './lock.js';
+import type { BatchToSave, DlqOptions } from './options.js';
 import { FileQueue, type QueuedFile, queuedFile } from './queue.js';
 import { type AsideReason, keyProblem, openDir, reject, type ScanContext, setAside, SUFFIX, TEMP_PREFIX } from './scan.js';
-
-export interface DlqOptions {
-  readonly dir: string;
-  readonly maxBytes: number;
-  readonly maxFiles: number;
-  readonly ttlSeconds: number;
-  readonly now: () => number;
-  /**
-   * The server and `dlq drain` take the directory's lock and repair at start (remove temp
-   * leftovers, move bad files aside); `dlq stats|list`, which run beside a server, only read.
-   */
-  readonly repair: boolean;
-  /** S3_PREFIX: only keys under it are re-uploaded. */
-  readonly prefix: string;
-  /** Recorded in the lock file, to name the holder to a second process. */
-  readonly instanceId: string;
-}
-
-export interface BatchToSave {
-  readonly id: string;
-  readonly key: string;
-  readonly events: number;
-  readonly firstReceivedAt: number;
-  readonly lastReceivedAt: number;
-}
+import { DropTally } from './tally.js';
 
 export { DlqLocked, type QueuedFile };
+export type { BatchToSave, DlqOptions } from './options.js';
 
 export class DlqStore {
   readonly #queue = new FileQueue();
   #lock: DlqLock | undefined;
+  #unusable: string | undefined;
+  // Files being removed for a drop still count in the gauges, not against capacity: concurrent
+  // evictions must not take more files than the excess.
+  readonly #removing = { files: 0, bytes: 0 };
+  private readonly scan: ScanContext;
+  readonly #dropped: DropTally;
 
   private constructor(
     private readonly options: DlqOptions,
-    private readonly scan: ScanContext,
     private readonly metrics: DlqMetrics,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.#dropped = new DropTally(metrics);
+    const { dir, prefix, repair, maxBytes } = options;
+    this.scan = { dir, prefix, repair, maxBytes, metrics, log, dropped: (reason, events) => this.#dropped.add(reason, events) };
+  }
 
   /** Takes the lock (repair mode; throws DlqLocked), scans the directory, applies TTL and capacity. */
   static async open(options: DlqOptions, metrics: DlqMetrics, log: Logger): Promise<DlqStore> {
-    const scan = { dir: options.dir, prefix: options.prefix, repair: options.repair, metrics, log };
-    const store = new DlqStore(options, scan, metrics, log);
+    const store = new DlqStore(options, metrics, log);
     let found;
     try {
-      ({ lock: store.#lock, found } = await openDir(scan, options.instanceId));
+      ({ lock: store.#lock, found } = await openDir(store.scan, options.instanceId));
     } catch (err) {
       if (err instanceof DlqLocked) {
         log.fatal({ dir: options.dir, holder: err.holder }, err.message);
@@ -72,6 +59,7 @@ export class DlqStore {
       }
       // Serve anyway: each batch that then fails to upload is counted as dropped, with a log line.
       log.error({ dir: options.dir, code: (err as NodeJS.ErrnoException).code }, `DLQ directory unusable: ${(err as Error).message}; check DLQ_DIR and its volume`);
+      store.#unusable = (err as Error).message;
       return store;
     }
     for (const file of found) store.#queue.add(queuedFile(file.name, file.bytes, file.meta));
@@ -86,6 +74,12 @@ export class DlqStore {
     this.#lock = undefined;
   }
 
+  /** Why DLQ_DIR could not be opened or listed at start (then the store is empty, without the lock). */
+  get unusable(): string | undefined { return this.#unusable; }
+  /** Events this store dropped in this process, all reasons: for the shutdown summary. */
+  get droppedEvents(): number { return this.#dropped.total; }
+  /** The same by reason (capacity covers evicted and too large to write). */
+  get droppedEventsByReason(): Readonly<Record<DropReason, number>> { return this.#dropped.byReason(); }
   get files(): number { return this.#queue.files; }
   get bytes(): number { return this.#queue.bytes; }
   get events(): number { return this.#queue.events; }
@@ -105,7 +99,7 @@ export class DlqStore {
       const data = encodeFile(gzip, { key: batch.key, events: batch.events, firstReceivedAt: batch.firstReceivedAt, lastReceivedAt: batch.lastReceivedAt, spilledAt: this.options.now() });
       if (data.length > this.options.maxBytes) {
         // Writing it would only evict everything else and then itself.
-        this.metrics.eventsDropped.inc({ reason: 'capacity' }, batch.events);
+        this.#dropped.add('capacity', batch.events);
         this.log.warn({ file: name, events: batch.events, bytes: data.length, maxBytes: this.options.maxBytes }, `DLQ capacity → not written=${name}: ${data.length} bytes is more than DLQ_MAX_BYTES; raise DLQ_MAX_BYTES or lower BATCH_MAX_BYTES`);
         return false;
       }
@@ -115,7 +109,7 @@ export class DlqStore {
     } catch (err) {
       await fs.rm(temp, { force: true }).catch(() => {});
       this.metrics.writeFailures.inc();
-      this.metrics.eventsDropped.inc({ reason: 'write_failed' }, batch.events);
+      this.#dropped.add('write_failed', batch.events);
       this.log.error({ key: batch.key, events: batch.events, code: (err as NodeJS.ErrnoException).code }, `local DLQ save failed: ${(err as Error).message}`);
       return false;
     }
@@ -136,8 +130,13 @@ export class DlqStore {
   async read(file: QueuedFile): Promise<{ meta: DlqMeta; gzip: Buffer } | undefined> {
     let data: Buffer;
     try {
-      ({ data } = await readRegular(path.join(this.options.dir, file.name)));
+      ({ data } = await readRegular(path.join(this.options.dir, file.name), undefined, this.options.maxBytes));
     } catch (err) {
+      if (err instanceof TooLarge) {
+        // Replaced by something bigger since it was indexed: never read whole.
+        await this.#setAside(file, 'too_large', `${err.size} bytes is more than DLQ_MAX_BYTES (${this.options.maxBytes})`);
+        return undefined;
+      }
       if (err instanceof NotRegular) reject(this.scan, file.name, err.message);
       else if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       this.#queue.remove(file); // gone: another process (the dlq command) took it, or replaced it
@@ -155,26 +154,52 @@ export class DlqStore {
     return undefined;
   }
 
-  /** Removes a file; for any reason but a re-upload its events count as dropped. Never rejects. */
-  async delete(file: QueuedFile, reason: 'reuploaded' | 'expired' | 'evicted'): Promise<void> {
-    // Out of the index before the first await, so concurrent callers never take (and count) it twice.
-    if (!this.#queue.remove(file)) return;
-    await fs.rm(path.join(this.options.dir, file.name), { force: true }).catch((err: Error) => {
-      const after = reason === 'reuploaded' ? 'it is in S3 already; a restart would PUT the same bytes to the same key again' : 'its events are counted as dropped';
-      this.log.error({ file: file.name, err: err.message }, `DLQ file could not be removed: ${file.name} (${err.message}); ${after}; remove it by hand`);
-    });
-    if (reason === 'reuploaded') return;
-    this.metrics.eventsDropped.inc({ reason: reason === 'expired' ? 'ttl' : 'capacity' }, file.meta.events);
+  /**
+   * Removes a file; for any reason but a re-upload its events count as dropped once it is gone.
+   * Never rejects; false when the file stays (not queued, busy, or the removal failed).
+   */
+  async delete(file: QueuedFile, reason: 'reuploaded' | 'expired' | 'evicted'): Promise<boolean> {
+    const where = path.join(this.options.dir, file.name);
+    if (reason === 'reuploaded') {
+      // Out of the index before the first await, so concurrent callers never take it twice.
+      if (!this.#queue.remove(file)) return false;
+      await fs.rm(where, { force: true }).catch((err: Error) => {
+        this.log.error({ file: file.name, err: err.message }, `DLQ file could not be removed: ${file.name} (${err.message}); it is in S3 already; a restart would PUT the same bytes to the same key again; remove it by hand`);
+      });
+      return true;
+    }
+    // Busy while removed, so no other caller (or the re-uploader) takes it meanwhile; it stays
+    // indexed, and its events uncounted, until it is really gone.
+    if (file.busy || !this.#queue.has(file)) return false;
+    file.busy = true;
+    this.#removing.files++;
+    this.#removing.bytes += file.bytes;
+    try {
+      await fs.rm(where, { force: true });
+    } catch (err) {
+      this.log.error({ file: file.name, err: (err as Error).message }, `DLQ file could not be removed: ${file.name} (${(err as Error).message}); kept and tried again at the next sweep; remove it by hand`);
+      return false;
+    } finally {
+      file.busy = false;
+      this.#removing.files--;
+      this.#removing.bytes -= file.bytes;
+    }
+    this.#queue.remove(file);
+    this.#dropped.add(reason === 'expired' ? 'ttl' : 'capacity', file.meta.events);
     if (reason === 'expired') {
       this.metrics.filesExpired.inc();
       this.log.warn({ file: file.name, events: file.meta.events, ttlSeconds: this.options.ttlSeconds }, `DLQ TTL → removed=${file.name}`);
     } else {
       this.log.warn({ file: file.name, events: file.meta.events, files: this.files, bytes: this.bytes }, `DLQ capacity → removed=${file.name}`);
     }
+    return true;
   }
 
   /** Deletes expired files and forgets files another process removed. Never rejects. */
   async sweep(): Promise<void> {
+    // Only a file indexed before the listing began can be missing from it because it is gone:
+    // one a save() renames and indexes meanwhile may be missing and must stay.
+    const listedAfter = this.#queue.lastSeq;
     let present: Set<string>;
     try {
       present = new Set(await fs.readdir(this.options.dir));
@@ -184,22 +209,26 @@ export class DlqStore {
     }
     const expiredBefore = this.options.now() - this.options.ttlSeconds * 1000;
     for (const file of this.list()) {
-      if (!present.has(file.name)) this.#queue.remove(file);
+      if (!present.has(file.name)) {
+        if (file.seq <= listedAfter) this.#queue.remove(file);
+      }
       else if (!file.busy && file.meta.spilledAt < expiredBefore) await this.delete(file, 'expired');
     }
     await this.#enforceCapacity();
   }
 
   async #enforceCapacity(): Promise<void> {
-    while (this.files > this.options.maxFiles || this.bytes > this.options.maxBytes) {
-      const victim = this.list().find((f) => !f.busy);
+    const stuck = new Set<QueuedFile>(); // removal failed: logged, tried again at the next sweep
+    const over = () => this.files - this.#removing.files > this.options.maxFiles || this.bytes - this.#removing.bytes > this.options.maxBytes;
+    while (over()) {
+      const victim = this.list().find((f) => !f.busy && !stuck.has(f));
       if (victim === undefined) return;
-      await this.delete(victim, 'evicted');
+      if (!(await this.delete(victim, 'evicted'))) stuck.add(victim);
     }
   }
 
   async #setAside(file: QueuedFile, why: AsideReason, reason: string): Promise<void> {
-    if (await setAside(this.scan, file.name, why, reason)) this.#queue.remove(file);
+    if (await setAside(this.scan, file.name, why, reason, file.meta.events)) this.#queue.remove(file);
     else file.corrupt = true;
   }
 }

@@ -18,8 +18,9 @@ export interface DlqState {
   readonly oldestSpilledAt: number | undefined;
 }
 
-const DROP_REASONS = ['capacity', 'ttl', 'write_failed'] as const;
-const REJECT_REASONS = ['not_regular', 'unreadable', 'bad_key'] as const;
+export const DROP_REASONS = ['capacity', 'ttl', 'write_failed', 'quarantined'] as const;
+export type DropReason = (typeof DROP_REASONS)[number];
+const REJECT_REASONS = ['not_regular', 'unreadable', 'bad_key', 'too_large'] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
 export function createDlqMetrics(registry: Registry): DlqMetrics {
@@ -30,10 +31,10 @@ export function createDlqMetrics(registry: Registry): DlqMetrics {
     for (const reason of reasons) labelled.inc({ reason }, 0);
     return labelled;
   };
-  const eventsDropped = byReason('dlq_events_dropped_total', 'Accepted events that were lost, by reason: capacity (evicted), ttl (expired), write_failed (could not be spilled)', DROP_REASONS);
+  const eventsDropped = byReason('dlq_events_dropped_total', 'Accepted events that were lost, by reason: capacity (evicted), ttl (expired), write_failed (could not be spilled), quarantined (their file was moved to corrupt/)', DROP_REASONS);
   const filesRejected = byReason(
     'dlq_files_rejected_total',
-    'Entries in DLQ_DIR never uploaded, by reason: not_regular (left in place), unreadable or bad_key (key outside S3_PREFIX; both moved to corrupt/)',
+    'Entries in DLQ_DIR never uploaded, by reason: not_regular (left in place), unreadable, bad_key (key outside S3_PREFIX) or too_large (over DLQ_MAX_BYTES; the last three moved to corrupt/)',
     REJECT_REASONS,
   );
   return {

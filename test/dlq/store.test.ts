@@ -101,6 +101,7 @@ t.test('start-up: files of an earlier run are indexed oldest first, temp leftove
   const truncated = batch(1).batch.id;
   writeFileSync(join(dir, `${truncated}.jsonl.gz`), whole.subarray(0, whole.length - 9)); // header fine, body cut
   writeFileSync(join(dir, 'README.txt'), 'an operator note: left alone');
+  first.store.close(); // the earlier run ends; its lock goes with it
 
   const again = await setup(t, { dir });
   t.equal(again.store.files, 3, 'the truncated file passes the header scan; the body check catches it later');
@@ -113,6 +114,7 @@ t.test('start-up: files of an earlier run are indexed oldest first, temp leftove
   t.equal(await again.store.read(truncatedFile), undefined, 'a damaged body is never handed out for upload');
   t.ok(existsSync(join(dir, 'corrupt', `${truncated}.jsonl.gz`)));
   t.equal(await again.value('dlq_files_corrupt_total'), 2);
+  t.equal(await again.value('dlq_events_dropped_total', '{reason="quarantined"}'), 1, 'its header named 1 event');
   t.equal(again.store.files, 2);
 });
 
@@ -140,7 +142,7 @@ t.test('read-only mode (the dlq command) neither removes temp files nor moves co
   t.ok(existsSync(join(dir, 'bad.jsonl.gz')));
 });
 
-t.test('save never rejects: a failed eviction (a directory where the oldest file was) is logged, the spill stands', async (t) => {
+t.test('save never rejects: a failed eviction (a directory where the oldest file was) is logged, that file stays uncounted, the next oldest goes', async (t) => {
   const { store, dir, logs, value } = await setup(t, { maxFiles: 1 });
   const first = batch(2);
   await store.save(first.batch, first.gzip);
@@ -149,9 +151,11 @@ t.test('save never rejects: a failed eviction (a directory where the oldest file
   mkdirSync(join(dir, `${first.batch.id}.jsonl.gz`, 'inside'), { recursive: true });
   const second = batch(3);
   await store.save(second.batch, second.gzip); // rejected on main: the process died right after a 202
-  t.same(store.list().map((f) => f.name), [`${second.batch.id}.jsonl.gz`]);
+  // Still on disk, so still queued (tried again at the next sweep), and counted against capacity:
+  // the next oldest, here the new file, made room.
+  t.same(store.list().map((f) => f.name), [`${first.batch.id}.jsonl.gz`]);
   t.ok(logs.some((l) => l.level === 50 && l.msg.startsWith(`DLQ file could not be removed: ${first.batch.id}.jsonl.gz`)));
-  t.equal(await value('dlq_events_dropped_total', '{reason="capacity"}'), 2, 'the evicted events are counted: they left the queue');
+  t.equal(await value('dlq_events_dropped_total', '{reason="capacity"}'), 3, 'only the file that left; the stuck one is not counted while it is there (test/dlq/sweep.test.ts has the retry)');
   t.equal(await value('dlq_events_spilled_total'), 5);
 });
 

@@ -6,9 +6,10 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { writeDlqFile } from '../helpers/dlq.js';
+import { dlqFileWithMeta, runDlqCommand, writeDlqFile } from '../helpers/dlq.js';
+import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { startS3 } from '../helpers/s3.js';
-import { eventually, NOBODY, nobodyCannotRun, startServer } from '../helpers/server.js';
+import { eventually, NOBODY, nobodyCannotRun, spawnServer, startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
 
 /** Three good files (ids 0..5), oldest first; returns their keys. */
@@ -97,4 +98,34 @@ t.test('a file that turns unreadable after start-up backs off alone; the files b
   let live = 1001;
   await eventually(async () => (await server.post(JSON.stringify({ id: live++ }))).status === 202 && (await server.metric('dlq_files_current')) === 0, 300, 100);
   t.same((await storedIds(s3)).filter((id) => id < 1000), [0, 1, 2, 3, 4, 5]);
+});
+
+t.test('a file whose header metadata is JSON null: set aside; the server keeps the lock and re-uploads the rest', async (t) => {
+  const s3 = await startS3(t);
+  const dir = tempDir(t, 'dlq');
+  goodFiles(dir);
+  writeFileSync(join(dir, 'null-meta.jsonl.gz'), dlqFileWithMeta('null'));
+  const env = { ...s3.env, DLQ_DIR: dir, DLQ_REUPLOAD_IDLE_MS: '3600000' };
+  const server = await startServer(t, env);
+  t.equal(await server.metric('dlq_files_current'), 3, 'on main: 0, the whole DLQ ignored');
+  t.equal(await server.metric('dlq_files_corrupt_total'), 1);
+  t.ok(existsSync(join(dir, 'corrupt', 'null-meta.jsonl.gz')));
+  const second = spawnServer(t, { ...env, INSTANCE_ID: 'second' });
+  t.equal((await second.exited).code, 1, 'a second server is refused: on main it started on the same directory');
+  t.match((await runDlqCommand(t, ['stats'], { DLQ_DIR: dir })).stdout, /^files\s+3$/m);
+});
+
+t.test('a file S3 always refuses, on an idle server, backs off alone: the files behind it are re-uploaded', async (t) => {
+  const s3 = await startS3(t);
+  // Injected on the wire (a real HTTP 403 from the test proxy): S3 cannot be made to refuse one key.
+  const proxy = await startFaultProxy(t, s3);
+  proxy.decide = ({ key }) => (key.includes('/good-0.') ? { status: 403, code: 'AccessDenied' } : 'pass');
+  const dir = tempDir(t, 'dlq');
+  goodFiles(dir);
+  const server = await startServer(t, { ...s3.env, S3_ENDPOINT: proxy.endpoint, UPLOAD_MAX_ATTEMPTS: '1', DLQ_DIR: dir, DLQ_REUPLOAD_IDLE_MS: '100' });
+  // On main good-0 was retried at every global backoff, oldest first, and nothing behind it moved.
+  await eventually(async () => (await server.metric('dlq_files_current')) === 1, 200, 100);
+  t.same(await storedIds(s3), [2, 3, 4, 5]);
+  t.same(proxy.puts.slice(0, 3).map((p) => p.key.split('/').pop()), ['good-0.jsonl.gz', 'good-1.jsonl.gz', 'good-2.jsonl.gz'], 'once the pause ends, the files behind it go first');
+  t.ok(server.logs.some((l) => l.msg === 'DLQ re-upload failed; file kept' && (l.fileBackoffMs as number) >= 1000));
 });

@@ -4,7 +4,7 @@ import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { audit, AckingClient } from '../harness/zero-loss.js';
-import { startS3 } from '../helpers/s3.js';
+import { s3Env, startS3 } from '../helpers/s3.js';
 import { eventually, spawnServer, startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
 
@@ -66,4 +66,13 @@ t.test('with EMF on, a reader of stdout that goes away does not end the server',
   t.equal((await server.post('{"id":3}')).status, 202, 'still serving');
   t.same(await server.stop(), { code: 0, signal: null });
   t.equal((await s3.objects()).flatMap((o) => o.lines).length, 3, 'every event in S3');
+});
+
+t.test('DLQ evictions during the shutdown spill show in the summary line, at error', async (t) => {
+  const dlqDir = tempDir(t, 'dlq');
+  // S3 unreachable and one DLQ file at most: the shutdown spill of three batches evicts two.
+  const server = await startServer(t, { ...s3Env('http://127.0.0.1:1'), DLQ_DIR: dlqDir, DLQ_MAX_FILES: '1', BATCH_MAX_EVENTS: '1', BATCH_MAX_AGE_MS: '600000', UPLOAD_MAX_ATTEMPTS: '1', SHUTDOWN_TIMEOUT_MS: '1000' });
+  for (let i = 0; i < 3; i++) t.equal((await server.post(`{"id":${i}}`)).status, 202);
+  await server.stop();
+  t.match(server.logs.at(-1), { level: 50, msg: 'shutdown complete', acceptedEvents: 3, spilledEvents: 3, dlqDroppedEvents: 2, dlqDroppedByReason: { capacity: 2 } });
 });

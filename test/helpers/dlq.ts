@@ -73,3 +73,16 @@ export async function runDlqCommand(t: Test, args: string[], env: Record<string,
     return { code: e.code, stdout: e.stdout, stderr: e.stderr };
   }
 }
+
+/** A DLQ-shaped gzip file whose "EI" header field holds `json` as is (valid or not), around one line. */
+export function dlqFileWithMeta(json: string): Buffer {
+  const gzip = gzipSync('{"received_at":0,"event":{}}\n');
+  const meta = Buffer.from(json);
+  const extra = Buffer.alloc(6);
+  extra.writeUInt16LE(4 + meta.length, 0); // XLEN
+  extra.write('EI', 2);
+  extra.writeUInt16LE(meta.length, 4);
+  const header = Buffer.from(gzip.subarray(0, 10));
+  header[3] = 0x04; // FEXTRA
+  return Buffer.concat([header, extra, meta, gzip.subarray(10)]);
+}

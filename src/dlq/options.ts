@@ -1,0 +1,25 @@
+// What a DlqStore is opened with, and what it is given to spill.
+export interface DlqOptions {
+  readonly dir: string;
+  readonly maxBytes: number;
+  readonly maxFiles: number;
+  readonly ttlSeconds: number;
+  readonly now: () => number;
+  /**
+   * The server and `dlq drain` take the directory's lock and repair at start (remove temp
+   * leftovers, move bad files aside); `dlq stats|list`, which run beside a server, only read.
+   */
+  readonly repair: boolean;
+  /** S3_PREFIX: only keys under it are re-uploaded. */
+  readonly prefix: string;
+  /** Recorded in the lock file, to name the holder to a second process. */
+  readonly instanceId: string;
+}
+
+export interface BatchToSave {
+  readonly id: string;
+  readonly key: string;
+  readonly events: number;
+  readonly firstReceivedAt: number;
+  readonly lastReceivedAt: number;
+}

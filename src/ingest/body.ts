@@ -143,9 +143,11 @@ function hold(body: Buffer, spans: number[], owned: boolean): ParsedEvents {
   for (let i = 0; i < spans.length; i += 2) eventBytes += spans[i + 1]! - spans[i]!;
   let held: Buffer;
   if (body.length - eventBytes <= body.length * MAX_WASTE_SHARE) {
-    held = owned ? body : Buffer.from(body);
+    // Kept as is only if it is all its memory: a gunzip result is often a slice of zlib's 64 KiB
+    // chunk, and a small Buffer a slice of the shared 8 KiB pool, which the slice would pin.
+    held = owned && body.byteLength === body.buffer.byteLength ? body : exactCopy(body, 0, body.length);
   } else {
-    held = Buffer.allocUnsafe(eventBytes);
+    held = Buffer.allocUnsafeSlow(eventBytes);
     let at = 0;
     for (let i = 0; i < spans.length; i += 2) {
       const start = at;
@@ -156,6 +158,13 @@ function hold(body: Buffer, spans: number[], owned: boolean): ParsedEvents {
   }
   for (let i = 0; i < spans.length; i += 2) blankLineBreaks(held, spans[i]!, spans[i + 1]!);
   return { body: held, spans, bytes: held.length };
+}
+
+/** A copy in memory of its own (never a slice of the pool): what is held costs what it counts. */
+function exactCopy(body: Buffer, from: number, to: number): Buffer {
+  const copy = Buffer.allocUnsafeSlow(to - from);
+  body.copy(copy, 0, from, to);
+  return copy;
 }
 
 function isObject(value: unknown): boolean {

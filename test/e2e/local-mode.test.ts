@@ -36,10 +36,18 @@ t.test('npm start in local mode says so first, prints a curl line, and stores po
   const answer = await post(`http://127.0.0.1:${listening.port as number}/v1/events`, '{"hello":"local"}', { 'content-type': 'application/json' });
   t.equal(answer.status, 202);
   let objects: string[] = [];
+  let text = '';
+  // s3rver writes the object file as the PUT streams in: wait until it is whole, not just there.
   await eventually(() => {
     objects = filesUnder(join(dir, 'data', 's3')).filter((f) => f.endsWith('.jsonl.gz._S3rver_object'));
-    return objects.length === 1;
+    if (objects.length !== 1) return false;
+    try {
+      text = gunzipSync(readFileSync(objects[0]!)).toString();
+      return true;
+    } catch {
+      return false;
+    }
   });
   t.match(objects[0], /data\/s3\/events\/raw\/\d{4}\/\d{2}\/\d{2}\/\d{2}\/\d{13}-.+\.jsonl\.gz\._S3rver_object$/);
-  t.match(gunzipSync(readFileSync(objects[0]!)).toString(), /^\{"received_at":\d{13},"event":\{"hello":"local"\}\}\n$/);
+  t.match(text, /^\{"received_at":\d{13},"event":\{"hello":"local"\}\}\n$/);
 });

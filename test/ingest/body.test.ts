@@ -74,3 +74,16 @@ t.test('NDJSON stops counting at the limit', async (t) => {
   t.equal(rejected.error, 'too_many_events');
   t.same(rejected.at, { line: 11 });
 });
+
+t.test('what is held is all its memory: no slice of a gunzip chunk or of the shared pool', async (t) => {
+  const { gunzipSync, gzipSync } = await import('node:zlib');
+  // gunzip hands small outputs back as slices of its 64 KiB chunk: held as is, 7 bytes would pin it.
+  const gunzipped = gunzipSync(gzipSync('{"a":1}'));
+  t.ok(gunzipped.buffer.byteLength > gunzipped.length, 'the fault is real: a slice of a larger chunk');
+  const fromGzip = parseEvents(gunzipped, 'json', { maxEvents: 10, maxDepth: 64 }, true) as ParsedEvents;
+  t.equal(fromGzip.body.buffer.byteLength, 7);
+  const small = parse('[{"a":1},{"b":2}]') as ParsedEvents;
+  t.equal(small.body.buffer.byteLength, small.bytes, 'a small copied body is not a slice of the pool');
+  const padded = parse(`${' '.repeat(100)}{"a":1}`) as ParsedEvents;
+  t.equal(padded.body.buffer.byteLength, 7, 'nor a compacted one');
+});

@@ -16,6 +16,17 @@ let conflictingLength = false;
 const checkLength = (key: string, value: string): void => {
   if (key === 'content-length' && value !== firstLength) conflictingLength = true;
 };
+let lengthSeen = false;
+const noteLength = (key: string): void => {
+  if (key === 'content-length') lengthSeen = true;
+};
+
+/** For a request whose Content-Length reads empty: 0 if it has none at all, NaN if it has an empty one. */
+export function noLength(req: HttpRequest): number {
+  lengthSeen = false;
+  req.forEach(noteLength);
+  return lengthSeen ? NaN : 0;
+}
 
 /**
  * Content-Length as a number; NaN when it is not one plain decimal number, or when the request

@@ -8,7 +8,7 @@ import type { Intake } from '../channel.js';
 import type { HttpCounts } from '../metrics/http.js';
 import type { Access } from './access.js';
 import { BODY_TOO_LARGE, type BodyFormat, gunzipCapped, type ParseLimits, parseEvents, Rejection } from './body.js';
-import { bodyFormat, contentLength } from './headers.js';
+import { bodyFormat, contentLength, noLength } from './headers.js';
 import { BodyBudget, type BodyHandler, type BodyLimits, BodyReader, discardBody } from './read-body.js';
 import * as R from './respond.js';
 
@@ -60,7 +60,7 @@ export class EventsRoute implements BodyHandler<PostContext> {
   post = (res: HttpResponse, req: HttpRequest): void => {
     // Headers must be read now: req is only valid until this function returns.
     const lengthHeader = req.getHeader('content-length');
-    const declared = lengthHeader === '' ? (req.getHeader('transfer-encoding') === '' ? 0 : -1) : contentLength(req, lengthHeader);
+    const declared = lengthHeader === '' ? (req.getHeader('transfer-encoding') === '' ? noLength(req) : -1) : contentLength(req, lengthHeader);
     if (Number.isNaN(declared)) return this.respond.send(res, '400', R.INVALID_LENGTH, '', R.FLUSH_NOW);
     const origin = this.access.cors ? req.getHeader('origin') : '';
     const corsOrigin = this.access.corsOrigin(origin);

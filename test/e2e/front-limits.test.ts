@@ -61,13 +61,14 @@ t.test('Content-Length: too large to frame, not a number, or two different ones'
     t.ok(answer.closed, 'and closed');
   }
   t.equal(await server.metric('http_requests_rejected_body_too_large_total'), 4);
-  for (const lengths of [['abc'], ['-1'], ['0x10'], ['2', '3']]) {
+  // An empty first one hid a second from the check: uWS framed an empty body, a proxy might not.
+  for (const lengths of [['abc'], ['-1'], ['0x10'], ['2', '3'], ['', '2']]) {
     const answer = await rawRequest(server.port, `${postHead(lengths.map((l) => `content-length: ${l}\r\n`).join(''))}{}`);
     t.equal(answer.status, 400, `content-length ${lengths.join(' and ')}: 400`);
     t.match(JSON.parse(answer.body), { error: 'invalid_content_length' });
     t.ok(answer.closed, 'and closed');
   }
-  t.equal(await server.metric('http_requests_total', '{status="400"}'), 4);
+  t.equal(await server.metric('http_requests_total', '{status="400"}'), 5);
   const twiceTheSame = await rawRequest(server.port, `${postHead('content-length: 2\r\ncontent-length: 2\r\n')}{}`, 1000);
   t.equal(twiceTheSame.status, 202, 'the same length twice is harmless');
 });

@@ -2,8 +2,8 @@
 // bodies in flight; and discarding, within bounds, the rest of a body answered early.
 //
 // A body that arrives whole with its headers (most do) is handed over as a view of uWS's memory
-// and never buffered here. Otherwise it is read into one buffer, sized from Content-Length or,
-// for chunked bodies, doubled as needed up to MAX_BODY_BYTES; the budget counts its capacity.
+// and never buffered here. Otherwise it is read into one buffer, doubled as bytes arrive up to
+// its Content-Length (chunked: MAX_BODY_BYTES); the budget counts its capacity.
 // A uWS response must not be touched after onAborted ran, nor after the socket closed.
 import type { HttpResponse } from 'uWebSockets.js';
 
@@ -42,7 +42,7 @@ export interface BodyHandler<C> {
   refuse(res: HttpResponse, why: 'too_large' | 'busy', context: C): void;
 }
 
-const FIRST_CHUNKED_CAPACITY = 16 * 1024;
+const FIRST_CAPACITY = 16 * 1024;
 
 /**
  * Clients that send their whole body before reading (Python's http.client, many SDKs) see a
@@ -141,12 +141,15 @@ export class BodyReader<C> {
     this.res.cork(() => this.handler.body(this.res, owned ? buffer : buffer.subarray(0, received), owned, this.context));
   };
 
-  /** Capacity for `needed` bytes: Content-Length at once, or doubling for a chunked body. */
+  /**
+   * Capacity for `needed` bytes, doubling as bytes arrive up to what the body can be (its
+   * Content-Length, or MAX_BODY_BYTES when chunked): a client that declares a large body and
+   * drips it holds what it has sent against the budget, not what it declared.
+   */
   #grow(needed: number): boolean {
     const old = this.#buffer;
-    const { maxBodyBytes } = this.limits;
-    const capacity =
-      this.declared >= 0 ? Math.max(this.declared, needed) : Math.min(maxBodyBytes, Math.max(needed, 2 * (old?.length ?? FIRST_CHUNKED_CAPACITY / 2)));
+    const ceiling = this.declared >= 0 ? Math.max(this.declared, needed) : this.limits.maxBodyBytes;
+    const capacity = Math.min(ceiling, Math.max(needed, 2 * (old?.length ?? FIRST_CAPACITY / 2)));
     if (!this.budget.tryTake(capacity - (old?.length ?? 0))) return false;
     const buffer = Buffer.allocUnsafe(capacity);
     if (old !== undefined) old.copy(buffer, 0, 0, this.#received);

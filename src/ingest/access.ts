@@ -37,7 +37,8 @@ export class Access {
     const bearer = req.getHeader('authorization');
     return (
       keys.has(req.getHeader('x-api-key')) ||
-      (bearer.startsWith('Bearer ') && keys.has(bearer.slice(7).trim())) ||
+      // The scheme is case-insensitive (RFC 9110 §11.1).
+      (bearer.length > 7 && bearer.slice(0, 7).toLowerCase() === 'bearer ' && keys.has(bearer.slice(7).trim())) ||
       // navigator.sendBeacon cannot set headers.
       keys.has(req.getQuery('api_key') ?? '')
     );

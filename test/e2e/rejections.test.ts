@@ -135,6 +135,7 @@ t.test('API_KEYS: 401 without a valid key; header, bearer and query keys accepte
   t.equal((await server.post('{}', { ...JSON_TYPE, 'x-api-key': 'wrong' })).status, 401);
   t.equal((await server.post('{}', { ...JSON_TYPE, 'x-api-key': 'k1' })).status, 202);
   t.equal((await server.post('{}', { ...JSON_TYPE, authorization: 'Bearer k2' })).status, 202);
+  t.equal((await server.post('{}', { ...JSON_TYPE, authorization: 'bearer k2' })).status, 202, 'the scheme in any case');
   const beacon = await fetch(`${server.url}/v1/events?api_key=k2`, { method: 'POST', body: '{}', headers: { 'content-type': 'text/plain' } });
   t.equal(beacon.status, 202);
 });

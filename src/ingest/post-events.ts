@@ -85,17 +85,17 @@ export class EventsRoute implements BodyHandler<PostContext> {
   #early(res: HttpResponse, status: '400' | '401' | '403' | '413' | '415' | '503', json: string, corsOrigin: string, declared: number, flags = 0): void {
     if (declared === 0) return this.respond.send(res, status, json, corsOrigin, flags);
     discardBody(res, this.#bodyLimits);
-    this.respond.send(res, status, json, corsOrigin, flags | R.EARLY);
+    this.respond.send(res, status, json, corsOrigin, flags | R.CLOSE);
   }
 
   /** BodyHandler */
   refuse(res: HttpResponse, why: 'too_large' | 'busy', { corsOrigin }: PostContext): void {
     if (why === 'busy') {
       this.counts.rejectedBusy++;
-      return this.respond.send(res, '503', R.BUSY, corsOrigin, R.EARLY | R.RETRY_AFTER);
+      return this.respond.send(res, '503', R.BUSY, corsOrigin, R.CLOSE | R.RETRY_AFTER);
     }
     this.counts.rejectedBodyTooLarge++;
-    this.respond.send(res, '413', JSON.stringify(BODY_TOO_LARGE), corsOrigin, R.EARLY);
+    this.respond.send(res, '413', JSON.stringify(BODY_TOO_LARGE), corsOrigin, R.CLOSE);
   }
 
   /** BodyHandler */

@@ -38,7 +38,7 @@ export interface BodyLimits {
 export interface BodyHandler<C> {
   /** The whole body; a view of uWS's memory, valid only during this call, unless `owned`. */
   body(res: HttpResponse, body: Buffer, owned: boolean, context: C): void;
-  /** The body passed MAX_BODY_BYTES (413) or the budget is spent (503): answer, with send's EARLY flag. */
+  /** The body passed MAX_BODY_BYTES (413) or the budget is spent (503): answer, with send's CLOSE flag. */
   refuse(res: HttpResponse, why: 'too_large' | 'busy', context: C): void;
 }
 
@@ -65,8 +65,8 @@ class Discard {
     this.#bytes += bytes;
     if (isLast) {
       clearTimeout(this.#timer);
-      // Ends the answer send() began with its EARLY flag; the connection stays usable. (Not
-      // end('', true): uWS 20.57 then writes a `Connection: close` header into the body.)
+      // Ends the answer send() began with its CLOSE flag; its `connection: close` header makes the
+      // client hang up. (Not end('', true): uWS 20 then writes that header into the body.)
       this.res.cork(() => this.res.end(''));
     } else if (this.#bytes > this.limits.discardMaxBytes) {
       this.#hangUp();
@@ -84,7 +84,7 @@ class Discard {
   }
 }
 
-/** For a request about to be answered before its body is read (with send's EARLY flag): call before send. */
+/** For a request about to be answered before its body is read (with send's CLOSE flag): call before send. */
 export function discardBody(res: HttpResponse, limits: BodyLimits): void {
   const discard = new Discard(res, limits);
   res.onAborted(() => discard.aborted());

@@ -21,8 +21,8 @@ export const INVALID_LENGTH = errorBody('invalid_content_length', 'Content-Lengt
 export const NOT_FOUND = errorBody('not_found', 'no such endpoint; events go to POST /v1/events');
 export const METHOD_NOT_ALLOWED = errorBody('method_not_allowed', 'method not allowed on this endpoint');
 
-/** Flags of send(). EARLY: an answer before the body is read: sent, not ended; end('') or close() it. */
-export const EARLY = 1;
+/** Flags of send(). CLOSE: the answer is sent, with `connection: close`, but not ended: end('') or close() it. */
+export const CLOSE = 1;
 export const RETRY_AFTER = 2;
 /**
  * uWS 20 closes the connection right after the handler when it cannot frame the request (a
@@ -48,14 +48,12 @@ export class Responder {
     if (corsOrigin !== '') res.writeHeader('access-control-allow-origin', corsOrigin).writeHeader('vary', 'origin');
     if ((flags & FLUSH_NOW) !== 0) {
       res.end(json + FLUSH_PADDING, true);
-    } else if ((flags & EARLY) !== 0) {
+    } else if ((flags & CLOSE) !== 0) {
       // Not end(json, true): uWS would close at once, and a client still sending its body would
       // get a reset instead of this answer. Nor end(json): uWS.js forbids touching an ended
       // response, so it could not be closed later. The answer goes out now (chunked); the caller
-      // discards the rest of the body, then ends it (see read-body.ts). No `connection: close`:
-      // uWS keeps the connection after a proper end, and a client that pipelined more requests
-      // must not be told they will go unanswered when they will be answered.
-      res.write(json);
+      // discards the rest of the body, then ends it (see read-body.ts).
+      res.writeHeader('connection', 'close').write(json);
     } else {
       const [ok, done] = res.tryEnd(json, Buffer.byteLength(json));
       if (!ok && !done) res.close();

@@ -235,15 +235,3 @@ t.test('MAX_CONNECTIONS: past it new connections are closed at once, counted, an
   t.equal(await server.metric('http_connections_refused_total'), 15);
   t.equal((await server.post('{}')).status, 202);
 });
-
-t.test('an answer before the body, then requests pipelined behind it: each answered, nothing promised otherwise', async (t) => {
-  const s3 = await startS3(t);
-  const server = await startServer(t, { ...s3.env, BATCH_MAX_AGE_MS: '100' });
-  // A 415 for the first request (its body discarded), then a good request on the same connection.
-  const refused = `POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-type: text/csv\r\ncontent-length: 2\r\n\r\n{}`;
-  const answer = await rawRequest(server.port, `${refused}${postHead('content-length: 9\r\n')}{"id":42}`, 2000);
-  t.match(answer.text, /^HTTP\/1\.1 415 /);
-  t.notMatch(answer.text, /connection: close/i, 'the refusal does not say the connection will close');
-  t.match(answer.text, /HTTP\/1\.1 202 Accepted/, 'so the request behind it is answered, as it may be');
-  await eventually(async () => (await server.metric('s3_events_stored_total')) === 1);
-});

@@ -19,7 +19,7 @@ const SETTINGS = {
 };
 /** docs/tuning.md, "Memory". */
 const BOUND =
-  200 * MiB +
+  240 * MiB +
   SETTINGS.CHANNEL_MAX_BYTES +
   (2 + SETTINGS.UPLOAD_QUEUE_MAX_BATCHES + 2 * SETTINGS.UPLOAD_CONCURRENCY) * SETTINGS.BATCH_MAX_BYTES +
   2 * SETTINGS.MAX_BODY_BYTES +
@@ -85,7 +85,8 @@ t.test('peak RSS stays under the documented bound, whatever the bodies look like
   t.comment(JSON.stringify(Object.fromEntries(statuses)));
   t.equal(statuses.get('padded 202'), 300, 'every padded request accepted: its padding takes no room');
   t.equal(statuses.get('1-byte chunks 202'), 8);
-  t.ok((statuses.get('slow drip 503') ?? 0) >= 20, 'slow drips beyond the budget get 503 busy');
+  // A drip holds what it has sent (a first buffer), not the megabyte it declared: none is refused.
+  t.equal(statuses.get('slow drip 0'), 30, 'slow drips wait, holding what they sent');
   const peak = peakRss(server.child.pid!);
   t.ok(peak < BOUND, `peak RSS ${Math.round(peak / MiB)} MiB < ${Math.round(BOUND / MiB)} MiB, the documented bound for these settings`);
   t.equal((await fetch(`${server.url}/healthz`)).status, 200, 'still serving');

@@ -19,13 +19,13 @@ export class TooLarge extends Error {
 // finishes), so a few tries over about 1.5 s turn most of them into a delay instead of a loss.
 const FD_RETRY_DELAYS_MS = [50, 100, 200, 400, 800];
 
-export function isFdShortage(err: unknown): boolean {
+function isFdShortage(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException).code;
   return code === 'EMFILE' || code === 'ENFILE';
 }
 
 /** fs.open, retried with backoff while the process or system is out of file descriptors. */
-export async function openRetrying(file: string, flags: number, mode?: number): Promise<FileHandle> {
+async function openRetrying(file: string, flags: number, mode?: number): Promise<FileHandle> {
   for (const delay of FD_RETRY_DELAYS_MS) {
     try {
       return await fs.open(file, flags, mode);

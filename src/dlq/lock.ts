@@ -34,7 +34,7 @@ export interface LockHolder {
 
 // The holder refreshes the lock's mtime this often; a lock from another pid namespace that has not
 // been refreshed for LOCK_STALE_MS is taken over (its holder died: say an OOM-killed container).
-export const LOCK_HEARTBEAT_MS = 10_000;
+const LOCK_HEARTBEAT_MS = 10_000;
 export const LOCK_STALE_MS = 60_000;
 
 /** A /proc fact, or undefined where there is no /proc (or it cannot be read). */

@@ -17,7 +17,7 @@ import { CorruptFile, type DlqMeta, decodeMeta } from './file.js';
 
 export const SUFFIX = '.jsonl.gz';
 export const TEMP_PREFIX = '.tmp-';
-export const CORRUPT_DIR = 'corrupt';
+const CORRUPT_DIR = 'corrupt';
 
 export interface ScanContext {
   readonly dir: string;
@@ -65,7 +65,7 @@ export async function openDir(ctx: ScanContext, instanceId: string | undefined):
 }
 
 /** Lists DLQ_DIR and reads each queued file's header, oldest spill first; never throws for an entry. */
-export async function scanDir(ctx: ScanContext): Promise<FoundFile[]> {
+async function scanDir(ctx: ScanContext): Promise<FoundFile[]> {
   const entries = await fs.readdir(ctx.dir, { withFileTypes: true });
   const found: FoundFile[] = [];
   for (const entry of entries) {

@@ -9,7 +9,7 @@
 // only read (it may be uWS's memory).
 import { isUtf8 } from 'node:buffer';
 import zlib from 'node:zlib';
-import { blankLineBreaks, depthOf, splitArrayOfObjects, trimEnd, trimStart } from './json-scan.js';
+import { blankLineBreaks, JsonScan, NOTHING, OBJECT, SCALAR, scanJson, trimEnd, trimStart } from './json-scan.js';
 
 export type BodyFormat = 'json' | 'ndjson';
 
@@ -80,33 +80,31 @@ export function parseEvents(body: Buffer, format: BodyFormat, limits: ParseLimit
 }
 
 function parseJson(body: Buffer, { maxEvents, maxDepth }: ParseLimits): number[] | Rejection {
-  let value: unknown;
-  try {
-    value = JSON.parse(body.toString('utf8'));
-  } catch (err) {
-    if (trimStart(body, 0, body.length) === body.length) return EMPTY_BODY;
-    return new Rejection(400, 'invalid_json', (err as Error).message);
+  const spans: number[] = [];
+  const scan = new JsonScan();
+  scanJson(body, 0, body.length, maxDepth, spans, maxEvents, scan);
+  if (scan.errorAt >= 0) return invalidJson(body, scan.errorAt, 0);
+  switch (scan.top) {
+    case NOTHING:
+      return EMPTY_BODY;
+    case SCALAR:
+      return NOT_AN_OBJECT;
+    case OBJECT:
+      return scan.firstTooDeep < 0 ? spans : tooDeep(maxDepth, 'the event');
   }
-  if (!Array.isArray(value)) {
-    if (!isObject(value)) return NOT_AN_OBJECT;
-    const start = trimStart(body, 0, body.length);
-    const end = trimEnd(body, start, body.length);
-    if (depthOf(body, start, end) > maxDepth) return tooDeep(maxDepth, 'the event');
-    return [start, end];
+  if (scan.count === 0) return EMPTY_BODY;
+  if (scan.count > maxEvents) {
+    return new Rejection(400, 'too_many_events', `${scan.count} events in one request, MAX_EVENTS_PER_REQUEST is ${maxEvents}`);
   }
-  if (value.length === 0) return EMPTY_BODY;
-  if (value.length > maxEvents) {
-    return new Rejection(400, 'too_many_events', `${value.length} events in one request, MAX_EVENTS_PER_REQUEST is ${maxEvents}`);
-  }
-  for (let i = 0; i < value.length; i++) {
-    if (!isObject(value[i])) return new Rejection(400, 'not_an_object', `event at index ${i} is not a JSON object`, { index: i });
-  }
-  const spans = splitArrayOfObjects(body, value.length, maxDepth);
-  return Array.isArray(spans) ? spans : tooDeep(maxDepth, `event at index ${spans.tooDeep}`, { index: spans.tooDeep });
+  const at = scan.firstNotObject;
+  if (at >= 0) return new Rejection(400, 'not_an_object', `event at index ${at} is not a JSON object`, { index: at });
+  const deep = scan.firstTooDeep;
+  return deep < 0 ? spans : tooDeep(maxDepth, `event at index ${deep}`, { index: deep });
 }
 
 function parseNdjson(body: Buffer, { maxEvents, maxDepth }: ParseLimits): number[] | Rejection {
   const spans: number[] = [];
+  const scan = new JsonScan();
   let line = 0;
   for (let next = 0; next < body.length; ) {
     let lf = body.indexOf(LF, next);
@@ -119,17 +117,25 @@ function parseNdjson(body: Buffer, { maxEvents, maxDepth }: ParseLimits): number
     if (spans.length === maxEvents * 2) {
       return new Rejection(400, 'too_many_events', `more than MAX_EVENTS_PER_REQUEST (${maxEvents}) events in one request`, { line });
     }
-    let value: unknown;
-    try {
-      value = JSON.parse(body.toString('utf8', start, end));
-    } catch (err) {
-      return new Rejection(400, 'invalid_json', `line ${line}: ${(err as Error).message}`, { line });
+    scanJson(body, start, end, maxDepth, spans, 1, scan);
+    if (scan.errorAt >= 0) {
+      const { message } = invalidJson(body, scan.errorAt, start, end);
+      return new Rejection(400, 'invalid_json', `line ${line}: ${message}`, { line });
     }
-    if (!isObject(value)) return new Rejection(400, 'not_an_object', `line ${line} is not a JSON object`, { line });
-    if (depthOf(body, start, end) > maxDepth) return tooDeep(maxDepth, `line ${line}`, { line });
-    spans.push(start, end);
+    if (scan.top !== OBJECT) return new Rejection(400, 'not_an_object', `line ${line} is not a JSON object`, { line });
+    if (scan.firstTooDeep >= 0) return tooDeep(maxDepth, `line ${line}`, { line });
   }
   return spans.length === 0 ? EMPTY_BODY : spans;
+}
+
+/** Says what is wrong at `at` (an offset in body), counted from `from`; `to` ends the text. */
+function invalidJson(body: Buffer, at: number, from: number, to = body.length): Rejection {
+  const c = body[at];
+  let what: string;
+  if (c === undefined || at >= to) what = 'end of input';
+  else if (c < 0x20) what = `control character 0x${c.toString(16).padStart(2, '0')}`;
+  else what = `'${String.fromCodePoint(body.toString('utf8', at, Math.min(at + 4, to)).codePointAt(0)!)}'`;
+  return new Rejection(400, 'invalid_json', `invalid JSON: unexpected ${what} at byte ${at - from}`);
 }
 
 /**
@@ -165,8 +171,4 @@ function exactCopy(body: Buffer, from: number, to: number): Buffer {
   const copy = Buffer.allocUnsafeSlow(to - from);
   body.copy(copy, 0, from, to);
   return copy;
-}
-
-function isObject(value: unknown): boolean {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

@@ -1,14 +1,20 @@
-// parseEvents against JSON.parse, on generated bodies: whitespace, escapes, nesting, number edge
-// cases, for JSON arrays, single objects and NDJSON, valid and mutated. A body is accepted iff
-// JSON.parse accepts it (each line, for NDJSON), every event is an object no deeper than
-// MAX_EVENT_DEPTH, and there are 1 to MAX_EVENTS_PER_REQUEST of them; each accepted event's bytes
-// parse to the same value as the element they came from, on one line.
+// parseEvents (a byte scanner, src/ingest/json-scan.ts) against JSON.parse, on generated bodies:
+// whitespace, escapes, nesting, number edge cases, for JSON arrays, single objects and NDJSON,
+// valid, mutated character by character and byte by byte, plus edge cases in the manner of
+// JSONTestSuite. A body is accepted iff it is UTF-8 and JSON.parse accepts it (each line, for
+// NDJSON), every event is an object no deeper than MAX_EVENT_DEPTH, and there are 1 to
+// MAX_EVENTS_PER_REQUEST of them; each accepted event's bytes parse to the same value as the
+// element they came from, on one line; a body refused as invalid_json is one JSON.parse refuses.
+//
+// JSON_FUZZ_RUNS scales every property (CI runs the default slice; `npm run fuzz:json` millions).
+import { isUtf8 } from 'node:buffer';
 import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
 import t from 'tap';
-import { type BodyFormat, type ParsedEvents, parseEvents, Rejection } from '../../src/ingest/body.js';
+import { type BodyFormat, parseEvents, Rejection } from '../../src/ingest/body.js';
 
 const LIMITS = { maxEvents: 6, maxDepth: 4 };
+const RUNS = Number(process.env.JSON_FUZZ_RUNS ?? 2000);
 const WHITESPACE = ['', '', ' ', '\t', '\n', '\r\n', '  \r\n\t'];
 const INLINE_WHITESPACE = ['', '', ' ', '\t', '\r', ' \t '];
 const NUMBERS = ['0', '-0', '1', '-1', '0.5', '1e3', '1E-7', '-2.5e+10', '1e400', '-1e-400', '12345678901234567890123', '0.000000000000000000001', '3.141592653589793238'];
@@ -78,38 +84,57 @@ const textDepth = (json: string): number => {
 };
 const isObject = (value: unknown): boolean => typeof value === 'object' && value !== null && !Array.isArray(value);
 
-/** What the body holds by JSON.parse's account: the events, or undefined for a refusal. */
-function oracle(body: string, format: BodyFormat): unknown[] | undefined {
+const INVALID = 'invalid_json';
+const REFUSED = 'refused';
+
+/** What the body holds by JSON.parse's account: the events, or why it is refused. */
+function oracle(sent: Buffer, format: BodyFormat): unknown[] | typeof INVALID | typeof REFUSED {
+  if (!isUtf8(sent)) return INVALID;
+  const body = sent.toString('utf8');
   const values: unknown[] = [];
   let deepest = 0;
-  try {
-    if (format === 'json') {
-      const value: unknown = JSON.parse(body);
-      values.push(...(Array.isArray(value) ? value : [value]));
-      deepest = textDepth(body) - (Array.isArray(value) ? 1 : 0);
-    } else {
-      for (const line of body.split('\n')) {
-        if (line.replace(/[ \t\r\n]/g, '') === '') continue;
-        values.push(JSON.parse(line));
-        deepest = Math.max(deepest, textDepth(line));
-      }
+  if (format === 'json') {
+    if (body.replace(/[ \t\r\n]/g, '') === '') return REFUSED;
+    let value: unknown;
+    try {
+      value = JSON.parse(body);
+    } catch {
+      return INVALID;
     }
-  } catch {
-    return undefined;
+    values.push(...(Array.isArray(value) ? value : [value]));
+    deepest = textDepth(body) - (Array.isArray(value) ? 1 : 0);
+  } else {
+    // Line by line, the first bad line decides: too many events, then invalid, then the limits.
+    for (const line of body.split('\n')) {
+      if (line.replace(/[ \t\r\n]/g, '') === '') continue;
+      if (values.length === LIMITS.maxEvents) return REFUSED;
+      let value: unknown;
+      try {
+        value = JSON.parse(line);
+      } catch {
+        return INVALID;
+      }
+      if (!isObject(value) || textDepth(line) > LIMITS.maxDepth) return REFUSED;
+      values.push(value);
+    }
   }
-  return values.length >= 1 && values.length <= LIMITS.maxEvents && values.every(isObject) && deepest <= LIMITS.maxDepth ? values : undefined;
+  return values.length >= 1 && values.length <= LIMITS.maxEvents && values.every(isObject) && deepest <= LIMITS.maxDepth ? values : REFUSED;
 }
 
 let accepted = 0;
 
-function agrees(text: string, format: BodyFormat): boolean {
+function agrees(text: string | Buffer, format: BodyFormat): boolean {
   // What the server gets is UTF-8: a lone surrogate (a mutation can split a pair) becomes U+FFFD.
   const sent = Buffer.from(text);
-  const expected = oracle(sent.toString('utf8'), format);
+  const expected = oracle(sent, format);
   const parsed = parseEvents(sent, format, LIMITS);
-  if (expected === undefined || parsed instanceof Rejection) return expected === undefined && parsed instanceof Rejection;
+  if (parsed instanceof Rejection) {
+    // The first line that is bad in both senses: the scanner and JSON.parse must agree on which.
+    return expected === INVALID ? parsed.error === 'invalid_json' : expected === REFUSED && parsed.error !== 'invalid_json';
+  }
+  if (!Array.isArray(expected)) return false;
   accepted++;
-  const { body: held, spans, bytes } = parsed as ParsedEvents;
+  const { body: held, spans, bytes } = parsed;
   if (bytes !== held.length || spans.length !== expected.length * 2) return false;
   return expected.every((value, i) => {
     const event = held.toString('utf8', spans[2 * i], spans[2 * i + 1]);
@@ -138,17 +163,84 @@ const mutated = (body: fc.Arbitrary<string>): fc.Arbitrary<string> =>
 
 t.test('JSON bodies: accepted exactly when JSON.parse and the limits accept them, events intact', async (t) => {
   accepted = 0;
-  fc.assert(fc.property(jsonBody, (body) => agrees(body, 'json')), { numRuns: 2000 });
-  t.ok(accepted > 200, `${accepted} of 2000 accepted: both outcomes are exercised`);
+  fc.assert(fc.property(jsonBody, (body) => agrees(body, 'json')), { numRuns: RUNS });
+  t.ok(accepted > RUNS / 10, `${accepted} of ${RUNS} accepted: both outcomes are exercised`);
 });
 
 t.test('NDJSON bodies: the same, line by line', async (t) => {
   accepted = 0;
-  fc.assert(fc.property(ndjsonBody, (body) => agrees(body, 'ndjson')), { numRuns: 2000 });
-  t.ok(accepted > 200, `${accepted} of 2000 accepted: both outcomes are exercised`);
+  fc.assert(fc.property(ndjsonBody, (body) => agrees(body, 'ndjson')), { numRuns: RUNS });
+  t.ok(accepted > RUNS / 10, `${accepted} of ${RUNS} accepted: both outcomes are exercised`);
 });
 
 t.test('mutated bodies: refused exactly when JSON.parse or the limits refuse them', async () => {
-  fc.assert(fc.property(mutated(jsonBody), (body) => agrees(body, 'json')), { numRuns: 2000 });
-  fc.assert(fc.property(mutated(ndjsonBody), (body) => agrees(body, 'ndjson')), { numRuns: 2000 });
+  fc.assert(fc.property(mutated(jsonBody), (body) => agrees(body, 'json')), { numRuns: RUNS });
+  fc.assert(fc.property(mutated(ndjsonBody), (body) => agrees(body, 'ndjson')), { numRuns: RUNS });
+});
+
+/** A valid body with bytes replaced or inserted: any byte, so broken UTF-8, controls and NUL too. */
+const byteMutated = (body: fc.Arbitrary<string>): fc.Arbitrary<Buffer> =>
+  fc.tuple(body, fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 }), fc.boolean()), { minLength: 1, maxLength: 3 })).map(([s, edits]) => {
+    let bytes = Buffer.from(s);
+    for (const [at, byte, replace] of edits) {
+      const i = at % (bytes.length + 1);
+      bytes = Buffer.concat([bytes.subarray(0, i), Buffer.of(byte), bytes.subarray(replace ? i + 1 : i)]);
+    }
+    return bytes;
+  });
+
+t.test('byte-mutated bodies: the same', async () => {
+  fc.assert(fc.property(byteMutated(jsonBody), (body) => agrees(body, 'json')), { numRuns: RUNS });
+  fc.assert(fc.property(byteMutated(ndjsonBody), (body) => agrees(body, 'ndjson')), { numRuns: RUNS });
+});
+
+t.test('edge cases of the grammar, in the manner of JSONTestSuite, each judged by JSON.parse', async (t) => {
+  const values = [
+    // numbers
+    '0', '-0', '01', '-01', '1.', '.1', '-', '+1', '1e', '1e+', '1E5', '0e0', '-0.0e-0', '1.5e', '2.e3', '0x10', '1_000',
+    'NaN', 'Infinity', '-Infinity', '1e999', '00', '0.0.0', '- 1', '1 2',
+    // literals
+    'true', 'false', 'null', 'tru', 'nul', 'True', 'NULL', 'truex', 'nulll', 'undefined',
+    // strings and escapes, raw characters in strings
+    '""', '"\\u0000"', '"\\ud800"', '"\\udc00\\ud800"', '"\\uD83D\\uDE00"', '"\\u12"', '"\\u12G4"', '"\\U0041"', '"\\x41"',
+    "\"\\'\"", '"\\/"', '"\\a"', '"\\', '"abc', "'single'", '"tab\there"', '"nl\nhere"', '"cr\rhere"', '"del\u007f"',
+    '"nul\u0000"', '"\u2028\u2029"', '"é😀"', '"\u001f"',
+    // containers
+    '[]', '{}', '[1,]', '[,1]', '[1 2]', '{"a" 1}', '{"a":}', '{"a":1,}', '{,}', '{"a":1 "b":2}', '{a:1}', '{"a":1}}',
+    '[[]', '[]]', '{"a":[}', '[{]}', '{"a":1,"a":2}', '{"":0}', '[[[[[]]]]]', '{"a":1:2}', '{"a"::1}', '{1:1}',
+    // whitespace and comments
+    '\f{}', '{\u000b}', '{\u00a0}', '\u2028{}', '\ufeff{}', '{} // c', '/* c */ {}', '{}\u0000', '\t{ }\r',
+  ];
+  const cases: string[] = [];
+  for (const v of values) cases.push(v, `{"k":${v}}`, `[{"k":${v}}]`, `[{},${v}]`, `{"a":[${v}]}`, `{"k":${v}`);
+  cases.push(
+    '{"a":{"b":{"c":{}}}}', // depth 4: the limit
+    '{"a":{"b":{"c":{"d":{}}}}}',
+    '[{"a":[[[]]]}]',
+    '[{"a":[[[[]]]]}]',
+    '[{"a":1}]   x',
+    '   ',
+    '',
+    '[{},{},{},{},{},{}]',
+    '[{},{},{},{},{},{},{}]',
+    '[{},{},{},{},{},{},{},]',
+  );
+  let refused = 0;
+  for (const body of cases) {
+    for (const format of ['json', 'ndjson'] as const) {
+      // Named in ASCII: a U+2028 in an assertion's name would break the TAP stream.
+      t.ok(agrees(body, format), `${format}: ${JSON.stringify(body).replace(/[^ -~]/gu, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`)}`);
+      if (parseEvents(Buffer.from(body), format, LIMITS) instanceof Rejection) refused++;
+    }
+  }
+  t.ok(refused > cases.length / 2 && refused < cases.length * 2, `${refused} of ${cases.length * 2} refused: both outcomes`);
+});
+
+t.test('an invalid body is refused saying where, by byte offset and character', async (t) => {
+  const refusal = (body: string, format: BodyFormat = 'json') => parseEvents(Buffer.from(body), format, LIMITS) as Rejection;
+  t.match(refusal('{"a":1,}'), { error: 'invalid_json', message: "invalid JSON: unexpected '}' at byte 7" });
+  t.match(refusal('{"a":'), { error: 'invalid_json', message: 'invalid JSON: unexpected end of input at byte 5' });
+  t.match(refusal('{"a":"\u0001"}'), { error: 'invalid_json', message: 'invalid JSON: unexpected control character 0x01 at byte 6' });
+  t.match(refusal('{"a":😀}'), { error: 'invalid_json', message: "invalid JSON: unexpected '😀' at byte 5" });
+  t.match(refusal('{}\n{"b":tru}\n', 'ndjson'), { error: 'invalid_json', message: "line 2: invalid JSON: unexpected '}' at byte 8", at: { line: 2 } });
 });

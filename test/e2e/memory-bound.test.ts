@@ -1,5 +1,6 @@
 // docs/tuning.md's RSS bound holds under the worst body shapes: padded bodies, 1-byte chunks, slow
-// drip clients and many connections, with S3 stalled so that everything held stays held.
+// drip clients, bodies of a third of a million empty arrays and many connections, with S3
+// stalled so that everything held stays held.
 import net from 'node:net';
 import { gzipSync } from 'node:zlib';
 import t from 'tap';
@@ -77,7 +78,16 @@ t.test('peak RSS stays under the documented bound, whatever the bodies look like
     count('slow drip', Number(/^HTTP\/1\.1 (\d+)/.exec(drip.answer())?.[1] ?? 0));
   }
 
-  // 4. Many connections at once, idle.
+  // 4. Bodies that JSON.parse would turn into hundreds of MB of objects: a megabyte of empty
+  // arrays inside one event (valid: accepted while there is room), and as the body's array
+  // (refused: not objects). Validation builds nothing, so they cost what their bytes cost.
+  const emptyArrays = '[],'.repeat((MiB - 100) / 3);
+  const inOneEvent = `{"a":[${emptyArrays}[]]}`;
+  const asTheArray = `[${emptyArrays}[]]`;
+  await pool(Array.from({ length: 12 }, () => async () => count('empty arrays in an event', (await server.post(inOneEvent)).status)), 4);
+  await pool(Array.from({ length: 12 }, () => async () => count('an array of empty arrays', (await server.post(asTheArray)).status)), 4);
+
+  // 5. Many connections at once, idle.
   const idle = Array.from({ length: 2000 }, () => net.connect(server.port, '127.0.0.1').on('error', () => {}));
   await new Promise((r) => setTimeout(r, 2000));
   idle.forEach((s) => s.destroy());
@@ -85,6 +95,8 @@ t.test('peak RSS stays under the documented bound, whatever the bodies look like
   t.comment(JSON.stringify(Object.fromEntries(statuses)));
   t.equal(statuses.get('padded 202'), 300, 'every padded request accepted: its padding takes no room');
   t.equal(statuses.get('1-byte chunks 202'), 8);
+  t.equal(statuses.get('an array of empty arrays 400'), 12);
+  t.equal((statuses.get('empty arrays in an event 202') ?? 0) + (statuses.get('empty arrays in an event 503') ?? 0), 12, 'accepted, or refused for room');
   // A drip holds what it has sent (a first buffer), not the megabyte it declared: none is refused.
   t.equal(statuses.get('slow drip 0'), 30, 'slow drips wait, holding what they sent');
   const peak = peakRss(server.child.pid!);

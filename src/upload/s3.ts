@@ -32,6 +32,10 @@ const KNOWN_CODES = new Set([
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
 // Out of file descriptors (the process's or the system's): passes once other sockets or files close.
 const FD_CODES = new Set(['EMFILE', 'ENFILE']);
+/** Refusals retrying cannot fix (IAM, credentials, bucket): the alert IngestS3AccessDenied's codes. */
+export const ACCESS_CODES: readonly string[] = [
+  'AccessDenied', 'AllAccessDisabled', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'ExpiredToken', 'InvalidToken', 'NoSuchBucket',
+];
 /** Every value errorCode() can return: s3_put_errors_total exports each at 0 from the start. */
 export const ERROR_CODES: readonly string[] = [
   ...KNOWN_CODES, ...NETWORK_CODES, ...FD_CODES, 'Timeout', 'Aborted', 'Other5xx', 'Other4xx', 'OtherHttp', 'Other',

@@ -45,6 +45,11 @@ t.test('every metric the rules use is exported by the server', async (t) => {
   const exported = await server.exported();
   t.ok(used.size >= 10, `${used.size} metrics used`);
   for (const name of used) t.ok(exported.has(name), `${name} is exported`);
+  // increase() sees a series' first error only if the series was there, at 0, before it.
+  const page = await (await fetch(`${server.url}/metrics`)).text();
+  for (const code of ERROR_CODES) t.match(page, `\ns3_put_errors_total{code="${code}"} 0\n`, `s3_put_errors_total{code="${code}"} at 0 from the start`);
+  for (const result of ['ok', 'error']) t.match(page, `\ns3_put_duration_seconds_count{result="${result}"} 0\n`, `s3_put_duration_seconds{result="${result}"} at 0`);
+  t.match(page, '\ns3_put_failing_seconds 0\n', 'S3 not failing');
 });
 
 t.test('every runbook_url is absolute, starts with the one base, and points at a section of docs/operations.md', async (t) => {

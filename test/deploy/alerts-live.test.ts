@@ -158,7 +158,7 @@ t.test('the alert rules in a real Prometheus, against the real server under scri
     BATCH_MAX_EVENTS: '50',
     UPLOAD_CONCURRENCY: '1',
     UPLOAD_QUEUE_MAX_BATCHES: '1',
-    UPLOAD_TIMEOUT_MS: '1000',
+    UPLOAD_TIMEOUT_MS: '1500',
     CHANNEL_MAX_EVENTS: '200',
     MAX_BODY_BYTES: '2048',
     DLQ_REUPLOAD_IDLE_MS: '200',
@@ -259,7 +259,7 @@ t.test('the alert rules in a real Prometheus, against the real server under scri
     t.ok(traffic.statuses.filter((s) => s === 202).length > 100, 'the load was answered 202');
   });
 
-  await scenario(t, 'S3 slow but answering: the queue fills, only IngestQueueFull fires', () => (fault = { delayMs: 600 }), () => (fault = 'pass'), {
+  await scenario(t, 'S3 slow but answering: the queue fills, only IngestQueueFull fires', () => (fault = { delayMs: 300 }), () => (fault = 'pass'), {
     fire: { IngestQueueFull: warning },
   });
 

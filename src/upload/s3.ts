@@ -53,6 +53,7 @@ export class UploadAborted extends Error {
 export class S3Uploader {
   /** Start of the first attempt that failed since the last success; undefined while S3 takes PUTs. */
   #failingSince: number | undefined;
+  #lastOkAt = 0;
 
   constructor(
     private readonly client: S3Client,
@@ -107,13 +108,14 @@ export class S3Uploader {
       await this.client.send(command, { abortSignal: controller.signal });
       stop({ result: 'ok' });
       this.#failingSince = undefined;
+      this.#lastOkAt = Date.now();
     } catch (err) {
       stop({ result: 'error' });
       const error = controller.signal.aborted ? (controller.signal.reason as Error) : err;
       this.metrics.putErrors.inc({ code: errorCode(error) });
-      // Cut by shutdown, not refused by S3. A hung attempt counts from its start, so a stall reads
-      // as long as it has lasted once its first attempt times out.
-      if (!(error instanceof UploadAborted)) this.#failingSince ??= startedAt;
+      // Cut by shutdown, not refused by S3. A hung attempt counts from its start (or the last success
+      // after it), so a stall reads as long as it has lasted once its first attempt times out.
+      if (!(error instanceof UploadAborted)) this.#failingSince ??= Math.max(startedAt, this.#lastOkAt);
       throw error;
     } finally {
       clearTimeout(timer);

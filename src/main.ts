@@ -10,7 +10,7 @@ import { LocalModeUnavailable } from './local-s3.js';
 import { createDlqMetrics, observeDlq } from './metrics/dlq.js';
 import { startEmf } from './metrics/emf.js';
 import { createHttpMetrics } from './metrics/http.js';
-import { createUploadMetrics, observeQueueDepths } from './metrics/upload.js';
+import { createUploadMetrics, observeQueueDepths, observeS3Failing } from './metrics/upload.js';
 import { Pipeline } from './pipeline.js';
 import { shutDownOnSignals } from './shutdown.js';
 import { connectS3, LOCAL_DATA_DIR, NoRegion, type S3Target } from './upload/connect.js';
@@ -54,6 +54,7 @@ async function main(): Promise<void> {
     uploadMetrics,
     log.child({ part: 's3' }),
   );
+  observeS3Failing(registry, () => uploader.failingSeconds());
   const dlq = await DlqStore.open(
     {
       dir: config.dlqDir,

@@ -3,22 +3,31 @@
 // Counters are sent as the increase over the interval, gauges as their value.
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Registry } from 'prom-client';
+import { ACCESS_CODES } from '../upload/s3.js';
 
 const NAMESPACE = 'EventIngest';
 const EVENT_LOOP_LAG = 'nodejs_eventloop_lag_p99_seconds';
 const SERVICE = 'event-ingest';
 
-/** The metrics sent, their CloudWatch unit, and whether they are counters (sent as increases). */
-export const EMF_METRICS: readonly { name: string; unit: 'Count' | 'Bytes' | 'Seconds'; counter: boolean }[] = [
+/**
+ * The metrics sent, their CloudWatch unit, and whether they are counters (sent as increases). Two
+ * are one label's share of a Prometheus metric (`source`, `only`), for alarms that need it alone.
+ */
+export const EMF_METRICS: readonly { name: string; unit: 'Count' | 'Bytes' | 'Seconds'; counter: boolean; source?: string; only?: { label: string; values: readonly string[] } }[] = [
   { name: 'ingest_events_accepted_total', unit: 'Count', counter: true },
   { name: 'http_requests_rejected_queue_full_total', unit: 'Count', counter: true },
   { name: 'http_requests_rejected_body_too_large_total', unit: 'Count', counter: true },
   { name: 's3_events_stored_total', unit: 'Count', counter: true },
   { name: 's3_put_errors_total', unit: 'Count', counter: true },
+  { name: 's3_put_errors_access_denied_total', unit: 'Count', counter: true, source: 's3_put_errors_total', only: { label: 'code', values: ACCESS_CODES } },
+  { name: 's3_put_failing_seconds', unit: 'Seconds', counter: false },
   { name: 'dlq_events_spilled_total', unit: 'Count', counter: true },
   { name: 'dlq_events_reuploaded_total', unit: 'Count', counter: true },
   { name: 'dlq_events_dropped_total', unit: 'Count', counter: true },
   { name: 'dlq_files_expired_total', unit: 'Count', counter: true },
+  { name: 'dlq_files_corrupt_total', unit: 'Count', counter: true },
+  { name: 'dlq_files_rejected_total', unit: 'Count', counter: true },
+  { name: 'http_engine_js_fallback', unit: 'Count', counter: false, source: 'http_engine_info', only: { label: 'engine', values: ['js-fallback'] } },
   { name: 'channel_events', unit: 'Count', counter: false },
   { name: 'dlq_files_current', unit: 'Count', counter: false },
   { name: 'dlq_bytes_current', unit: 'Bytes', counter: false },
@@ -42,15 +51,18 @@ export function startEmf(registry: Registry, intervalMs: number, instanceId: str
       Service: SERVICE,
       InstanceId: instanceId,
     };
-    for (const { name, counter } of EMF_METRICS) {
+    for (const { name, counter, source = name, only } of EMF_METRICS) {
       if (name === EVENT_LOOP_LAG) {
         line[name] = lag.count === 0 ? 0 : lag.percentile(99) / 1e9;
         lag.reset();
         continue;
       }
-      const metric = registry.getSingleMetric(name);
-      // Summed over labels (codes, reasons): CloudWatch alarms on the total.
-      const total = metric === undefined ? 0 : (await metric.get()).values.reduce((sum, v) => sum + v.value, 0);
+      const metric = registry.getSingleMetric(source);
+      // Summed over labels (codes, reasons): CloudWatch alarms on the total, or on `only`'s share.
+      const values = metric === undefined ? [] : (await metric.get()).values;
+      const total = values
+        .filter((v) => only === undefined || only.values.includes(String(v.labels[only.label])))
+        .reduce((sum, v) => sum + v.value, 0);
       line[name] = counter ? total - (previous.get(name) ?? 0) : total;
       previous.set(name, total);
     }

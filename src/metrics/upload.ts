@@ -1,5 +1,6 @@
 // Channel, batch and S3 upload metrics; queue depths are read at scrape time.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { ERROR_CODES } from '../upload/s3.js';
 
 export interface UploadMetrics {
   putSeconds: Histogram<'result'>;
@@ -27,7 +28,7 @@ const sizeBuckets = (from: number, to: number): number[] => {
 
 export function createUploadMetrics(registry: Registry): UploadMetrics {
   const registers = [registry];
-  return {
+  const metrics: UploadMetrics = {
     putSeconds: new Histogram({
       name: 's3_put_duration_seconds',
       help: 'Duration of each S3 PutObject attempt, by result (ok or error)',
@@ -63,6 +64,11 @@ export function createUploadMetrics(registry: Registry): UploadMetrics {
       registers,
     }),
   };
+  // Every labelled series exists from the start: increase() cannot see the first error of a series
+  // that appears with it, and a dashboard shows 0 rather than "No data".
+  for (const code of ERROR_CODES) metrics.putErrors.inc({ code }, 0);
+  for (const result of ['ok', 'error']) metrics.putSeconds.zero({ result });
+  return metrics;
 }
 
 export function observeQueueDepths(registry: Registry, depths: QueueDepths): void {
@@ -80,4 +86,20 @@ export function observeQueueDepths(registry: Registry, depths: QueueDepths): voi
   gauge('channel_bytes', 'JSON-lines bytes waiting in the event channel', depths.channelBytes);
   gauge('upload_queue_batches', 'Cut batches waiting for an upload slot', depths.uploadQueued);
   gauge('upload_inflight_batches', 'Batches being gzipped or uploaded', depths.uploadInFlight);
+}
+
+/**
+ * How long S3 has taken no PUT while attempts failed or timed out: the alerts' instant signal of an
+ * outage, a stall or a refusal, which drops to 0 at the first success (counters need a whole
+ * window to forget).
+ */
+export function observeS3Failing(registry: Registry, failingSeconds: () => number): void {
+  new Gauge({
+    name: 's3_put_failing_seconds',
+    help: 'Seconds since the start of the first failed S3 PutObject attempt with no success since; 0 once one succeeds',
+    registers: [registry],
+    collect() {
+      this.set(failingSeconds());
+    },
+  });
 }

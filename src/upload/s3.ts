@@ -32,6 +32,14 @@ const KNOWN_CODES = new Set([
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
 // Out of file descriptors (the process's or the system's): passes once other sockets or files close.
 const FD_CODES = new Set(['EMFILE', 'ENFILE']);
+/** Refusals retrying cannot fix (IAM, credentials, bucket): the alert IngestS3AccessDenied's codes. */
+export const ACCESS_CODES: readonly string[] = [
+  'AccessDenied', 'AllAccessDisabled', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'ExpiredToken', 'InvalidToken', 'NoSuchBucket',
+];
+/** Every value errorCode() can return: s3_put_errors_total exports each at 0 from the start. */
+export const ERROR_CODES: readonly string[] = [
+  ...KNOWN_CODES, ...NETWORK_CODES, ...FD_CODES, 'Timeout', 'Aborted', 'Other5xx', 'Other4xx', 'OtherHttp', 'Other',
+];
 
 class AttemptTimeout extends Error {
   override name = 'AttemptTimeout';
@@ -43,6 +51,10 @@ export class UploadAborted extends Error {
 }
 
 export class S3Uploader {
+  /** Start of the first attempt that failed since the last success; undefined while S3 takes PUTs. */
+  #failingSince: number | undefined;
+  #lastOkAt = 0;
+
   constructor(
     private readonly client: S3Client,
     private readonly options: UploaderOptions,
@@ -80,7 +92,13 @@ export class S3Uploader {
     });
   }
 
+  /** Seconds PutObject has been failing without one success in between (0: the last attempt that ended succeeded). */
+  failingSeconds(now = Date.now()): number {
+    return this.#failingSince === undefined ? 0 : (now - this.#failingSince) / 1000;
+  }
+
   async #attempt(command: PutObjectCommand, signal: AbortSignal | undefined): Promise<void> {
+    const startedAt = Date.now();
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(new AttemptTimeout(`no answer within UPLOAD_TIMEOUT_MS (${this.options.timeoutMs} ms)`)), this.options.timeoutMs);
     const abort = () => controller.abort(signal!.reason);
@@ -89,10 +107,15 @@ export class S3Uploader {
     try {
       await this.client.send(command, { abortSignal: controller.signal });
       stop({ result: 'ok' });
+      this.#failingSince = undefined;
+      this.#lastOkAt = Date.now();
     } catch (err) {
       stop({ result: 'error' });
       const error = controller.signal.aborted ? (controller.signal.reason as Error) : err;
       this.metrics.putErrors.inc({ code: errorCode(error) });
+      // Cut by shutdown, not refused by S3. A hung attempt counts from its start (or the last success
+      // after it), so a stall reads as long as it has lasted once its first attempt times out.
+      if (!(error instanceof UploadAborted)) this.#failingSince ??= Math.max(startedAt, this.#lastOkAt);
       throw error;
     } finally {
       clearTimeout(timer);

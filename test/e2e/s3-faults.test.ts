@@ -39,6 +39,9 @@ t.test('403 AccessDenied is not retried; the batch is spilled to the DLQ at once
   t.equal(proxy.puts.length, 1, 'one attempt only');
   t.equal(await server.metric('s3_put_errors_total', '{code="AccessDenied"}'), 1);
   t.equal(await server.metric('dlq_files_current'), 1);
+  const failing = await server.metric('s3_put_failing_seconds');
+  await new Promise((r) => setTimeout(r, 300));
+  t.ok(failing > 0 && (await server.metric('s3_put_failing_seconds')) > failing, 's3_put_failing_seconds counts up while no PUT succeeds');
   const failed = await server.waitForLog((l) => l.msg === 'S3 upload failed for good');
   t.match(failed, { events: 3, key: proxy.puts[0]!.key });
   t.same(await s3.objects(), []);
@@ -63,6 +66,7 @@ t.test('an attempt S3 never answers is aborted at UPLOAD_TIMEOUT_MS and retried'
   t.equal((await server.post('{"id":"late"}')).status, 202);
   await eventually(async () => (await server.metric('s3_events_stored_total')) === 1);
   t.equal(await server.metric('s3_put_errors_total', '{code="Timeout"}'), 1);
+  t.equal(await server.metric('s3_put_failing_seconds'), 0, 'back to 0 at the success after the timeout');
   t.equal(proxy.puts.length, 2);
   t.equal((await s3.objects()).length, 1);
 });

@@ -2,8 +2,10 @@
 // that are the server's own metrics.
 import t from 'tap';
 import { EMF_METRICS } from '../../src/metrics/emf.js';
-import { startS3 } from '../helpers/s3.js';
+import { startFaultProxy } from '../helpers/fault-proxy.js';
+import { s3Env, startS3 } from '../helpers/s3.js';
 import { eventually, startServer } from '../helpers/server.js';
+import { tempDir } from '../helpers/temp.js';
 
 t.test('EMF lines carry the key metrics; counters as increases per interval', async (t) => {
   const s3 = await startS3(t);
@@ -19,7 +21,8 @@ t.test('EMF lines carry the key metrics; counters as increases per interval', as
   t.equal(line!.Service, 'event-ingest');
   const exported = await server.exported();
   for (const { Name } of directive!.Metrics) {
-    t.ok(exported.has(Name), `${Name} is a metric of the server`);
+    const source = EMF_METRICS.find((m) => m.name === Name)?.source ?? Name;
+    t.ok(exported.has(source), `${Name} is (a share of) a metric of the server: ${source}`);
     t.type(line![Name], 'number', `${Name} has a value`);
   }
   t.same(directive!.Metrics.map((m) => m.Name), EMF_METRICS.map((m) => m.name));
@@ -43,4 +46,19 @@ t.test('the event-loop lag is measured by the EMF lines themselves, with no /met
   const lags = server.logs.filter((l) => '_aws' in l).map((l) => l.nodejs_eventloop_lag_p99_seconds as number);
   t.ok(lags.every((lag) => lag > 0 && lag < 5), `a real p99 in seconds in every line: ${lags.join(', ')}`);
   await server.stop();
+});
+
+t.test('the AccessDenied share and the JS-fallback flag, for the alarms that need them alone', async (t) => {
+  const s3 = await startS3(t);
+  const proxy = await startFaultProxy(t, s3);
+  proxy.decide = () => ({ status: 403, code: 'AccessDenied' });
+  const dlq = tempDir(t, 'dlq');
+  const server = await startServer(t, { ...s3Env(proxy.endpoint), DLQ_DIR: dlq, METRICS_EMF: 'true', METRICS_EMF_INTERVAL_MS: '1000', BATCH_MAX_AGE_MS: '100' });
+  t.equal((await server.post('{"a":1}')).status, 202);
+  const emf = () => server.logs.filter((l) => '_aws' in l) as unknown as Record<string, number>[];
+  const sum = (name: string) => emf().reduce((n, l) => n + l[name]!, 0);
+  await eventually(() => sum('s3_put_errors_access_denied_total') >= 1);
+  t.equal(sum('s3_put_errors_access_denied_total'), sum('s3_put_errors_total'), 'every error was an AccessDenied');
+  t.ok(emf().some((l) => l.s3_put_failing_seconds! > 0), 'S3 failing shows');
+  t.ok(emf().every((l) => l.http_engine_js_fallback === 0), 'native engine: 0');
 });

@@ -1,7 +1,7 @@
 // S3Uploader under a real shortage of file descriptors: a process at its `ulimit -n` gets EMFILE
 // when it opens the PUT's socket; the upload must retry (with backoff) and land, not fail for good.
 import t from 'tap';
-import { errorCode, isRetryable } from '../../src/upload/s3.js';
+import { ERROR_CODES, errorCode, isRetryable } from '../../src/upload/s3.js';
 import { startS3 } from '../helpers/s3.js';
 import { runUnderFdLimit } from '../helpers/fd-limit.js';
 import { ROOT } from '../helpers/server.js';
@@ -31,7 +31,7 @@ t.test('EMFILE on the PUT socket (a real one, under ulimit -n) is retried and th
   const s3 = await startS3(t);
   const { result, errors } = await runUnderFdLimit<{ result: string; errors: string[] }>(64, CHILD, { S3_ENDPOINT: s3.endpoint });
   t.equal(result, 'stored', 'on main: failed for good on the first EMFILE, labelled Other');
-  t.ok(errors.some((e) => /^EMFILE=\d+$/.test(e)), `the failed attempts are counted as EMFILE: ${errors.join(', ')}`);
+  t.ok(errors.some((e) => /^EMFILE=[1-9]\d*$/.test(e)), `the failed attempts are counted as EMFILE: ${errors.join(', ')}`);
   t.same((await s3.objects()).map((o) => o.key).sort(), ['raw/under-emfile.jsonl.gz', 'raw/warm-up.jsonl.gz']);
 });
 
@@ -41,4 +41,18 @@ t.test('the classifier: EMFILE and ENFILE are transient, with their own bounded 
     t.equal(isRetryable(error), true, code);
     t.equal(errorCode(error), code);
   }
+});
+
+t.test('every label errorCode() gives is one of ERROR_CODES, which s3_put_errors_total exports at 0 from the start', async (t) => {
+  const samples = [
+    Object.assign(new Error('x'), { name: 'AccessDenied' }),
+    Object.assign(new Error('x'), { name: 'Weird', $metadata: { httpStatusCode: 502 } }),
+    Object.assign(new Error('x'), { name: 'Weird', $metadata: { httpStatusCode: 409 } }),
+    Object.assign(new Error('x'), { name: 'Weird', $metadata: { httpStatusCode: 301 } }),
+    Object.assign(new Error('x'), { code: 'ECONNREFUSED' }),
+    Object.assign(new Error('x'), { code: 'EMFILE' }),
+    new Error('anything else'),
+  ];
+  for (const error of samples) t.ok(ERROR_CODES.includes(errorCode(error)), errorCode(error));
+  t.equal(new Set(ERROR_CODES).size, ERROR_CODES.length, 'no label twice');
 });

@@ -53,7 +53,7 @@ export function event(i: number): string {
 /**
  * Distinct bodies cycled through by the load: every event in the server's batches different, as
  * in real traffic. Sending one body over and over would let gzip find each event again in its
- * 32 KiB window and make objects in S3 ten times smaller than real ones.
+ * 32 KiB window and make objects in S3 5 to 11 times smaller than real ones.
  */
 const SINGLE_BODIES = 1000; // 1000 x ~350 bytes: far more than the window
 const BATCH_BODIES = 100; // 5000 events: a default batch of distinct events

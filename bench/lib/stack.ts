@@ -1,5 +1,6 @@
 // What a scenario runs against: the server built from this repo (defaults, unless a scenario says
-// otherwise) and the two baselines, on the server core; an S3 server on the load core.
+// otherwise) and the two baselines, on the server core; an S3 server on the load core; and the
+// other endpoints given with --target, which run elsewhere.
 import { mkdtempSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

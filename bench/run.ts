@@ -1,16 +1,19 @@
-// `npm run bench [-- <scenario> ...] [--seconds N] [--rounds N] [--connections N] [--env K=V ...]`:
-// runs the scenarios against a local S3 server, the server from dist/ and its baselines, all on
-// loopback. --env sets a server variable in every scenario (e.g. --env GZIP_LEVEL=1).
+// `npm run bench [-- <scenario> ...] [--seconds N] [--rounds N] [--connections N] [--env K=V ...]
+// [--target URL [--target-pid PID] ...] [--save]`: runs the scenarios against a local S3 server, the
+// server from dist/ and its baselines, all on loopback. --env sets a server variable in every
+// scenario (e.g. --env GZIP_LEVEL=1); --target loads another ingest endpoint beside them in
+// scenarios 1-4. Results go to the ignored .bench/results/, or with --save to bench/results/ and
+// bench/README.md.
+import { existsSync } from 'node:fs';
 import os from 'node:os';
-import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { httpEngine } from '../src/ingest/server.js';
 import { uwsLoadError } from '../src/ingest/uws.js';
+import { type Options, parseBenchArgs } from './lib/args.js';
 import { GENERATOR } from './lib/load.js';
 import { PINNING, pinSelf } from './lib/procs.js';
 import { type Run, write } from './lib/report.js';
 import type { Context, Result, Scenario } from './lib/scenario.js';
-import { REPO, startS3 } from './lib/stack.js';
+import { outside, startS3 } from './lib/stack.js';
 import { scenarios as formats } from './scenarios/formats.js';
 import { scenario as outage } from './scenarios/outage.js';
 import { scenario as overload } from './scenarios/overload.js';
@@ -18,32 +21,30 @@ import { scenario as slowS3 } from './scenarios/slow-s3.js';
 
 const ALL: Scenario[] = [...formats, overload, slowS3, outage];
 
-const { values, positionals } = parseArgs({
-  allowPositionals: true,
-  options: {
-    seconds: { type: 'string', default: '10' },
-    rounds: { type: 'string', default: '2' },
-    connections: { type: 'string', default: '64' },
-    env: { type: 'string', multiple: true, default: [] },
-  },
-});
-const serverEnv = Object.fromEntries(values.env.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
-const chosen = positionals.length === 0 ? ALL : positionals.map((id) => ALL.find((s) => s.id === id) ?? fail(`unknown scenario ${id}; known: ${ALL.map((s) => s.id).join(' ')}`));
-const seconds = Number(values.seconds);
-const rounds = Number(values.rounds);
-const connections = Number(values.connections);
-
 function fail(message: string): never {
   process.stderr.write(`${message}\n`);
   process.exit(2);
 }
+
+let options: Options;
+try {
+  options = parseBenchArgs(process.argv.slice(2), ALL.map((s) => s.id));
+} catch (err) {
+  fail((err as Error).message);
+}
+const { seconds, rounds, connections, serverEnv, save } = options;
+const chosen = options.scenarios.length === 0 ? ALL : options.scenarios.map((id) => ALL.find((s) => s.id === id)!);
+for (const { pid } of options.targets) {
+  if (pid !== undefined && !existsSync(`/proc/${pid}`)) fail(`--target-pid ${pid}: no such process`);
+}
+if (options.targets.length > 0 && !chosen.some((s) => formats.includes(s))) fail('--target is loaded in scenarios 1-4 only (single array ndjson gzip): choose one of them');
 
 pinSelf();
 if (uwsLoadError !== undefined) fail(uwsLoadError);
 if (httpEngine !== 'native') fail('uWebSockets.js runs a JS emulation here: the figures would mean nothing. Fix the install first.');
 const startedAt = new Date().toISOString();
 const s3 = await startS3();
-const ctx: Context = { seconds, rounds, connections, s3, serverEnv };
+const ctx: Context = { seconds, rounds, connections, s3, serverEnv, targets: options.targets.map((t) => outside(t.url, t.pid)) };
 const results: Result[] = [];
 try {
   for (const scenario of chosen) {
@@ -53,13 +54,23 @@ try {
 } finally {
   await s3.proc.stop();
 }
+const envText = Object.entries(serverEnv).map(([k, v]) => `${k}=${v}`).join(' ');
 const run: Run = {
   startedAt,
   machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model.trim() ?? '?', node: process.version, engine: httpEngine, memoryGiB: Math.round(os.totalmem() / 2 ** 30) },
-  settings: { generator: GENERATOR, pinning: PINNING, seconds, rounds, connections, serverEnv: values.env.join(' ') || 'defaults' },
+  settings: {
+    generator: GENERATOR,
+    pinning: PINNING,
+    seconds,
+    rounds,
+    connections,
+    serverEnv: envText || 'defaults',
+    ...(options.targets.length > 0 ? { targets: options.targets.map((t) => (t.pid === undefined ? t.url : `${t.url} (pid ${t.pid})`)).join(', ') } : {}),
+  },
   results,
 };
-process.stdout.write(`\n${write(run, join(REPO, 'bench', 'results'), join(REPO, 'bench', 'README.md'))}`);
+const { md, files } = write(run, save);
+process.stdout.write(`\n${md}\nWritten: ${files.join(', ')}${save ? '' : ' (not committed; --save writes bench/results/ and bench/README.md)'}\n`);
 if (results.some((r) => !r.settled.lossless)) {
   process.stderr.write('LOSS: a scenario did not account for every accepted event\n');
   process.exitCode = 1;

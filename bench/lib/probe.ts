@@ -6,9 +6,14 @@ export interface ProbeResult {
   readonly accepted: number;
   readonly refused: number;
   readonly refusedWithRetryAfter: number;
-  /** Milliseconds, over the 202s. */
-  readonly p50: number;
-  readonly p99: number;
+  /** Milliseconds, over the 202s; undefined when none was accepted. */
+  readonly p50: number | undefined;
+  readonly p99: number | undefined;
+}
+
+/** `p50 1.23 ms, p99 4.56 ms`, or why there is none. */
+export function describe(probed: ProbeResult): string {
+  return probed.p50 === undefined || probed.p99 === undefined ? 'none accepted' : `p50 ${probed.p50.toFixed(2)} ms, p99 ${probed.p99.toFixed(2)} ms`;
 }
 
 export function startProbe(url: string): { stop(): Promise<ProbeResult> } {
@@ -38,7 +43,7 @@ export function startProbe(url: string): { stop(): Promise<ProbeResult> } {
       running = false;
       await loop;
       latencies.sort((a, b) => a - b);
-      const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? 0;
+      const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))];
       return { accepted: latencies.length, refused, refusedWithRetryAfter: withRetryAfter, p50: at(0.5), p99: at(0.99) };
     },
   };

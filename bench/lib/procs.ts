@@ -28,18 +28,37 @@ export function pinned(core: string, command: string, args: string[]): [string, 
   return hasTaskset ? ['taskset', ['-c', core, command, ...args]] : [command, args];
 }
 
-export interface Proc {
+/** What /proc tells of a process: ours, or one given with --target-pid. */
+export interface Usage {
+  /** User + system CPU seconds so far, all its threads. */
+  cpuSeconds(): number;
+  /** Peak resident set size since it started (VmHWM), in bytes. */
+  peakRssBytes(): number;
+}
+
+export interface Proc extends Usage {
   readonly child: ChildProcess;
   readonly pid: number;
   readonly lines: string[];
-  /** User + system CPU seconds so far. */
-  cpuSeconds(): number;
-  /** Peak resident set size so far, in bytes. */
-  peakRssBytes(): number;
   stop(): Promise<void>;
 }
 
 const TICKS_PER_SECOND = 100; // Linux USER_HZ
+
+/** `check` runs before each CPU reading, so that a dead process fails loudly instead of reading 0. */
+export function usage(pid: number, check: () => void = () => {}): Usage {
+  return {
+    cpuSeconds() {
+      check();
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+    },
+    peakRssBytes() {
+      const status = `/proc/${pid}/status`;
+      return existsSync(status) ? Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(status, 'utf8'))![1]) * 1024 : 0;
+    },
+  };
+}
 
 export async function start(core: string, command: string, args: string[], env: NodeJS.ProcessEnv, ready: (line: string) => boolean): Promise<Proc> {
   const [cmd, cmdArgs] = pinned(core, command, args);
@@ -76,15 +95,7 @@ export async function start(core: string, command: string, args: string[], env: 
     child,
     pid,
     lines,
-    cpuSeconds() {
-      alive();
-      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-      return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
-    },
-    peakRssBytes() {
-      const status = `/proc/${pid}/status`;
-      return existsSync(status) ? Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(status, 'utf8'))![1]) * 1024 : 0;
-    },
+    ...usage(pid, alive),
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');

@@ -1,23 +1,47 @@
 // What a scenario runs against: the server built from this repo (defaults, unless a scenario says
-// otherwise) and the two baselines, on the server core; an S3 server on the load core.
-import { mkdtempSync } from 'node:fs';
+// otherwise) and the two baselines, on the server core; an S3 server on the load core; and the
+// other endpoints given with --target, which run elsewhere.
+import { mkdtempSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { serverCounters } from '../../test/harness/zero-loss.js';
-import { LOAD_CORE, type Proc, SERVER_CORE, start } from './procs.js';
+import { LOAD_CORE, type Proc, SERVER_CORE, start, type Usage, usage } from './procs.js';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 export const REPO = fileURLToPath(new URL('../../../', import.meta.url)); // .bench/bench/lib -> repo
 const NODE = process.execPath;
 
+/** Anything the load can be pointed at. */
 export interface Target {
-  readonly name: 'noop' | 'parse' | 'server';
+  /** `noop`, `parse`, `server`, or the URL given with --target. */
+  readonly name: string;
+  /** Where the load POSTs its bodies. */
+  readonly endpoint: string;
+  /** Absent for a --target without --target-pid: its CPU and memory cannot be known. */
+  readonly usage?: Usage;
+}
+
+/** The server or a baseline: started here, with /metrics (the server only) under `url`. */
+export interface Local extends Target {
   readonly url: string;
   readonly proc: Proc;
 }
 
-export async function startS3(): Promise<{ endpoint: string; port: number; proc: Proc }> {
+/** Another ingest endpoint (--target), already running; its pid, if given, for /proc. */
+export function outside(url: string, pid: number | undefined): Target {
+  return { name: url, endpoint: url, ...(pid === undefined ? {} : { usage: usage(pid) }) };
+}
+
+export interface S3 {
+  readonly endpoint: string;
+  readonly port: number;
+  /** s3rver's directory: each object is one `<key>._S3rver_object` file in it. */
+  readonly dir: string;
+  readonly proc: Proc;
+}
+
+export async function startS3(): Promise<S3> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-s3-'));
   let port = 0;
   const proc = await start(LOAD_CORE, NODE, [join(HERE, 's3-server.js'), dir], process.env, (line) => {
@@ -25,21 +49,30 @@ export async function startS3(): Promise<{ endpoint: string; port: number; proc:
     if (m) port = Number(m[1]);
     return m !== null;
   });
-  return { endpoint: `http://127.0.0.1:${port}`, port, proc };
+  return { endpoint: `http://127.0.0.1:${port}`, port, dir, proc };
 }
 
-export async function startBaseline(name: 'noop' | 'parse'): Promise<Target> {
+/** Bytes of every object in the S3 server so far; a scenario takes the difference over its run. */
+export function storedBytes(dir: string): number {
+  let total = 0;
+  for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true })) {
+    if (entry.isFile() && entry.name.endsWith('._S3rver_object')) total += statSync(join(entry.parentPath, entry.name)).size;
+  }
+  return total;
+}
+
+export async function startBaseline(name: 'noop' | 'parse'): Promise<Local> {
   let port = 0;
   const proc = await start(SERVER_CORE, NODE, [join(HERE, '..', 'baselines', `${name}.js`)], process.env, (line) => {
     const m = /^listening (\d+)$/.exec(line);
     if (m) port = Number(m[1]);
     return m !== null;
   });
-  return { name, url: `http://127.0.0.1:${port}`, proc };
+  return { name, url: `http://127.0.0.1:${port}`, endpoint: `http://127.0.0.1:${port}/v1/events`, usage: proc, proc };
 }
 
 /** The real server, from dist/, writing to `s3Endpoint`; extra env for a scenario's settings. */
-export async function startServer(s3Endpoint: string, env: Record<string, string> = {}): Promise<Target> {
+export async function startServer(s3Endpoint: string, env: Record<string, string> = {}): Promise<Local> {
   let port = 0;
   const proc = await start(
     SERVER_CORE,
@@ -66,7 +99,7 @@ export async function startServer(s3Endpoint: string, env: Record<string, string
       return true;
     },
   );
-  return { name: 'server', url: `http://127.0.0.1:${port}`, proc };
+  return { name: 'server', url: `http://127.0.0.1:${port}`, endpoint: `http://127.0.0.1:${port}/v1/events`, usage: proc, proc };
 }
 
 export interface Scrape {
@@ -74,10 +107,13 @@ export interface Scrape {
   readonly status503: number;
   readonly eventLoopP99Ms: number;
   readonly channelEvents: number;
+  /** JSON-lines bytes the server gzipped, and the gzip bytes they made, over its life. */
+  readonly batchBytes: number;
+  readonly batchCompressedBytes: number;
 }
 
 /** Reads the server's /metrics. Also resets its event-loop delay histogram (prom-client does at each scrape). */
-export async function scrape(target: Target): Promise<Scrape> {
+export async function scrape(target: Local): Promise<Scrape> {
   const text = await (await fetch(`${target.url}/metrics`)).text();
   const value = (prefix: string) => Number(text.split('\n').find((l) => l.startsWith(prefix))?.split(' ').pop() ?? 0);
   return {
@@ -85,11 +121,13 @@ export async function scrape(target: Target): Promise<Scrape> {
     status503: value('http_requests_total{status="503"}'),
     eventLoopP99Ms: value('nodejs_eventloop_lag_p99_seconds') * 1000,
     channelEvents: value('channel_events'),
+    batchBytes: value('batch_uncompressed_bytes_sum'),
+    batchCompressedBytes: value('batch_compressed_bytes_sum'),
   };
 }
 
 /** Waits (bounded) until every accepted event is in S3 or the DLQ; returns the final counters. */
-export async function settle(target: Target, maxSeconds = 120): Promise<Scrape> {
+export async function settle(target: Local, maxSeconds = 120): Promise<Scrape> {
   let last = await scrape(target);
   for (let i = 0; i < maxSeconds * 10; i++) {
     const { accepted, stored, spilled, dlqEvents } = last.counters;

@@ -1,4 +1,5 @@
-// Scenarios 1-4: one body format each, the server beside the no-op and parse-only baselines.
+// Scenarios 1-4: one body format each, the server beside the no-op and parse-only baselines
+// and any --target.
 import { compare } from '../lib/measure.js';
 import { BODIES, lossless, type Scenario } from '../lib/scenario.js';
 
@@ -14,7 +15,7 @@ export const scenarios: Scenario[] = FORMATS.map(([id, title]) => ({
   title,
   async run(ctx) {
     const { request, events } = BODIES[id];
-    const comparison = await compare(ctx.s3.endpoint, ctx.serverEnv, request, events, ctx.seconds, ctx.rounds, ctx.connections);
+    const comparison = await compare(ctx, request, events);
     return { id, title, comparison, settled: lossless(comparison.settled), notes: [] };
   },
 }));

@@ -1,26 +1,50 @@
 // Scenario 5: offered load far above what one core can take, for 30 s (3 x --seconds): how many
 // 503s, the latency accepted requests see, and peak memory against the bound the config implies.
-import { measure, summarise } from '../lib/measure.js';
-import { startProbe } from '../lib/probe.js';
+import { type Config, loadConfig } from '../../src/config.js';
+import { measure, storage, summarise } from '../lib/measure.js';
+import { describe, startProbe } from '../lib/probe.js';
 import { BODIES, lossless, type Scenario } from '../lib/scenario.js';
-import { settle, startServer } from '../lib/stack.js';
+import { settle, startServer, storedBytes } from '../lib/stack.js';
 
 const MiB = 1024 * 1024;
-// docs/tuning.md: base + channel + (open + cut + queued + 2 x in flight) batches + two bodies
-// + bodies being read, at the defaults.
-export const DEFAULT_MEMORY_BOUND_MIB = (240 * MiB + 64 * MiB + (2 + 8 + 2 * 4) * 8 * MiB + 2 * MiB + 32 * MiB) / MiB;
+
+/** docs/tuning.md, "Memory": base + channel + (open + cut + queued + 2 x in flight) batches + two bodies + bodies being read. */
+export function memoryBoundMiB(c: Config): number {
+  return (240 * MiB + c.channelMaxBytes + (2 + c.uploadQueueMaxBatches + 2 * c.uploadConcurrency) * c.batchMaxBytes + 2 * c.maxBodyBytes + c.maxBodiesInFlightBytes) / MiB;
+}
+
+/**
+ * The server's settings in this run: its own defaults under --env, read by its own loadConfig so
+ * that the bound follows src/config.ts. loadConfig reads process.env only (the server gets no other
+ * variable of ours), so process.env holds just --env for the call.
+ */
+function serverConfig(serverEnv: Record<string, string>): Config {
+  const saved = { ...process.env };
+  const replace = (env: NodeJS.ProcessEnv) => {
+    for (const name of Object.keys(process.env)) delete process.env[name];
+    Object.assign(process.env, env);
+  };
+  replace(serverEnv);
+  try {
+    return loadConfig();
+  } finally {
+    replace(saved);
+  }
+}
 
 export const scenario: Scenario = {
   id: 'overload',
   title: '5. overload: 50-event arrays from 8x the connections, 30 s',
   async run(ctx) {
+    const bound = memoryBoundMiB(serverConfig(ctx.serverEnv));
+    const s3Before = storedBytes(ctx.s3.dir);
     const server = await startServer(ctx.s3.endpoint, ctx.serverEnv);
     try {
       const probe = startProbe(server.url);
       const round = await measure(server, BODIES.array.request, ctx.seconds * 3, ctx.connections * 8);
       const probed = await probe.stop();
-      const final = (await settle(server)).counters;
-      const figures = summarise([round], BODIES.array.events, server.proc.peakRssBytes());
+      const final = await settle(server);
+      const figures = { ...summarise([round], BODIES.array.events, server.proc.peakRssBytes()), ...storage(storedBytes(ctx.s3.dir) - s3Before, final) };
       const requests = round.load.requests;
       return {
         id: this.id,
@@ -31,12 +55,12 @@ export const scenario: Scenario = {
           acceptedP99Ms: probed.p99,
           acceptedP50Ms: probed.p50,
           probeRefusedWithRetryAfter: `${probed.refusedWithRetryAfter}/${probed.refused}`,
-          memoryBoundMiB: DEFAULT_MEMORY_BOUND_MIB,
+          memoryBoundMiB: bound,
         },
-        settled: lossless({ accepted: final.accepted, stored: final.stored, spilled: final.spilled, dropped: final.dropped }),
+        settled: lossless({ accepted: final.counters.accepted, stored: final.counters.stored, spilled: final.counters.spilled, dropped: final.counters.dropped }),
         notes: [
-          `peak RSS ${figures.peakRssMiB.toFixed(0)} MiB against a bound of ${DEFAULT_MEMORY_BOUND_MIB} MiB`,
-          `accepted requests (probe): p50 ${probed.p50.toFixed(2)} ms, p99 ${probed.p99.toFixed(2)} ms`,
+          `peak RSS ${figures.peakRssMiB!.toFixed(0)} MiB against a bound of ${bound.toFixed(0)} MiB (docs/tuning.md, "Memory", at this run's settings)`,
+          `accepted requests (probe): ${describe(probed)}`,
         ],
       };
     } finally {

@@ -1,9 +1,9 @@
 // Scenario 6: every S3 PUT answered 1 s late (a proxy in front of the S3 server): back-pressure
 // from S3 through the upload queue and the channel to 503 queue_full, with memory bounded.
 import { startFaultProxy } from '../../test/helpers/fault-proxy.js';
-import { measure, summarise } from '../lib/measure.js';
+import { measure, storage, summarise } from '../lib/measure.js';
 import { BODIES, lossless, type Scenario } from '../lib/scenario.js';
-import { scrape, settle, startServer } from '../lib/stack.js';
+import { scrape, settle, startServer, storedBytes } from '../lib/stack.js';
 
 export const scenario: Scenario = {
   id: 'slow-s3',
@@ -12,12 +12,14 @@ export const scenario: Scenario = {
     const teardowns: (() => unknown)[] = [];
     const proxy = await startFaultProxy({ teardown: (fn) => teardowns.push(fn) }, ctx.s3);
     proxy.decide = () => ({ delayMs: 1000 });
+    const s3Before = storedBytes(ctx.s3.dir);
     const server = await startServer(proxy.endpoint, ctx.serverEnv);
     try {
       const round = await measure(server, BODIES.array.request, ctx.seconds, ctx.connections);
       const during = await scrape(server);
-      const final = (await settle(server, 300)).counters;
-      const figures = summarise([round], BODIES.array.events, server.proc.peakRssBytes());
+      const settled = await settle(server, 300);
+      const final = settled.counters;
+      const figures = { ...summarise([round], BODIES.array.events, server.proc.peakRssBytes()), ...storage(storedBytes(ctx.s3.dir) - s3Before, settled) };
       return {
         id: this.id,
         title: this.title,

@@ -27,14 +27,11 @@ const OPEN_BRACKET = 0x5b;
 const CLOSE_BRACKET = 0x5d;
 const END = -1;
 
-/** What a byte is inside a string: anything else passes as is. */
-const IN_STRING_END = 1;
-const IN_STRING_ESCAPE = 2;
-const IN_STRING_CONTROL = 3;
-const IN_STRING = new Uint8Array(256);
-for (let c = 0; c < SPACE; c++) IN_STRING[c] = IN_STRING_CONTROL;
-IN_STRING[QUOTE] = IN_STRING_END;
-IN_STRING[BACKSLASH] = IN_STRING_ESCAPE;
+/** Bytes that end a run of plain string bytes: the quote, the backslash, and control characters. */
+const SPECIAL_IN_STRING = new Uint8Array(256);
+for (let c = 0; c < SPACE; c++) SPECIAL_IN_STRING[c] = 1;
+SPECIAL_IN_STRING[QUOTE] = 1;
+SPECIAL_IN_STRING[BACKSLASH] = 1;
 
 /** After a backslash: 1 for the single-character escapes, 2 for `u`. */
 const ESCAPE = new Uint8Array(256);
@@ -196,23 +193,18 @@ function key(body: Buffer, i: number, to: number): number {
 /** The rest of a string whose opening quote is before i; returns the offset after its closing quote, or ~offset of an error. */
 function string(body: Buffer, i: number, to: number): number {
   for (;;) {
+    let c = 0;
+    while (i < to && SPECIAL_IN_STRING[(c = body[i]!)] === 0) i++;
     if (i >= to) return ~to;
-    const kind = IN_STRING[body[i]!];
-    if (kind === 0) {
-      i++;
-    } else if (kind === IN_STRING_END) {
-      return i + 1;
-    } else if (kind === IN_STRING_CONTROL) {
-      return ~i;
+    if (c === QUOTE) return i + 1;
+    if (c !== BACKSLASH) return ~i; // a control character
+    const escape = i + 1 < to ? ESCAPE[body[i + 1]!]! : 0;
+    if (escape === 0) return ~(i + 1);
+    if (escape === 1) {
+      i += 2;
     } else {
-      const escape = i + 1 < to ? ESCAPE[body[i + 1]!]! : 0;
-      if (escape === 0) return ~(i + 1);
-      if (escape === 1) {
-        i += 2;
-      } else {
-        for (let h = i + 2; h < i + 6; h++) if (h >= to || HEX[body[h]!] === 0) return ~h;
-        i += 6;
-      }
+      for (let h = i + 2; h < i + 6; h++) if (h >= to || HEX[body[h]!] === 0) return ~h;
+      i += 6;
     }
   }
 }

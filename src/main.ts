@@ -1,12 +1,13 @@
 // Reads config, builds each part with its slice of config, logger and metrics, listens, and closes in order.
 import { collectDefaultMetrics, Registry } from 'prom-client';
-import { destination, pino, stdTimeFunctions, type Logger, type LoggerOptions } from 'pino';
+import type { Logger } from 'pino';
 import { type Config, ConfigError, loadConfig } from './config.js';
 import { httpEngine, IngestServer } from './ingest/server.js';
 import { uwsLoadError } from './ingest/uws.js';
 import { Reuploader } from './dlq/reupload.js';
 import { DlqLocked, DlqStore } from './dlq/store.js';
 import { LocalModeUnavailable } from './local-s3.js';
+import { createLogger } from './log.js';
 import { createDlqMetrics, observeDlq } from './metrics/dlq.js';
 import { startEmf } from './metrics/emf.js';
 import { createHttpMetrics } from './metrics/http.js';
@@ -22,9 +23,9 @@ async function main(): Promise<void> {
     config = loadConfig();
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    fail(logger(), `invalid configuration: ${err.message}`);
+    fail(createLogger(1), `invalid configuration: ${err.message}`);
   }
-  const log = logger({ level: config.logLevel, base: { instance: config.instanceId } });
+  const log = createLogger(1, { level: config.logLevel, base: { instance: config.instanceId } });
 
   if (config.s3.bucket === undefined) {
     log.warn(`LOCAL MODE: S3_BUCKET is not set, so batches go to an embedded S3-compatible server with data under ./${LOCAL_DATA_DIR}. Not for production: set S3_BUCKET.`);
@@ -147,12 +148,6 @@ function fail(log: Logger, message: string, logged = false): never {
   if (!logged) log.fatal(message);
   process.stderr.write(`${message}\n`);
   process.exit(1);
-}
-
-// Synchronous writes: log lines are few (none per request), and a line written is never lost or
-// reordered at exit, whatever ends the process.
-function logger(options: LoggerOptions = {}): Logger {
-  return pino({ timestamp: stdTimeFunctions.isoTime, ...options }, destination({ dest: 1, sync: true }));
 }
 
 await main();

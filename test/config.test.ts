@@ -28,6 +28,6 @@ for (const [env, message] of cases) {
     const exit = await server.exited;
     t.equal(exit.code, 1, 'exits 1');
     t.match(server.stderr(), message);
-    t.match(server.logs.find((l) => l.level === 60)?.msg, message, 'and logs it as fatal');
+    t.match(server.logs.find((l) => l.level === 'fatal')?.msg, message, 'and logs it as fatal');
   });
 }

@@ -64,7 +64,8 @@ export class DlqStore {
     }
     for (const file of found) store.#queue.add(queuedFile(file.name, file.bytes, file.meta));
     if (options.repair) await store.sweep();
-    if (found.length > 0) log.info({ files: store.files, events: store.events, bytes: store.bytes }, 'DLQ: found files from an earlier run; they will be re-uploaded');
+    // Only an owner (server, drain) will re-upload them; stats and list merely read.
+    if (options.repair && found.length > 0) log.info({ files: store.files, events: store.events, bytes: store.bytes }, 'DLQ: found files from an earlier run; they will be re-uploaded');
     return store;
   }
 

@@ -22,7 +22,7 @@ t.test('a second server on the same DLQ_DIR refuses to start, naming the holder;
   const second = spawnServer(t, { ...env, INSTANCE_ID: 'second-task' });
   const exit = await second.exited;
   t.equal(exit.code, 1, 'refused: on main it started and both re-uploaded the same files');
-  const refusal = second.logs.find((l) => l.level === 60);
+  const refusal = second.logs.find((l) => l.level === 'fatal');
   t.match(refusal?.msg, new RegExp(`^DLQ_DIR ${dir} is in use by pid ${first.child.pid} on host \\S+ \\(instance first-task\\) since `));
   t.match(refusal?.msg, /one process per DLQ directory/);
 

@@ -9,7 +9,7 @@ export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const MAIN = `${ROOT}dist/main.js`;
 
 export interface LogLine {
-  level: number;
+  level: string;
   msg: string;
   [field: string]: unknown;
 }

@@ -9,6 +9,7 @@ import { DlqLocked, DlqStore } from './dlq/store.js';
 import { LocalModeUnavailable } from './local-s3.js';
 import { createLogger } from './log.js';
 import { createDlqMetrics, observeDlq } from './metrics/dlq.js';
+import { observeBuild } from './metrics/build.js';
 import { startEmf } from './metrics/emf.js';
 import { createHttpMetrics } from './metrics/http.js';
 import { createUploadMetrics, observeQueueDepths } from './metrics/upload.js';
@@ -16,6 +17,13 @@ import { Pipeline } from './pipeline.js';
 import { shutDownOnSignals } from './shutdown.js';
 import { connectS3, LOCAL_DATA_DIR, NoRegion, type S3Target } from './upload/connect.js';
 import { S3Uploader } from './upload/s3.js';
+import { VERSION } from './version.js';
+
+const USAGE = `usage: node dist/main.js [--help | --version]   (npm start)
+Starts the event ingest server. Every setting comes from environment variables: see
+docs/config.md, or the Configuration table in README.md. With no S3_BUCKET it runs in local mode.
+  --help     this text
+  --version  the version`;
 
 async function main(): Promise<void> {
   let config: Config;
@@ -30,6 +38,8 @@ async function main(): Promise<void> {
   if (config.s3.bucket === undefined) {
     log.warn(`LOCAL MODE: S3_BUCKET is not set, so batches go to an embedded S3-compatible server with data under ./${LOCAL_DATA_DIR}. Not for production: set S3_BUCKET.`);
   }
+  // After the LOCAL MODE warning, which stays the first line a developer sees.
+  log.info({ version: VERSION, node: process.version }, `event-ingest ${VERSION} starting`);
   if (uwsLoadError !== undefined) fail(log, `HTTP engine: ${uwsLoadError}`);
   let target: S3Target;
   try {
@@ -45,6 +55,7 @@ async function main(): Promise<void> {
 
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  observeBuild(registry, VERSION);
   const httpCounts = createHttpMetrics(registry, httpEngine);
   const uploadMetrics = createUploadMetrics(registry);
   const dlqMetrics = createDlqMetrics(registry);
@@ -120,7 +131,8 @@ async function main(): Promise<void> {
   process.stdout.on('error', () => {});
   const stopEmf = config.emfIntervalMs === undefined ? undefined : startEmf(registry, config.emfIntervalMs, config.instanceId, (line) => process.stdout.write(line));
   server.markReady();
-  log.info({ port: ports.port, metricsPort: ports.metricsPort, bucket, prefix: config.s3.prefix }, 'listening');
+  // The message stays `listening`, which scripts and the benchmark wait for; the address is in the fields.
+  log.info({ address: `${config.host}:${ports.port}`, host: config.host, port: ports.port, metricsPort: ports.metricsPort, bucket, prefix: config.s3.prefix, version: VERSION }, 'listening');
   if (localS3 !== undefined) {
     log.info(`try: curl -X POST http://127.0.0.1:${ports.port}/v1/events -H 'content-type: application/json' -d '{"type":"hello"}'`);
   }
@@ -150,4 +162,18 @@ function fail(log: Logger, message: string, logged = false): never {
   process.exit(1);
 }
 
+/** --help and --version answer without starting anything; any other argument is a mistake. */
+function answerArguments(args: string[]): void {
+  const [arg] = args;
+  if (arg === undefined) return;
+  if (arg === '--version') process.stdout.write(`event-ingest ${VERSION}\n`);
+  else if (arg === '--help' || arg === '-h') process.stdout.write(`${USAGE}\n`);
+  else {
+    process.stderr.write(`unknown argument "${arg}"\n${USAGE}\n`);
+    process.exit(2);
+  }
+  process.exit(0);
+}
+
+answerArguments(process.argv.slice(2));
 await main();

@@ -72,8 +72,10 @@ export class S3Uploader {
       retries: this.options.maxAttempts - 1,
       shouldRetry: ({ error }) => isRetryable(error),
       onFailedAttempt: ({ error, attemptNumber, retriesLeft }) => {
+        // p-retry counts the retries left by attempts alone; an error that is never retried has none.
+        const willRetry = retriesLeft > 0 && isRetryable(error);
         this.log.warn(
-          { key: object.key, attempt: attemptNumber, retriesLeft, code: errorCode(error), err: error.message },
+          { key: object.key, attempt: attemptNumber, retriesLeft: willRetry ? retriesLeft : 0, willRetry, code: errorCode(error), err: error.message },
           'S3 put attempt failed',
         );
       },

@@ -62,7 +62,7 @@ async function main(): Promise<void> {
 
   const uploader = new S3Uploader(
     client,
-    { bucket, maxAttempts: config.uploadMaxAttempts, timeoutMs: config.uploadTimeoutMs },
+    { bucket, object: config.s3.object, maxAttempts: config.uploadMaxAttempts, timeoutMs: config.uploadTimeoutMs },
     uploadMetrics,
     log.child({ part: 's3' }),
   );

@@ -68,7 +68,7 @@ async function run(command: string | undefined): Promise<number> {
   }
 
   const target = await connectS3(config);
-  const uploader = new S3Uploader(target.client, { bucket: target.bucket, maxAttempts: config.uploadMaxAttempts, timeoutMs: config.uploadTimeoutMs }, createUploadMetrics(registry), log);
+  const uploader = new S3Uploader(target.client, { bucket: target.bucket, object: config.s3.object, maxAttempts: config.uploadMaxAttempts, timeoutMs: config.uploadTimeoutMs }, createUploadMetrics(registry), log);
   let files = 0;
   let events = 0;
   let failed = false;

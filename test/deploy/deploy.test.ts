@@ -44,10 +44,13 @@ t.test('ECS task definition: Fargate, timing matched to SHUTDOWN_TIMEOUT_MS, onl
   t.equal(container.portMappings[0].containerPort, 8080);
 });
 
-t.test('task role: s3:PutObject on the prefix and nothing else', async (t) => {
+t.test('task role: s3:PutObject on the prefix, and for S3_SSE=aws:kms the one KMS action a single PUT needs, only through S3', async (t) => {
   const policy = json('deploy/ecs/task-role-policy.json');
-  t.same(policy.Statement.map((s: { Action: string }) => s.Action), ['s3:PutObject']);
+  const actions = policy.Statement.map((s: { Action: string }) => s.Action);
+  t.same(actions.slice(0, 2), ['s3:PutObject', 'kms:GenerateDataKey']);
   t.match(policy.Statement[0].Resource, /^arn:aws:s3:::[^/]+\/raw\/\*$/);
+  t.match(policy.Statement[1].Resource, /^arn:aws:kms:REGION:ACCOUNT_ID:key\/KMS_KEY_ID$/);
+  t.same(policy.Statement[1].Condition, { StringEquals: { 'kms:ViaService': 's3.REGION.amazonaws.com' } });
 });
 
 t.test('autoscaling: target tracking on CPU and on requests per target', async (t) => {

@@ -12,10 +12,12 @@ import { createDlqMetrics, observeDlq } from './metrics/dlq.js';
 import { observeBuild } from './metrics/build.js';
 import { startEmf } from './metrics/emf.js';
 import { createHttpMetrics } from './metrics/http.js';
+import { observePreflight } from './metrics/preflight.js';
 import { createUploadMetrics, observeQueueDepths } from './metrics/upload.js';
 import { Pipeline } from './pipeline.js';
 import { shutDownOnSignals } from './shutdown.js';
 import { connectS3, LOCAL_DATA_DIR, NoRegion, type S3Target } from './upload/connect.js';
+import { preflightS3 } from './upload/preflight.js';
 import { S3Uploader } from './upload/s3.js';
 import { VERSION } from './version.js';
 
@@ -56,6 +58,8 @@ async function main(): Promise<void> {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   observeBuild(registry, VERSION);
+  let preflightOk = false;
+  observePreflight(registry, () => preflightOk);
   const httpCounts = createHttpMetrics(registry, httpEngine);
   const uploadMetrics = createUploadMetrics(registry);
   const dlqMetrics = createDlqMetrics(registry);
@@ -126,6 +130,13 @@ async function main(): Promise<void> {
     fail(log, (err as Error).message);
   }
   reuploader.start();
+  // In the background: its answer is only reported, so a slow S3 does not hold up readiness.
+  const preflight = new AbortController();
+  const preflightOptions = { bucket, prefix: config.s3.prefix, object: config.s3.object, timeoutMs: config.uploadTimeoutMs, instanceId: config.instanceId, version: VERSION };
+  preflightS3(client, preflightOptions, log.child({ part: 's3' }), preflight.signal).then(
+    (ok) => (preflightOk = ok),
+    (err: Error) => log.error({ err: err.message }, `S3 preflight could not run: ${err.message}`),
+  );
   // A reader of stdout that went away (EPIPE) must not crash the server: the EMF lines are lost,
   // the service is not. (pino's synchronous writes handle EPIPE themselves.)
   process.stdout.on('error', () => {});
@@ -143,6 +154,7 @@ async function main(): Promise<void> {
     stopAccepting: () => {
       server.beginShutdown();
       reuploader.abort();
+      preflight.abort();
     },
     pipeline,
     dlqDropped: () => dlq.droppedEventsByReason,

@@ -1,4 +1,4 @@
-// The only reader of process.env: defaults, validation, and one frozen Config (SPEC §8).
+// The only reader of process.env: defaults, validation, and one frozen Config (docs/config.md).
 import os from 'node:os';
 import envVar from 'env-var';
 

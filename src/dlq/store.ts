@@ -1,4 +1,4 @@
-// The dead-letter queue on disk (SPEC §4): durable spill, an index of what is queued, expiry and
+// The dead-letter queue on disk: durable spill, an index of what is queued, expiry and
 // eviction. The file format is in ./file.ts, the start-up scan and quarantine in ./scan.ts, the
 // directory lock in ./lock.ts.
 //

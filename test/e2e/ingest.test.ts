@@ -1,4 +1,4 @@
-// Whole process: every body format in, every accepted event out of S3 exactly once, as SPEC §3 lays it out.
+// Whole process: every body format in, every accepted event out of S3 exactly once, laid out as the README's "Stored objects" says.
 import { once } from 'node:events';
 import net from 'node:net';
 import { crc32, gzipSync } from 'node:zlib';

@@ -138,9 +138,11 @@ export class DlqStore {
         await this.#setAside(file, 'too_large', `${err.size} bytes is more than DLQ_MAX_BYTES (${this.options.maxBytes})`);
         return undefined;
       }
-      if (err instanceof NotRegular) reject(this.scan, file.name, err.message);
-      else if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      this.#queue.remove(file); // gone: another process (the dlq command) took it, or replaced it
+      if (err instanceof NotRegular) {
+        reject(this.scan, file.name, err.message);
+        this.#queue.remove(file);
+      } else if ((err as NodeJS.ErrnoException).code === 'ENOENT') this.#taken(file);
+      else throw err;
       return undefined;
     }
     try {
@@ -211,7 +213,7 @@ export class DlqStore {
     const expiredBefore = this.options.now() - this.options.ttlSeconds * 1000;
     for (const file of this.list()) {
       if (!present.has(file.name)) {
-        if (file.seq <= listedAfter) this.#queue.remove(file);
+        if (file.seq <= listedAfter) this.#taken(file);
       }
       else if (!file.busy && file.meta.spilledAt < expiredBefore) await this.delete(file, 'expired');
     }
@@ -226,6 +228,16 @@ export class DlqStore {
       if (victim === undefined) return;
       if (!(await this.delete(victim, 'evicted'))) stuck.add(victim);
     }
+  }
+
+  /**
+   * A queued file is gone from the directory: another process (dlq drain) or a person removed it.
+   * Counted apart, so that spilled = reuploaded + dropped + taken + current still holds.
+   */
+  #taken(file: QueuedFile): void {
+    if (!this.#queue.remove(file)) return;
+    this.metrics.eventsTaken.inc(file.meta.events);
+    this.log.warn({ file: file.name, events: file.meta.events, key: file.meta.key }, `DLQ file removed by another process: ${file.name} (${file.meta.events} events); a dlq drain stored it, or it was deleted by hand. Only one process should own DLQ_DIR`);
   }
 
   async #setAside(file: QueuedFile, why: AsideReason, reason: string): Promise<void> {

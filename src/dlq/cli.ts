@@ -16,6 +16,7 @@ const USAGE = `usage: npm run dlq -- <command>
   stats   files, events and bytes queued, and the oldest file's age
   list    one line per file, oldest first: spilled at, events, bytes, key
   drain   upload every file to S3 at its original key, oldest first, deleting each once stored
+  --help  this text
 Reads DLQ_DIR and the S3 settings from the same environment variables as the server.`;
 
 async function run(command: string | undefined): Promise<number> {

@@ -25,6 +25,7 @@ export async function preflightS3(client: S3Client, options: PreflightOptions, l
   // (Athena, Spark) skip names starting with `_`, so it never reads as a batch.
   const key = `${options.prefix}/_preflight`;
   const where = `s3://${options.bucket}/${key}`;
+  const timeout = AbortSignal.timeout(options.timeoutMs);
   try {
     await client.send(
       new PutObjectCommand({
@@ -36,14 +37,16 @@ export async function preflightS3(client: S3Client, options: PreflightOptions, l
         SSEKMSKeyId: options.object.sseKmsKeyId,
         StorageClass: options.object.storageClass,
       }),
-      { abortSignal: AbortSignal.any([signal, AbortSignal.timeout(options.timeoutMs)]) },
+      { abortSignal: AbortSignal.any([signal, timeout]) },
     );
   } catch (err) {
     if (signal.aborted) return false; // shutting down: not S3's fault
-    const code = errorCode(err);
+    // The SDK rejects an aborted request with its own AbortError, whatever the reason.
+    const code = timeout.aborted ? 'Timeout' : errorCode(err);
+    const message = timeout.aborted ? `no answer within UPLOAD_TIMEOUT_MS (${options.timeoutMs} ms)` : (err as Error).message;
     log.error(
-      { bucket: options.bucket, key, code, err: (err as Error).message },
-      `S3 preflight failed (${code}): PUT ${where}: ${(err as Error).message}; serving anyway: batches spill to the DLQ until S3 takes PUTs; check the credentials (task role), S3_BUCKET and AWS_REGION, s3:PutObject on S3_PREFIX, the bucket policy, and with S3_SSE=aws:kms kms:GenerateDataKey on the key`,
+      { bucket: options.bucket, key, code, err: message },
+      `S3 preflight failed (${code}): PUT ${where}: ${message}; serving anyway: batches spill to the DLQ until S3 takes PUTs; check the credentials (task role), S3_BUCKET and AWS_REGION, s3:PutObject on S3_PREFIX, the bucket policy, and with S3_SSE=aws:kms kms:GenerateDataKey on the key`,
     );
     return false;
   }

@@ -56,3 +56,26 @@ t.test('the preflight PUT carries the encryption and storage class settings, as 
   t.equal(proxy.preflights[0]!.headers['x-amz-server-side-encryption'], 'AES256');
   t.equal(proxy.preflights[0]!.headers['x-amz-storage-class'], 'STANDARD_IA');
 });
+
+t.test('an S3 that never answers the preflight neither holds up readiness nor shutdown, and is not reported as a failure', async (t) => {
+  const s3 = await startS3(t);
+  const proxy = await startFaultProxy(t, s3);
+  proxy.decidePreflight = () => 'stall';
+  const server = await startServer(t, { ...s3Env(proxy.endpoint), UPLOAD_TIMEOUT_MS: '600000' });
+  await eventually(() => proxy.preflights.length === 1);
+  t.equal((await fetch(`${server.url}/readyz`)).status, 200, 'ready while the preflight waits');
+  t.equal(await server.metric('s3_preflight_ok'), 0);
+  const exit = await server.stop();
+  t.equal(exit.code, 0, 'SIGTERM ends it at once: the preflight is aborted');
+  t.notOk(server.logs.some((l) => l.msg.startsWith('S3 preflight')), 'no preflight line: it never ended');
+});
+
+t.test('a preflight that outlasts UPLOAD_TIMEOUT_MS fails as Timeout', async (t) => {
+  const s3 = await startS3(t);
+  const proxy = await startFaultProxy(t, s3);
+  proxy.decidePreflight = () => 'stall';
+  const server = await startServer(t, { ...s3Env(proxy.endpoint), UPLOAD_TIMEOUT_MS: '300' });
+  const line = await server.waitForLog(preflightLine);
+  t.match(line, { level: 'error', code: 'Timeout', err: 'no answer within UPLOAD_TIMEOUT_MS (300 ms)' });
+  t.equal(await server.metric('s3_preflight_ok'), 0);
+});

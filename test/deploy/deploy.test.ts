@@ -98,6 +98,7 @@ t.test('the EFS variant\'s entry point gives each task its own directory, named 
   });
   const server = watch(t, child);
   const listening = await server.waitForLog((l) => l.msg === 'listening');
+  await server.waitForLog((l) => l.msg.startsWith('S3 preflight ok')); // S3 done writing before the test ends
   const taskId = '0123456789abcdef0123456789abcdef-1234567890';
   t.equal(listening.instance, taskId, 'INSTANCE_ID is the task id, as the directory is');
   t.ok(existsSync(join(root, taskId, '.lock')), 'the server holds the lock of its own directory');

@@ -5,7 +5,7 @@ import { GetObjectCommand } from '@aws-sdk/client-s3';
 import t from 'tap';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { BUCKET, s3Env, startS3 } from '../helpers/s3.js';
-import { eventually, startServer } from '../helpers/server.js';
+import { eventually, metricValue, spawnServer, startServer } from '../helpers/server.js';
 
 const preflightLine = (l: { msg: string }) => l.msg.startsWith('S3 preflight');
 
@@ -61,12 +61,13 @@ t.test('an S3 that never answers the preflight neither holds up readiness nor sh
   const s3 = await startS3(t);
   const proxy = await startFaultProxy(t, s3);
   proxy.decidePreflight = () => 'stall';
-  const server = await startServer(t, { ...s3Env(proxy.endpoint), UPLOAD_TIMEOUT_MS: '600000' });
+  const server = spawnServer(t, { ...s3Env(proxy.endpoint), UPLOAD_TIMEOUT_MS: '600000' });
+  const url = `http://127.0.0.1:${(await server.waitForLog((l) => l.msg === 'listening')).port as number}`;
   await eventually(() => proxy.preflights.length === 1);
-  t.equal((await fetch(`${server.url}/readyz`)).status, 200, 'ready while the preflight waits');
-  t.equal(await server.metric('s3_preflight_ok'), 0);
-  const exit = await server.stop();
-  t.equal(exit.code, 0, 'SIGTERM ends it at once: the preflight is aborted');
+  t.equal((await fetch(`${url}/readyz`)).status, 200, 'ready while the preflight waits');
+  t.equal(metricValue(await (await fetch(`${url}/metrics`)).text(), 's3_preflight_ok'), 0);
+  server.child.kill('SIGTERM');
+  t.equal((await server.exited).code, 0, 'SIGTERM ends it at once: the preflight is aborted');
   t.notOk(server.logs.some((l) => l.msg.startsWith('S3 preflight')), 'no preflight line: it never ended');
 });
 

@@ -1,4 +1,4 @@
-// The only reader of process.env: defaults, validation, and one frozen Config (SPEC §8).
+// The only reader of process.env: defaults, validation, and one frozen Config (docs/config.md).
 import os from 'node:os';
 import envVar from 'env-var';
 
@@ -13,7 +13,21 @@ export interface S3Config {
   readonly prefix: string;
   readonly endpoint: string | undefined;
   readonly forcePathStyle: boolean;
+  readonly object: ObjectSettings;
 }
+
+/** Sent with every PUT, as bucket policies may demand; unset: the bucket's defaults apply. */
+export interface ObjectSettings {
+  readonly sse: SseMode | undefined;
+  readonly sseKmsKeyId: string | undefined;
+  readonly storageClass: StorageClass | undefined;
+}
+
+const SSE_MODES = ['AES256', 'aws:kms'] as const;
+export type SseMode = (typeof SSE_MODES)[number];
+// The classes S3 takes on a PutObject.
+const STORAGE_CLASSES = ['STANDARD', 'REDUCED_REDUNDANCY', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'GLACIER', 'GLACIER_IR', 'DEEP_ARCHIVE', 'OUTPOSTS', 'EXPRESS_ONEZONE'] as const;
+export type StorageClass = (typeof STORAGE_CLASSES)[number];
 
 export interface Config {
   readonly port: number;
@@ -103,6 +117,7 @@ function readConfig(): Config {
       prefix,
       endpoint: env.get('S3_ENDPOINT').asUrlString(),
       forcePathStyle: env.get('S3_FORCE_PATH_STYLE').default('false').asBoolStrict(),
+      object: objectSettings(),
     },
     maxBodyBytes: int('MAX_BODY_BYTES', MiB, 1, 256 * MiB),
     maxEventsPerRequest: int('MAX_EVENTS_PER_REQUEST', 1000, 1, 1_000_000),
@@ -131,6 +146,17 @@ function readConfig(): Config {
     instanceId: instanceId(env.get('INSTANCE_ID').asString()),
     emfIntervalMs: env.get('METRICS_EMF').default('false').asBoolStrict() ? int('METRICS_EMF_INTERVAL_MS', 60_000, 1000, 3_600_000) : undefined,
   };
+}
+
+function objectSettings(): ObjectSettings {
+  // Empty counts as unset, as a task definition may leave it.
+  const optional = <T extends string>(name: string, values: readonly T[]): T | undefined => (env.get(name).asString() ? env.get(name).asEnum(values) : undefined);
+  const sse = optional('S3_SSE', SSE_MODES);
+  const sseKmsKeyId = env.get('S3_SSE_KMS_KEY_ID').asString() || undefined;
+  if (sseKmsKeyId !== undefined && sse !== 'aws:kms') {
+    throw new ConfigError(`"S3_SSE_KMS_KEY_ID" should be set only with S3_SSE=aws:kms (it names the KMS key), got "${sseKmsKeyId}" with S3_SSE ${sse === undefined ? 'unset' : `"${sse}"`}`);
+  }
+  return { sse, sseKmsKeyId, storageClass: optional('S3_STORAGE_CLASS', STORAGE_CLASSES) };
 }
 
 // env-var's own messages name the variable but not what it held.

@@ -1,4 +1,4 @@
-// Local mode (SPEC §8): with no S3_BUCKET, an embedded S3-compatible server (s3rver) on loopback.
+// Local mode (README, "Local mode and production"): with no S3_BUCKET, an embedded S3-compatible server (s3rver) on loopback.
 // s3rver is a dev dependency, so a production install (npm ci --omit=dev) cannot start this way.
 
 export const LOCAL_BUCKET = 'events';

@@ -1,20 +1,31 @@
 // Reads config, builds each part with its slice of config, logger and metrics, listens, and closes in order.
 import { collectDefaultMetrics, Registry } from 'prom-client';
-import { destination, pino, stdTimeFunctions, type Logger, type LoggerOptions } from 'pino';
+import type { Logger } from 'pino';
 import { type Config, ConfigError, loadConfig } from './config.js';
 import { httpEngine, IngestServer } from './ingest/server.js';
 import { uwsLoadError } from './ingest/uws.js';
 import { Reuploader } from './dlq/reupload.js';
 import { DlqLocked, DlqStore } from './dlq/store.js';
 import { LocalModeUnavailable } from './local-s3.js';
+import { createLogger } from './log.js';
 import { createDlqMetrics, observeDlq } from './metrics/dlq.js';
+import { observeBuild } from './metrics/build.js';
 import { startEmf } from './metrics/emf.js';
 import { createHttpMetrics } from './metrics/http.js';
+import { observePreflight } from './metrics/preflight.js';
 import { createUploadMetrics, observeQueueDepths, observeS3Failing } from './metrics/upload.js';
 import { Pipeline } from './pipeline.js';
 import { shutDownOnSignals } from './shutdown.js';
 import { connectS3, LOCAL_DATA_DIR, NoRegion, type S3Target } from './upload/connect.js';
+import { preflightS3 } from './upload/preflight.js';
 import { S3Uploader } from './upload/s3.js';
+import { VERSION } from './version.js';
+
+const USAGE = `usage: node dist/main.js [--help | --version]   (npm start)
+Starts the event ingest server. Every setting comes from environment variables: see
+docs/config.md, or the Configuration table in README.md. With no S3_BUCKET it runs in local mode.
+  --help     this text
+  --version  the version`;
 
 async function main(): Promise<void> {
   let config: Config;
@@ -22,13 +33,15 @@ async function main(): Promise<void> {
     config = loadConfig();
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    fail(logger(), `invalid configuration: ${err.message}`);
+    fail(createLogger(1), `invalid configuration: ${err.message}`);
   }
-  const log = logger({ level: config.logLevel, base: { instance: config.instanceId } });
+  const log = createLogger(1, { level: config.logLevel, base: { instance: config.instanceId } });
 
   if (config.s3.bucket === undefined) {
     log.warn(`LOCAL MODE: S3_BUCKET is not set, so batches go to an embedded S3-compatible server with data under ./${LOCAL_DATA_DIR}. Not for production: set S3_BUCKET.`);
   }
+  // After the LOCAL MODE warning, which stays the first line a developer sees.
+  log.info({ version: VERSION, node: process.version }, `event-ingest ${VERSION} starting`);
   if (uwsLoadError !== undefined) fail(log, `HTTP engine: ${uwsLoadError}`);
   let target: S3Target;
   try {
@@ -44,13 +57,16 @@ async function main(): Promise<void> {
 
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  observeBuild(registry, VERSION);
+  let preflightOk = false;
+  observePreflight(registry, () => preflightOk);
   const httpCounts = createHttpMetrics(registry, httpEngine);
   const uploadMetrics = createUploadMetrics(registry);
   const dlqMetrics = createDlqMetrics(registry);
 
   const uploader = new S3Uploader(
     client,
-    { bucket, maxAttempts: config.uploadMaxAttempts, timeoutMs: config.uploadTimeoutMs },
+    { bucket, object: config.s3.object, maxAttempts: config.uploadMaxAttempts, timeoutMs: config.uploadTimeoutMs },
     uploadMetrics,
     log.child({ part: 's3' }),
   );
@@ -115,12 +131,20 @@ async function main(): Promise<void> {
     fail(log, (err as Error).message);
   }
   reuploader.start();
+  // In the background: its answer is only reported, so a slow S3 does not hold up readiness.
+  const preflight = new AbortController();
+  const preflightOptions = { bucket, prefix: config.s3.prefix, object: config.s3.object, timeoutMs: config.uploadTimeoutMs, instanceId: config.instanceId, version: VERSION };
+  preflightS3(client, preflightOptions, log.child({ part: 's3' }), preflight.signal).then(
+    (ok) => (preflightOk = ok),
+    (err: Error) => log.error({ err: err.message }, `S3 preflight could not run: ${err.message}`),
+  );
   // A reader of stdout that went away (EPIPE) must not crash the server: the EMF lines are lost,
   // the service is not. (pino's synchronous writes handle EPIPE themselves.)
   process.stdout.on('error', () => {});
   const stopEmf = config.emfIntervalMs === undefined ? undefined : startEmf(registry, config.emfIntervalMs, config.instanceId, (line) => process.stdout.write(line));
   server.markReady();
-  log.info({ port: ports.port, metricsPort: ports.metricsPort, bucket, prefix: config.s3.prefix }, 'listening');
+  // The message stays `listening`, which scripts and the benchmark wait for; the address is in the fields.
+  log.info({ address: `${config.host}:${ports.port}`, host: config.host, port: ports.port, metricsPort: ports.metricsPort, bucket, prefix: config.s3.prefix, version: VERSION }, 'listening');
   if (localS3 !== undefined) {
     log.info(`try: curl -X POST http://127.0.0.1:${ports.port}/v1/events -H 'content-type: application/json' -d '{"type":"hello"}'`);
   }
@@ -131,6 +155,7 @@ async function main(): Promise<void> {
     stopAccepting: () => {
       server.beginShutdown();
       reuploader.abort();
+      preflight.abort();
     },
     pipeline,
     dlqDropped: () => dlq.droppedEventsByReason,
@@ -150,10 +175,18 @@ function fail(log: Logger, message: string, logged = false): never {
   process.exit(1);
 }
 
-// Synchronous writes: log lines are few (none per request), and a line written is never lost or
-// reordered at exit, whatever ends the process.
-function logger(options: LoggerOptions = {}): Logger {
-  return pino({ timestamp: stdTimeFunctions.isoTime, ...options }, destination({ dest: 1, sync: true }));
+/** --help and --version answer without starting anything; any other argument is a mistake. */
+function answerArguments(args: string[]): void {
+  const [arg] = args;
+  if (arg === undefined) return;
+  if (arg === '--version') process.stdout.write(`event-ingest ${VERSION}\n`);
+  else if (arg === '--help' || arg === '-h') process.stdout.write(`${USAGE}\n`);
+  else {
+    process.stderr.write(`unknown argument "${arg}"\n${USAGE}\n`);
+    process.exit(2);
+  }
+  process.exit(0);
 }
 
+answerArguments(process.argv.slice(2));
 await main();

@@ -20,6 +20,10 @@ const cases: [Record<string, string>, RegExp][] = [
   [{ MAX_BODIES_IN_FLIGHT_BYTES: '1 MiB' }, /"MAX_BODIES_IN_FLIGHT_BYTES" should be an integer from 1024 to \d+, got "1 MiB"/],
   [{ MAX_CONNECTIONS: 'many' }, /"MAX_CONNECTIONS" should be an integer from 1 to \d+, got "many"/],
   [{ S3_BUCKET: 'b' }, /no AWS region: set AWS_REGION/],
+  [{ S3_SSE: 'kms' }, /"S3_SSE" should be one of \[AES256, aws:kms\], got "kms"/],
+  [{ S3_SSE: 'AES256', S3_SSE_KMS_KEY_ID: 'alias/x' }, /"S3_SSE_KMS_KEY_ID" should be set only with S3_SSE=aws:kms \(it names the KMS key\), got "alias\/x" with S3_SSE "AES256"/],
+  [{ S3_SSE_KMS_KEY_ID: 'alias/x' }, /"S3_SSE_KMS_KEY_ID" should be set only with S3_SSE=aws:kms .*, got "alias\/x" with S3_SSE unset/],
+  [{ S3_STORAGE_CLASS: 'cheap' }, /"S3_STORAGE_CLASS" should be one of \[STANDARD, .*INTELLIGENT_TIERING.*\], got "cheap"/],
 ];
 
 for (const [env, message] of cases) {
@@ -28,6 +32,6 @@ for (const [env, message] of cases) {
     const exit = await server.exited;
     t.equal(exit.code, 1, 'exits 1');
     t.match(server.stderr(), message);
-    t.match(server.logs.find((l) => l.level === 60)?.msg, message, 'and logs it as fatal');
+    t.match(server.logs.find((l) => l.level === 'fatal')?.msg, message, 'and logs it as fatal');
   });
 }

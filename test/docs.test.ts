@@ -1,5 +1,6 @@
 // The README's and docs' configuration and metrics tables say what the code does, in both directions.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import t from 'tap';
 import { startS3 } from './helpers/s3.js';
 import { configVariables } from './helpers/config-vars.js';
@@ -38,6 +39,37 @@ t.test('every metric in docs/metrics.md is exported, and every exported metric o
     's3_events_stored_total',
     'dlq_events_dropped_total',
   ]) {
-    t.ok(exported.has(fixed), `SPEC §6 name ${fixed} is exported`);
+    t.ok(exported.has(fixed), `${fixed}, a name operators' alerts use, is exported`);
   }
+});
+
+/** Every file of the repository a reader or the build sees: what git would track, without reading .gitignore. */
+function repositoryFiles(dir = ROOT): string[] {
+  const skipped = new Set(['.git', 'node_modules', 'dist', 'data', '.tap', 'coverage', '.bench']);
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    if (skipped.has(entry.name)) return [];
+    const path = join(dir, entry.name);
+    return entry.isDirectory() ? repositoryFiles(path) : entry.isFile() ? [path] : [];
+  });
+}
+
+t.test('docs and code are self-contained: nothing cites a specification or files outside the repository', async (t) => {
+  // Built from parts, so that this file does not match itself.
+  const outside = new RegExp(['SPEC\\s*§', 'SPEC\\.md', '\\.\\./shared/', '/work' + '/shared', 'seeds' + '/0'].join('|'));
+  const found = repositoryFiles()
+    .filter((path) => !path.endsWith('package-lock.json'))
+    .flatMap((path) =>
+      readFileSync(path, 'utf8')
+        .split('\n')
+        .flatMap((line, i) => (outside.test(line) ? [`${relative(ROOT, path)}:${i + 1}: ${line.trim()}`] : [])),
+    );
+  t.same(found, [], 'say it here, in docs/api.md, docs/config.md or docs/metrics.md, instead');
+});
+
+t.test('docs/api.md names every error code the server answers with', async (t) => {
+  const api = readFileSync(`${ROOT}docs/api.md`, 'utf8');
+  const source = ['src/ingest/respond.ts', 'src/ingest/body.ts'].map((file) => readFileSync(`${ROOT}${file}`, 'utf8')).join('\n');
+  const codes = new Set([...source.matchAll(/(?:errorBody\(|Rejection\(\d{3}, )'([a-z_]+)'/g)].map((m) => m[1]!));
+  t.ok(codes.size >= 15, `found the codes in the source (${[...codes].join(', ')})`);
+  for (const code of codes) t.match(api, `\`${code}\``, `${code} is in docs/api.md`);
 });

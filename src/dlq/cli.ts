@@ -3,9 +3,9 @@
 // directory's lock like a server (and refuses while one holds it), then PUTs each file to its
 // original key, the same as the server would.
 import { Registry } from 'prom-client';
-import { pino } from 'pino';
 import { ConfigError, loadConfig } from '../config.js';
 import { LocalModeUnavailable } from '../local-s3.js';
+import { createLogger } from '../log.js';
 import { createDlqMetrics } from '../metrics/dlq.js';
 import { createUploadMetrics } from '../metrics/upload.js';
 import { connectS3, NoRegion } from '../upload/connect.js';
@@ -16,16 +16,21 @@ const USAGE = `usage: npm run dlq -- <command>
   stats   files, events and bytes queued, and the oldest file's age
   list    one line per file, oldest first: spilled at, events, bytes, key
   drain   upload every file to S3 at its original key, oldest first, deleting each once stored
+  --help  this text
 Reads DLQ_DIR and the S3 settings from the same environment variables as the server.`;
 
 async function run(command: string | undefined): Promise<number> {
+  if (command === '--help' || command === '-h' || command === 'help') {
+    print(USAGE);
+    return 0;
+  }
   if (command !== 'stats' && command !== 'list' && command !== 'drain') {
     process.stderr.write(`${USAGE}\n`);
     return 2;
   }
   const config = loadConfig();
-  // Log lines (JSON) go to stderr; the command's answer to stdout.
-  const log = pino({ level: config.logLevel }, pino.destination(2));
+  // Log lines (JSON, as the server writes them) go to stderr; the command's answer to stdout.
+  const log = createLogger(2, { level: config.logLevel, base: { instance: config.instanceId } });
   const registry = new Registry();
   const dlqMetrics = createDlqMetrics(registry);
   const store = await DlqStore.open(
@@ -55,6 +60,8 @@ async function run(command: string | undefined): Promise<number> {
     return 0;
   }
   if (command === 'list') {
+    // No output at all would leave the operator wondering whether it ran.
+    if (store.files === 0) print(`DLQ is empty: no files in ${config.dlqDir}`);
     for (const file of store.list()) {
       print(`${new Date(file.meta.spilledAt).toISOString()}  events=${file.meta.events}  bytes=${file.bytes}  key=${file.meta.key}  file=${file.name}`);
     }
@@ -62,7 +69,7 @@ async function run(command: string | undefined): Promise<number> {
   }
 
   const target = await connectS3(config);
-  const uploader = new S3Uploader(target.client, { bucket: target.bucket, maxAttempts: config.uploadMaxAttempts, timeoutMs: config.uploadTimeoutMs }, createUploadMetrics(registry), log);
+  const uploader = new S3Uploader(target.client, { bucket: target.bucket, object: config.s3.object, maxAttempts: config.uploadMaxAttempts, timeoutMs: config.uploadTimeoutMs }, createUploadMetrics(registry), log);
   let files = 0;
   let events = 0;
   let failed = false;

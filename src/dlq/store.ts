@@ -1,4 +1,4 @@
-// The dead-letter queue on disk (SPEC §4): durable spill, an index of what is queued, expiry and
+// The dead-letter queue on disk: durable spill, an index of what is queued, expiry and
 // eviction. The file format is in ./file.ts, the start-up scan and quarantine in ./scan.ts, the
 // directory lock in ./lock.ts.
 //
@@ -64,7 +64,8 @@ export class DlqStore {
     }
     for (const file of found) store.#queue.add(queuedFile(file.name, file.bytes, file.meta));
     if (options.repair) await store.sweep();
-    if (found.length > 0) log.info({ files: store.files, events: store.events, bytes: store.bytes }, 'DLQ: found files from an earlier run; they will be re-uploaded');
+    // Only an owner (server, drain) will re-upload them; stats and list merely read.
+    if (options.repair && found.length > 0) log.info({ files: store.files, events: store.events, bytes: store.bytes }, 'DLQ: found files from an earlier run; they will be re-uploaded');
     return store;
   }
 
@@ -137,9 +138,11 @@ export class DlqStore {
         await this.#setAside(file, 'too_large', `${err.size} bytes is more than DLQ_MAX_BYTES (${this.options.maxBytes})`);
         return undefined;
       }
-      if (err instanceof NotRegular) reject(this.scan, file.name, err.message);
-      else if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      this.#queue.remove(file); // gone: another process (the dlq command) took it, or replaced it
+      if (err instanceof NotRegular) {
+        reject(this.scan, file.name, err.message);
+        this.#queue.remove(file);
+      } else if ((err as NodeJS.ErrnoException).code === 'ENOENT') this.#taken(file);
+      else throw err;
       return undefined;
     }
     try {
@@ -210,7 +213,7 @@ export class DlqStore {
     const expiredBefore = this.options.now() - this.options.ttlSeconds * 1000;
     for (const file of this.list()) {
       if (!present.has(file.name)) {
-        if (file.seq <= listedAfter) this.#queue.remove(file);
+        if (file.seq <= listedAfter) this.#taken(file);
       }
       else if (!file.busy && file.meta.spilledAt < expiredBefore) await this.delete(file, 'expired');
     }
@@ -225,6 +228,16 @@ export class DlqStore {
       if (victim === undefined) return;
       if (!(await this.delete(victim, 'evicted'))) stuck.add(victim);
     }
+  }
+
+  /**
+   * A queued file is gone from the directory: another process (dlq drain) or a person removed it.
+   * Counted apart, so that spilled = reuploaded + dropped + taken + current still holds.
+   */
+  #taken(file: QueuedFile): void {
+    if (!this.#queue.remove(file)) return;
+    this.metrics.eventsTaken.inc(file.meta.events);
+    this.log.warn({ file: file.name, events: file.meta.events, key: file.meta.key }, `DLQ file removed by another process: ${file.name} (${file.meta.events} events); a dlq drain stored it, or it was deleted by hand. Only one process should own DLQ_DIR`);
   }
 
   async #setAside(file: QueuedFile, why: AsideReason, reason: string): Promise<void> {

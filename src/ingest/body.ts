@@ -1,4 +1,4 @@
-// Request body -> where each event is in it, or the 4xx that says what is wrong (SPEC §2).
+// Request body -> where each event is in it, or the 4xx that says what is wrong, as docs/api.md lists them.
 //
 // Events are kept as the bytes the client sent, never re-serialised: big integers, number
 // formatting and key order reach S3 exactly as sent. An event is a byte span of the buffer kept

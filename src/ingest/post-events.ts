@@ -1,4 +1,4 @@
-// POST /v1/events: headers checked, body read, parsed and validated, events into the channel (SPEC §2).
+// POST /v1/events: headers checked, body read, parsed and validated, events into the channel, per docs/api.md.
 //
 // A uWS response must not be touched after its onAborted ran; every body is therefore handled
 // synchronously inside the last onData call.

@@ -5,6 +5,7 @@ export interface DlqMetrics {
   eventsDropped: Counter<'reason'>;
   eventsSpilled: Counter;
   eventsReuploaded: Counter;
+  eventsTaken: Counter;
   filesExpired: Counter;
   filesCorrupt: Counter;
   filesRejected: Counter<'reason'>;
@@ -41,6 +42,7 @@ export function createDlqMetrics(registry: Registry): DlqMetrics {
     eventsDropped,
     eventsSpilled: counter('dlq_events_spilled_total', 'Events written to the DLQ after their upload failed'),
     eventsReuploaded: counter('dlq_events_reuploaded_total', 'Events re-uploaded from the DLQ to S3'),
+    eventsTaken: counter('dlq_events_taken_total', 'Events in DLQ files another process removed while this one owned the directory (dlq drain, or by hand): not dropped by this process, nor known to be in S3'),
     filesExpired: counter('dlq_files_expired_total', 'DLQ files deleted because they were older than DLQ_TTL_SECONDS'),
     filesCorrupt: counter('dlq_files_corrupt_total', 'DLQ files that failed their integrity check and were moved aside'),
     filesRejected,

@@ -1,4 +1,4 @@
-// HTTP front metrics: requests by status, rejections the operational guide alerts on, engine.
+// HTTP front metrics: requests by status, rejections the alert rules watch, engine.
 // The hot path only bumps plain integers; prom-client reads them when /metrics is scraped.
 import { Counter, Gauge, type Registry } from 'prom-client';
 

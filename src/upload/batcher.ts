@@ -151,7 +151,7 @@ export class Batcher {
   }
 }
 
-/** `{prefix}/YYYY/MM/DD/HH/{batchId}.jsonl.gz`, UTC hour of the batch's first event (SPEC §3). */
+/** `{prefix}/YYYY/MM/DD/HH/{batchId}.jsonl.gz`, UTC hour of the batch's first event, as the README's "Stored objects" describes. */
 export function objectKey(prefix: string, firstReceivedAt: number, batchId: string): string {
   const iso = new Date(firstReceivedAt).toISOString(); // 2026-11-23T16:25:50.123Z
   return `${prefix}/${iso.slice(0, 4)}/${iso.slice(5, 7)}/${iso.slice(8, 10)}/${iso.slice(11, 13)}/${batchId}.jsonl.gz`;

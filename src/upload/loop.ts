@@ -9,7 +9,7 @@ import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import type { UploadMetrics } from '../metrics/upload.js';
 import { type Batch, type BatchSink, encodeLines } from './batcher.js';
-import { type S3Uploader, UploadAborted } from './s3.js';
+import { errorCode, type S3Uploader, UploadAborted } from './s3.js';
 
 const gzip = promisify(zlib.gzip);
 
@@ -110,7 +110,7 @@ export class UploadLoop implements BatchSink {
       await this.uploader.put({ key: batch.key, body, events: batch.events }, this.#abort.signal);
     } catch (error) {
       if (!this.#abort.signal.aborted) {
-        this.log.error({ key: batch.key, events: batch.events, err: (error as Error).message }, 'S3 upload failed for good');
+        this.log.error({ key: batch.key, events: batch.events, code: errorCode(error), err: (error as Error).message }, 'S3 upload failed for good');
       }
       if (await this.spill(batch, body)) this.tallies.spilled += batch.events;
       else this.tallies.dropped += batch.events;

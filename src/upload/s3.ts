@@ -4,6 +4,7 @@ import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { isServerError, isThrottlingError, isTransientError } from '@smithy/core/retry';
 import pRetry from 'p-retry';
 import type { Logger } from 'pino';
+import type { ObjectSettings } from '../config.js';
 import type { UploadMetrics } from '../metrics/upload.js';
 
 export interface S3Object {
@@ -15,6 +16,8 @@ export interface S3Object {
 
 export interface UploaderOptions {
   readonly bucket: string;
+  /** Encryption and storage class for every PUT; none: the bucket's defaults. */
+  readonly object?: ObjectSettings;
   readonly maxAttempts: number;
   readonly timeoutMs: number;
 }
@@ -77,6 +80,9 @@ export class S3Uploader {
       ContentEncoding: 'gzip',
       ChecksumCRC32: checksum.toString('base64'),
       Metadata: { 'event-count': String(object.events) },
+      ServerSideEncryption: this.options.object?.sse,
+      SSEKMSKeyId: this.options.object?.sseKmsKeyId,
+      StorageClass: this.options.object?.storageClass,
     });
     await pRetry(() => this.#attempt(command, signal), {
       ...BACKOFF,
@@ -84,8 +90,10 @@ export class S3Uploader {
       retries: this.options.maxAttempts - 1,
       shouldRetry: ({ error }) => isRetryable(error),
       onFailedAttempt: ({ error, attemptNumber, retriesLeft }) => {
+        // p-retry counts the retries left by attempts alone; an error that is never retried has none.
+        const willRetry = retriesLeft > 0 && isRetryable(error);
         this.log.warn(
-          { key: object.key, attempt: attemptNumber, retriesLeft, code: errorCode(error), err: error.message },
+          { key: object.key, attempt: attemptNumber, retriesLeft: willRetry ? retriesLeft : 0, willRetry, code: errorCode(error), err: error.message },
           'S3 put attempt failed',
         );
       },

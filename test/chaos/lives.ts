@@ -69,7 +69,7 @@ function check(server: RunningServer, life: Life): void {
   life.summary = logs.find((l) => l.msg === 'shutdown complete');
   if (life.summary === undefined) life.problems.push('no `shutdown complete` line');
   else if (life.summary.unaccountedEvents !== 0) life.problems.push(`shutdown complete with unaccountedEvents ${String(life.summary.unaccountedEvents)}`);
-  for (const l of logs.filter((l) => l.level >= 60 || l.msg.startsWith('batch lost'))) life.problems.push(`log: ${JSON.stringify(l)}`);
+  for (const l of logs.filter((l) => l.level === 'fatal' || l.msg.startsWith('batch lost'))) life.problems.push(`log: ${JSON.stringify(l)}`);
 
   // Drops before the signal are in the metric read then; each drop also has a log line, which is
   // all that is left of the ones during shutdown.

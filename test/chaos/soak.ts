@@ -202,7 +202,8 @@ async function unreadable(client: S3Client): Promise<string> {
       keys.push(...(listed.Contents ?? []).map((c) => c.Key!));
       truncated = listed.IsTruncated === true && (listed.Contents ?? []).length > 0;
     }
-    for (const Key of keys) {
+    // The server's preflight marker (`<prefix>/_preflight`) is not a batch.
+    for (const Key of keys.filter((key) => !key.endsWith('/_preflight'))) {
       try {
         gunzipSync(await (await client.send(new GetObjectCommand({ Bucket: BUCKET, Key }))).Body!.transformToByteArray());
       } catch (err) {

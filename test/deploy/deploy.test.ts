@@ -1,9 +1,13 @@
 // The Dockerfile and the ECS examples, checked without a Docker engine: they agree with the
 // build output, the configuration and the shutdown timing.
-import { existsSync, readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import t from 'tap';
 import { configVariables } from '../helpers/config-vars.js';
-import { ROOT } from '../helpers/server.js';
+import { startS3 } from '../helpers/s3.js';
+import { baseEnv, ROOT, watch } from '../helpers/server.js';
+import { tempDir } from '../helpers/temp.js';
 
 const dockerfile = readFileSync(`${ROOT}Dockerfile`, 'utf8');
 const finalStage = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
@@ -42,12 +46,76 @@ t.test('ECS task definition: Fargate, timing matched to SHUTDOWN_TIMEOUT_MS, onl
   t.equal(container.logConfiguration.logDriver, 'awslogs');
   t.equal(env.DLQ_DIR, /DLQ_DIR=(\S+)/.exec(finalStage)![1], 'DLQ_DIR is the image volume');
   t.equal(container.portMappings[0].containerPort, 8080);
+  t.ok(container.linuxParameters.initProcessEnabled, 'an init process, as ECS Exec advises (it reaps the SSM agent\'s children)');
 });
 
-t.test('task role: s3:PutObject on the prefix and nothing else', async (t) => {
+t.test('/metrics on its own METRICS_PORT, mapped in the task but not in the load balancer; ECS Exec on', async (t) => {
+  const task = json('deploy/ecs/task-definition.json');
+  const [container] = task.containerDefinitions;
+  const env = Object.fromEntries(container.environment.map((e: { name: string; value: string }) => [e.name, e.value]));
+  const metricsPort = Number(env.METRICS_PORT);
+  t.ok(metricsPort > 0 && metricsPort !== 8080, 'METRICS_PORT set, apart from the ingest port');
+  t.same(container.portMappings.map((p: { containerPort: number }) => p.containerPort), [8080, metricsPort], 'both ports mapped, for Prometheus inside the VPC');
+  const service = json('deploy/ecs/service.json');
+  t.same(service.loadBalancers.map((lb: { containerPort: number }) => lb.containerPort), [8080], 'the ALB target group gets the ingest port only');
+  t.equal(service.loadBalancers[0].containerName, container.name);
+  t.equal(service.enableExecuteCommand, true, 'ECS Exec, for the dlq command');
   const policy = json('deploy/ecs/task-role-policy.json');
-  t.same(policy.Statement.map((s: { Action: string }) => s.Action), ['s3:PutObject']);
+  const exec = policy.Statement.find((s: { Sid: string }) => s.Sid === 'EcsExecForTheDlqCommand');
+  t.same(exec.Action, ['ssmmessages:CreateControlChannel', 'ssmmessages:CreateDataChannel', 'ssmmessages:OpenControlChannel', 'ssmmessages:OpenDataChannel'], 'what ECS Exec needs in the task role');
+});
+
+t.test('the EFS variant: the same task but for a per-task DLQ_DIR on an EFS volume', async (t) => {
+  const base = json('deploy/ecs/task-definition.json');
+  const efs = json('deploy/ecs/task-definition-efs.json');
+  const [container] = efs.containerDefinitions;
+  const volume = /DLQ_DIR=(\S+)/.exec(finalStage)![1]!;
+  t.same(efs.volumes, [{ name: 'dlq', efsVolumeConfiguration: { fileSystemId: 'EFS_ID', transitEncryption: 'ENABLED', authorizationConfig: { accessPointId: 'EFS_ACCESS_POINT_ID', iam: 'ENABLED' } } }]);
+  t.same(container.mountPoints, [{ sourceVolume: 'dlq', containerPath: volume, readOnly: false }], 'mounted on the image volume');
+  // Everything else as in the base task definition, so the two cannot drift apart.
+  const strip = (task: Record<string, any>) => {
+    const { family, volumes, ephemeralStorage, containerDefinitions, ...rest } = task;
+    const { entryPoint, mountPoints, environment, ...c } = containerDefinitions[0];
+    return { rest, c, environment: environment.filter((e: { name: string }) => e.name !== 'DLQ_DIR') };
+  };
+  t.same(strip(efs), strip(base));
+  const policy = json('deploy/ecs/task-role-policy.json');
+  const mount = policy.Statement.find((s: { Sid: string }) => s.Sid === 'EfsDlqVolumeThroughItsAccessPoint');
+  t.same(mount.Action, ['elasticfilesystem:ClientMount', 'elasticfilesystem:ClientWrite']);
+});
+
+t.test('the EFS variant\'s entry point gives each task its own directory, named by its task id, and execs the server, so SIGTERM reaches it', async (t) => {
+  const [container] = json('deploy/ecs/task-definition-efs.json').containerDefinitions;
+  const volume = /DLQ_DIR=(\S+)/.exec(finalStage)![1]!;
+  const root = tempDir(t, 'efs');
+  const s3 = await startS3(t);
+  // The entry point as ECS runs it, with the volume's path moved to a temp directory and dist/ at hand.
+  const script = (container.entryPoint[2] as string).replace(volume, root);
+  const child = spawn(container.entryPoint[0], [container.entryPoint[1], script], {
+    cwd: ROOT,
+    env: baseEnv({ ...s3.env, ECS_CONTAINER_METADATA_URI_V4: 'http://169.254.170.2/v4/0123456789abcdef0123456789abcdef-1234567890' }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const server = watch(t, child);
+  const listening = await server.waitForLog((l) => l.msg === 'listening');
+  await server.waitForLog((l) => l.msg.startsWith('S3 preflight ok')); // S3 done writing before the test ends
+  const taskId = '0123456789abcdef0123456789abcdef-1234567890';
+  t.equal(listening.instance, taskId, 'INSTANCE_ID is the task id, as the directory is');
+  t.ok(existsSync(join(root, taskId, '.lock')), 'the server holds the lock of its own directory');
+  t.same(readdirSync(root), [taskId]);
+  t.equal((await fetch(`http://127.0.0.1:${listening.port as number}/healthz`)).status, 200);
+  child.kill('SIGTERM');
+  t.equal((await server.exited).code, 0, 'SIGTERM reaches node (exec), which shuts down cleanly');
+});
+
+t.test('task role: s3:PutObject on the prefix, and for S3_SSE=aws:kms the one KMS action a single PUT needs, only through S3', async (t) => {
+  const policy = json('deploy/ecs/task-role-policy.json');
+  const actions = policy.Statement.map((s: { Action: string }) => s.Action);
+  t.same(actions.slice(0, 2), ['s3:PutObject', 'kms:GenerateDataKey']);
+  t.notOk(JSON.stringify(policy).includes('"s3:*"') || JSON.stringify(policy).includes('s3:Get'), 'no reads or wildcards on S3');
   t.match(policy.Statement[0].Resource, /^arn:aws:s3:::[^/]+\/raw\/\*$/);
+  t.match(policy.Statement[1].Resource, /^arn:aws:kms:REGION:ACCOUNT_ID:key\/KMS_KEY_ID$/);
+  t.same(policy.Statement[1].Condition, { StringEquals: { 'kms:ViaService': 's3.REGION.amazonaws.com' } });
 });
 
 t.test('autoscaling: target tracking on CPU and on requests per target', async (t) => {

@@ -72,8 +72,39 @@ t.test('drain sets a file it cannot read aside (EACCES, run as nobody) and drain
   t.same((await s3.objects()).map((o) => o.key), ['raw/2027/01/15/08/b-fine.jsonl.gz']);
 });
 
-t.test('usage', async (t) => {
+t.test('usage: an unknown or missing command exits 2; --help prints it to stdout and exits 0', async (t) => {
   const none = await dlq([], {});
   t.equal(none.code, 2);
   t.match(none.stderr, /usage: npm run dlq -- <command>/);
+  for (const flag of ['--help', '-h', 'help']) {
+    const help = await dlq([flag], {});
+    t.equal(help.code, 0, flag);
+    t.match(help.stdout, /usage: npm run dlq -- <command>/, flag);
+    t.equal(help.stderr, '', flag);
+  }
+});
+
+t.test('stats and list only read: they log no "will be re-uploaded" line; list says when the DLQ is empty', async (t) => {
+  const dir = await filledDlq(t);
+  for (const command of ['stats', 'list']) {
+    const answer = await dlq([command], { DLQ_DIR: dir });
+    t.equal(answer.code, 0);
+    t.notMatch(answer.stderr, /re-uploaded/, `${command} promises no re-upload`);
+  }
+  const emptyDir = tempDir(t, 'empty');
+  const empty = await dlq(['list'], { DLQ_DIR: emptyDir });
+  t.equal(empty.code, 0);
+  t.equal(empty.stdout, `DLQ is empty: no files in ${emptyDir}\n`);
+});
+
+t.test('the command logs as the server does: JSON lines with ISO time and the level as a word', async (t) => {
+  const dir = await filledDlq(t);
+  const drained = await dlq(['drain'], { ...s3Env(`http://127.0.0.1:${await refusedPort()}`), DLQ_DIR: dir, UPLOAD_MAX_ATTEMPTS: '1' });
+  const lines = drained.stderr.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.ok(lines.length > 0, 'it logged');
+  for (const line of lines) {
+    t.match(line.level, /^(trace|debug|info|warn|error|fatal)$/);
+    t.match(line.time, /^\d{4}-\d\d-\d\dT/);
+  }
+  t.ok(lines.some((l) => l.level === 'warn' && l.msg === 'S3 put attempt failed'));
 });

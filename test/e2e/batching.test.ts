@@ -17,7 +17,7 @@ t.test('BATCH_MAX_EVENTS cuts; SIGTERM flushes the rest', async (t) => {
   t.same(objects.map((o) => o.records.length).sort(), [10, 10, 5]);
   t.same(objects.flatMap((o) => o.records.map((r) => r.event.id)).sort((a, b) => Number(a) - Number(b)), Array.from({ length: 25 }, (_, i) => i));
   const summary = await server.waitForLog((l) => l.msg === 'shutdown complete');
-  t.match(summary, { level: 30, uploadedInTime: true, acceptedEvents: 25, storedEvents: 25, spilledEvents: 0, droppedEvents: 0, unaccountedEvents: 0 });
+  t.match(summary, { level: 'info', uploadedInTime: true, acceptedEvents: 25, storedEvents: 25, spilledEvents: 0, droppedEvents: 0, unaccountedEvents: 0 });
 });
 
 t.test('BATCH_MAX_BYTES cuts', async (t) => {

@@ -1,11 +1,12 @@
 // One process per DLQ_DIR, with real processes: a second server refuses to start and names the
 // holder; `dlq stats|list` work beside a server, `dlq drain` refuses; a SIGKILLed holder's lock is
 // taken over; a server that exits releases it.
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { runDlqCommand, writeDlqFile } from '../helpers/dlq.js';
-import { startS3 } from '../helpers/s3.js';
+import { startFaultProxy } from '../helpers/fault-proxy.js';
+import { s3Env, startS3 } from '../helpers/s3.js';
 import { eventually, spawnServer, startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
 
@@ -22,7 +23,7 @@ t.test('a second server on the same DLQ_DIR refuses to start, naming the holder;
   const second = spawnServer(t, { ...env, INSTANCE_ID: 'second-task' });
   const exit = await second.exited;
   t.equal(exit.code, 1, 'refused: on main it started and both re-uploaded the same files');
-  const refusal = second.logs.find((l) => l.level === 60);
+  const refusal = second.logs.find((l) => l.level === 'fatal');
   t.match(refusal?.msg, new RegExp(`^DLQ_DIR ${dir} is in use by pid ${first.child.pid} on host \\S+ \\(instance first-task\\) since `));
   t.match(refusal?.msg, /one process per DLQ directory/);
 
@@ -55,4 +56,30 @@ t.test("a SIGKILLed holder's lock is stale: the next server takes it over and dr
   const again = await startServer(t, { ...s3.env, DLQ_DIR: dir, DLQ_REUPLOAD_IDLE_MS: '100' });
   await eventually(async () => (await again.metric('dlq_files_current')) === 0);
   t.equal((await s3.objects()).length, 1);
+});
+
+t.test('files another process drains from under a running server (its lock removed by hand) leave its DLQ gauges true, and are counted', async (t) => {
+  const s3 = await startS3(t);
+  const proxy = await startFaultProxy(t, s3);
+  proxy.decide = () => ({ status: 500, code: 'InternalError' }); // S3 refuses the server, not the drain
+  const dir = tempDir(t, 'dlq');
+  const server = await startServer(t, { ...s3Env(proxy.endpoint), DLQ_DIR: dir, BATCH_MAX_EVENTS: '2', BATCH_MAX_AGE_MS: '50', UPLOAD_MAX_ATTEMPTS: '1' });
+  for (let i = 0; i < 3; i++) t.equal((await server.post(JSON.stringify([{ id: 2 * i }, { id: 2 * i + 1 }]))).status, 202);
+  await eventually(async () => (await server.metric('dlq_files_current')) === 3);
+  // An operator who took this task for dead: removes its lock, drains the directory to S3.
+  rmSync(join(dir, '.lock'));
+  const drained = await runDlqCommand(t, ['drain'], { ...s3.env, DLQ_DIR: dir });
+  t.equal(drained.code, 0, drained.stderr);
+  t.match(drained.stdout, /drained 3 files, 6 events/);
+  // The server sees the files gone at its next sweep (30 s) or its next try of one of them.
+  await eventually(async () => (await server.metric('dlq_files_current')) === 0, 800);
+  t.equal(await server.metric('dlq_events_current'), 0);
+  t.equal(await server.metric('dlq_bytes_current'), 0);
+  t.equal(await server.metric('dlq_oldest_age_seconds'), 0);
+  // spilled = reuploaded + dropped + taken + current: the accounting holds without this server's re-uploads.
+  t.equal(await server.metric('dlq_events_spilled_total'), 6);
+  t.equal(await server.metric('dlq_events_reuploaded_total'), 0);
+  t.equal(await server.metric('dlq_events_taken_total'), 6);
+  t.ok(server.logs.some((l) => l.level === 'warn' && /^DLQ file removed by another process: \S+\.jsonl\.gz \(2 events\)/.test(l.msg)), 'and says so');
+  t.equal((await s3.objects()).length, 3, 'the drain stored them');
 });

@@ -102,7 +102,7 @@ t.test('a DLQ directory that cannot be written: error logged, events counted as 
   // (five requests could straddle BATCH_MAX_AGE_MS and make two).
   t.equal((await server.post(JSON.stringify([0, 1, 2, 3, 4].map((id) => ({ id }))))).status, 202);
   await eventually(async () => (await server.metric('dlq_events_dropped_total', '{reason="write_failed"}')) === 5);
-  await server.waitForLog((l) => l.level === 50 && /^local DLQ save failed: ENOTDIR/.test(l.msg));
+  await server.waitForLog((l) => l.level === 'error' && /^local DLQ save failed: ENOTDIR/.test(l.msg));
   t.equal(await server.metric('dlq_write_failures_total'), 1);
   t.equal((await server.post('{"id":"still here"}')).status, 202);
   t.equal((await fetch(`${server.url}/healthz`)).status, 200);
@@ -195,7 +195,7 @@ t.test('a corrupt file in the directory is moved aside and counted; the rest dra
   t.ok(existsSync(join(dlqDir, 'corrupt', '1700000000000-x-000000-00000000.jsonl.gz')));
   const { ids } = await storedIds(t, s3);
   t.equal(ids.length, 15 - damagedEvents, 'everything but the damaged file stored');
-  t.ok(again.logs.some((l) => l.level === 50 && l.msg.startsWith('DLQ file corrupt, moved aside')));
+  t.ok(again.logs.some((l) => l.level === 'error' && l.msg.startsWith('DLQ file corrupt, moved aside')));
   copyFileSync(join(dlqDir, 'corrupt', files[0]!), join(tempDir(t, 'inspect'), 'x')); // readable for an operator
 });
 

@@ -45,7 +45,7 @@ async function refusal(t: Test, app: string) {
   const proc = watch(t, spawn(process.execPath, [join(app, 'dist', 'main.js')], { cwd: tempDir(t, 'server'), env: baseEnv(s3.env), stdio: ['ignore', 'pipe', 'pipe'] }));
   const exit = await proc.exited;
   t.same(exit, { code: 1, signal: null }, 'the server refuses to start');
-  const fatal = proc.logs.find((l) => l.level === 60);
+  const fatal = proc.logs.find((l) => l.level === 'fatal');
   t.ok(!proc.logs.some((l) => l.msg === 'listening'), 'it never listens');
   t.match(proc.stderr(), fatal?.msg ?? 'a fatal log line', 'and says it on stderr too');
   return fatal?.msg ?? '';

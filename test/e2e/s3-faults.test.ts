@@ -43,7 +43,9 @@ t.test('403 AccessDenied is not retried; the batch is spilled to the DLQ at once
   await new Promise((r) => setTimeout(r, 300));
   t.ok(failing > 0 && (await server.metric('s3_put_failing_seconds')) > failing, 's3_put_failing_seconds counts up while no PUT succeeds');
   const failed = await server.waitForLog((l) => l.msg === 'S3 upload failed for good');
-  t.match(failed, { events: 3, key: proxy.puts[0]!.key });
+  t.match(failed, { level: 'error', events: 3, key: proxy.puts[0]!.key, code: 'AccessDenied' });
+  const attempt = server.logs.find((l) => l.msg === 'S3 put attempt failed')!;
+  t.match(attempt, { level: 'warn', attempt: 1, code: 'AccessDenied', retriesLeft: 0, willRetry: false }, 'not retried, and the line says so');
   t.same(await s3.objects(), []);
 });
 
@@ -56,6 +58,9 @@ t.test('UPLOAD_MAX_ATTEMPTS bounds retries of an error that keeps coming', async
   await eventually(async () => (await server.metric('dlq_events_spilled_total')) === 1);
   t.equal(proxy.puts.length, 2);
   t.equal(await server.metric('s3_put_errors_total', '{code="SlowDown"}'), 2);
+  const attempts = server.logs.filter((l) => l.msg === 'S3 put attempt failed');
+  t.match(attempts, [{ attempt: 1, retriesLeft: 1, willRetry: true }, { attempt: 2, retriesLeft: 0, willRetry: false }]);
+  t.match(await server.waitForLog((l) => l.msg === 'S3 upload failed for good'), { code: 'SlowDown' });
 });
 
 t.test('an attempt S3 never answers is aborted at UPLOAD_TIMEOUT_MS and retried', async (t) => {

@@ -23,7 +23,7 @@ t.test('SIGHUP is a graceful shutdown: every 202 reaches S3, logs in order, summ
   t.ok(started >= 0, 'the shutdown began');
   t.equal(server.logs[started]?.signal, 'SIGHUP');
   t.equal(messages.at(-1), 'shutdown complete', 'the summary is the last line, after every other');
-  t.match(server.logs.at(-1), { level: 30, unaccountedEvents: 0, droppedEvents: 0 });
+  t.match(server.logs.at(-1), { level: 'info', unaccountedEvents: 0, droppedEvents: 0 });
   const report = await audit(client, s3);
   t.same(report.missing.slice(0, 5), [], `no acknowledged event missing (${report.missing.length} of ${report.acked})`);
   t.same(report.duplicated.slice(0, 5), [], 'none stored twice');
@@ -74,5 +74,5 @@ t.test('DLQ evictions during the shutdown spill show in the summary line, at err
   const server = await startServer(t, { ...s3Env('http://127.0.0.1:1'), DLQ_DIR: dlqDir, DLQ_MAX_FILES: '1', BATCH_MAX_EVENTS: '1', BATCH_MAX_AGE_MS: '600000', UPLOAD_MAX_ATTEMPTS: '1', SHUTDOWN_TIMEOUT_MS: '1000' });
   for (let i = 0; i < 3; i++) t.equal((await server.post(`{"id":${i}}`)).status, 202);
   await server.stop();
-  t.match(server.logs.at(-1), { level: 50, msg: 'shutdown complete', acceptedEvents: 3, spilledEvents: 3, dlqDroppedEvents: 2, dlqDroppedByReason: { capacity: 2 } });
+  t.match(server.logs.at(-1), { level: 'error', msg: 'shutdown complete', acceptedEvents: 3, spilledEvents: 3, dlqDroppedEvents: 2, dlqDroppedByReason: { capacity: 2 } });
 });

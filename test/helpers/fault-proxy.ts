@@ -24,6 +24,12 @@ export interface FaultProxy {
   /** Decides each PUT's fate; other requests always pass. */
   decide: (put: { key: string; attempt: number }) => Fault;
   puts: SeenPut[];
+  /**
+   * The server's start-up preflight PUTs (`<prefix>/_preflight`), apart from `puts` so that tests
+   * of batches see only batches: they pass unless this says otherwise.
+   */
+  decidePreflight: () => Fault;
+  preflights: SeenPut[];
   /** Answers every stalled request by forwarding it now. */
   release(): void;
   /** Requests forwarded to S3 and not yet answered by it (a released PUT may still be writing). */
@@ -43,6 +49,8 @@ export async function startFaultProxy(t: Owner, target: { port: number }, port =
     endpoint: '',
     decide: () => 'pass',
     puts: [],
+    decidePreflight: () => 'pass',
+    preflights: [],
     release() {
       for (const go of stalled) go();
       stalled.clear();
@@ -79,10 +87,16 @@ export async function startFaultProxy(t: Owner, target: { port: number }, port =
       const body = Buffer.concat(chunks);
       if (req.method !== 'PUT') return forward(req, body, res);
       const key = decodeURIComponent(new URL(req.url!, 'http://x').pathname.split('/').slice(2).join('/'));
-      const attempt = (attempts.get(key) ?? 0) + 1;
-      attempts.set(key, attempt);
-      const fault = proxy.decide({ key, attempt });
-      proxy.puts.push({ key, headers: req.headers, body, fault });
+      let fault: Fault;
+      if (key.endsWith('/_preflight')) {
+        fault = proxy.decidePreflight();
+        proxy.preflights.push({ key, headers: req.headers, body, fault });
+      } else {
+        const attempt = (attempts.get(key) ?? 0) + 1;
+        attempts.set(key, attempt);
+        fault = proxy.decide({ key, attempt });
+        proxy.puts.push({ key, headers: req.headers, body, fault });
+      }
       if (fault === 'pass') return forward(req, body, res);
       if (fault === 'stall') return void stalled.add(() => forward(req, body, res));
       if ('delayMs' in fault) return void setTimeout(() => forward(req, body, res), fault.delayMs);

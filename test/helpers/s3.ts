@@ -63,10 +63,15 @@ export async function readObjects(client: S3Client, bucket = BUCKET, prefix?: st
   // ListObjects (v1) in pages of 1000 by Marker: s3rver answers a truncated ListObjectsV2 with a
   // continuation token it makes with DES, which OpenSSL 3 (Node 17 and later) refuses, so past
   // 1000 objects ListObjectsV2 is a 500 InternalError.
+  let marker: string | undefined;
   for (let truncated = true; truncated; ) {
-    const listed = await client.send(new ListObjectsCommand({ Bucket: bucket, Prefix: prefix, Marker: keys.at(-1) }));
-    for (const { Key } of listed.Contents ?? []) keys.push(Key!);
-    truncated = listed.IsTruncated === true && (listed.Contents ?? []).length > 0;
+    const listed = await client.send(new ListObjectsCommand({ Bucket: bucket, Prefix: prefix, Marker: marker }));
+    const page = (listed.Contents ?? []).map((c) => c.Key!);
+    // The server's preflight marker (`<prefix>/_preflight`) is not a batch: skipped, as Hive-style
+    // readers (Athena, Spark) skip names starting with `_`.
+    keys.push(...page.filter((key) => !key.split('/').pop()!.startsWith('_')));
+    marker = page.at(-1);
+    truncated = listed.IsTruncated === true && page.length > 0;
   }
   const objects: StoredObject[] = [];
   for (const Key of keys) {

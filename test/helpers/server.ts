@@ -9,7 +9,7 @@ export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const MAIN = `${ROOT}dist/main.js`;
 
 export interface LogLine {
-  level: number;
+  level: string;
   msg: string;
   [field: string]: unknown;
 }
@@ -124,6 +124,9 @@ export function watch(t: Owner, child: ChildProcess): { child: ChildProcess; log
 export async function startServer(t: Owner, env: Record<string, string>, runAs: RunAs = {}): Promise<RunningServer> {
   const proc = spawnServer(t, env, tempDir(t, 'server'), runAs);
   const listening = await proc.waitForLog((l) => l.msg === 'listening');
+  // The start-up S3 preflight has ended too: a test that ended while it ran could remove the S3
+  // server's directory under a PUT it is still writing (s3rver writes on after the client went).
+  await proc.waitForLog((l) => l.msg.startsWith('S3 preflight'));
   const port = listening.port as number;
   const url = `http://127.0.0.1:${port}`;
   return {

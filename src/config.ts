@@ -7,6 +7,18 @@ const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'
 
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
+const ACK_LEVELS = ['memory', 'disk', 's3'] as const;
+/** When a 202 is sent: events in memory, in the fsynced write-ahead log, or in S3 (docs/durability.md). */
+export type AckLevel = (typeof ACK_LEVELS)[number];
+
+export interface WalConfig {
+  readonly dir: string;
+  readonly maxBytes: number;
+  readonly syncIntervalMs: number;
+  readonly syncBytes: number;
+  readonly segmentBytes: number;
+}
+
 export interface S3Config {
   /** Unset means local mode: an embedded S3-compatible server on loopback. */
   readonly bucket: string | undefined;
@@ -49,6 +61,8 @@ export interface Config {
   readonly corsOrigins: readonly string[];
   readonly logLevel: LogLevel;
   readonly instanceId: string;
+  readonly ackLevel: AckLevel;
+  readonly wal: WalConfig;
   /** Write key metrics as CloudWatch Embedded Metric Format lines to stdout, this often; undefined: off. */
   readonly emfIntervalMs: number | undefined;
 }
@@ -129,6 +143,14 @@ function readConfig(): Config {
     corsOrigins: list('CORS_ORIGINS'),
     logLevel: env.get('LOG_LEVEL').default('info').asEnum(LOG_LEVELS),
     instanceId: instanceId(env.get('INSTANCE_ID').asString()),
+    ackLevel: env.get('ACK_LEVEL').default('memory').asEnum(ACK_LEVELS),
+    wal: {
+      dir: env.get('WAL_DIR').default('./data/wal').asString(),
+      maxBytes: int('WAL_MAX_BYTES', 1024 * MiB, 1024 * 1024, Number.MAX_SAFE_INTEGER),
+      syncIntervalMs: int('WAL_SYNC_INTERVAL_MS', 2, 0, 1000),
+      syncBytes: int('WAL_SYNC_BYTES', MiB, 1024, 1024 * MiB),
+      segmentBytes: int('WAL_SEGMENT_BYTES', 16 * MiB, 64 * 1024, 1024 * MiB),
+    },
     emfIntervalMs: env.get('METRICS_EMF').default('false').asBoolStrict() ? int('METRICS_EMF_INTERVAL_MS', 60_000, 1000, 3_600_000) : undefined,
   };
 }

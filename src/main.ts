@@ -15,6 +15,7 @@ import { Pipeline } from './pipeline.js';
 import { shutDownOnSignals } from './shutdown.js';
 import { connectS3, LOCAL_DATA_DIR, NoRegion, type S3Target } from './upload/connect.js';
 import { S3Uploader } from './upload/s3.js';
+import { openDurability, WalLocked } from './wal/setup.js';
 
 async function main(): Promise<void> {
   let config: Config;
@@ -73,6 +74,10 @@ async function main(): Promise<void> {
     throw err;
   });
   observeDlq(registry, dlq, Date.now);
+  const durability = await openDurability(config.ackLevel, config.wal, config.instanceId, registry, log.child({ part: 'wal' })).catch((err: unknown) => {
+    if (err instanceof WalLocked) fail(log, err.message);
+    throw err;
+  });
   const pipeline = new Pipeline(
     {
       channelMaxEvents: config.channelMaxEvents,
@@ -90,7 +95,9 @@ async function main(): Promise<void> {
     (batch, body) => dlq.save(batch, body),
     uploadMetrics,
     log.child({ part: 'upload' }),
+    durability.journal,
   );
+  durability.start(pipeline);
   const reuploader = new Reuploader(dlq, uploader, pipeline, config.dlqReuploadIdleMs, dlqMetrics, log.child({ part: 'dlq' }), Date.now);
   observeQueueDepths(registry, {
     channelEvents: () => pipeline.events,
@@ -101,7 +108,7 @@ async function main(): Promise<void> {
 
   const server = new IngestServer(
     config,
-    pipeline,
+    durability.journal ?? pipeline,
     httpCounts,
     async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
     log.child({ part: 'http' }),
@@ -134,6 +141,7 @@ async function main(): Promise<void> {
     pipeline,
     dlqDropped: () => dlq.droppedEventsByReason,
     steps: [
+      ['closing the WAL', () => durability.close()],
       ['stopping DLQ re-upload', () => reuploader.stop()],
       ['stopping EMF', () => stopEmf?.()],
       ['closing the listener', () => server.close()],

@@ -224,7 +224,12 @@ export class WriteAheadLog {
     }
     this.#flushing = undefined;
     for (const synced of waiters) synced(ok);
-    if (this.#queue.length > 0 && !this.#closed) this.#schedule();
+    // What arrived during this write has waited a whole fsync already: its group is written at once.
+    if (this.#queue.length > 0 && !this.#closed) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+      this.#flushing = this.#flush();
+    }
     this.#checkpoint();
   }
 

@@ -22,7 +22,7 @@
 //
 // Invariants:
 // - a request is answered 202 only after its events record is fsynced (group commit: one
-//   fdatasync for every record written since the last);
+//   write, opened O_DSYNC, for every record queued since the last);
 // - a position (segment, offset, event) never names two events in one directory, so a batch id
 //   made from its first event's position is the same before and after a crash, and different
 //   from every other batch's: a batch PUT again after a restart overwrites its own object;

@@ -11,9 +11,10 @@ import { createDlqMetrics, observeDlq } from './metrics/dlq.js';
 import { startEmf } from './metrics/emf.js';
 import { createHttpMetrics } from './metrics/http.js';
 import { createUploadMetrics, observeQueueDepths } from './metrics/upload.js';
-import { Pipeline } from './pipeline.js';
+import { Pipeline, type PipelineOptions } from './pipeline.js';
 import { shutDownOnSignals } from './shutdown.js';
 import { connectS3, LOCAL_DATA_DIR, NoRegion, type S3Target } from './upload/connect.js';
+import type { Spill } from './upload/loop.js';
 import { S3Uploader } from './upload/s3.js';
 import { openDurability, WalLocked } from './wal/setup.js';
 
@@ -55,6 +56,10 @@ async function main(): Promise<void> {
     uploadMetrics,
     log.child({ part: 's3' }),
   );
+  const durability = await openDurability(config, registry, log.child({ part: 'wal' })).catch((err: unknown) => {
+    if (err instanceof WalLocked) fail(log, err.message);
+    throw err;
+  });
   const dlq = await DlqStore.open(
     {
       dir: config.dlqDir,
@@ -74,25 +79,23 @@ async function main(): Promise<void> {
     throw err;
   });
   observeDlq(registry, dlq, Date.now);
-  const durability = await openDurability(config.ackLevel, config.wal, config.instanceId, registry, log.child({ part: 'wal' })).catch((err: unknown) => {
-    if (err instanceof WalLocked) fail(log, err.message);
-    throw err;
-  });
-  const pipeline = new Pipeline(
-    {
-      channelMaxEvents: config.channelMaxEvents,
-      channelMaxBytes: config.channelMaxBytes,
-      batch: {
-        maxEvents: config.batchMaxEvents,
-        maxBytes: config.batchMaxBytes,
-        maxAgeMs: config.batchMaxAgeMs,
-        prefix: config.s3.prefix,
-        instanceId: config.instanceId,
-      },
-      upload: { concurrency: config.uploadConcurrency, maxQueuedBatches: config.uploadQueueMaxBatches, gzipLevel: config.gzipLevel },
+  const pipelineOptions: PipelineOptions = {
+    channelMaxEvents: config.channelMaxEvents,
+    channelMaxBytes: config.channelMaxBytes,
+    batch: {
+      maxEvents: config.batchMaxEvents,
+      maxBytes: config.batchMaxBytes,
+      maxAgeMs: config.batchMaxAgeMs,
+      prefix: config.s3.prefix,
+      instanceId: config.instanceId,
     },
+    upload: { concurrency: config.uploadConcurrency, maxQueuedBatches: config.uploadQueueMaxBatches, gzipLevel: config.gzipLevel },
+  };
+  const spill: Spill = (batch, body) => dlq.save(batch, body);
+  const pipeline = new Pipeline(
+    pipelineOptions,
     uploader,
-    (batch, body) => dlq.save(batch, body),
+    spill,
     uploadMetrics,
     log.child({ part: 'upload' }),
     durability.journal,
@@ -121,6 +124,7 @@ async function main(): Promise<void> {
     fail(log, (err as Error).message);
   }
   reuploader.start();
+  durability.adopt({ pipeline: pipelineOptions, uploader, spill, uploadMetrics, dlqMetrics });
   // A reader of stdout that went away (EPIPE) must not crash the server: the EMF lines are lost,
   // the service is not. (pino's synchronous writes handle EPIPE themselves.)
   process.stdout.on('error', () => {});
@@ -141,7 +145,7 @@ async function main(): Promise<void> {
     pipeline,
     dlqDropped: () => dlq.droppedEventsByReason,
     steps: [
-      ['closing the WAL', () => durability.close()],
+      ['closing the WAL and the lease', () => durability.close()],
       ['stopping DLQ re-upload', () => reuploader.stop()],
       ['stopping EMF', () => stopEmf?.()],
       ['closing the listener', () => server.close()],

@@ -157,3 +157,38 @@ t.test('ACK_LEVEL=s3: the 202 comes once the batch is in S3, or says it went to 
   t.same([spilled.status, spilled.json], [202, { accepted: 1, stored: 'dlq' }]);
   t.equal(await server.metric('dlq_events_current'), 1, 'in the DLQ when answered');
 });
+
+t.test('shared root: two servers, one SIGKILLed under load; the survivor adopts its directory; every 202 of both in S3 exactly once', async (t) => {
+  const s3 = await startS3(t);
+  const proxy = await startFaultProxy(t, s3);
+  proxy.decide = () => ({ delayMs: 40 });
+  const root = tempDir(t, 'root');
+  const common = { ...s3Env(proxy.endpoint), ACK_LEVEL: 'disk', DURABLE_ROOT: root, DURABLE_LEASE_STALE_MS: '1500', BATCH_MAX_AGE_MS: '150', BATCH_MAX_EVENTS: '300', WAL_SEGMENT_BYTES: '65536', DLQ_REUPLOAD_IDLE_MS: '100' };
+  const a = await startServer(t, { ...common, INSTANCE_ID: 'a' });
+  const b = await startServer(t, { ...common, INSTANCE_ID: 'b' });
+  t.ok(existsSync(join(root, 'a', 'lease')) && existsSync(join(root, 'b', 'wal')), 'each under its own directory, with a lease');
+  const toA = new AckingClient({ url: a.url, concurrency: 4, eventsPerRequest: 10, maxRequests: 2000, padBytes: 100 });
+  const toB = new AckingClient({ url: b.url, concurrency: 2, eventsPerRequest: 10, maxRequests: 600, padBytes: 100, paceMs: 5 });
+  const loadA = toA.run();
+  const loadB = toB.run();
+  await eventually(() => toA.acked.size >= 1500, 600);
+  // From now on a's PUTs hang: its WAL fills with acknowledged events S3 never gets from it.
+  proxy.decide = ({ key }) => (/\/\d+-a-/.test(key) ? 'stall' : { delayMs: 40 });
+  await eventually(() => toA.acked.size >= 4000, 600);
+  toA.retarget(undefined);
+  await killed(t, a);
+  toA.stop();
+  await loadA;
+  // The PUTs a left hanging are never forwarded; the survivor's go through.
+  proxy.decide = () => ({ delayMs: 40 });
+  const adopted = await b.waitForLog((l) => l.msg === 'adopted and removed the directory of instance a');
+  t.ok(adopted, 'the survivor adopted a');
+  t.notOk(existsSync(join(root, 'a')), "a's directory is removed");
+  t.equal(await b.metric('wal_adopted_dirs_total'), 1);
+  t.ok((await b.metric('wal_replayed_events_total')) > 0, 'it replayed events from a');
+  await loadB;
+  b.child.kill('SIGTERM');
+  t.same(await b.exited, { code: 0, signal: null });
+  assertExactlyOnce(t, await audit(toA, s3), 'the dead instance');
+  assertExactlyOnce(t, await audit(toB, s3), 'the survivor');
+});

@@ -192,3 +192,21 @@ t.test('shared root: two servers, one SIGKILLed under load; the survivor adopts 
   assertExactlyOnce(t, await audit(toA, s3), 'the dead instance');
   assertExactlyOnce(t, await audit(toB, s3), 'the survivor');
 });
+
+t.test('ACK_LEVEL=disk: a full WAL answers 503 queue_full with Retry-After, and takes events again once S3 drains it', async (t) => {
+  const s3 = await startS3(t);
+  const proxy = await startFaultProxy(t, s3);
+  proxy.decide = () => 'stall';
+  const server = await startServer(t, { ...s3Env(proxy.endpoint), ACK_LEVEL: 'disk', WAL_DIR: tempDir(t, 'wal'), DLQ_DIR: tempDir(t, 'dlq'), WAL_MAX_BYTES: '1048576', WAL_SEGMENT_BYTES: '65536', BATCH_MAX_AGE_MS: '50', UPLOAD_TIMEOUT_MS: '600000' });
+  const event = JSON.stringify({ pad: 'x'.repeat(1000) });
+  let answer = await server.post(`[${event}]`);
+  for (let i = 0; i < 2000 && answer.status === 202; i++) answer = await server.post(`[${event}]`);
+  t.equal(answer.status, 503);
+  t.equal(answer.json.error, 'queue_full');
+  t.equal(answer.headers.get('retry-after'), '1');
+  t.ok((await server.metric('wal_bytes_current')) > 900_000, 'the WAL is at its bound');
+  proxy.decide = () => 'pass';
+  proxy.release();
+  await eventually(async () => (await server.post(`[${event}]`)).status === 202, 600);
+  t.pass('accepted again once the stalled batches were stored and their segments deleted');
+});

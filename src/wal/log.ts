@@ -88,8 +88,8 @@ export class WriteAheadLog {
 
   /** Where the next events record goes; append it there before anything else is appended. */
   nextRef(): WalRef {
-    if (this.#head.size >= this.options.segmentBytes) this.#head = this.#newSegment(this.#head.seq + 1);
-    return { seg: this.#head.seq, off: this.#head.size, base: 0 };
+    const seg = this.#headForAppend();
+    return { seg: seg.seq, off: seg.size, base: 0 };
   }
 
   /** Appends a request's events at `ref` (from nextRef()); `synced` is told once they are on disk. */
@@ -152,8 +152,10 @@ export class WriteAheadLog {
     return { unsettled: this.unsettled, segments: this.#segments.size };
   }
 
+  // The segment being written is never deleted: past a quarter of WAL_MAX_BYTES it gives way to
+  // a new one whatever WAL_SEGMENT_BYTES says, so that settled events do not keep the log full.
   #headForAppend(): SegmentState {
-    if (this.#head.size >= this.options.segmentBytes) this.#head = this.#newSegment(this.#head.seq + 1);
+    if (this.#head.size >= Math.min(this.options.segmentBytes, this.options.maxBytes / 4)) this.#head = this.#newSegment(this.#head.seq + 1);
     return this.#head;
   }
 

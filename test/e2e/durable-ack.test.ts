@@ -197,7 +197,8 @@ t.test('ACK_LEVEL=disk: a full WAL answers 503 queue_full with Retry-After, and 
   const s3 = await startS3(t);
   const proxy = await startFaultProxy(t, s3);
   proxy.decide = () => 'stall';
-  const server = await startServer(t, { ...s3Env(proxy.endpoint), ACK_LEVEL: 'disk', WAL_DIR: tempDir(t, 'wal'), DLQ_DIR: tempDir(t, 'dlq'), WAL_MAX_BYTES: '1048576', WAL_SEGMENT_BYTES: '65536', BATCH_MAX_AGE_MS: '50', UPLOAD_TIMEOUT_MS: '600000' });
+  // WAL_SEGMENT_BYTES at its default (16 MiB), far above the bound: segments still turn over.
+  const server = await startServer(t, { ...s3Env(proxy.endpoint), ACK_LEVEL: 'disk', WAL_DIR: tempDir(t, 'wal'), DLQ_DIR: tempDir(t, 'dlq'), WAL_MAX_BYTES: '1048576', BATCH_MAX_AGE_MS: '50', UPLOAD_TIMEOUT_MS: '600000' });
   const event = JSON.stringify({ pad: 'x'.repeat(1000) });
   let answer = await server.post(`[${event}]`);
   for (let i = 0; i < 2000 && answer.status === 202; i++) answer = await server.post(`[${event}]`);

@@ -7,7 +7,7 @@ import t, { type Test } from 'tap';
 import { type AuditReport, audit, AckingClient } from '../harness/zero-loss.js';
 import { refusedPort, startFaultProxy } from '../helpers/fault-proxy.js';
 import { s3Env, startS3 } from '../helpers/s3.js';
-import { eventually, type RunningServer, spawnServer, startServer } from '../helpers/server.js';
+import { eventually, ROOT, type RunningServer, spawnServer, startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
 
 function assertExactlyOnce(t: Test, report: AuditReport, label: string): void {
@@ -206,6 +206,9 @@ t.test('ACK_LEVEL=disk: a full WAL answers 503 queue_full with Retry-After, and 
   t.equal(answer.json.error, 'queue_full');
   t.equal(answer.headers.get('retry-after'), '1');
   t.ok((await server.metric('wal_bytes_current')) > 900_000, 'the WAL is at its bound');
+  const documented = readFileSync(join(ROOT, 'docs/durability.md'), 'utf8').split('\n## Metrics\n')[1]!.split('\n## ')[0]!;
+  const listed = [...documented.matchAll(/^\| `(wal_[a-z_]+)`/gm)].map((m) => m[1]!).sort();
+  t.same(listed, [...(await server.exported())].filter((name) => name.startsWith('wal_')).sort(), 'docs/durability.md lists every wal_ metric');
   proxy.decide = () => 'pass';
   proxy.release();
   await eventually(async () => (await server.post(`[${event}]`)).status === 202, 600);

@@ -2,6 +2,8 @@
 // server, real SIGKILLs and real WAL files; a torn write and a corrupt segment, which cannot be
 // produced on demand, are made by editing a real segment between two runs. Bounded in requests.
 import { appendFileSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import net from 'node:net';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { type AuditReport, audit, AckingClient } from '../harness/zero-loss.js';
@@ -144,6 +146,23 @@ t.test('ACK_LEVEL=disk: a corrupt segment in the middle is copied to corrupt/, c
   t.same(report.unexpected, [], 'nothing refused');
   t.ok(report.missing.length > 0 && report.missing.length < client.acked.size / 2, `lost only what followed the flipped byte in that segment (${report.missing.length} of ${client.acked.size})`);
 });
+
+for (const level of ['disk', 's3'] as const) {
+  t.test(`ACK_LEVEL=${level}: a client that hangs up before its answer is never written to; its events are still stored`, async (t) => {
+    const s3 = await startS3(t);
+    // A long group window (disk) or batch age (s3) keeps the answer pending while the client goes.
+    const server = await startServer(t, { ...s3.env, ACK_LEVEL: level, WAL_DIR: tempDir(t, 'wal'), DLQ_DIR: tempDir(t, 'dlq'), WAL_SYNC_INTERVAL_MS: '1000', BATCH_MAX_AGE_MS: level === 's3' ? '1000' : '50' });
+    const body = '[{"id":"gone-1"},{"id":"gone-2"}]';
+    const socket = net.connect(server.port, '127.0.0.1');
+    await once(socket, 'connect');
+    socket.write(`POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+    await eventually(async () => (await server.metric('channel_events')) > 0 || (await server.metric('upload_inflight_batches')) > 0 || (await server.metric('s3_events_stored_total')) > 0);
+    socket.destroy();
+    await eventually(async () => (await server.metric('s3_events_stored_total')) === 2, 600);
+    t.equal((await server.post('{"id":"after"}')).status, 202, 'the server is still up and answering');
+    t.notOk(server.logs.some((l) => l.level >= 50), 'no error logged');
+  });
+}
 
 t.test('ACK_LEVEL=s3: the 202 comes once the batch is in S3, or says it went to the DLQ', async (t) => {
   const s3 = await startS3(t);

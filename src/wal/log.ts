@@ -1,16 +1,14 @@
-// The write-ahead log's writer: group commit, segments, checkpoints. Format and invariants: ./format.ts.
-import { constants as fsConstants } from 'node:fs';
-import fs, { type FileHandle } from 'node:fs/promises';
+// The write-ahead log: appends, segments and checkpoints; the writing itself is ./writer.ts.
+// Format and invariants: ./format.ts.
+import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { WalRef } from '../channel.js';
-import { syncDir } from '../dlq/disk.js';
 import type { WalMetrics } from '../metrics/wal.js';
 import { CUT, type CutRecord, DONE, encodeEvents, encodeJson, segmentHeader, segmentName } from './format.js';
+import { GroupWriter, type SegmentState, type Synced } from './writer.js';
 
-// O_DSYNC: each write returns once its data (and the size that reaches it) is on disk, as
-// write + fdatasync would, in one trip to libuv's thread pool instead of two.
-const WRITE_FLAGS = fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_DSYNC;
+export type { SegmentState, Synced } from './writer.js';
 
 export interface WalOptions {
   readonly dir: string;
@@ -20,29 +18,11 @@ export interface WalOptions {
   readonly segmentBytes: number;
 }
 
-/** A segment's bookkeeping: its size as appended (written or queued), and what in it is not settled. */
-export interface SegmentState {
-  readonly seq: number;
-  size: number;
-  written: number;
-  unsettled: number;
-  pendingCuts: number;
-}
-
-/** Told once the record is on disk (true) or could not be written (false). */
-export type Synced = (ok: boolean) => void;
-
 export class WriteAheadLog {
   readonly #segments = new Map<number, SegmentState>();
+  readonly #writer: GroupWriter;
   #head: SegmentState;
   #bytes = 0;
-  #queue: { seg: SegmentState; buf: Buffer }[] = [];
-  #queuedBytes = 0;
-  #waiters: Synced[] = [];
-  #timer: NodeJS.Timeout | undefined;
-  #flushing: Promise<void> | undefined;
-  #open: { seg: SegmentState; handle: FileHandle } | undefined;
-  #broken: string | undefined;
   #closed = false;
 
   /** `segments`: those found at start, oldest first, with what replay left unsettled in each; `nextSeq` is past all of them. */
@@ -51,9 +31,10 @@ export class WriteAheadLog {
     readonly logId: string,
     segments: readonly SegmentState[],
     nextSeq: number,
-    private readonly metrics: WalMetrics,
+    metrics: WalMetrics,
     private readonly log: Logger,
   ) {
+    this.#writer = new GroupWriter(options, metrics, log, () => this.#checkpoint());
     for (const seg of segments) {
       this.#segments.set(seg.seq, seg);
       this.#bytes += seg.size;
@@ -76,14 +57,9 @@ export class WriteAheadLog {
     return n;
   }
 
-  /** Why the log refuses writes (a write or fsync failed), or undefined. */
-  get broken(): string | undefined {
-    return this.#broken;
-  }
-
   /** Whether a request of `bodyBytes` fits under WAL_MAX_BYTES (and the log still works). */
   hasRoom(bodyBytes: number): boolean {
-    return this.#broken === undefined && !this.#closed && this.#bytes + bodyBytes + 64 <= this.options.maxBytes;
+    return this.#writer.broken === undefined && !this.#closed && this.#bytes + bodyBytes + 64 <= this.options.maxBytes;
   }
 
   /** Where the next events record goes; append it there before anything else is appended. */
@@ -100,8 +76,7 @@ export class WriteAheadLog {
     this.#enqueue(seg, head!);
     this.#enqueue(seg, rest!);
     seg.unsettled += spans.length / 2;
-    this.#waiters.push(synced);
-    this.#schedule();
+    this.#writer.await(synced);
   }
 
   /** Records a cut; resolves (never rejects) once it is on disk, or could not be. Returns the segment it is in. */
@@ -109,8 +84,7 @@ export class WriteAheadLog {
     const seg = this.#headForAppend();
     this.#enqueue(seg, encodeJson(CUT, cut));
     seg.pendingCuts++;
-    const durable = new Promise<void>((resolve) => this.#waiters.push(() => resolve()));
-    this.#schedule();
+    const durable = new Promise<void>((resolve) => this.#writer.await(() => resolve()));
     return { seg: seg.seq, durable };
   }
 
@@ -124,10 +98,10 @@ export class WriteAheadLog {
       const seg = this.#segments.get(cutSeg);
       if (seg !== undefined) seg.pendingCuts--;
     }
-    if (this.#broken === undefined && !this.#closed) {
-      // Only spares a restart a redundant PUT: it rides the next fsync, none of its own.
+    if (this.#writer.broken === undefined && !this.#closed) {
+      // Only spares a restart a redundant PUT: it rides the next write, none of its own.
       this.#enqueue(this.#headForAppend(), encodeJson(DONE, { id }));
-      this.#schedule();
+      this.#writer.await(undefined);
     }
     this.#checkpoint();
   }
@@ -136,17 +110,9 @@ export class WriteAheadLog {
   async close(): Promise<{ unsettled: number; segments: number }> {
     if (!this.#closed) {
       this.#closed = true;
-      clearTimeout(this.#timer);
-      for (;;) {
-        if (this.#flushing !== undefined) await this.#flushing;
-        else if (this.#queue.length > 0 && this.#broken === undefined) await (this.#flushing = this.#flush());
-        else break;
-      }
-      await this.#open?.handle.close().catch(() => {});
-      this.#open = undefined;
-      const unsettled = this.unsettled;
-      if (unsettled === 0 && this.#broken === undefined) {
-        for (const seg of [...this.#segments.values()]) await this.#remove(seg);
+      await this.#writer.close();
+      if (this.unsettled === 0 && this.#writer.broken === undefined) {
+        for (const seg of [...this.#segments.values()]) await this.#remove(seg).catch(() => {});
       }
     }
     return { unsettled: this.unsettled, segments: this.#segments.size };
@@ -167,87 +133,9 @@ export class WriteAheadLog {
   }
 
   #enqueue(seg: SegmentState, buf: Buffer): void {
-    this.#queue.push({ seg, buf });
     seg.size += buf.length;
     this.#bytes += buf.length;
-    this.#queuedBytes += buf.length;
-  }
-
-  // Group commit: the first record starts a window of WAL_SYNC_INTERVAL_MS (or less, once
-  // WAL_SYNC_BYTES are queued); every record queued by the time the write starts shares its fsync.
-  #schedule(): void {
-    if (this.#flushing !== undefined) return; // the flush in progress starts the next one when done
-    if (this.#queuedBytes >= this.options.syncBytes || this.options.syncIntervalMs === 0) {
-      clearTimeout(this.#timer);
-      this.#timer = undefined;
-      this.#flushing = this.#flush();
-    } else {
-      this.#timer ??= setTimeout(() => {
-        this.#timer = undefined;
-        this.#flushing ??= this.#flush();
-      }, this.options.syncIntervalMs);
-    }
-  }
-
-  async #flush(): Promise<void> {
-    const queue = this.#queue;
-    const waiters = this.#waiters;
-    this.#queue = [];
-    this.#waiters = [];
-    this.#queuedBytes = 0;
-    const started = performance.now();
-    let ok = this.#broken === undefined;
-    try {
-      for (let i = 0; ok && i < queue.length; ) {
-        const seg = queue[i]!.seg;
-        const bufs: Buffer[] = [];
-        let bytes = 0;
-        for (; i < queue.length && queue[i]!.seg === seg; i++) {
-          bufs.push(queue[i]!.buf);
-          bytes += queue[i]!.buf.length;
-        }
-        const handle = await this.#handleFor(seg);
-        let { bytesWritten } = await handle.writev(bufs);
-        // libuv writes the whole vector unless the disk is full or failing; finish a short write (O_APPEND).
-        if (bytesWritten < bytes) {
-          const all = Buffer.concat(bufs);
-          while (bytesWritten < bytes) bytesWritten += (await handle.write(all, bytesWritten, bytes - bytesWritten)).bytesWritten;
-        }
-        seg.written += bytes;
-      }
-    } catch (err) {
-      ok = false;
-      // What was written since the last fsync may be anywhere on disk now: nothing more goes after
-      // it (a restart cuts it as a torn tail). Every request from now on is refused.
-      this.#broken = `${(err as NodeJS.ErrnoException).code ?? ''} ${(err as Error).message}`.trim();
-      this.metrics.writeFailures.inc();
-      this.log.error({ dir: this.options.dir, err: this.#broken }, `WAL write failed: ${this.#broken}; refusing events (503) until restarted; check WAL_DIR and its volume`);
-    }
-    if (waiters.length > 0) {
-      this.metrics.fsyncSeconds.observe((performance.now() - started) / 1000);
-      this.metrics.groupSize.observe(waiters.length);
-    }
-    this.#flushing = undefined;
-    for (const synced of waiters) synced(ok);
-    // What arrived during this write has waited a whole fsync already: its group is written at once.
-    if (this.#queue.length > 0 && !this.#closed) {
-      clearTimeout(this.#timer);
-      this.#timer = undefined;
-      this.#flushing = this.#flush();
-    }
-    this.#checkpoint();
-  }
-
-  async #handleFor(seg: SegmentState): Promise<FileHandle> {
-    if (this.#open?.seg === seg) return this.#open.handle;
-    const previous = this.#open;
-    this.#open = undefined;
-    await previous?.handle.close().catch(() => {});
-    const handle = await fs.open(path.join(this.options.dir, segmentName(seg.seq)), WRITE_FLAGS, 0o644);
-    this.#open = { seg, handle };
-    // The new name must survive a crash as surely as the records in it.
-    await syncDir(this.options.dir);
-    return handle;
+    this.#writer.enqueue(seg, buf);
   }
 
   // Oldest first, and never past a segment with something unsettled: a cut record in a later
@@ -255,9 +143,7 @@ export class WriteAheadLog {
   #checkpoint(): void {
     for (const seg of this.#segments.values()) {
       if (seg === this.#head || seg.unsettled > 0 || seg.pendingCuts > 0 || seg.written < seg.size) return;
-      this.#segments.delete(seg.seq);
-      this.#bytes -= seg.size;
-      fs.rm(path.join(this.options.dir, segmentName(seg.seq)), { force: true }).catch((err: Error) => {
+      this.#remove(seg).catch((err: Error) => {
         this.log.error({ segment: segmentName(seg.seq), err: err.message }, 'WAL segment could not be removed; its batches are settled; a restart PUTs them again to the same keys');
       });
     }
@@ -266,6 +152,6 @@ export class WriteAheadLog {
   async #remove(seg: SegmentState): Promise<void> {
     this.#segments.delete(seg.seq);
     this.#bytes -= seg.size;
-    await fs.rm(path.join(this.options.dir, segmentName(seg.seq)), { force: true }).catch(() => {});
+    await fs.rm(path.join(this.options.dir, segmentName(seg.seq)), { force: true });
   }
 }

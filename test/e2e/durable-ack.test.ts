@@ -51,6 +51,8 @@ t.test('ACK_LEVEL=disk: SIGKILL under load at several points, a torn tail, a kil
   // Kill points in acknowledged events; the moment inside each is wherever the load is then.
   for (const [n, point] of [400, 1500, 3000, 6000].entries()) {
     const server = await startServer(t, env);
+    // A kill can tear a real write too; the one made below must be cut on the next start.
+    if (n === 2) t.ok((await server.metric('wal_torn_tails_total')) >= 1, 'the torn tail was cut');
     const replay = server.logs.find((l) => l.msg.startsWith('WAL: replaying'));
     if (replay !== undefined) {
       replays++;
@@ -75,7 +77,6 @@ t.test('ACK_LEVEL=disk: SIGKILL under load at several points, a torn tail, a kil
     }
   }
   const last = await startServer(t, env);
-  t.equal(await last.metric('wal_torn_tails_total'), 0, 'no torn tail on the last start');
   client.retarget(last.url);
   const before = client.acked.size;
   await eventually(() => client.acked.size >= before + 300, 600);
@@ -182,7 +183,7 @@ t.test('shared root: two servers, one SIGKILLed under load; the survivor adopts 
   const proxy = await startFaultProxy(t, s3);
   proxy.decide = () => ({ delayMs: 40 });
   const root = tempDir(t, 'root');
-  const common = { ...s3Env(proxy.endpoint), ACK_LEVEL: 'disk', DURABLE_ROOT: root, DURABLE_LEASE_STALE_MS: '1500', BATCH_MAX_AGE_MS: '150', BATCH_MAX_EVENTS: '300', WAL_SEGMENT_BYTES: '65536', DLQ_REUPLOAD_IDLE_MS: '100' };
+  const common = { ...s3Env(proxy.endpoint), ACK_LEVEL: 'disk', DURABLE_ROOT: root, DURABLE_LEASE_STALE_MS: '3000', BATCH_MAX_AGE_MS: '150', BATCH_MAX_EVENTS: '300', WAL_SEGMENT_BYTES: '65536', DLQ_REUPLOAD_IDLE_MS: '100' };
   const a = await startServer(t, { ...common, INSTANCE_ID: 'a' });
   const b = await startServer(t, { ...common, INSTANCE_ID: 'b' });
   t.ok(existsSync(join(root, 'a', 'lease')) && existsSync(join(root, 'b', 'wal')), 'each under its own directory, with a lease');

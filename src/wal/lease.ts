@@ -5,9 +5,9 @@
 // - a lease is fresh while its mtime is younger than DURABLE_LEASE_STALE_MS; its holder touches
 //   it every quarter of that, and exits (status 1) if it finds its lease taken or gone: another
 //   instance judged it dead and is adopting its directory, so it must stop writing there;
-// - `adopt.lock` in a dead instance's directory names its one adopter (created with O_EXCL); one
-//   whose adopter's own lease is stale is taken over by renaming it away first (rename is atomic:
-//   of two survivors only one renames it), so two survivors never adopt the same directory;
+// - `adopt.lock.<n>` in a dead instance's directory names its one adopter, the highest n holding;
+//   each is created with O_EXCL, and one whose adopter's own lease is stale is taken over by
+//   creating n + 1, so two survivors never adopt the same directory at once;
 // - mtimes are set by the writer's clock (utimes), so clocks must agree well within the stale time.
 import { randomUUID } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
@@ -88,40 +88,37 @@ export interface AdoptLock {
   release(): Promise<void>;
 }
 
-/** Takes `dir`'s adopt.lock for `instanceId`, or undefined when a live instance holds it. */
+const ADOPT_LOCK_NAME = /^adopt\.lock\.(\d+)$/;
+
+/**
+ * Takes `dir`'s adopt lock for `instanceId`, or undefined when a live instance holds it. The lock
+ * is the file `adopt.lock.<n>` with the highest n; taking one over from a dead holder creates
+ * n + 1 with O_EXCL, so of two survivors racing for it exactly one succeeds, whatever the order.
+ */
 export async function takeAdoptLock(root: string, dir: string, instanceId: string, staleMs: number): Promise<AdoptLock | undefined> {
-  const file = path.join(dir, ADOPT_LOCK);
-  const token = randomUUID();
-  for (let round = 0; round < 2; round++) {
-    try {
-      const handle = await fs.open(file, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY, 0o644);
-      try {
-        await handle.writeFile(`${JSON.stringify({ instanceId, token })}\n`);
-      } finally {
-        await handle.close();
-      }
-      return {
-        release: async () => {
-          const held = (await readLease(file)) as { token?: string } | undefined;
-          if (held?.token === token) await fs.rm(file, { force: true });
-        },
-      };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    const holder = (await readLease(file)) as { instanceId?: string } | undefined;
+  const generations = (await fs.readdir(dir)).map((name) => ADOPT_LOCK_NAME.exec(name)?.[1]).filter((n) => n !== undefined).map(Number);
+  const top = generations.length === 0 ? -1 : Math.max(...generations);
+  if (top >= 0) {
+    const holder = (await readLease(path.join(dir, `${ADOPT_LOCK}.${top}`))) as { instanceId?: string } | undefined;
     const holderDir = holder?.instanceId === undefined ? undefined : path.join(root, holder.instanceId);
-    const holderGone = holderDir === undefined ? await isStale(dir, staleMs) : await isStale(holderDir, staleMs).then(async (stale) => stale || !(await exists(holderDir)));
-    if (!holderGone) return undefined;
-    // Atomic: of two survivors taking over the same dead adopter's lock, one renames it, the other gets ENOENT.
-    try {
-      await fs.rename(file, `${file}.${token}`);
-      await fs.rm(`${file}.${token}`, { force: true });
-    } catch {
-      return undefined;
-    }
+    // A lock with no readable holder is one being written (or cut short by a crash): judged by the directory's age.
+    const gone = holderDir === undefined ? await isStale(dir, staleMs) : (await isStale(holderDir, staleMs)) || !(await exists(holderDir));
+    if (!gone) return undefined;
   }
-  return undefined;
+  const file = path.join(dir, `${ADOPT_LOCK}.${top + 1}`);
+  try {
+    const handle = await fs.open(file, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY, 0o644);
+    try {
+      await handle.writeFile(`${JSON.stringify({ instanceId })}\n`);
+    } finally {
+      await handle.close();
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return undefined; // another survivor was first
+    throw err;
+  }
+  for (const n of generations) await fs.rm(path.join(dir, `${ADOPT_LOCK}.${n}`), { force: true });
+  return { release: () => fs.rm(file, { force: true }) };
 }
 
 export async function exists(file: string): Promise<boolean> {

@@ -7,7 +7,9 @@
 //   instance judged it dead and is adopting its directory, so it must stop writing there;
 // - `adopt.lock.<n>` in a dead instance's directory names its one adopter, the highest n holding;
 //   each is created with O_EXCL, and one whose adopter's own lease is stale is taken over by
-//   creating n + 1, so two survivors never adopt the same directory at once;
+//   creating n + 1, so two survivors never adopt the same directory at once (known gap: one that
+//   read generation n, then stalled while another took n + 1, adopted, failed and released it,
+//   can take n + 1 beside a third that took 0 meanwhile; adoption takes seconds, the stall would too);
 // - mtimes are set by the writer's clock (utimes), so clocks must agree well within the stale time.
 import { randomUUID } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';

@@ -16,6 +16,25 @@ export interface Entry {
   readonly count: number;
   /** Bytes held: body.length (the front keeps little beside the events, see ParsedEvents). */
   readonly bytes: number;
+  /** ACK_LEVEL=disk: where the request's record is in the write-ahead log (src/wal/). */
+  readonly wal?: WalRef;
+  /** ACK_LEVEL=s3: who waits for the request's events to be stored (src/wal/acks.ts). */
+  readonly ack?: AckWaiter;
+}
+
+/** A request's record in the write-ahead log; its event i is event `base + i` of that record. */
+export interface WalRef {
+  readonly seg: number;
+  readonly off: number;
+  readonly base: number;
+}
+
+/** The answer waiting for a request's events: told once every one of them is stored, spilled or dropped. */
+export interface AckWaiter {
+  pending: number;
+  spilled: boolean;
+  dropped: boolean;
+  readonly done: (outcome: 'stored' | 'spilled' | 'dropped') => void;
 }
 
 export type PushResult = 'ok' | 'full' | 'closed';
@@ -67,6 +86,13 @@ export class Channel implements Intake {
     this.#events += count;
     this.#bytes += entry.bytes;
     return 'ok';
+  }
+
+  /** An entry recovered at start-up (the write-ahead log's replay): taken whatever the bounds, before any request. */
+  restore(entry: Entry): void {
+    this.#entries.push(entry);
+    this.#events += entry.count;
+    this.#bytes += entry.bytes;
   }
 
   shift(): Entry | undefined {

@@ -1,11 +1,28 @@
 // The only reader of process.env: defaults, validation, and one frozen Config (docs/config.md).
 import os from 'node:os';
+import path from 'node:path';
 import envVar from 'env-var';
 
 const MiB = 1024 * 1024;
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
 export type LogLevel = (typeof LOG_LEVELS)[number];
+
+const ACK_LEVELS = ['memory', 'disk', 's3'] as const;
+/** When a 202 is sent: events in memory, in the fsynced write-ahead log, or in S3 (docs/durability.md). */
+export type AckLevel = (typeof ACK_LEVELS)[number];
+
+export interface WalConfig {
+  readonly dir: string;
+  readonly maxBytes: number;
+  readonly syncIntervalMs: number;
+  readonly syncBytes: number;
+  readonly segmentBytes: number;
+  /** DURABLE_ROOT: a volume shared by every instance (EFS); WAL_DIR and DLQ_DIR are then ROOT/<instance>/wal and dlq. */
+  readonly sharedRoot: string | undefined;
+  /** An instance directory whose lease is older than this is adopted by a live instance. */
+  readonly leaseStaleMs: number;
+}
 
 export interface S3Config {
   /** Unset means local mode: an embedded S3-compatible server on loopback. */
@@ -63,6 +80,8 @@ export interface Config {
   readonly corsOrigins: readonly string[];
   readonly logLevel: LogLevel;
   readonly instanceId: string;
+  readonly ackLevel: AckLevel;
+  readonly wal: WalConfig;
   /** Write key metrics as CloudWatch Embedded Metric Format lines to stdout, this often; undefined: off. */
   readonly emfIntervalMs: number | undefined;
 }
@@ -108,6 +127,10 @@ function readConfig(): Config {
   const metricsPort = env.get('METRICS_PORT').asString() ? int('METRICS_PORT', 0, 0, 65535) : undefined;
   const maxConnections = env.get('MAX_CONNECTIONS').asString() ? int('MAX_CONNECTIONS', 0, 1, 10_000_000) : undefined;
 
+  const id = instanceId(env.get('INSTANCE_ID').asString());
+  const sharedRoot = env.get('DURABLE_ROOT').asString()?.trim() || undefined;
+  const ownDir = (name: 'wal' | 'dlq') => (sharedRoot === undefined ? undefined : path.join(sharedRoot, id, name));
+
   return {
     port: int('PORT', 8080, 0, 65535),
     host: env.get('HOST').default('0.0.0.0').asString(),
@@ -134,7 +157,7 @@ function readConfig(): Config {
     uploadMaxAttempts: int('UPLOAD_MAX_ATTEMPTS', 3, 1, 100),
     uploadTimeoutMs: int('UPLOAD_TIMEOUT_MS', 10_000, 100, 600_000),
     gzipLevel: int('GZIP_LEVEL', 6, 1, 9),
-    dlqDir: env.get('DLQ_DIR').default('./data/dlq').asString(),
+    dlqDir: ownDir('dlq') ?? env.get('DLQ_DIR').default('./data/dlq').asString(),
     dlqMaxBytes: int('DLQ_MAX_BYTES', 1024 * MiB, 1024, Number.MAX_SAFE_INTEGER),
     dlqMaxFiles: int('DLQ_MAX_FILES', 10_000, 1, 10_000_000),
     dlqTtlSeconds: int('DLQ_TTL_SECONDS', 259_200, 1, 10 * 365 * 86_400),
@@ -143,7 +166,17 @@ function readConfig(): Config {
     apiKeys: list('API_KEYS'),
     corsOrigins: list('CORS_ORIGINS'),
     logLevel: env.get('LOG_LEVEL').default('info').asEnum(LOG_LEVELS),
-    instanceId: instanceId(env.get('INSTANCE_ID').asString()),
+    instanceId: id,
+    ackLevel: env.get('ACK_LEVEL').default('memory').asEnum(ACK_LEVELS),
+    wal: {
+      dir: ownDir('wal') ?? env.get('WAL_DIR').default('./data/wal').asString(),
+      maxBytes: int('WAL_MAX_BYTES', 1024 * MiB, 1024 * 1024, Number.MAX_SAFE_INTEGER),
+      syncIntervalMs: int('WAL_SYNC_INTERVAL_MS', 2, 0, 1000),
+      syncBytes: int('WAL_SYNC_BYTES', MiB, 1024, 1024 * MiB),
+      segmentBytes: int('WAL_SEGMENT_BYTES', 16 * MiB, 64 * 1024, 1024 * MiB),
+      sharedRoot,
+      leaseStaleMs: int('DURABLE_LEASE_STALE_MS', 60_000, 1000, 3_600_000),
+    },
     emfIntervalMs: env.get('METRICS_EMF').default('false').asBoolStrict() ? int('METRICS_EMF_INTERVAL_MS', 60_000, 1000, 3_600_000) : undefined,
   };
 }

@@ -14,12 +14,14 @@ import { startEmf } from './metrics/emf.js';
 import { createHttpMetrics } from './metrics/http.js';
 import { observePreflight } from './metrics/preflight.js';
 import { createUploadMetrics, observeQueueDepths, observeS3Failing } from './metrics/upload.js';
-import { Pipeline } from './pipeline.js';
+import { Pipeline, type PipelineOptions } from './pipeline.js';
 import { shutDownOnSignals } from './shutdown.js';
 import { connectS3, LOCAL_DATA_DIR, NoRegion, type S3Target } from './upload/connect.js';
+import type { Spill } from './upload/loop.js';
 import { preflightS3 } from './upload/preflight.js';
 import { S3Uploader } from './upload/s3.js';
 import { VERSION } from './version.js';
+import { openDurability, WalLocked } from './wal/setup.js';
 
 const USAGE = `usage: node dist/main.js [--help | --version]   (npm start)
 Starts the event ingest server. Every setting comes from environment variables: see
@@ -71,6 +73,10 @@ async function main(): Promise<void> {
     log.child({ part: 's3' }),
   );
   observeS3Failing(registry, () => uploader.failingSeconds());
+  const durability = await openDurability(config, registry, log.child({ part: 'wal' })).catch((err: unknown) => {
+    if (err instanceof WalLocked) fail(log, err.message);
+    throw err;
+  });
   const dlq = await DlqStore.open(
     {
       dir: config.dlqDir,
@@ -90,24 +96,28 @@ async function main(): Promise<void> {
     throw err;
   });
   observeDlq(registry, dlq, Date.now);
-  const pipeline = new Pipeline(
-    {
-      channelMaxEvents: config.channelMaxEvents,
-      channelMaxBytes: config.channelMaxBytes,
-      batch: {
-        maxEvents: config.batchMaxEvents,
-        maxBytes: config.batchMaxBytes,
-        maxAgeMs: config.batchMaxAgeMs,
-        prefix: config.s3.prefix,
-        instanceId: config.instanceId,
-      },
-      upload: { concurrency: config.uploadConcurrency, maxQueuedBatches: config.uploadQueueMaxBatches, gzipLevel: config.gzipLevel },
+  const pipelineOptions: PipelineOptions = {
+    channelMaxEvents: config.channelMaxEvents,
+    channelMaxBytes: config.channelMaxBytes,
+    batch: {
+      maxEvents: config.batchMaxEvents,
+      maxBytes: config.batchMaxBytes,
+      maxAgeMs: config.batchMaxAgeMs,
+      prefix: config.s3.prefix,
+      instanceId: config.instanceId,
     },
+    upload: { concurrency: config.uploadConcurrency, maxQueuedBatches: config.uploadQueueMaxBatches, gzipLevel: config.gzipLevel },
+  };
+  const spill: Spill = (batch, body) => dlq.save(batch, body);
+  const pipeline = new Pipeline(
+    pipelineOptions,
     uploader,
-    (batch, body) => dlq.save(batch, body),
+    spill,
     uploadMetrics,
     log.child({ part: 'upload' }),
+    durability.journal,
   );
+  durability.start(pipeline);
   const reuploader = new Reuploader(dlq, uploader, pipeline, config.dlqReuploadIdleMs, dlqMetrics, log.child({ part: 'dlq' }), Date.now);
   observeQueueDepths(registry, {
     channelEvents: () => pipeline.events,
@@ -118,7 +128,7 @@ async function main(): Promise<void> {
 
   const server = new IngestServer(
     config,
-    pipeline,
+    durability.journal ?? pipeline,
     httpCounts,
     async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
     log.child({ part: 'http' }),
@@ -138,6 +148,7 @@ async function main(): Promise<void> {
     (ok) => (preflightOk = ok),
     (err: Error) => log.error({ err: err.message }, `S3 preflight could not run: ${err.message}`),
   );
+  durability.adopt({ pipeline: pipelineOptions, uploader, spill, uploadMetrics, dlqMetrics });
   // A reader of stdout that went away (EPIPE) must not crash the server: the EMF lines are lost,
   // the service is not. (pino's synchronous writes handle EPIPE themselves.)
   process.stdout.on('error', () => {});
@@ -160,6 +171,7 @@ async function main(): Promise<void> {
     pipeline,
     dlqDropped: () => dlq.droppedEventsByReason,
     steps: [
+      ['closing the WAL and the lease', () => durability.close()],
       ['stopping DLQ re-upload', () => reuploader.stop()],
       ['stopping EMF', () => stopEmf?.()],
       ['closing the listener', () => server.close()],

@@ -10,7 +10,8 @@
 import type { Logger } from 'pino';
 import { Channel, type Entry, type Intake, type PushResult } from './channel.js';
 import type { UploadMetrics } from './metrics/upload.js';
-import { Batcher, type BatcherOptions } from './upload/batcher.js';
+import { type Batch, Batcher, type BatcherOptions } from './upload/batcher.js';
+import type { Journal } from './upload/journal.js';
 import { type Spill, UploadLoop, type UploadLoopOptions } from './upload/loop.js';
 import type { S3Uploader } from './upload/s3.js';
 
@@ -51,10 +52,11 @@ export class Pipeline implements Intake {
     spill: Spill,
     metrics: UploadMetrics,
     private readonly log: Logger,
+    journal?: Journal,
   ) {
     this.#channel = new Channel(options.channelMaxEvents, options.channelMaxBytes);
-    this.#loop = new UploadLoop(uploader, spill, options.upload, metrics, log, () => this.#scheduleDrain());
-    this.#batcher = new Batcher(this.#channel, this.#loop, options.batch);
+    this.#loop = new UploadLoop(uploader, spill, options.upload, metrics, log, () => this.#scheduleDrain(), journal);
+    this.#batcher = new Batcher(this.#channel, this.#loop, options.batch, journal);
   }
 
   get events(): number {
@@ -84,6 +86,19 @@ export class Pipeline implements Intake {
       this.#scheduleDrain();
     }
     return result;
+  }
+
+  /** Start-up replay of the write-ahead log: events acknowledged by an earlier run, not yet in a batch. */
+  restore(entry: Entry): void {
+    this.#channel.restore(entry);
+    this.#accepted += entry.count;
+    this.#scheduleDrain();
+  }
+
+  /** Start-up replay of the write-ahead log: a batch cut by an earlier run, uploaded again under its key. */
+  resubmit(batch: Batch): void {
+    this.#accepted += batch.events;
+    this.#loop.submit(batch);
   }
 
   /** For the DLQ re-uploader: when live uploads were last active, or undefined while busy. */

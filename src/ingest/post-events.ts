@@ -1,11 +1,13 @@
 // POST /v1/events: headers checked, body read, parsed and validated, events into the channel, per docs/api.md.
 //
 // A uWS response must not be touched after its onAborted ran; every body is therefore handled
-// synchronously inside the last onData call.
+// synchronously inside the last onData call, and with ACK_LEVEL=disk or s3 (the answer comes
+// later) the route takes onAborted over and answers only a response that is still there.
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { Logger } from 'pino';
-import type { Intake } from '../channel.js';
+import type { Entry, Intake } from '../channel.js';
 import type { HttpCounts } from '../metrics/http.js';
+import type { AckedIntake, AckOutcome } from '../wal/acks.js';
 import type { Access } from './access.js';
 import { BODY_TOO_LARGE, type BodyFormat, gunzipCapped, type ParseLimits, parseEvents, Rejection } from './body.js';
 import { bodyFormat, contentLength, noLength } from './headers.js';
@@ -42,6 +44,8 @@ export class EventsRoute implements BodyHandler<PostContext> {
   readonly #parseLimits: ParseLimits;
   #queueFullUnlogged = 0;
   #queueFullLoggedAt = 0;
+  /** ACK_LEVEL=disk or s3: the intake that answers once the events are durable. */
+  readonly #acked: AckedIntake | undefined;
 
   constructor(
     private readonly options: EventsOptions,
@@ -55,6 +59,7 @@ export class EventsRoute implements BodyHandler<PostContext> {
     this.#budget = new BodyBudget(options.maxBodiesInFlightBytes, counts);
     this.#bodyLimits = { maxBodyBytes: options.maxBodyBytes, discardMaxBytes: DISCARD_BODIES * options.maxBodyBytes, discardMaxMs: DISCARD_MAX_MS };
     this.#parseLimits = { maxEvents: options.maxEventsPerRequest, maxDepth: options.maxEventDepth };
+    this.#acked = 'pushAcked' in channel ? (channel as AckedIntake) : undefined;
   }
 
   post = (res: HttpResponse, req: HttpRequest): void => {
@@ -111,10 +116,28 @@ export class EventsRoute implements BodyHandler<PostContext> {
     const parsed = parseEvents(raw, format, this.#parseLimits, gzip || owned);
     if (parsed instanceof Rejection) return this.respond.send(res, '400', JSON.stringify(parsed), corsOrigin);
     const count = parsed.spans.length / 2;
+    if (this.#acked !== undefined) return this.#pushAcked(res, { receivedAt: Date.now(), body: parsed.body, spans: parsed.spans, count, bytes: parsed.bytes }, corsOrigin);
     const pushed = this.channel.tryPush({ receivedAt: Date.now(), body: parsed.body, spans: parsed.spans, count, bytes: parsed.bytes });
     if (pushed !== 'ok') return this.#refuseQueue(res, pushed, corsOrigin);
     this.counts.eventsAccepted += count;
     this.respond.send(res, '202', `{"accepted":${count}}`, corsOrigin);
+  }
+
+  /** ACK_LEVEL=disk or s3: the answer waits for the WAL's fsync or the batch's upload. */
+  #pushAcked(res: HttpResponse, entry: Entry, corsOrigin: string): void {
+    let aborted = false;
+    res.onAborted(() => (aborted = true));
+    const pushed = this.#acked!.pushAcked(entry, (outcome) => {
+      if (outcome !== 'failed' && outcome !== 'dropped') this.counts.eventsAccepted += entry.count;
+      if (!aborted) res.cork(() => this.#answerAcked(res, outcome, entry.count, corsOrigin));
+    });
+    if (pushed !== 'ok') this.#refuseQueue(res, pushed, corsOrigin);
+  }
+
+  #answerAcked(res: HttpResponse, outcome: AckOutcome, count: number, corsOrigin: string): void {
+    if (outcome === 'synced') return this.respond.send(res, '202', `{"accepted":${count}}`, corsOrigin);
+    if (outcome === 'stored' || outcome === 'spilled') return this.respond.send(res, '202', `{"accepted":${count},"stored":"${outcome === 'stored' ? 's3' : 'dlq'}"}`, corsOrigin);
+    this.respond.send(res, '503', R.NOT_STORED, corsOrigin, R.RETRY_AFTER);
   }
 
   /** 503: the channel is closed (shutdown) or full (back-pressure: retry after a second). */

@@ -5,6 +5,7 @@
 // Memory held here: the open batch plus at most one request's worth of cut batches.
 import { randomBytes } from 'node:crypto';
 import type { Channel, Entry } from '../channel.js';
+import type { Journal } from './journal.js';
 
 /** Events `from` to `to` (exclusive) of one request inside a batch; they share its receive time. */
 export interface Segment {
@@ -23,6 +24,8 @@ export interface Batch {
   readonly firstReceivedAt: number;
   readonly lastReceivedAt: number;
   readonly segments: readonly Segment[];
+  /** With a journal: resolves once the cut is durable; the first PUT waits for it. */
+  readonly durable?: Promise<void> | undefined;
 }
 
 export interface BatchSink {
@@ -62,6 +65,7 @@ export class Batcher {
     private readonly channel: Channel,
     private readonly sink: BatchSink,
     private readonly options: BatcherOptions,
+    private readonly journal?: Journal,
   ) {}
 
   /** Events in the open batch and in cut batches not yet taken by the sink. */
@@ -135,8 +139,8 @@ export class Batcher {
   #cut(): void {
     if (this.#events === 0) return;
     clearTimeout(this.#timer);
-    const id = `${this.#first}-${this.options.instanceId}-${BOOT_TAG}-${(this.#seq++).toString(36).padStart(8, '0')}`;
-    this.#sealed.push({
+    const id = this.journal?.batchId(this.#segments[0]!, this.#first) ?? `${this.#first}-${this.options.instanceId}-${BOOT_TAG}-${(this.#seq++).toString(36).padStart(8, '0')}`;
+    const batch: Batch = {
       id,
       key: objectKey(this.options.prefix, this.#first, id),
       events: this.#events,
@@ -144,7 +148,8 @@ export class Batcher {
       firstReceivedAt: this.#first,
       lastReceivedAt: this.#last,
       segments: this.#segments,
-    });
+    };
+    this.#sealed.push(this.journal === undefined ? batch : { ...batch, durable: this.journal.cut(batch) });
     this.#segments = [];
     this.#events = 0;
     this.#bytes = 0;

@@ -9,6 +9,7 @@ import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import type { UploadMetrics } from '../metrics/upload.js';
 import { type Batch, type BatchSink, encodeLines } from './batcher.js';
+import type { Journal } from './journal.js';
 import { errorCode, type S3Uploader, UploadAborted } from './s3.js';
 
 const gzip = promisify(zlib.gzip);
@@ -47,6 +48,7 @@ export class UploadLoop implements BatchSink {
     private readonly metrics: UploadMetrics,
     private readonly log: Logger,
     slotFree: () => void,
+    private readonly journal?: Journal,
   ) {
     this.#queue = new PQueue({ concurrency: options.concurrency });
     this.#queue.addEventListener('next', () => {
@@ -87,6 +89,7 @@ export class UploadLoop implements BatchSink {
       // #upload catches what it can meet; only a bug (or memory running out) lands here.
       this.tallies.dropped += batch.events;
       this.log.error({ key: batch.key, events: batch.events, err: (err as Error).message }, 'batch lost: neither uploaded nor spilled');
+      this.journal?.settled(batch, 'dropped');
     });
   }
 
@@ -105,6 +108,8 @@ export class UploadLoop implements BatchSink {
     this.metrics.batchEvents.observe(batch.events);
     this.metrics.batchBytes.observe(batch.bytes);
     this.metrics.batchCompressedBytes.observe(body.length);
+    // The cut must be on disk before S3 can hold the object: a restart then re-cuts the same batch.
+    if (batch.durable !== undefined) await batch.durable;
     try {
       // Past the deadline this throws at once, without an attempt: the batch goes to the spill.
       await this.uploader.put({ key: batch.key, body, events: batch.events }, this.#abort.signal);
@@ -112,8 +117,10 @@ export class UploadLoop implements BatchSink {
       if (!this.#abort.signal.aborted) {
         this.log.error({ key: batch.key, events: batch.events, code: errorCode(error), err: (error as Error).message }, 'S3 upload failed for good');
       }
-      if (await this.spill(batch, body)) this.tallies.spilled += batch.events;
+      const spilled = await this.spill(batch, body);
+      if (spilled) this.tallies.spilled += batch.events;
       else this.tallies.dropped += batch.events;
+      this.journal?.settled(batch, spilled ? 'spilled' : 'dropped');
       return;
     }
     this.tallies.stored += batch.events;
@@ -121,5 +128,6 @@ export class UploadLoop implements BatchSink {
     this.metrics.eventsStored.inc(batch.events);
     this.metrics.objectsStored.inc();
     this.metrics.bytesStored.inc(body.length);
+    this.journal?.settled(batch, 'stored');
   }
 }

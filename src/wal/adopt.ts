@@ -1,0 +1,154 @@
+// Shared root (DURABLE_ROOT): keeps this instance's lease fresh, and adopts the directory of an
+// instance whose lease went stale: replays its WAL, drains its DLQ into S3, then removes it.
+// Leases and the adopt lock: ./lease.ts. What it promises and costs: docs/durability.md.
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { WalConfig } from '../config.js';
+import { LOCK_FILE } from '../dlq/lock.js';
+import { DlqStore } from '../dlq/store.js';
+import type { DlqMetrics } from '../metrics/dlq.js';
+import type { UploadMetrics } from '../metrics/upload.js';
+import type { WalMetrics } from '../metrics/wal.js';
+import { Pipeline, type PipelineOptions } from '../pipeline.js';
+import type { Spill } from '../upload/loop.js';
+import type { S3Uploader } from '../upload/s3.js';
+import { Acks } from './acks.js';
+import { exists, isStale, takeAdoptLock } from './lease.js';
+import { WriteAheadLog } from './log.js';
+import { recover } from './replay.js';
+
+export interface AdoptionParts {
+  readonly instanceId: string;
+  readonly wal: WalConfig & { readonly sharedRoot: string };
+  readonly pipeline: PipelineOptions;
+  readonly dlq: { readonly ttlSeconds: number; readonly prefix: string };
+  readonly uploader: S3Uploader;
+  /** Where a batch of an adopted WAL goes when S3 fails it for good: this instance's DLQ. */
+  readonly spill: Spill;
+  readonly metrics: { readonly wal: WalMetrics; readonly upload: UploadMetrics; readonly dlq: DlqMetrics };
+}
+
+class NotDone extends Error {}
+
+export class Adopter {
+  #timer: NodeJS.Timeout | undefined;
+  #running: Promise<void> | undefined;
+  #stopping = false;
+  #hurry: () => void = () => {};
+  readonly #stopped = new Promise<void>((resolve) => (this.#hurry = resolve));
+
+  constructor(
+    private readonly parts: AdoptionParts,
+    private readonly log: Logger,
+  ) {}
+
+  /** Looks for dead instances now and every half stale time. */
+  start(): void {
+    const every = Math.max(500, Math.floor(this.parts.wal.leaseStaleMs / 2));
+    const tick = () => {
+      this.#running = this.#scan().finally(() => {
+        this.#running = undefined;
+        if (!this.#stopping) this.#timer = setTimeout(tick, every);
+      });
+    };
+    tick();
+  }
+
+  /** Stops looking; an adoption in progress spills what it holds to the DLQ and leaves the rest for another instance. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    clearTimeout(this.#timer);
+    this.#hurry();
+    await this.#running;
+  }
+
+  async #scan(): Promise<void> {
+    const { sharedRoot, leaseStaleMs } = this.parts.wal;
+    let names: string[];
+    try {
+      names = (await fs.readdir(sharedRoot, { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => e.name);
+    } catch (err) {
+      this.log.warn({ root: sharedRoot, err: (err as Error).message }, 'shared root unreadable; will look again');
+      return;
+    }
+    for (const name of names) {
+      if (this.#stopping) return;
+      const dir = path.join(sharedRoot, name);
+      if (name === this.parts.instanceId || !((await exists(path.join(dir, 'wal'))) || (await exists(path.join(dir, 'dlq'))))) continue;
+      if (!(await isStale(dir, leaseStaleMs))) continue;
+      const lock = await takeAdoptLock(sharedRoot, dir, this.parts.instanceId, leaseStaleMs).catch(() => undefined);
+      if (lock === undefined) continue;
+      try {
+        await this.#adopt(dir, name);
+      } catch (err) {
+        this.log.warn({ dir, err: (err as Error).message }, `adopting ${dir} is not finished; will go on later`);
+      } finally {
+        await lock.release().catch(() => {});
+      }
+    }
+  }
+
+  async #adopt(dir: string, deadId: string): Promise<void> {
+    this.log.info({ dir, dead: deadId }, `adopting the directory of instance ${deadId}: its lease is stale`);
+    // Its holder is dead (its lease is stale and we hold the adopt lock): its locks are stale too.
+    for (const sub of ['wal', 'dlq']) await fs.rm(path.join(dir, sub, LOCK_FILE), { force: true });
+    const walDir = path.join(dir, 'wal');
+    if (await exists(walDir)) await this.#replay(walDir, deadId);
+    const dlqDir = path.join(dir, 'dlq');
+    if (await exists(dlqDir)) await this.#drain(dlqDir);
+    if (this.#stopping) throw new NotDone('stopping');
+    await fs.rm(dir, { recursive: true, force: true });
+    this.parts.metrics.wal.adoptedDirs.inc();
+    this.log.info({ dir, dead: deadId }, `adopted and removed the directory of instance ${deadId}`);
+  }
+
+  // The dead instance's WAL, under its own name: a batch it cut keeps its key, one cut here gets
+  // the dead instance's log id, so that another adopter after us cuts the same.
+  async #replay(walDir: string, deadId: string): Promise<void> {
+    const { metrics } = this.parts;
+    const log = this.log.child({ adopted: deadId });
+    const recovered = await recover(walDir, this.parts.instanceId, metrics.wal, log);
+    const wal = new WriteAheadLog({ ...this.parts.wal, dir: walDir }, recovered.logId, recovered.segments, recovered.nextSeq, metrics.wal, log);
+    const journal = new Acks(wal, deadId, recovered.cutSegs);
+    const pipeline = new Pipeline(
+      { ...this.parts.pipeline, batch: { ...this.parts.pipeline.batch, instanceId: deadId } },
+      this.parts.uploader,
+      this.parts.spill,
+      metrics.upload,
+      log,
+      journal,
+    );
+    journal.feed(pipeline);
+    for (const batch of recovered.batches) pipeline.resubmit(batch);
+    for (const entry of recovered.entries) pipeline.restore(entry);
+    metrics.wal.replayedEvents.inc(recovered.events);
+    log.info({ events: recovered.events, batches: recovered.batches.length }, `adopted WAL: replaying ${recovered.events} events instance ${deadId} acknowledged`);
+    const summary = await pipeline.close(this.#stopped);
+    const { unsettled } = await wal.close();
+    recovered.lock.release();
+    log.info({ stored: summary.stored, spilled: summary.spilled, dropped: summary.dropped, unsettled }, 'adopted WAL replayed');
+    if (unsettled > 0) throw new NotDone(`${unsettled} events of the adopted WAL are not settled`);
+  }
+
+  async #drain(dlqDir: string): Promise<void> {
+    const { metrics, dlq } = this.parts;
+    const store = await DlqStore.open(
+      { dir: dlqDir, maxBytes: Number.MAX_SAFE_INTEGER, maxFiles: Number.MAX_SAFE_INTEGER, ttlSeconds: dlq.ttlSeconds, now: Date.now, repair: true, prefix: dlq.prefix, instanceId: this.parts.instanceId },
+      metrics.dlq,
+      this.log,
+    );
+    try {
+      if (store.unusable !== undefined) throw new NotDone(`its DLQ is unusable: ${store.unusable}`);
+      for (let file = store.oldest(); file !== undefined && !this.#stopping; file = store.oldest()) {
+        const object = await store.read(file);
+        if (object === undefined) continue; // set aside, counted
+        await this.parts.uploader.put({ key: object.meta.key, body: object.gzip, events: object.meta.events });
+        if (await store.delete(file, 'reuploaded')) metrics.dlq.eventsReuploaded.inc(object.meta.events);
+      }
+      if (store.files > 0) throw new NotDone(`${store.files} files left in its DLQ`);
+    } finally {
+      store.close();
+    }
+  }
+}

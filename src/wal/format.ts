@@ -1,0 +1,133 @@
+// The write-ahead log on disk (ACK_LEVEL=disk): segment files of checksummed records.
+//
+// WAL_DIR/
+//   .lock                  the owner's lock (src/dlq/lock.ts): one process per directory
+//   000000000007.wal       segments, numbered up from 0, never reused within a directory
+//   corrupt/               copies of segments whose middle failed its checksum (kept for a look)
+//
+// A segment is the 8 bytes `EIWAL01\n` and the log's id (8 hex digits: made when a directory has
+// no segment, copied into every later one; it goes into batch ids), then records, each:
+//
+//   u32 LE  N        payload length
+//   u32 LE  crc      CRC-32 of the type byte and the payload
+//   u8      type     1 events, 2 cut, 3 done
+//   N bytes payload
+//
+// - events (one accepted request): f64 LE received_at (ms), u32 LE count, u32 LE spans[2 * count]
+//   (event i is body[spans[2i], spans[2i+1])), then the body as the front kept it;
+// - cut (a batch was cut; written and fsynced before its first PUT): JSON {id, key, events,
+//   first, last, from, to}; from and to are positions [segment, offset, event], `to` exclusive:
+//   the batch is every event from `from` up to `to` in log order (batches are contiguous);
+// - done (the batch is in S3, in the DLQ or counted dropped; not fsynced on its own): JSON {id}.
+//
+// Invariants:
+// - a request is answered 202 only after its events record is fsynced (group commit: one
+//   write, opened O_DSYNC, for every record queued since the last);
+// - a position (segment, offset, event) never names two events in one directory, so a batch id
+//   made from its first event's position is the same before and after a crash, and different
+//   from every other batch's: a batch PUT again after a restart overwrites its own object;
+// - a segment is deleted, oldest first and never the one being written, once every event in it is
+//   settled (stored, spilled or dropped) and every batch whose cut it records too;
+// - reading stops at the first record whose length runs past the end or whose checksum fails: in
+//   the last segment that is a torn tail (written, never fsynced, never acknowledged) and is cut;
+//   in an earlier segment it is corruption: the segment is copied to corrupt/, counted, and cut
+//   there too, so that what precedes it is still replayed.
+import zlib from 'node:zlib';
+
+export const MAGIC = Buffer.from('EIWAL01\n', 'latin1');
+export const SEGMENT_HEADER_BYTES = MAGIC.length + 8;
+export const RECORD_HEADER_BYTES = 9;
+/** Larger than any record the server writes (a body is at most MAX_BODY_BYTES): a length past it is corruption. */
+const MAX_RECORD_BYTES = 1024 * 1024 * 1024;
+
+export const EVENTS = 1;
+export const CUT = 2;
+export const DONE = 3;
+
+/** [segment, offset of the events record, event index in it]. */
+export type Position = readonly [seg: number, off: number, ev: number];
+
+export interface CutRecord {
+  readonly id: string;
+  readonly key: string;
+  readonly events: number;
+  readonly first: number;
+  readonly last: number;
+  readonly from: Position;
+  readonly to: Position;
+}
+
+export function comparePositions(a: Position, b: Position): number {
+  return a[0] - b[0] || a[1] - b[1] || a[2] - b[2];
+}
+
+export function segmentName(seq: number): string {
+  return `${String(seq).padStart(12, '0')}.wal`;
+}
+
+export function segmentSeq(name: string): number | undefined {
+  return /^\d{12}\.wal$/.test(name) ? Number(name.slice(0, 12)) : undefined;
+}
+
+/** The buffers of one events record: a head (header, time, count, spans) and the body itself, not copied. */
+export function encodeEvents(receivedAt: number, spans: readonly number[], body: Buffer): Buffer[] {
+  const count = spans.length / 2;
+  const head = Buffer.allocUnsafe(RECORD_HEADER_BYTES + 12 + 8 * count);
+  head.writeUInt32LE(head.length - RECORD_HEADER_BYTES + body.length, 0);
+  head[8] = EVENTS;
+  head.writeDoubleLE(receivedAt, 9);
+  head.writeUInt32LE(count, 17);
+  for (let i = 0; i < spans.length; i++) head.writeUInt32LE(spans[i]!, 21 + 4 * i);
+  head.writeUInt32LE(zlib.crc32(body, zlib.crc32(head.subarray(8))), 4);
+  return [head, body];
+}
+
+export function encodeJson(type: typeof CUT | typeof DONE, value: unknown): Buffer {
+  const json = Buffer.from(JSON.stringify(value), 'utf8');
+  const record = Buffer.allocUnsafe(RECORD_HEADER_BYTES + json.length);
+  record.writeUInt32LE(json.length, 0);
+  record[8] = type;
+  json.copy(record, RECORD_HEADER_BYTES);
+  record.writeUInt32LE(zlib.crc32(record.subarray(8)), 4);
+  return record;
+}
+
+export interface RawRecord {
+  readonly type: number;
+  readonly off: number;
+  readonly payload: Buffer;
+}
+
+export function segmentHeader(logId: string): Buffer {
+  return Buffer.concat([MAGIC, Buffer.from(logId, 'latin1')]);
+}
+
+/** The records of a segment up to the first bad one; `good` is where that one starts (or the size). */
+export function readRecords(data: Buffer): { logId: string | undefined; records: RawRecord[]; good: number; bad: string | undefined } {
+  const records: RawRecord[] = [];
+  const logId = data.subarray(MAGIC.length, SEGMENT_HEADER_BYTES).toString('latin1');
+  if (data.length < SEGMENT_HEADER_BYTES || !data.subarray(0, MAGIC.length).equals(MAGIC) || !/^[0-9a-f]{8}$/.test(logId)) {
+    return { logId: undefined, records, good: 0, bad: data.length === 0 ? 'an empty file' : 'no segment header' };
+  }
+  let at = SEGMENT_HEADER_BYTES;
+  while (at < data.length) {
+    if (data.length - at < RECORD_HEADER_BYTES) return { logId, records, good: at, bad: 'a record header cut short' };
+    const length = data.readUInt32LE(at);
+    if (length > MAX_RECORD_BYTES || at + RECORD_HEADER_BYTES + length > data.length) return { logId, records, good: at, bad: 'a record cut short' };
+    const typed = data.subarray(at + 8, at + RECORD_HEADER_BYTES + length);
+    const type = typed[0]!;
+    if (zlib.crc32(typed) !== data.readUInt32LE(at + 4) || type < EVENTS || type > DONE) return { logId, records, good: at, bad: 'a checksum mismatch' };
+    records.push({ type, off: at, payload: typed.subarray(1) });
+    at += RECORD_HEADER_BYTES + length;
+  }
+  return { logId, records, good: at, bad: undefined };
+}
+
+/** An events record's payload as an entry's parts; the body is copied out of the segment's buffer. */
+export function decodeEvents(payload: Buffer): { receivedAt: number; spans: number[]; body: Buffer } {
+  const receivedAt = payload.readDoubleLE(0);
+  const count = payload.readUInt32LE(8);
+  const spans = new Array<number>(2 * count);
+  for (let i = 0; i < 2 * count; i++) spans[i] = payload.readUInt32LE(12 + 4 * i);
+  return { receivedAt, spans, body: Buffer.from(payload.subarray(12 + 8 * count)) };
+}

@@ -1,0 +1,128 @@
+// Leases on a shared root (DURABLE_ROOT, EFS): each instance keeps ROOT/<instance>/lease fresh; a
+// directory whose lease went stale belongs to a dead instance, and one live instance adopts it.
+//
+// Invariants:
+// - a lease is fresh while its mtime is younger than DURABLE_LEASE_STALE_MS; its holder touches
+//   it every quarter of that, and exits (status 1) if it finds its lease taken or gone: another
+//   instance judged it dead and is adopting its directory, so it must stop writing there;
+// - `adopt.lock.<n>` in a dead instance's directory names its one adopter, the highest n holding;
+//   each is created with O_EXCL, and one whose adopter's own lease is stale is taken over by
+//   creating n + 1, so two survivors never adopt the same directory at once (known gap: one that
+//   read generation n, then stalled while another took n + 1, adopted, failed and released it,
+//   can take n + 1 beside a third that took 0 meanwhile; adoption takes seconds, the stall would too);
+// - mtimes are set by the writer's clock (utimes), so clocks must agree well within the stale time.
+import { randomUUID } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { Logger } from 'pino';
+
+export const LEASE_FILE = 'lease';
+export const ADOPT_LOCK = 'adopt.lock';
+
+interface LeaseContent {
+  readonly instanceId: string;
+  readonly host: string;
+  readonly pid: number;
+  readonly token: string;
+}
+
+export class Lease {
+  readonly #timer: NodeJS.Timeout;
+
+  private constructor(
+    private readonly file: string,
+    private readonly token: string,
+    staleMs: number,
+    log: Logger,
+  ) {
+    this.#timer = setInterval(() => {
+      this.#renew().catch((err: unknown) => {
+        if (!(err instanceof LeaseLost)) return log.warn({ file, err: (err as Error).message }, 'lease could not be renewed; trying again');
+        log.fatal({ file }, `lease lost: ${file} is gone or another instance's; this instance was judged dead and its directory is being adopted; exiting`);
+        process.exit(1);
+      });
+    }, Math.max(250, Math.floor(staleMs / 4))).unref();
+  }
+
+  /** Writes this instance's lease in `dir` (its own directory under the root) and keeps it fresh. */
+  static async take(dir: string, instanceId: string, staleMs: number, log: Logger): Promise<Lease> {
+    await fs.mkdir(dir, { recursive: true });
+    const content: LeaseContent = { instanceId, host: os.hostname(), pid: process.pid, token: randomUUID() };
+    const file = path.join(dir, LEASE_FILE);
+    const temp = `${file}.${content.token}`;
+    await fs.writeFile(temp, `${JSON.stringify(content)}\n`);
+    await fs.rename(temp, file);
+    return new Lease(file, content.token, staleMs, log);
+  }
+
+  /** Removes the lease (a clean stop): what is left in the directory is adopted once the lease would be stale. */
+  async release(): Promise<void> {
+    clearInterval(this.#timer);
+    if ((await readLease(this.file))?.token === this.token) await fs.rm(this.file, { force: true });
+  }
+
+  async #renew(): Promise<void> {
+    if ((await readLease(this.file))?.token !== this.token) throw new LeaseLost();
+    const now = new Date();
+    await fs.utimes(this.file, now, now);
+  }
+}
+
+class LeaseLost extends Error {}
+
+async function readLease(file: string): Promise<LeaseContent | undefined> {
+  try {
+    return JSON.parse(await fs.readFile(file, 'utf8')) as LeaseContent;
+  } catch {
+    return undefined;
+  }
+}
+
+/** An instance directory's lease is stale (or missing, and the directory unchanged for as long). */
+export async function isStale(dir: string, staleMs: number): Promise<boolean> {
+  const stat = (await fs.stat(path.join(dir, LEASE_FILE)).catch(() => undefined)) ?? (await fs.stat(dir).catch(() => undefined));
+  return stat !== undefined && Date.now() - stat.mtimeMs > staleMs;
+}
+
+export interface AdoptLock {
+  release(): Promise<void>;
+}
+
+const ADOPT_LOCK_NAME = /^adopt\.lock\.(\d+)$/;
+
+/**
+ * Takes `dir`'s adopt lock for `instanceId`, or undefined when a live instance holds it. The lock
+ * is the file `adopt.lock.<n>` with the highest n; taking one over from a dead holder creates
+ * n + 1 with O_EXCL, so of two survivors racing for it exactly one succeeds, whatever the order.
+ */
+export async function takeAdoptLock(root: string, dir: string, instanceId: string, staleMs: number): Promise<AdoptLock | undefined> {
+  const generations = (await fs.readdir(dir)).map((name) => ADOPT_LOCK_NAME.exec(name)?.[1]).filter((n) => n !== undefined).map(Number);
+  const top = generations.length === 0 ? -1 : Math.max(...generations);
+  if (top >= 0) {
+    const holder = (await readLease(path.join(dir, `${ADOPT_LOCK}.${top}`))) as { instanceId?: string } | undefined;
+    const holderDir = holder?.instanceId === undefined ? undefined : path.join(root, holder.instanceId);
+    // A lock with no readable holder is one being written (or cut short by a crash): judged by the directory's age.
+    const gone = holderDir === undefined ? await isStale(dir, staleMs) : (await isStale(holderDir, staleMs)) || !(await exists(holderDir));
+    if (!gone) return undefined;
+  }
+  const file = path.join(dir, `${ADOPT_LOCK}.${top + 1}`);
+  try {
+    const handle = await fs.open(file, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY, 0o644);
+    try {
+      await handle.writeFile(`${JSON.stringify({ instanceId })}\n`);
+    } finally {
+      await handle.close();
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return undefined; // another survivor was first
+    throw err;
+  }
+  for (const n of generations) await fs.rm(path.join(dir, `${ADOPT_LOCK}.${n}`), { force: true });
+  return { release: () => fs.rm(file, { force: true }) };
+}
+
+export async function exists(file: string): Promise<boolean> {
+  return fs.stat(file).then(() => true, () => false);
+}

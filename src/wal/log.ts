@@ -1,0 +1,157 @@
+// The write-ahead log: appends, segments and checkpoints; the writing itself is ./writer.ts.
+// Format and invariants: ./format.ts.
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { WalRef } from '../channel.js';
+import type { WalMetrics } from '../metrics/wal.js';
+import { CUT, type CutRecord, DONE, encodeEvents, encodeJson, segmentHeader, segmentName } from './format.js';
+import { GroupWriter, type SegmentState, type Synced } from './writer.js';
+
+export type { SegmentState, Synced } from './writer.js';
+
+export interface WalOptions {
+  readonly dir: string;
+  readonly maxBytes: number;
+  readonly syncIntervalMs: number;
+  readonly syncBytes: number;
+  readonly segmentBytes: number;
+}
+
+export class WriteAheadLog {
+  readonly #segments = new Map<number, SegmentState>();
+  readonly #writer: GroupWriter;
+  #head: SegmentState;
+  #bytes = 0;
+  #closed = false;
+
+  /** `segments`: those found at start, oldest first, with what replay left unsettled in each; `nextSeq` is past all of them. */
+  constructor(
+    private readonly options: WalOptions,
+    readonly logId: string,
+    segments: readonly SegmentState[],
+    nextSeq: number,
+    metrics: WalMetrics,
+    private readonly log: Logger,
+  ) {
+    this.#writer = new GroupWriter(options, metrics, log, () => this.#checkpoint());
+    for (const seg of segments) {
+      this.#segments.set(seg.seq, seg);
+      this.#bytes += seg.size;
+    }
+    this.#head = this.#newSegment(nextSeq);
+  }
+
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  get segments(): number {
+    return this.#segments.size;
+  }
+
+  /** Events appended and not yet settled. */
+  get unsettled(): number {
+    let n = 0;
+    for (const seg of this.#segments.values()) n += seg.unsettled;
+    return n;
+  }
+
+  /** Whether a request of `bodyBytes` fits under WAL_MAX_BYTES (and the log still works). */
+  hasRoom(bodyBytes: number): boolean {
+    return this.#writer.broken === undefined && !this.#closed && this.#bytes + bodyBytes + 64 <= this.options.maxBytes;
+  }
+
+  /** Where the next events record goes; append it there before anything else is appended. */
+  nextRef(): WalRef {
+    const seg = this.#headForAppend();
+    return { seg: seg.seq, off: seg.size, base: 0 };
+  }
+
+  /** Appends a request's events at `ref` (from nextRef()); `synced` is told once they are on disk. */
+  appendEvents(ref: WalRef, receivedAt: number, spans: readonly number[], body: Buffer, synced: Synced): void {
+    const seg = this.#head;
+    if (ref.seg !== seg.seq || ref.off !== seg.size) throw new Error('WAL: appendEvents not at nextRef()');
+    const [head, rest] = encodeEvents(receivedAt, spans, body);
+    this.#enqueue(seg, head!);
+    this.#enqueue(seg, rest!);
+    seg.unsettled += spans.length / 2;
+    this.#writer.await(synced);
+  }
+
+  /** Records a cut; resolves (never rejects) once it is on disk, or could not be. Returns the segment it is in. */
+  appendCut(cut: CutRecord): { seg: number; durable: Promise<void> } {
+    const seg = this.#headForAppend();
+    this.#enqueue(seg, encodeJson(CUT, cut));
+    seg.pendingCuts++;
+    const durable = new Promise<void>((resolve) => this.#writer.await(() => resolve()));
+    return { seg: seg.seq, durable };
+  }
+
+  /** A batch is settled: `events` per segment of its events, and the segment of its cut record. */
+  settle(id: string, events: ReadonlyMap<number, number>, cutSeg: number | undefined): void {
+    for (const [seq, n] of events) {
+      const seg = this.#segments.get(seq);
+      if (seg !== undefined) seg.unsettled -= n;
+    }
+    if (cutSeg !== undefined) {
+      const seg = this.#segments.get(cutSeg);
+      if (seg !== undefined) seg.pendingCuts--;
+    }
+    if (this.#writer.broken === undefined && !this.#closed) {
+      // Only spares a restart a redundant PUT: it rides the next write, none of its own.
+      this.#enqueue(this.#headForAppend(), encodeJson(DONE, { id }));
+      this.#writer.await(undefined);
+    }
+    this.#checkpoint();
+  }
+
+  /** Writes what is queued, then closes; with nothing left unsettled, removes every segment. */
+  async close(): Promise<{ unsettled: number; segments: number }> {
+    if (!this.#closed) {
+      this.#closed = true;
+      await this.#writer.close();
+      if (this.unsettled === 0 && this.#writer.broken === undefined) {
+        for (const seg of [...this.#segments.values()]) await this.#remove(seg).catch(() => {});
+      }
+    }
+    return { unsettled: this.unsettled, segments: this.#segments.size };
+  }
+
+  // The segment being written is never deleted: past a quarter of WAL_MAX_BYTES it gives way to
+  // a new one whatever WAL_SEGMENT_BYTES says, so that settled events do not keep the log full.
+  #headForAppend(): SegmentState {
+    if (this.#head.size >= Math.min(this.options.segmentBytes, this.options.maxBytes / 4)) this.#head = this.#newSegment(this.#head.seq + 1);
+    return this.#head;
+  }
+
+  #newSegment(seq: number): SegmentState {
+    const seg: SegmentState = { seq, size: 0, written: 0, unsettled: 0, pendingCuts: 0 };
+    this.#segments.set(seq, seg);
+    this.#enqueue(seg, segmentHeader(this.logId));
+    return seg;
+  }
+
+  #enqueue(seg: SegmentState, buf: Buffer): void {
+    seg.size += buf.length;
+    this.#bytes += buf.length;
+    this.#writer.enqueue(seg, buf);
+  }
+
+  // Oldest first, and never past a segment with something unsettled: a cut record in a later
+  // segment may describe a batch of events in an earlier one.
+  #checkpoint(): void {
+    for (const seg of this.#segments.values()) {
+      if (seg === this.#head || seg.unsettled > 0 || seg.pendingCuts > 0 || seg.written < seg.size) return;
+      this.#remove(seg).catch((err: Error) => {
+        this.log.error({ segment: segmentName(seg.seq), err: err.message }, 'WAL segment could not be removed; its batches are settled; a restart PUTs them again to the same keys');
+      });
+    }
+  }
+
+  async #remove(seg: SegmentState): Promise<void> {
+    this.#segments.delete(seg.seq);
+    this.#bytes -= seg.size;
+    await fs.rm(path.join(this.options.dir, segmentName(seg.seq)), { force: true });
+  }
+}

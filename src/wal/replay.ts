@@ -1,0 +1,164 @@
+// Start-up: take a WAL directory, repair it (torn tail, corrupt segments), and rebuild what it holds
+// that is not settled: batches cut before the crash (sent again under their recorded keys) and
+// events after the last cut (batched afresh). Format and invariants: ./format.ts.
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { Entry } from '../channel.js';
+import { acquireLock, type DlqLock, DlqLocked } from '../dlq/lock.js';
+import type { WalMetrics } from '../metrics/wal.js';
+import { type Batch, LINE_OVERHEAD_BYTES, type Segment } from '../upload/batcher.js';
+import { comparePositions, CUT, type CutRecord, decodeEvents, DONE, EVENTS, type Position, readRecords, SEGMENT_HEADER_BYTES, segmentName, segmentSeq } from './format.js';
+import type { SegmentState } from './log.js';
+
+export const CORRUPT_DIR = 'corrupt';
+
+export class WalLocked extends Error {
+  override name = 'WalLocked';
+}
+
+/** What a WAL directory holds that is not settled, and the state to go on writing it with. */
+export interface Recovered {
+  readonly lock: DlqLock;
+  readonly logId: string;
+  readonly segments: SegmentState[];
+  readonly nextSeq: number;
+  /** Cut before the crash and not known settled: to PUT again, under their keys. */
+  readonly batches: Batch[];
+  /** Which segment holds each batch's cut record. */
+  readonly cutSegs: Map<string, number>;
+  /** Events after the last cut, in log order. */
+  readonly entries: Entry[];
+  /** Events in `batches` and `entries`. */
+  readonly events: number;
+  /** Events of cut batches that a corrupt segment cut short: not sent, logged. */
+  readonly lost: number;
+}
+
+interface EventsAt {
+  readonly seg: number;
+  readonly off: number;
+  readonly count: number;
+  readonly entry: Entry;
+}
+
+/** Takes the directory's lock (throws WalLocked), repairs and reads it. */
+export async function recover(dir: string, instanceId: string, metrics: WalMetrics, log: Logger): Promise<Recovered> {
+  await fs.mkdir(dir, { recursive: true });
+  let lock: DlqLock;
+  try {
+    lock = await acquireLock(dir, instanceId);
+  } catch (err) {
+    if (err instanceof DlqLocked) throw new WalLocked(err.message.replace('DLQ_DIR', 'WAL_DIR').replace('one process per DLQ directory', 'one process per WAL directory'));
+    throw err;
+  }
+  try {
+    return await read(dir, lock, metrics, log);
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
+}
+
+async function read(dir: string, lock: DlqLock, metrics: WalMetrics, log: Logger): Promise<Recovered> {
+  const seqs = (await fs.readdir(dir)).map(segmentSeq).filter((s) => s !== undefined).sort((a, b) => a - b);
+  const segments: SegmentState[] = [];
+  const events: EventsAt[] = [];
+  const cuts: { cut: CutRecord; seg: number }[] = [];
+  const done = new Set<string>();
+  let logId: string | undefined;
+  for (const [i, seq] of seqs.entries()) {
+    const file = path.join(dir, segmentName(seq));
+    const data = await fs.readFile(file);
+    const read = readRecords(data);
+    if (read.bad !== undefined) {
+      if (i === seqs.length - 1) {
+        // Written after the last fsync, so never acknowledged: cut.
+        metrics.tornTails.inc();
+        log.warn({ segment: segmentName(seq), at: read.good, bytes: data.length - read.good, why: read.bad }, `WAL: torn tail cut from ${segmentName(seq)} (${data.length - read.good} bytes never fsynced)`);
+      } else {
+        await fs.mkdir(path.join(dir, CORRUPT_DIR), { recursive: true });
+        await fs.copyFile(file, path.join(dir, CORRUPT_DIR, segmentName(seq)));
+        metrics.quarantinedSegments.inc();
+        log.error({ segment: segmentName(seq), at: read.good, bytes: data.length - read.good, why: read.bad }, `WAL: corrupt segment ${segmentName(seq)} (${read.bad} at byte ${read.good}): copied to ${CORRUPT_DIR}/, cut there; the events after that point are lost`);
+      }
+      if (read.good < SEGMENT_HEADER_BYTES) {
+        await fs.rm(file, { force: true });
+        continue;
+      }
+      await fs.truncate(file, read.good);
+    }
+    logId ??= read.logId;
+    segments.push({ seq, size: read.good, written: read.good, unsettled: 0, pendingCuts: 0 });
+    for (const record of read.records) {
+      if (record.type === EVENTS) {
+        const { receivedAt, spans, body } = decodeEvents(record.payload);
+        const count = spans.length / 2;
+        events.push({ seg: seq, off: record.off, count, entry: { receivedAt, body, spans, count, bytes: body.length, wal: { seg: seq, off: record.off, base: 0 } } });
+      } else if (record.type === CUT) {
+        cuts.push({ cut: JSON.parse(record.payload.toString('utf8')) as CutRecord, seg: seq });
+      } else if (record.type === DONE) {
+        done.add((JSON.parse(record.payload.toString('utf8')) as { id: string }).id);
+      }
+    }
+  }
+  const bySeq = new Map(segments.map((s) => [s.seq, s]));
+  const firstPresent = segments[0]?.seq ?? Number.POSITIVE_INFINITY;
+  cuts.sort((a, b) => comparePositions(a.cut.from, b.cut.from));
+
+  const batches: Batch[] = [];
+  const cutSegs = new Map<string, number>();
+  let lost = 0;
+  let total = 0;
+  let i = 0;
+  const before = (e: EventsAt, p: Position) => e.seg < p[0] || (e.seg === p[0] && e.off < p[1]);
+  for (const { cut, seg: cutSeg } of cuts) {
+    while (i < events.length && before(events[i]!, cut.from)) i++;
+    const pieces: Segment[] = [];
+    let found = 0;
+    let bytes = 0;
+    for (let j = i; j < events.length && (before(events[j]!, cut.to) || (events[j]!.seg === cut.to[0] && events[j]!.off === cut.to[1])); j++) {
+      const at = events[j]!;
+      const from = at.seg === cut.from[0] && at.off === cut.from[1] ? cut.from[2] : 0;
+      const to = at.seg === cut.to[0] && at.off === cut.to[1] ? cut.to[2] : at.count;
+      if (to <= from) continue;
+      pieces.push({ entry: at.entry, from, to });
+      found += to - from;
+      for (let k = from; k < to; k++) bytes += LINE_OVERHEAD_BYTES + at.entry.spans[2 * k + 1]! - at.entry.spans[2 * k]!;
+    }
+    if (done.has(cut.id)) continue;
+    if (found !== cut.events) {
+      // Its first segment is gone: every event in it, hence the batch, was settled. Otherwise a
+      // corrupt segment took part of it: PUT less under its key could replace a complete object.
+      if (cut.from[0] >= firstPresent) {
+        lost += found;
+        log.error({ id: cut.id, key: cut.key, events: cut.events, found }, `WAL: batch ${cut.id} is incomplete after a corrupt segment; not sent again (its key may hold it already)`);
+      }
+      continue;
+    }
+    batches.push({ id: cut.id, key: cut.key, events: found, bytes, firstReceivedAt: cut.first, lastReceivedAt: cut.last, segments: pieces });
+    cutSegs.set(cut.id, cutSeg);
+    bySeq.get(cutSeg)!.pendingCuts++;
+    for (const p of pieces) bySeq.get(p.entry.wal!.seg)!.unsettled += p.to - p.from;
+    total += found;
+  }
+
+  // Events after the end of the last cut: never in a batch that could have reached S3.
+  const lastEnd = cuts.reduce<Position | undefined>((end, { cut }) => (end === undefined || comparePositions(cut.to, end) > 0 ? cut.to : end), undefined);
+  const entries: Entry[] = [];
+  for (const at of events) {
+    let from = 0;
+    if (lastEnd !== undefined) {
+      if (before(at, lastEnd)) continue;
+      if (at.seg === lastEnd[0] && at.off === lastEnd[1]) from = lastEnd[2];
+    }
+    if (from >= at.count) continue;
+    const e = at.entry;
+    entries.push(from === 0 ? e : { receivedAt: e.receivedAt, body: e.body, spans: e.spans.slice(2 * from), count: e.count - from, bytes: e.bytes, wal: { seg: at.seg, off: at.off, base: from } });
+    bySeq.get(at.seg)!.unsettled += at.count - from;
+    total += at.count - from;
+  }
+  const nextSeq = (seqs.at(-1) ?? -1) + 1;
+  return { lock, logId: segments.length > 0 && logId !== undefined ? logId : randomBytes(4).toString('hex'), segments, nextSeq, batches, cutSegs, entries, events: total, lost };
+}

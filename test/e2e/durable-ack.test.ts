@@ -1,0 +1,236 @@
+// ACK_LEVEL=disk and s3 (issue 13): a 202 that survives SIGKILL. Real server processes, a real S3
+// server, real SIGKILLs and real WAL files; a torn write and a corrupt segment, which cannot be
+// produced on demand, are made by editing a real segment between two runs. Bounded in requests.
+import { appendFileSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import net from 'node:net';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import { type AuditReport, audit, AckingClient } from '../harness/zero-loss.js';
+import { refusedPort, startFaultProxy } from '../helpers/fault-proxy.js';
+import { s3Env, startS3 } from '../helpers/s3.js';
+import { eventually, ROOT, type RunningServer, spawnServer, startServer } from '../helpers/server.js';
+import { tempDir } from '../helpers/temp.js';
+
+function assertExactlyOnce(t: Test, report: AuditReport, label: string): void {
+  t.same(report.missing.slice(0, 5), [], `${label}: no acknowledged event missing (${report.missing.length})`);
+  t.same(report.duplicated.slice(0, 5), [], `${label}: no event stored twice (${report.duplicated.length})`);
+  t.same(report.unexpected.slice(0, 5), [], `${label}: nothing stored that was refused (${report.unexpected.length})`);
+  t.ok(report.acked > 0, `${label}: ${report.acked} events acknowledged, ${report.inS3} in S3`);
+}
+
+const segments = (dir: string) => readdirSync(dir).filter((n) => n.endsWith('.wal')).sort();
+
+async function killed(t: Test, server: { child: RunningServer['child']; exited: RunningServer['exited'] }): Promise<void> {
+  server.child.kill('SIGKILL');
+  t.same(await server.exited, { code: null, signal: 'SIGKILL' });
+}
+
+t.test('ACK_LEVEL=disk: SIGKILL under load at several points, a torn tail, a kill during replay: every 202 in S3 exactly once', async (t) => {
+  const s3 = await startS3(t);
+  // Slow PUTs: each kill finds batches in flight, some already stored and not yet marked done.
+  const proxy = await startFaultProxy(t, s3);
+  proxy.decide = () => ({ delayMs: 40 });
+  const walDir = tempDir(t, 'wal');
+  const dlqDir = tempDir(t, 'dlq');
+  const env = {
+    ...s3Env(proxy.endpoint),
+    ACK_LEVEL: 'disk',
+    WAL_DIR: walDir,
+    DLQ_DIR: dlqDir,
+    INSTANCE_ID: 'durable',
+    BATCH_MAX_AGE_MS: '150',
+    BATCH_MAX_EVENTS: '300',
+    // Small segments: rotation and checkpoints happen many times in the run.
+    WAL_SEGMENT_BYTES: '65536',
+  };
+  const client = new AckingClient({ url: undefined, concurrency: 8, eventsPerRequest: 10, maxRequests: 4000, padBytes: 100 });
+  const load = client.run();
+  let replays = 0;
+  let resent = 0;
+  // Kill points in acknowledged events; the moment inside each is wherever the load is then.
+  for (const [n, point] of [400, 1500, 3000, 6000].entries()) {
+    const server = await startServer(t, env);
+    // A kill can tear a real write too; the one made below must be cut on the next start.
+    if (n === 2) t.ok((await server.metric('wal_torn_tails_total')) >= 1, 'the torn tail was cut');
+    const replay = server.logs.find((l) => l.msg.startsWith('WAL: replaying'));
+    if (replay !== undefined) {
+      replays++;
+      resent += replay.batches as number;
+    }
+    client.retarget(server.url);
+    await eventually(() => client.acked.size >= point, 600);
+    client.retarget(undefined);
+    await killed(t, server);
+    if (n === 1) {
+      // A write the kill tore: a record header promising more bytes than follow.
+      const last = segments(walDir).at(-1)!;
+      const torn = Buffer.alloc(20, 0x61);
+      torn.writeUInt32LE(5000, 0);
+      appendFileSync(join(walDir, last), torn);
+    }
+    if (n === 2) {
+      // Killed again in the middle of its replay, before it listens.
+      const replaying = spawnServer(t, env);
+      await replaying.waitForLog((l) => l.msg.startsWith('WAL: replaying'));
+      await killed(t, replaying);
+    }
+  }
+  const last = await startServer(t, env);
+  client.retarget(last.url);
+  const before = client.acked.size;
+  await eventually(() => client.acked.size >= before + 300, 600);
+  client.stop();
+  await load;
+  last.child.kill('SIGTERM');
+  t.same(await last.exited, { code: 0, signal: null });
+  t.match(await last.waitForLog((l) => l.msg === 'shutdown complete'), { unaccountedEvents: 0, droppedEvents: 0, spilledEvents: 0 });
+  t.ok(last.logs.some((l) => l.msg === 'WAL closed: every event settled'));
+  t.ok(replays >= 2, `runs that replayed events of a killed one: ${replays}`);
+  t.ok(resent > 0, `batches cut before a kill and PUT again under their keys: ${resent}`);
+  t.same(segments(walDir), [], 'the WAL is empty after a clean stop');
+  t.same(readdirSync(dlqDir).filter((n) => n.endsWith('.jsonl.gz')), [], 'nothing spilled');
+  assertExactlyOnce(t, await audit(client, s3), 'after four SIGKILLs');
+});
+
+t.test('ACK_LEVEL=disk: the torn tail is cut and counted, never uploaded', async (t) => {
+  const s3 = await startS3(t);
+  const walDir = tempDir(t, 'wal');
+  const port = await refusedPort();
+  const env = { ...s3Env(`http://127.0.0.1:${port}`), ACK_LEVEL: 'disk', WAL_DIR: walDir, DLQ_DIR: tempDir(t, 'dlq'), BATCH_MAX_AGE_MS: '3600000', UPLOAD_MAX_ATTEMPTS: '1' };
+  const first = await startServer(t, env);
+  const client = new AckingClient({ url: first.url, concurrency: 2, eventsPerRequest: 5, maxRequests: 40 });
+  await client.run();
+  t.equal(client.acked.size, 200);
+  await killed(t, first);
+  const [segment] = segments(walDir);
+  const size = statSync(join(walDir, segment!)).size;
+  // Half of a copy of the last record: a valid-looking header, a body cut short.
+  const data = readFileSync(join(walDir, segment!));
+  appendFileSync(join(walDir, segment!), data.subarray(data.length - 100, data.length - 40));
+  await startFaultProxy(t, s3, port);
+  const second = await startServer(t, { ...env, BATCH_MAX_AGE_MS: '100' });
+  t.equal(await second.metric('wal_torn_tails_total'), 1);
+  t.equal(await second.metric('wal_replayed_events_total'), 200);
+  t.ok(statSync(join(walDir, segment!)).size <= size, 'the tail is cut');
+  await eventually(async () => (await second.metric('s3_events_stored_total')) === 200);
+  assertExactlyOnce(t, await audit(client, s3), 'after a torn tail');
+  t.equal((await s3.objects()).length, 1, 'one object, from the replayed events');
+});
+
+t.test('ACK_LEVEL=disk: a corrupt segment in the middle is copied to corrupt/, counted, cut there; the server serves', async (t) => {
+  const s3 = await startS3(t);
+  const proxy = await startFaultProxy(t, s3);
+  proxy.decide = () => 'stall';
+  const walDir = tempDir(t, 'wal');
+  const env = { ...s3Env(proxy.endpoint), ACK_LEVEL: 'disk', WAL_DIR: walDir, DLQ_DIR: tempDir(t, 'dlq'), BATCH_MAX_AGE_MS: '100', WAL_SEGMENT_BYTES: '65536', UPLOAD_TIMEOUT_MS: '600000' };
+  const first = await startServer(t, env);
+  const client = new AckingClient({ url: first.url, concurrency: 4, eventsPerRequest: 10, maxRequests: 300, padBytes: 100 });
+  await client.run();
+  await killed(t, first);
+  const names = segments(walDir);
+  t.ok(names.length >= 3, `${names.length} segments`);
+  // One byte flipped in the middle of the first segment.
+  const victim = join(walDir, names[0]!);
+  const data = readFileSync(victim);
+  data[data.length >> 1] ^= 0xff;
+  writeFileSync(victim, data);
+  // The PUTs the kill left stalled are never forwarded: the killed run stored nothing.
+  proxy.decide = () => 'pass';
+  const second = await startServer(t, { ...env, UPLOAD_TIMEOUT_MS: '10000' });
+  t.equal(await second.metric('wal_segments_quarantined_total'), 1);
+  t.ok(existsSync(join(walDir, 'corrupt', names[0]!)), 'the segment is copied to corrupt/');
+  t.equal((await second.post('{"id":"after"}')).status, 202, 'it serves');
+  await eventually(async () => (await second.metric('wal_bytes_current')) < 65536 && (await second.metric('upload_inflight_batches')) === 0, 600);
+  const report = await audit(client, s3);
+  t.same(report.duplicated, [], 'nothing twice');
+  t.same(report.unexpected, [], 'nothing refused');
+  t.ok(report.missing.length > 0 && report.missing.length < client.acked.size / 2, `lost only what followed the flipped byte in that segment (${report.missing.length} of ${client.acked.size})`);
+});
+
+for (const level of ['disk', 's3'] as const) {
+  t.test(`ACK_LEVEL=${level}: a client that hangs up before its answer is never written to; its events are still stored`, async (t) => {
+    const s3 = await startS3(t);
+    // A long group window (disk) or batch age (s3) keeps the answer pending while the client goes.
+    const server = await startServer(t, { ...s3.env, ACK_LEVEL: level, WAL_DIR: tempDir(t, 'wal'), DLQ_DIR: tempDir(t, 'dlq'), WAL_SYNC_INTERVAL_MS: '1000', BATCH_MAX_AGE_MS: level === 's3' ? '1000' : '50' });
+    const body = '[{"id":"gone-1"},{"id":"gone-2"}]';
+    const socket = net.connect(server.port, '127.0.0.1');
+    await once(socket, 'connect');
+    socket.write(`POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+    await eventually(async () => (await server.metric('channel_events')) > 0 || (await server.metric('upload_inflight_batches')) > 0 || (await server.metric('s3_events_stored_total')) > 0);
+    socket.destroy();
+    await eventually(async () => (await server.metric('s3_events_stored_total')) === 2, 600);
+    t.equal((await server.post('{"id":"after"}')).status, 202, 'the server is still up and answering');
+    t.notOk(server.logs.some((l) => l.level === 'error' || l.level === 'fatal'), 'no error logged');
+  });
+}
+
+t.test('ACK_LEVEL=s3: the 202 comes once the batch is in S3, or says it went to the DLQ', async (t) => {
+  const s3 = await startS3(t);
+  const proxy = await startFaultProxy(t, s3);
+  const server = await startServer(t, { ...s3Env(proxy.endpoint), ACK_LEVEL: 's3', BATCH_MAX_AGE_MS: '100', UPLOAD_MAX_ATTEMPTS: '1', DLQ_DIR: tempDir(t, 'dlq'), DLQ_REUPLOAD_IDLE_MS: '3600000' });
+  const answer = await server.post('[{"id":"a"},{"id":"b"}]');
+  t.same([answer.status, answer.json], [202, { accepted: 2, stored: 's3' }]);
+  t.same((await s3.objects()).flatMap((o) => o.records.map((r) => r.event.id)), ['a', 'b'], 'in S3 when answered');
+  proxy.decide = () => ({ status: 500, code: 'InternalError' });
+  const spilled = await server.post('{"id":"c"}');
+  t.same([spilled.status, spilled.json], [202, { accepted: 1, stored: 'dlq' }]);
+  t.equal(await server.metric('dlq_events_current'), 1, 'in the DLQ when answered');
+});
+
+t.test('shared root: two servers, one SIGKILLed under load; the survivor adopts its directory; every 202 of both in S3 exactly once', async (t) => {
+  const s3 = await startS3(t);
+  const proxy = await startFaultProxy(t, s3);
+  proxy.decide = () => ({ delayMs: 40 });
+  const root = tempDir(t, 'root');
+  const common = { ...s3Env(proxy.endpoint), ACK_LEVEL: 'disk', DURABLE_ROOT: root, DURABLE_LEASE_STALE_MS: '3000', BATCH_MAX_AGE_MS: '150', BATCH_MAX_EVENTS: '300', WAL_SEGMENT_BYTES: '65536', DLQ_REUPLOAD_IDLE_MS: '100' };
+  const a = await startServer(t, { ...common, INSTANCE_ID: 'a' });
+  const b = await startServer(t, { ...common, INSTANCE_ID: 'b' });
+  t.ok(existsSync(join(root, 'a', 'lease')) && existsSync(join(root, 'b', 'wal')), 'each under its own directory, with a lease');
+  const toA = new AckingClient({ url: a.url, concurrency: 4, eventsPerRequest: 10, maxRequests: 2000, padBytes: 100 });
+  const toB = new AckingClient({ url: b.url, concurrency: 2, eventsPerRequest: 10, maxRequests: 600, padBytes: 100, paceMs: 5 });
+  const loadA = toA.run();
+  const loadB = toB.run();
+  await eventually(() => toA.acked.size >= 1500, 600);
+  // From now on a's PUTs hang: its WAL fills with acknowledged events S3 never gets from it.
+  proxy.decide = ({ key }) => (/\/\d+-a-/.test(key) ? 'stall' : { delayMs: 40 });
+  await eventually(() => toA.acked.size >= 4000, 600);
+  toA.retarget(undefined);
+  await killed(t, a);
+  toA.stop();
+  await loadA;
+  // The PUTs a left hanging are never forwarded; the survivor's go through.
+  proxy.decide = () => ({ delayMs: 40 });
+  const adopted = await b.waitForLog((l) => l.msg === 'adopted and removed the directory of instance a');
+  t.ok(adopted, 'the survivor adopted a');
+  t.notOk(existsSync(join(root, 'a')), "a's directory is removed");
+  t.equal(await b.metric('wal_adopted_dirs_total'), 1);
+  t.ok((await b.metric('wal_replayed_events_total')) > 0, 'it replayed events from a');
+  await loadB;
+  b.child.kill('SIGTERM');
+  t.same(await b.exited, { code: 0, signal: null });
+  assertExactlyOnce(t, await audit(toA, s3), 'the dead instance');
+  assertExactlyOnce(t, await audit(toB, s3), 'the survivor');
+});
+
+t.test('ACK_LEVEL=disk: a full WAL answers 503 queue_full with Retry-After, and takes events again once S3 drains it', async (t) => {
+  const s3 = await startS3(t);
+  const proxy = await startFaultProxy(t, s3);
+  proxy.decide = () => 'stall';
+  // WAL_SEGMENT_BYTES at its default (16 MiB), far above the bound: segments still turn over.
+  const server = await startServer(t, { ...s3Env(proxy.endpoint), ACK_LEVEL: 'disk', WAL_DIR: tempDir(t, 'wal'), DLQ_DIR: tempDir(t, 'dlq'), WAL_MAX_BYTES: '1048576', BATCH_MAX_AGE_MS: '50', UPLOAD_TIMEOUT_MS: '600000' });
+  const event = JSON.stringify({ pad: 'x'.repeat(1000) });
+  let answer = await server.post(`[${event}]`);
+  for (let i = 0; i < 2000 && answer.status === 202; i++) answer = await server.post(`[${event}]`);
+  t.equal(answer.status, 503);
+  t.equal(answer.json.error, 'queue_full');
+  t.equal(answer.headers.get('retry-after'), '1');
+  t.ok((await server.metric('wal_bytes_current')) > 900_000, 'the WAL is at its bound');
+  const documented = readFileSync(join(ROOT, 'docs/durability.md'), 'utf8').split('\n## Metrics\n')[1]!.split('\n## ')[0]!;
+  const listed = [...documented.matchAll(/^\| `(wal_[a-z_]+)`/gm)].map((m) => m[1]!).sort();
+  t.same(listed, [...(await server.exported())].filter((name) => name.startsWith('wal_')).sort(), 'docs/durability.md lists every wal_ metric');
+  proxy.decide = () => 'pass';
+  proxy.release();
+  await eventually(async () => (await server.post(`[${event}]`)).status === 202, 600);
+  t.pass('accepted again once the stalled batches were stored and their segments deleted');
+});

@@ -1,0 +1,40 @@
+// Leases and adopt locks on a shared root: fresh and stale, one adopter at a time, takeover from a dead adopter.
+import { mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import t from 'tap';
+import { isStale, Lease, takeAdoptLock } from '../../src/wal/lease.js';
+
+const STALE_MS = 60_000;
+const past = (dir: string, file: string) => utimesSync(join(dir, file), new Date(Date.now() - 2 * STALE_MS), new Date(Date.now() - 2 * STALE_MS));
+
+t.test('a lease is fresh while held, stale once old, and released on a clean stop', async (t) => {
+  const root = t.testdir();
+  const lease = await Lease.take(join(root, 'a'), 'a', STALE_MS, pino({ level: 'silent' }));
+  t.equal(await isStale(join(root, 'a'), STALE_MS), false);
+  past(join(root, 'a'), 'lease');
+  t.equal(await isStale(join(root, 'a'), STALE_MS), true);
+  await lease.release();
+  t.equal(await isStale(join(root, 'a'), STALE_MS), false, 'no lease: judged by the directory, just changed');
+});
+
+t.test('of survivors racing for one dead directory, exactly one adopts it', async (t) => {
+  const root = t.testdir();
+  mkdirSync(join(root, 'dead'));
+  for (const id of ['b', 'c', 'd']) mkdirSync(join(root, id));
+  const locks = await Promise.all(['b', 'c', 'd'].map((id) => takeAdoptLock(root, join(root, 'dead'), id, STALE_MS)));
+  t.equal(locks.filter((l) => l !== undefined).length, 1);
+  await locks.find((l) => l !== undefined)!.release();
+  t.ok(await takeAdoptLock(root, join(root, 'dead'), 'b', STALE_MS), 'free again once released');
+});
+
+t.test('an adopt lock whose adopter died (stale lease) is taken over, by one of two survivors', async (t) => {
+  const root = t.testdir({ dead: {}, adopter: { lease: '{}' }, b: {}, c: {}, d: {} });
+  writeFileSync(join(root, 'dead', 'adopt.lock.0'), JSON.stringify({ instanceId: 'adopter' }));
+  t.equal(await takeAdoptLock(root, join(root, 'dead'), 'b', STALE_MS), undefined, 'its adopter is alive');
+  past(join(root, 'adopter'), 'lease');
+  const locks = await Promise.all(['b', 'c'].map((id) => takeAdoptLock(root, join(root, 'dead'), id, STALE_MS)));
+  t.equal(locks.filter((l) => l !== undefined).length, 1);
+  t.same(readdirSync(join(root, 'dead')), ['adopt.lock.1'], 'the dead adopter\'s lock is gone, the new one is the next generation');
+  t.equal(await takeAdoptLock(root, join(root, 'dead'), 'd', STALE_MS), undefined, 'a third survivor finds it held');
+});

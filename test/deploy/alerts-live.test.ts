@@ -306,9 +306,12 @@ t.test('the alert rules in a real Prometheus, against the real server under scri
     may: ['IngestS3PutErrors', 'IngestStoredStalled', 'IngestQueueFull'],
   });
 
+  const whole = t;
   await t.test('a rolling deploy: a new task takes the traffic, the old one stops on SIGTERM; no alert', async (t) => {
     t.ok(await poll(30_000, (alerts) => alerts.every((l) => l.length === 0)), 'no alert active before the deploy');
-    const next = await startServer(t, { ...env, DLQ_DIR: tempDir(t, 'dlq') });
+    // Owned by the whole test, not this step: the Grafana queries below need it still scraped
+    // (stopped at the end of this step, its gauges went stale under them, on a loaded machine).
+    const next = await startServer(whole, { ...env, DLQ_DIR: tempDir(whole, 'dlq') });
     setTargets(first, next);
     const watching = quiet(t, 'during and after the deploy', 12_000);
     await sleep(2000);

@@ -21,11 +21,15 @@ export class Acks implements Journal, AckedIntake {
   readonly #cutSegs: Map<string, number>;
   #pipeline: Pipeline | undefined;
 
-  /** `wal`: ACK_LEVEL=disk; without it, ACK_LEVEL=s3. `cutSegs`: where recovered batches' cuts are. */
+  /**
+   * `wal`: ACK_LEVEL=disk; without it, ACK_LEVEL=s3. `cutSegs`: where recovered batches' cuts are.
+   * `fresh`: on a shared root, whether this instance's lease allows it to acknowledge.
+   */
   constructor(
     private readonly wal: WriteAheadLog | undefined,
     private readonly instanceId: string,
     cutSegs = new Map<string, number>(),
+    private readonly fresh: () => boolean = () => true,
   ) {
     this.#cutSegs = cutSegs;
   }
@@ -62,7 +66,7 @@ export class Acks implements Journal, AckedIntake {
     // The channel's order is the log's: both happen here, in one synchronous step.
     const ref = wal.nextRef();
     const pushed = this.#pipeline!.tryPush({ receivedAt: entry.receivedAt, body: entry.body, spans: entry.spans, count: entry.count, bytes: entry.bytes, wal: ref });
-    if (pushed === 'ok') wal.appendEvents(ref, entry.receivedAt, entry.spans, entry.body, (ok) => answer(ok ? 'synced' : 'failed'));
+    if (pushed === 'ok') wal.appendEvents(ref, entry.receivedAt, entry.spans, entry.body, (ok) => answer(ok && this.fresh() ? 'synced' : 'failed'));
     return pushed;
   }
 

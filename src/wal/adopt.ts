@@ -14,7 +14,7 @@ import { Pipeline, type PipelineOptions } from '../pipeline.js';
 import type { Spill } from '../upload/loop.js';
 import type { S3Uploader } from '../upload/s3.js';
 import { Acks } from './acks.js';
-import { exists, isStale, takeAdoptLock } from './lease.js';
+import { type AdoptLock, exists, isStale, takeAdoptLock, writeLease } from './lease.js';
 import { WriteAheadLog } from './log.js';
 import { recover } from './replay.js';
 
@@ -27,6 +27,8 @@ export interface AdoptionParts {
   /** Where a batch of an adopted WAL goes when S3 fails it for good: this instance's DLQ. */
   readonly spill: Spill;
   readonly metrics: { readonly wal: WalMetrics; readonly upload: UploadMetrics; readonly dlq: DlqMetrics };
+  /** This instance's own lease is fresh: an adopter that was itself paused must not go on. */
+  readonly fresh: () => boolean;
 }
 
 class NotDone extends Error {}
@@ -80,7 +82,7 @@ export class Adopter {
       const lock = await takeAdoptLock(sharedRoot, dir, this.parts.instanceId, leaseStaleMs).catch(() => undefined);
       if (lock === undefined) continue;
       try {
-        await this.#adopt(dir, name);
+        await this.#adopt(dir, name, lock);
       } catch (err) {
         this.log.warn({ dir, err: (err as Error).message }, `adopting ${dir} is not finished; will go on later`);
       } finally {
@@ -89,18 +91,32 @@ export class Adopter {
     }
   }
 
-  async #adopt(dir: string, deadId: string): Promise<void> {
+  async #adopt(dir: string, deadId: string, lock: AdoptLock): Promise<void> {
     this.log.info({ dir, dead: deadId }, `adopting the directory of instance ${deadId}: its lease is stale`);
+    // Fencing (./lease.ts): the holder, if only paused, finds its lease taken and exits.
+    await writeLease(dir, this.parts.instanceId);
     // Its holder is dead (its lease is stale and we hold the adopt lock): its locks are stale too.
     for (const sub of ['wal', 'dlq']) await fs.rm(path.join(dir, sub, LOCK_FILE), { force: true });
     const walDir = path.join(dir, 'wal');
+    await this.#stillOurs(lock);
     if (await exists(walDir)) await this.#replay(walDir, deadId);
     const dlqDir = path.join(dir, 'dlq');
+    await this.#stillOurs(lock);
     if (await exists(dlqDir)) await this.#drain(dlqDir);
     if (this.#stopping) throw new NotDone('stopping');
+    await this.#stillOurs(lock);
     await fs.rm(dir, { recursive: true, force: true });
     this.parts.metrics.wal.adoptedDirs.inc();
     this.log.info({ dir, dead: deadId }, `adopted and removed the directory of instance ${deadId}`);
+  }
+
+  /**
+   * Before each step that another adopter would also take: this instance was not itself paused
+   * long enough to be judged dead, and no other survivor took the adoption over meanwhile.
+   */
+  async #stillOurs(lock: AdoptLock): Promise<void> {
+    if (!this.parts.fresh()) throw new NotDone('this instance\'s own lease is not fresh');
+    if (!(await lock.held())) throw new NotDone('another instance took the adoption over');
   }
 
   // The dead instance's WAL, under its own name: a batch it cut keeps its key, one cut here gets

@@ -5,6 +5,13 @@
 // - a lease is fresh while its mtime is younger than DURABLE_LEASE_STALE_MS; its holder touches
 //   it every quarter of that, and exits (status 1) if it finds its lease taken or gone: another
 //   instance judged it dead and is adopting its directory, so it must stop writing there;
+// - fencing: the holder acknowledges only while its last renewal is younger than half the stale
+//   time, and an adopter writes its own lease into the directory before it touches anything. So a
+//   holder that was paused (SIGSTOP, a frozen VM) and resumes mid-adoption acknowledges nothing
+//   more, and exits at its next renewal: what it acknowledged before was fsynced while its lease
+//   was fresh, at least half the stale time before the adopter could judge it dead and read it;
+//   and a holder whose last renewal is older than half the stale time never renews again (it
+//   exits), so it cannot revive a lease an adopter is about to take over;
 // - `adopt.lock.<n>` in a dead instance's directory names its one adopter, the highest n holding;
 //   each is created with O_EXCL, and one whose adopter's own lease is stale is taken over by
 //   creating n + 1, so two survivors never adopt the same directory at once (known gap: one that
@@ -30,14 +37,21 @@ interface LeaseContent {
 
 export class Lease {
   readonly #timer: NodeJS.Timeout;
+  #renewedAt = Date.now();
 
   private constructor(
     private readonly file: string,
     private readonly token: string,
-    staleMs: number,
+    private readonly staleMs: number,
     log: Logger,
   ) {
     this.#timer = setInterval(() => {
+      if (!this.fresh()) {
+        // Paused (or unable to renew) for half the stale time: an adopter may be reading this
+        // directory already. Renewing now could revive the lease under it; stop instead.
+        log.fatal({ file, staleMs }, `lease not renewed for half of DURABLE_LEASE_STALE_MS: another instance may be adopting this directory; exiting (a restart replays this instance's WAL)`);
+        process.exit(1);
+      }
       this.#renew().catch((err: unknown) => {
         if (!(err instanceof LeaseLost)) return log.warn({ file, err: (err as Error).message }, 'lease could not be renewed; trying again');
         log.fatal({ file }, `lease lost: ${file} is gone or another instance's; this instance was judged dead and its directory is being adopted; exiting`);
@@ -49,12 +63,13 @@ export class Lease {
   /** Writes this instance's lease in `dir` (its own directory under the root) and keeps it fresh. */
   static async take(dir: string, instanceId: string, staleMs: number, log: Logger): Promise<Lease> {
     await fs.mkdir(dir, { recursive: true });
-    const content: LeaseContent = { instanceId, host: os.hostname(), pid: process.pid, token: randomUUID() };
-    const file = path.join(dir, LEASE_FILE);
-    const temp = `${file}.${content.token}`;
-    await fs.writeFile(temp, `${JSON.stringify(content)}\n`);
-    await fs.rename(temp, file);
-    return new Lease(file, content.token, staleMs, log);
+    const token = await writeLease(dir, instanceId);
+    return new Lease(path.join(dir, LEASE_FILE), token, staleMs, log);
+  }
+
+  /** Renewed within half the stale time: this instance may acknowledge (see fencing above). */
+  fresh(): boolean {
+    return Date.now() - this.#renewedAt < this.staleMs / 2;
   }
 
   /** Removes the lease (a clean stop): what is left in the directory is adopted once the lease would be stale. */
@@ -67,7 +82,22 @@ export class Lease {
     if ((await readLease(this.file))?.token !== this.token) throw new LeaseLost();
     const now = new Date();
     await fs.utimes(this.file, now, now);
+    this.#renewedAt = now.getTime();
   }
+}
+
+/**
+ * Writes a new lease for `instanceId` in `dir` at once (rename); returns its token. Also an
+ * adopter's first step in a dead instance's directory, so that the holder, should it be alive
+ * after all (paused, then resumed), finds its lease taken and exits.
+ */
+export async function writeLease(dir: string, instanceId: string): Promise<string> {
+  const content: LeaseContent = { instanceId, host: os.hostname(), pid: process.pid, token: randomUUID() };
+  const file = path.join(dir, LEASE_FILE);
+  const temp = `${file}.${content.token}`;
+  await fs.writeFile(temp, `${JSON.stringify(content)}\n`);
+  await fs.rename(temp, file);
+  return content.token;
 }
 
 class LeaseLost extends Error {}
@@ -87,6 +117,8 @@ export async function isStale(dir: string, staleMs: number): Promise<boolean> {
 }
 
 export interface AdoptLock {
+  /** Still this adopter's: no other survivor took the lock over meanwhile (it removes older generations). */
+  held(): Promise<boolean>;
   release(): Promise<void>;
 }
 
@@ -120,7 +152,7 @@ export async function takeAdoptLock(root: string, dir: string, instanceId: strin
     throw err;
   }
   for (const n of generations) await fs.rm(path.join(dir, `${ADOPT_LOCK}.${n}`), { force: true });
-  return { release: () => fs.rm(file, { force: true }) };
+  return { held: () => exists(file), release: () => fs.rm(file, { force: true }) };
 }
 
 export async function exists(file: string): Promise<boolean> {

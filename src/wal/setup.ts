@@ -51,7 +51,8 @@ export async function openDurability(config: Config, registry: Registry, log: Lo
     wal = new WriteAheadLog(walConfig, recovered.logId, recovered.segments, recovered.nextSeq, metrics!, log);
     observeWal(registry, wal);
   }
-  const journal = ackLevel === 'memory' ? undefined : new Acks(wal, instanceId, recovered?.cutSegs);
+  // With a lease, a 202 only while it is fresh (fencing: ./lease.ts).
+  const journal = ackLevel === 'memory' ? undefined : new Acks(wal, instanceId, recovered?.cutSegs, lease === undefined ? undefined : () => lease.fresh());
   let adopter: Adopter | undefined;
   return {
     journal,
@@ -76,6 +77,7 @@ export async function openDurability(config: Config, registry: Registry, log: Lo
           uploader: needs.uploader,
           spill: needs.spill,
           metrics: { wal: metrics!, upload: needs.uploadMetrics, dlq: needs.dlqMetrics },
+          fresh: () => lease!.fresh(),
         },
         log.child({ part: 'adopt' }),
       );

@@ -213,6 +213,35 @@ t.test('shared root: two servers, one SIGKILLed under load; the survivor adopts 
   assertExactlyOnce(t, await audit(toB, s3), 'the survivor');
 });
 
+t.test('shared root: an instance paused (SIGSTOP) and resumed while a survivor adopts its directory acknowledges nothing more, and every 202 it gave is in S3', async (t) => {
+  const s3 = await startS3(t);
+  const proxy = await startFaultProxy(t, s3);
+  // a's own PUTs hang: what it acknowledges stays in its WAL only.
+  proxy.decide = ({ key }) => (/\/\d+-a-/.test(key) ? 'stall' : 'pass');
+  const root = tempDir(t, 'root');
+  const common = { ...s3Env(proxy.endpoint), ACK_LEVEL: 'disk', DURABLE_ROOT: root, DURABLE_LEASE_STALE_MS: '2000', BATCH_MAX_AGE_MS: '100', BATCH_MAX_EVENTS: '100' };
+  const a = await startServer(t, { ...common, INSTANCE_ID: 'a' });
+  const b = await startServer(t, { ...common, INSTANCE_ID: 'b' });
+  const before = new AckingClient({ url: a.url, concurrency: 2, eventsPerRequest: 10, maxRequests: 20 });
+  await before.run();
+  t.equal(before.acked.size, 200, 'a acknowledged 200 events before its pause');
+  a.child.kill('SIGSTOP');
+  // The survivor's PUTs are slow, so its adoption of a lasts while a is running again.
+  proxy.decide = () => ({ delayMs: 2500 });
+  await b.waitForLog((l) => l.msg.startsWith('adopting the directory of instance a'));
+  a.child.kill('SIGCONT');
+  const after = new AckingClient({ url: a.url, concurrency: 2, eventsPerRequest: 10, maxRequests: 40 });
+  await after.run();
+  t.equal(after.acked.size, 0, `resumed mid-adoption, a acknowledged nothing more (${after.acked.size} events)`);
+  t.equal((await a.exited).code, 1, 'a exits once it finds its lease taken');
+  t.ok(a.logs.some((l) => /^lease (lost|not renewed)/.test(l.msg)), 'saying why');
+  await b.waitForLog((l) => l.msg === 'adopted and removed the directory of instance a');
+  proxy.decide = () => 'pass';
+  await eventually(async () => (await b.metric('upload_inflight_batches')) === 0 && (await b.metric('channel_events')) === 0, 600);
+  const report = await audit(before, s3);
+  t.same(report.missing.slice(0, 5), [], `every 202 a gave before its pause is in S3 (${report.missing.length} missing)`);
+});
+
 t.test('ACK_LEVEL=disk: a full WAL answers 503 queue_full with Retry-After, and takes events again once S3 drains it', async (t) => {
   const s3 = await startS3(t);
   const proxy = await startFaultProxy(t, s3);

@@ -16,7 +16,8 @@
 // - the server's UPLOAD_TIMEOUT_MS where the design's bound names it (a stall is seen once the
 //   first attempt times out);
 // - one scrape interval for each scrape that failed during the measurement (a loaded machine can
-//   miss one; Prometheus then marks the series stale): counted from `up`, not assumed.
+//   miss one; Prometheus then marks the series stale), plus the rule's `for:`, which the gap can
+//   restart: counted from `up`, not assumed, so a run with no missed scrape gets no credit.
 // Resolution is timed from the moment the server has recovered (its s3_put_failing_seconds back to
 // 0 and the traffic answered 202 again), the design's "after S3 takes a PUT again": the server's
 // retry backoff before that moment is its own timing, not the rules'.
@@ -249,6 +250,8 @@ t.test('the alert rules in a real Prometheus, against the real server under scri
      * queue_full, as the time the queue takes to fill is the server's and the load's, not the rules'.
      */
     from?: (startedAt: number) => number | undefined;
+    /** The rule's `for:` in real seconds: a missed scrape can empty a pending alert, which then starts over. */
+    forSeconds?: number;
   }
 
   interface Expect {
@@ -282,7 +285,7 @@ t.test('the alert rules in a real Prometheus, against the real server under scri
           }),
         );
       // Long enough for the slowest bound with a few missed scrapes; the assertions below hold each to its own.
-      const longest = Math.max(...proms.flatMap((p) => names.map((n) => fireBound(p, n)))) + 3 * SCRAPE_MS;
+      const longest = Math.max(...proms.flatMap((p) => names.map((n) => fireBound(p, n) + (expect.fire[n]!.forSeconds ?? 0) * 1000 * p.ratio))) + 3 * SCRAPE_MS;
       const startedAt = Date.now();
       start();
       await poll(longest + 5000 * Number(names.some((n) => expect.fire[n]!.from !== undefined)), (alerts, elapsed) => {
@@ -324,15 +327,18 @@ t.test('the alert rules in a real Prometheus, against the real server under scri
       for (const [i, p] of proms.entries()) {
         const S = interval(p.ratio);
         const at = `1/${S} (S = ${S} s, E = ${E(p)} s)`;
-        /** A test-ms bound, with one scrape added per missed one, and what it stands for in design seconds. */
-        const say = (ms: number, missed: number) => {
-          const total = ms + missed * SCRAPE_MS;
+        /**
+         * A test-ms bound, with one scrape added per missed one (and the rule's `for:`, which a missed
+         * scrape can restart), and what it stands for in design seconds.
+         */
+        const say = (ms: number, missed: number, forSeconds = 0) => {
+          const total = Math.round(ms + missed * (SCRAPE_MS + forSeconds * 1000 * p.ratio));
           return { total, text: `${total} ms, ${Math.round(total / 1000 / p.ratio)} s in design time${missed > 0 ? `, with ${missed} missed scrape(s)` : ''}` };
         };
         for (const n of names) {
           const { within, resolve } = expect.fire[n]!;
           const firedAt = fired[i]!.get(n);
-          const f = say(fireBound(p, n), fireMissed[i]!);
+          const f = say(fireBound(p, n), fireMissed[i]!, expect.fire[n]!.forSeconds);
           const timeoutMs = expect.fire[n]!.unscaledMs?.(p.ratio) ?? 0;
           if (timeoutMs > 0) f.text += `, of which ${timeoutMs} ms for the test's UPLOAD_TIMEOUT_MS (${UPLOAD_TIMEOUT_MS} ms, not scaled) beyond the 30 s`;
           const clock = offset(n);
@@ -356,7 +362,7 @@ t.test('the alert rules in a real Prometheus, against the real server under scri
   // for: 1m: the first refusal is seen at the next scrape, pending at the next evaluation, firing at
   // the first evaluation 1m later.
   const firstQueueFull = (startedAt: number) => traffic.queueFullAt.find((at) => at >= startedAt);
-  const warning: Bounds = { within: (S, E) => 60 + S + 2 * E, resolve: (S, E) => 120 + S + E, from: firstQueueFull };
+  const warning: Bounds = { within: (S, E) => 60 + S + 2 * E, resolve: (S, E) => 120 + S + E, from: firstQueueFull, forSeconds: 60 };
   const fullWindow: Bounds = { within: (S, E) => 120 + S + E, resolve: (S, E) => S + E };
 
   await t.test('healthy, under load: no alert', async (t) => {
@@ -387,7 +393,7 @@ t.test('the alert rules in a real Prometheus, against the real server under scri
       bursting = false;
       await burst;
     },
-    { fire: { IngestBodyTooLargeBurst: { within: (S, E) => 120 + S + 2 * E, resolve: (S, E) => 120 + S + E } } },
+    { fire: { IngestBodyTooLargeBurst: { within: (S, E) => 120 + S + 2 * E, resolve: (S, E) => 120 + S + E, forSeconds: 120 } } },
   );
 
   await scenario(t, 'S3 down (500 InternalError): IngestStoredStalled pages', () => (fault = { status: 500, code: 'InternalError' }), () => (fault = 'pass'), {

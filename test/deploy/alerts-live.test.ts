@@ -212,10 +212,13 @@ t.test('the alert rules in a real Prometheus, against the real server under scri
     }
   }
 
-  /** Scrapes of any target that failed (or never happened) in the last `ms`, as Prometheus `p` saw them. */
+  /**
+   * Scrapes that failed in the last `ms`, for the target that missed most, as Prometheus `p` saw
+   * them: a failed scrape (a timeout, a refused connection) is an `up` sample of 0.
+   */
   async function missedScrapes(p: Prometheus, ms: number): Promise<number> {
-    const seconds = Math.max(1, Math.floor(ms / SCRAPE_MS));
-    const [row] = (await p.query(`max(${seconds} - sum_over_time(up[${seconds * SCRAPE_MS}ms]))`)) as { value: [number, string] }[];
+    const range = `${Math.ceil(ms / SCRAPE_MS) * SCRAPE_MS}ms`;
+    const [row] = (await p.query(`max(count_over_time(up[${range}]) - sum_over_time(up[${range}]))`)) as { value: [number, string] }[];
     // No answer credits nothing: the bounds then hold as if every scrape had come.
     return row === undefined ? 0 : Math.max(0, Math.round(Number(row.value[1])));
   }
@@ -225,6 +228,7 @@ t.test('the alert rules in a real Prometheus, against the real server under scri
     for (;;) {
       const failing = await server.metric('s3_put_failing_seconds').catch(() => 1);
       if (failing === 0 && traffic.last.accepted > since) return Date.now();
+      if (Date.now() - since > 30_000) throw new Error('the server has not recovered 30 s after the fault was lifted');
       await sleep(50);
     }
   }

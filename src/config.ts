@@ -130,9 +130,14 @@ function readConfig(): Config {
   const id = instanceId(env.get('INSTANCE_ID').asString());
   const sharedRoot = env.get('DURABLE_ROOT').asString()?.trim() || undefined;
   const ownDir = (name: 'wal' | 'dlq') => (sharedRoot === undefined ? undefined : path.join(sharedRoot, id, name));
+  const port = int('PORT', 8080, 0, 65535);
+  // Both on one port would fail at start-up as "port in use", which names neither variable.
+  if (metricsPort !== undefined && metricsPort !== 0 && metricsPort === port) {
+    throw new ConfigError(`"METRICS_PORT" should differ from "PORT" (it serves /metrics on a port of its own), got ${metricsPort} for both: unset METRICS_PORT to serve /metrics on PORT`);
+  }
 
   return {
-    port: int('PORT', 8080, 0, 65535),
+    port,
     host: env.get('HOST').default('0.0.0.0').asString(),
     metricsPort,
     s3: {
@@ -206,7 +211,8 @@ function instanceId(given: string | undefined): string {
     }
     return given;
   }
-  // On ECS the metadata URI ends in the task's id; it is unique per task, unlike a Fargate hostname.
+  // On ECS the metadata URI ends in the container's DockerId, `<task id>-<number>`: unique per task,
+  // unlike a Fargate hostname.
   const metadataUri = env.get('ECS_CONTAINER_METADATA_URI_V4').asString();
   const derived = metadataUri?.split('/').filter(Boolean).pop() ?? os.hostname();
   return derived.replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64) || 'local';

@@ -23,6 +23,8 @@ const cases: [Record<string, string>, RegExp][] = [
   [{ S3_SSE: 'kms' }, /"S3_SSE" should be one of \[AES256, aws:kms\], got "kms"/],
   [{ S3_SSE: 'AES256', S3_SSE_KMS_KEY_ID: 'alias/x' }, /"S3_SSE_KMS_KEY_ID" should be set only with S3_SSE=aws:kms \(it names the KMS key\), got "alias\/x" with S3_SSE "AES256"/],
   [{ S3_SSE_KMS_KEY_ID: 'alias/x' }, /"S3_SSE_KMS_KEY_ID" should be set only with S3_SSE=aws:kms .*, got "alias\/x" with S3_SSE unset/],
+  // Was "port in use" at start-up, which names neither variable.
+  [{ PORT: '8090', METRICS_PORT: '8090' }, /"METRICS_PORT" should differ from "PORT" \(it serves \/metrics on a port of its own\), got 8090 for both: unset METRICS_PORT to serve \/metrics on PORT/],
   [{ S3_STORAGE_CLASS: 'cheap' }, /"S3_STORAGE_CLASS" should be one of \[STANDARD, .*INTELLIGENT_TIERING.*\], got "cheap"/],
 ];
 

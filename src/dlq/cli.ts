@@ -8,7 +8,7 @@ import { LocalModeUnavailable } from '../local-s3.js';
 import { createLogger } from '../log.js';
 import { createDlqMetrics } from '../metrics/dlq.js';
 import { createUploadMetrics } from '../metrics/upload.js';
-import { connectS3, NoRegion } from '../upload/connect.js';
+import { connectS3, LOCAL_DATA_DIR, NoRegion } from '../upload/connect.js';
 import { S3Uploader } from '../upload/s3.js';
 import { DlqLocked, DlqStore } from './store.js';
 
@@ -25,12 +25,16 @@ async function run(command: string | undefined): Promise<number> {
     return 0;
   }
   if (command !== 'stats' && command !== 'list' && command !== 'drain') {
-    process.stderr.write(`${USAGE}\n`);
+    process.stderr.write(`${command === undefined ? 'no command given' : `unknown command: ${JSON.stringify(command)}`}\n${USAGE}\n`);
     return 2;
   }
   const config = loadConfig();
   // Log lines (JSON, as the server writes them) go to stderr; the command's answer to stdout.
   const log = createLogger(2, { level: config.logLevel, base: { instance: config.instanceId } });
+  if (command === 'drain' && config.s3.bucket === undefined) {
+    // The first line, as the server's: a drain meant for a real bucket must not go to a local directory unnoticed.
+    log.warn(`LOCAL MODE: S3_BUCKET is not set, so drained files go to an embedded S3-compatible server with data under ./${LOCAL_DATA_DIR}. Not for production: set S3_BUCKET.`);
+  }
   const registry = new Registry();
   const dlqMetrics = createDlqMetrics(registry);
   const store = await DlqStore.open(

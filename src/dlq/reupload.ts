@@ -109,7 +109,8 @@ export class Reuploader {
     }
     if (object === undefined) return;
     try {
-      await this.uploader.put({ key: object.meta.key, body: object.gzip, events: object.meta.events }, this.#stop.signal);
+      // Not live: a file S3 keeps refusing must not read as S3 failing (s3_put_failing_seconds).
+      await this.uploader.put({ key: object.meta.key, body: object.gzip, events: object.meta.events }, this.#stop.signal, { live: false });
     } catch (err) {
       if (this.#stop.signal.aborted) return;
       this.#noticeLiveSuccess();

@@ -21,6 +21,7 @@ export const EMF_METRICS: readonly { name: string; unit: 'Count' | 'Bytes' | 'Se
   { name: 's3_put_errors_total', unit: 'Count', counter: true },
   { name: 's3_put_errors_access_denied_total', unit: 'Count', counter: true, source: 's3_put_errors_total', only: { label: 'code', values: ACCESS_CODES } },
   { name: 's3_put_failing_seconds', unit: 'Seconds', counter: false },
+  { name: 's3_preflight_ok', unit: 'Count', counter: false },
   { name: 'dlq_events_spilled_total', unit: 'Count', counter: true },
   { name: 'dlq_events_reuploaded_total', unit: 'Count', counter: true },
   { name: 'dlq_events_dropped_total', unit: 'Count', counter: true },

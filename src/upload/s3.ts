@@ -68,8 +68,11 @@ export class S3Uploader {
   /**
    * Resolves once S3 has the object; rejects with the last error when attempts run out or fail
    * for good, or at once when `signal` aborts (with an UploadAborted reason).
+   *
+   * `live: false` (DLQ re-uploads): a failure does not start failingSeconds(), as one file S3 keeps
+   * refusing would otherwise page on a task whose live uploads succeed; a success still ends it.
    */
-  async put(object: S3Object, signal?: AbortSignal): Promise<void> {
+  async put(object: S3Object, signal?: AbortSignal, { live = true }: { live?: boolean } = {}): Promise<void> {
     const checksum = Buffer.alloc(4);
     checksum.writeUInt32BE(zlib.crc32(object.body));
     const command = new PutObjectCommand({
@@ -84,7 +87,7 @@ export class S3Uploader {
       SSEKMSKeyId: this.options.object?.sseKmsKeyId,
       StorageClass: this.options.object?.storageClass,
     });
-    await pRetry(() => this.#attempt(command, signal), {
+    await pRetry(() => this.#attempt(command, signal, live), {
       ...BACKOFF,
       signal,
       retries: this.options.maxAttempts - 1,
@@ -100,12 +103,15 @@ export class S3Uploader {
     });
   }
 
-  /** Seconds PutObject has been failing without one success in between (0: the last attempt that ended succeeded). */
+  /**
+   * Seconds live PutObject has been failing without one success (live or re-upload) in between
+   * (0: the last attempt that ended succeeded, or only re-uploads failed).
+   */
   failingSeconds(now = Date.now()): number {
     return this.#failingSince === undefined ? 0 : (now - this.#failingSince) / 1000;
   }
 
-  async #attempt(command: PutObjectCommand, signal: AbortSignal | undefined): Promise<void> {
+  async #attempt(command: PutObjectCommand, signal: AbortSignal | undefined, live: boolean): Promise<void> {
     const startedAt = Date.now();
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(new AttemptTimeout(`no answer within UPLOAD_TIMEOUT_MS (${this.options.timeoutMs} ms)`)), this.options.timeoutMs);
@@ -123,7 +129,7 @@ export class S3Uploader {
       this.metrics.putErrors.inc({ code: errorCode(error) });
       // Cut by shutdown, not refused by S3. A hung attempt counts from its start (or the last success
       // after it), so a stall reads as long as it has lasted once its first attempt times out.
-      if (!(error instanceof UploadAborted)) this.#failingSince ??= Math.max(startedAt, this.#lastOkAt);
+      if (live && !(error instanceof UploadAborted)) this.#failingSince ??= Math.max(startedAt, this.#lastOkAt);
       throw error;
     } finally {
       clearTimeout(timer);

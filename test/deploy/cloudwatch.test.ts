@@ -28,3 +28,20 @@ t.test('the alarms mirror the Prometheus alerts: one each, named alike', async (
   const alerts = [...rules.matchAll(/- alert: Ingest(\w+)/g)].map((m) => m[1]!);
   t.same(alarms.map(([id]) => id).sort(), alerts.sort());
 });
+
+t.test('every alarm notifies when it resolves too, as Alertmanager does', async (t) => {
+  for (const [id, { Properties }] of alarms) {
+    t.same(Properties.AlarmActions, [{ Ref: 'AlarmTopicArn' }], `${id}: notifies when it fires`);
+    t.same(Properties.OKActions, Properties.AlarmActions, `${id}: and when it resolves`);
+  }
+});
+
+t.test('DlqFilesHigh keeps the rule\'s "and still growing": above 1000 and above the 5 minutes before', async (t) => {
+  const rules = readFileSync(`${ROOT}deploy/prometheus/alerts.yml`, 'utf8');
+  t.match(rules, /expr: dlq_files_current > 1000 and deriv\(dlq_files_current\[10m\]\) > 0\n/, 'the Prometheus rule this mirrors');
+  const high = template.Resources.DlqFilesHigh!.Properties as { Metrics: { Id: string; Expression?: string; ReturnData: boolean; MetricStat?: { Metric: { MetricName: string }; Period: number; Stat: string } }[]; EvaluationPeriods: number };
+  const files = high.Metrics.find((m) => m.Id === 'files')!;
+  t.match(files.MetricStat, { Metric: { MetricName: 'dlq_files_current' }, Period: 300, Stat: 'Maximum' });
+  t.same(high.Metrics.filter((m) => m.ReturnData).map((m) => m.Expression), ['IF(files > 1000 AND DIFF(files) > 0, 1, 0)']);
+  t.ok(high.EvaluationPeriods >= 2, 'DIFF has the period before the last to compare with');
+});

@@ -1,6 +1,7 @@
 // The Dockerfile and the ECS examples, checked without a Docker engine: they agree with the
 // build output, the configuration and the shutdown timing.
 import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
@@ -44,6 +45,7 @@ t.test('ECS task definition: Fargate, timing matched to SHUTDOWN_TIMEOUT_MS, onl
   t.ok(container.stopTimeout <= 120, 'within what Fargate allows');
   t.match(container.healthCheck.command.join(' '), /\/healthz/);
   t.equal(container.logConfiguration.logDriver, 'awslogs');
+  t.equal(container.logConfiguration.options['awslogs-create-group'], 'true', 'the log group is created if missing (the execution role needs logs:CreateLogGroup: deploy/README.md)');
   t.equal(env.DLQ_DIR, /DLQ_DIR=(\S+)/.exec(finalStage)![1], 'DLQ_DIR is the image volume');
   t.equal(container.portMappings[0].containerPort, 8080);
   t.ok(container.linuxParameters.initProcessEnabled, 'an init process, as ECS Exec advises (it reaps the SSM agent\'s children)');
@@ -84,7 +86,7 @@ t.test('the EFS variant: the same task but for a per-task DLQ_DIR on an EFS volu
   t.same(mount.Action, ['elasticfilesystem:ClientMount', 'elasticfilesystem:ClientWrite']);
 });
 
-t.test('the EFS variant\'s entry point gives each task its own directory, named by its task id, and execs the server, so SIGTERM reaches it', async (t) => {
+t.test('the EFS variant\'s entry point gives each task its own directory, named by its container id, and execs the server, so SIGTERM reaches it', async (t) => {
   const [container] = json('deploy/ecs/task-definition-efs.json').containerDefinitions;
   const volume = /DLQ_DIR=(\S+)/.exec(finalStage)![1]!;
   const root = tempDir(t, 'efs');
@@ -100,10 +102,25 @@ t.test('the EFS variant\'s entry point gives each task its own directory, named 
   const listening = await server.waitForLog((l) => l.msg === 'listening');
   await server.waitForLog((l) => l.msg.startsWith('S3 preflight ok')); // S3 done writing before the test ends
   const taskId = '0123456789abcdef0123456789abcdef-1234567890';
-  t.equal(listening.instance, taskId, 'INSTANCE_ID is the task id, as the directory is');
+  t.equal(listening.instance, taskId, 'INSTANCE_ID is the container id (task id, dash, number), as the directory is');
   t.ok(existsSync(join(root, taskId, '.lock')), 'the server holds the lock of its own directory');
   t.same(readdirSync(root), [taskId]);
   t.equal((await fetch(`http://127.0.0.1:${listening.port as number}/healthz`)).status, 200);
+  // The `dlq stats` deploy/README.md gives for ECS Exec, which does not see the entry point's export:
+  // run as documented, in the same environment, it reads the task's own directory.
+  const readme = readFileSync(`${ROOT}deploy/README.md`, 'utf8');
+  const documented = /--command "sh -c '(DLQ_DIR=\S+ npm run dlq -- stats)'"/.exec(readme)?.[1];
+  t.ok(documented, 'deploy/README.md gives the command for the EFS variant');
+  const stats = spawn('sh', ['-c', documented!.replaceAll('\\$', '$').replace(volume, root)], {
+    cwd: ROOT,
+    env: baseEnv({ ...s3.env, DLQ_DIR: volume, ECS_CONTAINER_METADATA_URI_V4: 'http://169.254.170.2/v4/0123456789abcdef0123456789abcdef-1234567890' }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  stats.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+  const [code] = (await once(stats, 'exit')) as [number];
+  t.equal(code, 0, out);
+  t.match(out, new RegExp(`^dir\\s+${join(root, taskId)}$`, 'm'), 'the documented command reads the task\'s own directory, as the server does');
   child.kill('SIGTERM');
   t.equal((await server.exited).code, 0, 'SIGTERM reaches node (exec), which shuts down cleanly');
 });

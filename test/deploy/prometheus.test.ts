@@ -72,8 +72,8 @@ t.test('deploy/runbook-base.mjs moves every link, Prometheus and CloudWatch, to 
   cpSync(`${ROOT}deploy`, dir, { recursive: true });
   const old = runbookBase();
   const base = 'https://wiki.example.net/ingest/operations.md';
-  await run(process.execPath, [`${dir}/runbook-base.mjs`, base]);
-  t.equal((await run(process.execPath, [`${dir}/runbook-base.mjs`])).stdout.trim(), base);
+  await run(process.execPath, [`${dir}/runbook-base.mjs`, `${base}/`]);
+  t.equal((await run(process.execPath, [`${dir}/runbook-base.mjs`])).stdout.trim(), base, 'the trailing slash given is dropped');
   for (const file of ['prometheus/alerts.yml', 'prometheus/alerts.test.yml', 'cloudwatch/alarms.json']) {
     const text = readFileSync(`${dir}/${file}`, 'utf8');
     t.notOk(text.includes(old), `${file}: nothing left of the old base`);

@@ -48,6 +48,19 @@ t.test('drain uploads every file to its original key and deletes it', async (t) 
   t.match((await dlq(['stats'], { DLQ_DIR: dir })).stdout, /^files\s+0$/m);
 });
 
+t.test('drain with S3_BUCKET unset says LOCAL MODE first, as the server does, and drains into ./data/s3', async (t) => {
+  const dir = tempDir(t, 'dlq');
+  writeDlqFile(dir, 'a-local', [1]);
+  const drained = await dlq(['drain'], { DLQ_DIR: dir });
+  t.equal(drained.code, 0, drained.stderr);
+  const first = JSON.parse(drained.stderr.split('\n')[0]!) as { level: string; msg: string };
+  t.equal(first.level, 'warn');
+  t.match(first.msg, /^LOCAL MODE: S3_BUCKET is not set, so drained files go to an embedded S3-compatible server with data under \.\/data\/s3\. Not for production: set S3_BUCKET\.$/);
+  t.match(drained.stdout, /drained 1 files, 1 events; 0 files left/);
+  const stats = await dlq(['stats'], { DLQ_DIR: dir });
+  t.notMatch(stats.stderr, /LOCAL MODE/, 'stats and list do not touch S3, so they do not say it');
+});
+
 t.test('drain with S3 down keeps the files and exits 1', async (t) => {
   const dir = await filledDlq(t);
   const drained = await dlq(['drain'], { ...s3Env(`http://127.0.0.1:${await refusedPort()}`), DLQ_DIR: dir, UPLOAD_MAX_ATTEMPTS: '1' });
@@ -75,7 +88,10 @@ t.test('drain sets a file it cannot read aside (EACCES, run as nobody) and drain
 t.test('usage: an unknown or missing command exits 2; --help prints it to stdout and exits 0', async (t) => {
   const none = await dlq([], {});
   t.equal(none.code, 2);
-  t.match(none.stderr, /usage: npm run dlq -- <command>/);
+  t.match(none.stderr, /^no command given\nusage: npm run dlq -- <command>/);
+  const bogus = await dlq(['bogus'], {});
+  t.equal(bogus.code, 2);
+  t.match(bogus.stderr, /^unknown command: "bogus"\nusage: npm run dlq -- <command>/, 'names the argument it did not know');
   for (const flag of ['--help', '-h', 'help']) {
     const help = await dlq([flag], {});
     t.equal(help.code, 0, flag);

@@ -49,6 +49,40 @@ t.test('403 AccessDenied is not retried; the batch is spilled to the DLQ at once
   t.same(await s3.objects(), []);
 });
 
+t.test('a DLQ file S3 keeps refusing does not make s3_put_failing_seconds rise while live uploads succeed (no false page on an idle task)', async (t) => {
+  const s3 = await startS3(t);
+  const proxy = await startFaultProxy(t, s3);
+  // The first batch's key is refused, every time, by live upload and re-upload alike; every other key passes.
+  let refused: string | undefined;
+  proxy.decide = ({ key }) => ((refused ??= key) === key ? { status: 403, code: 'AccessDenied' } : 'pass');
+  const server = await startServer(t, { ...s3Env(proxy.endpoint), ...FAST, DLQ_REUPLOAD_IDLE_MS: '50' });
+  t.equal((await server.post('{"id":"refused"}')).status, 202);
+  await eventually(async () => (await server.metric('dlq_events_spilled_total')) === 1);
+  t.equal((await server.post('{"id":"stored"}')).status, 202);
+  await eventually(async () => (await server.metric('s3_events_stored_total')) === 1);
+  // Idle now: the re-uploader retries the refused file (it backs off, 1 s then more).
+  const refusals = () => proxy.puts.filter((p) => p.key === refused).length;
+  const before = refusals();
+  await eventually(() => refusals() >= before + 2, 400, 50);
+  t.equal(await server.metric('dlq_files_current'), 1, 'the file is kept');
+  t.ok((await server.metric('s3_put_errors_total', '{code="AccessDenied"}')) >= 3, 'its refusals are counted as errors');
+  t.equal(await server.metric('s3_put_failing_seconds'), 0, 'but S3 takes live batches: not failing');
+});
+
+t.test('after an outage on an idle task, a re-upload S3 takes ends s3_put_failing_seconds (no live batch needed)', async (t) => {
+  const s3 = await startS3(t);
+  const proxy = await startFaultProxy(t, s3);
+  let down = true;
+  proxy.decide = () => (down ? { status: 403, code: 'AccessDenied' } : 'pass');
+  const server = await startServer(t, { ...s3Env(proxy.endpoint), ...FAST, DLQ_REUPLOAD_IDLE_MS: '50' });
+  t.equal((await server.post('{"id":1}')).status, 202);
+  await eventually(async () => (await server.metric('dlq_events_spilled_total')) === 1);
+  t.ok((await server.metric('s3_put_failing_seconds')) > 0, 'failing while live uploads fail');
+  down = false;
+  await eventually(async () => (await server.metric('dlq_events_reuploaded_total')) === 1, 400, 50);
+  t.equal(await server.metric('s3_put_failing_seconds'), 0, 'S3 took a PUT: no longer failing');
+});
+
 t.test('UPLOAD_MAX_ATTEMPTS bounds retries of an error that keeps coming', async (t) => {
   const s3 = await startS3(t);
   const proxy = await startFaultProxy(t, s3);

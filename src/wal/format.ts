@@ -32,6 +32,7 @@
 //   the last segment that is a torn tail (written, never fsynced, never acknowledged) and is cut;
 //   in an earlier segment it is corruption: the segment is copied to corrupt/, counted, and cut
 //   there too, so that what precedes it is still replayed.
+import fs from 'node:fs/promises';
 import zlib from 'node:zlib';
 
 export const MAGIC = Buffer.from('EIWAL01\n', 'latin1');
@@ -123,11 +124,85 @@ export function readRecords(data: Buffer): { logId: string | undefined; records:
   return { logId, records, good: at, bad: undefined };
 }
 
-/** An events record's payload as an entry's parts; the body is copied out of the segment's buffer. */
-export function decodeEvents(payload: Buffer): { receivedAt: number; spans: number[]; body: Buffer } {
+/**
+ * An events record's payload as an entry's parts; the body is copied out of the segment's buffer,
+ * unless `copy` is false (the payload is a buffer of its own, as scanSegment hands out).
+ */
+export function decodeEvents(payload: Buffer, copy = true): { receivedAt: number; spans: number[]; body: Buffer } {
   const receivedAt = payload.readDoubleLE(0);
   const count = payload.readUInt32LE(8);
   const spans = new Array<number>(2 * count);
   for (let i = 0; i < 2 * count; i++) spans[i] = payload.readUInt32LE(12 + 4 * i);
-  return { receivedAt, spans, body: Buffer.from(payload.subarray(12 + 8 * count)) };
+  const body = payload.subarray(12 + 8 * count);
+  return { receivedAt, spans, body: copy ? Buffer.from(body) : body };
+}
+
+/** How much of a segment file scanSegment reads at a time. */
+export const SCAN_CHUNK_BYTES = 1024 * 1024;
+
+/** What scanSegment found: readRecords's answer without the records, and the file's size. */
+export interface Scanned {
+  readonly logId: string | undefined;
+  readonly good: number;
+  readonly bad: string | undefined;
+  readonly size: number;
+}
+
+/**
+ * readRecords on a file, streamed: every record is checked as readRecords checks it (its checksum
+ * taken piece by piece), but a payload is kept only when `want(type, off)` says so: copied into a
+ * buffer of its own and handed to `visit` once its checksum passed. Holds one chunk of the file
+ * (`chunk`: pass the same one to every call, so that no segment leaves one for the garbage
+ * collector) and the payload being kept, whatever the size of the segment.
+ */
+export async function scanSegment(file: string, want: (type: number, off: number) => boolean, visit: (record: RawRecord) => void, chunk: Buffer = Buffer.allocUnsafe(SCAN_CHUNK_BYTES)): Promise<Scanned> {
+  if (chunk.length < SEGMENT_HEADER_BYTES) throw new RangeError(`scanSegment: a chunk of ${chunk.length} bytes is less than a segment header`);
+  const handle = await fs.open(file, 'r');
+  try {
+    const size = (await handle.stat()).size;
+    if (size < SEGMENT_HEADER_BYTES) return { logId: undefined, good: 0, bad: size === 0 ? 'an empty file' : 'no segment header', size };
+    const buf = chunk.subarray(0, Math.min(chunk.length, size));
+    let start = 0;
+    let end = 0;
+    // File bytes [pos, pos + n), n <= buf.length, as a view of buf valid until the next call.
+    const view = async (pos: number, n: number): Promise<Buffer> => {
+      if (pos < start || pos + n > end) {
+        start = end = pos;
+        const len = Math.min(buf.length, size - pos);
+        while (end - start < len) {
+          const { bytesRead } = await handle.read(buf, end - start, len - (end - start), end);
+          if (bytesRead === 0) break;
+          end += bytesRead;
+        }
+        if (pos + n > end) throw new Error(`${file} shrank while it was read`);
+      }
+      return buf.subarray(pos - start, pos - start + n);
+    };
+    const header = await view(0, SEGMENT_HEADER_BYTES);
+    const logId = header.subarray(MAGIC.length).toString('latin1');
+    if (!header.subarray(0, MAGIC.length).equals(MAGIC) || !/^[0-9a-f]{8}$/.test(logId)) return { logId: undefined, good: 0, bad: 'no segment header', size };
+    let at = SEGMENT_HEADER_BYTES;
+    while (at < size) {
+      if (size - at < RECORD_HEADER_BYTES) return { logId, good: at, bad: 'a record header cut short', size };
+      const head = await view(at, RECORD_HEADER_BYTES);
+      const length = head.readUInt32LE(0);
+      const crc = head.readUInt32LE(4);
+      const type = head[8]!;
+      if (length > MAX_RECORD_BYTES || at + RECORD_HEADER_BYTES + length > size) return { logId, good: at, bad: 'a record cut short', size };
+      let sum = zlib.crc32(head.subarray(8, RECORD_HEADER_BYTES));
+      const payload = type >= EVENTS && type <= DONE && want(type, at) ? Buffer.allocUnsafe(length) : undefined;
+      for (let p = at + RECORD_HEADER_BYTES, stop = p + length; p < stop; ) {
+        const piece = await view(p, Math.min(buf.length, stop - p));
+        sum = zlib.crc32(piece, sum);
+        if (payload !== undefined) piece.copy(payload, p - at - RECORD_HEADER_BYTES);
+        p += piece.length;
+      }
+      if (sum !== crc || type < EVENTS || type > DONE) return { logId, good: at, bad: 'a checksum mismatch', size };
+      if (payload !== undefined) visit({ type, off: at, payload });
+      at += RECORD_HEADER_BYTES + length;
+    }
+    return { logId, good: at, bad: undefined, size };
+  } finally {
+    await handle.close();
+  }
 }

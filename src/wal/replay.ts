@@ -9,7 +9,7 @@ import type { Entry } from '../channel.js';
 import { acquireLock, type DlqLock, DlqLocked } from '../dlq/lock.js';
 import type { WalMetrics } from '../metrics/wal.js';
 import { type Batch, LINE_OVERHEAD_BYTES, type Segment } from '../upload/batcher.js';
-import { comparePositions, CUT, type CutRecord, decodeEvents, DONE, EVENTS, type Position, readRecords, SEGMENT_HEADER_BYTES, segmentName, segmentSeq } from './format.js';
+import { comparePositions, CUT, type CutRecord, decodeEvents, DONE, EVENTS, type Position, SCAN_CHUNK_BYTES, scanSegment, SEGMENT_HEADER_BYTES, segmentName, segmentSeq } from './format.js';
 import type { SegmentState } from './log.js';
 
 export const CORRUPT_DIR = 'corrupt';
@@ -68,20 +68,29 @@ async function read(dir: string, lock: DlqLock, metrics: WalMetrics, log: Logger
   const cuts: { cut: CutRecord; seg: number }[] = [];
   const done = new Set<string>();
   let logId: string | undefined;
+  // Pass 1, a segment at a time, streamed: every record checked, only cut and done records kept.
+  const chunk = Buffer.allocUnsafe(SCAN_CHUNK_BYTES);
   for (const [i, seq] of seqs.entries()) {
     const file = path.join(dir, segmentName(seq));
-    const data = await fs.readFile(file);
-    const read = readRecords(data);
+    const read = await scanSegment(
+      file,
+      (type) => type !== EVENTS,
+      (record) => {
+        if (record.type === CUT) cuts.push({ cut: JSON.parse(record.payload.toString('utf8')) as CutRecord, seg: seq });
+        else if (record.type === DONE) done.add((JSON.parse(record.payload.toString('utf8')) as { id: string }).id);
+      },
+      chunk,
+    );
     if (read.bad !== undefined) {
       if (i === seqs.length - 1) {
         // Written after the last fsync, so never acknowledged: cut.
         metrics.tornTails.inc();
-        log.warn({ segment: segmentName(seq), at: read.good, bytes: data.length - read.good, why: read.bad }, `WAL: torn tail cut from ${segmentName(seq)} (${data.length - read.good} bytes never fsynced)`);
+        log.warn({ segment: segmentName(seq), at: read.good, bytes: read.size - read.good, why: read.bad }, `WAL: torn tail cut from ${segmentName(seq)} (${read.size - read.good} bytes never fsynced)`);
       } else {
         await fs.mkdir(path.join(dir, CORRUPT_DIR), { recursive: true });
         await fs.copyFile(file, path.join(dir, CORRUPT_DIR, segmentName(seq)));
         metrics.quarantinedSegments.inc();
-        log.error({ segment: segmentName(seq), at: read.good, bytes: data.length - read.good, why: read.bad }, `WAL: corrupt segment ${segmentName(seq)} (${read.bad} at byte ${read.good}): copied to ${CORRUPT_DIR}/, cut there; the events after that point are lost`);
+        log.error({ segment: segmentName(seq), at: read.good, bytes: read.size - read.good, why: read.bad }, `WAL: corrupt segment ${segmentName(seq)} (${read.bad} at byte ${read.good}): copied to ${CORRUPT_DIR}/, cut there; the events after that point are lost`);
       }
       if (read.good < SEGMENT_HEADER_BYTES) {
         await fs.rm(file, { force: true });
@@ -91,21 +100,35 @@ async function read(dir: string, lock: DlqLock, metrics: WalMetrics, log: Logger
     }
     logId ??= read.logId;
     segments.push({ seq, size: read.good, written: read.good, unsettled: 0, pendingCuts: 0 });
-    for (const record of read.records) {
-      if (record.type === EVENTS) {
-        const { receivedAt, spans, body } = decodeEvents(record.payload);
-        const count = spans.length / 2;
-        events.push({ seg: seq, off: record.off, count, entry: { receivedAt, body, spans, count, bytes: body.length, wal: { seg: seq, off: record.off, base: 0 } } });
-      } else if (record.type === CUT) {
-        cuts.push({ cut: JSON.parse(record.payload.toString('utf8')) as CutRecord, seg: seq });
-      } else if (record.type === DONE) {
-        done.add((JSON.parse(record.payload.toString('utf8')) as { id: string }).id);
-      }
-    }
   }
   const bySeq = new Map(segments.map((s) => [s.seq, s]));
   const firstPresent = segments[0]?.seq ?? Number.POSITIVE_INFINITY;
   cuts.sort((a, b) => comparePositions(a.cut.from, b.cut.from));
+
+  // Pass 2, a segment at a time again: only the events records still to send (those of a cut
+  // batch with no done record, and those from the end of the last cut on), each copied out alone;
+  // a segment holding none of them is not read again.
+  const ranges = unsettledRanges(cuts, done);
+  let r = 0;
+  const wanted = (seg: number, off: number): boolean => {
+    while (r < ranges.length && compareRecords(ranges[r]![1], seg, off) < 0) r++;
+    return r < ranges.length && compareRecords(ranges[r]![0], seg, off) <= 0;
+  };
+  for (const { seq } of segments) {
+    while (r < ranges.length && ranges[r]![1][0] < seq) r++;
+    if (r === ranges.length || ranges[r]![0][0] > seq) continue;
+    const again = await scanSegment(
+      path.join(dir, segmentName(seq)),
+      (type, off) => type === EVENTS && wanted(seq, off),
+      (record) => {
+        const { receivedAt, spans, body } = decodeEvents(record.payload, false);
+        const count = spans.length / 2;
+        events.push({ seg: seq, off: record.off, count, entry: { receivedAt, body, spans, count, bytes: body.length, wal: { seg: seq, off: record.off, base: 0 } } });
+      },
+      chunk,
+    );
+    if (again.bad !== undefined || again.good !== bySeq.get(seq)!.size) throw new Error(`WAL: ${segmentName(seq)} changed while it was replayed (${again.bad ?? 'its size'} at byte ${again.good})`);
+  }
 
   const batches: Batch[] = [];
   const cutSegs = new Map<string, number>();
@@ -161,4 +184,33 @@ async function read(dir: string, lock: DlqLock, metrics: WalMetrics, log: Logger
   }
   const nextSeq = (seqs.at(-1) ?? -1) + 1;
   return { lock, logId: segments.length > 0 && logId !== undefined ? logId : randomBytes(4).toString('hex'), segments, nextSeq, batches, cutSegs, entries, events: total, lost };
+}
+
+/** Where an events record (seg, off) is against a position: its event index is left out. */
+function compareRecords(p: Position, seg: number, off: number): number {
+  return p[0] - seg || p[1] - off;
+}
+
+/**
+ * The stretches of the log whose events records replay sends, as [first, last] records (both
+ * included), sorted and disjoint: every cut batch with no done record, and everything from the
+ * record where the last cut ends.
+ */
+function unsettledRanges(cuts: readonly { cut: CutRecord }[], done: ReadonlySet<string>): [Position, Position][] {
+  let lastEnd: Position = [-1, 0, 0];
+  const ranges: [Position, Position][] = [];
+  for (const { cut } of cuts) {
+    if (comparePositions(cut.to, lastEnd) > 0) lastEnd = cut.to;
+    if (!done.has(cut.id)) ranges.push([cut.from, cut.to]);
+  }
+  ranges.push([lastEnd, [Number.MAX_SAFE_INTEGER, 0, 0]]);
+  ranges.sort((a, b) => compareRecords(a[0], b[0][0], b[0][1]));
+  const merged: [Position, Position][] = [];
+  for (const range of ranges) {
+    const last = merged.at(-1);
+    if (last !== undefined && compareRecords(range[0], last[1][0], last[1][1]) <= 0) {
+      if (compareRecords(range[1], last[1][0], last[1][1]) > 0) last[1] = range[1];
+    } else merged.push([range[0], range[1]]);
+  }
+  return merged;
 }

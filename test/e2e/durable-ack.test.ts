@@ -1,7 +1,9 @@
 // ACK_LEVEL=disk and s3 (issue 13): a 202 that survives SIGKILL. Real server processes, a real S3
 // server, real SIGKILLs and real WAL files; a torn write and a corrupt segment, which cannot be
 // produced on demand, are made by editing a real segment between two runs. Bounded in requests.
-import { appendFileSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { once } from 'node:events';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -233,4 +235,77 @@ t.test('ACK_LEVEL=disk: a full WAL answers 503 queue_full with Retry-After, and 
   proxy.release();
   await eventually(async () => (await server.post(`[${event}]`)).status === 202, 600);
   t.pass('accepted again once the stalled batches were stored and their segments deleted');
+});
+
+/** A real 1 MiB tmpfs for a real ENOSPC, unmounted at the end of the test. */
+function smallDisk(t: Test): string {
+  const dir = mkdtempSync(join(tmpdir(), 'ingest-wal-tmpfs-'));
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir], { stdio: 'pipe' });
+  t.teardown(() => {
+    execFileSync('umount', ['-l', dir], { stdio: 'pipe' });
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return dir;
+}
+
+/** Why the ENOSPC test cannot run here (mount is for root only), or false. */
+const cannotMount: string | false = (() => {
+  const dir = mkdtempSync(join(tmpdir(), 'ingest-mount-probe-'));
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir], { stdio: 'pipe' });
+    execFileSync('umount', [dir], { stdio: 'pipe' });
+    return false;
+  } catch (err) {
+    return `needs mount -t tmpfs (root) for a real ENOSPC: ${(err as Error).message.split('\n')[0]}`;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+})();
+
+t.test('ACK_LEVEL=disk: the WAL volume fills (ENOSPC): every 202 is still uploaded, later requests are refused, SIGTERM stops in time', { skip: cannotMount }, async (t) => {
+  const walDir = smallDisk(t);
+  const s3 = await startS3(t);
+  const proxy = await startFaultProxy(t, s3);
+  // WAL_MAX_BYTES far above the volume: the write fails before the bound refuses anything. One
+  // PUT at a time, one batch queued, PUTs stalled during the fill: most acknowledged events wait in
+  // the channel, and are cut into many batches after the failure, each cut record then unwritable.
+  const server = await startServer(t, {
+    ...s3Env(proxy.endpoint),
+    ACK_LEVEL: 'disk',
+    WAL_DIR: walDir,
+    DLQ_DIR: tempDir(t, 'dlq'),
+    BATCH_MAX_AGE_MS: '300',
+    BATCH_MAX_EVENTS: '50',
+    UPLOAD_CONCURRENCY: '1',
+    UPLOAD_QUEUE_MAX_BATCHES: '1',
+    UPLOAD_TIMEOUT_MS: '600000',
+    SHUTDOWN_TIMEOUT_MS: '10000',
+  });
+  proxy.decide = () => 'stall';
+  const acked: string[] = [];
+  let answer = { status: 202, headers: new Headers(), json: {} as Record<string, unknown> };
+  for (let i = 0; i < 2000 && answer.status === 202; i++) {
+    answer = await server.post(JSON.stringify({ id: `e${i}`, pad: 'x'.repeat(1000) }));
+    if (answer.status === 202) acked.push(`e${i}`);
+  }
+  t.equal(answer.status, 503, `the volume filled after ${acked.length} acknowledged requests`);
+  t.equal(await server.metric('wal_write_failures_total'), 1);
+  t.ok(server.logs.some((l) => l.level === 'error' && /WAL write failed: ENOSPC/.test(l.msg)), 'the failure is logged with its cause');
+  // Events acknowledged before the failure, and batches cut after it, are still uploaded.
+  proxy.decide = () => 'pass';
+  proxy.release();
+  const inS3 = async () => new Set((await s3.objects()).flatMap((o) => o.records.map((r) => r.event.id as string)));
+  await eventually(async () => {
+    const stored = await inS3();
+    return acked.every((id) => stored.has(id));
+  }, 400);
+  t.pass(`all ${acked.length} acknowledged events are in S3 after the WAL failed`);
+  const started = Date.now();
+  server.child.kill('SIGTERM');
+  const exited = await Promise.race([server.exited, new Promise<undefined>((resolve) => setTimeout(resolve, 20_000, undefined))]);
+  if (exited === undefined) server.child.kill('SIGKILL');
+  t.same(exited, { code: 0, signal: null }, `SIGTERM ends the process (${Date.now() - started} ms)`);
+  t.match(await server.waitForLog((l) => l.msg === 'shutdown complete'), { unaccountedEvents: 0, droppedEvents: 0 });
+  t.ok(server.logs.some((l) => l.msg === 'WAL closed: every event settled'), 'every event settled');
+  t.same(segments(walDir), [], 'a clean stop removes the settled segments: a next start uploads nothing again');
 });

@@ -57,6 +57,11 @@ export class WriteAheadLog {
     return n;
   }
 
+  /** Why the log stopped writing (a write failed; until a restart), or undefined. */
+  get broken(): string | undefined {
+    return this.#writer.broken;
+  }
+
   /** Whether a request of `bodyBytes` fits under WAL_MAX_BYTES (and the log still works). */
   hasRoom(bodyBytes: number): boolean {
     return this.#writer.broken === undefined && !this.#closed && this.#bytes + bodyBytes + 64 <= this.options.maxBytes;

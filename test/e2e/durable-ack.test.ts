@@ -262,7 +262,7 @@ const cannotMount: string | false = (() => {
   }
 })();
 
-t.test('ACK_LEVEL=disk: the WAL volume fills (ENOSPC): every 202 is still uploaded, later requests are refused, SIGTERM stops in time', { skip: cannotMount }, async (t) => {
+t.test('ACK_LEVEL=disk: the WAL volume fills (ENOSPC): every 202 is still uploaded, later requests get 503 not_stored, /readyz 503, SIGTERM stops in time', { skip: cannotMount }, async (t) => {
   const walDir = smallDisk(t);
   const s3 = await startS3(t);
   const proxy = await startFaultProxy(t, s3);
@@ -291,6 +291,13 @@ t.test('ACK_LEVEL=disk: the WAL volume fills (ENOSPC): every 202 is still upload
   t.equal(answer.status, 503, `the volume filled after ${acked.length} acknowledged requests`);
   t.equal(await server.metric('wal_write_failures_total'), 1);
   t.ok(server.logs.some((l) => l.level === 'error' && /WAL write failed: ENOSPC/.test(l.msg)), 'the failure is logged with its cause');
+  for (const which of ['the request in the failed write', 'a later request']) {
+    if (which === 'a later request') answer = await server.post('{"id":"later"}');
+    t.same([answer.status, answer.json.error, answer.headers.get('retry-after')], [503, 'not_stored', '1'], `${which}: 503 not_stored, Retry-After: 1`);
+  }
+  const ready = await fetch(`${server.url}/readyz`);
+  t.same([ready.status, ((await ready.json()) as { error: string }).error], [503, 'not_stored'], '/readyz: 503 (the load balancer stops sending here)');
+  t.equal((await fetch(`${server.url}/healthz`)).status, 200, '/healthz: still alive (SIGTERM, not a kill, ends it)');
   // Events acknowledged before the failure, and batches cut after it, are still uploaded.
   proxy.decide = () => 'pass';
   proxy.release();

@@ -9,7 +9,7 @@ import type { Entry } from '../channel.js';
 import { acquireLock, type DlqLock, DlqLocked } from '../dlq/lock.js';
 import type { WalMetrics } from '../metrics/wal.js';
 import { type Batch, LINE_OVERHEAD_BYTES, type Segment } from '../upload/batcher.js';
-import { comparePositions, CUT, type CutRecord, decodeEvents, DONE, EVENTS, type Position, readRecords, SEGMENT_HEADER_BYTES, segmentName, segmentSeq } from './format.js';
+import { comparePositions, CUT, type CutRecord, decodeEvents, DONE, EVENTS, type Position, readRecords, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, segmentName, segmentSeq } from './format.js';
 import type { SegmentState } from './log.js';
 
 export const CORRUPT_DIR = 'corrupt';
@@ -32,7 +32,7 @@ export interface Recovered {
   readonly entries: Entry[];
   /** Events in `batches` and `entries`. */
   readonly events: number;
-  /** Events of cut batches that a corrupt segment cut short: not sent, logged. */
+  /** Events of cut batches that a corrupt segment cut short: not sent, logged, counted in wal_lost_events_total. */
   readonly lost: number;
 }
 
@@ -73,7 +73,7 @@ async function read(dir: string, lock: DlqLock, metrics: WalMetrics, log: Logger
     const data = await fs.readFile(file);
     const read = readRecords(data);
     if (read.bad !== undefined) {
-      if (i === seqs.length - 1) {
+      if (i === seqs.length - 1 && tornTail(data, read.good, read.bad)) {
         // Written after the last fsync, so never acknowledged: cut.
         metrics.tornTails.inc();
         log.warn({ segment: segmentName(seq), at: read.good, bytes: data.length - read.good, why: read.bad }, `WAL: torn tail cut from ${segmentName(seq)} (${data.length - read.good} bytes never fsynced)`);
@@ -112,6 +112,8 @@ async function read(dir: string, lock: DlqLock, metrics: WalMetrics, log: Logger
   let lost = 0;
   let total = 0;
   let i = 0;
+  // What each events record has in some cut (settled or not), as [from, to) event ranges.
+  const inCuts = new Map<EventsAt, [number, number][]>();
   const before = (e: EventsAt, p: Position) => e.seg < p[0] || (e.seg === p[0] && e.off < p[1]);
   for (const { cut, seg: cutSeg } of cuts) {
     while (i < events.length && before(events[i]!, cut.from)) i++;
@@ -123,6 +125,7 @@ async function read(dir: string, lock: DlqLock, metrics: WalMetrics, log: Logger
       const from = at.seg === cut.from[0] && at.off === cut.from[1] ? cut.from[2] : 0;
       const to = at.seg === cut.to[0] && at.off === cut.to[1] ? cut.to[2] : at.count;
       if (to <= from) continue;
+      inCuts.set(at, [...(inCuts.get(at) ?? []), [from, to]]);
       pieces.push({ entry: at.entry, from, to });
       found += to - from;
       for (let k = from; k < to; k++) bytes += LINE_OVERHEAD_BYTES + at.entry.spans[2 * k + 1]! - at.entry.spans[2 * k]!;
@@ -132,7 +135,7 @@ async function read(dir: string, lock: DlqLock, metrics: WalMetrics, log: Logger
       // Its first segment is gone: every event in it, hence the batch, was settled. Otherwise a
       // corrupt segment took part of it: PUT less under its key could replace a complete object.
       if (cut.from[0] >= firstPresent) {
-        lost += found;
+        lost += cut.events;
         log.error({ id: cut.id, key: cut.key, events: cut.events, found }, `WAL: batch ${cut.id} is incomplete after a corrupt segment; not sent again (its key may hold it already)`);
       }
       continue;
@@ -144,21 +147,40 @@ async function read(dir: string, lock: DlqLock, metrics: WalMetrics, log: Logger
     total += found;
   }
 
-  // Events after the end of the last cut: never in a batch that could have reached S3.
+  // Events in no cut, batched afresh: those after the end of the last cut (never in a batch that
+  // could have reached S3), and those before it whose cut record a damaged segment lost (their
+  // batch may have been PUT already: sent again under a new key, at least once).
   const lastEnd = cuts.reduce<Position | undefined>((end, { cut }) => (end === undefined || comparePositions(cut.to, end) > 0 ? cut.to : end), undefined);
   const entries: Entry[] = [];
+  let rebatched = 0;
+  const batchAfresh = (at: EventsAt, from: number, to: number) => {
+    const e = at.entry;
+    entries.push(from === 0 && to === at.count ? e : { receivedAt: e.receivedAt, body: e.body, spans: e.spans.slice(2 * from, 2 * to), count: to - from, bytes: e.bytes, wal: { seg: at.seg, off: at.off, base: from } });
+    bySeq.get(at.seg)!.unsettled += to - from;
+    total += to - from;
+    if (lastEnd === undefined) return;
+    if (before(at, lastEnd)) rebatched += to - from;
+    else if (at.seg === lastEnd[0] && at.off === lastEnd[1]) rebatched += Math.max(0, Math.min(to, lastEnd[2]) - from);
+  };
   for (const at of events) {
     let from = 0;
-    if (lastEnd !== undefined) {
-      if (before(at, lastEnd)) continue;
-      if (at.seg === lastEnd[0] && at.off === lastEnd[1]) from = lastEnd[2];
+    const ranges: [number, number][] = [...(inCuts.get(at) ?? []), [at.count, at.count]];
+    for (const [cutFrom, cutTo] of ranges.sort((x, y) => x[0] - y[0])) {
+      if (cutFrom > from) batchAfresh(at, from, cutFrom);
+      from = Math.max(from, cutTo);
     }
-    if (from >= at.count) continue;
-    const e = at.entry;
-    entries.push(from === 0 ? e : { receivedAt: e.receivedAt, body: e.body, spans: e.spans.slice(2 * from), count: e.count - from, bytes: e.bytes, wal: { seg: at.seg, off: at.off, base: from } });
-    bySeq.get(at.seg)!.unsettled += at.count - from;
-    total += at.count - from;
   }
+  if (rebatched > 0) log.error({ rebatched }, `WAL: ${rebatched} events before a damaged record lost their cut record to it; batched again under new keys (S3 may hold them twice)`);
+  metrics.lostEvents.inc(lost);
   const nextSeq = (seqs.at(-1) ?? -1) + 1;
   return { lock, logId: segments.length > 0 && logId !== undefined ? logId : randomBytes(4).toString('hex'), segments, nextSeq, batches, cutSegs, entries, events: total, lost };
+}
+
+// In the last segment, only what a write that never returned can leave is a torn tail: a record
+// cut short by the end of the file, a last record whose checksum fails, or zeros to the end.
+// A failed checksum with more after it is damage to data already fsynced, and acknowledged.
+function tornTail(data: Buffer, good: number, bad: string): boolean {
+  if (bad !== 'a checksum mismatch') return true;
+  const end = good + RECORD_HEADER_BYTES + data.readUInt32LE(good);
+  return end === data.length || data.subarray(good).every((byte) => byte === 0);
 }

@@ -13,6 +13,7 @@ import { refusedPort, startFaultProxy } from '../helpers/fault-proxy.js';
 import { s3Env, startS3 } from '../helpers/s3.js';
 import { eventually, ROOT, type RunningServer, spawnServer, startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
+import { EVENTS, readRecords } from '../../src/wal/format.js';
 
 function assertExactlyOnce(t: Test, report: AuditReport, label: string): void {
   t.same(report.missing.slice(0, 5), [], `${label}: no acknowledged event missing (${report.missing.length})`);
@@ -315,4 +316,77 @@ t.test('ACK_LEVEL=disk: the WAL volume fills (ENOSPC): every 202 is still upload
   t.match(await server.waitForLog((l) => l.msg === 'shutdown complete'), { unaccountedEvents: 0, droppedEvents: 0 });
   t.ok(server.logs.some((l) => l.msg === 'WAL closed: every event settled'), 'every event settled');
   t.same(segments(walDir), [], 'a clean stop removes the settled segments: a next start uploads nothing again');
+});
+
+/** Flips a byte in the middle of the payload of the `nth` events record of a segment file. */
+function damageEvents(file: string, nth: number): void {
+  const data = readFileSync(file);
+  const record = readRecords(data).records.filter((r) => r.type === EVENTS)[nth]!;
+  data[record.off + 9 + (record.payload.length >> 1)] ^= 0xff;
+  writeFileSync(file, data);
+}
+
+const storedIds = async (s3: { objects(): Promise<{ records: { event: Record<string, unknown> }[] }[]> }) => new Set((await s3.objects()).flatMap((o) => o.records.map((r) => r.event.id as string)));
+
+t.test('ACK_LEVEL=disk: damage in the last segment with a complete record after it is corruption (quarantined), not a torn tail', async (t) => {
+  const s3 = await startS3(t);
+  const proxy = await startFaultProxy(t, s3);
+  const walDir = tempDir(t, 'wal');
+  const env = { ...s3Env(proxy.endpoint), ACK_LEVEL: 'disk', WAL_DIR: walDir, DLQ_DIR: tempDir(t, 'dlq'), BATCH_MAX_AGE_MS: '50', UPLOAD_TIMEOUT_MS: '600000' };
+  const first = await startServer(t, env);
+  // Stalled PUTs: each batch's cut record is fsynced (the PUT waits for it), nothing settles.
+  proxy.decide = () => 'stall';
+  t.equal((await first.post('[{"id":"a1"},{"id":"a2"}]')).status, 202);
+  await eventually(async () => (await first.metric('upload_inflight_batches')) === 1);
+  t.equal((await first.post('[{"id":"b1"},{"id":"b2"}]')).status, 202);
+  await eventually(async () => (await first.metric('upload_inflight_batches')) === 2);
+  await killed(t, first);
+  const [segment] = segments(walDir);
+  t.equal(segments(walDir).length, 1, 'one segment: the last');
+  // The first events record, acknowledged, with two fsynced cut records and an events record after it.
+  damageEvents(join(walDir, segment!), 0);
+  proxy.decide = () => 'pass';
+  const second = await startServer(t, env);
+  t.equal(await second.metric('wal_torn_tails_total'), 0, 'not counted as a torn tail');
+  t.equal(await second.metric('wal_segments_quarantined_total'), 1, 'counted as quarantined');
+  t.ok(existsSync(join(walDir, 'corrupt', segment!)), 'the segment is copied to corrupt/');
+  t.ok(second.logs.some((l) => l.level === 'error' && l.msg.startsWith('WAL: corrupt segment')), 'logged at error as corruption');
+  t.notOk(second.logs.some((l) => l.msg.startsWith('WAL: torn tail')), 'not logged as a torn tail');
+});
+
+t.test('ACK_LEVEL=disk: events before the damage whose cut record was after it are batched again, not skipped as settled', async (t) => {
+  const s3 = await startS3(t);
+  const proxy = await startFaultProxy(t, s3);
+  const walDir = tempDir(t, 'wal');
+  const env = { ...s3Env(proxy.endpoint), ACK_LEVEL: 'disk', WAL_DIR: walDir, DLQ_DIR: tempDir(t, 'dlq'), BATCH_MAX_AGE_MS: '100', WAL_SEGMENT_BYTES: '65536', UPLOAD_TIMEOUT_MS: '600000' };
+  const first = await startServer(t, env);
+  proxy.decide = () => 'stall';
+  const pad = (id: string, bytes: number) => JSON.stringify({ id, pad: 'x'.repeat(bytes) });
+  // Segment 0: [A][X][cut A+X][P]; segment 1: [cut P][D][cut D]. Then X is damaged: A survives,
+  // its cut record does not, and a later cut (D's) survives in segment 1.
+  const a = first.post(pad('a', 10));
+  const x = first.post(pad('x', 100));
+  t.same([(await a).status, (await x).status], [202, 202]);
+  await eventually(async () => (await first.metric('upload_inflight_batches')) === 1);
+  t.equal((await first.post(pad('p', 70_000))).status, 202, 'P fills segment 0');
+  await eventually(async () => (await first.metric('upload_inflight_batches')) === 2);
+  t.equal((await first.post(pad('d', 10))).status, 202);
+  await eventually(async () => (await first.metric('upload_inflight_batches')) === 3);
+  await killed(t, first);
+  const names = segments(walDir);
+  t.equal(names.length, 2, 'two segments');
+  const kinds = readRecords(readFileSync(join(walDir, names[0]!))).records.map((r) => r.type);
+  t.same(kinds, [EVENTS, EVENTS, 2, EVENTS], 'segment 0: A, X, the cut of A and X, P');
+  damageEvents(join(walDir, names[0]!), 1);
+  proxy.decide = () => 'pass';
+  const second = await startServer(t, env);
+  t.equal(await second.metric('wal_segments_quarantined_total'), 1);
+  // A (batched afresh, after BATCH_MAX_AGE_MS) and D (its cut sent again) are all there is to store.
+  await eventually(async () => (await second.metric('s3_events_stored_total')) >= 2, 200).catch(() => {});
+  const stored = await storedIds(s3);
+  t.ok(stored.has('a'), 'A, acknowledged and readable, is uploaded (its cut record was lost to the damage)');
+  t.ok(stored.has('d'), 'D is uploaded');
+  t.notOk(stored.has('x'), 'X, damaged, is lost');
+  t.ok(second.logs.some((l) => l.level === 'error' && typeof l.rebatched === 'number' && l.rebatched === 1), 'the batched-again events are logged');
+  t.ok((await second.metric('wal_lost_events_total')) >= 1, 'events lost to the damage are counted');
 });

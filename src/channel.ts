@@ -37,7 +37,8 @@ export interface AckWaiter {
   readonly done: (outcome: 'stored' | 'spilled' | 'dropped') => void;
 }
 
-export type PushResult = 'ok' | 'full' | 'closed';
+/** 'not_stored': only an intake with a write-ahead log answers it, once a write to it failed. */
+export type PushResult = 'ok' | 'full' | 'closed' | 'not_stored';
 
 /** What the front sees of the pipeline: it asks, then pushes whole requests. */
 export interface Intake {

@@ -140,9 +140,10 @@ export class EventsRoute implements BodyHandler<PostContext> {
     this.respond.send(res, '503', R.NOT_STORED, corsOrigin, R.RETRY_AFTER);
   }
 
-  /** 503: the channel is closed (shutdown) or full (back-pressure: retry after a second). */
-  #refuseQueue(res: HttpResponse, why: 'full' | 'closed', corsOrigin: string): void {
+  /** 503: the channel is closed (shutdown), the WAL failed (not_stored), or full (back-pressure: retry after a second). */
+  #refuseQueue(res: HttpResponse, why: 'full' | 'closed' | 'not_stored', corsOrigin: string): void {
     if (why === 'closed') return this.respond.send(res, '503', R.SHUTTING_DOWN, corsOrigin);
+    if (why === 'not_stored') return this.respond.send(res, '503', R.NOT_STORED, corsOrigin, R.RETRY_AFTER);
     this.counts.rejectedQueueFull++;
     this.#logQueueFull();
     this.respond.send(res, '503', R.QUEUE_FULL, corsOrigin, R.RETRY_AFTER);

@@ -59,11 +59,13 @@ export class IngestServer {
     if (access.cors) app.options('/v1/events', (res, req) => access.preflight(res, req, this.#respond));
     app.any('/v1/events', (res) => send(res, '405', R.METHOD_NOT_ALLOWED, '', 0, 'POST'));
     this.#routeGet(app, '/healthz', (res) => send(res, '200', '{"status":"ok"}'));
-    this.#routeGet(app, '/readyz', (res) =>
-      this.#ready && !this.#shuttingDown
-        ? send(res, '200', '{"status":"ready"}')
-        : send(res, '503', this.#shuttingDown ? R.SHUTTING_DOWN : R.errorBody('starting', 'not ready yet')),
-    );
+    this.#routeGet(app, '/readyz', (res) => {
+      if (this.#shuttingDown) return send(res, '503', R.SHUTTING_DOWN);
+      if (!this.#ready) return send(res, '503', R.errorBody('starting', 'not ready yet'));
+      // ACK_LEVEL=disk after a failed WAL write: nothing sent here can be acknowledged.
+      if (channel.admits() === 'not_stored') return send(res, '503', R.WAL_FAILED);
+      send(res, '200', '{"status":"ready"}');
+    });
     this.#metricsApp = separateMetricsPort ? uWS.App() : undefined;
     this.#routeGet(this.#metricsApp ?? app, '/metrics', this.#serveMetrics);
     app.any('/*', (res) => send(res, '404', R.NOT_FOUND));

@@ -109,6 +109,7 @@ export class UploadLoop implements BatchSink {
     this.metrics.batchBytes.observe(batch.bytes);
     this.metrics.batchCompressedBytes.observe(body.length);
     // The cut must be on disk before S3 can hold the object: a restart then re-cuts the same batch.
+    // (After a failed WAL write `durable` resolves at once and the batch is PUT all the same.)
     if (batch.durable !== undefined) await batch.durable;
     try {
       // Past the deadline this throws at once, without an attempt: the batch goes to the spill.

@@ -47,9 +47,12 @@ export class Acks implements Journal, AckedIntake {
     return this.#pipeline!.bytes;
   }
 
+  /** 'not_stored' once a WAL write failed (the log takes nothing more until a restart), 'full' when it is at WAL_MAX_BYTES. */
   admits(): PushResult {
     const admitted = this.#pipeline!.admits();
-    return admitted === 'ok' && this.wal !== undefined && !this.wal.hasRoom(0) ? 'full' : admitted;
+    if (admitted !== 'ok' || this.wal === undefined) return admitted;
+    if (this.wal.broken !== undefined) return 'not_stored';
+    return this.wal.hasRoom(0) ? 'ok' : 'full';
   }
 
   tryPush(entry: Entry): PushResult {
@@ -62,7 +65,10 @@ export class Acks implements Journal, AckedIntake {
       const ack: AckWaiter = { pending: entry.count, spilled: false, dropped: false, done: answer };
       return this.#pipeline!.tryPush({ receivedAt: entry.receivedAt, body: entry.body, spans: entry.spans, count: entry.count, bytes: entry.bytes, ack });
     }
-    if (!wal.hasRoom(entry.body.length + 8 * entry.count)) return this.#pipeline!.admits() === 'closed' ? 'closed' : 'full';
+    if (!wal.hasRoom(entry.body.length + 8 * entry.count)) {
+      const admitted = this.admits();
+      return admitted === 'ok' ? 'full' : admitted;
+    }
     // The channel's order is the log's: both happen here, in one synchronous step.
     const ref = wal.nextRef();
     const pushed = this.#pipeline!.tryPush({ receivedAt: entry.receivedAt, body: entry.body, spans: entry.spans, count: entry.count, bytes: entry.bytes, wal: ref });

@@ -28,10 +28,13 @@
 //   from every other batch's: a batch PUT again after a restart overwrites its own object;
 // - a segment is deleted, oldest first and never the one being written, once every event in it is
 //   settled (stored, spilled or dropped) and every batch whose cut it records too;
-// - reading stops at the first record whose length runs past the end or whose checksum fails: in
-//   the last segment that is a torn tail (written, never fsynced, never acknowledged) and is cut;
-//   in an earlier segment it is corruption: the segment is copied to corrupt/, counted, and cut
-//   there too, so that what precedes it is still replayed.
+// - reading stops at the first record whose length runs past the end or whose checksum fails. At
+//   the end of the last segment (a length past the end of the file, a checksum failure of its
+//   final record, or zeros to the end) that is a torn tail (written, never fsynced, never
+//   acknowledged) and is cut; anywhere else, a failed checksum with more after it included, it is
+//   corruption: the segment is copied to corrupt/, counted, and cut there too, so that what
+//   precedes it is still replayed (events before the damage whose cut record it took are
+//   batched again, under new keys).
 import fs from 'node:fs/promises';
 import zlib from 'node:zlib';
 

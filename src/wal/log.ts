@@ -57,6 +57,11 @@ export class WriteAheadLog {
     return n;
   }
 
+  /** Why the log stopped writing (a write failed; until a restart), or undefined. */
+  get broken(): string | undefined {
+    return this.#writer.broken;
+  }
+
   /** Whether a request of `bodyBytes` fits under WAL_MAX_BYTES (and the log still works). */
   hasRoom(bodyBytes: number): boolean {
     return this.#writer.broken === undefined && !this.#closed && this.#bytes + bodyBytes + 64 <= this.options.maxBytes;
@@ -79,7 +84,10 @@ export class WriteAheadLog {
     this.#writer.await(synced);
   }
 
-  /** Records a cut; resolves (never rejects) once it is on disk, or could not be. Returns the segment it is in. */
+  /**
+   * Records a cut; resolves (never rejects) once it is on disk, or could not be (the log is broken:
+   * the batch is PUT all the same, see docs/durability.md "A failed write"). Returns its segment.
+   */
   appendCut(cut: CutRecord): { seg: number; durable: Promise<void> } {
     const seg = this.#headForAppend();
     this.#enqueue(seg, encodeJson(CUT, cut));
@@ -106,12 +114,16 @@ export class WriteAheadLog {
     this.#checkpoint();
   }
 
-  /** Writes what is queued, then closes; with nothing left unsettled, removes every segment. */
+  /**
+   * Writes what is queued, then closes; with nothing left unsettled, removes every segment (after a
+   * failed write too: every event in them is then stored, spilled or dropped, and a next start
+   * replaying them would upload again the batches whose cut records could not be written).
+   */
   async close(): Promise<{ unsettled: number; segments: number }> {
     if (!this.#closed) {
       this.#closed = true;
       await this.#writer.close();
-      if (this.unsettled === 0 && this.#writer.broken === undefined) {
+      if (this.unsettled === 0) {
         for (const seg of [...this.#segments.values()]) await this.#remove(seg).catch(() => {});
       }
     }

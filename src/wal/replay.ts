@@ -9,7 +9,7 @@ import type { Entry } from '../channel.js';
 import { acquireLock, type DlqLock, DlqLocked } from '../dlq/lock.js';
 import type { WalMetrics } from '../metrics/wal.js';
 import { type Batch, LINE_OVERHEAD_BYTES, type Segment } from '../upload/batcher.js';
-import { comparePositions, CUT, type CutRecord, decodeEvents, DONE, EVENTS, type Position, SCAN_CHUNK_BYTES, scanSegment, SEGMENT_HEADER_BYTES, segmentName, segmentSeq } from './format.js';
+import { comparePositions, CUT, type CutRecord, decodeEvents, DONE, EVENTS, type Position, RECORD_HEADER_BYTES, SCAN_CHUNK_BYTES, scanSegment, SEGMENT_HEADER_BYTES, segmentName, segmentSeq } from './format.js';
 import type { SegmentState } from './log.js';
 
 export const CORRUPT_DIR = 'corrupt';
@@ -32,7 +32,7 @@ export interface Recovered {
   readonly entries: Entry[];
   /** Events in `batches` and `entries`. */
   readonly events: number;
-  /** Events of cut batches that a corrupt segment cut short: not sent, logged. */
+  /** Events of cut batches that a corrupt segment cut short: not sent, logged, counted in wal_lost_events_total. */
   readonly lost: number;
 }
 
@@ -68,6 +68,7 @@ async function read(dir: string, lock: DlqLock, metrics: WalMetrics, log: Logger
   const cuts: { cut: CutRecord; seg: number }[] = [];
   const done = new Set<string>();
   let logId: string | undefined;
+  let damaged = false;
   // Pass 1, a segment at a time, streamed: every record checked, only cut and done records kept.
   const chunk = Buffer.allocUnsafe(SCAN_CHUNK_BYTES);
   for (const [i, seq] of seqs.entries()) {
@@ -82,7 +83,7 @@ async function read(dir: string, lock: DlqLock, metrics: WalMetrics, log: Logger
       chunk,
     );
     if (read.bad !== undefined) {
-      if (i === seqs.length - 1) {
+      if (i === seqs.length - 1 && tornTail(await readFrom(file, read.good), read.bad)) {
         // Written after the last fsync, so never acknowledged: cut.
         metrics.tornTails.inc();
         log.warn({ segment: segmentName(seq), at: read.good, bytes: read.size - read.good, why: read.bad }, `WAL: torn tail cut from ${segmentName(seq)} (${read.size - read.good} bytes never fsynced)`);
@@ -90,6 +91,7 @@ async function read(dir: string, lock: DlqLock, metrics: WalMetrics, log: Logger
         await fs.mkdir(path.join(dir, CORRUPT_DIR), { recursive: true });
         await fs.copyFile(file, path.join(dir, CORRUPT_DIR, segmentName(seq)));
         metrics.quarantinedSegments.inc();
+        damaged = true;
         log.error({ segment: segmentName(seq), at: read.good, bytes: read.size - read.good, why: read.bad }, `WAL: corrupt segment ${segmentName(seq)} (${read.bad} at byte ${read.good}): copied to ${CORRUPT_DIR}/, cut there; the events after that point are lost`);
       }
       if (read.good < SEGMENT_HEADER_BYTES) {
@@ -106,9 +108,9 @@ async function read(dir: string, lock: DlqLock, metrics: WalMetrics, log: Logger
   cuts.sort((a, b) => comparePositions(a.cut.from, b.cut.from));
 
   // Pass 2, a segment at a time again: only the events records still to send (those of a cut
-  // batch with no done record, and those from the end of the last cut on), each copied out alone;
-  // a segment holding none of them is not read again.
-  const ranges = unsettledRanges(cuts, done);
+  // batch with no done record, those no cut covers, and those from the end of the last cut on),
+  // each copied out alone; a segment holding none of them is not read again.
+  const ranges = unsettledRanges(cuts, done, damaged);
   let r = 0;
   const wanted = (seg: number, off: number): boolean => {
     while (r < ranges.length && compareRecords(ranges[r]![1], seg, off) < 0) r++;
@@ -135,6 +137,8 @@ async function read(dir: string, lock: DlqLock, metrics: WalMetrics, log: Logger
   let lost = 0;
   let total = 0;
   let i = 0;
+  // What each events record has in some cut (settled or not), as [from, to) event ranges.
+  const inCuts = new Map<EventsAt, [number, number][]>();
   const before = (e: EventsAt, p: Position) => e.seg < p[0] || (e.seg === p[0] && e.off < p[1]);
   for (const { cut, seg: cutSeg } of cuts) {
     while (i < events.length && before(events[i]!, cut.from)) i++;
@@ -146,6 +150,7 @@ async function read(dir: string, lock: DlqLock, metrics: WalMetrics, log: Logger
       const from = at.seg === cut.from[0] && at.off === cut.from[1] ? cut.from[2] : 0;
       const to = at.seg === cut.to[0] && at.off === cut.to[1] ? cut.to[2] : at.count;
       if (to <= from) continue;
+      inCuts.set(at, [...(inCuts.get(at) ?? []), [from, to]]);
       pieces.push({ entry: at.entry, from, to });
       found += to - from;
       for (let k = from; k < to; k++) bytes += LINE_OVERHEAD_BYTES + at.entry.spans[2 * k + 1]! - at.entry.spans[2 * k]!;
@@ -155,7 +160,7 @@ async function read(dir: string, lock: DlqLock, metrics: WalMetrics, log: Logger
       // Its first segment is gone: every event in it, hence the batch, was settled. Otherwise a
       // corrupt segment took part of it: PUT less under its key could replace a complete object.
       if (cut.from[0] >= firstPresent) {
-        lost += found;
+        lost += cut.events;
         log.error({ id: cut.id, key: cut.key, events: cut.events, found }, `WAL: batch ${cut.id} is incomplete after a corrupt segment; not sent again (its key may hold it already)`);
       }
       continue;
@@ -167,21 +172,31 @@ async function read(dir: string, lock: DlqLock, metrics: WalMetrics, log: Logger
     total += found;
   }
 
-  // Events after the end of the last cut: never in a batch that could have reached S3.
+  // Events in no cut, batched afresh: those after the end of the last cut (never in a batch that
+  // could have reached S3), and those before it whose cut record a damaged segment lost (their
+  // batch may have been PUT already: sent again under a new key, at least once).
   const lastEnd = cuts.reduce<Position | undefined>((end, { cut }) => (end === undefined || comparePositions(cut.to, end) > 0 ? cut.to : end), undefined);
   const entries: Entry[] = [];
+  let rebatched = 0;
+  const batchAfresh = (at: EventsAt, from: number, to: number) => {
+    const e = at.entry;
+    entries.push(from === 0 && to === at.count ? e : { receivedAt: e.receivedAt, body: e.body, spans: e.spans.slice(2 * from, 2 * to), count: to - from, bytes: e.bytes, wal: { seg: at.seg, off: at.off, base: from } });
+    bySeq.get(at.seg)!.unsettled += to - from;
+    total += to - from;
+    if (lastEnd === undefined) return;
+    if (before(at, lastEnd)) rebatched += to - from;
+    else if (at.seg === lastEnd[0] && at.off === lastEnd[1]) rebatched += Math.max(0, Math.min(to, lastEnd[2]) - from);
+  };
   for (const at of events) {
     let from = 0;
-    if (lastEnd !== undefined) {
-      if (before(at, lastEnd)) continue;
-      if (at.seg === lastEnd[0] && at.off === lastEnd[1]) from = lastEnd[2];
+    const ranges: [number, number][] = [...(inCuts.get(at) ?? []), [at.count, at.count]];
+    for (const [cutFrom, cutTo] of ranges.sort((x, y) => x[0] - y[0])) {
+      if (cutFrom > from) batchAfresh(at, from, cutFrom);
+      from = Math.max(from, cutTo);
     }
-    if (from >= at.count) continue;
-    const e = at.entry;
-    entries.push(from === 0 ? e : { receivedAt: e.receivedAt, body: e.body, spans: e.spans.slice(2 * from), count: e.count - from, bytes: e.bytes, wal: { seg: at.seg, off: at.off, base: from } });
-    bySeq.get(at.seg)!.unsettled += at.count - from;
-    total += at.count - from;
   }
+  if (rebatched > 0) log.error({ rebatched }, `WAL: ${rebatched} events before a damaged record lost their cut record to it; batched again under new keys (S3 may hold them twice)`);
+  metrics.lostEvents.inc(lost);
   const nextSeq = (seqs.at(-1) ?? -1) + 1;
   return { lock, logId: segments.length > 0 && logId !== undefined ? logId : randomBytes(4).toString('hex'), segments, nextSeq, batches, cutSegs, entries, events: total, lost };
 }
@@ -194,12 +209,16 @@ function compareRecords(p: Position, seg: number, off: number): number {
 /**
  * The stretches of the log whose events records replay sends, as [first, last] records (both
  * included), sorted and disjoint: every cut batch with no done record, and everything from the
- * record where the last cut ends.
+ * record where the last cut ends; after damage (`damaged`), also every stretch between cuts, where
+ * events may be whose cut record the damage took (without damage cuts leave no such stretch, and
+ * reading the records at every cut's edges would cost up to a fraction of the log in memory).
+ * `cuts` is sorted by where each starts.
  */
-function unsettledRanges(cuts: readonly { cut: CutRecord }[], done: ReadonlySet<string>): [Position, Position][] {
+function unsettledRanges(cuts: readonly { cut: CutRecord }[], done: ReadonlySet<string>, damaged: boolean): [Position, Position][] {
   let lastEnd: Position = [-1, 0, 0];
   const ranges: [Position, Position][] = [];
   for (const { cut } of cuts) {
+    if (damaged && comparePositions(cut.from, lastEnd) > 0) ranges.push([lastEnd, cut.from]);
     if (comparePositions(cut.to, lastEnd) > 0) lastEnd = cut.to;
     if (!done.has(cut.id)) ranges.push([cut.from, cut.to]);
   }
@@ -213,4 +232,27 @@ function unsettledRanges(cuts: readonly { cut: CutRecord }[], done: ReadonlySet<
     } else merged.push([range[0], range[1]]);
   }
   return merged;
+}
+
+// In the last segment, only what a write that never returned can leave is a torn tail: a record
+// cut short by the end of the file, a last record whose checksum fails, or zeros to the end.
+// A failed checksum with more after it is damage to data already fsynced, and acknowledged.
+// `tail`: the segment from the first bad record on.
+function tornTail(tail: Buffer, bad: string): boolean {
+  if (bad !== 'a checksum mismatch') return true;
+  const end = RECORD_HEADER_BYTES + tail.readUInt32LE(0);
+  return end === tail.length || tail.every((byte) => byte === 0);
+}
+
+/** A file's bytes from `offset` on (at most one segment: only the last segment's bad end is read). */
+async function readFrom(file: string, offset: number): Promise<Buffer> {
+  const handle = await fs.open(file, 'r');
+  try {
+    const { size } = await handle.stat();
+    const tail = Buffer.alloc(Math.max(0, size - offset));
+    await handle.read(tail, 0, tail.length, offset);
+    return tail;
+  } finally {
+    await handle.close();
+  }
 }

@@ -5,7 +5,8 @@
 // - one write at a time, in queue order; a waiter is told only after everything queued before it
 //   is on disk (true) or could not be written (false);
 // - after a failed write nothing more is written: what that write left may be anywhere on disk,
-//   and a restart cuts it as a torn tail.
+//   and a restart cuts it as a torn tail. From then on every waiter is told false at once (never
+//   on its caller's stack) and what is queued is dropped: nobody waits on a broken log.
 import { constants as fsConstants } from 'node:fs';
 import fs, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
@@ -68,6 +69,7 @@ export class GroupWriter {
   /** `synced` is told once everything queued so far is written; a write is scheduled. */
   await(synced: Synced | undefined): void {
     if (synced !== undefined) this.#waiters.push(synced);
+    if (this.#broken !== undefined) return this.#refuseAll();
     this.#schedule();
   }
 
@@ -76,11 +78,13 @@ export class GroupWriter {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#timer);
+    // #flushing is cleared when its write ends, before `await` resumes here: each turn waits on a new write.
     for (;;) {
       if (this.#flushing !== undefined) await this.#flushing;
-      else if (this.#queue.length > 0 && this.#broken === undefined) await (this.#flushing = this.#flush());
+      else if (this.#queue.length > 0 && this.#broken === undefined) this.#startFlush();
       else break;
     }
+    this.#refuseAll();
     await this.#open?.handle.close().catch(() => {});
     this.#open = undefined;
   }
@@ -92,13 +96,39 @@ export class GroupWriter {
     if (this.#queuedBytes >= this.options.syncBytes || this.options.syncIntervalMs === 0) {
       clearTimeout(this.#timer);
       this.#timer = undefined;
-      this.#flushing = this.#flush();
+      this.#startFlush();
     } else {
       this.#timer ??= setTimeout(() => {
         this.#timer = undefined;
-        this.#flushing ??= this.#flush();
+        if (this.#flushing === undefined) this.#startFlush();
       }, this.options.syncIntervalMs);
     }
+  }
+
+  // One write at a time: #flushing is this write until it ends, then the next one (or nothing).
+  #startFlush(): void {
+    const flushing: Promise<void> = this.#flush().finally(() => {
+      if (this.#flushing !== flushing) return;
+      this.#flushing = undefined;
+      // What arrived during this write has waited a whole write already: its group goes out at once.
+      if (this.#queue.length > 0 && !this.#closed && this.#broken === undefined) {
+        clearTimeout(this.#timer);
+        this.#timer = undefined;
+        this.#startFlush();
+      }
+    });
+    this.#flushing = flushing;
+  }
+
+  // The log is broken (or closed): drop what is queued, tell every waiter false, on a later tick.
+  #refuseAll(): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    this.#queue = [];
+    this.#queuedBytes = 0;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (waiters.length > 0) queueMicrotask(() => waiters.forEach((synced) => synced(false)));
   }
 
   async #flush(): Promise<void> {
@@ -131,20 +161,14 @@ export class GroupWriter {
       ok = false;
       this.#broken = `${(err as NodeJS.ErrnoException).code ?? ''} ${(err as Error).message}`.trim();
       this.metrics.writeFailures.inc();
-      this.log.error({ dir: this.options.dir, err: this.#broken }, `WAL write failed: ${this.#broken}; refusing events (503) until restarted; check WAL_DIR and its volume`);
+      this.log.error({ dir: this.options.dir, err: this.#broken }, `WAL write failed: ${this.#broken}; refusing events (503 not_stored) until restarted; events already accepted are still uploaded; check WAL_DIR and its volume`);
     }
     if (waiters.length > 0) {
       this.metrics.fsyncSeconds.observe((performance.now() - started) / 1000);
       this.metrics.groupSize.observe(waiters.length);
     }
-    this.#flushing = undefined;
     for (const synced of waiters) synced(ok);
-    // What arrived during this write has waited a whole write already: its group goes out at once.
-    if (this.#queue.length > 0 && !this.#closed) {
-      clearTimeout(this.#timer);
-      this.#timer = undefined;
-      this.#flushing = this.#flush();
-    }
+    if (!ok) this.#refuseAll();
     this.wrote();
   }
 

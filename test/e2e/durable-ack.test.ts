@@ -1,7 +1,9 @@
 // ACK_LEVEL=disk and s3 (issue 13): a 202 that survives SIGKILL. Real server processes, a real S3
 // server, real SIGKILLs and real WAL files; a torn write and a corrupt segment, which cannot be
 // produced on demand, are made by editing a real segment between two runs. Bounded in requests.
-import { appendFileSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { once } from 'node:events';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -11,6 +13,7 @@ import { refusedPort, startFaultProxy } from '../helpers/fault-proxy.js';
 import { s3Env, startS3 } from '../helpers/s3.js';
 import { eventually, ROOT, type RunningServer, spawnServer, startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
+import { EVENTS, readRecords } from '../../src/wal/format.js';
 
 function assertExactlyOnce(t: Test, report: AuditReport, label: string): void {
   t.same(report.missing.slice(0, 5), [], `${label}: no acknowledged event missing (${report.missing.length})`);
@@ -262,4 +265,157 @@ t.test('ACK_LEVEL=disk: a full WAL answers 503 queue_full with Retry-After, and 
   proxy.release();
   await eventually(async () => (await server.post(`[${event}]`)).status === 202, 600);
   t.pass('accepted again once the stalled batches were stored and their segments deleted');
+});
+
+/** A real 1 MiB tmpfs for a real ENOSPC, unmounted at the end of the test. */
+function smallDisk(t: Test): string {
+  const dir = mkdtempSync(join(tmpdir(), 'ingest-wal-tmpfs-'));
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir], { stdio: 'pipe' });
+  t.teardown(() => {
+    execFileSync('umount', ['-l', dir], { stdio: 'pipe' });
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return dir;
+}
+
+/** Why the ENOSPC test cannot run here (mount is for root only), or false. */
+const cannotMount: string | false = (() => {
+  const dir = mkdtempSync(join(tmpdir(), 'ingest-mount-probe-'));
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir], { stdio: 'pipe' });
+    execFileSync('umount', [dir], { stdio: 'pipe' });
+    return false;
+  } catch (err) {
+    return `needs mount -t tmpfs (root) for a real ENOSPC: ${(err as Error).message.split('\n')[0]}`;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+})();
+
+t.test('ACK_LEVEL=disk: the WAL volume fills (ENOSPC): every 202 is still uploaded, later requests get 503 not_stored, /readyz 503, SIGTERM stops in time', { skip: cannotMount }, async (t) => {
+  const walDir = smallDisk(t);
+  const s3 = await startS3(t);
+  const proxy = await startFaultProxy(t, s3);
+  // WAL_MAX_BYTES far above the volume: the write fails before the bound refuses anything. One
+  // PUT at a time, one batch queued, PUTs stalled during the fill: most acknowledged events wait in
+  // the channel, and are cut into many batches after the failure, each cut record then unwritable.
+  const server = await startServer(t, {
+    ...s3Env(proxy.endpoint),
+    ACK_LEVEL: 'disk',
+    WAL_DIR: walDir,
+    DLQ_DIR: tempDir(t, 'dlq'),
+    BATCH_MAX_AGE_MS: '300',
+    BATCH_MAX_EVENTS: '50',
+    UPLOAD_CONCURRENCY: '1',
+    UPLOAD_QUEUE_MAX_BATCHES: '1',
+    UPLOAD_TIMEOUT_MS: '600000',
+    SHUTDOWN_TIMEOUT_MS: '10000',
+  });
+  proxy.decide = () => 'stall';
+  const acked: string[] = [];
+  let answer = { status: 202, headers: new Headers(), json: {} as Record<string, unknown> };
+  for (let i = 0; i < 2000 && answer.status === 202; i++) {
+    answer = await server.post(JSON.stringify({ id: `e${i}`, pad: 'x'.repeat(1000) }));
+    if (answer.status === 202) acked.push(`e${i}`);
+  }
+  t.equal(answer.status, 503, `the volume filled after ${acked.length} acknowledged requests`);
+  t.equal(await server.metric('wal_write_failures_total'), 1);
+  t.ok(server.logs.some((l) => l.level === 'error' && /WAL write failed: ENOSPC/.test(l.msg)), 'the failure is logged with its cause');
+  for (const which of ['the request in the failed write', 'a later request']) {
+    if (which === 'a later request') answer = await server.post('{"id":"later"}');
+    t.same([answer.status, answer.json.error, answer.headers.get('retry-after')], [503, 'not_stored', '1'], `${which}: 503 not_stored, Retry-After: 1`);
+  }
+  const ready = await fetch(`${server.url}/readyz`);
+  t.same([ready.status, ((await ready.json()) as { error: string }).error], [503, 'not_stored'], '/readyz: 503 (the load balancer stops sending here)');
+  t.equal((await fetch(`${server.url}/healthz`)).status, 200, '/healthz: still alive (SIGTERM, not a kill, ends it)');
+  // Events acknowledged before the failure, and batches cut after it, are still uploaded.
+  proxy.decide = () => 'pass';
+  proxy.release();
+  const inS3 = async () => new Set((await s3.objects()).flatMap((o) => o.records.map((r) => r.event.id as string)));
+  await eventually(async () => {
+    const stored = await inS3();
+    return acked.every((id) => stored.has(id));
+  }, 400);
+  t.pass(`all ${acked.length} acknowledged events are in S3 after the WAL failed`);
+  const started = Date.now();
+  server.child.kill('SIGTERM');
+  const exited = await Promise.race([server.exited, new Promise<undefined>((resolve) => setTimeout(resolve, 20_000, undefined))]);
+  if (exited === undefined) server.child.kill('SIGKILL');
+  t.same(exited, { code: 0, signal: null }, `SIGTERM ends the process (${Date.now() - started} ms)`);
+  t.match(await server.waitForLog((l) => l.msg === 'shutdown complete'), { unaccountedEvents: 0, droppedEvents: 0 });
+  t.ok(server.logs.some((l) => l.msg === 'WAL closed: every event settled'), 'every event settled');
+  t.same(segments(walDir), [], 'a clean stop removes the settled segments: a next start uploads nothing again');
+});
+
+/** Flips a byte in the middle of the payload of the `nth` events record of a segment file. */
+function damageEvents(file: string, nth: number): void {
+  const data = readFileSync(file);
+  const record = readRecords(data).records.filter((r) => r.type === EVENTS)[nth]!;
+  data[record.off + 9 + (record.payload.length >> 1)] ^= 0xff;
+  writeFileSync(file, data);
+}
+
+const storedIds = async (s3: { objects(): Promise<{ records: { event: Record<string, unknown> }[] }[]> }) => new Set((await s3.objects()).flatMap((o) => o.records.map((r) => r.event.id as string)));
+
+t.test('ACK_LEVEL=disk: damage in the last segment with a complete record after it is corruption (quarantined), not a torn tail', async (t) => {
+  const s3 = await startS3(t);
+  const proxy = await startFaultProxy(t, s3);
+  const walDir = tempDir(t, 'wal');
+  const env = { ...s3Env(proxy.endpoint), ACK_LEVEL: 'disk', WAL_DIR: walDir, DLQ_DIR: tempDir(t, 'dlq'), BATCH_MAX_AGE_MS: '50', UPLOAD_TIMEOUT_MS: '600000' };
+  const first = await startServer(t, env);
+  // Stalled PUTs: each batch's cut record is fsynced (the PUT waits for it), nothing settles.
+  proxy.decide = () => 'stall';
+  t.equal((await first.post('[{"id":"a1"},{"id":"a2"}]')).status, 202);
+  await eventually(async () => (await first.metric('upload_inflight_batches')) === 1);
+  t.equal((await first.post('[{"id":"b1"},{"id":"b2"}]')).status, 202);
+  await eventually(async () => (await first.metric('upload_inflight_batches')) === 2);
+  await killed(t, first);
+  const [segment] = segments(walDir);
+  t.equal(segments(walDir).length, 1, 'one segment: the last');
+  // The first events record, acknowledged, with two fsynced cut records and an events record after it.
+  damageEvents(join(walDir, segment!), 0);
+  proxy.decide = () => 'pass';
+  const second = await startServer(t, env);
+  t.equal(await second.metric('wal_torn_tails_total'), 0, 'not counted as a torn tail');
+  t.equal(await second.metric('wal_segments_quarantined_total'), 1, 'counted as quarantined');
+  t.ok(existsSync(join(walDir, 'corrupt', segment!)), 'the segment is copied to corrupt/');
+  t.ok(second.logs.some((l) => l.level === 'error' && l.msg.startsWith('WAL: corrupt segment')), 'logged at error as corruption');
+  t.notOk(second.logs.some((l) => l.msg.startsWith('WAL: torn tail')), 'not logged as a torn tail');
+});
+
+t.test('ACK_LEVEL=disk: events before the damage whose cut record was after it are batched again, not skipped as settled', async (t) => {
+  const s3 = await startS3(t);
+  const proxy = await startFaultProxy(t, s3);
+  const walDir = tempDir(t, 'wal');
+  const env = { ...s3Env(proxy.endpoint), ACK_LEVEL: 'disk', WAL_DIR: walDir, DLQ_DIR: tempDir(t, 'dlq'), BATCH_MAX_AGE_MS: '100', WAL_SEGMENT_BYTES: '65536', UPLOAD_TIMEOUT_MS: '600000' };
+  const first = await startServer(t, env);
+  proxy.decide = () => 'stall';
+  const pad = (id: string, bytes: number) => JSON.stringify({ id, pad: 'x'.repeat(bytes) });
+  // Segment 0: [A][X][cut A+X][P]; segment 1: [cut P][D][cut D]. Then X is damaged: A survives,
+  // its cut record does not, and a later cut (D's) survives in segment 1.
+  const a = first.post(pad('a', 10));
+  const x = first.post(pad('x', 100));
+  t.same([(await a).status, (await x).status], [202, 202]);
+  await eventually(async () => (await first.metric('upload_inflight_batches')) === 1);
+  t.equal((await first.post(pad('p', 70_000))).status, 202, 'P fills segment 0');
+  await eventually(async () => (await first.metric('upload_inflight_batches')) === 2);
+  t.equal((await first.post(pad('d', 10))).status, 202);
+  await eventually(async () => (await first.metric('upload_inflight_batches')) === 3);
+  await killed(t, first);
+  const names = segments(walDir);
+  t.equal(names.length, 2, 'two segments');
+  const kinds = readRecords(readFileSync(join(walDir, names[0]!))).records.map((r) => r.type);
+  t.same(kinds, [EVENTS, EVENTS, 2, EVENTS], 'segment 0: A, X, the cut of A and X, P');
+  damageEvents(join(walDir, names[0]!), 1);
+  proxy.decide = () => 'pass';
+  const second = await startServer(t, env);
+  t.equal(await second.metric('wal_segments_quarantined_total'), 1);
+  // A (batched afresh, after BATCH_MAX_AGE_MS) and D (its cut sent again) are all there is to store.
+  await eventually(async () => (await second.metric('s3_events_stored_total')) >= 2, 200).catch(() => {});
+  const stored = await storedIds(s3);
+  t.ok(stored.has('a'), 'A, acknowledged and readable, is uploaded (its cut record was lost to the damage)');
+  t.ok(stored.has('d'), 'D is uploaded');
+  t.notOk(stored.has('x'), 'X, damaged, is lost');
+  t.ok(second.logs.some((l) => l.level === 'error' && typeof l.rebatched === 'number' && l.rebatched === 1), 'the batched-again events are logged');
+  t.ok((await second.metric('wal_lost_events_total')) >= 1, 'events lost to the damage are counted');
 });

@@ -90,7 +90,7 @@ function writeLog(dir: string, seed: number): void {
   }
 }
 
-/** The reader before the two passes (src/wal/replay.ts until November 2026), without its repairs on disk. */
+/** The reader before the two passes (src/wal/replay.ts until November 2026, with its rule for events no cut covers), without its repairs on disk. */
 function reference(dir: string) {
   const seqs = readdirSync(dir).map(segmentSeq).filter((s) => s !== undefined).sort((a, b) => a - b);
   const segments: { seq: number; size: number; unsettled: number; pendingCuts: number }[] = [];
@@ -118,6 +118,7 @@ function reference(dir: string) {
   let lost = 0;
   let total = 0;
   let i = 0;
+  const inCuts = new Map<(typeof events)[number], [number, number][]>();
   for (const { cut, seg: cutSeg } of cuts) {
     while (i < events.length && before(events[i]!, cut.from)) i++;
     const pieces: unknown[] = [];
@@ -128,13 +129,14 @@ function reference(dir: string) {
       const from = at.seg === cut.from[0] && at.off === cut.from[1] ? cut.from[2] : 0;
       const to = at.seg === cut.to[0] && at.off === cut.to[1] ? cut.to[2] : at.count;
       if (to <= from) continue;
+      inCuts.set(at, [...(inCuts.get(at) ?? []), [from, to]]);
       pieces.push([at.seg, at.off, from, to, at.body.toString()]);
       found += to - from;
       for (let k = from; k < to; k++) bytes += LINE_OVERHEAD_BYTES + at.spans[2 * k + 1]! - at.spans[2 * k]!;
     }
     if (done.has(cut.id)) continue;
     if (found !== cut.events) {
-      if (cut.from[0] >= firstPresent) lost += found;
+      if (cut.from[0] >= firstPresent) lost += cut.events;
       continue;
     }
     batches.push([cut.id, found, bytes, pieces]);
@@ -143,18 +145,18 @@ function reference(dir: string) {
     for (const p of pieces as [number, number, number, number][]) bySeq.get(p[0])!.unsettled += p[3] - p[2];
     total += found;
   }
-  const lastEnd = cuts.reduce<Position | undefined>((end, { cut }) => (end === undefined || comparePositions(cut.to, end) > 0 ? cut.to : end), undefined);
+  // Every event no cut covers is sent again: after the last cut, or before it when damage took its cut record.
   const entries: unknown[] = [];
   for (const at of events) {
     let from = 0;
-    if (lastEnd !== undefined) {
-      if (before(at, lastEnd)) continue;
-      if (at.seg === lastEnd[0] && at.off === lastEnd[1]) from = lastEnd[2];
+    for (const [cutFrom, cutTo] of [...(inCuts.get(at) ?? []), [at.count, at.count]].sort((x, y) => x[0]! - y[0]!) as [number, number][]) {
+      if (cutFrom > from) {
+        entries.push([at.seg, at.off, from, cutFrom - from, at.spans.slice(2 * from, 2 * cutFrom), at.body.toString()]);
+        bySeq.get(at.seg)!.unsettled += cutFrom - from;
+        total += cutFrom - from;
+      }
+      from = Math.max(from, cutTo);
     }
-    if (from >= at.count) continue;
-    entries.push([at.seg, at.off, from, at.count - from, at.spans.slice(2 * from), at.body.toString()]);
-    bySeq.get(at.seg)!.unsettled += at.count - from;
-    total += at.count - from;
   }
   return { segments, batches, cutSegs: cutSegs.sort(), entries, events: total, lost };
 }

@@ -15,11 +15,12 @@ import { type Run, write } from './lib/report.js';
 import type { Context, Result, Scenario } from './lib/scenario.js';
 import { outside, startS3 } from './lib/stack.js';
 import { scenarios as formats } from './scenarios/formats.js';
+import { scenario as ackLevels } from './scenarios/ack-levels.js';
 import { scenario as outage } from './scenarios/outage.js';
 import { scenario as overload } from './scenarios/overload.js';
 import { scenario as slowS3 } from './scenarios/slow-s3.js';
 
-const ALL: Scenario[] = [...formats, overload, slowS3, outage];
+const ALL: Scenario[] = [...formats, overload, slowS3, outage, ackLevels];
 
 function fail(message: string): never {
   process.stderr.write(`${message}\n`);

@@ -1,6 +1,8 @@
 // One measured load run against a target, and the comparison of the server with its baselines
 // (and any --target) in alternating rounds, so that drift of the machine over the run cancels out.
+import { join } from 'node:path';
 import { load, type LoadResult, type Request } from './load.js';
+import { startProbe } from './probe.js';
 import type { Context } from './scenario.js';
 import { type Local, type Scrape, scrape, settle, startBaseline, startServer, storedBytes, type Target } from './stack.js';
 
@@ -120,5 +122,62 @@ export async function compare(ctx: Context, request: Request, eventsPerRequest: 
     };
   } finally {
     for (const target of local) await target.proc.stop();
+  }
+}
+
+/** One server setting beside others (scenario 8 and 9): its name, and the variables that make it. */
+export interface Variant {
+  readonly name: string;
+  readonly env: Record<string, string>;
+}
+
+export interface VariantComparison {
+  /** By variant name, in the order given; `acceptedP99Ms` from a probe beside the load (202s only). */
+  readonly variants: Record<string, Figures & { acceptedP99Ms?: number }>;
+  /** events/s of each variant over the first one's. */
+  readonly ratios: Record<string, number>;
+  /** Summed over the variants' servers. */
+  readonly settled: Settled;
+}
+
+/**
+ * One server per variant, all started at once and loaded in turn, `rounds` times, like the
+ * baselines in scenarios 1-4. A probe beside each load times the requests answered 202 (the load's
+ * own percentiles also count fast 503s). `cores` pins the servers elsewhere than the server core.
+ */
+export async function compareVariants(ctx: Context, request: Request, eventsPerRequest: number, variants: readonly Variant[], cores?: string): Promise<VariantComparison> {
+  const servers: Local[] = [];
+  // Each variant writes under its own key prefix, so that its objects' bytes can be told apart.
+  const prefixes = variants.map((_, i) => `variant-${Date.now()}-${i}`);
+  try {
+    for (const [i, v] of variants.entries()) servers.push(await startServer(ctx.s3.endpoint, { ...ctx.serverEnv, ...v.env, S3_PREFIX: prefixes[i]! }, cores));
+    const rounds = servers.map((): Round[] => []);
+    const probed = servers.map((): number[] => []);
+    for (let round = 0; round < ctx.rounds; round++) {
+      for (const [i, server] of servers.entries()) {
+        const probe = startProbe(server.url, request);
+        rounds[i]!.push(await measure(server, request, ctx.seconds, ctx.connections));
+        const { p99 } = await probe.stop();
+        if (p99 !== undefined) probed[i]!.push(p99);
+      }
+    }
+    const finals: Scrape[] = [];
+    for (const server of servers) finals.push(await settle(server));
+    const figures = variants.map((_, i) => {
+      const p99s = probed[i]!.sort((a, b) => a - b);
+      return {
+        ...summarise(rounds[i]!, eventsPerRequest, servers[i]!.proc.peakRssBytes()),
+        ...storage(storedBytes(join(ctx.s3.dir, 'bench', prefixes[i]!)), finals[i]!),
+        ...(p99s.length === 0 ? {} : { acceptedP99Ms: p99s[Math.floor((p99s.length - 1) / 2)]! }),
+      };
+    });
+    const sum = (pick: (f: Scrape) => number) => finals.reduce((n, f) => n + pick(f), 0);
+    return {
+      variants: Object.fromEntries(variants.map((v, i) => [v.name, figures[i]!])),
+      ratios: Object.fromEntries(variants.map((v, i) => [v.name, figures[i]!.eventsPerSec / figures[0]!.eventsPerSec])),
+      settled: { accepted: sum((f) => f.counters.accepted), stored: sum((f) => f.counters.stored), spilled: sum((f) => f.counters.spilled), dropped: sum((f) => f.counters.dropped) },
+    };
+  } finally {
+    for (const server of servers) await server.proc.stop();
   }
 }

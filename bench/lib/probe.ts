@@ -1,5 +1,6 @@
 // A light probe beside the main load: one request at a time, timing the ones answered 202, and
 // noting whether 503s carry Retry-After. It answers "what latency does an accepted request see".
+import type { Request } from './load.js';
 import { event } from './scenario.js';
 
 export interface ProbeResult {
@@ -16,7 +17,8 @@ export function describe(probed: ProbeResult): string {
   return probed.p50 === undefined || probed.p99 === undefined ? 'none accepted' : `p50 ${probed.p50.toFixed(2)} ms, p99 ${probed.p99.toFixed(2)} ms`;
 }
 
-export function startProbe(url: string): { stop(): Promise<ProbeResult> } {
+/** Single events, unless `request` gives the bodies and headers to send (in turn). */
+export function startProbe(url: string, request?: Request): { stop(): Promise<ProbeResult> } {
   const latencies: number[] = [];
   let refused = 0;
   let withRetryAfter = 0;
@@ -25,7 +27,9 @@ export function startProbe(url: string): { stop(): Promise<ProbeResult> } {
     for (let i = 0; running; i++) {
       const started = performance.now();
       try {
-        const res = await fetch(`${url}/v1/events`, { method: 'POST', body: event(i), headers: { 'content-type': 'application/json' }, signal: AbortSignal.timeout(10_000) });
+        const body = request === undefined ? event(i) : new Uint8Array(request.bodies[i % request.bodies.length]!);
+        const headers = request?.headers ?? { 'content-type': 'application/json' };
+        const res = await fetch(`${url}/v1/events`, { method: 'POST', body, headers, signal: AbortSignal.timeout(10_000) });
         await res.arrayBuffer();
         if (res.status === 202) latencies.push(performance.now() - started);
         else if (res.status === 503) {

@@ -34,6 +34,10 @@ export function markdown(run: Run): string {
       lines.push(row('', 'parse-only', targets.parse, '1.00'));
       lines.push(row('', '**server**', targets.server, `**${maybe(ratios.serverToParse, 2)}**`));
       for (const [url, x] of Object.entries(outside)) lines.push(row('', url, x, maybe(x.eventsPerSec / targets.parse.eventsPerSec, 2)));
+    } else if (r.variants) {
+      const [first, ...rest] = Object.keys(r.variants.variants);
+      lines.push(row(r.title, `**server** ${first}`, r.variants.variants[first!]!, `1.00 (the reference)`));
+      for (const name of rest) lines.push(row('', `**server** ${name}`, r.variants.variants[name]!, `**${maybe(r.variants.ratios[name], 2)}** of ${first}`));
     } else if (r.server) {
       lines.push(row(r.title, '**server**', r.server, ''));
     }
@@ -56,6 +60,8 @@ export function svg(run: Run): string {
     if (r.comparison) {
       for (const [target, x] of Object.entries(r.comparison.targets)) bars.push({ group, target, name: target, events: x.eventsPerSec, p99: x.latency?.p99 ?? 0 });
       for (const [url, x] of Object.entries(r.comparison.outside)) bars.push({ group, target: 'outside', name: url, events: x.eventsPerSec, p99: x.latency?.p99 ?? 0 });
+    } else if (r.variants) {
+      for (const [name, x] of Object.entries(r.variants.variants)) bars.push({ group, target: 'server', name: `server, ${name}`, events: x.eventsPerSec, p99: x.latency?.p99 ?? 0 });
     } else if (r.server) bars.push({ group, target: 'server', name: 'server', events: r.server.eventsPerSec, p99: r.server.latency?.p99 ?? 0 });
   }
   const colors: Record<string, string> = { noop: '#b0b0b0', parse: '#6b8fbf', server: '#d9822b' };

@@ -1,6 +1,6 @@
 // What every scenario gets and gives back, and the request bodies they send.
 import { gzipSync } from 'node:zlib';
-import type { Comparison, Figures, Settled } from './measure.js';
+import type { Comparison, Figures, Settled, VariantComparison } from './measure.js';
 import type { Request } from './load.js';
 import type { Target } from './stack.js';
 
@@ -22,6 +22,8 @@ export interface Result {
   readonly title: string;
   /** Scenarios 1-4: the server beside its baselines. */
   readonly comparison?: Comparison;
+  /** Scenarios 8-9: the server under different settings, the first one the reference. */
+  readonly variants?: VariantComparison;
   /** Scenarios 5-7: the server alone, under a condition. */
   readonly server?: Figures & Record<string, unknown>;
   /** Where the accepted events went; `lossless` is the zero-loss verdict. */

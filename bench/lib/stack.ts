@@ -71,11 +71,11 @@ export async function startBaseline(name: 'noop' | 'parse'): Promise<Local> {
   return { name, url: `http://127.0.0.1:${port}`, endpoint: `http://127.0.0.1:${port}/v1/events`, usage: proc, proc };
 }
 
-/** The real server, from dist/, writing to `s3Endpoint`; extra env for a scenario's settings. */
-export async function startServer(s3Endpoint: string, env: Record<string, string> = {}): Promise<Local> {
+/** The real server, from dist/, writing to `s3Endpoint`; extra env for a scenario's settings; on the server core unless `cores` says otherwise. */
+export async function startServer(s3Endpoint: string, env: Record<string, string> = {}, cores = SERVER_CORE): Promise<Local> {
   let port = 0;
   const proc = await start(
-    SERVER_CORE,
+    cores,
     NODE,
     [join(REPO, 'dist', 'main.js')],
     {

@@ -1,5 +1,6 @@
 // Micro-benchmark of the encode path: requests -> batches (the real Batcher and encodeLines) ->
-// gzip, per GZIP_LEVEL and BATCH_MAX_EVENTS. `npm run bench:encode`. Timed in process CPU time
+// gzip, per GZIP_LEVEL and BATCH_MAX_EVENTS; and validation's cost per byte against the number of
+// events in a body, which must not grow with it. `npm run bench:encode`. Timed in process CPU time
 // (process.cpuUsage), not wall time, so that other work on a busy machine distorts it less.
 import { gzipSync } from 'node:zlib';
 import { Channel } from '../src/channel.js';
@@ -65,10 +66,32 @@ for (const [maxEvents, levels] of Object.entries(LEVELS).map(([k, v]) => [Number
     );
   }
 }
+// Validation (parseEvents: UTF-8, the scanner, keeping the events) of bodies of more and more
+// 100-byte events: its CPU per byte must not grow with the body, or a large body of small events
+// buys CPU out of proportion (one search per event to the end of the body once made it quadratic).
+const validation = ['| 100-byte events in the body | body KiB | parseEvents ns per byte | JSON.parse ns per byte |', '|---:|---:|---:|---:|'];
+const perByte: number[] = [];
+for (const count of [1_000, 5_000, 10_000]) {
+  const body = Buffer.from(`[${Array.from({ length: count }, (_, i) => `{"a":"${String(i).padEnd(91, '.')}"}`).join(',')}]`);
+  const rounds = 50;
+  const ours = timed(() => {
+    for (let i = 0; i < rounds; i++) if (parseEvents(body, 'json', { maxEvents: count, maxDepth: 64 }) instanceof Rejection) throw new Error('rejected');
+  });
+  const baseline = timed(() => {
+    for (let i = 0; i < rounds; i++) JSON.parse(body.toString());
+  });
+  const ns = (ms: number) => (ms * 1e6) / rounds / body.length;
+  perByte.push(ns(ours.cpuMs));
+  validation.push(`| ${count.toLocaleString('en-US')} | ${(body.length / 1024).toFixed(0)} | ${ns(ours.cpuMs).toFixed(2)} | ${ns(baseline.cpuMs).toFixed(2)} |`);
+}
+const growth = perByte.at(-1)! / perByte[0]!;
 const six = atDefault.get(6)!;
 const [bestLevel, best] = [...atDefault].filter(([, x]) => x.compressed <= six.compressed * 1.1).sort(([, a], [, b]) => b.eventsPerCpuSecond - a.eventsPerCpuSecond)[0]!;
 process.stdout.write(
   `Encode path, ${TOTAL_EVENTS} distinct events of ~${Math.round(requests[0]!.bytes / 50)} bytes, Node ${process.version}, CPU time (best of ${REPEATS}):\n\n${rows.join('\n')}\n\n` +
     `At BATCH_MAX_EVENTS 5000, GZIP_LEVEL ${bestLevel} makes the most events per CPU second (${Math.round(best.eventsPerCpuSecond).toLocaleString('en-US')}, ` +
-    `${(best.eventsPerCpuSecond / six.eventsPerCpuSecond).toFixed(2)}x level 6) of the levels whose objects are within 10% of level 6's (${((best.compressed / six.compressed - 1) * 100).toFixed(1)}% larger).\n`,
+    `${(best.eventsPerCpuSecond / six.eventsPerCpuSecond).toFixed(2)}x level 6) of the levels whose objects are within 10% of level 6's (${((best.compressed / six.compressed - 1) * 100).toFixed(1)}% larger).\n\n` +
+    `Validation, CPU time (best of ${REPEATS}):\n\n${validation.join('\n')}\n\n` +
+    `Per byte, the largest body costs ${growth.toFixed(2)}x the smallest: ${growth <= 1.5 ? 'flat, as it must be' : 'NOT FLAT: the cost per byte grows with the body'}.\n`,
 );
+if (growth > 1.5) process.exitCode = 1;

@@ -162,7 +162,9 @@ function hold(body: Buffer, spans: number[], owned: boolean): ParsedEvents {
       spans[i + 1] = at;
     }
   }
-  for (let i = 0; i < spans.length; i += 2) blankLineBreaks(held, spans[i]!, spans[i + 1]!);
+  // Once over all of it: what lies between the events is whitespace and separators, and one search
+  // per event would run on to the end of the body each time (quadratic in the number of events).
+  blankLineBreaks(held);
   return { body: held, spans, bytes: held.length };
 }
 

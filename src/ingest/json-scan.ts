@@ -73,10 +73,10 @@ export function trimEnd(body: Buffer, from: number, to: number): number {
   return to;
 }
 
-/** CR and LF -> space in [from, to); only for valid JSON text, where they are whitespace. */
-export function blankLineBreaks(body: Buffer, from: number, to: number): void {
-  for (let at = body.indexOf(LF, from); at !== -1 && at < to; at = body.indexOf(LF, at + 1)) body[at] = SPACE;
-  for (let at = body.indexOf(CR, from); at !== -1 && at < to; at = body.indexOf(CR, at + 1)) body[at] = SPACE;
+/** CR and LF -> space; only for valid JSON texts and what separates them, where they are whitespace. */
+export function blankLineBreaks(body: Buffer): void {
+  for (let at = body.indexOf(LF); at !== -1; at = body.indexOf(LF, at + 1)) body[at] = SPACE;
+  for (let at = body.indexOf(CR); at !== -1; at = body.indexOf(CR, at + 1)) body[at] = SPACE;
 }
 
 /**

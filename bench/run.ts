@@ -19,8 +19,9 @@ import { scenario as ackLevels } from './scenarios/ack-levels.js';
 import { scenario as outage } from './scenarios/outage.js';
 import { scenario as overload } from './scenarios/overload.js';
 import { scenario as slowS3 } from './scenarios/slow-s3.js';
+import { scenario as workers } from './scenarios/workers.js';
 
-const ALL: Scenario[] = [...formats, overload, slowS3, outage, ackLevels];
+const ALL: Scenario[] = [...formats, overload, slowS3, outage, ackLevels, workers];
 
 function fail(message: string): never {
   process.stderr.write(`${message}\n`);

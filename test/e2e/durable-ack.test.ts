@@ -275,6 +275,8 @@ t.test('ACK_LEVEL=disk: a full WAL answers 503 queue_full with Retry-After, and 
   t.equal(answer.json.error, 'queue_full');
   t.equal(answer.headers.get('retry-after'), '1');
   t.ok((await server.metric('wal_bytes_current')) > 900_000, 'the WAL is at its bound');
+  t.equal(await server.metric('wal_max_bytes'), 1048576);
+  t.ok((await server.metric('wal_bytes_current')) / (await server.metric('wal_max_bytes')) > 0.8, 'IngestWalNearlyFull\'s condition holds');
   const documented = readFileSync(join(ROOT, 'docs/durability.md'), 'utf8').split('\n## Metrics\n')[1]!.split('\n## ')[0]!;
   const listed = [...documented.matchAll(/^\| `(wal_[a-z_]+)`/gm)].map((m) => m[1]!).sort();
   t.same(listed, [...(await server.exported())].filter((name) => name.startsWith('wal_')).sort(), 'docs/durability.md lists every wal_ metric');

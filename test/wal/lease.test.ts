@@ -3,7 +3,7 @@ import { mkdirSync, readdirSync, rmSync, symlinkSync, utimesSync, writeFileSync 
 import { join } from 'node:path';
 import { pino } from 'pino';
 import t from 'tap';
-import { isStale, Lease, takeAdoptLock } from '../../src/wal/lease.js';
+import { exists, isStale, Lease, takeAdoptLock } from '../../src/wal/lease.js';
 
 const STALE_MS = 60_000;
 const past = (dir: string, file: string) => utimesSync(join(dir, file), new Date(Date.now() - 2 * STALE_MS), new Date(Date.now() - 2 * STALE_MS));
@@ -59,4 +59,11 @@ t.test('an adopt lock that cannot be read is not taken over; one only partly wri
   rmSync(join(root, 'dead', 'adopt.lock.0'));
   writeFileSync(join(root, 'dead', 'adopt.lock.0'), '{"instanc');
   t.ok(await takeAdoptLock(root, join(root, 'dead'), 'b', STALE_MS), 'a torn lock in a stale directory: its writer died');
+});
+
+t.test('a path that cannot be looked at is not absent (an adopter would skip a WAL it cannot see, then remove its directory)', async (t) => {
+  const root = t.testdir({ dead: {} });
+  unreadable(join(root, 'dead', 'wal'));
+  await t.rejects(exists(join(root, 'dead', 'wal')), { code: 'ELOOP' });
+  t.equal(await exists(join(root, 'dead', 'dlq')), false, 'one that is not there is absent');
 });

@@ -41,7 +41,9 @@ export function createWalMetrics(registry: Registry): WalMetrics {
   };
 }
 
-export function observeWal(registry: Registry, state: WalState): void {
+export function observeWal(registry: Registry, state: WalState, maxBytes: number): void {
   new Gauge({ name: 'wal_bytes_current', help: 'Bytes in write-ahead log segments', registers: [registry], collect() { this.set(state.bytes); } });
+  // For alerts on wal_bytes_current / wal_max_bytes: past the limit every request is refused.
+  new Gauge({ name: 'wal_max_bytes', help: 'WAL_MAX_BYTES: past it the write-ahead log refuses every request (503 queue_full)', registers: [registry] }).set(maxBytes);
   new Gauge({ name: 'wal_segments_current', help: 'Write-ahead log segments on disk', registers: [registry], collect() { this.set(state.segments); } });
 }

@@ -66,7 +66,7 @@ export class Adopter {
   }
 
   async #scan(): Promise<void> {
-    const { sharedRoot, leaseStaleMs } = this.parts.wal;
+    const { sharedRoot } = this.parts.wal;
     let names: string[];
     try {
       names = (await fs.readdir(sharedRoot, { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => e.name);
@@ -76,10 +76,13 @@ export class Adopter {
     }
     for (const name of names) {
       if (this.#stopping) return;
+      if (name === this.parts.instanceId) continue;
       const dir = path.join(sharedRoot, name);
-      if (name === this.parts.instanceId || !((await exists(path.join(dir, 'wal'))) || (await exists(path.join(dir, 'dlq'))))) continue;
-      if (!(await isStale(dir, leaseStaleMs))) continue;
-      const lock = await takeAdoptLock(sharedRoot, dir, this.parts.instanceId, leaseStaleMs).catch(() => undefined);
+      const lock = await this.#lockIfDead(dir).catch((err: unknown) => {
+        // Unreadable (EIO, ESTALE, EMFILE): its holder may be alive, so it is judged again at the next scan.
+        this.log.warn({ dir, err: (err as Error).message }, `could not tell whether the instance of ${dir} is dead; will look again`);
+        return undefined;
+      });
       if (lock === undefined) continue;
       try {
         await this.#adopt(dir, name, lock);
@@ -89,6 +92,14 @@ export class Adopter {
         await lock.release().catch(() => {});
       }
     }
+  }
+
+  /** The adopt lock of `dir` if it holds something to adopt, its lease is stale and no live instance adopts it. */
+  async #lockIfDead(dir: string): Promise<AdoptLock | undefined> {
+    const { sharedRoot, leaseStaleMs } = this.parts.wal;
+    if (!((await exists(path.join(dir, 'wal'))) || (await exists(path.join(dir, 'dlq'))))) return undefined;
+    if (!(await isStale(dir, leaseStaleMs))) return undefined;
+    return takeAdoptLock(sharedRoot, dir, this.parts.instanceId, leaseStaleMs);
   }
 
   async #adopt(dir: string, deadId: string, lock: AdoptLock): Promise<void> {

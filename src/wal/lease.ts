@@ -3,8 +3,11 @@
 //
 // Invariants:
 // - a lease is fresh while its mtime is younger than DURABLE_LEASE_STALE_MS; its holder touches
-//   it every quarter of that, and exits (status 1) if it finds its lease taken or gone: another
-//   instance judged it dead and is adopting its directory, so it must stop writing there;
+//   it every eighth of that, and exits (status 1) if it finds its lease taken or gone: another
+//   instance judged it dead and is adopting its directory, so it must stop writing there. Only a
+//   missing file (ENOENT) or another's token means that: a read error (EIO, ESTALE on EFS, EMFILE)
+//   is a failed renewal, logged and tried again at the next tick, three times before the fencing
+//   below stops the instance;
 // - fencing: the holder acknowledges only while its last renewal is younger than half the stale
 //   time, and an adopter writes its own lease into the directory before it touches anything. So a
 //   holder that was paused (SIGSTOP, a frozen VM) and resumes mid-adoption acknowledges nothing
@@ -17,6 +20,9 @@
 //   creating n + 1, so two survivors never adopt the same directory at once (known gap: one that
 //   read generation n, then stalled while another took n + 1, adopted, failed and released it,
 //   can take n + 1 beside a third that took 0 meanwhile; adoption takes seconds, the stall would too);
+// - a lease or lock that cannot be read never makes its holder dead: the judgement throws and is
+//   made again at the next scan. Only a lock that reads as torn (its writer crashed mid-write) is
+//   judged by the directory's age, and only a missing lease by the directory's mtime;
 // - mtimes are set by the writer's clock (utimes), so clocks must agree well within the stale time.
 import { randomUUID } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
@@ -57,7 +63,7 @@ export class Lease {
         log.fatal({ file }, `lease lost: ${file} is gone or another instance's; this instance was judged dead and its directory is being adopted; exiting`);
         process.exit(1);
       });
-    }, Math.max(250, Math.floor(staleMs / 4))).unref();
+    }, Math.max(125, Math.floor(staleMs / 8))).unref();
   }
 
   /** Writes this instance's lease in `dir` (its own directory under the root) and keeps it fresh. */
@@ -75,11 +81,14 @@ export class Lease {
   /** Removes the lease (a clean stop): what is left in the directory is adopted once the lease would be stale. */
   async release(): Promise<void> {
     clearInterval(this.#timer);
-    if ((await readLease(this.file))?.token === this.token) await fs.rm(this.file, { force: true });
+    // Unreadable: left in place; it goes stale, and what the directory holds is adopted then.
+    const lease = await readLease(this.file).catch(() => undefined);
+    if (lease?.token === this.token) await fs.rm(this.file, { force: true });
   }
 
   async #renew(): Promise<void> {
-    if ((await readLease(this.file))?.token !== this.token) throw new LeaseLost();
+    const lease = await readLease(this.file);
+    if (lease === undefined || lease.token !== this.token) throw new LeaseLost();
     const now = new Date();
     await fs.utimes(this.file, now, now);
     this.#renewedAt = now.getTime();
@@ -102,17 +111,26 @@ export async function writeLease(dir: string, instanceId: string): Promise<strin
 
 class LeaseLost extends Error {}
 
+/** A lease or adopt lock: undefined if there is none; throws if it cannot be read, or reads as torn (SyntaxError). */
 async function readLease(file: string): Promise<LeaseContent | undefined> {
-  try {
-    return JSON.parse(await fs.readFile(file, 'utf8')) as LeaseContent;
-  } catch {
-    return undefined;
-  }
+  const text = await fs.readFile(file, 'utf8').catch(ifMissing(undefined));
+  return text === undefined ? undefined : (JSON.parse(text) as LeaseContent);
 }
 
-/** An instance directory's lease is stale (or missing, and the directory unchanged for as long). */
+/** For a rejection: `value` when the file is not there, the error otherwise. */
+const ifMissing =
+  <T>(value: T) =>
+  (err: unknown): T => {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return value;
+    throw err;
+  };
+
+/**
+ * An instance directory's lease is stale (or missing, and the directory unchanged for as long;
+ * false if the directory is gone). Throws if the lease or directory cannot be read.
+ */
 export async function isStale(dir: string, staleMs: number): Promise<boolean> {
-  const stat = (await fs.stat(path.join(dir, LEASE_FILE)).catch(() => undefined)) ?? (await fs.stat(dir).catch(() => undefined));
+  const stat = (await fs.stat(path.join(dir, LEASE_FILE)).catch(ifMissing(undefined))) ?? (await fs.stat(dir).catch(ifMissing(undefined)));
   return stat !== undefined && Date.now() - stat.mtimeMs > staleMs;
 }
 
@@ -130,12 +148,18 @@ const ADOPT_LOCK_NAME = /^adopt\.lock\.(\d+)$/;
  * n + 1 with O_EXCL, so of two survivors racing for it exactly one succeeds, whatever the order.
  */
 export async function takeAdoptLock(root: string, dir: string, instanceId: string, staleMs: number): Promise<AdoptLock | undefined> {
-  const generations = (await fs.readdir(dir)).map((name) => ADOPT_LOCK_NAME.exec(name)?.[1]).filter((n) => n !== undefined).map(Number);
+  const names = await fs.readdir(dir).catch(ifMissing(undefined));
+  if (names === undefined) return undefined; // adopted and removed by another survivor meanwhile
+  const generations = names.map((name) => ADOPT_LOCK_NAME.exec(name)?.[1]).filter((n) => n !== undefined).map(Number);
   const top = generations.length === 0 ? -1 : Math.max(...generations);
   if (top >= 0) {
-    const holder = (await readLease(path.join(dir, `${ADOPT_LOCK}.${top}`))) as { instanceId?: string } | undefined;
+    // A lock that reads as torn is one being written (or cut short by a crash): judged by the
+    // directory's age. One that cannot be read throws: its holder may well be alive.
+    const holder = (await readLease(path.join(dir, `${ADOPT_LOCK}.${top}`)).catch((err: unknown) => {
+      if (err instanceof SyntaxError) return undefined;
+      throw err;
+    })) as { instanceId?: string } | undefined;
     const holderDir = holder?.instanceId === undefined ? undefined : path.join(root, holder.instanceId);
-    // A lock with no readable holder is one being written (or cut short by a crash): judged by the directory's age.
     const gone = holderDir === undefined ? await isStale(dir, staleMs) : (await isStale(holderDir, staleMs)) || !(await exists(holderDir));
     if (!gone) return undefined;
   }
@@ -155,6 +179,7 @@ export async function takeAdoptLock(root: string, dir: string, instanceId: strin
   return { held: () => exists(file), release: () => fs.rm(file, { force: true }) };
 }
 
+/** Throws if `file` cannot be looked at: an error is not an absence (a WAL skipped as absent would be removed with its directory). */
 export async function exists(file: string): Promise<boolean> {
-  return fs.stat(file).then(() => true, () => false);
+  return fs.stat(file).then(() => true, ifMissing(false));
 }

@@ -49,7 +49,7 @@ export async function openDurability(config: Config, registry: Registry, log: Lo
   if (ackLevel === 'disk') {
     recovered = await recover(walConfig.dir, instanceId, metrics!, log);
     wal = new WriteAheadLog(walConfig, recovered.logId, recovered.segments, recovered.nextSeq, metrics!, log);
-    observeWal(registry, wal);
+    observeWal(registry, wal, walConfig.maxBytes);
   }
   // With a lease, a 202 only while it is fresh (fencing: ./lease.ts).
   const journal = ackLevel === 'memory' ? undefined : new Acks(wal, instanceId, recovered?.cutSegs, lease === undefined ? undefined : () => lease.fresh());

@@ -45,3 +45,14 @@ t.test('DlqFilesHigh keeps the rule\'s "and still growing": above 1000 and above
   t.same(high.Metrics.filter((m) => m.ReturnData).map((m) => m.Expression), ['IF(files > 1000 AND DIFF(files) > 0, 1, 0)']);
   t.ok(high.EvaluationPeriods >= 2, 'DIFF has the period before the last to compare with');
 });
+
+t.test('WalNearlyFull keeps the rule\'s ratio: the fullest task\'s WAL above 80% of WAL_MAX_BYTES for 2 minutes', async (t) => {
+  const rules = readFileSync(`${ROOT}deploy/prometheus/alerts.yml`, 'utf8');
+  t.match(rules, /expr: wal_bytes_current \/ wal_max_bytes > 0\.8\n\s+for: 2m\n/, 'the Prometheus rule this mirrors');
+  const full = template.Resources.WalNearlyFull!.Properties as { Metrics: { Id: string; Expression?: string; ReturnData: boolean; MetricStat?: { Metric: { MetricName: string }; Period: number; Stat: string } }[]; EvaluationPeriods: number; DatapointsToAlarm: number };
+  t.match(full.Metrics.find((m) => m.Id === 'bytes')!.MetricStat, { Metric: { MetricName: 'wal_bytes_current' }, Period: 60, Stat: 'Maximum' });
+  t.match(full.Metrics.find((m) => m.Id === 'limit')!.MetricStat, { Metric: { MetricName: 'wal_max_bytes' }, Period: 60, Stat: 'Maximum' });
+  t.same(full.Metrics.filter((m) => m.ReturnData).map((m) => m.Expression), ['IF(limit > 0 AND bytes / limit > 0.8, 1, 0)']);
+  t.equal(full.EvaluationPeriods, 2);
+  t.equal(full.DatapointsToAlarm, 2);
+});

@@ -67,62 +67,64 @@ t.test('/metrics on its own METRICS_PORT, mapped in the task but not in the load
   t.same(exec.Action, ['ssmmessages:CreateControlChannel', 'ssmmessages:CreateDataChannel', 'ssmmessages:OpenControlChannel', 'ssmmessages:OpenDataChannel'], 'what ECS Exec needs in the task role');
 });
 
-t.test('the EFS variant: the same task but for a per-task DLQ_DIR on an EFS volume', async (t) => {
+const environment = (container: { environment: { name: string; value: string }[] }) => Object.fromEntries(container.environment.map((e) => [e.name, e.value]));
+
+t.test('the EFS variant: the same task with ACK_LEVEL=disk and DURABLE_ROOT on an EFS volume', async (t) => {
   const base = json('deploy/ecs/task-definition.json');
   const efs = json('deploy/ecs/task-definition-efs.json');
   const [container] = efs.containerDefinitions;
-  const volume = /DLQ_DIR=(\S+)/.exec(finalStage)![1]!;
-  t.same(efs.volumes, [{ name: 'dlq', efsVolumeConfiguration: { fileSystemId: 'EFS_ID', transitEncryption: 'ENABLED', authorizationConfig: { accessPointId: 'EFS_ACCESS_POINT_ID', iam: 'ENABLED' } } }]);
-  t.same(container.mountPoints, [{ sourceVolume: 'dlq', containerPath: volume, readOnly: false }], 'mounted on the image volume');
+  const env = environment(container);
+  const known = configVariables();
+  for (const name of Object.keys(env)) t.ok(known.has(name), `${name} is a variable the server reads`);
+  t.equal(env.ACK_LEVEL, 'disk', 'a 202 means in the WAL on EFS, which outlives the task');
+  t.same(efs.volumes, [{ name: 'durable', efsVolumeConfiguration: { fileSystemId: 'EFS_ID', transitEncryption: 'ENABLED', authorizationConfig: { accessPointId: 'EFS_ACCESS_POINT_ID', iam: 'ENABLED' } } }]);
+  t.same(container.mountPoints, [{ sourceVolume: 'durable', containerPath: env.DURABLE_ROOT, readOnly: false }], 'DURABLE_ROOT is the EFS mount');
+  // Under DURABLE_ROOT the server names its directories itself; a fixed INSTANCE_ID would be shared by every task.
+  for (const name of ['INSTANCE_ID', 'WAL_DIR', 'DLQ_DIR']) t.notOk(name in env, `${name} is left to the server`);
+  t.equal(container.entryPoint, undefined, 'the image\'s CMD: node gets SIGTERM');
   // Everything else as in the base task definition, so the two cannot drift apart.
   const strip = (task: Record<string, any>) => {
     const { family, volumes, ephemeralStorage, containerDefinitions, ...rest } = task;
-    const { entryPoint, mountPoints, environment, ...c } = containerDefinitions[0];
-    return { rest, c, environment: environment.filter((e: { name: string }) => e.name !== 'DLQ_DIR') };
+    const { mountPoints, environment, ...c } = containerDefinitions[0];
+    return { rest, c, environment: environment.filter((e: { name: string }) => !['DLQ_DIR', 'ACK_LEVEL', 'DURABLE_ROOT'].includes(e.name)) };
   };
   t.same(strip(efs), strip(base));
   const policy = json('deploy/ecs/task-role-policy.json');
-  const mount = policy.Statement.find((s: { Sid: string }) => s.Sid === 'EfsDlqVolumeThroughItsAccessPoint');
+  const mount = policy.Statement.find((s: { Sid: string }) => s.Sid === 'EfsDurableVolumeThroughItsAccessPoint');
   t.same(mount.Action, ['elasticfilesystem:ClientMount', 'elasticfilesystem:ClientWrite']);
 });
 
-t.test('the EFS variant\'s entry point gives each task its own directory, named by its container id, and execs the server, so SIGTERM reaches it', async (t) => {
+t.test('the EFS variant run as ECS runs it: each task its own directory under DURABLE_ROOT, named by its container id, which the documented dlq stats reads', async (t) => {
   const [container] = json('deploy/ecs/task-definition-efs.json').containerDefinitions;
-  const volume = /DLQ_DIR=(\S+)/.exec(finalStage)![1]!;
+  const env = environment(container);
   const root = tempDir(t, 'efs');
   const s3 = await startS3(t);
-  // The entry point as ECS runs it, with the volume's path moved to a temp directory and dist/ at hand.
-  const script = (container.entryPoint[2] as string).replace(volume, root);
-  const child = spawn(container.entryPoint[0], [container.entryPoint[1], script], {
-    cwd: ROOT,
-    env: baseEnv({ ...s3.env, ECS_CONTAINER_METADATA_URI_V4: 'http://169.254.170.2/v4/0123456789abcdef0123456789abcdef-1234567890' }),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const cmd = JSON.parse(/^CMD (\[.*\])$/m.exec(finalStage)![1]!) as string[];
+  const imageDlqDir = /DLQ_DIR=(\S+)/.exec(finalStage)![1]!;
+  const taskId = '0123456789abcdef0123456789abcdef-1234567890';
+  // The image's environment, the task definition's durability settings with the mount moved to a temp directory.
+  const taskEnv = { ...s3.env, DLQ_DIR: imageDlqDir, ACK_LEVEL: env.ACK_LEVEL!, DURABLE_ROOT: root, ECS_CONTAINER_METADATA_URI_V4: `http://169.254.170.2/v4/${taskId}` };
+  const child = spawn(cmd[0]!, cmd.slice(1), { cwd: ROOT, env: baseEnv(taskEnv), stdio: ['ignore', 'pipe', 'pipe'] });
   const server = watch(t, child);
   const listening = await server.waitForLog((l) => l.msg === 'listening');
   await server.waitForLog((l) => l.msg.startsWith('S3 preflight ok')); // S3 done writing before the test ends
-  const taskId = '0123456789abcdef0123456789abcdef-1234567890';
-  t.equal(listening.instance, taskId, 'INSTANCE_ID is the container id (task id, dash, number), as the directory is');
-  t.ok(existsSync(join(root, taskId, '.lock')), 'the server holds the lock of its own directory');
+  t.equal(listening.instance, taskId, 'INSTANCE_ID is the container id (task id, dash, number)');
   t.same(readdirSync(root), [taskId]);
+  t.same(readdirSync(join(root, taskId)).sort(), ['dlq', 'lease', 'wal'], 'its WAL and DLQ under a lease');
+  t.ok(existsSync(join(root, taskId, 'dlq', '.lock')), 'the server holds the lock of its own DLQ');
   t.equal((await fetch(`http://127.0.0.1:${listening.port as number}/healthz`)).status, 200);
-  // The `dlq stats` deploy/README.md gives for ECS Exec, which does not see the entry point's export:
-  // run as documented, in the same environment, it reads the task's own directory.
+  // The `dlq stats` deploy/README.md gives for ECS Exec, in the task's environment: the same directory.
   const readme = readFileSync(`${ROOT}deploy/README.md`, 'utf8');
-  const documented = /--command "sh -c '(DLQ_DIR=\S+ npm run dlq -- stats)'"/.exec(readme)?.[1];
+  const documented = /### EFS[^\n]*\n[\s\S]*?--command "(npm run dlq -- stats)"/.exec(readme)?.[1];
   t.ok(documented, 'deploy/README.md gives the command for the EFS variant');
-  const stats = spawn('sh', ['-c', documented!.replaceAll('\\$', '$').replace(volume, root)], {
-    cwd: ROOT,
-    env: baseEnv({ ...s3.env, DLQ_DIR: volume, ECS_CONTAINER_METADATA_URI_V4: 'http://169.254.170.2/v4/0123456789abcdef0123456789abcdef-1234567890' }),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const stats = spawn('sh', ['-c', documented!], { cwd: ROOT, env: baseEnv(taskEnv), stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   stats.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
   const [code] = (await once(stats, 'exit')) as [number];
   t.equal(code, 0, out);
-  t.match(out, new RegExp(`^dir\\s+${join(root, taskId)}$`, 'm'), 'the documented command reads the task\'s own directory, as the server does');
+  t.match(out, new RegExp(`^dir\\s+${join(root, taskId, 'dlq')}$`, 'm'), 'the documented command reads the task\'s own DLQ, as the server does');
   child.kill('SIGTERM');
-  t.equal((await server.exited).code, 0, 'SIGTERM reaches node (exec), which shuts down cleanly');
+  t.equal((await server.exited).code, 0, 'SIGTERM reaches node, which shuts down cleanly');
 });
 
 t.test('task role: s3:PutObject on the prefix, and for S3_SSE=aws:kms the one KMS action a single PUT needs, only through S3', async (t) => {

@@ -41,7 +41,8 @@ t.test('every metric the rules use is exported by the server', async (t) => {
   const exprs = [...rules.matchAll(/expr: (\|\n(?:\s{10}.*\n)+|.*)/g)].map((m) => m[1]!);
   const used = metricsIn(exprs);
   const s3 = await startS3(t);
-  const server = await startServer(t, s3.env);
+  // ACK_LEVEL=disk exports every metric of the default and the WAL's.
+  const server = await startServer(t, { ...s3.env, ACK_LEVEL: 'disk', WAL_MAX_BYTES: '67108864' });
   const exported = await server.exported();
   t.ok(used.size >= 10, `${used.size} metrics used`);
   for (const name of used) t.ok(exported.has(name), `${name} is exported`);
@@ -50,6 +51,7 @@ t.test('every metric the rules use is exported by the server', async (t) => {
   for (const code of ERROR_CODES) t.match(page, `\ns3_put_errors_total{code="${code}"} 0\n`, `s3_put_errors_total{code="${code}"} at 0 from the start`);
   for (const result of ['ok', 'error']) t.match(page, `\ns3_put_duration_seconds_count{result="${result}"} 0\n`, `s3_put_duration_seconds{result="${result}"} at 0`);
   t.match(page, '\ns3_put_failing_seconds 0\n', 'S3 not failing');
+  t.match(page, '\nwal_max_bytes 67108864\n', 'the WAL\'s limit, for IngestWalNearlyFull');
 });
 
 t.test('every runbook_url is absolute, starts with the one base, and points at a section of docs/operations.md', async (t) => {

@@ -2,7 +2,7 @@
 // server, real SIGKILLs and real WAL files; a torn write and a corrupt segment, which cannot be
 // produced on demand, are made by editing a real segment between two runs. Bounded in requests.
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { once } from 'node:events';
 import net from 'node:net';
@@ -11,7 +11,7 @@ import t, { type Test } from 'tap';
 import { type AuditReport, audit, AckingClient } from '../harness/zero-loss.js';
 import { refusedPort, startFaultProxy } from '../helpers/fault-proxy.js';
 import { s3Env, startS3 } from '../helpers/s3.js';
-import { eventually, ROOT, type RunningServer, spawnServer, startServer } from '../helpers/server.js';
+import { eventually, NOBODY, nobodyCannotRun, ROOT, type RunningServer, spawnServer, startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
 import { EVENTS, readRecords } from '../../src/wal/format.js';
 
@@ -245,6 +245,23 @@ t.test('shared root: an instance paused (SIGSTOP) and resumed while a survivor a
   t.same(report.missing.slice(0, 5), [], `every 202 a gave before its pause is in S3 (${report.missing.length} missing)`);
 });
 
+t.test('shared root: a lease that cannot be read for a while (EACCES, server not root) is a failed renewal, not a lost lease: the instance keeps serving', { skip: nobodyCannotRun }, async (t) => {
+  const s3 = await startS3(t);
+  const root = tempDir(t, 'root');
+  chownSync(root, 65534, 65534);
+  // Renewed every 1.5 s; the fencing stops it only after 6 s without a renewal.
+  const a = await startServer(t, { ...s3.env, ACK_LEVEL: 'disk', DURABLE_ROOT: root, DURABLE_LEASE_STALE_MS: '12000', INSTANCE_ID: 'a' }, NOBODY);
+  const lease = join(root, 'a', 'lease');
+  chmodSync(lease, 0o000); // as a read error of the file system would (EIO, ESTALE on EFS)
+  await a.waitForLog((l) => l.msg === 'lease could not be renewed; trying again');
+  chmodSync(lease, 0o644);
+  const restored = statSync(lease).mtimeMs;
+  await eventually(() => statSync(lease).mtimeMs > restored, 200, 50);
+  t.equal((await a.post('{"id":1}')).status, 202, 'renewed, it acknowledges again');
+  t.notOk(a.logs.some((l) => l.msg.startsWith('lease lost')), 'never taken for a lost lease');
+  t.equal(a.child.exitCode, null, 'still running');
+});
+
 t.test('ACK_LEVEL=disk: a full WAL answers 503 queue_full with Retry-After, and takes events again once S3 drains it', async (t) => {
   const s3 = await startS3(t);
   const proxy = await startFaultProxy(t, s3);
@@ -258,6 +275,8 @@ t.test('ACK_LEVEL=disk: a full WAL answers 503 queue_full with Retry-After, and 
   t.equal(answer.json.error, 'queue_full');
   t.equal(answer.headers.get('retry-after'), '1');
   t.ok((await server.metric('wal_bytes_current')) > 900_000, 'the WAL is at its bound');
+  t.equal(await server.metric('wal_max_bytes'), 1048576);
+  t.ok((await server.metric('wal_bytes_current')) / (await server.metric('wal_max_bytes')) > 0.8, 'IngestWalNearlyFull\'s condition holds');
   const documented = readFileSync(join(ROOT, 'docs/durability.md'), 'utf8').split('\n## Metrics\n')[1]!.split('\n## ')[0]!;
   const listed = [...documented.matchAll(/^\| `(wal_[a-z_]+)`/gm)].map((m) => m[1]!).sort();
   t.same(listed, [...(await server.exported())].filter((name) => name.startsWith('wal_')).sort(), 'docs/durability.md lists every wal_ metric');

@@ -9,7 +9,8 @@ import { tempDir } from '../helpers/temp.js';
 
 t.test('EMF lines carry the key metrics; counters as increases per interval', async (t) => {
   const s3 = await startS3(t);
-  const server = await startServer(t, { ...s3.env, METRICS_EMF: 'true', METRICS_EMF_INTERVAL_MS: '1000', BATCH_MAX_AGE_MS: '100' });
+  // ACK_LEVEL=disk: every metric of the default and the WAL's.
+  const server = await startServer(t, { ...s3.env, ACK_LEVEL: 'disk', WAL_MAX_BYTES: '67108864', METRICS_EMF: 'true', METRICS_EMF_INTERVAL_MS: '1000', BATCH_MAX_AGE_MS: '100' });
   t.equal((await server.post('[{"a":1},{"a":2},{"a":3}]')).status, 202);
   const emf = () => server.logs.filter((l) => '_aws' in l) as unknown as Record<string, number | { CloudWatchMetrics: { Namespace: string; Dimensions: string[][]; Metrics: { Name: string }[] }[] }>[];
   const sum = (name: string) => emf().reduce((n, l) => n + (l[name] as number), 0);
@@ -26,6 +27,8 @@ t.test('EMF lines carry the key metrics; counters as increases per interval', as
     t.type(line![Name], 'number', `${Name} has a value`);
   }
   t.same(directive!.Metrics.map((m) => m.Name), EMF_METRICS.map((m) => m.name));
+  t.equal(line!.wal_max_bytes, 67108864, 'the WAL\'s limit, for the WalNearlyFull alarm');
+  t.type(line!.wal_bytes_current, 'number');
   const exit = await server.stop();
   t.equal(exit.code, 0);
 });

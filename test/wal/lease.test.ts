@@ -1,9 +1,9 @@
 // Leases and adopt locks on a shared root: fresh and stale, one adopter at a time, takeover from a dead adopter.
-import { mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import t from 'tap';
-import { isStale, Lease, takeAdoptLock } from '../../src/wal/lease.js';
+import { exists, isStale, Lease, takeAdoptLock } from '../../src/wal/lease.js';
 
 const STALE_MS = 60_000;
 const past = (dir: string, file: string) => utimesSync(join(dir, file), new Date(Date.now() - 2 * STALE_MS), new Date(Date.now() - 2 * STALE_MS));
@@ -37,4 +37,33 @@ t.test('an adopt lock whose adopter died (stale lease) is taken over, by one of 
   t.equal(locks.filter((l) => l !== undefined).length, 1);
   t.same(readdirSync(join(root, 'dead')), ['adopt.lock.1'], 'the dead adopter\'s lock is gone, the new one is the next generation');
   t.equal(await takeAdoptLock(root, join(root, 'dead'), 'd', STALE_MS), undefined, 'a third survivor finds it held');
+});
+
+// A symlink to itself: stat and read fail with ELOOP, a real error that is not "the file is gone"
+// (the tests run as root, for whom a chmod denies nothing).
+const unreadable = (file: string) => symlinkSync(file, file);
+
+t.test('a lease that cannot be read is not stale, even in a directory unchanged for longer than the stale time', async (t) => {
+  const root = t.testdir({ live: {} });
+  unreadable(join(root, 'live', 'lease'));
+  past(root, 'live');
+  await t.rejects(isStale(join(root, 'live'), STALE_MS), { code: 'ELOOP' }, 'not judged by the directory\'s age: the lease is there');
+});
+
+t.test('an adopt lock that cannot be read is not taken over; one only partly written is judged by the directory\'s age', async (t) => {
+  const root = t.testdir({ dead: { lease: '{}' }, b: {} });
+  past(join(root, 'dead'), 'lease');
+  unreadable(join(root, 'dead', 'adopt.lock.0'));
+  await t.rejects(takeAdoptLock(root, join(root, 'dead'), 'b', STALE_MS), { code: 'ELOOP' });
+  t.same(readdirSync(join(root, 'dead')).sort(), ['adopt.lock.0', 'lease'], 'no new generation');
+  rmSync(join(root, 'dead', 'adopt.lock.0'));
+  writeFileSync(join(root, 'dead', 'adopt.lock.0'), '{"instanc');
+  t.ok(await takeAdoptLock(root, join(root, 'dead'), 'b', STALE_MS), 'a torn lock in a stale directory: its writer died');
+});
+
+t.test('a path that cannot be looked at is not absent (an adopter would skip a WAL it cannot see, then remove its directory)', async (t) => {
+  const root = t.testdir({ dead: {} });
+  unreadable(join(root, 'dead', 'wal'));
+  await t.rejects(exists(join(root, 'dead', 'wal')), { code: 'ELOOP' });
+  t.equal(await exists(join(root, 'dead', 'dlq')), false, 'one that is not there is absent');
 });

@@ -71,10 +71,12 @@ export class IngestServer {
     app.any('/v1/events', (res) => send(res, '405', R.METHOD_NOT_ALLOWED, '', 0, 'POST'));
     this.#routeGet(app, '/healthz', (res) => send(res, '200', '{"status":"ok"}'));
     this.#routeGet(app, '/readyz', (res) => {
-      if (this.#shuttingDown) return send(res, '503', R.SHUTTING_DOWN);
+      const admitted = channel.admits();
+      // 'closed': a worker thread sees the main thread's shutdown there first.
+      if (this.#shuttingDown || admitted === 'closed') return send(res, '503', R.SHUTTING_DOWN);
       if (!this.#ready) return send(res, '503', R.errorBody('starting', 'not ready yet'));
       // ACK_LEVEL=disk after a failed WAL write: nothing sent here can be acknowledged.
-      if (channel.admits() === 'not_stored') return send(res, '503', R.WAL_FAILED);
+      if (admitted === 'not_stored') return send(res, '503', R.WAL_FAILED);
       send(res, '200', '{"status":"ready"}');
     });
     this.#metricsApp = metrics === 'own port' ? uWS.App() : undefined;
@@ -120,6 +122,11 @@ export class IngestServer {
   /** Stops listening; idempotent. */
   close(): void {
     for (const socket of this.#listenSockets.splice(0)) uWS.us_listen_socket_close(socket);
+  }
+
+  /** A worker thread's end: every connection is closed at once, so nothing keeps the thread alive. */
+  closeConnections(): void {
+    this.#app.close();
   }
 
   #listenOn(app: TemplatedApp, host: string, port: number): Promise<number> {

@@ -97,9 +97,11 @@ port.on('message', (message: ToWorker) => {
     case 'shutdown':
       return server.beginShutdown();
     case 'close':
-      // Every answer the main thread sent came before this message, and is written: end the
-      // thread (its connections too, which would keep it alive).
-      return process.exit(0);
+      // Every answer the main thread sent came before this message, and is written. Connections
+      // still open must be closed before the thread ends (Node aborts the process if a thread
+      // ends with open handles); then nothing holds the thread.
+      server.closeConnections();
+      return port.close();
   }
 });
 post({ type: 'ready', descriptor: server.descriptor() });

@@ -84,6 +84,7 @@ export class IngestWorkers {
   readonly #acked: AckedIntake | undefined;
   readonly #state = new Float64Array(new SharedArrayBuffer(3 * Float64Array.BYTES_PER_ELEMENT));
   readonly #publisher: NodeJS.Timeout;
+  #shuttingDown = false;
   #closing = false;
 
   /** The HttpCounts of each worker, for createHttpMetrics. */
@@ -124,8 +125,13 @@ export class IngestWorkers {
     this.#tell({ type: 'ready' });
   }
 
-  /** Every worker answers 503 shutting_down from now on (the main thread's channel, once closed, would too). */
+  /**
+   * Every worker answers 503 shutting_down from now on: at once through the shared state (a
+   * message could be read after a request), and before reading bodies once the message is read.
+   */
   beginShutdown(): void {
+    this.#shuttingDown = true;
+    this.#publish();
     this.#tell({ type: 'shutdown' });
   }
 
@@ -213,7 +219,7 @@ export class IngestWorkers {
 
   #publish = (): void => {
     const intake = this.plan.intake;
-    this.#state[0] = ADMITS.indexOf(intake.admits());
+    this.#state[0] = ADMITS.indexOf(this.#shuttingDown ? 'closed' : intake.admits());
     this.#state[1] = intake.events;
     this.#state[2] = intake.bytes;
   };

@@ -104,4 +104,17 @@ port.on('message', (message: ToWorker) => {
       return port.close();
   }
 });
+// A bug here must not take the process with it: a thread that ends with connections open makes
+// Node abort the whole process, losing the events the main thread holds. So: close them, and let
+// the main thread log it and shut down in order (exit 1), as for a crash of its own. The thread
+// ends on the main thread's 'close', once no new connection can be handed to it.
+let crashed = false;
+const crash = (err: unknown): void => {
+  if (crashed) return;
+  crashed = true;
+  post({ type: 'crashed', error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+  server.closeConnections();
+};
+process.on('uncaughtException', crash);
+process.on('unhandledRejection', crash);
 post({ type: 'ready', descriptor: server.descriptor() });

@@ -41,7 +41,7 @@ export interface PushItem {
   readonly receivedAt: number;
 }
 
-export type FromWorker = { type: 'ready'; descriptor: unknown } | { type: 'push'; items: PushItem[] } | { type: 'metrics'; id: number };
+export type FromWorker = { type: 'ready'; descriptor: unknown } | { type: 'push'; items: PushItem[] } | { type: 'metrics'; id: number } | { type: 'crashed'; error: string };
 
 export type ToWorker =
   | { type: 'answers'; ids: number[]; outcomes: (AckOutcome | PushResult)[] }
@@ -169,6 +169,8 @@ export class IngestWorkers {
             (page) => worker.postMessage({ type: 'metrics', id: message.id, page } satisfies ToWorker),
             (err: Error) => worker.postMessage({ type: 'metrics', id: message.id, error: err.message } satisfies ToWorker),
           );
+        } else if (message.type === 'crashed') {
+          this.#lost(child, setup.index, message.error);
         } else {
           child.descriptor = message.descriptor;
           this.plan.server.addChild(message.descriptor);
@@ -177,19 +179,21 @@ export class IngestWorkers {
       });
       worker.on('error', (err) => {
         if (child.descriptor === undefined) return reject(new Error(`worker thread ${setup.index} did not start: ${err.message}`));
-        this.#lost(child, setup.index, err);
+        this.#lost(child, setup.index, err.stack ?? err.message);
       });
-      worker.on('exit', (code) => this.#lost(child, setup.index, new Error(`worker thread ${setup.index} exited with code ${code}`)));
+      worker.on('exit', (code) => this.#lost(child, setup.index, `exited with code ${code}`));
     });
   }
 
-  /** A worker ended by itself: no new connection may reach it, and the process shuts down. */
-  #lost(child: Child, index: number, err: Error): void {
+  /** A worker crashed or ended by itself: no new connection may reach it, and the process shuts down. */
+  #lost(child: Child, index: number, err: string): void {
     if (child.lost || this.#closing) return;
     child.lost = true;
     if (child.descriptor !== undefined) this.plan.server.removeChild(child.descriptor);
+    // A crashed worker still runs: it ends now that no connection can reach it.
+    child.worker.postMessage({ type: 'close' } satisfies ToWorker);
     // Every event it answered 202 for is in the channel; only its unanswered clients are cut off.
-    this.plan.log.fatal({ worker: index, err: err.stack ?? err.message }, `worker thread ${index} crashed: shutting down`);
+    this.plan.log.fatal({ worker: index, err }, `worker thread ${index} crashed: shutting down`);
     this.plan.crashed();
   }
 

@@ -173,6 +173,28 @@ t.test('METRICS_PORT with 2 workers: /metrics from the main thread on its own po
   await stopCleanly(t, server);
 });
 
+t.test('ACK_LEVEL=s3 over 2 workers: the 202 comes once the batch is in S3', async (t) => {
+  const s3 = await startS3(t);
+  const server = await startServer(t, { ...s3.env, WORKERS: '2', ACK_LEVEL: 's3', DLQ_DIR: tempDir(t, 'dlq'), BATCH_MAX_AGE_MS: '50' });
+  for (let i = 0; i < 4; i++) {
+    const answer = await server.post(`[{"n":${i}},{"n":${i}}]`, { 'content-type': 'application/json', connection: 'close' });
+    t.same([answer.status, answer.json], [202, { accepted: 2, stored: 's3' }]);
+  }
+  t.equal((await s3.objects()).flatMap((o) => o.records).length, 8, 'all in S3 when answered');
+  await stopCleanly(t, server);
+});
+
+t.test('a second server with 2 workers on the same port refuses to start, naming the port; the first keeps every request', async (t) => {
+  const s3 = await startS3(t);
+  const first = await startServer(t, { ...s3.env, WORKERS: '2', DLQ_DIR: tempDir(t, 'dlq-1') });
+  const second = spawnServer(t, { ...s3.env, WORKERS: '2', DLQ_DIR: tempDir(t, 'dlq-2'), PORT: String(first.port) });
+  t.same(await second.exited, { code: 1, signal: null }, 'exit 1');
+  t.match(second.stderr(), `cannot listen on 127.0.0.1:${first.port}: the port is in use`);
+  for (let i = 0; i < 20; i++) await first.post('{"n":1}', { 'content-type': 'application/json', connection: 'close' });
+  t.equal(await first.metric('ingest_events_accepted_total'), 20, 'the first server took every request');
+  await stopCleanly(t, first);
+});
+
 for (const value of ['0', 'two', '1.5', '257', '-1']) {
   t.test(`refuses WORKERS=${value}`, async (t) => {
     const server = spawnServer(t, { WORKERS: value, S3_BUCKET: 'bucket', AWS_REGION: 'us-east-1' });

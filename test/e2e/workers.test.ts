@@ -4,7 +4,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { type AuditReport, audit, AckingClient, serverCounters } from '../harness/zero-loss.js';
+import { assertExactlyOnce, audit, AckingClient, serverCounters } from '../harness/zero-loss.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { s3Env, startS3 } from '../helpers/s3.js';
 import { eventually, metricValue, type RunningServer, spawnServer, startServer } from '../helpers/server.js';
@@ -13,13 +13,6 @@ import { containerCores } from '../../src/config.js';
 
 // What a client may see once SIGTERM is sent: an answer given before, a 503 shutting_down, or a closed door.
 const AFTER_SIGNAL = new Set(['202', '503 shutting_down', 'ECONNREFUSED', 'ECONNRESET', 'UND_ERR_SOCKET']);
-
-function assertExactlyOnce(t: Test, report: AuditReport, label: string): void {
-  t.same(report.missing.slice(0, 5), [], `${label}: no acknowledged event missing (${report.missing.length})`);
-  t.same(report.duplicated.slice(0, 5), [], `${label}: no event stored twice (${report.duplicated.length})`);
-  t.same(report.unexpected.slice(0, 5), [], `${label}: nothing stored that was refused (${report.unexpected.length})`);
-  t.ok(report.acked > 0, `${label}: ${report.acked} events acknowledged, ${report.inS3} in S3`);
-}
 
 async function scrape(url: string): Promise<string> {
   return (await fetch(`${url}/metrics`)).text();

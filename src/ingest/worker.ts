@@ -16,7 +16,7 @@ class RemoteIntake implements AckedIntake {
   #items: PushItem[] = [];
   #transfer: ArrayBuffer[] = [];
 
-  /** `state`: what the main thread publishes of its intake (workers.ts, publishState). */
+  /** `state`: what the main thread publishes of its intake (WorkerSetup.state). */
   constructor(
     private readonly state: Float64Array,
     private readonly post: (message: FromWorker, transfer?: ArrayBuffer[]) => void,

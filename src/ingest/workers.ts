@@ -177,11 +177,15 @@ export class IngestWorkers {
           resolve();
         }
       });
+      // Before it has given its app, a worker that fails makes start() fail; after, it is lost.
       worker.on('error', (err) => {
         if (child.descriptor === undefined) return reject(new Error(`worker thread ${setup.index} did not start: ${err.message}`));
         this.#lost(child, setup.index, err.stack ?? err.message);
       });
-      worker.on('exit', (code) => this.#lost(child, setup.index, `exited with code ${code}`));
+      worker.on('exit', (code) => {
+        if (child.descriptor === undefined) return reject(new Error(`worker thread ${setup.index} exited with code ${code} before it started`));
+        this.#lost(child, setup.index, `exited with code ${code}`);
+      });
     });
   }
 

@@ -173,7 +173,6 @@ async function main(): Promise<void> {
   process.stdout.on('error', () => {});
   const stopEmf = config.emfIntervalMs === undefined ? undefined : startEmf(registry, config.emfIntervalMs, config.instanceId, (line) => process.stdout.write(line));
   server.markReady();
-  workers?.markReady();
   // The message stays `listening`, which scripts and the benchmark wait for; the address is in the fields.
   log.info({ address: `${config.host}:${ports.port}`, host: config.host, port: ports.port, metricsPort: ports.metricsPort, bucket, prefix: config.s3.prefix, version: VERSION }, 'listening');
   if (localS3 !== undefined) {

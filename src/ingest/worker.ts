@@ -82,6 +82,9 @@ const renderMetrics = (): Promise<MetricsPage> =>
     post({ type: 'metrics', id });
   });
 const server = new IngestServer(setup.options, intake, sharedHttpCounts(setup.counts), renderMetrics, log, setup.metricsOnIngestPort ? 'ingest port' : 'elsewhere');
+// Ready from the start: a connection reaches a worker only once the main thread listens, and the
+// main thread marks itself ready before its event loop accepts one.
+server.markReady();
 
 port.on('message', (message: ToWorker) => {
   switch (message.type) {
@@ -92,8 +95,6 @@ port.on('message', (message: ToWorker) => {
       pages.delete(message.id);
       return message.page === undefined ? page.reject(new Error(message.error)) : page.resolve(message.page);
     }
-    case 'ready':
-      return server.markReady();
     case 'shutdown':
       return server.beginShutdown();
     case 'close':

@@ -46,7 +46,7 @@ export type FromWorker = { type: 'ready'; descriptor: unknown } | { type: 'push'
 export type ToWorker =
   | { type: 'answers'; ids: number[]; outcomes: (AckOutcome | PushResult)[] }
   | { type: 'metrics'; id: number; page?: MetricsPage; error?: string }
-  | { type: 'ready' | 'shutdown' | 'close' };
+  | { type: 'shutdown' | 'close' };
 
 const ADMITS: readonly PushResult[] = ['ok', 'full', 'closed', 'not_stored'];
 
@@ -119,10 +119,6 @@ export class IngestWorkers {
     this.#acked = 'pushAcked' in plan.intake ? (plan.intake as AckedIntake) : undefined;
     this.#publish();
     this.#publisher = setInterval(this.#publish, PUBLISH_MS).unref();
-  }
-
-  markReady(): void {
-    this.#tell({ type: 'ready' });
   }
 
   /**

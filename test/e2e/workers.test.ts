@@ -2,11 +2,11 @@
 // processes on port 0, a real S3 server (behind a real slow or stalling proxy where the test
 // needs one), real signals; every 202 checked in S3. Bounded in requests; no timing assertions.
 import { mkdirSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { assertExactlyOnce, audit, AckingClient, serverCounters } from '../harness/zero-loss.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
+import { idleConnections } from '../helpers/raw.js';
 import { s3Env, startS3 } from '../helpers/s3.js';
 import { eventually, metricValue, type RunningServer, spawnServer, startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
@@ -194,21 +194,14 @@ t.test('MAX_CONNECTIONS stays a limit of the server: each of 2 workers takes hal
   // /metrics on its own port: a scrape on the ingest port would be one more connection.
   const server = await startServer(t, { ...s3.env, WORKERS: '2', MAX_CONNECTIONS: '6', METRICS_PORT: '0', DLQ_DIR: tempDir(t, 'dlq') });
   const metricsUrl = `http://127.0.0.1:${server.logs.find((l) => l.msg === 'listening')!.metricsPort as number}`;
-  let closedByServer = 0;
-  const idle = Array.from({ length: 20 }, () =>
-    net
-      .connect(server.port, '127.0.0.1')
-      .on('error', () => {})
-      .on('close', () => closedByServer++),
-  );
-  t.teardown(() => idle.forEach((s) => s.destroy()));
+  const idle = idleConnections(t, server.port, 20);
   // Connections go to the workers in turn, so each gets more than its 3.
-  await eventually(() => closedByServer === 14);
+  await eventually(() => idle.closedByServer() === 14);
   t.match(await server.waitForLog((l) => l.msg === 'connection cap reached: closing new connections'), { cap: 3, worker: Number });
   const page = await scrape(metricsUrl);
   t.equal(metricValue(page, 'http_connections_open'), 6);
   t.equal(metricValue(page, 'http_connections_refused_total'), 14);
-  idle.forEach((s) => s.destroy());
+  idle.destroy();
   await eventually(async () => metricValue(await scrape(metricsUrl), 'http_connections_open') === 0);
   t.equal((await server.post('{}')).status, 202, 'taken again once they went');
   await stopCleanly(t, server);

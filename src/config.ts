@@ -1,4 +1,5 @@
 // The only reader of process.env: defaults, validation, and one frozen Config (docs/config.md).
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import envVar from 'env-var';
@@ -84,6 +85,8 @@ export interface Config {
   readonly wal: WalConfig;
   /** Write key metrics as CloudWatch Embedded Metric Format lines to stdout, this often; undefined: off. */
   readonly emfIntervalMs: number | undefined;
+  /** Threads of the HTTP front; 1: the main thread alone (src/ingest/workers.ts). */
+  readonly workers: number;
 }
 
 export class ConfigError extends Error {}
@@ -183,7 +186,28 @@ function readConfig(): Config {
       leaseStaleMs: int('DURABLE_LEASE_STALE_MS', 60_000, 1000, 3_600_000),
     },
     emfIntervalMs: env.get('METRICS_EMF').default('false').asBoolStrict() ? int('METRICS_EMF_INTERVAL_MS', 60_000, 1000, 3_600_000) : undefined,
+    workers: int('WORKERS', containerCores(), 1, 256),
   };
+}
+
+/**
+ * The cores this process may use: its CPU quota (cgroup v2 cpu.max, else cgroup v1
+ * cpu.cfs_quota_us / cpu.cfs_period_us) rounded up, within os.availableParallelism() (the CPUs
+ * it may run on). A Fargate task of 2 vCPU runs on a host of more cores: the host's count is not it.
+ */
+export function containerCores(cgroupRoot = '/sys/fs/cgroup', cpus = os.availableParallelism()): number {
+  const read = (file: string): string | undefined => {
+    try {
+      return readFileSync(path.join(cgroupRoot, file), 'utf8').trim();
+    } catch {
+      return undefined;
+    }
+  };
+  const v2 = read('cpu.max')?.split(/\s+/);
+  const [quota, period] = v2 ?? [read('cpu/cpu.cfs_quota_us') ?? read('cpu.cfs_quota_us'), read('cpu/cpu.cfs_period_us') ?? read('cpu.cfs_period_us')];
+  // "max" (v2) or -1 (v1): no quota.
+  const cores = Math.ceil(Number(quota) / Number(period));
+  return Number.isFinite(cores) && cores >= 1 ? Math.min(cores, cpus) : cpus;
 }
 
 function objectSettings(): ObjectSettings {

@@ -3,6 +3,7 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import { type Config, ConfigError, loadConfig } from './config.js';
 import { httpEngine, IngestServer } from './ingest/server.js';
+import { IngestWorkers } from './ingest/workers.js';
 import { uwsLoadError } from './ingest/uws.js';
 import { Reuploader } from './dlq/reupload.js';
 import { DlqLocked, DlqStore } from './dlq/store.js';
@@ -62,7 +63,9 @@ async function main(): Promise<void> {
   observeBuild(registry, VERSION);
   let preflightOk = false;
   observePreflight(registry, () => preflightOk);
-  const httpCounts = createHttpMetrics(registry, httpEngine);
+  // WORKERS > 1: the workers' HTTP counters, in shared memory, summed at each scrape.
+  const workerCounts = IngestWorkers.sharedCounts(config.workers > 1 ? config.workers : 0);
+  const httpCounts = createHttpMetrics(registry, httpEngine, workerCounts.counts);
   const uploadMetrics = createUploadMetrics(registry);
   const dlqMetrics = createDlqMetrics(registry);
 
@@ -126,14 +129,30 @@ async function main(): Promise<void> {
     uploadInFlight: () => pipeline.uploadInFlight,
   });
 
-  const server = new IngestServer(
-    config,
-    durability.journal ?? pipeline,
-    httpCounts,
-    async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
-    log.child({ part: 'http' }),
-    config.metricsPort !== undefined,
-  );
+  const intake = durability.journal ?? pipeline;
+  const renderMetrics = async () => ({ contentType: registry.contentType, body: await registry.metrics() });
+  const server = new IngestServer(config, intake, httpCounts, renderMetrics, log.child({ part: 'http' }), config.metricsPort !== undefined ? 'own port' : 'ingest port');
+  // Until a worker crashes after the signal handlers are set, a crash is a failed start.
+  let crash = (): void => fail(log, 'a worker thread crashed during start-up');
+  const workers =
+    config.workers === 1
+      ? undefined
+      : await IngestWorkers.start(
+          {
+            count: config.workers,
+            options: config,
+            metricsOnIngestPort: config.metricsPort === undefined,
+            logLevel: config.logLevel,
+            instanceId: config.instanceId,
+            server,
+            intake,
+            renderMetrics,
+            log: log.child({ part: 'http' }),
+            crashed: () => crash(),
+          },
+          workerCounts.memory,
+        ).catch((err: Error) => fail(log, err.message));
+  log.info({ workers: config.workers }, config.workers === 1 ? 'HTTP front: 1 thread (WORKERS=1)' : `HTTP front: ${config.workers} worker threads (WORKERS)`);
   let ports: { port: number; metricsPort: number };
   try {
     ports = await server.listen(config.host, config.port, config.metricsPort);
@@ -160,11 +179,12 @@ async function main(): Promise<void> {
     log.info(`try: curl -X POST http://127.0.0.1:${ports.port}/v1/events -H 'content-type: application/json' -d '{"type":"hello"}'`);
   }
 
-  shutDownOnSignals({
+  crash = shutDownOnSignals({
     log,
     timeoutMs: config.shutdownTimeoutMs,
     stopAccepting: () => {
       server.beginShutdown();
+      workers?.beginShutdown();
       reuploader.abort();
       preflight.abort();
     },
@@ -174,7 +194,13 @@ async function main(): Promise<void> {
       ['closing the WAL and the lease', () => durability.close()],
       ['stopping DLQ re-upload', () => reuploader.stop()],
       ['stopping EMF', () => stopEmf?.()],
-      ['closing the listener', () => server.close()],
+      [
+        'closing the listener',
+        () => {
+          server.close();
+          return workers?.close();
+        },
+      ],
       ['stopping the local S3 server', () => localS3?.close()],
       ['releasing the DLQ directory', () => dlq.close()],
     ],

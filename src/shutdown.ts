@@ -26,7 +26,8 @@ export interface ShutdownPlan {
   readonly steps: readonly (readonly [name: string, run: () => unknown])[];
 }
 
-export function shutDownOnSignals(plan: ShutdownPlan): void {
+/** Returns what to call on a crash found and logged elsewhere (a worker thread's): as for an uncaught exception. */
+export function shutDownOnSignals(plan: ShutdownPlan): () => void {
   const { log } = plan;
   let started = false;
   let exitCode = 0;
@@ -96,6 +97,7 @@ export function shutDownOnSignals(plan: ShutdownPlan): void {
   };
   process.on('uncaughtException', crashed);
   process.on('unhandledRejection', crashed);
+  return () => begin('crash', 1);
 }
 
 /** Runs one shutdown step; a failure or a hang past STEP_TIMEOUT_MS is logged, never fatal. */

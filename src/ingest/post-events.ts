@@ -5,7 +5,7 @@
 // later) the route takes onAborted over and answers only a response that is still there.
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { Logger } from 'pino';
-import type { Entry, Intake } from '../channel.js';
+import type { Entry, Intake, PushResult } from '../channel.js';
 import type { HttpCounts } from '../metrics/http.js';
 import type { AckedIntake, AckOutcome } from '../wal/acks.js';
 import type { Access } from './access.js';
@@ -123,20 +123,26 @@ export class EventsRoute implements BodyHandler<PostContext> {
     this.respond.send(res, '202', `{"accepted":${count}}`, corsOrigin);
   }
 
-  /** ACK_LEVEL=disk or s3: the answer waits for the WAL's fsync or the batch's upload. */
+  /**
+   * ACK_LEVEL=disk or s3: the answer waits for the WAL's fsync or the batch's upload. In a worker
+   * thread (WORKERS > 1), at every level: it waits for the main thread's push.
+   */
   #pushAcked(res: HttpResponse, entry: Entry, corsOrigin: string): void {
     let aborted = false;
     res.onAborted(() => (aborted = true));
+    // The entry's body may be handed to another thread: only its count is read later.
+    const count = entry.count;
     const pushed = this.#acked!.pushAcked(entry, (outcome) => {
-      if (outcome !== 'failed' && outcome !== 'dropped') this.counts.eventsAccepted += entry.count;
-      if (!aborted) res.cork(() => this.#answerAcked(res, outcome, entry.count, corsOrigin));
+      if (outcome === 'ok' || outcome === 'synced' || outcome === 'stored' || outcome === 'spilled') this.counts.eventsAccepted += count;
+      if (!aborted) res.cork(() => this.#answerAcked(res, outcome, count, corsOrigin));
     });
     if (pushed !== 'ok') this.#refuseQueue(res, pushed, corsOrigin);
   }
 
-  #answerAcked(res: HttpResponse, outcome: AckOutcome, count: number, corsOrigin: string): void {
-    if (outcome === 'synced') return this.respond.send(res, '202', `{"accepted":${count}}`, corsOrigin);
+  #answerAcked(res: HttpResponse, outcome: AckOutcome | PushResult, count: number, corsOrigin: string): void {
+    if (outcome === 'ok' || outcome === 'synced') return this.respond.send(res, '202', `{"accepted":${count}}`, corsOrigin);
     if (outcome === 'stored' || outcome === 'spilled') return this.respond.send(res, '202', `{"accepted":${count},"stored":"${outcome === 'stored' ? 's3' : 'dlq'}"}`, corsOrigin);
+    if (outcome === 'full' || outcome === 'closed' || outcome === 'not_stored') return this.#refuseQueue(res, outcome, corsOrigin);
     this.respond.send(res, '503', R.NOT_STORED, corsOrigin, R.RETRY_AFTER);
   }
 

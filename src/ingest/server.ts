@@ -14,6 +14,11 @@ import { uWS, uwsLoadError } from './uws.js';
 // its typings declare neither.
 type ListenWithOptions = (host: string, port: number, options: number, cb: (socket: us_listen_socket | false) => void) => TemplatedApp;
 const EXCLUSIVE_PORT = 1;
+interface ChildApps {
+  getDescriptor(): unknown;
+  addChildAppDescriptor(descriptor: unknown): void;
+  removeChildAppDescriptor(descriptor: unknown): void;
+}
 
 /** A JS emulation of the addon (older uWebSockets.js forks had one) is not native code; main stops first if none loaded. */
 export const httpEngine: 'native' | 'js-fallback' = uwsLoadError === undefined && String(uWS.App).includes('[native code]') ? 'native' : 'js-fallback';
@@ -24,6 +29,12 @@ export interface IngestOptions extends EventsOptions {
   readonly apiKeys: readonly string[];
   readonly corsOrigins: readonly string[];
 }
+
+/**
+ * Where /metrics is served: on the ingest port, on a port of its own (METRICS_PORT), or by
+ * another thread (a worker thread's server when the main thread has METRICS_PORT).
+ */
+export type MetricsPlace = 'ingest port' | 'own port' | 'elsewhere';
 
 export interface MetricsPage {
   readonly contentType: string;
@@ -45,7 +56,7 @@ export class IngestServer {
     counts: HttpCounts,
     private readonly renderMetrics: () => Promise<MetricsPage>,
     private readonly log: Logger,
-    separateMetricsPort: boolean,
+    metrics: MetricsPlace,
   ) {
     const access = new Access(options.apiKeys, options.corsOrigins);
     this.#respond = new R.Responder(counts);
@@ -60,14 +71,16 @@ export class IngestServer {
     app.any('/v1/events', (res) => send(res, '405', R.METHOD_NOT_ALLOWED, '', 0, 'POST'));
     this.#routeGet(app, '/healthz', (res) => send(res, '200', '{"status":"ok"}'));
     this.#routeGet(app, '/readyz', (res) => {
-      if (this.#shuttingDown) return send(res, '503', R.SHUTTING_DOWN);
+      const admitted = channel.admits();
+      // 'closed': a worker thread sees the main thread's shutdown there first.
+      if (this.#shuttingDown || admitted === 'closed') return send(res, '503', R.SHUTTING_DOWN);
       if (!this.#ready) return send(res, '503', R.errorBody('starting', 'not ready yet'));
       // ACK_LEVEL=disk after a failed WAL write: nothing sent here can be acknowledged.
-      if (channel.admits() === 'not_stored') return send(res, '503', R.WAL_FAILED);
+      if (admitted === 'not_stored') return send(res, '503', R.WAL_FAILED);
       send(res, '200', '{"status":"ready"}');
     });
-    this.#metricsApp = separateMetricsPort ? uWS.App() : undefined;
-    this.#routeGet(this.#metricsApp ?? app, '/metrics', this.#serveMetrics);
+    this.#metricsApp = metrics === 'own port' ? uWS.App() : undefined;
+    if (metrics !== 'elsewhere') this.#routeGet(this.#metricsApp ?? app, '/metrics', this.#serveMetrics);
     app.any('/*', (res) => send(res, '404', R.NOT_FOUND));
     this.#metricsApp?.any('/*', (res) => send(res, '404', R.NOT_FOUND));
   }
@@ -77,6 +90,23 @@ export class IngestServer {
     const bound = await this.#listenOn(this.#app, host, port);
     const boundMetrics = this.#metricsApp === undefined ? bound : await this.#listenOn(this.#metricsApp, host, metricsPort ?? 0);
     return { port: bound, metricsPort: boundMetrics };
+  }
+
+  /**
+   * WORKERS > 1: the ingest app of a worker thread, for the main thread's addChild. uWS's native
+   * methods, which its typings do not declare.
+   */
+  descriptor(): unknown {
+    return (this.#app as unknown as ChildApps).getDescriptor();
+  }
+
+  /** WORKERS > 1: from now on the ingest port hands each new connection to a child in turn; with none left, it serves them itself. */
+  addChild(descriptor: unknown): void {
+    (this.#app as unknown as ChildApps).addChildAppDescriptor(descriptor);
+  }
+
+  removeChild(descriptor: unknown): void {
+    (this.#app as unknown as ChildApps).removeChildAppDescriptor(descriptor);
   }
 
   /** /readyz answers 200 from now on. */
@@ -92,6 +122,11 @@ export class IngestServer {
   /** Stops listening; idempotent. */
   close(): void {
     for (const socket of this.#listenSockets.splice(0)) uWS.us_listen_socket_close(socket);
+  }
+
+  /** A worker thread's end: every connection is closed at once, so nothing keeps the thread alive. */
+  closeConnections(): void {
+    this.#app.close();
   }
 
   #listenOn(app: TemplatedApp, host: string, port: number): Promise<number> {

@@ -21,17 +21,40 @@ export class HttpCounts {
   connectionsRefused = 0;
 }
 
-export function createHttpMetrics(registry: Registry, engine: 'native' | 'js-fallback'): HttpCounts {
+const FIELDS = Object.keys(new HttpCounts()).filter((key) => key !== 'requests') as Exclude<keyof HttpCounts, 'requests'>[];
+/** Size of the shared memory one worker thread's counts live in (sharedHttpCounts). */
+export const SHARED_COUNTS_BYTES = (STATUSES.length + FIELDS.length) * Float64Array.BYTES_PER_ELEMENT;
+
+/**
+ * HttpCounts kept in shared memory: a worker thread (WORKERS > 1) bumps them, the main thread
+ * reads them at each scrape. Each field has one writer, so no atomics are needed.
+ */
+export function sharedHttpCounts(memory: SharedArrayBuffer): HttpCounts {
+  const cells = new Float64Array(memory);
+  const cell = (target: object, name: string, i: number): void => {
+    Object.defineProperty(target, name, { enumerable: true, get: () => cells[i], set: (value: number) => (cells[i] = value) });
+  };
+  const requests = {};
+  STATUSES.forEach((status, i) => cell(requests, status, i));
+  const counts = { requests };
+  FIELDS.forEach((field, i) => cell(counts, field, STATUSES.length + i));
+  return counts as HttpCounts;
+}
+
+/** `workers`: the counts of the worker threads (WORKERS > 1), added to the main thread's own at each scrape. */
+export function createHttpMetrics(registry: Registry, engine: 'native' | 'js-fallback', workers: readonly HttpCounts[] = []): HttpCounts {
   const counts = new HttpCounts();
+  const all = [counts, ...workers];
+  const sum = (read: (c: HttpCounts) => number): number => all.reduce((total, c) => total + read(c), 0);
   // A counter that, at each scrape, catches up with a plain integer the hot path increments.
-  const counter = (name: string, help: string, read: () => number): void => {
+  const counter = (name: string, help: string, read: (c: HttpCounts) => number): void => {
     let reported = 0;
     new Counter({
       name,
       help,
       registers: [registry],
       collect() {
-        const now = read();
+        const now = sum(read);
         this.inc(now - reported);
         reported = now;
       },
@@ -45,32 +68,33 @@ export function createHttpMetrics(registry: Registry, engine: 'native' | 'js-fal
     registers: [registry],
     collect() {
       for (const status of STATUSES) {
-        this.inc({ status }, counts.requests[status] - requestsReported[status]);
-        requestsReported[status] = counts.requests[status];
+        const now = sum((c) => c.requests[status]);
+        this.inc({ status }, now - requestsReported[status]);
+        requestsReported[status] = now;
       }
     },
   });
   counter(
     'http_requests_rejected_queue_full_total',
     'POST /v1/events answered 503 queue_full because the event channel could not take the whole request',
-    () => counts.rejectedQueueFull,
+    (c) => c.rejectedQueueFull,
   );
   counter(
     'http_requests_rejected_body_too_large_total',
     'POST /v1/events answered 413 because the body passed MAX_BODY_BYTES on the wire or decompressed',
-    () => counts.rejectedBodyTooLarge,
+    (c) => c.rejectedBodyTooLarge,
   );
   counter(
     'http_requests_rejected_busy_total',
     'POST /v1/events answered 503 busy: bodies being read fill MAX_BODIES_IN_FLIGHT_BYTES',
-    () => counts.rejectedBusy,
+    (c) => c.rejectedBusy,
   );
   new Gauge({
     name: 'http_bodies_in_flight_bytes',
     help: 'Capacity of the buffers of request bodies being read, against MAX_BODIES_IN_FLIGHT_BYTES',
     registers: [registry],
     collect() {
-      this.set(counts.bodiesInFlightBytes);
+      this.set(sum((c) => c.bodiesInFlightBytes));
     },
   });
   new Gauge({
@@ -78,15 +102,15 @@ export function createHttpMetrics(registry: Registry, engine: 'native' | 'js-fal
     help: 'Client connections open on the ingest port, against MAX_CONNECTIONS',
     registers: [registry],
     collect() {
-      this.set(counts.connectionsOpen);
+      this.set(sum((c) => c.connectionsOpen));
     },
   });
   counter(
     'http_connections_refused_total',
     'Connections closed as soon as accepted because MAX_CONNECTIONS were open',
-    () => counts.connectionsRefused,
+    (c) => c.connectionsRefused,
   );
-  counter('ingest_events_accepted_total', 'Events answered with 202 and put in the event channel', () => counts.eventsAccepted);
+  counter('ingest_events_accepted_total', 'Events answered with 202 and put in the event channel', (c) => c.eventsAccepted);
   const engineInfo = new Gauge({
     name: 'http_engine_info',
     help: 'HTTP engine in use: 1 for "native" uWebSockets.js or its much slower "js-fallback"',

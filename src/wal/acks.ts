@@ -13,8 +13,11 @@ export type AckOutcome = Settled | 'synced' | 'failed';
 
 /** What the front needs of an intake that answers later. */
 export interface AckedIntake extends Intake {
-  /** Like tryPush; on 'ok', `answer` is called once, later, never on the caller's stack. */
-  pushAcked(entry: Entry, answer: (outcome: AckOutcome) => void): PushResult;
+  /**
+   * Like tryPush; on 'ok', `answer` is called once, later, never on the caller's stack. A worker
+   * thread's intake (src/ingest/worker.ts) answers 'ok' at once and tryPush's own answer later.
+   */
+  pushAcked(entry: Entry, answer: (outcome: AckOutcome | PushResult) => void): PushResult;
 }
 
 export class Acks implements Journal, AckedIntake {

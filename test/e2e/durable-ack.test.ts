@@ -8,19 +8,12 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { type AuditReport, audit, AckingClient } from '../harness/zero-loss.js';
+import { assertExactlyOnce, audit, AckingClient } from '../harness/zero-loss.js';
 import { refusedPort, startFaultProxy } from '../helpers/fault-proxy.js';
 import { s3Env, startS3 } from '../helpers/s3.js';
 import { eventually, NOBODY, nobodyCannotRun, ROOT, type RunningServer, spawnServer, startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
 import { EVENTS, readRecords } from '../../src/wal/format.js';
-
-function assertExactlyOnce(t: Test, report: AuditReport, label: string): void {
-  t.same(report.missing.slice(0, 5), [], `${label}: no acknowledged event missing (${report.missing.length})`);
-  t.same(report.duplicated.slice(0, 5), [], `${label}: no event stored twice (${report.duplicated.length})`);
-  t.same(report.unexpected.slice(0, 5), [], `${label}: nothing stored that was refused (${report.unexpected.length})`);
-  t.ok(report.acked > 0, `${label}: ${report.acked} events acknowledged, ${report.inS3} in S3`);
-}
 
 const segments = (dir: string) => readdirSync(dir).filter((n) => n.endsWith('.wal')).sort();
 

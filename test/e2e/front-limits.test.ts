@@ -4,7 +4,7 @@ import { execFile, spawn } from 'node:child_process';
 import net from 'node:net';
 import { promisify } from 'node:util';
 import t from 'tap';
-import { cpuSeconds, peakRss, postHead, rawRequest } from '../helpers/raw.js';
+import { cpuSeconds, idleConnections, peakRss, postHead, rawRequest } from '../helpers/raw.js';
 import { startS3 } from '../helpers/s3.js';
 import { baseEnv, eventually, MAIN, startServer, watch } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
@@ -218,19 +218,12 @@ t.test('near the fd limit the server closes new connections instead of spinning,
 t.test('MAX_CONNECTIONS: past it new connections are closed at once, counted, and taken again when some go', async (t) => {
   const s3 = await startS3(t);
   const server = await startServer(t, { ...s3.env, MAX_CONNECTIONS: '5' });
-  let closedByServer = 0;
-  const idle = Array.from({ length: 20 }, () =>
-    net
-      .connect(server.port, '127.0.0.1')
-      .on('error', () => {})
-      .on('close', () => closedByServer++),
-  );
-  t.teardown(() => idle.forEach((s) => s.destroy()));
-  await eventually(() => closedByServer === 15);
+  const idle = idleConnections(t, server.port, 20);
+  await eventually(() => idle.closedByServer() === 15);
   const capped = await server.waitForLog((l) => l.msg === 'connection cap reached: closing new connections');
   t.equal(capped.cap, 5);
   // A scrape is a connection too: one of the five goes first.
-  idle.forEach((s) => s.destroy());
+  idle.destroy();
   await eventually(async () => (await server.metric('http_connections_open')) === 1);
   t.equal(await server.metric('http_connections_refused_total'), 15);
   t.equal((await server.post('{}')).status, 202);

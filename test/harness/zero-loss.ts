@@ -7,6 +7,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import type { S3Client } from '@aws-sdk/client-s3';
+import type { Test } from 'tap';
 import { readObjects } from '../helpers/s3.js';
 
 export interface LoadOptions {
@@ -130,6 +131,14 @@ export interface AuditReport {
   /** Found but never acknowledged, and not from a request whose answer was lost (this run's ids only). */
   readonly unexpected: string[];
   readonly objects: number;
+}
+
+/** A test's verdict on an audit: every acknowledged event stored once, nothing refused stored. */
+export function assertExactlyOnce(t: Test, report: AuditReport, label: string): void {
+  t.same(report.missing.slice(0, 5), [], `${label}: no acknowledged event missing (${report.missing.length})`);
+  t.same(report.duplicated.slice(0, 5), [], `${label}: no event stored twice (${report.duplicated.length})`);
+  t.same(report.unexpected.slice(0, 5), [], `${label}: nothing stored that was refused (${report.unexpected.length})`);
+  t.ok(report.acked > 0, `${label}: ${report.acked} events acknowledged, ${report.inS3} in S3`);
 }
 
 /** Reads S3 (and `dlqDir`, if given) and compares what is there with what the client was told. */

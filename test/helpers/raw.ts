@@ -1,6 +1,7 @@
 // Raw HTTP over a socket, for what fetch will not send: malformed requests, pipelining, slow bodies.
 import net from 'node:net';
 import { readFileSync } from 'node:fs';
+import type { Owner } from './fault-proxy.js';
 
 export interface RawAnswer {
   /** Everything the server sent, as latin1. */
@@ -11,6 +12,20 @@ export interface RawAnswer {
   body: string;
   /** The server closed the connection (else `waitMs` passed first). */
   closed: boolean;
+}
+
+/** Opens `count` connections that send nothing; counts those the server closes. Destroyed at teardown. */
+export function idleConnections(t: Owner, port: number, count: number): { closedByServer(): number; destroy(): void } {
+  let closed = 0;
+  const sockets = Array.from({ length: count }, () =>
+    net
+      .connect(port, '127.0.0.1')
+      .on('error', () => {})
+      .on('close', () => closed++),
+  );
+  const destroy = (): void => sockets.forEach((s) => s.destroy());
+  t.teardown(destroy);
+  return { closedByServer: () => closed, destroy };
 }
 
 /** Sends `request` and collects what comes back until the server closes, or `waitMs` passes. */

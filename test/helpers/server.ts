@@ -45,10 +45,12 @@ export interface Answer {
 /**
  * Only what a test passes reaches the server, so nothing from the developer's shell leaks in;
  * except tap's coverage variables, so that the servers' code counts in the coverage report.
+ * WORKERS=1 unless the test says otherwise: the suite's limits and counts are those of one
+ * thread whatever the machine's cores (test/e2e/workers.test.ts runs the worker threads).
  */
 export function baseEnv(env: Record<string, string>): Record<string, string> {
   const coverage = Object.entries(process.env).filter(([name]) => name.startsWith('_TAPJS_PROCESSINFO_') || name === 'NODE_V8_COVERAGE');
-  return { ...Object.fromEntries(coverage), PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', HOST: '127.0.0.1', PORT: '0', ...env };
+  return { ...Object.fromEntries(coverage), PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', HOST: '127.0.0.1', PORT: '0', WORKERS: '1', ...env };
 }
 
 /** Who the server runs as: a non-root user makes permission faults real (root ignores file modes). */

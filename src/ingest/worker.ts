@@ -1,0 +1,121 @@
+// A worker thread of the HTTP front (WORKERS > 1, see workers.ts): the same routes as the
+// single-thread server, reading, gunzipping and validating bodies here, with an intake that hands
+// each parsed request to the main thread, the one owner of the channel, and answers the client
+// once the main thread says what became of it.
+import { parentPort, workerData } from 'node:worker_threads';
+import type { Entry, PushResult } from '../channel.js';
+import { createLogger } from '../log.js';
+import { sharedHttpCounts } from '../metrics/http.js';
+import type { AckedIntake, AckOutcome } from '../wal/acks.js';
+import { IngestServer, type MetricsPage } from './server.js';
+import { type FromWorker, type PushItem, readAdmits, type ToWorker, type WorkerSetup } from './workers.js';
+
+class RemoteIntake implements AckedIntake {
+  #next = 0;
+  readonly #waiting = new Map<number, (outcome: AckOutcome | PushResult) => void>();
+  #items: PushItem[] = [];
+  #transfer: ArrayBuffer[] = [];
+
+  /** `state`: what the main thread publishes of its intake (WorkerSetup.state). */
+  constructor(
+    private readonly state: Float64Array,
+    private readonly post: (message: FromWorker, transfer?: ArrayBuffer[]) => void,
+  ) {}
+
+  /** A hint, refreshed by the main thread: its own tryPush has the last word. */
+  admits(): PushResult {
+    return readAdmits(this.state);
+  }
+
+  get events(): number {
+    return this.state[1]!;
+  }
+
+  get bytes(): number {
+    return this.state[2]!;
+  }
+
+  tryPush(): PushResult {
+    throw new Error('a worker thread pushes only through pushAcked');
+  }
+
+  /** Queued, and sent with the others of this turn of the event loop: one message, not one per request. */
+  pushAcked(entry: Entry, answer: (outcome: AckOutcome | PushResult) => void): PushResult {
+    const id = this.#next++;
+    this.#waiting.set(id, answer);
+    // parseEvents holds the events in a buffer of their own: handed over, not copied.
+    const { body } = entry;
+    const own = body.byteOffset === 0 && body.byteLength === body.buffer.byteLength ? body : Buffer.from(body);
+    const buffer = own.buffer as ArrayBuffer;
+    this.#items.push({ id, body: buffer, spans: entry.spans, receivedAt: entry.receivedAt });
+    this.#transfer.push(buffer);
+    if (this.#items.length === 1) setImmediate(this.#flush);
+    return 'ok';
+  }
+
+  answer(ids: readonly number[], outcomes: readonly (AckOutcome | PushResult)[]): void {
+    for (let i = 0; i < ids.length; i++) {
+      const answer = this.#waiting.get(ids[i]!)!;
+      this.#waiting.delete(ids[i]!);
+      answer(outcomes[i]!);
+    }
+  }
+
+  #flush = (): void => {
+    this.post({ type: 'push', items: this.#items }, this.#transfer);
+    this.#items = [];
+    this.#transfer = [];
+  };
+}
+
+const setup = workerData as WorkerSetup;
+const port = parentPort!;
+const post = (message: FromWorker, transfer?: ArrayBuffer[]): void => port.postMessage(message, transfer);
+const log = createLogger(1, { level: setup.logLevel, base: { instance: setup.instanceId, part: 'http', worker: setup.index } });
+const intake = new RemoteIntake(new Float64Array(setup.state), post);
+let nextPage = 0;
+const pages = new Map<number, { resolve: (page: MetricsPage) => void; reject: (err: Error) => void }>();
+const renderMetrics = (): Promise<MetricsPage> =>
+  new Promise((resolve, reject) => {
+    const id = nextPage++;
+    pages.set(id, { resolve, reject });
+    post({ type: 'metrics', id });
+  });
+const server = new IngestServer(setup.options, intake, sharedHttpCounts(setup.counts), renderMetrics, log, setup.metricsOnIngestPort ? 'ingest port' : 'elsewhere');
+// Ready from the start: a connection reaches a worker only once the main thread listens, and the
+// main thread marks itself ready before its event loop accepts one.
+server.markReady();
+
+port.on('message', (message: ToWorker) => {
+  switch (message.type) {
+    case 'answers':
+      return intake.answer(message.ids, message.outcomes);
+    case 'metrics': {
+      const page = pages.get(message.id)!;
+      pages.delete(message.id);
+      return message.page === undefined ? page.reject(new Error(message.error)) : page.resolve(message.page);
+    }
+    case 'shutdown':
+      return server.beginShutdown();
+    case 'close':
+      // Every answer the main thread sent came before this message, and is written. Connections
+      // still open must be closed before the thread ends (Node aborts the process if a thread
+      // ends with open handles); then nothing holds the thread.
+      server.closeConnections();
+      return port.close();
+  }
+});
+// A bug here must not take the process with it: a thread that ends with connections open makes
+// Node abort the whole process, losing the events the main thread holds. So: close them, and let
+// the main thread log it and shut down in order (exit 1), as for a crash of its own. The thread
+// ends on the main thread's 'close', once no new connection can be handed to it.
+let crashed = false;
+const crash = (err: unknown): void => {
+  if (crashed) return;
+  crashed = true;
+  post({ type: 'crashed', error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+  server.closeConnections();
+};
+process.on('uncaughtException', crash);
+process.on('unhandledRejection', crash);
+post({ type: 'ready', descriptor: server.descriptor() });

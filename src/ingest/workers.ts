@@ -1,0 +1,230 @@
+// WORKERS > 1: the HTTP front on N worker threads (worker.ts), the pipeline on the main thread.
+//
+// The main thread's server listens (exclusively, as with one thread) and uWS hands each accepted
+// connection to the workers' apps in turn; the main app serves none while it has a child. A
+// worker reads, gunzips and validates a request, then sends its events here; the main thread,
+// the one owner of the channel, the WAL and the metrics registry, pushes them and sends back
+// what became of them; only then does the worker answer the client. So every 202 a worker sends
+// is for events already in the channel (or the WAL, or S3, per ACK_LEVEL), and the shutdown's
+// drain keeps them as with one thread.
+//
+// Messages go at most once per turn of the event loop each way, whatever the number of requests.
+// The workers' HTTP counters live in shared memory the main thread sums at each scrape.
+import { Worker } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import type { Entry, Intake, PushResult } from '../channel.js';
+import type { LogLevel } from '../config.js';
+import { SHARED_COUNTS_BYTES, sharedHttpCounts, type HttpCounts } from '../metrics/http.js';
+import type { AckedIntake, AckOutcome } from '../wal/acks.js';
+import { connectionCap } from './connections.js';
+import type { IngestOptions, IngestServer, MetricsPage } from './server.js';
+
+/** What a worker thread starts with (its workerData). */
+export interface WorkerSetup {
+  readonly index: number;
+  /** Its share of the per-server limits. */
+  readonly options: IngestOptions;
+  readonly metricsOnIngestPort: boolean;
+  readonly logLevel: LogLevel;
+  readonly instanceId: string;
+  /** Its HttpCounts (sharedHttpCounts). */
+  readonly counts: SharedArrayBuffer;
+  /** What the main thread publishes of its intake: [admits() as an index of ADMITS, events, bytes]. */
+  readonly state: SharedArrayBuffer;
+}
+
+/** One parsed request: `body` is handed over (transferred), event i is body[spans[2i], spans[2i + 1]). */
+export interface PushItem {
+  readonly id: number;
+  readonly body: ArrayBuffer;
+  readonly spans: readonly number[];
+  readonly receivedAt: number;
+}
+
+export type FromWorker = { type: 'ready'; descriptor: unknown } | { type: 'push'; items: PushItem[] } | { type: 'metrics'; id: number } | { type: 'crashed'; error: string };
+
+export type ToWorker =
+  | { type: 'answers'; ids: number[]; outcomes: (AckOutcome | PushResult)[] }
+  | { type: 'metrics'; id: number; page?: MetricsPage; error?: string }
+  | { type: 'shutdown' | 'close' };
+
+const ADMITS: readonly PushResult[] = ['ok', 'full', 'closed', 'not_stored'];
+
+export const readAdmits = (state: Float64Array): PushResult => ADMITS[state[0]!]!;
+
+/** The channel also empties between pushes: its state is published this often as well as after each push. */
+const PUBLISH_MS = 10;
+
+interface Child {
+  readonly worker: Worker;
+  descriptor: unknown;
+  lost: boolean;
+  /** Answers not yet sent: sent together at the end of this turn of the event loop. */
+  ids: number[];
+  outcomes: (AckOutcome | PushResult)[];
+}
+
+export interface WorkersPlan {
+  readonly count: number;
+  readonly options: IngestOptions;
+  readonly metricsOnIngestPort: boolean;
+  readonly logLevel: LogLevel;
+  readonly instanceId: string;
+  /** The main thread's server: it listens and hands connections to the workers. */
+  readonly server: IngestServer;
+  readonly intake: Intake;
+  readonly renderMetrics: () => Promise<MetricsPage>;
+  readonly log: Logger;
+  /** A worker ended other than by close(): a bug. */
+  readonly crashed: () => void;
+}
+
+export class IngestWorkers {
+  readonly #children: Child[] = [];
+  readonly #acked: AckedIntake | undefined;
+  readonly #state = new Float64Array(new SharedArrayBuffer(3 * Float64Array.BYTES_PER_ELEMENT));
+  readonly #publisher: NodeJS.Timeout;
+  #shuttingDown = false;
+  #closing = false;
+
+  /** The HttpCounts of each worker, for createHttpMetrics. */
+  static sharedCounts(count: number): { memory: SharedArrayBuffer[]; counts: HttpCounts[] } {
+    const memory = Array.from({ length: count }, () => new SharedArrayBuffer(SHARED_COUNTS_BYTES));
+    return { memory, counts: memory.map(sharedHttpCounts) };
+  }
+
+  /**
+   * Starts the workers with `counts` (sharedCounts's memory), resolving once each has given its
+   * app to the server; rejects if one fails to start (the caller then exits). MAX_CONNECTIONS and
+   * MAX_BODIES_IN_FLIGHT_BYTES are per server: each worker gets its share.
+   */
+  static async start(plan: WorkersPlan, counts: readonly SharedArrayBuffer[]): Promise<IngestWorkers> {
+    const workers = new IngestWorkers(plan);
+    const share = plan.count;
+    const options: IngestOptions = {
+      ...plan.options,
+      maxConnections: Math.max(1, Math.floor(connectionCap(plan.options.maxConnections) / share)),
+      maxBodiesInFlightBytes: Math.max(1, Math.floor(plan.options.maxBodiesInFlightBytes / share)),
+    };
+    await Promise.all(
+      counts.map((memory, index) => {
+        const setup: WorkerSetup = { index, options, metricsOnIngestPort: plan.metricsOnIngestPort, logLevel: plan.logLevel, instanceId: plan.instanceId, counts: memory, state: workers.#state.buffer as SharedArrayBuffer };
+        return workers.#spawn(setup);
+      }),
+    );
+    return workers;
+  }
+
+  private constructor(private readonly plan: WorkersPlan) {
+    this.#acked = 'pushAcked' in plan.intake ? (plan.intake as AckedIntake) : undefined;
+    this.#publish();
+    this.#publisher = setInterval(this.#publish, PUBLISH_MS).unref();
+  }
+
+  /**
+   * Every worker answers 503 shutting_down from now on: at once through the shared state (a
+   * message could be read after a request), and before reading bodies once the message is read.
+   */
+  beginShutdown(): void {
+    this.#shuttingDown = true;
+    this.#publish();
+    this.#tell({ type: 'shutdown' });
+  }
+
+  /** After the pipeline closed: the workers send the answers they are owed, then end. */
+  async close(): Promise<void> {
+    this.#closing = true;
+    clearInterval(this.#publisher);
+    const live = this.#children.filter((child) => !child.lost);
+    for (const child of live) {
+      this.plan.server.removeChild(child.descriptor);
+      this.#flush(child);
+    }
+    await Promise.all(
+      live.map(
+        (child) =>
+          new Promise((resolve) => {
+            child.worker.once('exit', resolve);
+            child.worker.postMessage({ type: 'close' } satisfies ToWorker);
+          }),
+      ),
+    );
+  }
+
+  #spawn(setup: WorkerSetup): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: setup });
+      const child: Child = { worker, descriptor: undefined, lost: false, ids: [], outcomes: [] };
+      this.#children.push(child);
+      worker.on('message', (message: FromWorker) => {
+        if (message.type === 'push') {
+          for (const item of message.items) this.#push(child, item);
+          this.#publish();
+        } else if (message.type === 'metrics') {
+          this.plan.renderMetrics().then(
+            (page) => worker.postMessage({ type: 'metrics', id: message.id, page } satisfies ToWorker),
+            (err: Error) => worker.postMessage({ type: 'metrics', id: message.id, error: err.message } satisfies ToWorker),
+          );
+        } else if (message.type === 'crashed') {
+          this.#lost(child, setup.index, message.error);
+        } else {
+          child.descriptor = message.descriptor;
+          this.plan.server.addChild(message.descriptor);
+          resolve();
+        }
+      });
+      // Before it has given its app, a worker that fails makes start() fail; after, it is lost.
+      worker.on('error', (err) => {
+        if (child.descriptor === undefined) return reject(new Error(`worker thread ${setup.index} did not start: ${err.message}`));
+        this.#lost(child, setup.index, err.stack ?? err.message);
+      });
+      worker.on('exit', (code) => {
+        if (child.descriptor === undefined) return reject(new Error(`worker thread ${setup.index} exited with code ${code} before it started`));
+        this.#lost(child, setup.index, `exited with code ${code}`);
+      });
+    });
+  }
+
+  /** A worker crashed or ended by itself: no new connection may reach it, and the process shuts down. */
+  #lost(child: Child, index: number, err: string): void {
+    if (child.lost || this.#closing) return;
+    child.lost = true;
+    if (child.descriptor !== undefined) this.plan.server.removeChild(child.descriptor);
+    // A crashed worker still runs: it ends now that no connection can reach it.
+    child.worker.postMessage({ type: 'close' } satisfies ToWorker);
+    // Every event it answered 202 for is in the channel; only its unanswered clients are cut off.
+    this.plan.log.fatal({ worker: index, err }, `worker thread ${index} crashed: shutting down`);
+    this.plan.crashed();
+  }
+
+  #push(child: Child, item: PushItem): void {
+    const body = Buffer.from(item.body);
+    const entry: Entry = { receivedAt: item.receivedAt, body, spans: item.spans, count: item.spans.length / 2, bytes: body.length };
+    const answer = (outcome: AckOutcome | PushResult): void => {
+      child.ids.push(item.id);
+      child.outcomes.push(outcome);
+      if (child.ids.length === 1) setImmediate(() => this.#flush(child));
+    };
+    if (this.#acked === undefined) return answer(this.plan.intake.tryPush(entry));
+    const pushed = this.#acked.pushAcked(entry, answer);
+    if (pushed !== 'ok') answer(pushed);
+  }
+
+  #flush(child: Child): void {
+    if (child.ids.length === 0 || child.lost) return;
+    child.worker.postMessage({ type: 'answers', ids: child.ids, outcomes: child.outcomes } satisfies ToWorker);
+    child.ids = [];
+    child.outcomes = [];
+  }
+
+  #tell(message: ToWorker): void {
+    for (const child of this.#children) if (!child.lost) child.worker.postMessage(message);
+  }
+
+  #publish = (): void => {
+    const intake = this.plan.intake;
+    this.#state[0] = ADMITS.indexOf(this.#shuttingDown ? 'closed' : intake.admits());
+    this.#state[1] = intake.events;
+    this.#state[2] = intake.bytes;
+  };
+}

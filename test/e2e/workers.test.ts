@@ -1,0 +1,238 @@
+// WORKERS > 1: the HTTP front on worker threads, the pipeline on the main thread. Real server
+// processes on port 0, a real S3 server (behind a real slow or stalling proxy where the test
+// needs one), real signals; every 202 checked in S3. Bounded in requests; no timing assertions.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import { assertExactlyOnce, audit, AckingClient, serverCounters } from '../harness/zero-loss.js';
+import { startFaultProxy } from '../helpers/fault-proxy.js';
+import { idleConnections } from '../helpers/raw.js';
+import { s3Env, startS3 } from '../helpers/s3.js';
+import { eventually, metricValue, type RunningServer, spawnServer, startServer } from '../helpers/server.js';
+import { tempDir } from '../helpers/temp.js';
+import { containerCores } from '../../src/config.js';
+
+// What a client may see once SIGTERM is sent: an answer given before, a 503 shutting_down, or a closed door.
+const AFTER_SIGNAL = new Set(['202', '503 shutting_down', 'ECONNREFUSED', 'ECONNRESET', 'UND_ERR_SOCKET']);
+
+async function scrape(url: string): Promise<string> {
+  return (await fetch(`${url}/metrics`)).text();
+}
+
+/** Every http_requests_total series, summed. */
+function requestsTotal(page: string): number {
+  return [...page.matchAll(/^http_requests_total\{status="\d+"\} (\d+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+}
+
+
+async function stopCleanly(t: Test, server: RunningServer): Promise<void> {
+  t.same(await server.stop('SIGTERM'), { code: 0, signal: null }, 'SIGTERM: exit 0');
+  t.match(await server.waitForLog((l) => l.msg === 'shutdown complete'), { level: 'info', unaccountedEvents: 0, droppedEvents: 0 });
+}
+
+t.test('many connections over 2 workers: every 202 in S3 exactly once, and /metrics counts every request of every worker', async (t) => {
+  const s3 = await startS3(t);
+  const server = await startServer(t, { ...s3.env, WORKERS: '2', DLQ_DIR: tempDir(t, 'dlq'), BATCH_MAX_AGE_MS: '200', BATCH_MAX_EVENTS: '500' });
+  t.match(server.logs.find((l) => l.msg.startsWith('HTTP front')), { workers: 2, msg: 'HTTP front: 2 worker threads (WORKERS)' });
+  const client = new AckingClient({ url: server.url, concurrency: 32, eventsPerRequest: 10, maxRequests: 3000, padBytes: 50 });
+  await client.run();
+  t.same([...client.outcomes], [['202', 3000]], 'every request answered 202');
+  // The first scrape: nothing but the load's requests has been answered yet.
+  const page = await scrape(server.url);
+  t.equal(requestsTotal(page), client.requests, `http_requests_total sums every worker's answers (${client.requests} requests)`);
+  t.equal(metricValue(page, 'http_requests_total', '{status="202"}'), 3000);
+  t.equal(metricValue(page, 'ingest_events_accepted_total'), client.acked.size, 'ingest_events_accepted_total too');
+  t.equal((await fetch(`${server.url}/healthz`)).status, 200, '/healthz from a worker');
+  t.same(await (await fetch(`${server.url}/readyz`)).json(), { status: 'ready' }, '/readyz from a worker');
+  await stopCleanly(t, server);
+  assertExactlyOnce(t, await audit(client, s3), 'after the load');
+});
+
+t.test('back-pressure across workers: a tiny channel and a slow S3 give 503 queue_full, and every 202 ends in S3', async (t) => {
+  const s3 = await startS3(t);
+  const proxy = await startFaultProxy(t, s3);
+  proxy.decide = () => ({ delayMs: 200 });
+  const server = await startServer(t, {
+    ...s3Env(proxy.endpoint),
+    WORKERS: '2',
+    DLQ_DIR: tempDir(t, 'dlq'),
+    CHANNEL_MAX_EVENTS: '20',
+    BATCH_MAX_EVENTS: '20',
+    BATCH_MAX_AGE_MS: '50',
+    UPLOAD_CONCURRENCY: '1',
+    UPLOAD_QUEUE_MAX_BATCHES: '1',
+  });
+  const client = new AckingClient({ url: server.url, concurrency: 16, eventsPerRequest: 5, maxRequests: 600 });
+  await client.run();
+  const refused = client.outcomes.get('503 queue_full') ?? 0;
+  t.ok(refused > 0, `some requests refused with 503 queue_full (${refused})`);
+  t.ok(client.acked.size > 0, `some accepted (${client.acked.size} events)`);
+  t.same([...client.outcomes.keys()].sort(), ['202', '503 queue_full'], 'nothing but 202 and 503 queue_full');
+  const page = await scrape(server.url);
+  t.equal(metricValue(page, 'http_requests_rejected_queue_full_total'), refused, 'http_requests_rejected_queue_full_total sums both workers');
+  t.equal(serverCounters(page).accepted, client.acked.size, 'ingest_events_accepted_total: the 202s of both');
+  await stopCleanly(t, server);
+  assertExactlyOnce(t, await audit(client, s3), 'after back-pressure');
+});
+
+t.test('SIGTERM in the middle of a load over 2 workers: exit 0, only 202, 503 shutting_down or a closed door after it, zero loss', async (t) => {
+  const s3 = await startS3(t);
+  const server = await startServer(t, { ...s3.env, WORKERS: '2', DLQ_DIR: tempDir(t, 'dlq'), BATCH_MAX_AGE_MS: '200', BATCH_MAX_EVENTS: '500' });
+  const client = new AckingClient({ url: server.url, concurrency: 16, eventsPerRequest: 10, maxRequests: 20_000, padBytes: 100 });
+  const load = client.run();
+  await eventually(() => client.acked.size >= 3000, 600);
+  client.markSignal();
+  server.child.kill('SIGTERM');
+  const exit = await server.exited;
+  client.stop();
+  await load;
+  t.same(exit, { code: 0, signal: null }, 'exit 0');
+  const unexpected = [...client.outcomesAfterMark.keys()].filter((o) => !AFTER_SIGNAL.has(o));
+  t.same(unexpected, [], `after the signal: ${JSON.stringify([...client.outcomesAfterMark])}`);
+  const summary = await server.waitForLog((l) => l.msg === 'shutdown complete');
+  t.match(summary, { level: 'info', unaccountedEvents: 0, droppedEvents: 0, spilledEvents: 0 });
+  t.ok((summary.acceptedEvents as number) >= client.acked.size, 'the server accepted at least what the client saw acknowledged');
+  assertExactlyOnce(t, await audit(client, s3), 'after SIGTERM');
+});
+
+t.test('during the shutdown every worker answers 503 shutting_down and /readyz 503; what was acknowledged is stored', async (t) => {
+  const s3 = await startS3(t);
+  const proxy = await startFaultProxy(t, s3);
+  proxy.decide = () => 'stall';
+  const server = await startServer(t, { ...s3Env(proxy.endpoint), WORKERS: '2', DLQ_DIR: tempDir(t, 'dlq'), BATCH_MAX_AGE_MS: '50', UPLOAD_TIMEOUT_MS: '60000' });
+  const client = new AckingClient({ url: server.url, concurrency: 4, eventsPerRequest: 5, maxRequests: 40 });
+  await client.run();
+  t.equal(client.acked.size, 200);
+  server.child.kill('SIGTERM');
+  await server.waitForLog((l) => l.msg.startsWith('shutdown: no longer accepting'));
+  // New connections go to each worker in turn: four of each kind reach both.
+  for (let i = 0; i < 4; i++) {
+    const ready = await fetch(`${server.url}/readyz`, { headers: { connection: 'close' } });
+    t.same([ready.status, ((await ready.json()) as { error: string }).error], [503, 'shutting_down'], '/readyz');
+    const answer = await server.post('[{"late":true}]', { 'content-type': 'application/json', connection: 'close' });
+    t.same([answer.status, answer.json.error], [503, 'shutting_down'], 'POST /v1/events');
+  }
+  proxy.release();
+  proxy.decide = () => 'pass';
+  t.same(await server.exited, { code: 0, signal: null }, 'exit 0 once S3 answers');
+  t.match(await server.waitForLog((l) => l.msg === 'shutdown complete'), { uploadedInTime: true, acceptedEvents: 200, storedEvents: 200, unaccountedEvents: 0 });
+  assertExactlyOnce(t, await audit(client, s3), 'after the shutdown');
+});
+
+t.test('ACK_LEVEL=disk over 2 workers: SIGKILL under load, restart: every 202 in S3 exactly once', async (t) => {
+  const s3 = await startS3(t);
+  // Slow PUTs: the kill finds batches in flight.
+  const proxy = await startFaultProxy(t, s3);
+  proxy.decide = () => ({ delayMs: 40 });
+  const env = {
+    ...s3Env(proxy.endpoint),
+    WORKERS: '2',
+    ACK_LEVEL: 'disk',
+    WAL_DIR: tempDir(t, 'wal'),
+    DLQ_DIR: tempDir(t, 'dlq'),
+    INSTANCE_ID: 'workers',
+    BATCH_MAX_AGE_MS: '150',
+    BATCH_MAX_EVENTS: '300',
+    WAL_SEGMENT_BYTES: '65536',
+  };
+  const client = new AckingClient({ url: undefined, concurrency: 16, eventsPerRequest: 10, maxRequests: 4000, padBytes: 100 });
+  const load = client.run();
+  const first = await startServer(t, env);
+  client.retarget(first.url);
+  await eventually(() => client.acked.size >= 2000, 600);
+  client.retarget(undefined);
+  first.child.kill('SIGKILL');
+  t.same(await first.exited, { code: null, signal: 'SIGKILL' });
+  const second = await startServer(t, env);
+  t.ok(second.logs.some((l) => l.msg.startsWith('WAL: replaying')), 'the restart replays the killed run');
+  client.retarget(second.url);
+  const before = client.acked.size;
+  await eventually(() => client.acked.size >= before + 500, 600);
+  client.stop();
+  await load;
+  await stopCleanly(t, second);
+  t.ok(second.logs.some((l) => l.msg === 'WAL closed: every event settled'));
+  assertExactlyOnce(t, await audit(client, s3), 'after a SIGKILL');
+});
+
+t.test('METRICS_PORT with 2 workers: /metrics from the main thread on its own port, 404 on the ingest port', async (t) => {
+  const s3 = await startS3(t);
+  const server = await startServer(t, { ...s3.env, WORKERS: '2', METRICS_PORT: '0', DLQ_DIR: tempDir(t, 'dlq') });
+  const metricsPort = server.logs.find((l) => l.msg === 'listening')!.metricsPort as number;
+  t.not(metricsPort, server.port);
+  for (let i = 0; i < 4; i++) t.equal((await server.post('[{"a":1}]')).status, 202);
+  const page = await scrape(`http://127.0.0.1:${metricsPort}`);
+  t.equal(metricValue(page, 'http_requests_total', '{status="202"}'), 4);
+  t.equal((await fetch(`${server.url}/metrics`)).status, 404, 'not on the ingest port');
+  await stopCleanly(t, server);
+});
+
+t.test('ACK_LEVEL=s3 over 2 workers: the 202 comes once the batch is in S3', async (t) => {
+  const s3 = await startS3(t);
+  const server = await startServer(t, { ...s3.env, WORKERS: '2', ACK_LEVEL: 's3', DLQ_DIR: tempDir(t, 'dlq'), BATCH_MAX_AGE_MS: '50' });
+  for (let i = 0; i < 4; i++) {
+    const answer = await server.post(`[{"n":${i}},{"n":${i}}]`, { 'content-type': 'application/json', connection: 'close' });
+    t.same([answer.status, answer.json], [202, { accepted: 2, stored: 's3' }]);
+  }
+  t.equal((await s3.objects()).flatMap((o) => o.records).length, 8, 'all in S3 when answered');
+  await stopCleanly(t, server);
+});
+
+t.test('a second server with 2 workers on the same port refuses to start, naming the port; the first keeps every request', async (t) => {
+  const s3 = await startS3(t);
+  const first = await startServer(t, { ...s3.env, WORKERS: '2', DLQ_DIR: tempDir(t, 'dlq-1') });
+  const second = spawnServer(t, { ...s3.env, WORKERS: '2', DLQ_DIR: tempDir(t, 'dlq-2'), PORT: String(first.port) });
+  t.same(await second.exited, { code: 1, signal: null }, 'exit 1');
+  t.match(second.stderr(), `cannot listen on 127.0.0.1:${first.port}: the port is in use`);
+  for (let i = 0; i < 20; i++) await first.post('{"n":1}', { 'content-type': 'application/json', connection: 'close' });
+  t.equal(await first.metric('ingest_events_accepted_total'), 20, 'the first server took every request');
+  await stopCleanly(t, first);
+});
+
+t.test('MAX_CONNECTIONS stays a limit of the server: each of 2 workers takes half, the counts are summed', async (t) => {
+  const s3 = await startS3(t);
+  // /metrics on its own port: a scrape on the ingest port would be one more connection.
+  const server = await startServer(t, { ...s3.env, WORKERS: '2', MAX_CONNECTIONS: '6', METRICS_PORT: '0', DLQ_DIR: tempDir(t, 'dlq') });
+  const metricsUrl = `http://127.0.0.1:${server.logs.find((l) => l.msg === 'listening')!.metricsPort as number}`;
+  const idle = idleConnections(t, server.port, 20);
+  // Connections go to the workers in turn, so each gets more than its 3.
+  await eventually(() => idle.closedByServer() === 14);
+  t.match(await server.waitForLog((l) => l.msg === 'connection cap reached: closing new connections'), { cap: 3, worker: Number });
+  const page = await scrape(metricsUrl);
+  t.equal(metricValue(page, 'http_connections_open'), 6);
+  t.equal(metricValue(page, 'http_connections_refused_total'), 14);
+  idle.destroy();
+  await eventually(async () => metricValue(await scrape(metricsUrl), 'http_connections_open') === 0);
+  t.equal((await server.post('{}')).status, 202, 'taken again once they went');
+  await stopCleanly(t, server);
+});
+
+for (const value of ['0', 'two', '1.5', '257', '-1']) {
+  t.test(`refuses WORKERS=${value}`, async (t) => {
+    const server = spawnServer(t, { WORKERS: value, S3_BUCKET: 'bucket', AWS_REGION: 'us-east-1' });
+    t.equal((await server.exited).code, 1, 'exits 1');
+    const message = new RegExp(`"WORKERS" should be an integer from 1 to 256, got "${value.replace('.', '\\.')}"`);
+    t.match(server.stderr(), message);
+    t.match(server.logs.find((l) => l.level === 'fatal')?.msg, message, 'and logs it as fatal');
+  });
+}
+
+t.test('the default: the CPU quota of the cgroup, rounded up, within the CPUs the process may run on', async (t) => {
+  const root = (files: Record<string, string>): string => {
+    const dir = tempDir(t, 'cgroup');
+    for (const [name, text] of Object.entries(files)) {
+      mkdirSync(join(dir, name, '..'), { recursive: true });
+      writeFileSync(join(dir, name), `${text}\n`);
+    }
+    return dir;
+  };
+  t.equal(containerCores(root({ 'cpu.max': '200000 100000' }), 8), 2, 'v2: 2 vCPU (a Fargate task of 2 vCPU on a larger host)');
+  t.equal(containerCores(root({ 'cpu.max': '150000 100000' }), 8), 2, 'v2: 1.5 rounds up');
+  t.equal(containerCores(root({ 'cpu.max': '50000 100000' }), 8), 1, 'v2: half a core is 1');
+  t.equal(containerCores(root({ 'cpu.max': '800000 100000' }), 2), 2, 'v2: no more than the CPUs it may run on');
+  t.equal(containerCores(root({ 'cpu.max': 'max 100000' }), 8), 8, 'v2: no quota');
+  t.equal(containerCores(root({ 'cpu/cpu.cfs_quota_us': '300000', 'cpu/cpu.cfs_period_us': '100000' }), 8), 3, 'v1 (cpu controller directory)');
+  t.equal(containerCores(root({ 'cpu.cfs_quota_us': '100000', 'cpu.cfs_period_us': '100000' }), 8), 1, 'v1 (controller mounted at the root)');
+  t.equal(containerCores(root({ 'cpu/cpu.cfs_quota_us': '-1', 'cpu/cpu.cfs_period_us': '100000' }), 8), 8, 'v1: no quota');
+  t.equal(containerCores(root({}), 4), 4, 'no cgroup files');
+});

@@ -41,13 +41,14 @@ export function shutDownOnSignals(plan: ShutdownPlan): () => void {
   let hurry: () => void = () => {};
 
   const run = async (reason: string): Promise<void> => {
-    log.info({ signal: reason, timeoutMs: plan.timeoutMs }, 'shutdown: no longer accepting events, uploading what is held');
     const watchdogMs = plan.timeoutMs + SPILL_GRACE_MS + plan.steps.length * STEP_TIMEOUT_MS + WATCHDOG_SLACK_MS;
     setTimeout(() => {
       log.error({ watchdogMs }, 'shutdown: did not end in time, exiting with what is known');
       finish(plan.pipeline.summary(), 1);
     }, watchdogMs).unref();
     await step(log, 'stopping intake', () => plan.stopAccepting());
+    // Only now: worker threads answer on their own, and must already refuse whoever read this line.
+    log.info({ signal: reason, timeoutMs: plan.timeoutMs }, 'shutdown: no longer accepting events, uploading what is held');
     const deadline = new Promise<void>((resolve) => {
       hurry = resolve;
       setTimeout(resolve, plan.timeoutMs).unref();

@@ -129,6 +129,19 @@ function readConfig(): Config {
   const bucket = env.get('S3_BUCKET').asString()?.trim() || undefined;
   const metricsPort = env.get('METRICS_PORT').asString() ? int('METRICS_PORT', 0, 0, 65535) : undefined;
   const maxConnections = env.get('MAX_CONNECTIONS').asString() ? int('MAX_CONNECTIONS', 0, 1, 10_000_000) : undefined;
+  const maxBodyBytes = int('MAX_BODY_BYTES', MiB, 1, 256 * MiB);
+  const maxBodiesInFlightBytes = int('MAX_BODIES_IN_FLIGHT_BYTES', 32 * MiB, 1024, 64 * 1024 * MiB);
+  // Each worker thread reads bodies within its share of MAX_BODIES_IN_FLIGHT_BYTES and takes its
+  // share of MAX_CONNECTIONS: the default stays where every share holds the largest body.
+  const workers = int('WORKERS', Math.max(1, Math.min(containerCores(), Math.floor(maxBodiesInFlightBytes / maxBodyBytes))), 1, 256);
+  if (workers > 1 && Math.floor(maxBodiesInFlightBytes / workers) < maxBodyBytes) {
+    throw new ConfigError(
+      `"MAX_BODIES_IN_FLIGHT_BYTES" should be at least WORKERS x MAX_BODY_BYTES (${workers} x ${maxBodyBytes}: each worker thread reads bodies within its share), got ${maxBodiesInFlightBytes}; raise it or lower WORKERS`,
+    );
+  }
+  if (maxConnections !== undefined && workers > maxConnections) {
+    throw new ConfigError(`"WORKERS" should be at most MAX_CONNECTIONS (each worker thread takes its share of the connections), got ${workers} with MAX_CONNECTIONS=${maxConnections}`);
+  }
 
   const id = instanceId(env.get('INSTANCE_ID').asString());
   const sharedRoot = env.get('DURABLE_ROOT').asString()?.trim() || undefined;
@@ -150,10 +163,10 @@ function readConfig(): Config {
       forcePathStyle: env.get('S3_FORCE_PATH_STYLE').default('false').asBoolStrict(),
       object: objectSettings(),
     },
-    maxBodyBytes: int('MAX_BODY_BYTES', MiB, 1, 256 * MiB),
+    maxBodyBytes,
     maxEventsPerRequest: int('MAX_EVENTS_PER_REQUEST', 1000, 1, 1_000_000),
     maxEventDepth: int('MAX_EVENT_DEPTH', 64, 1, 100_000),
-    maxBodiesInFlightBytes: int('MAX_BODIES_IN_FLIGHT_BYTES', 32 * MiB, 1024, 64 * 1024 * MiB),
+    maxBodiesInFlightBytes,
     maxConnections,
     channelMaxEvents: int('CHANNEL_MAX_EVENTS', 100_000, 1, 100_000_000),
     channelMaxBytes: int('CHANNEL_MAX_BYTES', 64 * MiB, 1024, 64 * 1024 * MiB),
@@ -186,14 +199,16 @@ function readConfig(): Config {
       leaseStaleMs: int('DURABLE_LEASE_STALE_MS', 60_000, 1000, 3_600_000),
     },
     emfIntervalMs: env.get('METRICS_EMF').default('false').asBoolStrict() ? int('METRICS_EMF_INTERVAL_MS', 60_000, 1000, 3_600_000) : undefined,
-    workers: int('WORKERS', containerCores(), 1, 256),
+    workers,
   };
 }
 
 /**
- * The cores this process may use: its CPU quota (cgroup v2 cpu.max, else cgroup v1
- * cpu.cfs_quota_us / cpu.cfs_period_us) rounded up, within os.availableParallelism() (the CPUs
- * it may run on). A Fargate task of 2 vCPU runs on a host of more cores: the host's count is not it.
+ * The cores this process may use, for the default of WORKERS: its CPU quota (cgroup v2 cpu.max,
+ * else cgroup v1 cpu.cfs_quota_us / cpu.cfs_period_us) rounded down, at least 1, within
+ * os.availableParallelism() (the CPUs it may run on). With no quota in sight, 1: never the host's
+ * count, which says nothing of what a container may use (ECS sets a task's CPU limit on the task's
+ * cgroup, above the container's, where no quota shows: its task definitions set WORKERS).
  */
 export function containerCores(cgroupRoot = '/sys/fs/cgroup', cpus = os.availableParallelism()): number {
   const read = (file: string): string | undefined => {
@@ -206,8 +221,9 @@ export function containerCores(cgroupRoot = '/sys/fs/cgroup', cpus = os.availabl
   const v2 = read('cpu.max')?.split(/\s+/);
   const [quota, period] = v2 ?? [read('cpu/cpu.cfs_quota_us') ?? read('cpu.cfs_quota_us'), read('cpu/cpu.cfs_period_us') ?? read('cpu.cfs_period_us')];
   // "max" (v2) or -1 (v1): no quota.
-  const cores = Math.ceil(Number(quota) / Number(period));
-  return Number.isFinite(cores) && cores >= 1 ? Math.min(cores, cpus) : cpus;
+  const cores = Math.floor(Number(quota) / Number(period));
+  if (!Number.isFinite(cores) || Number(quota) <= 0) return 1;
+  return Math.max(1, Math.min(cores, cpus));
 }
 
 function objectSettings(): ObjectSettings {

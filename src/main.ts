@@ -204,6 +204,7 @@ async function main(): Promise<void> {
       ['stopping the local S3 server', () => localS3?.close()],
       ['releasing the DLQ directory', () => dlq.close()],
     ],
+    ...(workers === undefined ? {} : { endThreads: (ms: number) => workers.close(ms) }),
   });
 }
 

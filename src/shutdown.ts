@@ -13,6 +13,8 @@ import { type Pipeline, SPILL_GRACE_MS, type Summary } from './pipeline.js';
 const STEP_TIMEOUT_MS = 1000;
 /** Beyond the sum of every bound, before the watchdog ends the process. */
 const WATCHDOG_SLACK_MS = 2000;
+/** At the exit, for worker threads (WORKERS > 1) to close their connections and end. */
+const THREADS_END_MS = 500;
 
 export interface ShutdownPlan {
   readonly log: Logger;
@@ -24,6 +26,11 @@ export interface ShutdownPlan {
   dlqDropped(): Readonly<Record<string, number>>;
   /** What to stop once the pipeline has closed, in order, each named for the logs. */
   readonly steps: readonly (readonly [name: string, run: () => unknown])[];
+  /**
+   * WORKERS > 1: ends the worker threads (again, if a step did); true once all have, within
+   * `ms`. Node aborts (SIGABRT) a process that exits while a thread still holds connections.
+   */
+  endThreads?(ms: number): Promise<boolean>;
 }
 
 /** Returns what to call on a crash found and logged elsewhere (a worker thread's): as for an uncaught exception. */
@@ -34,13 +41,14 @@ export function shutDownOnSignals(plan: ShutdownPlan): () => void {
   let hurry: () => void = () => {};
 
   const run = async (reason: string): Promise<void> => {
-    log.info({ signal: reason, timeoutMs: plan.timeoutMs }, 'shutdown: no longer accepting events, uploading what is held');
     const watchdogMs = plan.timeoutMs + SPILL_GRACE_MS + plan.steps.length * STEP_TIMEOUT_MS + WATCHDOG_SLACK_MS;
     setTimeout(() => {
       log.error({ watchdogMs }, 'shutdown: did not end in time, exiting with what is known');
       finish(plan.pipeline.summary(), 1);
     }, watchdogMs).unref();
     await step(log, 'stopping intake', () => plan.stopAccepting());
+    // Only now: worker threads answer on their own, and must already refuse whoever read this line.
+    log.info({ signal: reason, timeoutMs: plan.timeoutMs }, 'shutdown: no longer accepting events, uploading what is held');
     const deadline = new Promise<void>((resolve) => {
       hurry = resolve;
       setTimeout(resolve, plan.timeoutMs).unref();
@@ -50,7 +58,10 @@ export function shutDownOnSignals(plan: ShutdownPlan): () => void {
     finish(summary, exitCode);
   };
 
-  const finish = (summary: Summary, code: number): never => {
+  let finished = false;
+  const finish = (summary: Summary, code: number): void => {
+    if (finished) return;
+    finished = true;
     // Evictions during the shutdown spill happen after the last scrape could see them: say so here.
     const dlqDropped = plan.dlqDropped();
     const dlqDroppedTotal = Object.values(dlqDropped).reduce((a, b) => a + b, 0);
@@ -68,7 +79,17 @@ export function shutDownOnSignals(plan: ShutdownPlan): () => void {
       },
       'shutdown complete',
     );
-    process.exit(code);
+    if (plan.endThreads === undefined) process.exit(code);
+    void plan.endThreads(THREADS_END_MS).then(
+      (ended) => {
+        if (ended) process.exit(code);
+        // Rather than let Node abort with SIGABRT (and a core dump where they are kept): what
+        // could be kept is already stored or spilled, and the summary is written.
+        log.error({ timeoutMs: THREADS_END_MS }, 'shutdown: worker threads did not end in time; the process kills itself (SIGKILL)');
+        process.kill(process.pid, 'SIGKILL');
+      },
+      () => process.kill(process.pid, 'SIGKILL'),
+    );
   };
 
   const begin = (reason: string, code: number): void => {

@@ -59,11 +59,11 @@ export class ConnectionCap {
     private readonly log: CapLog,
   ) {}
 
-  /** uWS's filter hook: +1 as a connection opens, -1 as it closes. */
-  readonly track = (res: HttpResponse, change: number): void => {
+  /** uWS's filter hook: +1 as a connection opens, -1 as it closes. True if it closed the connection. */
+  readonly track = (res: HttpResponse, change: number): boolean => {
     const counts = this.counts;
     counts.connectionsOpen += change;
-    if (change < 0 || counts.connectionsOpen <= this.cap) return;
+    if (change < 0 || counts.connectionsOpen <= this.cap) return false;
     counts.connectionsRefused++;
     // Rate-limited: a flood would otherwise be a line per connection.
     const now = Date.now();
@@ -72,5 +72,6 @@ export class ConnectionCap {
       this.log.warn({ open: counts.connectionsOpen - 1, cap: this.cap, refused: counts.connectionsRefused }, 'connection cap reached: closing new connections');
     }
     res.close();
+    return true;
   };
 }

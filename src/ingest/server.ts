@@ -49,6 +49,7 @@ export class IngestServer {
   readonly #events: EventsRoute;
   #ready = false;
   #shuttingDown = false;
+  #connectionsClosed = false;
 
   constructor(
     options: IngestOptions,
@@ -65,7 +66,12 @@ export class IngestServer {
     const app = (this.#app = uWS.App());
     // Counts every connection of the ingest port, and closes those over the cap as they arrive.
     const cap = new ConnectionCap(connectionCap(options.maxConnections), counts, log);
-    app.filter((res, change) => cap.track(res, Number(change)));
+    app.filter((res, change) => {
+      // A connection the main thread handed over just before this worker thread closed (uWS
+      // adopts it later, on this thread's loop): closed at once, or it would keep the thread
+      // alive past its end, and Node aborts a process whose thread ends with connections open.
+      if (!cap.track(res, Number(change)) && this.#connectionsClosed && Number(change) > 0) res.close();
+    });
     app.post('/v1/events', this.#events.post);
     if (access.cors) app.options('/v1/events', (res, req) => access.preflight(res, req, this.#respond));
     app.any('/v1/events', (res) => send(res, '405', R.METHOD_NOT_ALLOWED, '', 0, 'POST'));
@@ -126,6 +132,7 @@ export class IngestServer {
 
   /** A worker thread's end: every connection is closed at once, so nothing keeps the thread alive. */
   closeConnections(): void {
+    this.#connectionsClosed = true;
     this.#app.close();
   }
 

@@ -7,19 +7,26 @@ import type { Entry, PushResult } from '../channel.js';
 import { createLogger } from '../log.js';
 import { sharedHttpCounts } from '../metrics/http.js';
 import type { AckedIntake, AckOutcome } from '../wal/acks.js';
+import { BodyBudget } from './read-body.js';
 import { IngestServer, type MetricsPage } from './server.js';
 import { type FromWorker, type PushItem, readAdmits, type ToWorker, type WorkerSetup } from './workers.js';
 
 class RemoteIntake implements AckedIntake {
   #next = 0;
-  readonly #waiting = new Map<number, (outcome: AckOutcome | PushResult) => void>();
+  readonly #waiting = new Map<number, { answer: (outcome: AckOutcome | PushResult) => void; bytes: number }>();
   #items: PushItem[] = [];
   #transfer: ArrayBuffer[] = [];
 
-  /** `state`: what the main thread publishes of its intake (WorkerSetup.state). */
+  /**
+   * `state`: what the main thread publishes of its intake (WorkerSetup.state). `budget`: the
+   * bodies-in-flight budget the server reads bodies within: a body handed over counts against it
+   * until the main thread answers, so that bodies waiting between the threads (a busy or stalled
+   * main thread) are bounded as bodies being read are.
+   */
   constructor(
     private readonly state: Float64Array,
     private readonly post: (message: FromWorker, transfer?: ArrayBuffer[]) => void,
+    private readonly budget: BodyBudget,
   ) {}
 
   /** A hint, refreshed by the main thread: its own tryPush has the last word. */
@@ -41,12 +48,14 @@ class RemoteIntake implements AckedIntake {
 
   /** Queued, and sent with the others of this turn of the event loop: one message, not one per request. */
   pushAcked(entry: Entry, answer: (outcome: AckOutcome | PushResult) => void): PushResult {
-    const id = this.#next++;
-    this.#waiting.set(id, answer);
-    // parseEvents holds the events in a buffer of their own: handed over, not copied.
     const { body } = entry;
-    const own = body.byteOffset === 0 && body.byteLength === body.buffer.byteLength ? body : Buffer.from(body);
-    const buffer = own.buffer as ArrayBuffer;
+    if (!this.budget.tryTake(body.length)) return 'full';
+    const id = this.#next++;
+    this.#waiting.set(id, { answer, bytes: body.length });
+    // parseEvents holds the events in a buffer of their own: handed over, not copied. Otherwise a
+    // copy in memory of its own (a slice of Node's shared pool cannot be transferred).
+    const own = body.byteOffset === 0 && body.byteLength === body.buffer.byteLength;
+    const buffer = (own ? body.buffer : body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength)) as ArrayBuffer;
     this.#items.push({ id, body: buffer, spans: entry.spans, receivedAt: entry.receivedAt });
     this.#transfer.push(buffer);
     if (this.#items.length === 1) setImmediate(this.#flush);
@@ -55,16 +64,28 @@ class RemoteIntake implements AckedIntake {
 
   answer(ids: readonly number[], outcomes: readonly (AckOutcome | PushResult)[]): void {
     for (let i = 0; i < ids.length; i++) {
-      const answer = this.#waiting.get(ids[i]!)!;
+      const waiting = this.#waiting.get(ids[i]!)!;
       this.#waiting.delete(ids[i]!);
-      answer(outcomes[i]!);
+      this.budget.give(waiting.bytes);
+      waiting.answer(outcomes[i]!);
     }
   }
 
   #flush = (): void => {
-    this.post({ type: 'push', items: this.#items }, this.#transfer);
+    const items = this.#items;
+    const transfer = this.#transfer;
     this.#items = [];
     this.#transfer = [];
+    try {
+      this.post({ type: 'push', items }, transfer);
+    } catch (err) {
+      // Nothing reached the main thread: these requests are refused, not left waiting.
+      log.error({ err: (err as Error).message, requests: items.length }, 'handing requests to the main thread failed');
+      this.answer(
+        items.map((item) => item.id),
+        items.map(() => 'not_stored'),
+      );
+    }
   };
 }
 
@@ -72,7 +93,8 @@ const setup = workerData as WorkerSetup;
 const port = parentPort!;
 const post = (message: FromWorker, transfer?: ArrayBuffer[]): void => port.postMessage(message, transfer);
 const log = createLogger(1, { level: setup.logLevel, base: { instance: setup.instanceId, part: 'http', worker: setup.index } });
-const intake = new RemoteIntake(new Float64Array(setup.state), post);
+const counts = sharedHttpCounts(setup.counts);
+const intake = new RemoteIntake(new Float64Array(setup.state), post, new BodyBudget(setup.options.maxBodiesInFlightBytes, counts));
 let nextPage = 0;
 const pages = new Map<number, { resolve: (page: MetricsPage) => void; reject: (err: Error) => void }>();
 const renderMetrics = (): Promise<MetricsPage> =>
@@ -81,7 +103,7 @@ const renderMetrics = (): Promise<MetricsPage> =>
     pages.set(id, { resolve, reject });
     post({ type: 'metrics', id });
   });
-const server = new IngestServer(setup.options, intake, sharedHttpCounts(setup.counts), renderMetrics, log, setup.metricsOnIngestPort ? 'ingest port' : 'elsewhere');
+const server = new IngestServer(setup.options, intake, counts, renderMetrics, log, setup.metricsOnIngestPort ? 'ingest port' : 'elsewhere');
 // Ready from the start: a connection reaches a worker only once the main thread listens, and the
 // main thread marks itself ready before its event loop accepts one.
 server.markReady();

@@ -57,8 +57,12 @@ const PUBLISH_MS = 10;
 
 interface Child {
   readonly worker: Worker;
+  /** Resolves when the thread has ended. */
+  readonly exited: Promise<unknown>;
   descriptor: unknown;
   lost: boolean;
+  /** Told to close (no connection reaches it any more). */
+  closing: boolean;
   /** Answers not yet sent: sent together at the end of this turn of the event loop. */
   ids: number[];
   outcomes: (AckOutcome | PushResult)[];
@@ -131,30 +135,38 @@ export class IngestWorkers {
     this.#tell({ type: 'shutdown' });
   }
 
-  /** After the pipeline closed: the workers send the answers they are owed, then end. */
-  async close(): Promise<void> {
+  /**
+   * After the pipeline closed: the workers send the answers they are owed, close their
+   * connections and end. True once every thread has ended, false if one has not within `withinMs`
+   * (the process must not then exit normally: Node aborts on a thread that ends with open
+   * connections). Again, later, it only waits.
+   */
+  async close(withinMs = Infinity): Promise<boolean> {
     this.#closing = true;
     clearInterval(this.#publisher);
-    const live = this.#children.filter((child) => !child.lost);
-    for (const child of live) {
-      this.plan.server.removeChild(child.descriptor);
-      this.#flush(child);
-    }
-    await Promise.all(
-      live.map(
-        (child) =>
-          new Promise((resolve) => {
-            child.worker.once('exit', resolve);
-            child.worker.postMessage({ type: 'close' } satisfies ToWorker);
-          }),
-      ),
-    );
+    for (const child of this.#children) this.#tellToClose(child);
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<false>((resolve) => {
+      if (withinMs !== Infinity) timer = setTimeout(() => resolve(false), withinMs);
+    });
+    const ended = await Promise.race([Promise.all(this.#children.map((child) => child.exited)).then(() => true), timedOut]);
+    clearTimeout(timer);
+    return ended;
+  }
+
+  /** No new connection reaches it; it is sent the answers it is owed, then told to close. */
+  #tellToClose(child: Child): void {
+    if (child.closing) return;
+    child.closing = true;
+    if (child.descriptor !== undefined) this.plan.server.removeChild(child.descriptor);
+    this.#flush(child);
+    child.worker.postMessage({ type: 'close' } satisfies ToWorker);
   }
 
   #spawn(setup: WorkerSetup): Promise<void> {
     return new Promise((resolve, reject) => {
       const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: setup });
-      const child: Child = { worker, descriptor: undefined, lost: false, ids: [], outcomes: [] };
+      const child: Child = { worker, exited: new Promise((ended) => worker.once('exit', ended)), descriptor: undefined, lost: false, closing: false, ids: [], outcomes: [] };
       this.#children.push(child);
       worker.on('message', (message: FromWorker) => {
         if (message.type === 'push') {
@@ -188,10 +200,10 @@ export class IngestWorkers {
   /** A worker crashed or ended by itself: no new connection may reach it, and the process shuts down. */
   #lost(child: Child, index: number, err: string): void {
     if (child.lost || this.#closing) return;
+    // A crashed worker still runs: it ends now that no connection can reach it (its answers
+    // owed are sent first: every one of them is for events the channel holds).
+    this.#tellToClose(child);
     child.lost = true;
-    if (child.descriptor !== undefined) this.plan.server.removeChild(child.descriptor);
-    // A crashed worker still runs: it ends now that no connection can reach it.
-    child.worker.postMessage({ type: 'close' } satisfies ToWorker);
     // Every event it answered 202 for is in the channel; only its unanswered clients are cut off.
     this.plan.log.fatal({ worker: index, err }, `worker thread ${index} crashed: shutting down`);
     this.plan.crashed();

@@ -6,7 +6,7 @@ import { gzipSync } from 'node:zlib';
 import { Channel } from '../src/channel.js';
 import { parseEvents, Rejection } from '../src/ingest/body.js';
 import { type Batch, Batcher, encodeLines } from '../src/upload/batcher.js';
-import { event } from './lib/scenario.js';
+import { event } from './lib/event.js';
 
 const TOTAL_EVENTS = 100_000;
 // Every level at the default batch size; the ends of the range elsewhere.

@@ -1,7 +1,7 @@
 // A light probe beside the main load: one request at a time, timing the ones answered 202, and
 // noting whether 503s carry Retry-After. It answers "what latency does an accepted request see".
 import type { Request } from './load.js';
-import { event } from './scenario.js';
+import { event } from './event.js';
 
 export interface ProbeResult {
   readonly accepted: number;

@@ -3,6 +3,7 @@ import { gzipSync } from 'node:zlib';
 import type { Comparison, Figures, Settled, VariantComparison } from './measure.js';
 import type { Request } from './load.js';
 import type { Target } from './stack.js';
+import { event } from './event.js';
 
 export interface Context {
   /** Length of one measured load run. */
@@ -35,21 +36,6 @@ export interface Scenario {
   readonly id: string;
   readonly title: string;
   run(ctx: Context): Promise<Result>;
-}
-
-/** A ~300-byte analytics event, different each time. */
-export function event(i: number): string {
-  return JSON.stringify({
-    type: 'page_view',
-    event_id: `e-${1_000_000 + i}`,
-    user_id: `u_${(1_000_003 * i) % 9_999_991}`,
-    session_id: `s_${(i * 7919).toString(36).padStart(10, '0')}`,
-    ts: 1_800_000_000_000 + i,
-    url: `https://shop.example.com/products/${i % 997}?ref=home&campaign=winter`,
-    referrer: 'https://www.example.com/',
-    device: { os: 'Android 14', browser: 'Chrome 131', screen: '412x915' },
-    props: { price: 19.99 + (i % 50), currency: 'EUR', qty: 1 + (i % 3) },
-  });
 }
 
 /**

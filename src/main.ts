@@ -139,11 +139,7 @@ async function main(): Promise<void> {
       ? undefined
       : await IngestWorkers.start(
           {
-            count: config.workers,
-            options: config,
-            metricsOnIngestPort: config.metricsPort === undefined,
-            logLevel: config.logLevel,
-            instanceId: config.instanceId,
+            config,
             server,
             intake,
             renderMetrics,

@@ -67,10 +67,11 @@ export class IngestServer {
     // Counts every connection of the ingest port, and closes those over the cap as they arrive.
     const cap = new ConnectionCap(connectionCap(options.maxConnections), counts, log);
     app.filter((res, change) => {
+      const delta = Number(change);
       // A connection the main thread handed over just before this worker thread closed (uWS
       // adopts it later, on this thread's loop): closed at once, or it would keep the thread
       // alive past its end, and Node aborts a process whose thread ends with connections open.
-      if (!cap.track(res, Number(change)) && this.#connectionsClosed && Number(change) > 0) res.close();
+      if (!cap.track(res, delta) && delta > 0 && this.#connectionsClosed) res.close();
     });
     app.post('/v1/events', this.#events.post);
     if (access.cors) app.options('/v1/events', (res, req) => access.preflight(res, req, this.#respond));

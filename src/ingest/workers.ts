@@ -13,7 +13,7 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { Entry, Intake, PushResult } from '../channel.js';
-import type { LogLevel } from '../config.js';
+import type { Config, LogLevel } from '../config.js';
 import { SHARED_COUNTS_BYTES, sharedHttpCounts, type HttpCounts } from '../metrics/http.js';
 import type { AckedIntake, AckOutcome } from '../wal/acks.js';
 import { connectionCap } from './connections.js';
@@ -69,11 +69,8 @@ interface Child {
 }
 
 export interface WorkersPlan {
-  readonly count: number;
-  readonly options: IngestOptions;
-  readonly metricsOnIngestPort: boolean;
-  readonly logLevel: LogLevel;
-  readonly instanceId: string;
+  /** The server's settings: the workers' share of its limits, their logging, where /metrics is. */
+  readonly config: Config;
   /** The main thread's server: it listens and hands connections to the workers. */
   readonly server: IngestServer;
   readonly intake: Intake;
@@ -104,15 +101,17 @@ export class IngestWorkers {
    */
   static async start(plan: WorkersPlan, counts: readonly SharedArrayBuffer[]): Promise<IngestWorkers> {
     const workers = new IngestWorkers(plan);
-    const share = plan.count;
+    const { config } = plan;
+    const share = counts.length;
     const options: IngestOptions = {
-      ...plan.options,
-      maxConnections: Math.max(1, Math.floor(connectionCap(plan.options.maxConnections) / share)),
-      maxBodiesInFlightBytes: Math.max(1, Math.floor(plan.options.maxBodiesInFlightBytes / share)),
+      ...config,
+      maxConnections: Math.max(1, Math.floor(connectionCap(config.maxConnections) / share)),
+      maxBodiesInFlightBytes: Math.max(1, Math.floor(config.maxBodiesInFlightBytes / share)),
     };
+    const metricsOnIngestPort = config.metricsPort === undefined;
     await Promise.all(
       counts.map((memory, index) => {
-        const setup: WorkerSetup = { index, options, metricsOnIngestPort: plan.metricsOnIngestPort, logLevel: plan.logLevel, instanceId: plan.instanceId, counts: memory, state: workers.#state.buffer as SharedArrayBuffer };
+        const setup: WorkerSetup = { index, options, metricsOnIngestPort, logLevel: config.logLevel, instanceId: config.instanceId, counts: memory, state: workers.#state.buffer as SharedArrayBuffer };
         return workers.#spawn(setup);
       }),
     );

@@ -44,7 +44,7 @@ const STACK = new Uint8Array(4096);
 
 export const NOTHING = 0;
 export const OBJECT = 1;
-export const ARRAY = 2;
+const ARRAY = 2;
 export const SCALAR = 3;
 
 /** The result of a scan; the caller owns it and may reuse it. */
@@ -61,7 +61,7 @@ export class JsonScan {
   firstTooDeep = -1;
 }
 
-export const isSpace = (c: number | undefined): boolean => c === SPACE || c === LF || c === CR || c === TAB;
+const isSpace = (c: number | undefined): boolean => c === SPACE || c === LF || c === CR || c === TAB;
 
 export function trimStart(body: Buffer, from: number, to: number): number {
   while (from < to && isSpace(body[from])) from++;

@@ -31,8 +31,8 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from 'pino';
 
-export const LEASE_FILE = 'lease';
-export const ADOPT_LOCK = 'adopt.lock';
+const LEASE_FILE = 'lease';
+const ADOPT_LOCK = 'adopt.lock';
 
 interface LeaseContent {
   readonly instanceId: string;

@@ -3,6 +3,7 @@
 // events in a body, which must not grow with it. `npm run bench:encode`. Timed in process CPU time
 // (process.cpuUsage), not wall time, so that other work on a busy machine distorts it less.
 import { gzipSync } from 'node:zlib';
+import { memoryAcks } from '../src/acks.js';
 import { Channel } from '../src/channel.js';
 import { parseEvents, Rejection } from '../src/ingest/body.js';
 import { type Batch, Batcher, encodeLines } from '../src/upload/batcher.js';
@@ -36,7 +37,7 @@ function timed<T>(fn: () => T): { cpuMs: number; result: T } {
 function batches(maxEvents: number): Batch[] {
   const out: Batch[] = [];
   const channel = new Channel(Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
-  const batcher = new Batcher(channel, { hasRoom: () => true, submit: (b) => out.push(b) }, { maxEvents, maxBytes: 1 << 30, maxAgeMs: 3_600_000, prefix: 'raw', instanceId: 'bench' });
+  const batcher = new Batcher(channel, { hasRoom: () => true, submit: (b) => out.push(b) }, { maxEvents, maxBytes: 1 << 30, maxAgeMs: 3_600_000, prefix: 'raw', instanceId: 'bench' }, memoryAcks);
   for (const parsed of requests) {
     channel.tryPush({ receivedAt: Date.now(), body: parsed.body, spans: parsed.spans, count: 50, bytes: parsed.bytes });
     batcher.drain();

@@ -18,7 +18,7 @@ export interface Entry {
   readonly bytes: number;
   /** ACK_LEVEL=disk: where the request's record is in the write-ahead log (src/wal/). */
   readonly wal?: WalRef;
-  /** ACK_LEVEL=s3: who waits for the request's events to be stored (src/wal/acks.ts). */
+  /** ACK_LEVEL=s3: who waits for the request's events to be stored (src/acks.ts). */
   readonly ack?: AckWaiter;
 }
 
@@ -34,21 +34,12 @@ export interface AckWaiter {
   pending: number;
   spilled: boolean;
   dropped: boolean;
-  readonly done: (outcome: 'stored' | 'spilled' | 'dropped') => void;
+  readonly done: (outcome: 'stored' | 'spilled' | 'not_stored') => void;
 }
 
-/** 'not_stored': only an intake with a write-ahead log answers it, once a write to it failed. */
-export type PushResult = 'ok' | 'full' | 'closed' | 'not_stored';
+export type PushResult = 'ok' | 'full' | 'closed';
 
-/** What the front sees of the pipeline: it asks, then pushes whole requests. */
-export interface Intake {
-  admits(): PushResult;
-  tryPush(entry: Entry): PushResult;
-  readonly events: number;
-  readonly bytes: number;
-}
-
-export class Channel implements Intake {
+export class Channel {
   #entries: (Entry | undefined)[] = [];
   #head = 0;
   #events = 0;

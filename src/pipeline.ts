@@ -1,19 +1,42 @@
-// Owns the data path behind the front: channel -> batcher -> upload loop -> spill to the DLQ.
+// Owns the data path behind the front: channel -> batcher -> upload loop -> spill to the DLQ, and
+// each event's life on it: accepted -> (logged) -> batched -> stored | spilled | dropped.
 //
 // Invariants:
-// - the front only asks and pushes (Intake); cutting, encoding and uploading run later, off the
-//   request's stack (a drain is scheduled with setImmediate, never run inside tryPush);
-// - every accepted event ends up stored, spilled or dropped, and the pipeline keeps those tallies
-//   itself: close() reports them without reading metrics back;
+// - the front only asks and hands over whole requests (Intake.accept); the ack level (src/acks.ts)
+//   decides when the answer goes, and is told of every cut and settled batch by the pipeline alone;
+// - cutting, encoding and uploading run later, off the request's stack (a drain is scheduled with
+//   setImmediate, never run inside accept);
+// - every accepted event ends up stored, spilled or dropped, settled once per batch here, where
+//   the tallies are kept: close() reports them without reading metrics back;
 // - close(deadline) is idempotent: it uploads what is held until the deadline, then aborts the
 //   uploads in flight and spills the rest, waiting for the spill at most SPILL_GRACE_MS more.
 import type { Logger } from 'pino';
-import { Channel, type Entry, type Intake, type PushResult } from './channel.js';
+import type { Acks, Answer, Outcome, Refusal } from './acks.js';
+import { Channel, type Entry, type PushResult } from './channel.js';
 import type { UploadMetrics } from './metrics/upload.js';
 import { type Batch, Batcher, type BatcherOptions } from './upload/batcher.js';
-import type { Journal } from './upload/journal.js';
-import { type Spill, UploadLoop, type UploadLoopOptions } from './upload/loop.js';
+import { type Settled, type Spill, UploadLoop, type UploadLoopOptions } from './upload/loop.js';
 import type { S3Uploader } from './upload/s3.js';
+
+/** What the front sees of the pipeline (or, in a worker thread, of the main thread's): it asks, then hands whole requests over. */
+export interface Intake {
+  /** What accept() would answer now for the smallest request: the front asks before parsing, so a refusal costs no parse. */
+  admits(): 'ok' | Refusal;
+  /** Takes a request whole or not at all: its outcome now, or 'pending' when `answer` will tell it (once, later). */
+  accept(entry: Entry, answer: Answer): Outcome | 'pending';
+  readonly events: number;
+  readonly bytes: number;
+}
+
+/** What a pipeline is built from besides its options. */
+export interface PipelineParts {
+  readonly uploader: S3Uploader;
+  /** Where a batch goes when its last upload attempt failed: the DLQ. */
+  readonly spill: Spill;
+  readonly acks: Acks;
+  readonly metrics: UploadMetrics;
+  readonly log: Logger;
+}
 
 export interface PipelineOptions {
   readonly channelMaxEvents: number;
@@ -42,21 +65,19 @@ export class Pipeline implements Intake {
   readonly #channel: Channel;
   readonly #batcher: Batcher;
   readonly #loop: UploadLoop;
+  readonly #acks: Acks;
+  readonly #log: Logger;
+  readonly #tallies: Record<Settled, number> = { stored: 0, spilled: 0, dropped: 0 };
   #accepted = 0;
   #drainScheduled = false;
   #closing: Promise<Summary> | undefined;
 
-  constructor(
-    options: PipelineOptions,
-    uploader: S3Uploader,
-    spill: Spill,
-    metrics: UploadMetrics,
-    private readonly log: Logger,
-    journal?: Journal,
-  ) {
+  constructor(options: PipelineOptions, { uploader, spill, acks, metrics, log }: PipelineParts) {
+    this.#acks = acks;
+    this.#log = log;
     this.#channel = new Channel(options.channelMaxEvents, options.channelMaxBytes);
-    this.#loop = new UploadLoop(uploader, spill, options.upload, metrics, log, () => this.#scheduleDrain(), journal);
-    this.#batcher = new Batcher(this.#channel, this.#loop, options.batch, journal);
+    this.#loop = new UploadLoop(uploader, spill, options.upload, metrics, log, () => this.#scheduleDrain(), (batch, outcome) => this.#settle(batch, outcome));
+    this.#batcher = new Batcher(this.#channel, this.#loop, options.batch, acks);
   }
 
   get events(): number {
@@ -75,17 +96,27 @@ export class Pipeline implements Intake {
     return this.#loop.inFlight;
   }
 
-  admits(): PushResult {
-    return this.#channel.admits();
+  admits(): 'ok' | Refusal {
+    const admitted = this.#channel.admits();
+    return admitted === 'ok' ? this.#acks.admits() : admitted;
   }
 
-  tryPush(entry: Entry): PushResult {
+  accept(entry: Entry, answer: Answer): Outcome | 'pending' {
+    return this.#acks.accept(entry, this.#push, answer);
+  }
+
+  readonly #push = (entry: Entry): PushResult => {
     const result = this.#channel.tryPush(entry);
     if (result === 'ok') {
       this.#accepted += entry.count;
       this.#scheduleDrain();
     }
     return result;
+  };
+
+  #settle(batch: Batch, outcome: Settled): void {
+    this.#tallies[outcome] += batch.events;
+    this.#acks.settled(batch, outcome);
   }
 
   /** Start-up replay of the write-ahead log: events acknowledged by an earlier run, not yet in a batch. */
@@ -129,10 +160,10 @@ export class Pipeline implements Intake {
       uploadedInTime = await Promise.race([this.#uploadAll().then(() => true), deadline.then(() => false)]);
     } catch (err) {
       // A bug: treat it as the deadline, so that what is held still goes to the DLQ.
-      this.log.error({ err: (err as Error).message }, 'shutdown: uploading what is held failed; spilling it');
+      this.#log.error({ err }, 'shutdown: uploading what is held failed; spilling it');
     }
     if (!uploadedInTime) {
-      this.log.warn('shutdown deadline: aborting uploads in flight and spilling everything not uploaded to the DLQ');
+      this.#log.warn('shutdown deadline: aborting uploads in flight and spilling everything not uploaded to the DLQ');
       let grace: NodeJS.Timeout | undefined;
       try {
         this.#loop.abort();
@@ -140,7 +171,7 @@ export class Pipeline implements Intake {
         this.#batcher.flush();
         await Promise.race([this.#loop.onIdle(), new Promise<void>((resolve) => (grace = setTimeout(resolve, SPILL_GRACE_MS)))]);
       } catch (err) {
-        this.log.error({ err: (err as Error).message }, 'shutdown: spilling what is held failed');
+        this.#log.error({ err }, 'shutdown: spilling what is held failed');
       } finally {
         clearTimeout(grace);
       }
@@ -150,7 +181,7 @@ export class Pipeline implements Intake {
 
   /** Where the events accepted so far are now; close() resolves with this once it is done. */
   summary(uploadedInTime = false): Summary {
-    const { stored, spilled, dropped } = this.#loop.tallies;
+    const { stored, spilled, dropped } = this.#tallies;
     return { uploadedInTime, accepted: this.#accepted, stored, spilled, dropped, unaccounted: this.#accepted - stored - spilled - dropped };
   }
 

@@ -2,7 +2,8 @@
 // time, and beside live traffic while live uploads succeed (docs/dlq.md, "Re-upload").
 import type { Logger } from 'pino';
 import type { DlqMetrics } from '../metrics/dlq.js';
-import { type S3Uploader, UploadAborted } from '../upload/s3.js';
+import { UploadAborted } from '../upload/errors.js';
+import type { S3Uploader } from '../upload/s3.js';
 import type { DlqStore, QueuedFile } from './store.js';
 
 /** What the re-uploader needs to know of the live upload loop. */

@@ -1,13 +1,15 @@
 // POST /v1/events: headers checked, body read, parsed and validated, events into the channel, per docs/api.md.
 //
 // A uWS response must not be touched after its onAborted ran; every body is therefore handled
-// synchronously inside the last onData call, and with ACK_LEVEL=disk or s3 (the answer comes
-// later) the route takes onAborted over and answers only a response that is still there.
+// synchronously inside the last onData call, and when the intake answers later (ACK_LEVEL=disk or
+// s3, or a worker thread's intake) the route takes onAborted over and answers only a response
+// that is still there.
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { Logger } from 'pino';
-import type { Entry, Intake, PushResult } from '../channel.js';
+import type { Outcome, Refusal } from '../acks.js';
+import type { Entry } from '../channel.js';
 import type { HttpCounts } from '../metrics/http.js';
-import type { AckedIntake, AckOutcome } from '../wal/acks.js';
+import type { Intake } from '../pipeline.js';
 import type { Access } from './access.js';
 import { BODY_TOO_LARGE, type BodyFormat, gunzipCapped, type ParseLimits, parseEvents, Rejection } from './body.js';
 import { bodyFormat, contentLength, noLength } from './headers.js';
@@ -44,13 +46,11 @@ export class EventsRoute implements BodyHandler<PostContext> {
   readonly #parseLimits: ParseLimits;
   #queueFullUnlogged = 0;
   #queueFullLoggedAt = 0;
-  /** ACK_LEVEL=disk or s3: the intake that answers once the events are durable. */
-  readonly #acked: AckedIntake | undefined;
 
   constructor(
     private readonly options: EventsOptions,
     private readonly state: ServerState,
-    private readonly channel: Intake,
+    private readonly intake: Intake,
     private readonly counts: HttpCounts,
     private readonly access: Access,
     private readonly respond: R.Responder,
@@ -59,7 +59,6 @@ export class EventsRoute implements BodyHandler<PostContext> {
     this.#budget = new BodyBudget(options.maxBodiesInFlightBytes, counts);
     this.#bodyLimits = { maxBodyBytes: options.maxBodyBytes, discardMaxBytes: DISCARD_BODIES * options.maxBodyBytes, discardMaxMs: DISCARD_MAX_MS };
     this.#parseLimits = { maxEvents: options.maxEventsPerRequest, maxDepth: options.maxEventDepth };
-    this.#acked = 'pushAcked' in channel ? (channel as AckedIntake) : undefined;
   }
 
   post = (res: HttpResponse, req: HttpRequest): void => {
@@ -106,7 +105,7 @@ export class EventsRoute implements BodyHandler<PostContext> {
   /** BodyHandler */
   body(res: HttpResponse, wire: Buffer, owned: boolean, { format, gzip, corsOrigin }: PostContext): void {
     // Under overload most requests meet a full channel: refuse them before paying for a parse.
-    const admitted = this.channel.admits();
+    const admitted = this.intake.admits();
     if (admitted !== 'ok') return this.#refuseQueue(res, admitted, corsOrigin);
     const raw = gzip ? gunzipCapped(wire, this.options.maxBodyBytes) : wire;
     if (raw instanceof Rejection) {
@@ -116,38 +115,33 @@ export class EventsRoute implements BodyHandler<PostContext> {
     const parsed = parseEvents(raw, format, this.#parseLimits, gzip || owned);
     if (parsed instanceof Rejection) return this.respond.send(res, '400', JSON.stringify(parsed), corsOrigin);
     const count = parsed.spans.length / 2;
-    if (this.#acked !== undefined) return this.#pushAcked(res, { receivedAt: Date.now(), body: parsed.body, spans: parsed.spans, count, bytes: parsed.bytes }, corsOrigin);
-    const pushed = this.channel.tryPush({ receivedAt: Date.now(), body: parsed.body, spans: parsed.spans, count, bytes: parsed.bytes });
-    if (pushed !== 'ok') return this.#refuseQueue(res, pushed, corsOrigin);
-    this.counts.eventsAccepted += count;
-    this.respond.send(res, '202', `{"accepted":${count}}`, corsOrigin);
+    this.#accept(res, { receivedAt: Date.now(), body: parsed.body, spans: parsed.spans, count, bytes: parsed.bytes }, corsOrigin);
   }
 
-  /**
-   * ACK_LEVEL=disk or s3: the answer waits for the WAL's fsync or the batch's upload. In a worker
-   * thread (WORKERS > 1), at every level: it waits for the main thread's push.
-   */
-  #pushAcked(res: HttpResponse, entry: Entry, corsOrigin: string): void {
+  /** The request goes to the intake whole; answered now, or once the intake says (see the top). */
+  #accept(res: HttpResponse, entry: Entry, corsOrigin: string): void {
     let aborted = false;
-    res.onAborted(() => (aborted = true));
     // The entry's body may be handed to another thread: only its count is read later.
     const count = entry.count;
-    const pushed = this.#acked!.pushAcked(entry, (outcome) => {
-      if (outcome === 'ok' || outcome === 'synced' || outcome === 'stored' || outcome === 'spilled') this.counts.eventsAccepted += count;
-      if (!aborted) res.cork(() => this.#answerAcked(res, outcome, count, corsOrigin));
+    const outcome = this.intake.accept(entry, (later) => {
+      if (aborted) this.#answer(res, later, count, corsOrigin, true);
+      else res.cork(() => this.#answer(res, later, count, corsOrigin));
     });
-    if (pushed !== 'ok') this.#refuseQueue(res, pushed, corsOrigin);
+    if (outcome === 'pending') res.onAborted(() => (aborted = true));
+    else this.#answer(res, outcome, count, corsOrigin);
   }
 
-  #answerAcked(res: HttpResponse, outcome: AckOutcome | PushResult, count: number, corsOrigin: string): void {
-    if (outcome === 'ok' || outcome === 'synced') return this.respond.send(res, '202', `{"accepted":${count}}`, corsOrigin);
+  /** `gone`: the client is: the events are counted, nothing is sent. */
+  #answer(res: HttpResponse, outcome: Outcome, count: number, corsOrigin: string, gone = false): void {
+    if (outcome === 'accepted' || outcome === 'stored' || outcome === 'spilled') this.counts.eventsAccepted += count;
+    if (gone) return;
+    if (outcome === 'accepted') return this.respond.send(res, '202', `{"accepted":${count}}`, corsOrigin);
     if (outcome === 'stored' || outcome === 'spilled') return this.respond.send(res, '202', `{"accepted":${count},"stored":"${outcome === 'stored' ? 's3' : 'dlq'}"}`, corsOrigin);
-    if (outcome === 'full' || outcome === 'closed' || outcome === 'not_stored') return this.#refuseQueue(res, outcome, corsOrigin);
-    this.respond.send(res, '503', R.NOT_STORED, corsOrigin, R.RETRY_AFTER);
+    this.#refuseQueue(res, outcome, corsOrigin);
   }
 
   /** 503: the channel is closed (shutdown), the WAL failed (not_stored), or full (back-pressure: retry after a second). */
-  #refuseQueue(res: HttpResponse, why: 'full' | 'closed' | 'not_stored', corsOrigin: string): void {
+  #refuseQueue(res: HttpResponse, why: Refusal, corsOrigin: string): void {
     if (why === 'closed') return this.respond.send(res, '503', R.SHUTTING_DOWN, corsOrigin);
     if (why === 'not_stored') return this.respond.send(res, '503', R.NOT_STORED, corsOrigin, R.RETRY_AFTER);
     this.counts.rejectedQueueFull++;
@@ -160,7 +154,7 @@ export class EventsRoute implements BodyHandler<PostContext> {
     this.#queueFullUnlogged++;
     const now = Date.now();
     if (now - this.#queueFullLoggedAt < QUEUE_FULL_LOG_INTERVAL_MS) return;
-    this.log.warn({ rejected: this.#queueFullUnlogged, channelEvents: this.channel.events, channelBytes: this.channel.bytes }, 'queue full (drop)');
+    this.log.warn({ rejected: this.#queueFullUnlogged, channelEvents: this.intake.events, channelBytes: this.intake.bytes }, 'queue full (drop)');
     this.#queueFullLoggedAt = now;
     this.#queueFullUnlogged = 0;
   }

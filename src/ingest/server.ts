@@ -2,7 +2,7 @@
 // metrics, and the connection cap (connections.ts). /metrics answers later, guarded by onAborted.
 import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import type { Logger } from 'pino';
-import type { Intake } from '../channel.js';
+import type { Intake } from '../pipeline.js';
 import type { HttpCounts } from '../metrics/http.js';
 import { Access } from './access.js';
 import { ConnectionCap, connectionCap } from './connections.js';
@@ -53,7 +53,7 @@ export class IngestServer {
 
   constructor(
     options: IngestOptions,
-    channel: Intake,
+    intake: Intake,
     counts: HttpCounts,
     private readonly renderMetrics: () => Promise<MetricsPage>,
     private readonly log: Logger,
@@ -61,7 +61,7 @@ export class IngestServer {
   ) {
     const access = new Access(options.apiKeys, options.corsOrigins);
     this.#respond = new R.Responder(counts);
-    this.#events = new EventsRoute(options, { shuttingDown: () => this.#shuttingDown }, channel, counts, access, this.#respond, log);
+    this.#events = new EventsRoute(options, { shuttingDown: () => this.#shuttingDown }, intake, counts, access, this.#respond, log);
     const send = this.#respond.send.bind(this.#respond);
     const app = (this.#app = uWS.App());
     // Counts every connection of the ingest port, and closes those over the cap as they arrive.
@@ -78,7 +78,7 @@ export class IngestServer {
     app.any('/v1/events', (res) => send(res, '405', R.METHOD_NOT_ALLOWED, '', 0, 'POST'));
     this.#routeGet(app, '/healthz', (res) => send(res, '200', '{"status":"ok"}'));
     this.#routeGet(app, '/readyz', (res) => {
-      const admitted = channel.admits();
+      const admitted = intake.admits();
       // 'closed': a worker thread sees the main thread's shutdown there first.
       if (this.#shuttingDown || admitted === 'closed') return send(res, '503', R.SHUTTING_DOWN);
       if (!this.#ready) return send(res, '503', R.errorBody('starting', 'not ready yet'));

@@ -3,17 +3,18 @@
 // each parsed request to the main thread, the one owner of the channel, and answers the client
 // once the main thread says what became of it.
 import { parentPort, workerData } from 'node:worker_threads';
-import type { Entry, PushResult } from '../channel.js';
+import type { Answer, Outcome, Refusal } from '../acks.js';
+import type { Entry } from '../channel.js';
 import { createLogger } from '../log.js';
 import { sharedHttpCounts } from '../metrics/http.js';
-import type { AckedIntake, AckOutcome } from '../wal/acks.js';
+import type { Intake } from '../pipeline.js';
 import { BodyBudget } from './read-body.js';
 import { IngestServer, type MetricsPage } from './server.js';
 import { type FromWorker, type PushItem, readAdmits, type ToWorker, type WorkerSetup } from './workers.js';
 
-class RemoteIntake implements AckedIntake {
+class RemoteIntake implements Intake {
   #next = 0;
-  readonly #waiting = new Map<number, { answer: (outcome: AckOutcome | PushResult) => void; bytes: number }>();
+  readonly #waiting = new Map<number, { answer: Answer; bytes: number }>();
   #items: PushItem[] = [];
   #transfer: ArrayBuffer[] = [];
 
@@ -29,8 +30,8 @@ class RemoteIntake implements AckedIntake {
     private readonly budget: BodyBudget,
   ) {}
 
-  /** A hint, refreshed by the main thread: its own tryPush has the last word. */
-  admits(): PushResult {
+  /** A hint, refreshed by the main thread: its own accept has the last word. */
+  admits(): 'ok' | Refusal {
     return readAdmits(this.state);
   }
 
@@ -42,12 +43,8 @@ class RemoteIntake implements AckedIntake {
     return this.state[2]!;
   }
 
-  tryPush(): PushResult {
-    throw new Error('a worker thread pushes only through pushAcked');
-  }
-
   /** Queued, and sent with the others of this turn of the event loop: one message, not one per request. */
-  pushAcked(entry: Entry, answer: (outcome: AckOutcome | PushResult) => void): PushResult {
+  accept(entry: Entry, answer: Answer): Outcome | 'pending' {
     const { body } = entry;
     if (!this.budget.tryTake(body.length)) return 'full';
     const id = this.#next++;
@@ -59,10 +56,10 @@ class RemoteIntake implements AckedIntake {
     this.#items.push({ id, body: buffer, spans: entry.spans, receivedAt: entry.receivedAt });
     this.#transfer.push(buffer);
     if (this.#items.length === 1) setImmediate(this.#flush);
-    return 'ok';
+    return 'pending';
   }
 
-  answer(ids: readonly number[], outcomes: readonly (AckOutcome | PushResult)[]): void {
+  answer(ids: readonly number[], outcomes: readonly Outcome[]): void {
     for (let i = 0; i < ids.length; i++) {
       const waiting = this.#waiting.get(ids[i]!)!;
       this.#waiting.delete(ids[i]!);
@@ -80,7 +77,7 @@ class RemoteIntake implements AckedIntake {
       this.post({ type: 'push', items }, transfer);
     } catch (err) {
       // Nothing reached the main thread: these requests are refused, not left waiting.
-      log.error({ err: (err as Error).message, requests: items.length }, 'handing requests to the main thread failed');
+      log.error({ err, requests: items.length }, 'handing requests to the main thread failed');
       this.answer(
         items.map((item) => item.id),
         items.map(() => 'not_stored'),

@@ -12,10 +12,11 @@
 // The workers' HTTP counters live in shared memory the main thread sums at each scrape.
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import type { Entry, Intake, PushResult } from '../channel.js';
+import type { Outcome, Refusal } from '../acks.js';
+import type { Entry } from '../channel.js';
 import type { Config, LogLevel } from '../config.js';
 import { SHARED_COUNTS_BYTES, sharedHttpCounts, type HttpCounts } from '../metrics/http.js';
-import type { AckedIntake, AckOutcome } from '../wal/acks.js';
+import type { Intake } from '../pipeline.js';
 import { connectionCap } from './connections.js';
 import type { IngestOptions, IngestServer, MetricsPage } from './server.js';
 
@@ -44,13 +45,13 @@ export interface PushItem {
 export type FromWorker = { type: 'ready'; descriptor: unknown } | { type: 'push'; items: PushItem[] } | { type: 'metrics'; id: number } | { type: 'crashed'; error: string };
 
 export type ToWorker =
-  | { type: 'answers'; ids: number[]; outcomes: (AckOutcome | PushResult)[] }
+  | { type: 'answers'; ids: number[]; outcomes: Outcome[] }
   | { type: 'metrics'; id: number; page?: MetricsPage; error?: string }
   | { type: 'shutdown' | 'close' };
 
-const ADMITS: readonly PushResult[] = ['ok', 'full', 'closed', 'not_stored'];
+const ADMITS: readonly ('ok' | Refusal)[] = ['ok', 'full', 'closed', 'not_stored'];
 
-export const readAdmits = (state: Float64Array): PushResult => ADMITS[state[0]!]!;
+export const readAdmits = (state: Float64Array): 'ok' | Refusal => ADMITS[state[0]!]!;
 
 /** The channel also empties between pushes: its state is published this often as well as after each push. */
 const PUBLISH_MS = 10;
@@ -65,7 +66,7 @@ interface Child {
   closing: boolean;
   /** Answers not yet sent: sent together at the end of this turn of the event loop. */
   ids: number[];
-  outcomes: (AckOutcome | PushResult)[];
+  outcomes: Outcome[];
 }
 
 export interface WorkersPlan {
@@ -82,7 +83,6 @@ export interface WorkersPlan {
 
 export class IngestWorkers {
   readonly #children: Child[] = [];
-  readonly #acked: AckedIntake | undefined;
   readonly #state = new Float64Array(new SharedArrayBuffer(3 * Float64Array.BYTES_PER_ELEMENT));
   readonly #publisher: NodeJS.Timeout;
   #shuttingDown = false;
@@ -119,7 +119,6 @@ export class IngestWorkers {
   }
 
   private constructor(private readonly plan: WorkersPlan) {
-    this.#acked = 'pushAcked' in plan.intake ? (plan.intake as AckedIntake) : undefined;
     this.#publish();
     this.#publisher = setInterval(this.#publish, PUBLISH_MS).unref();
   }
@@ -211,14 +210,13 @@ export class IngestWorkers {
   #push(child: Child, item: PushItem): void {
     const body = Buffer.from(item.body);
     const entry: Entry = { receivedAt: item.receivedAt, body, spans: item.spans, count: item.spans.length / 2, bytes: body.length };
-    const answer = (outcome: AckOutcome | PushResult): void => {
+    const answer = (outcome: Outcome): void => {
       child.ids.push(item.id);
       child.outcomes.push(outcome);
       if (child.ids.length === 1) setImmediate(() => this.#flush(child));
     };
-    if (this.#acked === undefined) return answer(this.plan.intake.tryPush(entry));
-    const pushed = this.#acked.pushAcked(entry, answer);
-    if (pushed !== 'ok') answer(pushed);
+    const outcome = this.plan.intake.accept(entry, answer);
+    if (outcome !== 'pending') answer(outcome);
   }
 
   #flush(child: Child): void {

@@ -3,7 +3,7 @@
 // Counters are sent as the increase over the interval, gauges as their value.
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Registry } from 'prom-client';
-import { ACCESS_CODES } from '../upload/s3.js';
+import { ACCESS_CODES } from '../upload/errors.js';
 
 const NAMESPACE = 'EventIngest';
 const EVENT_LOOP_LAG = 'nodejs_eventloop_lag_p99_seconds';

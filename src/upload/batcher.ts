@@ -5,7 +5,6 @@
 // Memory held here: the open batch plus at most one request's worth of cut batches.
 import { randomBytes } from 'node:crypto';
 import type { Channel, Entry } from '../channel.js';
-import type { Journal } from './journal.js';
 
 /** Events `from` to `to` (exclusive) of one request inside a batch; they share its receive time. */
 export interface Segment {
@@ -24,8 +23,19 @@ export interface Batch {
   readonly firstReceivedAt: number;
   readonly lastReceivedAt: number;
   readonly segments: readonly Segment[];
-  /** With a journal: resolves once the cut is durable; the first PUT waits for it. */
+  /** With a write-ahead log: resolves once the cut is durable; the first PUT waits for it. */
   readonly durable?: Promise<void> | undefined;
+}
+
+/**
+ * What the ack level records of each cut (src/acks.ts): with a write-ahead log, an id fixed by
+ * where the batch's first event is (the same after a restart), and the cut made durable.
+ */
+export interface CutRecorder {
+  /** Undefined: the default id. */
+  batchId(first: Segment, firstReceivedAt: number): string | undefined;
+  /** Records the cut; the batch's first PUT waits for what this returns (it never rejects). */
+  cut(batch: Batch): Promise<void> | undefined;
 }
 
 export interface BatchSink {
@@ -65,7 +75,7 @@ export class Batcher {
     private readonly channel: Channel,
     private readonly sink: BatchSink,
     private readonly options: BatcherOptions,
-    private readonly journal?: Journal,
+    private readonly recorder: CutRecorder,
   ) {}
 
   /** Events in the open batch and in cut batches not yet taken by the sink. */
@@ -139,7 +149,7 @@ export class Batcher {
   #cut(): void {
     if (this.#events === 0) return;
     clearTimeout(this.#timer);
-    const id = this.journal?.batchId(this.#segments[0]!, this.#first) ?? `${this.#first}-${this.options.instanceId}-${BOOT_TAG}-${(this.#seq++).toString(36).padStart(8, '0')}`;
+    const id = this.recorder.batchId(this.#segments[0]!, this.#first) ?? `${this.#first}-${this.options.instanceId}-${BOOT_TAG}-${(this.#seq++).toString(36).padStart(8, '0')}`;
     const batch: Batch = {
       id,
       key: objectKey(this.options.prefix, this.#first, id),
@@ -149,7 +159,8 @@ export class Batcher {
       lastReceivedAt: this.#last,
       segments: this.#segments,
     };
-    this.#sealed.push(this.journal === undefined ? batch : { ...batch, durable: this.journal.cut(batch) });
+    const durable = this.recorder.cut(batch);
+    this.#sealed.push(durable === undefined ? batch : { ...batch, durable });
     this.#segments = [];
     this.#events = 0;
     this.#bytes = 0;

@@ -9,8 +9,8 @@ import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import type { UploadMetrics } from '../metrics/upload.js';
 import { type Batch, type BatchSink, encodeLines } from './batcher.js';
-import type { Journal } from './journal.js';
-import { errorCode, type S3Uploader, UploadAborted } from './s3.js';
+import { errorCode, UploadAborted } from './errors.js';
+import type { S3Uploader } from './s3.js';
 
 const gzip = promisify(zlib.gzip);
 
@@ -20,12 +20,8 @@ const gzip = promisify(zlib.gzip);
  */
 export type Spill = (batch: Batch, body: Buffer) => Promise<boolean>;
 
-/** Events by where they ended up; the pipeline's zero-loss summary adds these up. */
-export interface UploadTallies {
-  stored: number;
-  spilled: number;
-  dropped: number;
-}
+/** Where a batch ended up: in S3, in the DLQ, or lost (counted and logged). */
+export type Settled = 'stored' | 'spilled' | 'dropped';
 
 export interface UploadLoopOptions {
   readonly concurrency: number;
@@ -36,11 +32,13 @@ export interface UploadLoopOptions {
 export class UploadLoop implements BatchSink {
   readonly #queue: PQueue;
   readonly #abort = new AbortController();
-  readonly tallies: UploadTallies = { stored: 0, spilled: 0, dropped: 0 };
   #lastActiveAt = Date.now();
   #lastStoredAt = 0;
 
-  /** `slotFree` is called (on the loop's own stack) each time a batch finishes: room for another. */
+  /**
+   * `slotFree` is called (on the loop's own stack) each time a batch finishes: room for another.
+   * `settled` is told, once per batch, where it ended up.
+   */
   constructor(
     private readonly uploader: S3Uploader,
     private readonly spill: Spill,
@@ -48,7 +46,7 @@ export class UploadLoop implements BatchSink {
     private readonly metrics: UploadMetrics,
     private readonly log: Logger,
     slotFree: () => void,
-    private readonly journal?: Journal,
+    private readonly settled: (batch: Batch, outcome: Settled) => void,
   ) {
     this.#queue = new PQueue({ concurrency: options.concurrency });
     this.#queue.addEventListener('next', () => {
@@ -87,9 +85,8 @@ export class UploadLoop implements BatchSink {
   submit(batch: Batch): void {
     this.#queue.add(() => this.#upload(batch)).catch((err: unknown) => {
       // #upload catches what it can meet; only a bug (or memory running out) lands here.
-      this.tallies.dropped += batch.events;
-      this.log.error({ key: batch.key, events: batch.events, err: (err as Error).message }, 'batch lost: neither uploaded nor spilled');
-      this.journal?.settled(batch, 'dropped');
+      this.log.error({ key: batch.key, events: batch.events, err }, 'batch lost: neither uploaded nor spilled');
+      this.settled(batch, 'dropped');
     });
   }
 
@@ -118,17 +115,13 @@ export class UploadLoop implements BatchSink {
       if (!this.#abort.signal.aborted) {
         this.log.error({ key: batch.key, events: batch.events, code: errorCode(error), err: (error as Error).message }, 'S3 upload failed for good');
       }
-      const spilled = await this.spill(batch, body);
-      if (spilled) this.tallies.spilled += batch.events;
-      else this.tallies.dropped += batch.events;
-      this.journal?.settled(batch, spilled ? 'spilled' : 'dropped');
+      this.settled(batch, (await this.spill(batch, body)) ? 'spilled' : 'dropped');
       return;
     }
-    this.tallies.stored += batch.events;
     this.#lastStoredAt = Date.now();
     this.metrics.eventsStored.inc(batch.events);
     this.metrics.objectsStored.inc();
     this.metrics.bytesStored.inc(body.length);
-    this.journal?.settled(batch, 'stored');
+    this.settled(batch, 'stored');
   }
 }

@@ -7,7 +7,7 @@
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { Logger } from 'pino';
 import type { ObjectSettings } from '../config.js';
-import { errorCode } from './s3.js';
+import { errorCode } from './errors.js';
 
 export interface PreflightOptions {
   readonly bucket: string;

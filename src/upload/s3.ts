@@ -1,11 +1,11 @@
 // S3 PutObject with a checksum S3 verifies, one retry layer, and a bounded name for each failure.
 import zlib from 'node:zlib';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { isServerError, isThrottlingError, isTransientError } from '@smithy/core/retry';
 import pRetry from 'p-retry';
 import type { Logger } from 'pino';
 import type { ObjectSettings } from '../config.js';
 import type { UploadMetrics } from '../metrics/upload.js';
+import { AttemptTimeout, errorCode, isRetryable, UploadAborted } from './errors.js';
 
 export interface S3Object {
   readonly key: string;
@@ -24,34 +24,6 @@ export interface UploaderOptions {
 
 // Backoff between attempts: 200 ms doubling, capped at 5 s, each randomised up to 2x (p-retry).
 const BACKOFF = { factor: 2, minTimeout: 200, maxTimeout: 5000, randomize: true } as const;
-
-// S3 error codes worth telling apart on a dashboard; anything else is folded into a class.
-const KNOWN_CODES = new Set([
-  'AccessDenied', 'AllAccessDisabled', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'ExpiredToken',
-  'InvalidToken', 'RequestTimeTooSkewed', 'NoSuchBucket', 'InvalidBucketName', 'PermanentRedirect',
-  'SlowDown', 'ServiceUnavailable', 'InternalError', 'RequestTimeout', 'BadDigest', 'InvalidDigest',
-  'XAmzContentChecksumMismatch', 'EntityTooLarge', 'KMS.ThrottlingException', 'TimeoutError',
-]);
-const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
-// Out of file descriptors (the process's or the system's): passes once other sockets or files close.
-const FD_CODES = new Set(['EMFILE', 'ENFILE']);
-/** Refusals retrying cannot fix (IAM, credentials, bucket): the alert IngestS3AccessDenied's codes. */
-export const ACCESS_CODES: readonly string[] = [
-  'AccessDenied', 'AllAccessDisabled', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'ExpiredToken', 'InvalidToken', 'NoSuchBucket',
-];
-/** Every value errorCode() can return: s3_put_errors_total exports each at 0 from the start. */
-export const ERROR_CODES: readonly string[] = [
-  ...KNOWN_CODES, ...NETWORK_CODES, ...FD_CODES, 'Timeout', 'Aborted', 'Other5xx', 'Other4xx', 'OtherHttp', 'Other',
-];
-
-class AttemptTimeout extends Error {
-  override name = 'AttemptTimeout';
-}
-
-/** The reason to abort uploads with: not retried, counted as `Aborted`. */
-export class UploadAborted extends Error {
-  override name = 'UploadAborted';
-}
 
 export class S3Uploader {
   /** Start of the first attempt that failed since the last success; undefined while S3 takes PUTs. */
@@ -136,30 +108,6 @@ export class S3Uploader {
       signal?.removeEventListener('abort', abort);
     }
   }
-}
-
-/**
- * Throttling (503 SlowDown), 5xx, timeouts, connection errors and a shortage of file descriptors
- * are retried; 4xx such as AccessDenied are not.
- */
-export function isRetryable(error: unknown): boolean {
-  if (error instanceof AttemptTimeout) return true;
-  if (error instanceof UploadAborted) return false;
-  if (FD_CODES.has((error as { code?: string }).code ?? '')) return true;
-  const e = error as Parameters<typeof isTransientError>[0];
-  return isThrottlingError(e) || isTransientError(e) || isServerError(e);
-}
-
-/** A label from a small fixed set, so a flood of odd errors cannot blow up the metric's series. */
-export function errorCode(error: unknown): string {
-  if (error instanceof AttemptTimeout) return 'Timeout';
-  if (error instanceof UploadAborted) return 'Aborted';
-  const e = error as { name?: string; code?: string; $metadata?: { httpStatusCode?: number } };
-  if (e.name !== undefined && KNOWN_CODES.has(e.name)) return e.name;
-  const status = e.$metadata?.httpStatusCode;
-  if (status !== undefined) return status >= 500 ? 'Other5xx' : status >= 400 ? 'Other4xx' : 'OtherHttp';
-  if (e.code !== undefined && (NETWORK_CODES.has(e.code) || FD_CODES.has(e.code))) return e.code;
-  return 'Other';
 }
 
 export interface ClientOptions {

@@ -8,25 +8,23 @@ import type { WalConfig } from '../config.js';
 import { LOCK_FILE } from '../dlq/lock.js';
 import { DlqStore } from '../dlq/store.js';
 import type { DlqMetrics } from '../metrics/dlq.js';
-import type { UploadMetrics } from '../metrics/upload.js';
 import type { WalMetrics } from '../metrics/wal.js';
-import { Pipeline, type PipelineOptions } from '../pipeline.js';
-import type { Spill } from '../upload/loop.js';
 import type { S3Uploader } from '../upload/s3.js';
-import { Acks } from './acks.js';
 import { type AdoptLock, exists, isStale, takeAdoptLock, writeLease } from './lease.js';
-import { WriteAheadLog } from './log.js';
-import { recover } from './replay.js';
+
+/**
+ * Replays the WAL in `walDir` of instance `deadId` through a pipeline of its own (built as the
+ * server's is: src/wiring.ts), closes it by `stopped`, and says how many events stay in it.
+ */
+export type ReplayWal = (walDir: string, deadId: string, stopped: Promise<void>) => Promise<number>;
 
 export interface AdoptionParts {
   readonly instanceId: string;
   readonly wal: WalConfig & { readonly sharedRoot: string };
-  readonly pipeline: PipelineOptions;
+  readonly replay: ReplayWal;
   readonly dlq: { readonly ttlSeconds: number; readonly prefix: string };
   readonly uploader: S3Uploader;
-  /** Where a batch of an adopted WAL goes when S3 fails it for good: this instance's DLQ. */
-  readonly spill: Spill;
-  readonly metrics: { readonly wal: WalMetrics; readonly upload: UploadMetrics; readonly dlq: DlqMetrics };
+  readonly metrics: { readonly wal: WalMetrics; readonly dlq: DlqMetrics };
   /** This instance's own lease is fresh: an adopter that was itself paused must not go on. */
   readonly fresh: () => boolean;
 }
@@ -133,28 +131,7 @@ export class Adopter {
   // The dead instance's WAL, under its own name: a batch it cut keeps its key, one cut here gets
   // the dead instance's log id, so that another adopter after us cuts the same.
   async #replay(walDir: string, deadId: string): Promise<void> {
-    const { metrics } = this.parts;
-    const log = this.log.child({ adopted: deadId });
-    const recovered = await recover(walDir, this.parts.instanceId, metrics.wal, log);
-    const wal = new WriteAheadLog({ ...this.parts.wal, dir: walDir }, recovered.logId, recovered.segments, recovered.nextSeq, metrics.wal, log);
-    const journal = new Acks(wal, deadId, recovered.cutSegs);
-    const pipeline = new Pipeline(
-      { ...this.parts.pipeline, batch: { ...this.parts.pipeline.batch, instanceId: deadId } },
-      this.parts.uploader,
-      this.parts.spill,
-      metrics.upload,
-      log,
-      journal,
-    );
-    journal.feed(pipeline);
-    for (const batch of recovered.batches) pipeline.resubmit(batch);
-    for (const entry of recovered.entries) pipeline.restore(entry);
-    metrics.wal.replayedEvents.inc(recovered.events);
-    log.info({ events: recovered.events, batches: recovered.batches.length }, `adopted WAL: replaying ${recovered.events} events instance ${deadId} acknowledged`);
-    const summary = await pipeline.close(this.#stopped);
-    const { unsettled } = await wal.close();
-    recovered.lock.release();
-    log.info({ stored: summary.stored, spilled: summary.spilled, dropped: summary.dropped, unsettled }, 'adopted WAL replayed');
+    const unsettled = await this.parts.replay(walDir, deadId, this.#stopped);
     if (unsettled > 0) throw new NotDone(`${unsettled} events of the adopted WAL are not settled`);
   }
 

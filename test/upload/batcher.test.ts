@@ -1,5 +1,6 @@
 // Batch cuts on count, bytes and age, requests split exactly at a cut, and back-pressure from the sink.
 import t, { type Test } from 'tap';
+import { memoryAcks } from '../../src/acks.js';
 import { Channel, type Entry } from '../../src/channel.js';
 import { type Batch, Batcher, type BatchSink, encodeLines, objectKey } from '../../src/upload/batcher.js';
 
@@ -20,7 +21,7 @@ const OPTIONS = { maxEvents: 3, maxBytes: 1 << 20, maxAgeMs: 60_000, prefix: 'ra
 function setup(t: Test, options = OPTIONS) {
   const channel = new Channel(1000, 1 << 20);
   const sink = new Collector();
-  const batcher = new Batcher(channel, sink, options);
+  const batcher = new Batcher(channel, sink, options, memoryAcks);
   t.teardown(() => batcher.flush());
   // The pipeline drains after a push (on a later tick); here the test drains at once.
   const push = (receivedAt: number, ...events: string[]) => {

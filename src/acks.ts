@@ -1,0 +1,151 @@
+// The ack level (ACK_LEVEL), chosen once at start-up: when a request is answered, and what the
+// durability layer hears of each batch. The pipeline calls it at each step of an event's life
+// (accepted, batched, settled); nothing else does, so the front knows nothing of the WAL or the DLQ.
+//
+// - memory: answered once the channel took the request;
+// - disk: once the request's record in the write-ahead log is fsynced (src/wal/);
+// - s3: once every event of the request is stored in S3, or spilled to the DLQ.
+import type { AckWaiter, Entry, PushResult } from './channel.js';
+import type { Batch, CutRecorder, Segment } from './upload/batcher.js';
+import type { Settled } from './upload/loop.js';
+import type { WriteAheadLog } from './wal/log.js';
+
+/** Why a request is refused: the channel is full or closed, or the WAL cannot take it (not_stored). */
+export type Refusal = 'full' | 'closed' | 'not_stored';
+
+/** What the client is told: in memory or the WAL (accepted), in S3 or the DLQ (stored, spilled: s3), or refused. */
+export type Outcome = 'accepted' | 'stored' | 'spilled' | Refusal;
+
+/** Called once with a request's outcome, later, never on the stack of the call that took the request. */
+export type Answer = (outcome: Outcome) => void;
+
+/** The channel's push: called at most once per request, by the ack level, at the moment it chooses. */
+export type Push = (entry: Entry) => PushResult;
+
+export interface Acks extends CutRecorder {
+  /** Before the channel is asked: 'ok', or why this level refuses any request now. */
+  admits(): 'ok' | Refusal;
+  /** Pushes `entry` (once, through `push`); its outcome now, or 'pending' when `answer` will tell it. */
+  accept(entry: Entry, push: Push, answer: Answer): Outcome | 'pending';
+  /** Once per batch, from the pipeline: where its events ended up. */
+  settled(batch: Batch, outcome: Settled): void;
+}
+
+/** ACK_LEVEL=memory: the answer is the push's. */
+export const memoryAcks: Acks = {
+  admits: () => 'ok',
+  accept: (entry, push) => {
+    const pushed = push(entry);
+    return pushed === 'ok' ? 'accepted' : pushed;
+  },
+  batchId: () => undefined,
+  cut: () => undefined,
+  settled: () => {},
+};
+
+/** ACK_LEVEL=s3: each request waits for the settling of every batch that holds some of its events. */
+export class S3Acks implements Acks {
+  admits(): 'ok' {
+    return 'ok';
+  }
+
+  accept(entry: Entry, push: Push, answer: Answer): Outcome | 'pending' {
+    const ack: AckWaiter = { pending: entry.count, spilled: false, dropped: false, done: answer };
+    const pushed = push({ ...entry, ack });
+    return pushed === 'ok' ? 'pending' : pushed;
+  }
+
+  batchId(): undefined {
+    return undefined;
+  }
+
+  cut(): undefined {
+    return undefined;
+  }
+
+  /** A request with an event dropped is answered not_stored: the client may retry it (duplicates, never loss). */
+  settled(batch: Batch, outcome: Settled): void {
+    for (const { entry, from, to } of batch.segments) {
+      const ack = entry.ack!;
+      ack.pending -= to - from;
+      if (outcome === 'spilled') ack.spilled = true;
+      else if (outcome === 'dropped') ack.dropped = true;
+      if (ack.pending === 0) ack.done(ack.dropped ? 'not_stored' : ack.spilled ? 'spilled' : 'stored');
+    }
+  }
+}
+
+/**
+ * ACK_LEVEL=disk: a request is pushed and logged in one synchronous step (so the channel's order
+ * is the log's), and answered once its record is fsynced. Cuts and settled batches are logged too,
+ * so that a restart re-sends exactly what was not settled, under the same keys.
+ */
+export class DiskAcks implements Acks {
+  /**
+   * `instanceId`: whose batch ids these are (an adopted WAL keeps its dead instance's).
+   * `cutSegs`: where recovered batches' cuts are. `fresh`: on a shared root, whether this
+   * instance's lease allows it to acknowledge (fencing: src/wal/lease.ts).
+   */
+  constructor(
+    private readonly wal: WriteAheadLog,
+    private readonly instanceId: string,
+    private readonly cutSegs: Map<string, number>,
+    private readonly fresh: () => boolean,
+  ) {}
+
+  /** not_stored once a WAL write failed (the log takes nothing more until a restart), full at WAL_MAX_BYTES. */
+  admits(): 'ok' | Refusal {
+    if (this.wal.broken !== undefined) return 'not_stored';
+    return this.wal.hasRoom(0) ? 'ok' : 'full';
+  }
+
+  accept(entry: Entry, push: Push, answer: Answer): Outcome | 'pending' {
+    const wal = this.wal;
+    if (!wal.hasRoom(entry.body.length + 8 * entry.count)) {
+      const admitted = this.admits();
+      return admitted === 'ok' ? 'full' : admitted;
+    }
+    const ref = wal.nextRef();
+    const pushed = push({ ...entry, wal: ref });
+    if (pushed !== 'ok') return pushed;
+    wal.appendEvents(ref, entry.receivedAt, entry.spans, entry.body, (ok) => answer(ok && this.fresh() ? 'accepted' : 'not_stored'));
+    return 'pending';
+  }
+
+  /** `{first}-{instance}-{log id}-{segment}-{offset}-{event}` of the first event, all but the first in base 36. */
+  batchId(first: Segment, firstReceivedAt: number): string | undefined {
+    const ref = first.entry.wal;
+    if (ref === undefined) return undefined;
+    return `${firstReceivedAt}-${this.instanceId}-${this.wal.logId}-${ref.seg.toString(36)}-${ref.off.toString(36)}-${(ref.base + first.from).toString(36)}`;
+  }
+
+  cut(batch: Batch): Promise<void> | undefined {
+    const first = batch.segments[0]!;
+    const last = batch.segments.at(-1)!;
+    const a = first.entry.wal;
+    const b = last.entry.wal;
+    if (a === undefined || b === undefined) return undefined;
+    const { seg, durable } = this.wal.appendCut({
+      id: batch.id,
+      key: batch.key,
+      events: batch.events,
+      first: batch.firstReceivedAt,
+      last: batch.lastReceivedAt,
+      from: [a.seg, a.off, a.base + first.from],
+      to: [b.seg, b.off, b.base + last.to],
+    });
+    this.cutSegs.set(batch.id, seg);
+    return durable;
+  }
+
+  /** Stored, spilled or dropped alike: the events leave the WAL (what a DLQ drop costs: docs/durability.md). */
+  settled(batch: Batch): void {
+    const bySeg = new Map<number, number>();
+    for (const { entry, from, to } of batch.segments) {
+      if (entry.wal !== undefined) bySeg.set(entry.wal.seg, (bySeg.get(entry.wal.seg) ?? 0) + to - from);
+    }
+    const cutSeg = this.cutSegs.get(batch.id);
+    this.cutSegs.delete(batch.id);
+    this.wal.settle(batch.id, bySeg, cutSeg);
+  }
+}

@@ -2,26 +2,47 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import t from 'tap';
-import { startS3 } from './helpers/s3.js';
+import { VARIABLES } from '../src/config/table.js';
 import { configVariables } from './helpers/config-vars.js';
+import { startS3 } from './helpers/s3.js';
 import { ROOT, startServer } from './helpers/server.js';
+
+/** The table rows (lines starting with a backticked name) under `heading` in a Markdown file, split into cells. */
+function tableRows(heading: string, file: string): string[][] {
+  const text = readFileSync(`${ROOT}${file}`, 'utf8');
+  const section = text.split(`\n## ${heading}\n`)[1]!.split('\n## ')[0]!;
+  return section
+    .split('\n')
+    .filter((line) => line.startsWith('| `'))
+    .map((line) => line.split('|').slice(1, -1).map((cell) => cell.trim()));
+}
 
 /** The backticked names in the first column of the table under `heading` in a Markdown file. */
 function firstColumn(heading: string, file = 'README.md'): Set<string> {
-  const text = readFileSync(`${ROOT}${file}`, 'utf8');
-  const section = text.split(`\n## ${heading}\n`)[1]!.split('\n## ')[0]!;
-  const names = section
-    .split('\n')
-    .filter((line) => line.startsWith('| `'))
-    .flatMap((line) => [...line.split('|')[1]!.matchAll(/`([A-Za-z0-9_]+)/g)].map((m) => m[1]!));
-  return new Set(names);
+  return new Set(tableRows(heading, file).flatMap(([first]) => [...first!.matchAll(/`([A-Za-z0-9_]+)/g)].map((m) => m[1]!)));
 }
 
-t.test('every variable in the configuration tables is read by src/config.ts, and every one it reads is in them', async (t) => {
+/** A doc's cell says what the table's text says: the same, or the same and then more after ':', ';' or ' ('. */
+function says(cell: string | undefined, text: string): boolean {
+  return cell === text || [':', ';', ' ('].some((then) => cell?.startsWith(`${text}${then}`));
+}
+
+t.test('every variable in the configuration tables is a row of src/config/table.ts, and every row is in them', async (t) => {
   // AWS_REGION is read by the AWS SDK itself.
   const readme = [...firstColumn('Configuration')].filter((name) => name !== 'AWS_REGION');
   t.same([...configVariables()].sort(), readme.sort(), 'README.md');
   t.same([...configVariables()].sort(), [...firstColumn('Variables', 'docs/config.md')].sort(), 'docs/config.md');
+});
+
+t.test('docs/config.md gives each variable the default and the accepted values of its row in src/config/table.ts, and README.md its default', async (t) => {
+  const doc = new Map(tableRows('Variables', 'docs/config.md').map(([name, ...cells]) => [name!.replaceAll('`', ''), cells]));
+  const readme = new Map(tableRows('Configuration', 'README.md').map(([name, ...cells]) => [name!.replaceAll('`', ''), cells]));
+  for (const [name, variable] of Object.entries(VARIABLES)) {
+    const [defaultCell, accepted] = doc.get(name) ?? [];
+    t.ok(says(defaultCell, variable.default), `docs/config.md, ${name}: default ${variable.default}`, { found: defaultCell });
+    t.ok(says(accepted, variable.accepted), `docs/config.md, ${name}: accepted ${variable.accepted}`, { found: accepted });
+    t.ok(says(readme.get(name)?.[0], variable.default), `README.md, ${name}: default ${variable.default}`, { found: readme.get(name)?.[0] });
+  }
 });
 
 t.test('every metric in docs/metrics.md is exported, and every exported metric of ours is in it', async (t) => {

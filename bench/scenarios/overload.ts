@@ -13,30 +13,11 @@ export function memoryBoundMiB(c: Config): number {
   return (240 * MiB + c.channelMaxBytes + (2 + c.uploadQueueMaxBatches + 2 * c.uploadConcurrency) * c.batchMaxBytes + 2 * c.maxBodyBytes + c.maxBodiesInFlightBytes) / MiB;
 }
 
-/**
- * The server's settings in this run: its own defaults under --env, read by its own loadConfig so
- * that the bound follows src/config.ts. loadConfig reads process.env only (the server gets no other
- * variable of ours), so process.env holds just --env for the call.
- */
-function serverConfig(serverEnv: Record<string, string>): Config {
-  const saved = { ...process.env };
-  const replace = (env: NodeJS.ProcessEnv) => {
-    for (const name of Object.keys(process.env)) delete process.env[name];
-    Object.assign(process.env, env);
-  };
-  replace(serverEnv);
-  try {
-    return loadConfig();
-  } finally {
-    replace(saved);
-  }
-}
-
 export const scenario: Scenario = {
   id: 'overload',
   title: '5. overload: 50-event arrays from 8x the connections, 30 s',
   async run(ctx) {
-    const bound = memoryBoundMiB(serverConfig(ctx.serverEnv));
+    const bound = memoryBoundMiB(loadConfig(ctx.serverEnv));
     const s3Before = storedBytes(ctx.s3.dir);
     const server = await startServer(ctx.s3.endpoint, ctx.serverEnv);
     try {

@@ -1,7 +1,7 @@
 // WORKERS > 1: the HTTP front on worker threads, the pipeline on the main thread. Real server
 // processes on port 0, a real S3 server (behind a real slow or stalling proxy where the test
 // needs one), real signals; every 202 checked in S3. Bounded in requests; no timing assertions.
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
@@ -11,7 +11,6 @@ import { idleConnections } from '../helpers/raw.js';
 import { s3Env, startS3 } from '../helpers/s3.js';
 import { eventually, metricValue, type RunningServer, spawnServer, startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
-import { containerCores } from '../../src/config.js';
 
 // What a client may see once SIGTERM is sent: an answer given before, a 503 shutting_down, or a closed door.
 const AFTER_SIGNAL = new Set(['202', '503 shutting_down', 'ECONNREFUSED', 'ECONNRESET', 'UND_ERR_SOCKET']);
@@ -298,43 +297,4 @@ if (!isMainThread && workerData.index === 0) {
   t.match(server.logs.find((l) => l.level === 'fatal'), { msg: 'worker thread 0 crashed: shutting down', err: /injected bug in worker 0/ });
   t.match(await server.waitForLog((l) => l.msg === 'shutdown complete'), { unaccountedEvents: 0, droppedEvents: 0 });
   assertExactlyOnce(t, await audit(client, s3), 'after the crash');
-});
-
-t.test('WORKERS must leave each worker thread room for the largest body, and a connection', async (t) => {
-  const inFlight = spawnServer(t, { WORKERS: '4', MAX_BODY_BYTES: String(1024 * 1024), MAX_BODIES_IN_FLIGHT_BYTES: String(2 * 1024 * 1024), S3_BUCKET: 'bucket', AWS_REGION: 'us-east-1' });
-  t.equal((await inFlight.exited).code, 1);
-  t.match(inFlight.stderr(), /"MAX_BODIES_IN_FLIGHT_BYTES" should be at least WORKERS x MAX_BODY_BYTES \(4 x 1048576: each worker thread reads bodies within its share\), got 2097152/);
-  const connections = spawnServer(t, { WORKERS: '4', MAX_CONNECTIONS: '3', S3_BUCKET: 'bucket', AWS_REGION: 'us-east-1' });
-  t.equal((await connections.exited).code, 1);
-  t.match(connections.stderr(), /"WORKERS" should be at most MAX_CONNECTIONS \(each worker thread takes its share of the connections\), got 4 with MAX_CONNECTIONS=3/);
-});
-
-for (const value of ['0', 'two', '1.5', '257', '-1']) {
-  t.test(`refuses WORKERS=${value}`, async (t) => {
-    const server = spawnServer(t, { WORKERS: value, S3_BUCKET: 'bucket', AWS_REGION: 'us-east-1' });
-    t.equal((await server.exited).code, 1, 'exits 1');
-    const message = new RegExp(`"WORKERS" should be an integer from 1 to 256, got "${value.replace('.', '\\.')}"`);
-    t.match(server.stderr(), message);
-    t.match(server.logs.find((l) => l.level === 'fatal')?.msg, message, 'and logs it as fatal');
-  });
-}
-
-t.test('the default: the CPU quota of the cgroup, rounded down, within the CPUs the process may run on; 1 with no quota in sight', async (t) => {
-  const root = (files: Record<string, string>): string => {
-    const dir = tempDir(t, 'cgroup');
-    for (const [name, text] of Object.entries(files)) {
-      mkdirSync(join(dir, name, '..'), { recursive: true });
-      writeFileSync(join(dir, name), `${text}\n`);
-    }
-    return dir;
-  };
-  t.equal(containerCores(root({ 'cpu.max': '200000 100000' }), 8), 2, 'v2: 2 vCPU (a Fargate task of 2 vCPU on a larger host)');
-  t.equal(containerCores(root({ 'cpu.max': '150000 100000' }), 8), 1, 'v2: 1.5 rounds down (as libuv does for os.availableParallelism)');
-  t.equal(containerCores(root({ 'cpu.max': '50000 100000' }), 8), 1, 'v2: half a core is 1');
-  t.equal(containerCores(root({ 'cpu.max': '800000 100000' }), 2), 2, 'v2: no more than the CPUs it may run on');
-  t.equal(containerCores(root({ 'cpu.max': 'max 100000' }), 8), 1, 'v2: no quota in sight: 1, not the host\'s count');
-  t.equal(containerCores(root({ 'cpu/cpu.cfs_quota_us': '300000', 'cpu/cpu.cfs_period_us': '100000' }), 8), 3, 'v1 (cpu controller directory)');
-  t.equal(containerCores(root({ 'cpu.cfs_quota_us': '100000', 'cpu.cfs_period_us': '100000' }), 8), 1, 'v1 (controller mounted at the root)');
-  t.equal(containerCores(root({ 'cpu/cpu.cfs_quota_us': '-1', 'cpu/cpu.cfs_period_us': '100000' }), 8), 1, 'v1: no quota: 1');
-  t.equal(containerCores(root({}), 4), 1, 'no cgroup files: 1');
 });

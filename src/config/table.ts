@@ -1,0 +1,98 @@
+// Every environment variable the server reads, one row each: its kind, default, accepted values
+// and what it sets. loadConfig (src/config.ts) reads the rows; test/docs.test.ts holds
+// docs/config.md's and README.md's tables to them.
+import { bool, ConfigError, custom, derivedInt, int, list, oneOf, optionalCustom, optionalInt, optionalOneOf, optionalText, text, url, type Variable } from './parse.js';
+
+const MiB = 1024 * 1024;
+const HOUR_MS = 3_600_000;
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export const ACK_LEVELS = ['memory', 'disk', 's3'] as const;
+/** When a 202 is sent: events in memory, in the fsynced write-ahead log, or in S3 (docs/durability.md). */
+export type AckLevel = (typeof ACK_LEVELS)[number];
+
+export const SSE_MODES = ['AES256', 'aws:kms'] as const;
+export type SseMode = (typeof SSE_MODES)[number];
+
+// The classes S3 takes on a PutObject.
+export const STORAGE_CLASSES = ['STANDARD', 'REDUCED_REDUNDANCY', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'GLACIER', 'GLACIER_IR', 'DEEP_ARCHIVE', 'OUTPOSTS', 'EXPRESS_ONEZONE'] as const;
+export type StorageClass = (typeof STORAGE_CLASSES)[number];
+
+export const MAX_WORKERS = 256;
+
+// The DLQ re-uploads only keys under S3_PREFIX with no empty, "." or ".." segment (src/dlq/scan.ts,
+// keyProblem): a prefix that breaks that rule would send every spilled batch to corrupt/.
+function keyPrefix(raw: string, name: string): string {
+  const prefix = raw.replace(/^\/+|\/+$/g, '');
+  if (prefix === '' || prefix.split('/').some((part) => part === '' || part === '.' || part === '..')) {
+    throw new ConfigError(`"${name}" should be a non-empty key prefix whose segments between slashes are neither empty nor "." or "..", such as "raw" or "events/raw", got ${JSON.stringify(raw)}`);
+  }
+  return prefix;
+}
+
+// An instance id goes into object keys, so it is limited to characters that need no escaping.
+function instanceId(raw: string, name: string): string {
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(raw)) throw new ConfigError(`"${name}" should be 1 to 64 characters of A-Z a-z 0-9 . _ -, got "${raw}"`);
+  return raw;
+}
+
+export const VARIABLES = {
+  PORT: int(8080, 0, 65535, 'ingest listener port; 0: any free port'),
+  HOST: text('0.0.0.0', 'an address', 'ingest listener address'),
+  METRICS_PORT: optionalInt('unset', 0, 65535, 'a listener of its own for /metrics; unset: /metrics is on PORT'),
+  S3_BUCKET: optionalText('a bucket name', 'target bucket; unset: local mode', true),
+  S3_PREFIX: custom('raw', '`raw`', 'non-empty; no empty, `.` or `..` segment', 'key prefix; slashes at either end are dropped', keyPrefix),
+  S3_ENDPOINT: url('an S3-compatible endpoint instead of AWS\'s'),
+  S3_FORCE_PATH_STYLE: bool(false, 'path-style addressing, for most S3-compatible servers'),
+  S3_SSE: optionalOneOf(SSE_MODES, 'unset', 'server-side encryption asked for on every PUT'),
+  S3_SSE_KMS_KEY_ID: optionalText('a KMS key id, ARN or alias', 'the KMS key, with S3_SSE=aws:kms'),
+  S3_STORAGE_CLASS: optionalOneOf(STORAGE_CLASSES, 'unset', 'storage class of every object written'),
+  MAX_BODY_BYTES: int(MiB, 1, 256 * MiB, 'per request, on the wire and after gunzip'),
+  MAX_EVENTS_PER_REQUEST: int(1000, 1, 1_000_000, 'events in one request'),
+  MAX_EVENT_DEPTH: int(64, 1, 100_000, 'nesting of objects and arrays within one event'),
+  MAX_BODIES_IN_FLIGHT_BYTES: int(32 * MiB, 1024, 64 * 1024 * MiB, 'capacity of the buffers of all request bodies being read at once'),
+  MAX_CONNECTIONS: optionalInt('unset: sized to the fd limit', 1, 10_000_000, 'open client connections on the ingest port'),
+  WORKERS: derivedInt('the cores the container may use', 1, MAX_WORKERS, 'threads of the HTTP front; 1: the main thread alone'),
+  CHANNEL_MAX_EVENTS: int(100_000, 1, 100_000_000, 'event channel bound, in events'),
+  CHANNEL_MAX_BYTES: int(64 * MiB, 1024, 64 * 1024 * MiB, 'event channel bound, in bytes held'),
+  BATCH_MAX_EVENTS: int(5000, 1, 10_000_000, 'cut a batch at this many events'),
+  BATCH_MAX_BYTES: int(8 * MiB, 1024, 1024 * MiB, 'cut before a batch\'s JSON lines pass this'),
+  BATCH_MAX_AGE_MS: int(5000, 10, HOUR_MS, 'cut a batch this long after its first event'),
+  UPLOAD_CONCURRENCY: int(4, 1, 256, 'PutObject requests in flight'),
+  UPLOAD_QUEUE_MAX_BATCHES: int(8, 1, 10_000, 'cut batches waiting for an upload slot'),
+  UPLOAD_MAX_ATTEMPTS: int(3, 1, 100, 'attempts per batch before it goes to the DLQ'),
+  UPLOAD_TIMEOUT_MS: int(10_000, 100, 600_000, 'per attempt; the request is aborted then'),
+  GZIP_LEVEL: int(6, 1, 9, 'gzip level of every object'),
+  DLQ_DIR: text('./data/dlq', 'a directory', 'dead-letter queue directory'),
+  DLQ_MAX_BYTES: int(1024 * MiB, 1024, Number.MAX_SAFE_INTEGER, 'DLQ capacity in bytes; the oldest files go first'),
+  DLQ_MAX_FILES: int(10_000, 1, 10_000_000, 'DLQ capacity in files'),
+  DLQ_TTL_SECONDS: int(259_200, 1, 10 * 365 * 86_400, 'DLQ files older than this are deleted'),
+  DLQ_REUPLOAD_IDLE_MS: int(1000, 0, HOUR_MS, 'idle time of the upload loop before a DLQ re-upload'),
+  ACK_LEVEL: oneOf(ACK_LEVELS, 'memory', 'when a 202 is sent: events in memory, in the write-ahead log, or in S3'),
+  WAL_DIR: text('./data/wal', 'a directory', 'write-ahead log directory, with ACK_LEVEL=disk'),
+  WAL_MAX_BYTES: int(1024 * MiB, MiB, Number.MAX_SAFE_INTEGER, 'write-ahead log capacity'),
+  WAL_SYNC_INTERVAL_MS: int(2, 0, 1000, 'group commit window: requests in it share one fsync'),
+  WAL_SYNC_BYTES: int(MiB, 1024, 1024 * MiB, 'group commit: write at once past this many bytes waiting'),
+  WAL_SEGMENT_BYTES: int(16 * MiB, 64 * 1024, 1024 * MiB, 'start a new write-ahead log segment past this size'),
+  DURABLE_ROOT: optionalText('a directory', 'a volume shared by every instance (EFS); WAL_DIR and DLQ_DIR become ROOT/<instance>/wal and dlq', true),
+  DURABLE_LEASE_STALE_MS: int(60_000, 1000, HOUR_MS, 'with DURABLE_ROOT: a lease not renewed this long marks its instance dead'),
+  SHUTDOWN_TIMEOUT_MS: int(25_000, 0, HOUR_MS, 'upload time at shutdown before spilling to the DLQ'),
+  API_KEYS: list('comma-separated', 'when set, every POST needs one'),
+  CORS_ORIGINS: list('comma-separated origins, or `*`', 'origins that CORS answers; empty: no CORS, `*`: any'),
+  LOG_LEVEL: oneOf(LOG_LEVELS, 'info', 'pino level'),
+  INSTANCE_ID: optionalCustom('on ECS the container\'s DockerId, else the hostname', '1 to 64 of `A-Z a-z 0-9 . _ -`', 'goes into every object key; must differ between instances', instanceId),
+  METRICS_EMF: bool(false, 'also write key metrics as CloudWatch Embedded Metric Format lines to stdout'),
+  METRICS_EMF_INTERVAL_MS: int(60_000, 1000, HOUR_MS, 'how often, with METRICS_EMF=true'),
+} satisfies Record<string, Variable<unknown>>;
+
+/** Every variable's value, as its row reads it. */
+export type Values = { readonly [Name in keyof typeof VARIABLES]: ReturnType<(typeof VARIABLES)[Name]['read']> };
+
+/** Reads every row from `env`, in the table's order: the first bad value throws. */
+export function readVariables(env: NodeJS.ProcessEnv): Values {
+  const values: Record<string, unknown> = {};
+  for (const [name, variable] of Object.entries(VARIABLES)) values[name] = (variable as Variable<unknown>).read(name, env[name]);
+  return values as Values;
+}

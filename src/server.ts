@@ -1,0 +1,256 @@
+// Builds each part with its slice of config, logger and metrics, listens, and gives the ordered
+// shutdown that closes them: the whole server, without the process (main.ts adds the signals,
+// the exit codes and the messages on stderr; tests run it in their own process).
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import type { Config } from './config.js';
+import { Reuploader } from './dlq/reupload.js';
+import { DlqLocked, DlqStore } from './dlq/store.js';
+import { IngestServer } from './ingest/server.js';
+import { uwsLoadError } from './ingest/uws.js';
+import { IngestWorkers } from './ingest/workers.js';
+import { LocalModeUnavailable } from './local-s3.js';
+import { observeBuild } from './metrics/build.js';
+import { createDlqMetrics, type DlqMetrics, observeDlq } from './metrics/dlq.js';
+import { startEmf } from './metrics/emf.js';
+import { createHttpMetrics, type HttpCounts } from './metrics/http.js';
+import { observePreflight } from './metrics/preflight.js';
+import { createUploadMetrics, observeQueueDepths, observeS3Failing, type UploadMetrics } from './metrics/upload.js';
+import { createWalMetrics, observeWal, type WalMetrics } from './metrics/wal.js';
+import type { PipelineOptions } from './pipeline.js';
+import { Shutdown } from './shutdown.js';
+import { connectS3, LOCAL_DATA_DIR, NoRegion, type S3Target } from './upload/connect.js';
+import { preflightS3 } from './upload/preflight.js';
+import { S3Uploader } from './upload/s3.js';
+import { VERSION } from './version.js';
+import { Adopter } from './wal/adopt.js';
+import { Lease } from './wal/lease.js';
+import { WalLocked } from './wal/replay.js';
+import { type PipelineDeps, type RunningPipeline, startPipeline } from './wiring.js';
+
+/** Why the server could not start, said to the operator as is. `logged`: its fatal line is already written. */
+export class StartError extends Error {
+  override name = 'StartError';
+  constructor(
+    message: string,
+    readonly logged = false,
+  ) {
+    super(message);
+  }
+}
+
+export interface Server {
+  readonly port: number;
+  readonly metricsPort: number;
+  readonly shutdown: Shutdown;
+  /** WORKERS > 1: ends the worker threads, true once all have within `ms`. */
+  readonly endThreads: ((ms: number) => Promise<boolean>) | undefined;
+}
+
+/** Every metric of the server, in one registry. */
+interface Metrics {
+  readonly registry: Registry;
+  readonly http: HttpCounts;
+  /** WORKERS > 1: each worker's HTTP counters, in shared memory. */
+  readonly workerCounts: SharedArrayBuffer[];
+  readonly upload: UploadMetrics;
+  readonly dlq: DlqMetrics;
+  /** ACK_LEVEL=disk or a shared root. */
+  readonly wal: WalMetrics | undefined;
+}
+
+/** The parts built before the HTTP front, in the order they are closed after the pipeline. */
+interface Storage {
+  readonly target: S3Target;
+  readonly uploader: S3Uploader;
+  readonly lease: Lease | undefined;
+  readonly dlq: DlqStore;
+  readonly running: RunningPipeline;
+  readonly reuploader: Reuploader;
+  readonly adopter: Adopter | undefined;
+}
+
+/**
+ * Starts the server; throws StartError for what an operator must fix. `crashed`: a worker thread
+ * crashed (then the shutdown is begun by whoever owns the process).
+ */
+export async function startServer(config: Config, log: Logger, crashed: () => void): Promise<Server> {
+  if (config.s3.bucket === undefined) {
+    log.warn(`LOCAL MODE: S3_BUCKET is not set, so batches go to an embedded S3-compatible server with data under ./${LOCAL_DATA_DIR}. Not for production: set S3_BUCKET.`);
+  }
+  // After the LOCAL MODE warning, which stays the first line a developer sees.
+  log.info({ version: VERSION, node: process.version }, `event-ingest ${VERSION} starting`);
+  if (uwsLoadError !== undefined) throw new StartError(`HTTP engine: ${uwsLoadError}`);
+  log.info({ engine: 'native' }, 'HTTP engine: native uWebSockets.js');
+  const metrics = createMetrics(config);
+  const storage = await openStorage(config, metrics, log);
+  const { pipeline } = storage.running;
+  const renderMetrics = async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() });
+  const server = new IngestServer(config, pipeline, metrics.http, renderMetrics, log.child({ part: 'http' }), config.metricsPort !== undefined ? 'own port' : 'ingest port');
+  const workers =
+    config.workers === 1
+      ? undefined
+      : await IngestWorkers.start({ config, server, intake: pipeline, renderMetrics, log: log.child({ part: 'http' }), crashed }, metrics.workerCounts).catch(cannotServe);
+  log.info({ workers: config.workers }, config.workers === 1 ? 'HTTP front: 1 thread (WORKERS=1)' : `HTTP front: ${config.workers} worker threads (WORKERS)`);
+  const ports = await server.listen(config.host, config.port, config.metricsPort).catch(cannotServe);
+  storage.reuploader.start();
+  const preflight = startPreflight(config, storage.target, metrics.registry, log);
+  // A reader of stdout that went away (EPIPE) must not crash the server: the EMF lines are lost,
+  // the service is not. (pino's synchronous writes handle EPIPE themselves.)
+  process.stdout.on('error', () => {});
+  const stopEmf = config.emfIntervalMs === undefined ? undefined : startEmf(metrics.registry, config.emfIntervalMs, config.instanceId, (line) => process.stdout.write(line));
+  server.markReady();
+  // The message stays `listening`, which scripts and the benchmark wait for; the address is in the fields.
+  log.info({ address: `${config.host}:${ports.port}`, host: config.host, port: ports.port, metricsPort: ports.metricsPort, bucket: storage.target.bucket, prefix: config.s3.prefix, version: VERSION }, 'listening');
+  if (storage.target.local !== undefined) log.info(`try: curl -X POST http://127.0.0.1:${ports.port}/v1/events -H 'content-type: application/json' -d '{"type":"hello"}'`);
+  const { reuploader, running, adopter, lease, dlq, target } = storage;
+  const shutdown = new Shutdown({
+    log,
+    timeoutMs: config.shutdownTimeoutMs,
+    stopAccepting: () => {
+      server.beginShutdown();
+      workers?.beginShutdown();
+      reuploader.abort();
+      preflight.abort();
+    },
+    pipeline,
+    dlqDropped: () => dlq.droppedEventsByReason,
+    steps: [
+      ['closing the WAL and the lease', async () => (await adopter?.stop(), await running.closeWal(), await lease?.release())],
+      ['stopping DLQ re-upload', () => reuploader.stop()],
+      ['stopping EMF', () => stopEmf?.()],
+      ['closing the listener', () => (server.close(), workers?.close())],
+      ['stopping the local S3 server', () => target.local?.close()],
+      ['releasing the DLQ directory', () => dlq.close()],
+    ],
+  });
+  return { ...ports, shutdown, endThreads: workers && ((ms) => workers.close(ms)) };
+}
+
+/** S3, the lease, the DLQ and the pipeline with its WAL replayed: what the front hands events to. */
+async function openStorage(config: Config, metrics: Metrics, log: Logger): Promise<Storage> {
+  const target = await connectS3(config).catch(startFailed);
+  const uploader = new S3Uploader(
+    target.client,
+    { bucket: target.bucket, object: config.s3.object, maxAttempts: config.uploadMaxAttempts, timeoutMs: config.uploadTimeoutMs },
+    metrics.upload,
+    log.child({ part: 's3' }),
+  );
+  observeS3Failing(metrics.registry, () => uploader.failingSeconds());
+  // With a shared root the lease must be fresh before this instance's directories are used.
+  const { sharedRoot, leaseStaleMs } = config.wal;
+  const lease = sharedRoot === undefined ? undefined : await Lease.take(path.join(sharedRoot, config.instanceId), config.instanceId, leaseStaleMs, log.child({ part: 'wal' }));
+  const fresh = lease === undefined ? () => true : () => lease.fresh();
+  const dlq = await openDlq(config, metrics, log);
+  const options = pipelineOptionsOf(config);
+  const deps: PipelineDeps = { uploader, spill: dlq.save.bind(dlq), metrics: metrics.upload, log: log.child({ part: 'upload' }) };
+  const wal = metrics.wal && { ...config.wal, holder: config.instanceId, metrics: metrics.wal };
+  const running = await startPipeline({ options, ackLevel: config.ackLevel, ...(wal && { wal }), fresh }, { ...deps, log: log.child({ part: 'wal' }) }).catch(startFailed);
+  observePipeline(config, metrics, running);
+  const reuploader = new Reuploader(dlq, uploader, running.pipeline, config.dlqReuploadIdleMs, metrics.dlq, log.child({ part: 'dlq' }), Date.now);
+  const adopter = startAdopter(config, { uploader, deps, options, metrics, fresh }, log);
+  return { target, uploader, lease, dlq, running, reuploader, adopter };
+}
+
+/** The errors an operator must fix become a StartError with their message; any other is a bug, thrown on. */
+function startFailed(err: unknown): never {
+  // DlqLocked: its fatal line, naming the holder, is already written.
+  if (err instanceof LocalModeUnavailable || err instanceof NoRegion || err instanceof WalLocked || err instanceof DlqLocked) throw new StartError(err.message, err instanceof DlqLocked);
+  throw err;
+}
+
+/** Worker threads that did not start, a port in use: said as they are. */
+function cannotServe(err: Error): never {
+  throw new StartError(err.message);
+}
+
+function createMetrics(config: Config): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  observeBuild(registry, VERSION);
+  const workers = IngestWorkers.sharedCounts(config.workers > 1 ? config.workers : 0);
+  return {
+    registry,
+    http: createHttpMetrics(registry, 'native', workers.counts),
+    workerCounts: workers.memory,
+    upload: createUploadMetrics(registry),
+    dlq: createDlqMetrics(registry),
+    wal: config.ackLevel === 'disk' || config.wal.sharedRoot !== undefined ? createWalMetrics(registry) : undefined,
+  };
+}
+
+async function openDlq(config: Config, metrics: Metrics, log: Logger): Promise<DlqStore> {
+  const { dlqDir: dir, dlqMaxBytes: maxBytes, dlqMaxFiles: maxFiles, dlqTtlSeconds: ttlSeconds, instanceId } = config;
+  const options = { dir, maxBytes, maxFiles, ttlSeconds, now: Date.now, repair: true, prefix: config.s3.prefix, instanceId };
+  const dlq = await DlqStore.open(options, metrics.dlq, log.child({ part: 'dlq' })).catch(startFailed);
+  observeDlq(metrics.registry, dlq, Date.now);
+  return dlq;
+}
+
+function pipelineOptionsOf(config: Config): PipelineOptions {
+  return {
+    channelMaxEvents: config.channelMaxEvents,
+    channelMaxBytes: config.channelMaxBytes,
+    batch: { maxEvents: config.batchMaxEvents, maxBytes: config.batchMaxBytes, maxAgeMs: config.batchMaxAgeMs, prefix: config.s3.prefix, instanceId: config.instanceId },
+    upload: { concurrency: config.uploadConcurrency, maxQueuedBatches: config.uploadQueueMaxBatches, gzipLevel: config.gzipLevel },
+  };
+}
+
+function observePipeline(config: Config, metrics: Metrics, { pipeline, wal }: RunningPipeline): void {
+  observeQueueDepths(metrics.registry, {
+    channelEvents: () => pipeline.events,
+    channelBytes: () => pipeline.bytes,
+    uploadQueued: () => pipeline.uploadQueued,
+    uploadInFlight: () => pipeline.uploadInFlight,
+  });
+  if (wal !== undefined) observeWal(metrics.registry, wal, config.wal.maxBytes);
+}
+
+/** In the background: its answer is only reported, so a slow S3 does not hold up readiness. */
+function startPreflight(config: Config, target: S3Target, registry: Registry, log: Logger): AbortController {
+  let ok = false;
+  observePreflight(registry, () => ok);
+  const preflight = new AbortController();
+  const options = { bucket: target.bucket, prefix: config.s3.prefix, object: config.s3.object, timeoutMs: config.uploadTimeoutMs, instanceId: config.instanceId, version: VERSION };
+  preflightS3(target.client, options, log.child({ part: 's3' }), preflight.signal).then(
+    (answer) => (ok = answer),
+    (err: Error) => log.error({ err }, 'S3 preflight could not run'),
+  );
+  return preflight;
+}
+
+interface AdoptionDeps {
+  readonly uploader: S3Uploader;
+  readonly deps: PipelineDeps;
+  readonly options: PipelineOptions;
+  readonly metrics: Metrics;
+  readonly fresh: () => boolean;
+}
+
+/**
+ * With DURABLE_ROOT: adopts the directories of dead instances. Their WAL is replayed through a
+ * pipeline built as this server's, under the dead instance's name, spilling to this server's DLQ.
+ */
+function startAdopter(config: Config, { uploader, deps, options, metrics, fresh }: AdoptionDeps, log: Logger): Adopter | undefined {
+  const root = config.wal.sharedRoot;
+  if (root === undefined) return undefined;
+  const walMetrics = metrics.wal!;
+  const adoptLog = log.child({ part: 'adopt' });
+  const replay = async (walDir: string, deadId: string, stopped: Promise<void>): Promise<number> => {
+    const replayLog = adoptLog.child({ adopted: deadId });
+    const adopted = { ...options, batch: { ...options.batch, instanceId: deadId } };
+    const wal = { ...config.wal, dir: walDir, holder: config.instanceId, metrics: walMetrics };
+    const running = await startPipeline({ options: adopted, ackLevel: 'disk', wal, fresh: () => true }, { ...deps, log: replayLog });
+    const { stored, spilled, dropped } = await running.pipeline.close(stopped);
+    const unsettled = await running.closeWal();
+    replayLog.info({ stored, spilled, dropped, unsettled }, 'adopted WAL replayed');
+    return unsettled;
+  };
+  const adopter = new Adopter(
+    { instanceId: config.instanceId, wal: { ...config.wal, sharedRoot: root }, replay, dlq: { ttlSeconds: config.dlqTtlSeconds, prefix: config.s3.prefix }, uploader, metrics: { wal: walMetrics, dlq: metrics.dlq }, fresh },
+    adoptLog,
+  );
+  adopter.start();
+  return adopter;
+}

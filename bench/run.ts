@@ -6,13 +6,13 @@
 // bench/README.md.
 import { existsSync } from 'node:fs';
 import os from 'node:os';
-import { httpEngine } from '../src/ingest/server.js';
 import { uwsLoadError } from '../src/ingest/uws.js';
 import { type Options, parseBenchArgs } from './lib/args.js';
 import { GENERATOR } from './lib/load.js';
 import { PINNING, pinSelf } from './lib/procs.js';
 import { type Run, write } from './lib/report.js';
-import type { Context, Result, Scenario } from './lib/scenario.js';
+import type { Context } from './lib/context.js';
+import type { Result, Scenario } from './lib/scenario.js';
 import { outside, startS3 } from './lib/stack.js';
 import { scenarios as formats } from './scenarios/formats.js';
 import { scenario as ackLevels } from './scenarios/ack-levels.js';
@@ -43,7 +43,7 @@ if (options.targets.length > 0 && !chosen.some((s) => formats.includes(s))) fail
 
 pinSelf();
 if (uwsLoadError !== undefined) fail(uwsLoadError);
-if (httpEngine !== 'native') fail('uWebSockets.js runs a JS emulation here: the figures would mean nothing. Fix the install first.');
+if (uwsLoadError !== undefined) fail(`uWebSockets.js did not load: ${uwsLoadError}`);
 const startedAt = new Date().toISOString();
 const s3 = await startS3();
 const ctx: Context = { seconds, rounds, connections, s3, serverEnv, targets: options.targets.map((t) => outside(t.url, t.pid)) };
@@ -59,7 +59,7 @@ try {
 const envText = Object.entries(serverEnv).map(([k, v]) => `${k}=${v}`).join(' ');
 const run: Run = {
   startedAt,
-  machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model.trim() ?? '?', node: process.version, engine: httpEngine, memoryGiB: Math.round(os.totalmem() / 2 ** 30) },
+  machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model.trim() ?? '?', node: process.version, engine: 'native', memoryGiB: Math.round(os.totalmem() / 2 ** 30) },
   settings: {
     generator: GENERATOR,
     pinning: PINNING,

@@ -1,9 +1,9 @@
 // One measured load run against a target, and the comparison of the server with its baselines
 // (and any --target) in alternating rounds, so that drift of the machine over the run cancels out.
 import { join } from 'node:path';
+import type { Context } from './context.js';
 import { load, type LoadResult, type Request } from './load.js';
 import { startProbe } from './probe.js';
-import type { Context } from './scenario.js';
 import { type Local, type Scrape, scrape, settle, startBaseline, startServer, storedBytes, type Target } from './stack.js';
 
 export interface Figures {

@@ -1,22 +1,9 @@
 // What every scenario gets and gives back, and the request bodies they send.
 import { gzipSync } from 'node:zlib';
 import type { Comparison, Figures, Settled, VariantComparison } from './measure.js';
-import type { Request } from './load.js';
-import type { Target } from './stack.js';
+import type { Context } from './context.js';
 import { event } from './event.js';
-
-export interface Context {
-  /** Length of one measured load run. */
-  readonly seconds: number;
-  /** Alternating rounds per target, for the comparisons. */
-  readonly rounds: number;
-  readonly connections: number;
-  readonly s3: { readonly endpoint: string; readonly port: number; readonly dir: string };
-  /** Server settings other than the defaults, from --env. */
-  readonly serverEnv: Record<string, string>;
-  /** Other ingest endpoints (--target), loaded beside the baselines in scenarios 1-4. */
-  readonly targets: readonly Target[];
-}
+import type { Request } from './load.js';
 
 export interface Result {
   readonly id: string;

@@ -2,13 +2,13 @@
 // metrics, and the connection cap (connections.ts). /metrics answers later, guarded by onAborted.
 import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import type { Logger } from 'pino';
-import type { Intake } from '../pipeline.js';
 import type { HttpCounts } from '../metrics/http.js';
+import type { Intake } from '../pipeline.js';
 import { Access } from './access.js';
 import { ConnectionCap, connectionCap } from './connections.js';
 import { type EventsOptions, EventsRoute } from './post-events.js';
 import * as R from './respond.js';
-import { uWS, uwsLoadError } from './uws.js';
+import { uWS } from './uws.js';
 
 // uWS takes (host, port, options, cb) and exports LIBUS_LISTEN_EXCLUSIVE_PORT = 1 at run time;
 // its typings declare neither.
@@ -19,9 +19,6 @@ interface ChildApps {
   addChildAppDescriptor(descriptor: unknown): void;
   removeChildAppDescriptor(descriptor: unknown): void;
 }
-
-/** A JS emulation of the addon (older uWebSockets.js forks had one) is not native code; main stops first if none loaded. */
-export const httpEngine: 'native' | 'js-fallback' = uwsLoadError === undefined && String(uWS.App).includes('[native code]') ? 'native' : 'js-fallback';
 
 export interface IngestOptions extends EventsOptions {
   /** Undefined: sized to the fd limit. */

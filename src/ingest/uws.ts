@@ -1,7 +1,7 @@
 // Loads uWebSockets.js's native addon, keeping the error if it does not load.
 //
 // This build has no JS fallback: the package throws when the addon for this Node ABI and libc
-// cannot be loaded. main reads uwsLoadError first and refuses to start with a log line saying why,
+// cannot be loaded. The server reads uwsLoadError first and refuses to start with a log line saying why,
 // rather than dying on a stack trace at import time (and never running slowly on an emulation).
 import { createRequire } from 'node:module';
 import type * as Uws from 'uWebSockets.js';

@@ -3,7 +3,7 @@
 // Counters are sent as the increase over the interval, gauges as their value.
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Registry } from 'prom-client';
-import { ACCESS_CODES } from '../upload/errors.js';
+import { ACCESS_CODES } from './s3-codes.js';
 
 const NAMESPACE = 'EventIngest';
 const EVENT_LOOP_LAG = 'nodejs_eventloop_lag_p99_seconds';
@@ -28,7 +28,6 @@ export const EMF_METRICS: readonly { name: string; unit: 'Count' | 'Bytes' | 'Se
   { name: 'dlq_files_expired_total', unit: 'Count', counter: true },
   { name: 'dlq_files_corrupt_total', unit: 'Count', counter: true },
   { name: 'dlq_files_rejected_total', unit: 'Count', counter: true },
-  { name: 'http_engine_js_fallback', unit: 'Count', counter: false, source: 'http_engine_info', only: { label: 'engine', values: ['js-fallback'] } },
   { name: 'channel_events', unit: 'Count', counter: false },
   { name: 'dlq_files_current', unit: 'Count', counter: false },
   { name: 'dlq_bytes_current', unit: 'Bytes', counter: false },

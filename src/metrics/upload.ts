@@ -1,6 +1,6 @@
 // Channel, batch and S3 upload metrics; queue depths are read at scrape time.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import { ERROR_CODES } from '../upload/errors.js';
+import { ERROR_CODES } from './s3-codes.js';
 
 export interface UploadMetrics {
   putSeconds: Histogram<'result'>;

@@ -1,25 +1,6 @@
-// Which S3 failures are retried, and the bounded name each gets in s3_put_errors_total: shared by
-// the uploader and the metrics, which would otherwise import each other.
+// Which S3 failures are retried, and the bounded name each gets in s3_put_errors_total.
 import { isServerError, isThrottlingError, isTransientError } from '@smithy/core/retry';
-
-// S3 error codes worth telling apart on a dashboard; anything else is folded into a class.
-const KNOWN_CODES = new Set([
-  'AccessDenied', 'AllAccessDisabled', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'ExpiredToken',
-  'InvalidToken', 'RequestTimeTooSkewed', 'NoSuchBucket', 'InvalidBucketName', 'PermanentRedirect',
-  'SlowDown', 'ServiceUnavailable', 'InternalError', 'RequestTimeout', 'BadDigest', 'InvalidDigest',
-  'XAmzContentChecksumMismatch', 'EntityTooLarge', 'KMS.ThrottlingException', 'TimeoutError',
-]);
-const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
-// Out of file descriptors (the process's or the system's): passes once other sockets or files close.
-const FD_CODES = new Set(['EMFILE', 'ENFILE']);
-/** Refusals retrying cannot fix (IAM, credentials, bucket): the alert IngestS3AccessDenied's codes. */
-export const ACCESS_CODES: readonly string[] = [
-  'AccessDenied', 'AllAccessDisabled', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'ExpiredToken', 'InvalidToken', 'NoSuchBucket',
-];
-/** Every value errorCode() can return: s3_put_errors_total exports each at 0 from the start. */
-export const ERROR_CODES: readonly string[] = [
-  ...KNOWN_CODES, ...NETWORK_CODES, ...FD_CODES, 'Timeout', 'Aborted', 'Other5xx', 'Other4xx', 'OtherHttp', 'Other',
-];
+import { FD_CODES, KNOWN_CODES, NETWORK_CODES } from '../metrics/s3-codes.js';
 
 export class AttemptTimeout extends Error {
   override name = 'AttemptTimeout';

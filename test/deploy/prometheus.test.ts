@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import { cpSync, readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import t from 'tap';
-import { ACCESS_CODES, ERROR_CODES } from '../../src/upload/errors.js';
+import { ACCESS_CODES, ERROR_CODES } from '../../src/metrics/s3-codes.js';
 import { metricsIn } from '../helpers/promql.js';
 import { runbookAnchors, runbookBase } from '../helpers/runbook.js';
 import { startS3 } from '../helpers/s3.js';

@@ -1,7 +1,8 @@
 // S3Uploader under a real shortage of file descriptors: a process at its `ulimit -n` gets EMFILE
 // when it opens the PUT's socket; the upload must retry (with backoff) and land, not fail for good.
 import t from 'tap';
-import { ERROR_CODES, errorCode, isRetryable } from '../../src/upload/errors.js';
+import { ERROR_CODES } from '../../src/metrics/s3-codes.js';
+import { errorCode, isRetryable } from '../../src/upload/errors.js';
 import { startS3 } from '../helpers/s3.js';
 import { runUnderFdLimit } from '../helpers/fd-limit.js';
 import { ROOT } from '../helpers/server.js';

@@ -1,0 +1,141 @@
+// The three ack levels, each through a pipeline built by the one wiring point (src/wiring.ts), in
+// this process, against a real S3-compatible server and a real write-ahead log on disk: when the
+// answer comes, what it says, and that a restart on the same WAL sends what was not settled.
+import { S3Client } from '@aws-sdk/client-s3';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import t, { type Test } from 'tap';
+import type { Outcome } from '../src/acks.js';
+import type { Entry } from '../src/channel.js';
+import type { AckLevel } from '../src/config.js';
+import { createUploadMetrics } from '../src/metrics/upload.js';
+import { createWalMetrics } from '../src/metrics/wal.js';
+import type { PipelineOptions } from '../src/pipeline.js';
+import type { Spill } from '../src/upload/loop.js';
+import { S3Uploader } from '../src/upload/s3.js';
+import { type RunningPipeline, startPipeline } from '../src/wiring.js';
+import { BUCKET, type S3Server, startS3 } from './helpers/s3.js';
+import { tempDir } from './helpers/temp.js';
+
+const log = pino({ level: 'silent' });
+const never = new Promise<void>(() => {});
+
+const OPTIONS: PipelineOptions = {
+  channelMaxEvents: 1000,
+  channelMaxBytes: 1 << 20,
+  batch: { maxEvents: 3, maxBytes: 1 << 20, maxAgeMs: 60_000, prefix: 'raw', instanceId: 'unit' },
+  upload: { concurrency: 2, maxQueuedBatches: 4, gzipLevel: 1 },
+};
+
+function entry(...events: string[]): Entry {
+  const body = Buffer.from(events.join(''));
+  const spans: number[] = [];
+  let at = 0;
+  for (const e of events) spans.push(at, (at += Buffer.byteLength(e)));
+  return { receivedAt: Date.now(), body, spans, count: events.length, bytes: body.length };
+}
+
+interface Level {
+  running: RunningPipeline;
+  s3: S3Server;
+  /** Outcomes given later, in the order they came. */
+  later: Outcome[];
+  /** The answer callback to hand to accept(). */
+  answer: (outcome: Outcome) => void;
+  /** Resolves once `n` later outcomes have come. */
+  answered(n: number): Promise<void>;
+}
+
+/** `endpoint`: an S3 other than the real one (a closed port: every PUT fails). */
+async function start(t: Test, ackLevel: AckLevel, endpoint?: string, walDir = tempDir(t, 'wal'), spill: Spill = () => Promise.resolve(true)): Promise<Level> {
+  const s3 = await startS3(t);
+  const client = endpoint === undefined ? s3.client : new S3Client({ endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
+  if (client !== s3.client) t.teardown(() => client.destroy());
+  const metrics = createUploadMetrics(new Registry());
+  const uploader = new S3Uploader(client, { bucket: BUCKET, maxAttempts: 1, timeoutMs: 2000 }, metrics, log);
+  const wal = { dir: walDir, maxBytes: 1 << 24, syncIntervalMs: 0, syncBytes: 1 << 20, segmentBytes: 1 << 20, holder: 'unit', metrics: createWalMetrics(new Registry()) };
+  const running = await startPipeline({ options: OPTIONS, ackLevel, wal, fresh: () => true }, { uploader, spill, metrics, log });
+  const later: Outcome[] = [];
+  let wake = (): void => {};
+  return {
+    running,
+    s3,
+    later,
+    answer: (outcome) => {
+      later.push(outcome);
+      wake();
+    },
+    answered: async (n) => {
+      while (later.length < n) await new Promise<void>((resolve) => (wake = resolve));
+    },
+  };
+}
+
+t.test('memory: accepted at once, nothing later; the WAL is not touched', async (t) => {
+  const level = await start(t, 'memory');
+  t.equal(level.running.wal, undefined, 'no write-ahead log');
+  t.equal(level.running.pipeline.accept(entry('{"a":1}'), level.answer), 'accepted');
+  t.same(await level.running.pipeline.close(never), { uploadedInTime: true, accepted: 1, stored: 1, spilled: 0, dropped: 0, unaccounted: 0 });
+  t.same(level.later, [], 'no later answer');
+  t.equal(await level.running.closeWal(), 0);
+});
+
+t.test('disk: pending, then accepted once the record is fsynced; the WAL empties once S3 has the batch', async (t) => {
+  const level = await start(t, 'disk');
+  const { pipeline } = level.running;
+  t.equal(pipeline.accept(entry('{"a":1}', '{"a":2}'), level.answer), 'pending', 'not answered on the caller\'s stack');
+  await level.answered(1);
+  t.same(level.later, ['accepted']);
+  t.same(await pipeline.close(never), { uploadedInTime: true, accepted: 2, stored: 2, spilled: 0, dropped: 0, unaccounted: 0 });
+  t.equal(await level.running.closeWal(), 0, 'every event settled');
+});
+
+t.test('disk: what a run acknowledged and did not settle is sent by the next run on the same WAL', async (t) => {
+  const walDir = tempDir(t, 'wal');
+  // S3 refuses and the spill never ends (a hung disk): the events are acknowledged, never settled.
+  const hung: Spill = () => new Promise(() => {});
+  const first = await start(t, 'disk', 'http://127.0.0.1:1', walDir, hung);
+  for (let i = 0; i < 2; i++) first.running.pipeline.accept(entry(`{"i":${i}}`), first.answer);
+  await first.answered(2);
+  t.same(first.later, ['accepted', 'accepted']);
+  t.equal((await first.running.pipeline.close(Promise.resolve())).unaccounted, 2, 'given up on after the spill grace, as at a crash');
+  t.equal(await first.running.closeWal(), 2, 'both stay in the WAL');
+  const second = await start(t, 'disk', undefined, walDir);
+  t.same(await second.running.pipeline.close(never), { uploadedInTime: true, accepted: 2, stored: 2, spilled: 0, dropped: 0, unaccounted: 0 }, 'replayed and stored');
+  t.equal(await second.running.closeWal(), 0);
+  const lines = (await second.s3.objects()).flatMap((o) => o.records.map((r) => r.event));
+  t.same(lines, [{ i: 0 }, { i: 1 }]);
+});
+
+t.test('s3: pending until the batch holding the events is stored, then stored', async (t) => {
+  const level = await start(t, 's3');
+  const { pipeline } = level.running;
+  t.equal(pipeline.accept(entry('{"a":1}', '{"a":2}', '{"a":3}'), level.answer), 'pending');
+  await level.answered(1);
+  t.same(level.later, ['stored'], 'a full batch is cut and stored, then the answer comes');
+  await pipeline.close(never);
+});
+
+t.test('s3: spilled when S3 refuses and the DLQ keeps it; not_stored when neither does', async (t) => {
+  let kept = true;
+  const level = await start(t, 's3', 'http://127.0.0.1:1', tempDir(t, 'wal'), () => Promise.resolve(kept));
+  const { pipeline } = level.running;
+  pipeline.accept(entry('{"a":1}', '{"a":2}', '{"a":3}'), level.answer);
+  await level.answered(1);
+  kept = false;
+  pipeline.accept(entry('{"b":1}', '{"b":2}', '{"b":3}'), level.answer);
+  await level.answered(2);
+  t.same(level.later, ['spilled', 'not_stored']);
+  await pipeline.close(Promise.resolve());
+});
+
+t.test('a closed pipeline refuses at every level, at once', async (t) => {
+  for (const ackLevel of ['memory', 'disk', 's3'] as const) {
+    const level = await start(t, ackLevel);
+    const { pipeline } = level.running;
+    await pipeline.close(never);
+    t.equal(pipeline.admits(), 'closed', `${ackLevel}: admits`);
+    t.equal(pipeline.accept(entry('{"late":1}'), level.answer), 'closed', `${ackLevel}: accept`);
+    await level.running.closeWal();
+  }
+});

@@ -160,7 +160,7 @@ export class IngestServer {
         if (!aborted) res.cork(() => this.#respond.sendRaw(res, '200', [['content-type', page.contentType]], page.body));
       },
       (err: Error) => {
-        this.log.error({ err: err.message }, 'rendering /metrics failed');
+        this.log.error({ err }, 'rendering /metrics failed');
         if (!aborted) res.cork(() => this.#respond.sendRaw(res, '500', []));
       },
     );

@@ -113,7 +113,7 @@ export class UploadLoop implements BatchSink {
       await this.uploader.put({ key: batch.key, body, events: batch.events }, this.#abort.signal);
     } catch (error) {
       if (!this.#abort.signal.aborted) {
-        this.log.error({ key: batch.key, events: batch.events, code: errorCode(error), err: (error as Error).message }, 'S3 upload failed for good');
+        this.log.error({ key: batch.key, events: batch.events, code: errorCode(error), err: error }, 'S3 upload failed for good');
       }
       this.settled(batch, (await this.spill(batch, body)) ? 'spilled' : 'dropped');
       return;

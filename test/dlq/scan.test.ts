@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 
 import fs from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
+import { Disk } from '../../src/disk/disk.js';
 import { setup, writeDlqFile } from '../helpers/dlq.js';
 import { tempDir } from '../helpers/temp.js';
 
@@ -49,14 +50,13 @@ t.test('an unreadable file is moved aside with what to do; start-up goes on', as
   const dir = tempDir(t, 'eio');
   writeFile(dir, 'bad-disk.jsonl.gz', 'raw/2027/01/15/08/bad-disk.jsonl.gz');
   writeFile(dir, 'good.jsonl.gz', 'raw/2027/01/15/08/good.jsonl.gz');
-  // Injected: EIO cannot be produced on a healthy disk (EACCES, which root ignores, is produced for real in test/e2e/dlq-startup.test.ts).
-  const real = fs.open;
-  fs.open = (async (...args: Parameters<typeof fs.open>) => {
+  // Injected through the disk layer: EIO cannot be produced on a healthy disk (EACCES, which root
+  // ignores, is produced for real in test/e2e/dlq-startup.test.ts).
+  const open = (async (...args: Parameters<typeof fs.open>) => {
     if (String(args[0]).endsWith('bad-disk.jsonl.gz')) throw Object.assign(new Error('EIO: i/o error, open'), { code: 'EIO' });
-    return real(...args);
+    return fs.open(...args);
   }) as typeof fs.open;
-  t.teardown(() => void (fs.open = real));
-  const { store, logs, value } = await setup(t, { dir });
+  const { store, logs, value } = await setup(t, { dir, disk: new Disk({ ...fs, open }) });
   t.same(store.list().map((f) => f.name), ['good.jsonl.gz']);
   t.equal(await value('dlq_files_rejected_total', '{reason="unreadable"}'), 1);
   t.ok(existsSync(join(dir, 'corrupt', 'bad-disk.jsonl.gz')));

@@ -3,9 +3,10 @@
 // Rules (docs/dlq.md, "Start-up scan"): only regular files named `*.jsonl.gz` whose header reads
 // and whose key lies under S3_PREFIX are queued. Temp leftovers (`.tmp-*` files and symlinks) are
 // removed. A file that fails its check, cannot be read, is larger than DLQ_MAX_BYTES, or names a
-// key outside S3_PREFIX is moved to `corrupt/`; anything that is not a regular file is left where
-// it is. Each is logged and counted; none stops the server, and no error on one entry stops the
-// scan (or drops the lock). Nothing is ever followed through a symlink or opened blocking.
+// key outside S3_PREFIX is moved to `corrupt/`, only while that is a directory and not a symlink;
+// anything that is not a regular file is left where it is. Each is logged and counted; none stops
+// the server, and no error on one entry stops the scan (or drops the lock). Nothing is ever
+// followed through a symlink (src/disk/) or opened blocking.
 import type { Dirent } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -165,10 +166,16 @@ export async function setAside(ctx: ScanContext, name: string, why: AsideReason,
   }
   const movedTo = path.join(ctx.dir, CORRUPT_DIR);
   try {
-    await ctx.disk.fs.rename(path.join(ctx.dir, name), path.join(movedTo, name));
+    // Into corrupt/ only while it is a directory of DLQ_DIR's own: through a symlink the file would
+    // leave for any directory on the volume (on a shared root, another instance's).
+    await ctx.disk.moveInto(ctx.dir, name, CORRUPT_DIR);
   } catch (err) {
-    ctx.log.error({ file: name, reason, err: (err as Error).message }, `DLQ file ${what}, skipped (could not move it to ${CORRUPT_DIR}/): ${name}; ${todo}`);
-    return false;
+    if (err instanceof DirNotSynced) {
+      ctx.log.warn({ file: name, err: err.message }, `DLQ directory fsync failed after moving ${name} to ${CORRUPT_DIR}/: a power loss may bring it back; check the volume`);
+    } else {
+      ctx.log.error({ file: name, reason, err: (err as Error).message }, `DLQ file ${what}, skipped (could not move it to ${CORRUPT_DIR}/): ${name}; ${todo}`);
+      return false;
+    }
   }
   // Its events left the queue without reaching S3: lost unless an operator acts.
   if (events !== undefined) ctx.dropped('quarantined', events);
@@ -186,9 +193,12 @@ function kind(entry: Dirent): string {
   return entry.isDirectory() ? 'a directory' : entry.isSymbolicLink() ? 'a symbolic link' : 'a FIFO, socket or device';
 }
 
-/** Makes corrupt/; when that fails (say a file holds the name), bad files stay in place, skipped. */
+/**
+ * Makes corrupt/; when that fails (a file or a symlink holds the name), bad files stay in place,
+ * skipped (each move checks again, so a symlink put there later is refused too).
+ */
 async function prepareQuarantine(ctx: ScanContext): Promise<void> {
-  await ctx.disk.fs.mkdir(path.join(ctx.dir, CORRUPT_DIR), { recursive: true }).catch((err: Error) => {
-    ctx.log.error({ dir: ctx.dir, err: err.message }, `DLQ ${CORRUPT_DIR}/ directory unusable: bad files stay in DLQ_DIR, skipped; make DLQ_DIR/${CORRUPT_DIR} a directory`);
+  await ctx.disk.subdir(ctx.dir, CORRUPT_DIR).catch((err: Error) => {
+    ctx.log.error({ dir: ctx.dir, err: err.message }, `DLQ ${CORRUPT_DIR}/ directory unusable: ${err.message}; bad files stay in DLQ_DIR, skipped; make DLQ_DIR/${CORRUPT_DIR} a directory (not a symbolic link)`);
   });
 }

@@ -1,5 +1,5 @@
 // `npm run dlq -- stats|list|drain` on a real DLQ directory (beside a live server: test/e2e/dlq-lock.test.ts).
-import { chmodSync, chownSync, existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { refusedPort } from '../helpers/fault-proxy.js';
@@ -123,4 +123,17 @@ t.test('the command logs as the server does: JSON lines with ISO time and the le
     t.match(line.time, /^\d{4}-\d\d-\d\dT/);
   }
   t.ok(lines.some((l) => l.level === 'warn' && l.msg === 'S3 put attempt failed'));
+});
+
+t.test('drain with DLQ_DIR/corrupt a symlink moves nothing out of DLQ_DIR: the bad file stays, and it says why', async (t) => {
+  const dir = tempDir(t, 'dlq');
+  const elsewhere = tempDir(t, 'elsewhere');
+  symlinkSync(elsewhere, join(dir, 'corrupt'));
+  writeFileSync(join(dir, 'garbage.jsonl.gz'), 'not gzip');
+  const s3 = await startS3(t);
+  const drained = await dlq(['drain'], { ...s3.env, DLQ_DIR: dir });
+  t.same(readdirSync(elsewhere), [], 'on main: garbage.jsonl.gz landed in the link\'s target');
+  t.ok(existsSync(join(dir, 'garbage.jsonl.gz')));
+  t.match(drained.stderr, `DLQ corrupt/ directory unusable: ${join(dir, 'corrupt')} is a symbolic link`);
+  t.match(drained.stderr, /DLQ file corrupt, skipped \(could not move it to corrupt\/\): garbage.jsonl.gz/);
 });

@@ -2,8 +2,8 @@
 // idle-time re-uploader (./reupload.ts, per file, with its own scheduling and backoff), the adoption
 // of a dead instance's DLQ (src/wal/adopt.ts) and `dlq drain` (./cli.ts) share.
 //
-// - Never live: a file S3 refuses must not read as S3 failing (s3_put_failing_seconds pages), since
-//   the files and S3's answers to them are not the live traffic's.
+// - Not live unless told (every caller leaves it so): a file S3 refuses must not read as S3 failing
+//   (s3_put_failing_seconds pages), since the files and S3's answers to them are not live traffic.
 // - A file is deleted only once S3 has it; every other outcome keeps it, to be tried again later.
 // - The loop goes oldest first and skips a file whose PUT failed for good; it stops only when told
 //   to (the signal), or when S3 looks down: that many files in a row failed with errors another
@@ -36,6 +36,8 @@ export interface DrainOptions {
   readonly signal?: AbortSignal;
   /** Put only where no other object is (`dlq drain`); without it a file is PUT to its key as it is. */
   readonly guard?: OverwriteGuard;
+  /** S3Uploader.put's `live`: false (the default) for the DLQ, so that its failures do not page. */
+  readonly live?: boolean;
 }
 
 /** Reads a queued file, PUTs it to its key, deletes it once stored; counts and logs a success. Never rejects for the file's or S3's sake. */
@@ -53,7 +55,7 @@ export async function drainFile(store: DlqStore, file: QueuedFile, uploader: S3U
   if (verdict.action === 'keep') return { result: 'kept', key, reason: verdict.reason };
   if (verdict.action === 'put') {
     try {
-      await uploader.put({ key, body: object.gzip, events }, signal, { live: false, ifAbsent: options.guard !== undefined });
+      await uploader.put({ key, body: object.gzip, events }, signal, { live: options.live ?? false, ifAbsent: options.guard !== undefined });
     } catch (err) {
       if (signal?.aborted) return { result: 'aborted' };
       const refused = options.guard?.refusal(err, verdict.unseen);
@@ -66,10 +68,10 @@ export async function drainFile(store: DlqStore, file: QueuedFile, uploader: S3U
   return { result: 'stored', key, events, already: verdict.action === 'stored' };
 }
 
+/** Files by outcome (a file gone or set aside counts in none), and the events stored. */
 export interface DrainSummary {
   readonly stored: number;
   readonly events: number;
-  /** Kept: not readable now, S3 refused them or attempts ran out, or the guard refused them. */
   readonly unreadable: number;
   readonly failed: number;
   readonly kept: number;
@@ -128,5 +130,5 @@ function uploadSignal(signal: AbortSignal | undefined): { signal: AbortSignal | 
 function logSkipped(log: Logger, file: QueuedFile, drained: Drained): void {
   if (drained.result === 'unreadable') log.warn({ file: file.name, code: (drained.error as NodeJS.ErrnoException).code, err: drained.error.message }, `DLQ file could not be read, skipped, the next goes ahead: ${file.name}; check the volume and the file's owner and mode`);
   else if (drained.result === 'failed') log.warn({ file: file.name, key: drained.key, err: drained.error.message }, 'DLQ re-upload failed; file kept, the next goes ahead');
-  else if (drained.result === 'kept') log.warn({ file: file.name, key: drained.key, reason: drained.reason }, 'DLQ file kept, not uploaded: it could overwrite an object this server did not write');
+  else if (drained.result === 'kept') log.warn({ file: file.name, key: drained.key, reason: drained.reason }, 'DLQ file kept, not uploaded: its key is not one this server makes, or another object is there');
 }

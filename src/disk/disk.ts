@@ -17,41 +17,12 @@ import { constants as fsConstants, type Stats } from 'node:fs';
 import nodeFs, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { DirNotSynced, NotRegular, SymlinkRefused, TooLarge } from './errors.js';
+
+export { DirNotSynced, NotRegular, SymlinkRefused, TooLarge };
 
 /** The calls a Disk makes; node:fs/promises fits it. */
 export type DiskFs = Pick<typeof nodeFs, 'open' | 'rename' | 'unlink' | 'lstat' | 'mkdir' | 'lutimes' | 'readdir'>;
-
-/** An entry that is not a regular file (a directory, FIFO, socket, device or symlink). */
-export class NotRegular extends Error {
-  override name = 'NotRegular';
-  readonly code = 'ENOTREG';
-}
-
-/** A symlink where the caller expects a file or a directory of its own: never followed. */
-export class SymlinkRefused extends Error {
-  override name = 'SymlinkRefused';
-  readonly code = 'ELOOP';
-}
-
-/** A file larger than the caller will read whole. */
-export class TooLarge extends Error {
-  override name = 'TooLarge';
-
-  constructor(readonly size: number) {
-    super(`${size} bytes`);
-  }
-}
-
-/** The change is made (the entry is renamed, created or gone) but the directory's fsync failed. */
-export class DirNotSynced extends Error {
-  override name = 'DirNotSynced';
-  readonly code: string | undefined;
-
-  constructor(readonly dir: string, cause: Error) {
-    super(`directory fsync failed: ${cause.message}`, { cause });
-    this.code = (cause as NodeJS.ErrnoException).code;
-  }
-}
 
 // EMFILE/ENFILE pass as soon as some other descriptor closes (a request ends, an upload
 // finishes), so a few tries over about 1.5 s turn most of them into a delay instead of a loss.

@@ -13,7 +13,7 @@ const LAYERS: readonly (readonly [name: string, prefixes: readonly string[]])[] 
   ['front', ['src/ingest/']],
   ['pipeline', ['src/wiring.ts', 'src/pipeline.ts', 'src/acks.ts']],
   ['stages', ['src/upload/', 'src/wal/', 'src/dlq/', 'src/channel.ts', 'src/local-s3.ts']],
-  ['base', ['src/metrics/', 'src/config/', 'src/config.ts', 'src/log.ts', 'src/version.ts', 'src/types/']],
+  ['base', ['src/disk/', 'src/metrics/', 'src/config/', 'src/config.ts', 'src/log.ts', 'src/version.ts', 'src/types/']],
 ];
 
 function files(dir: string): string[] {

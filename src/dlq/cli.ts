@@ -1,33 +1,44 @@
 // Operator command on the server's DLQ_DIR: `npm run dlq -- stats | list | drain`.
 // `stats` and `list` only read, so they are safe beside a running server. `drain` takes the
 // directory's lock like a server (and refuses while one holds it), then PUTs each file to its
-// original key, the same as the server would.
+// original key as the server would, except that it never overwrites an object it did not write
+// (./guard.ts). Names and keys come from files anyone with access to the volume may have made, so
+// they are printed escaped: no control character reaches the terminal.
+import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
-import { ConfigError, loadConfig } from '../config.js';
+import { type Config, ConfigError, loadConfig } from '../config.js';
 import { LocalModeUnavailable } from '../local-s3.js';
 import { createLogger } from '../log.js';
-import { createDlqMetrics } from '../metrics/dlq.js';
+import { createDlqMetrics, type DlqMetrics } from '../metrics/dlq.js';
 import { createUploadMetrics } from '../metrics/upload.js';
 import { connectS3, LOCAL_DATA_DIR, NoRegion } from '../upload/connect.js';
 import { S3Uploader } from '../upload/s3.js';
-import { DlqLocked, DlqStore } from './store.js';
+import { drain, type Drained } from './drain.js';
+import { headObject, OverwriteGuard } from './guard.js';
+import { DlqLocked, DlqStore, type QueuedFile } from './store.js';
 
 const USAGE = `usage: npm run dlq -- <command>
   stats   files, events and bytes queued, and the oldest file's age
   list    one line per file, oldest first: spilled at, events, bytes, key
-  drain   upload every file to S3 at its original key, oldest first, deleting each once stored
+  drain   upload every file to S3 at its original key, oldest first, deleting each once stored;
+          a file S3 refuses is kept and skipped, and no object this server did not write is overwritten
   --help  this text
 Reads DLQ_DIR and the S3 settings from the same environment variables as the server.`;
 
-async function run(command: string | undefined): Promise<number> {
-  if (command === '--help' || command === '-h' || command === 'help') {
+const COMMANDS = ['stats', 'list', 'drain'] as const;
+type Command = (typeof COMMANDS)[number];
+
+/** The exit code: 0 done, 1 a failure (said on stdout or stderr), 2 a usage error. */
+async function run(argument: string | undefined): Promise<number> {
+  if (argument === '--help' || argument === '-h' || argument === 'help') {
     print(USAGE);
     return 0;
   }
-  if (command !== 'stats' && command !== 'list' && command !== 'drain') {
-    process.stderr.write(`${command === undefined ? 'no command given' : `unknown command: ${JSON.stringify(command)}`}\n${USAGE}\n`);
+  if (!COMMANDS.includes(argument as Command)) {
+    process.stderr.write(`${argument === undefined ? 'no command given' : `unknown command: ${JSON.stringify(argument)}`}\n${USAGE}\n`);
     return 2;
   }
+  const command = argument as Command;
   const config = loadConfig();
   // Log lines (JSON, as the server writes them) go to stderr; the command's answer to stdout.
   const log = createLogger(2, { level: config.logLevel, base: { instance: config.instanceId } });
@@ -36,79 +47,97 @@ async function run(command: string | undefined): Promise<number> {
     log.warn(`LOCAL MODE: S3_BUCKET is not set, so drained files go to an embedded S3-compatible server with data under ./${LOCAL_DATA_DIR}. Not for production: set S3_BUCKET.`);
   }
   const registry = new Registry();
-  const dlqMetrics = createDlqMetrics(registry);
-  const store = await DlqStore.open(
+  const metrics = createDlqMetrics(registry);
+  const store = await openStore(config, command === 'drain', metrics, log);
+  try {
+    if (store.unusable !== undefined) {
+      // An empty answer here would read as "nothing queued": say the directory could not be read.
+      process.stderr.write(`DLQ_DIR ${config.dlqDir} could not be scanned: ${store.unusable}; nothing was read or uploaded\n`);
+      return 1;
+    }
+    if (command === 'stats') return stats(config.dlqDir, store);
+    if (command === 'list') return list(config.dlqDir, store);
+    return await drainAll(config, store, { registry, metrics, log });
+  } finally {
+    store.close();
+  }
+}
+
+/** `drain` owns the directory (lock, repair) as a server would; `stats` and `list` only read. */
+function openStore(config: Config, owner: boolean, metrics: DlqMetrics, log: Logger): Promise<DlqStore> {
+  return DlqStore.open(
     {
       dir: config.dlqDir,
       maxBytes: config.dlqMaxBytes,
       maxFiles: config.dlqMaxFiles,
       ttlSeconds: config.dlqTtlSeconds,
       now: Date.now,
-      repair: command === 'drain',
+      repair: owner,
       prefix: config.s3.prefix,
       instanceId: `dlq-drain@${config.instanceId}`,
     },
-    dlqMetrics,
+    metrics,
     log,
   );
-  if (store.unusable !== undefined) {
-    // An empty answer here would read as "nothing queued": say the directory could not be read.
-    process.stderr.write(`DLQ_DIR ${config.dlqDir} could not be scanned: ${store.unusable}; nothing was read or uploaded\n`);
-    return 1;
-  }
-  const now = Date.now();
-  if (command === 'stats') {
-    const oldest = store.oldestSpilledAt;
-    const age = oldest === undefined ? '-' : `${Math.round((now - oldest) / 1000)} s (spilled ${new Date(oldest).toISOString()})`;
-    print(`dir     ${config.dlqDir}\nfiles   ${store.files}\nevents  ${store.events}\nbytes   ${store.bytes}\noldest  ${age}`);
-    return 0;
-  }
-  if (command === 'list') {
-    // No output at all would leave the operator wondering whether it ran.
-    if (store.files === 0) print(`DLQ is empty: no files in ${config.dlqDir}`);
-    for (const file of store.list()) {
-      print(`${new Date(file.meta.spilledAt).toISOString()}  events=${file.meta.events}  bytes=${file.bytes}  key=${file.meta.key}  file=${file.name}`);
-    }
-    return 0;
-  }
+}
 
+function stats(dir: string, store: DlqStore): number {
+  const oldest = store.oldestSpilledAt;
+  const age = oldest === undefined ? '-' : `${Math.round((Date.now() - oldest) / 1000)} s (spilled ${new Date(oldest).toISOString()})`;
+  print(`dir     ${dir}\nfiles   ${store.files}\nevents  ${store.events}\nbytes   ${store.bytes}\noldest  ${age}`);
+  return 0;
+}
+
+function list(dir: string, store: DlqStore): number {
+  // No output at all would leave the operator wondering whether it ran.
+  if (store.files === 0) print(`DLQ is empty: no files in ${dir}`);
+  for (const file of store.list()) {
+    print(`${new Date(file.meta.spilledAt).toISOString()}  events=${file.meta.events}  bytes=${file.bytes}  key=${shown(file.meta.key)}  file=${shown(file.name)}`);
+  }
+  return 0;
+}
+
+/** Every file, oldest first, each said as it goes; 1 when any is left for a reason (skipped or not tried). */
+async function drainAll(config: Config, store: DlqStore, { registry, metrics, log }: { registry: Registry; metrics: DlqMetrics; log: Logger }): Promise<number> {
   const target = await connectS3(config);
-  const uploader = new S3Uploader(target.client, { bucket: target.bucket, object: config.s3.object, maxAttempts: config.uploadMaxAttempts, timeoutMs: config.uploadTimeoutMs }, createUploadMetrics(registry), log);
-  let files = 0;
-  let events = 0;
-  let failed = false;
-  let unreadable = 0;
   try {
-    for (let file = store.oldest(); file !== undefined && !failed; file = store.oldest()) {
-      file.busy = true; // taken once: a file that fails stays busy, so the loop moves on
-      let object;
-      try {
-        object = await store.read(file);
-      } catch (err) {
-        print(`unreadable: ${file.name}: ${(err as Error).message}; skipped, the file is kept (check its owner and mode, and the volume)`);
-        unreadable++;
-        continue;
-      }
-      if (object === undefined) continue; // gone (the server took it) or corrupt (logged, skipped)
-      try {
-        await uploader.put({ key: object.meta.key, body: object.gzip, events: object.meta.events });
-      } catch (err) {
-        print(`failed: ${object.meta.key}: ${(err as Error).message}; stopping, the file is kept`);
-        failed = true;
-        continue;
-      }
-      await store.delete(file, 'reuploaded');
-      print(`DLQ → RAW success: ${object.meta.key} events=${object.meta.events}`);
-      files++;
-      events += object.meta.events;
-    }
+    const uploader = new S3Uploader(target.client, { bucket: target.bucket, object: config.s3.object, maxAttempts: config.uploadMaxAttempts, timeoutMs: config.uploadTimeoutMs }, createUploadMetrics(registry), log);
+    const guard = new OverwriteGuard(config.s3.prefix, headObject(target.client, target.bucket, config.uploadTimeoutMs));
+    const summary = await drain(store, uploader, { metrics, log, guard, onFile: printDrained });
+    print(`drained ${summary.stored} files, ${summary.events} events; ${store.files} files left`);
+    if (summary.stopped !== undefined) print(`stopped: ${summary.stopped}; the files not tried are kept`);
+    return summary.unreadable + summary.failed + summary.kept > 0 || summary.stopped !== undefined ? 1 : 0;
   } finally {
-    store.close();
     target.client.destroy();
     await target.local?.close();
   }
-  print(`drained ${files} files, ${events} events; ${store.files} files left`);
-  return failed || unreadable > 0 ? 1 : 0;
+}
+
+function printDrained(file: QueuedFile, drained: Drained): void {
+  switch (drained.result) {
+    case 'stored':
+      return print(`DLQ → RAW success: ${shown(drained.key)} events=${drained.events}${drained.already ? ' (already in S3: not PUT again)' : ''}`);
+    case 'unreadable':
+      return print(`unreadable: ${shown(file.name)}: ${shown(drained.error.message)}; skipped, the file is kept (check its owner and mode, and the volume)`);
+    case 'failed':
+      return print(`failed: ${shown(drained.key)}: ${shown(drained.error.message)}; skipped, the file is kept`);
+    case 'kept':
+      return print(`kept: ${shown(drained.key)} (file ${shown(file.name)}): ${shown(drained.reason)}`);
+    default:
+      return undefined; // gone (the store logged why) or aborted
+  }
+}
+
+// C0 and C1 controls, DEL, the backslash (so that an escape reads one way only), and the Unicode
+// line separators and direction overrides that can make a terminal show another line than it got.
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\\\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+/** A name or key as printed: a file name may hold any byte but `/` and NUL, a key anything. */
+function shown(text: string): string {
+  return text.replace(UNSAFE, (c) => {
+    const code = c.codePointAt(0)!;
+    return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u{${code.toString(16)}}`;
+  });
 }
 
 function print(text: string): void {

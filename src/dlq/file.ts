@@ -42,6 +42,19 @@ export function encodeFile(gzip: Buffer, meta: Omit<DlqMeta, 'v' | 'crc32'>): Bu
 
 /** Reads the metadata from the start of a DLQ file (at least its header); throws CorruptFile. */
 export function decodeMeta(head: Buffer): { meta: DlqMeta; bodyOffset: number } {
+  const { json, bodyOffset } = extraField(head);
+  let meta: unknown;
+  try {
+    meta = JSON.parse(json.toString('utf8'));
+  } catch {
+    throw new CorruptFile('unreadable metadata in the gzip extra field');
+  }
+  if (!isMeta(meta)) throw new CorruptFile('metadata lacks a field or has a wrong type');
+  return { meta, bodyOffset };
+}
+
+/** The "EI" subfield's bytes and where the deflate data starts, from a gzip header with FEXTRA. */
+function extraField(head: Buffer): { json: Buffer; bodyOffset: number } {
   if (head.length < GZIP_HEADER_BYTES + 2 || head[0] !== 0x1f || head[1] !== 0x8b || head[FLAGS] !== FEXTRA) {
     throw new CorruptFile('not a DLQ gzip file (no extra header field)');
   }
@@ -49,21 +62,21 @@ export function decodeMeta(head: Buffer): { meta: DlqMeta; bodyOffset: number } 
   const bodyOffset = GZIP_HEADER_BYTES + 2 + xlen;
   if (head.length < bodyOffset || xlen < 4 || !head.subarray(12, 14).equals(SUBFIELD_ID)) throw new CorruptFile('truncated or foreign gzip extra field');
   const length = head.readUInt16LE(14);
-  let meta: DlqMeta;
-  try {
-    meta = JSON.parse(head.subarray(16, 16 + length).toString('utf8')) as DlqMeta;
-  } catch {
-    throw new CorruptFile('unreadable metadata in the gzip extra field');
-  }
-  // Any JSON parses (`null`, a number, an array): check the shape before reading a field of it.
-  const valid =
-    typeof meta === 'object' && meta !== null && !Array.isArray(meta) &&
+  // The subfield must fit the extra field: past it lie the compressed bytes, not metadata.
+  if (16 + length > bodyOffset) throw new CorruptFile('truncated or foreign gzip extra field');
+  return { json: head.subarray(16, 16 + length), bodyOffset };
+}
+
+/** Any JSON parses (`null`, a number, an array): the shape is checked before a field is read. */
+function isMeta(value: unknown): value is DlqMeta {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const meta = value as Partial<DlqMeta>;
+  return (
     meta.v === 1 &&
     typeof meta.key === 'string' && meta.key !== '' &&
     [meta.events, meta.firstReceivedAt, meta.lastReceivedAt, meta.spilledAt, meta.crc32].every(Number.isSafeInteger) &&
-    meta.events >= 0;
-  if (!valid) throw new CorruptFile('metadata lacks a field or has a wrong type');
-  return { meta, bodyOffset };
+    meta.events! >= 0
+  );
 }
 
 /**

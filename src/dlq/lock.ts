@@ -1,60 +1,11 @@
-// One process owns a DLQ_DIR: the lock file `DLQ_DIR/.lock`, held for the owner's life.
-//
-// The file is created with O_EXCL and holds JSON {pid, host, instanceId, startedAt, token, bootId,
-// pidStart, pidNs}; the holder touches it every LOCK_HEARTBEAT_MS. A lock on this host is stale
-// when the kernel booted since (boot id), or its pid is not alive, or that pid is now another
-// process (its start time, field 22 of /proc/<pid>/stat, differs: pids are reused). A pid from
-// another pid namespace (a container beside us, or an earlier run of our own container) names a
-// different process here, so it is judged by the heartbeat alone. Without /proc only the alive
-// check remains. A holder on another host cannot be checked from here, so it is never taken over:
-// an operator who knows that host is gone removes the file (docs/dlq.md, "Exclusivity"). Known
-// gap: two processes starting in the same instant beside one stale lock can both take it over (the
-// second removes the first's new file before creating its own).
-import { randomUUID } from 'node:crypto';
-import { constants as fsConstants, readFileSync, readlinkSync, unlinkSync } from 'node:fs';
-import fs from 'node:fs/promises';
-import os from 'node:os';
+// One process owns a DLQ_DIR: the shared directory lock (src/disk/lock.ts, where its rules are),
+// refused in DLQ_DIR's words.
 import path from 'node:path';
+import { type Disk, disk as realDisk } from '../disk/disk.js';
+import { acquireLock as acquireDirLock, describeHolder, DirLocked, type DirLock, LOCK_FILE, type LockHolder } from '../disk/lock.js';
 
-export const LOCK_FILE = '.lock';
-
-export interface LockHolder {
-  readonly pid: number;
-  readonly host: string;
-  readonly instanceId: string | undefined;
-  readonly startedAt: string;
-  readonly token: string;
-  /** /proc/sys/kernel/random/boot_id, when there is a /proc. */
-  readonly bootId?: string;
-  /** The holder's start time in clock ticks after boot (/proc/<pid>/stat field 22). */
-  readonly pidStart?: number;
-  /** The holder's pid namespace (readlink /proc/self/ns/pid), in which its pid means it. */
-  readonly pidNs?: string;
-}
-
-// The holder refreshes the lock's mtime this often; a lock from another pid namespace that has not
-// been refreshed for LOCK_STALE_MS is taken over (its holder died: say an OOM-killed container).
-const LOCK_HEARTBEAT_MS = 10_000;
-export const LOCK_STALE_MS = 60_000;
-
-/** A /proc fact, or undefined where there is no /proc (or it cannot be read). */
-function proc<T>(read: () => T): T | undefined {
-  try {
-    return read();
-  } catch {
-    return undefined;
-  }
-}
-
-const bootId = () => proc(() => readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim());
-const pidNs = () => proc(() => readlinkSync('/proc/self/ns/pid'));
-
-/** Field 22 of /proc/<pid>/stat; the fields are counted after the command name, which may hold spaces. */
-export function pidStart(pid: number | 'self'): number | undefined {
-  const stat = proc(() => readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  const start = stat?.slice(stat.lastIndexOf(')') + 2).split(' ')[22 - 3];
-  return start === undefined ? undefined : Number(start);
-}
+export { LOCK_FILE, type LockHolder };
+export type DlqLock = DirLock;
 
 export class DlqLocked extends Error {
   override name = 'DlqLocked';
@@ -63,97 +14,16 @@ export class DlqLocked extends Error {
     readonly dir: string,
     readonly holder: LockHolder | undefined,
   ) {
-    const who = holder === undefined ? 'a process that is still writing the lock file' : `pid ${holder.pid} on host ${holder.host}${holder.instanceId === undefined ? '' : ` (instance ${holder.instanceId})`} since ${holder.startedAt}`;
-    super(`DLQ_DIR ${dir} is in use by ${who}: one process per DLQ directory. Stop that process or give this one its own DLQ_DIR; if that host is gone for good, remove ${path.join(dir, LOCK_FILE)}`);
+    super(`DLQ_DIR ${dir} is in use by ${describeHolder(holder)}: one process per DLQ directory. Stop that process or give this one its own DLQ_DIR; if that host is gone for good, remove ${path.join(dir, LOCK_FILE)}`);
   }
-}
-
-export interface DlqLock {
-  readonly holder: LockHolder;
-  /** Removes the lock file if it is still ours (also done on process exit). */
-  release(): void;
 }
 
 /** Takes the lock on `dir` or throws DlqLocked naming the holder; other errors (no directory) pass through. */
-export async function acquireLock(dir: string, instanceId: string | undefined): Promise<DlqLock> {
-  const file = path.join(dir, LOCK_FILE);
-  const me: LockHolder = { pid: process.pid, host: os.hostname(), instanceId, startedAt: new Date().toISOString(), token: randomUUID(), bootId: bootId(), pidStart: pidStart('self'), pidNs: pidNs() };
-  // Two rounds: the second follows the removal of a stale lock.
-  for (let round = 0; round < 2; round++) {
-    try {
-      const handle = await fs.open(file, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY, 0o644);
-      try {
-        await handle.writeFile(`${JSON.stringify(me)}\n`);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      // The lock goes with the process however it ends, short of SIGKILL (then it is stale).
-      const onExit = () => release(file, me.token);
-      process.once('exit', onExit);
-      const heartbeat = setInterval(() => {
-        const now = new Date();
-        fs.utimes(file, now, now).catch(() => {}); // gone or replaced: nothing of ours to refresh
-      }, LOCK_HEARTBEAT_MS).unref();
-      return {
-        holder: me,
-        release: () => {
-          clearInterval(heartbeat);
-          process.removeListener('exit', onExit);
-          onExit();
-        },
-      };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    const holder = await readHolder(file);
-    if (!(await isStale(file, holder))) throw new DlqLocked(dir, holder);
-    await fs.rm(file, { force: true });
-  }
-  throw new DlqLocked(dir, await readHolder(file));
-}
-
-async function readHolder(file: string): Promise<LockHolder | undefined> {
+export async function acquireLock(dir: string, instanceId: string | undefined, disk: Disk = realDisk): Promise<DlqLock> {
   try {
-    const holder = JSON.parse(await fs.readFile(file, 'utf8')) as LockHolder | null;
-    return typeof holder === 'object' && holder !== null && Number.isSafeInteger(holder.pid) && typeof holder.host === 'string' ? holder : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-// A lock file with no readable holder is one being written right now, or one a crash cut short:
-// give a writer a moment before calling it stale.
-const UNREADABLE_LOCK_STALE_MS = 10_000;
-
-async function isStale(file: string, holder: LockHolder | undefined): Promise<boolean> {
-  if (holder === undefined) {
-    const stat = await fs.stat(file).catch(() => undefined);
-    return stat === undefined || Date.now() - stat.mtimeMs > UNREADABLE_LOCK_STALE_MS;
-  }
-  if (holder.host !== os.hostname()) return false;
-  const boot = bootId();
-  if (holder.bootId !== undefined && boot !== undefined && holder.bootId !== boot) return true;
-  const ns = pidNs();
-  if (holder.pidNs !== undefined && ns !== undefined && holder.pidNs !== ns) {
-    const stat = await fs.stat(file).catch(() => undefined);
-    return stat === undefined || Date.now() - stat.mtimeMs > LOCK_STALE_MS;
-  }
-  try {
-    process.kill(holder.pid, 0);
+    return await acquireDirLock(dir, instanceId, disk);
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ESRCH';
-  }
-  // Alive; but pids are reused: is it still the process that wrote the lock?
-  const start = holder.pidStart === undefined ? undefined : pidStart(holder.pid);
-  return start !== undefined && start !== holder.pidStart;
-}
-
-function release(file: string, token: string): void {
-  try {
-    const holder = JSON.parse(readFileSync(file, 'utf8')) as LockHolder;
-    if (holder.token === token) unlinkSync(file);
-  } catch {
-    // Gone or replaced: nothing of ours to remove.
+    if (err instanceof DirLocked) throw new DlqLocked(dir, err.holder);
+    throw err;
   }
 }

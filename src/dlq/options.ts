@@ -1,4 +1,6 @@
 // What a DlqStore is opened with, and what it is given to spill.
+import type { Disk } from '../disk/disk.js';
+
 export interface DlqOptions {
   readonly dir: string;
   readonly maxBytes: number;
@@ -14,6 +16,8 @@ export interface DlqOptions {
   readonly prefix: string;
   /** Recorded in the lock file, to name the holder to a second process. */
   readonly instanceId: string;
+  /** Every file-system call goes through it; the real disk unless a test plays a crash. */
+  readonly disk?: Disk;
 }
 
 export interface BatchToSave {

@@ -1,9 +1,11 @@
 // Re-upload: put DLQ files back at their original keys, one file at a time, oldest first: in idle
-// time, and beside live traffic while live uploads succeed (docs/dlq.md, "Re-upload").
+// time, and beside live traffic while live uploads succeed (docs/dlq.md, "Re-upload"). This is the
+// scheduling and backoff; the re-upload of a file itself is ./drain.ts.
 import type { Logger } from 'pino';
 import type { DlqMetrics } from '../metrics/dlq.js';
 import { UploadAborted } from '../upload/errors.js';
 import type { S3Uploader } from '../upload/s3.js';
+import { drainFile } from './drain.js';
 import type { DlqStore, QueuedFile } from './store.js';
 
 /** What the re-uploader needs to know of the live upload loop. */
@@ -99,36 +101,29 @@ export class Reuploader {
 
   /** Never rejects: every failure is logged and backs off. */
   async #reupload(file: QueuedFile): Promise<void> {
-    let object;
-    try {
-      object = await this.store.read(file);
-    } catch (err) {
+    const drained = await drainFile(this.store, file, this.uploader, { signal: this.#stop.signal, metrics: this.metrics, log: this.log });
+    if (drained.result === 'stored') {
+      this.#backoffMs = 0;
+      this.#notBefore = 0;
+    } else if (drained.result === 'unreadable') {
       // This file alone (EACCES, EIO): it backs off, the files behind it go ahead.
       const backoffMs = this.#fileFailed(file);
-      this.log.warn({ file: file.name, code: (err as NodeJS.ErrnoException).code, backoffMs }, `DLQ file could not be read, retried in ${Math.round(backoffMs / 1000)} s, other files go ahead: ${file.name} (${(err as Error).message}); check the volume and the file's owner and mode`);
-      return;
+      const err = drained.error as NodeJS.ErrnoException;
+      this.log.warn({ file: file.name, code: err.code, backoffMs }, `DLQ file could not be read, retried in ${Math.round(backoffMs / 1000)} s, other files go ahead: ${file.name} (${err.message}); check the volume and the file's owner and mode`);
+    } else if (drained.result === 'failed') {
+      this.#putFailed(file, drained.key, drained.error);
     }
-    if (object === undefined) return;
-    try {
-      // Not live: a file S3 keeps refusing must not read as S3 failing (s3_put_failing_seconds).
-      await this.uploader.put({ key: object.meta.key, body: object.gzip, events: object.meta.events }, this.#stop.signal, { live: false });
-    } catch (err) {
-      if (this.#stop.signal.aborted) return;
-      this.#noticeLiveSuccess();
-      this.#backoffMs = Math.min(BACKOFF_MAX_MS, Math.max(BACKOFF_MIN_MS, this.#backoffMs * 2));
-      this.#notBefore = this.now() + jitter(this.#backoffMs);
-      // The file may be the problem (S3 refuses it), not S3: it also backs off on its own, counted
-      // from the end of the global pause, so that the files behind it go first when the pause ends.
-      // If S3 is down they fail too and back off alike.
-      const fileBackoffMs = this.#fileFailed(file, this.#notBefore);
-      this.log.warn({ file: file.name, key: object.meta.key, backoffMs: this.#backoffMs, fileBackoffMs, err: (err as Error).message }, 'DLQ re-upload failed; file kept');
-      return;
-    }
-    await this.store.delete(file, 'reuploaded');
-    this.metrics.eventsReuploaded.inc(object.meta.events);
-    this.log.info({ key: object.meta.key, events: object.meta.events, file: file.name }, `DLQ → RAW success: ${object.meta.key} events=${object.meta.events}`);
-    this.#backoffMs = 0;
-    this.#notBefore = 0;
+  }
+
+  #putFailed(file: QueuedFile, key: string, err: Error): void {
+    this.#noticeLiveSuccess();
+    this.#backoffMs = Math.min(BACKOFF_MAX_MS, Math.max(BACKOFF_MIN_MS, this.#backoffMs * 2));
+    this.#notBefore = this.now() + jitter(this.#backoffMs);
+    // The file may be the problem (S3 refuses it), not S3: it also backs off on its own, counted
+    // from the end of the global pause, so that the files behind it go first when the pause ends.
+    // If S3 is down they fail too and back off alike.
+    const fileBackoffMs = this.#fileFailed(file, this.#notBefore);
+    this.log.warn({ file: file.name, key, backoffMs: this.#backoffMs, fileBackoffMs, err: err.message }, 'DLQ re-upload failed; file kept');
   }
 
   /** Backs one file off (1 s doubling to 60 s) from `from`; returns the backoff. */

@@ -3,15 +3,15 @@
 // Rules (docs/dlq.md, "Start-up scan"): only regular files named `*.jsonl.gz` whose header reads
 // and whose key lies under S3_PREFIX are queued. Temp leftovers (`.tmp-*` files and symlinks) are
 // removed. A file that fails its check, cannot be read, is larger than DLQ_MAX_BYTES, or names a
-// key outside S3_PREFIX is moved to `corrupt/`; anything that is not a regular file is left where
-// it is. Each is logged and counted; none stops the server, and no error on one entry stops the
-// scan (or drops the lock). Nothing is ever followed through a symlink or opened blocking.
+// key outside S3_PREFIX is moved to `corrupt/`, only while that is a directory and not a symlink;
+// anything that is not a regular file is left where it is. Each is logged and counted; none stops
+// the server, and no error on one entry stops the scan (or drops the lock). Nothing is ever
+// followed through a symlink (src/disk/) or opened blocking.
 import type { Dirent } from 'node:fs';
-import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { DirNotSynced, type Disk, NotRegular } from '../disk/disk.js';
 import type { DlqMetrics, DropReason, RejectReason } from '../metrics/dlq.js';
-import { NotRegular, readRegular } from './disk.js';
 import { acquireLock, type DlqLock } from './lock.js';
 import { CorruptFile, type DlqMeta, decodeMeta } from './file.js';
 
@@ -20,6 +20,7 @@ export const TEMP_PREFIX = '.tmp-';
 const CORRUPT_DIR = 'corrupt';
 
 export interface ScanContext {
+  readonly disk: Disk;
   readonly dir: string;
   readonly prefix: string;
   /** Remove temp leftovers and move bad files aside (the lock holder); else only read and report. */
@@ -52,8 +53,8 @@ export function keyProblem(key: string, prefix: string): string | undefined {
 export async function openDir(ctx: ScanContext, instanceId: string | undefined): Promise<{ lock: DlqLock | undefined; found: FoundFile[] }> {
   let lock: DlqLock | undefined;
   if (ctx.repair) {
-    await fs.mkdir(ctx.dir, { recursive: true });
-    lock = await acquireLock(ctx.dir, instanceId);
+    await ctx.disk.fs.mkdir(ctx.dir, { recursive: true });
+    lock = await acquireLock(ctx.dir, instanceId, ctx.disk);
     await prepareQuarantine(ctx);
   }
   try {
@@ -66,7 +67,7 @@ export async function openDir(ctx: ScanContext, instanceId: string | undefined):
 
 /** Lists DLQ_DIR and reads each queued file's header, oldest spill first; never throws for an entry. */
 async function scanDir(ctx: ScanContext): Promise<FoundFile[]> {
-  const entries = await fs.readdir(ctx.dir, { withFileTypes: true });
+  const entries = await ctx.disk.fs.readdir(ctx.dir, { withFileTypes: true });
   const found: FoundFile[] = [];
   for (const entry of entries) {
     try {
@@ -85,8 +86,14 @@ async function scanEntry(ctx: ScanContext, entry: Dirent): Promise<FoundFile | u
   if (name.startsWith(TEMP_PREFIX)) {
     if (!ctx.repair) return undefined;
     // Only this server makes temp files, always regular: a directory of that name is someone else's.
-    if (entry.isFile() || entry.isSymbolicLink()) await fs.rm(path.join(ctx.dir, name), { force: true }).catch((err: Error) => ctx.log.warn({ file: name, err: err.message }, `DLQ temp leftover could not be removed: ${name}; remove it by hand`));
-    else reject(ctx, name, kind(entry));
+    if (!entry.isFile() && !entry.isSymbolicLink()) {
+      reject(ctx, name, kind(entry));
+      return undefined;
+    }
+    await ctx.disk.remove(ctx.dir, name).catch((err: Error) => {
+      // A failed fsync only: gone, though perhaps back after a power loss, to be removed at the next start.
+      if (!(err instanceof DirNotSynced)) ctx.log.warn({ file: name, err: err.message }, `DLQ temp leftover could not be removed: ${name}; remove it by hand`);
+    });
     return undefined;
   }
   if (!name.endsWith(SUFFIX)) return undefined;
@@ -100,7 +107,7 @@ async function scanEntry(ctx: ScanContext, entry: Dirent): Promise<FoundFile | u
 async function readQueued(ctx: ScanContext, name: string): Promise<FoundFile | undefined> {
   let head: { data: Buffer; size: number };
   try {
-    head = await readRegular(path.join(ctx.dir, name), (fixed) => (fixed.length < 12 ? fixed.length : 12 + fixed.readUInt16LE(10)));
+    head = await ctx.disk.readRegular(path.join(ctx.dir, name), (fixed) => (fixed.length < 12 ? fixed.length : 12 + fixed.readUInt16LE(10)));
   } catch (err) {
     if (err instanceof NotRegular) reject(ctx, name, err.message);
     else if ((err as NodeJS.ErrnoException).code !== 'ENOENT') await setAside(ctx, name, 'unreadable', (err as Error).message);
@@ -159,10 +166,16 @@ export async function setAside(ctx: ScanContext, name: string, why: AsideReason,
   }
   const movedTo = path.join(ctx.dir, CORRUPT_DIR);
   try {
-    await fs.rename(path.join(ctx.dir, name), path.join(movedTo, name));
+    // Into corrupt/ only while it is a directory of DLQ_DIR's own: through a symlink the file would
+    // leave for any directory on the volume (on a shared root, another instance's).
+    await ctx.disk.moveInto(ctx.dir, name, CORRUPT_DIR);
   } catch (err) {
-    ctx.log.error({ file: name, reason, err: (err as Error).message }, `DLQ file ${what}, skipped (could not move it to ${CORRUPT_DIR}/): ${name}; ${todo}`);
-    return false;
+    if (err instanceof DirNotSynced) {
+      ctx.log.warn({ file: name, err: err.message }, `DLQ directory fsync failed after moving ${name} to ${CORRUPT_DIR}/: a power loss may bring it back; check the volume`);
+    } else {
+      ctx.log.error({ file: name, reason, err: (err as Error).message }, `DLQ file ${what}, skipped (could not move it to ${CORRUPT_DIR}/): ${name}; ${todo}`);
+      return false;
+    }
   }
   // Its events left the queue without reaching S3: lost unless an operator acts.
   if (events !== undefined) ctx.dropped('quarantined', events);
@@ -180,9 +193,12 @@ function kind(entry: Dirent): string {
   return entry.isDirectory() ? 'a directory' : entry.isSymbolicLink() ? 'a symbolic link' : 'a FIFO, socket or device';
 }
 
-/** Makes corrupt/; when that fails (say a file holds the name), bad files stay in place, skipped. */
+/**
+ * Makes corrupt/; when that fails (a file or a symlink holds the name), bad files stay in place,
+ * skipped (each move checks again, so a symlink put there later is refused too).
+ */
 async function prepareQuarantine(ctx: ScanContext): Promise<void> {
-  await fs.mkdir(path.join(ctx.dir, CORRUPT_DIR), { recursive: true }).catch((err: Error) => {
-    ctx.log.error({ dir: ctx.dir, err: err.message }, `DLQ ${CORRUPT_DIR}/ directory unusable: bad files stay in DLQ_DIR, skipped; make DLQ_DIR/${CORRUPT_DIR} a directory`);
+  await ctx.disk.subdir(ctx.dir, CORRUPT_DIR).catch((err: Error) => {
+    ctx.log.error({ dir: ctx.dir, err: err.message }, `DLQ ${CORRUPT_DIR}/ directory unusable: ${err.message}; bad files stay in DLQ_DIR, skipped; make DLQ_DIR/${CORRUPT_DIR} a directory (not a symbolic link)`);
   });
 }

@@ -1,21 +1,21 @@
 // The dead-letter queue on disk: durable spill, an index of what is queued, expiry and
 // eviction. The file format is in ./file.ts, the start-up scan and quarantine in ./scan.ts, the
-// directory lock in ./lock.ts.
+// directory lock in ./lock.ts; every file-system call goes through the disk layer (src/disk/).
 //
 // Invariants:
 // - a file under its final name (`<batchId>.jsonl.gz`) is complete: it was written as
 //   `.tmp-<name>`, fsynced, renamed, and the directory fsynced;
+// - a file is removed (re-uploaded, expired, evicted) durably: DLQ_DIR is fsynced after the unlink;
 // - names come from batch ids the server made, never from client input;
 // - only the lock holder (the server, or `dlq drain`) writes, repairs, re-uploads and evicts;
 // - expiry and eviction delete whole files, oldest spill first, never one being re-uploaded;
 // - an event leaves the DLQ by re-upload, or is counted in dlq_events_dropped_total once its
 //   file is gone from DLQ_DIR (a file that stays would be re-uploaded after a restart);
 // - save(), delete() and sweep() never reject: a caller may be in the middle of an upload.
-import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { DirNotSynced, disk as realDisk, NotRegular, TooLarge } from '../disk/disk.js';
 import type { DlqMetrics, DropReason } from '../metrics/dlq.js';
-import { NotRegular, readRegular, syncDir, TooLarge, writeNewFile } from './disk.js';
 import { CorruptFile, type DlqMeta, decodeMeta, encodeFile, verifiedObject } from './file.js';
 import { type DlqLock, DlqLocked } from './lock.js';
 import type { BatchToSave, DlqOptions } from './options.js';
@@ -42,8 +42,8 @@ export class DlqStore {
     private readonly log: Logger,
   ) {
     this.#dropped = new DropTally(metrics);
-    const { dir, prefix, repair, maxBytes } = options;
-    this.scan = { dir, prefix, repair, maxBytes, metrics, log, dropped: (reason, events) => this.#dropped.add(reason, events) };
+    const { dir, prefix, repair, maxBytes, disk = realDisk } = options;
+    this.scan = { disk, dir, prefix, repair, maxBytes, metrics, log, dropped: (reason, events) => this.#dropped.add(reason, events) };
   }
 
   /** Takes the lock (repair mode; throws DlqLocked), scans the directory, applies TTL and capacity. */
@@ -94,7 +94,6 @@ export class DlqStore {
   /** Writes a batch durably (true); on failure logs, counts its events as dropped, and resolves false. */
   async save(batch: BatchToSave, gzip: Buffer): Promise<boolean> {
     const name = `${batch.id}${SUFFIX}`;
-    const temp = path.join(this.options.dir, `${TEMP_PREFIX}${name}`);
     let file: QueuedFile;
     try {
       const data = encodeFile(gzip, { key: batch.key, events: batch.events, firstReceivedAt: batch.firstReceivedAt, lastReceivedAt: batch.lastReceivedAt, spilledAt: this.options.now() });
@@ -105,10 +104,12 @@ export class DlqStore {
         return false;
       }
       file = queuedFile(name, data.length, decodeMeta(data).meta);
-      await writeNewFile(temp, data);
-      await fs.rename(temp, path.join(this.options.dir, name));
+      await this.scan.disk.writeAtomic(this.options.dir, name, data, { temp: `${TEMP_PREFIX}${name}` }).catch((err: unknown) => {
+        // Only the directory's fsync failed: the file is in place under its name.
+        if (!(err instanceof DirNotSynced)) throw err;
+        this.log.warn({ file: name, err: err.message }, `DLQ directory fsync failed after writing ${name}: the file is in place but may not survive a power loss; check the volume`);
+      });
     } catch (err) {
-      await fs.rm(temp, { force: true }).catch(() => {});
       this.metrics.writeFailures.inc();
       this.#dropped.add('write_failed', batch.events);
       this.log.error({ key: batch.key, events: batch.events, code: (err as NodeJS.ErrnoException).code }, `local DLQ save failed: ${(err as Error).message}`);
@@ -117,9 +118,6 @@ export class DlqStore {
     // From here the file is complete under its final name: nothing below loses it.
     this.metrics.eventsSpilled.inc(batch.events);
     this.#queue.add(file);
-    await syncDir(this.options.dir).catch((err: Error) => {
-      this.log.warn({ file: name, err: err.message }, `DLQ directory fsync failed after writing ${name}: the file is in place but may not survive a power loss; check the volume`);
-    });
     await this.#enforceCapacity();
     return true;
   }
@@ -131,7 +129,7 @@ export class DlqStore {
   async read(file: QueuedFile): Promise<{ meta: DlqMeta; gzip: Buffer } | undefined> {
     let data: Buffer;
     try {
-      ({ data } = await readRegular(path.join(this.options.dir, file.name), undefined, this.options.maxBytes));
+      ({ data } = await this.scan.disk.readRegular(path.join(this.options.dir, file.name), undefined, this.options.maxBytes));
     } catch (err) {
       if (err instanceof TooLarge) {
         // Replaced by something bigger since it was indexed: never read whole.
@@ -162,11 +160,10 @@ export class DlqStore {
    * Never rejects; false when the file stays (not queued, busy, or the removal failed).
    */
   async delete(file: QueuedFile, reason: 'reuploaded' | 'expired' | 'evicted'): Promise<boolean> {
-    const where = path.join(this.options.dir, file.name);
     if (reason === 'reuploaded') {
       // Out of the index before the first await, so concurrent callers never take it twice.
       if (!this.#queue.remove(file)) return false;
-      await fs.rm(where, { force: true }).catch((err: Error) => {
+      await this.#remove(file.name).catch((err: Error) => {
         this.log.error({ file: file.name, err: err.message }, `DLQ file could not be removed: ${file.name} (${err.message}); it is in S3 already; a restart would PUT the same bytes to the same key again; remove it by hand`);
       });
       return true;
@@ -178,7 +175,7 @@ export class DlqStore {
     this.#removing.files++;
     this.#removing.bytes += file.bytes;
     try {
-      await fs.rm(where, { force: true });
+      await this.#remove(file.name);
     } catch (err) {
       this.log.error({ file: file.name, err: (err as Error).message }, `DLQ file could not be removed: ${file.name} (${(err as Error).message}); kept and tried again at the next sweep; remove it by hand`);
       return false;
@@ -205,7 +202,7 @@ export class DlqStore {
     const listedAfter = this.#queue.lastSeq;
     let present: Set<string>;
     try {
-      present = new Set(await fs.readdir(this.options.dir));
+      present = new Set(await this.scan.disk.fs.readdir(this.options.dir));
     } catch (err) {
       this.log.error({ dir: this.options.dir, err: (err as Error).message }, `DLQ directory unreadable at the sweep: ${(err as Error).message}; check DLQ_DIR and its volume`);
       return;
@@ -238,6 +235,17 @@ export class DlqStore {
     if (!this.#queue.remove(file)) return;
     this.metrics.eventsTaken.inc(file.meta.events);
     this.log.warn({ file: file.name, events: file.meta.events, key: file.meta.key }, `DLQ file removed by another process: ${file.name} (${file.meta.events} events); a dlq drain stored it, or it was deleted by hand. Only one process should own DLQ_DIR`);
+  }
+
+  /**
+   * Removes a file and fsyncs DLQ_DIR, since a drop is counted (and a re-upload done) once the file
+   * is gone for good. Throws while the file stays; a failed fsync after it is gone is a warning.
+   */
+  async #remove(name: string): Promise<void> {
+    await this.scan.disk.remove(this.options.dir, name).catch((err: unknown) => {
+      if (!(err instanceof DirNotSynced)) throw err;
+      this.log.warn({ file: name, err: err.message }, `DLQ directory fsync failed after removing ${name}: a power loss may bring the file back; check the volume`);
+    });
   }
 
   async #setAside(file: QueuedFile, why: AsideReason, reason: string): Promise<void> {

@@ -43,8 +43,9 @@ export class S3Uploader {
    *
    * `live: false` (DLQ re-uploads): a failure does not start failingSeconds(), as one file S3 keeps
    * refusing would otherwise page on a task whose live uploads succeed; a success still ends it.
+   * `ifAbsent` (`dlq drain`): S3 stores it only where no object is (If-None-Match: *), else 412.
    */
-  async put(object: S3Object, signal?: AbortSignal, { live = true }: { live?: boolean } = {}): Promise<void> {
+  async put(object: S3Object, signal?: AbortSignal, { live = true, ifAbsent = false }: { live?: boolean; ifAbsent?: boolean } = {}): Promise<void> {
     const checksum = Buffer.alloc(4);
     checksum.writeUInt32BE(zlib.crc32(object.body));
     const command = new PutObjectCommand({
@@ -55,6 +56,7 @@ export class S3Uploader {
       ContentEncoding: 'gzip',
       ChecksumCRC32: checksum.toString('base64'),
       Metadata: { 'event-count': String(object.events) },
+      IfNoneMatch: ifAbsent ? '*' : undefined,
       ServerSideEncryption: this.options.object?.sse,
       SSEKMSKeyId: this.options.object?.sseKmsKeyId,
       StorageClass: this.options.object?.storageClass,

@@ -5,6 +5,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { WalConfig } from '../config.js';
+import { drain } from '../dlq/drain.js';
 import { LOCK_FILE } from '../dlq/lock.js';
 import { DlqStore } from '../dlq/store.js';
 import type { DlqMetrics } from '../metrics/dlq.js';
@@ -37,6 +38,8 @@ export class Adopter {
   #stopping = false;
   #hurry: () => void = () => {};
   readonly #stopped = new Promise<void>((resolve) => (this.#hurry = resolve));
+  /** Aborted by stop(): cuts the DLQ drain of an adoption in progress. */
+  readonly #abort = new AbortController();
 
   constructor(
     private readonly parts: AdoptionParts,
@@ -60,6 +63,7 @@ export class Adopter {
     this.#stopping = true;
     clearTimeout(this.#timer);
     this.#hurry();
+    this.#abort.abort();
     await this.#running;
   }
 
@@ -144,13 +148,9 @@ export class Adopter {
     );
     try {
       if (store.unusable !== undefined) throw new NotDone(`its DLQ is unusable: ${store.unusable}`);
-      for (let file = store.oldest(); file !== undefined && !this.#stopping; file = store.oldest()) {
-        const object = await store.read(file);
-        if (object === undefined) continue; // set aside, counted
-        await this.parts.uploader.put({ key: object.meta.key, body: object.gzip, events: object.meta.events });
-        if (await store.delete(file, 'reuploaded')) metrics.dlq.eventsReuploaded.inc(object.meta.events);
-      }
-      if (store.files > 0) throw new NotDone(`${store.files} files left in its DLQ`);
+      // Not live, so that a file S3 refuses does not page as S3 failing; one that fails is skipped and kept for the next try.
+      const drained = await drain(store, this.parts.uploader, { signal: this.#abort.signal, metrics: metrics.dlq, log: this.log });
+      if (store.files > 0) throw new NotDone(`${store.files} files left in its DLQ${drained.stopped === undefined ? '' : ` (${drained.stopped})`}`);
     } finally {
       store.close();
     }

@@ -23,13 +23,14 @@
 // - a lease or lock that cannot be read never makes its holder dead: the judgement throws and is
 //   made again at the next scan. Only a lock that reads as torn (its writer crashed mid-write) is
 //   judged by the directory's age, and only a missing lease by the directory's mtime;
-// - mtimes are set by the writer's clock (utimes), so clocks must agree well within the stale time.
+// - mtimes are set by the writer's clock (utimes), so clocks must agree well within the stale time;
+// - no symlink is followed (src/disk/): an instance directory, lease or adopt lock that is one is
+//   refused (ELOOP), so it is never judged dead or adopted, and this instance never starts in one.
 import { randomUUID } from 'node:crypto';
-import { constants as fsConstants } from 'node:fs';
-import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { type Disk, disk as realDisk } from '../disk/disk.js';
 
 const LEASE_FILE = 'lease';
 const ADOPT_LOCK = 'adopt.lock';
@@ -50,6 +51,7 @@ export class Lease {
     private readonly token: string,
     private readonly staleMs: number,
     log: Logger,
+    private readonly disk: Disk,
   ) {
     this.#timer = setInterval(() => {
       if (!this.fresh()) {
@@ -67,10 +69,11 @@ export class Lease {
   }
 
   /** Writes this instance's lease in `dir` (its own directory under the root) and keeps it fresh. */
-  static async take(dir: string, instanceId: string, staleMs: number, log: Logger): Promise<Lease> {
-    await fs.mkdir(dir, { recursive: true });
-    const token = await writeLease(dir, instanceId);
-    return new Lease(path.join(dir, LEASE_FILE), token, staleMs, log);
+  static async take(dir: string, instanceId: string, staleMs: number, log: Logger, disk: Disk = realDisk): Promise<Lease> {
+    await disk.fs.mkdir(dir, { recursive: true });
+    await disk.directory(dir); // a symlink planted under the shared root is not this instance's directory
+    const token = await writeLease(dir, instanceId, disk);
+    return new Lease(path.join(dir, LEASE_FILE), token, staleMs, log, disk);
   }
 
   /** Renewed within half the stale time: this instance may acknowledge (see fencing above). */
@@ -82,38 +85,37 @@ export class Lease {
   async release(): Promise<void> {
     clearInterval(this.#timer);
     // Unreadable: left in place; it goes stale, and what the directory holds is adopted then.
-    const lease = await readLease(this.file).catch(() => undefined);
-    if (lease?.token === this.token) await fs.rm(this.file, { force: true });
+    const lease = await readLease(this.file, this.disk).catch(() => undefined);
+    // No directory fsync: a lease back after a power loss is as stale as none.
+    if (lease?.token === this.token) await this.disk.fs.unlink(this.file).catch(ifMissing(undefined));
   }
 
   async #renew(): Promise<void> {
-    const lease = await readLease(this.file);
+    const lease = await readLease(this.file, this.disk);
     if (lease === undefined || lease.token !== this.token) throw new LeaseLost();
     const now = new Date();
-    await fs.utimes(this.file, now, now);
+    await this.disk.touch(this.file, now);
     this.#renewedAt = now.getTime();
   }
 }
 
 /**
- * Writes a new lease for `instanceId` in `dir` at once (rename); returns its token. Also an
- * adopter's first step in a dead instance's directory, so that the holder, should it be alive
- * after all (paused, then resumed), finds its lease taken and exits.
+ * Writes a new lease for `instanceId` in `dir` at once and durably (temp file, fsync, rename,
+ * directory fsync); returns its token. Also an adopter's first step in a dead instance's
+ * directory, so that the holder, should it be alive after all (paused, then resumed), finds its
+ * lease taken and exits: the fencing rests on it, so it must outlive a crash of the file server.
  */
-export async function writeLease(dir: string, instanceId: string): Promise<string> {
+export async function writeLease(dir: string, instanceId: string, disk: Disk = realDisk): Promise<string> {
   const content: LeaseContent = { instanceId, host: os.hostname(), pid: process.pid, token: randomUUID() };
-  const file = path.join(dir, LEASE_FILE);
-  const temp = `${file}.${content.token}`;
-  await fs.writeFile(temp, `${JSON.stringify(content)}\n`);
-  await fs.rename(temp, file);
+  await disk.writeAtomic(dir, LEASE_FILE, `${JSON.stringify(content)}\n`, { temp: `${LEASE_FILE}.${content.token}`, mode: 0o644 });
   return content.token;
 }
 
 class LeaseLost extends Error {}
 
 /** A lease or adopt lock: undefined if there is none; throws if it cannot be read, or reads as torn (SyntaxError). */
-async function readLease(file: string): Promise<LeaseContent | undefined> {
-  const text = await fs.readFile(file, 'utf8').catch(ifMissing(undefined));
+async function readLease(file: string, disk: Disk): Promise<LeaseContent | undefined> {
+  const text = await disk.readText(file).catch(ifMissing(undefined));
   return text === undefined ? undefined : (JSON.parse(text) as LeaseContent);
 }
 
@@ -129,8 +131,8 @@ const ifMissing =
  * An instance directory's lease is stale (or missing, and the directory unchanged for as long;
  * false if the directory is gone). Throws if the lease or directory cannot be read.
  */
-export async function isStale(dir: string, staleMs: number): Promise<boolean> {
-  const stat = (await fs.stat(path.join(dir, LEASE_FILE)).catch(ifMissing(undefined))) ?? (await fs.stat(dir).catch(ifMissing(undefined)));
+export async function isStale(dir: string, staleMs: number, disk: Disk = realDisk): Promise<boolean> {
+  const stat = (await disk.lstat(path.join(dir, LEASE_FILE)).catch(ifMissing(undefined))) ?? (await disk.lstat(dir).catch(ifMissing(undefined)));
   return stat !== undefined && Date.now() - stat.mtimeMs > staleMs;
 }
 
@@ -147,39 +149,39 @@ const ADOPT_LOCK_NAME = /^adopt\.lock\.(\d+)$/;
  * is the file `adopt.lock.<n>` with the highest n; taking one over from a dead holder creates
  * n + 1 with O_EXCL, so of two survivors racing for it exactly one succeeds, whatever the order.
  */
-export async function takeAdoptLock(root: string, dir: string, instanceId: string, staleMs: number): Promise<AdoptLock | undefined> {
-  const names = await fs.readdir(dir).catch(ifMissing(undefined));
+export async function takeAdoptLock(root: string, dir: string, instanceId: string, staleMs: number, disk: Disk = realDisk): Promise<AdoptLock | undefined> {
+  const names = await disk.fs.readdir(dir).catch(ifMissing(undefined));
   if (names === undefined) return undefined; // adopted and removed by another survivor meanwhile
   const generations = names.map((name) => ADOPT_LOCK_NAME.exec(name)?.[1]).filter((n) => n !== undefined).map(Number);
   const top = generations.length === 0 ? -1 : Math.max(...generations);
   if (top >= 0) {
     // A lock that reads as torn is one being written (or cut short by a crash): judged by the
     // directory's age. One that cannot be read throws: its holder may well be alive.
-    const holder = (await readLease(path.join(dir, `${ADOPT_LOCK}.${top}`)).catch((err: unknown) => {
+    const holder = (await readLease(path.join(dir, `${ADOPT_LOCK}.${top}`), disk).catch((err: unknown) => {
       if (err instanceof SyntaxError) return undefined;
       throw err;
     })) as { instanceId?: string } | undefined;
     const holderDir = holder?.instanceId === undefined ? undefined : path.join(root, holder.instanceId);
-    const gone = holderDir === undefined ? await isStale(dir, staleMs) : (await isStale(holderDir, staleMs)) || !(await exists(holderDir));
+    const gone = holderDir === undefined ? await isStale(dir, staleMs, disk) : (await isStale(holderDir, staleMs, disk)) || !(await exists(holderDir, disk));
     if (!gone) return undefined;
   }
   const file = path.join(dir, `${ADOPT_LOCK}.${top + 1}`);
   try {
-    const handle = await fs.open(file, fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY, 0o644);
-    try {
-      await handle.writeFile(`${JSON.stringify({ instanceId })}\n`);
-    } finally {
-      await handle.close();
-    }
+    await disk.writeNew(file, `${JSON.stringify({ instanceId })}\n`, 0o644);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') return undefined; // another survivor was first
     throw err;
   }
-  for (const n of generations) await fs.rm(path.join(dir, `${ADOPT_LOCK}.${n}`), { force: true });
-  return { held: () => exists(file), release: () => fs.rm(file, { force: true }) };
+  // No directory fsync for the removals: the highest generation holds, so an older one back after a power loss changes nothing.
+  const remove = (name: string) => disk.fs.unlink(path.join(dir, name)).catch(ifMissing(undefined));
+  for (const n of generations) await remove(`${ADOPT_LOCK}.${n}`);
+  return { held: () => exists(file, disk), release: () => remove(`${ADOPT_LOCK}.${top + 1}`) };
 }
 
-/** Throws if `file` cannot be looked at: an error is not an absence (a WAL skipped as absent would be removed with its directory). */
-export async function exists(file: string): Promise<boolean> {
-  return fs.stat(file).then(() => true, ifMissing(false));
+/**
+ * Throws if `file` cannot be looked at, or is a symlink: an error is not an absence (a WAL skipped
+ * as absent would be removed with its directory).
+ */
+export async function exists(file: string, disk: Disk = realDisk): Promise<boolean> {
+  return disk.lstat(file).then(() => true, ifMissing(false));
 }

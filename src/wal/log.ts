@@ -1,9 +1,12 @@
 // The write-ahead log: appends, segments and checkpoints; the writing itself is ./writer.ts.
-// Format and invariants: ./format.ts.
-import fs from 'node:fs/promises';
-import path from 'node:path';
+// Format and invariants: ./format.ts. Segments are removed one at a time, oldest first, each
+// removal fsynced before the next begins, and none before an earlier one whose removal failed (it
+// is tried again first, at the next removal): a cut record may sit in the segment after its
+// events, and a later segment gone while an earlier one stayed or came back (a failed unlink, a
+// power loss) would have a restart send those events again under new keys.
 import type { Logger } from 'pino';
 import type { WalRef } from '../channel.js';
+import { type Disk, disk as realDisk } from '../disk/disk.js';
 import type { WalMetrics } from '../metrics/wal.js';
 import { CUT, type CutRecord, DONE, encodeEvents, encodeJson, segmentHeader, segmentName } from './format.js';
 import { GroupWriter, type SegmentState, type Synced } from './writer.js';
@@ -16,6 +19,8 @@ export interface WalOptions {
   readonly syncIntervalMs: number;
   readonly syncBytes: number;
   readonly segmentBytes: number;
+  /** Every file-system call goes through it; the real disk unless a test plays a crash. */
+  readonly disk?: Disk;
 }
 
 export class WriteAheadLog {
@@ -24,6 +29,10 @@ export class WriteAheadLog {
   #head: SegmentState;
   #bytes = 0;
   #closed = false;
+  /** Segments settled and not yet removed, oldest first; the removal pass in progress; the last stuck one logged. */
+  readonly #unremoved: number[] = [];
+  #removing: Promise<void> | undefined;
+  #reportedStuck: number | undefined;
 
   /** `segments`: those found at start, oldest first, with what replay left unsettled in each; `nextSeq` is past all of them. */
   constructor(
@@ -124,7 +133,9 @@ export class WriteAheadLog {
       this.#closed = true;
       await this.#writer.close();
       if (this.unsettled === 0) {
-        for (const seg of [...this.#segments.values()]) await this.#remove(seg).catch(() => {});
+        await this.#removing?.catch(() => {}); // a pass near its end could miss what is queued next
+        for (const seg of [...this.#segments.values()]) this.#forget(seg);
+        await this.#removeQueued().catch(() => {}); // what stays is replayed at the next start, to the same keys
       }
     }
     return { unsettled: this.unsettled, segments: this.#segments.size };
@@ -154,16 +165,37 @@ export class WriteAheadLog {
   // segment may describe a batch of events in an earlier one.
   #checkpoint(): void {
     for (const seg of this.#segments.values()) {
-      if (seg === this.#head || seg.unsettled > 0 || seg.pendingCuts > 0 || seg.written < seg.size) return;
-      this.#remove(seg).catch((err: Error) => {
-        this.log.error({ segment: segmentName(seg.seq), err: err.message }, 'WAL segment could not be removed; its batches are settled; a restart PUTs them again to the same keys');
-      });
+      if (seg === this.#head || seg.unsettled > 0 || seg.pendingCuts > 0 || seg.written < seg.size) break;
+      this.#forget(seg);
     }
+    if (this.#unremoved.length === 0 || this.#removing !== undefined) return;
+    this.#removeQueued().catch((err: Error) => {
+      // Tried again at every checkpoint; said once per segment, not at every write.
+      const seq = this.#unremoved[0]!;
+      if (seq === this.#reportedStuck) return;
+      this.#reportedStuck = seq;
+      this.log.error({ segment: segmentName(seq), err: err.message }, 'WAL segment could not be removed; its batches are settled; no later segment is removed before it, tried again at each write; a restart meanwhile PUTs them again to the same keys');
+    });
   }
 
-  async #remove(seg: SegmentState): Promise<void> {
+  /** Out of the log's bookkeeping, queued for removal. */
+  #forget(seg: SegmentState): void {
     this.#segments.delete(seg.seq);
     this.#bytes -= seg.size;
-    await fs.rm(path.join(this.options.dir, segmentName(seg.seq)), { force: true });
+    this.#unremoved.push(seg.seq);
+  }
+
+  /** Removes the queued segments in order (see the top), one pass at a time; rejects at the first that stays. */
+  #removeQueued(): Promise<void> {
+    this.#removing ??= this.#removeInOrder().finally(() => (this.#removing = undefined));
+    return this.#removing;
+  }
+
+  async #removeInOrder(): Promise<void> {
+    const disk = this.options.disk ?? realDisk;
+    for (let seq = this.#unremoved[0]; seq !== undefined; seq = this.#unremoved[0]) {
+      await disk.remove(this.options.dir, segmentName(seq));
+      this.#unremoved.shift();
+    }
   }
 }

@@ -8,10 +8,10 @@
 //   and a restart cuts it as a torn tail. From then on every waiter is told false at once (never
 //   on its caller's stack) and what is queued is dropped: nobody waits on a broken log.
 import { constants as fsConstants } from 'node:fs';
-import fs, { type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { syncDir } from '../dlq/disk.js';
+import { type Disk, disk as realDisk } from '../disk/disk.js';
 import type { WalMetrics } from '../metrics/wal.js';
 import { segmentName } from './format.js';
 
@@ -35,6 +35,8 @@ export interface WriterOptions {
   readonly dir: string;
   readonly syncIntervalMs: number;
   readonly syncBytes: number;
+  /** Every file-system call goes through it; the real disk unless a test plays a crash. */
+  readonly disk?: Disk;
 }
 
 export class GroupWriter {
@@ -177,10 +179,12 @@ export class GroupWriter {
     const previous = this.#open;
     this.#open = undefined;
     await previous?.handle.close().catch(() => {});
-    const handle = await fs.open(path.join(this.options.dir, segmentName(seg.seq)), WRITE_FLAGS, 0o644);
+    const disk = this.options.disk ?? realDisk;
+    // Retried while file descriptors are short: a failure here would stop the log until a restart.
+    const handle = await disk.open(path.join(this.options.dir, segmentName(seg.seq)), WRITE_FLAGS, 0o644);
     this.#open = { seg, handle };
     // The new name must survive a crash as surely as the records in it.
-    await syncDir(this.options.dir);
+    await disk.syncDir(this.options.dir);
     return handle;
   }
 }

@@ -1,10 +1,10 @@
 // `npm run dlq -- stats|list|drain` on a real DLQ directory (beside a live server: test/e2e/dlq-lock.test.ts).
-import { chmodSync, chownSync, existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { refusedPort } from '../helpers/fault-proxy.js';
+import { refusedPort, startFaultProxy } from '../helpers/fault-proxy.js';
 import { s3Env, startS3 } from '../helpers/s3.js';
-import { runDlqCommand, writeDlqFile } from '../helpers/dlq.js';
+import { runDlqCommand, T0, writeDlqFile } from '../helpers/dlq.js';
 import { eventually, NOBODY, nobodyCannotRun, type RunAs, startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
 
@@ -50,7 +50,7 @@ t.test('drain uploads every file to its original key and deletes it', async (t) 
 
 t.test('drain with S3_BUCKET unset says LOCAL MODE first, as the server does, and drains into ./data/s3', async (t) => {
   const dir = tempDir(t, 'dlq');
-  writeDlqFile(dir, 'a-local', [1]);
+  writeDlqFile(dir, `${T0}-a-local`, [1]);
   const drained = await dlq(['drain'], { DLQ_DIR: dir });
   t.equal(drained.code, 0, drained.stderr);
   const first = JSON.parse(drained.stderr.split('\n')[0]!) as { level: string; msg: string };
@@ -61,28 +61,65 @@ t.test('drain with S3_BUCKET unset says LOCAL MODE first, as the server does, an
   t.notMatch(stats.stderr, /LOCAL MODE/, 'stats and list do not touch S3, so they do not say it');
 });
 
-t.test('drain with S3 down keeps the files and exits 1', async (t) => {
+t.test('drain with S3 down keeps the files, stops after three in a row fail (not waiting out every file), and exits 1', async (t) => {
   const dir = await filledDlq(t);
   const drained = await dlq(['drain'], { ...s3Env(`http://127.0.0.1:${await refusedPort()}`), DLQ_DIR: dir, UPLOAD_MAX_ATTEMPTS: '1' });
   t.equal(drained.code, 1);
-  t.match(drained.stdout, /failed: raw\/\S+: .*; stopping, the file is kept/);
+  t.equal(drained.stdout.match(/^failed: raw\/\S+: .*; skipped, the file is kept$/gm)?.length, 3);
+  t.match(drained.stdout, /^stopped: 3 files in a row failed with errors a later attempt could fix: S3 looks down or unreachable; the files not tried are kept$/m);
   t.match((await dlq(['stats'], { DLQ_DIR: dir })).stdout, /^files\s+4$/m);
+});
+
+t.test('drain skips a file S3 refuses for good and drains the ones behind it; exits 1, the refused file kept', async (t) => {
+  const dir = tempDir(t, 'dlq');
+  const keys = [0, 1, 2].map((n) => writeDlqFile(dir, `${T0}-poison-${n}`, [n], undefined, T0 + n));
+  const s3 = await startS3(t);
+  // Injected on the wire (a real HTTP 403 from the test proxy): S3 cannot be made to refuse one key.
+  const proxy = await startFaultProxy(t, s3);
+  proxy.decide = ({ key }) => (key === keys[0] ? { status: 403, code: 'AccessDenied' } : 'pass');
+  const drained = await dlq(['drain'], { ...s3.env, S3_ENDPOINT: proxy.endpoint, DLQ_DIR: dir });
+  t.equal(drained.code, 1, 'a file is left');
+  t.same((await s3.objects()).map((o) => o.key), keys.slice(1), 'on main the drain stopped at the first file and stored nothing');
+  t.match(drained.stdout, `failed: ${keys[0]}: `);
+  t.match(drained.stdout, /; skipped, the file is kept\n/);
+  t.match(drained.stdout, /drained 2 files, 2 events; 1 files left/);
+  t.same(readdirSync(dir).filter((n) => n.endsWith('.jsonl.gz')), [`${T0}-poison-0.jsonl.gz`]);
+});
+
+t.test('list and drain print names and keys escaped: a control character in either cannot forge a line or reach the terminal', async (t) => {
+  const dir = tempDir(t, 'dlq');
+  // A real file: its name and the key in its header hold a newline and terminal escapes.
+  const name = `${T0}-x\n\x1b[31mDLQ → RAW success: forged`;
+  writeDlqFile(dir, name, [1], 'raw/2027/01/15/08/evil\x1b]0;pwned\x07\n.jsonl.gz');
+  const controls = /[\x00-\x09\x0b-\x1f\x7f-\x9f]/;
+  const list = await dlq(['list'], { DLQ_DIR: dir });
+  t.equal(list.code, 0);
+  t.notMatch(list.stdout, controls, 'no control character but the newline ending each line (on main: ESC and a forged line)');
+  t.equal(list.stdout.split('\n').length, 2, 'one line');
+  t.match(list.stdout, 'key=raw/2027/01/15/08/evil\\x1b]0;pwned\\x07\\x0a.jsonl.gz  file=1800000000000-x\\x0a\\x1b[31mDLQ → RAW success: forged.jsonl.gz\n');
+  const s3 = await startS3(t);
+  const drained = await dlq(['drain'], { ...s3.env, DLQ_DIR: dir });
+  t.equal(drained.code, 1, 'kept: its name is no batch id');
+  t.notMatch(drained.stdout, controls);
+  t.notMatch(drained.stdout, /^DLQ → RAW success/m, 'no forged success line');
+  t.match(drained.stdout, /^kept: raw\/2027\/01\/15\/08\/evil\\x1b\]0;pwned\\x07\\x0a\.jsonl\.gz \(file 1800000000000-x\\x0a\\x1b\[31mDLQ → RAW success: forged\.jsonl\.gz\): its name is not a batch id this server makes/m);
+  t.same(await s3.objects(), [], 'nothing uploaded');
 });
 
 t.test('drain sets a file it cannot read aside (EACCES, run as nobody) and drains the rest', { skip: nobodyCannotRun }, async (t) => {
   const dir = tempDir(t, 'dlq');
   chownSync(dir, 65534, 65534);
-  writeDlqFile(dir, 'a-locked', [1]);
-  writeDlqFile(dir, 'b-fine', [2]);
+  writeDlqFile(dir, `${T0}-a-locked`, [1]);
+  writeDlqFile(dir, `${T0}-b-fine`, [2]);
   for (const name of readdirSync(dir)) chownSync(join(dir, name), 65534, 65534);
-  chmodSync(join(dir, 'a-locked.jsonl.gz'), 0o000);
+  chmodSync(join(dir, `${T0}-a-locked.jsonl.gz`), 0o000);
   const s3 = await startS3(t);
   const drained = await dlq(['drain'], { ...s3.env, DLQ_DIR: dir }, NOBODY);
   t.equal(drained.code, 0, drained.stderr);
-  t.match(drained.stderr, /DLQ file unreadable, moved aside: a-locked\.jsonl\.gz; fix the file's owner, mode or volume/);
+  t.match(drained.stderr, `DLQ file unreadable, moved aside: ${T0}-a-locked.jsonl.gz; fix the file's owner, mode or volume`);
   t.match(drained.stdout, /drained 1 files, 1 events; 0 files left/);
-  t.ok(existsSync(join(dir, 'corrupt', 'a-locked.jsonl.gz')));
-  t.same((await s3.objects()).map((o) => o.key), ['raw/2027/01/15/08/b-fine.jsonl.gz']);
+  t.ok(existsSync(join(dir, 'corrupt', `${T0}-a-locked.jsonl.gz`)));
+  t.same((await s3.objects()).map((o) => o.key), [`raw/2027/01/15/08/${T0}-b-fine.jsonl.gz`]);
 });
 
 t.test('usage: an unknown or missing command exits 2; --help prints it to stdout and exits 0', async (t) => {
@@ -123,4 +160,17 @@ t.test('the command logs as the server does: JSON lines with ISO time and the le
     t.match(line.time, /^\d{4}-\d\d-\d\dT/);
   }
   t.ok(lines.some((l) => l.level === 'warn' && l.msg === 'S3 put attempt failed'));
+});
+
+t.test('drain with DLQ_DIR/corrupt a symlink moves nothing out of DLQ_DIR: the bad file stays, and it says why', async (t) => {
+  const dir = tempDir(t, 'dlq');
+  const elsewhere = tempDir(t, 'elsewhere');
+  symlinkSync(elsewhere, join(dir, 'corrupt'));
+  writeFileSync(join(dir, 'garbage.jsonl.gz'), 'not gzip');
+  const s3 = await startS3(t);
+  const drained = await dlq(['drain'], { ...s3.env, DLQ_DIR: dir });
+  t.same(readdirSync(elsewhere), [], 'on main: garbage.jsonl.gz landed in the link\'s target');
+  t.ok(existsSync(join(dir, 'garbage.jsonl.gz')));
+  t.match(drained.stderr, `DLQ corrupt/ directory unusable: ${join(dir, 'corrupt')} is a symbolic link`);
+  t.match(drained.stderr, /DLQ file corrupt, skipped \(could not move it to corrupt\/\): garbage.jsonl.gz/);
 });

@@ -2,10 +2,11 @@
 // dangling symlinks under DLQ names, a `.tmp-*` directory, short files, foreign keys, a file named
 // `corrupt`. Start-up never throws or hangs; each entry is skipped or moved aside, counted, logged.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
+import { Disk } from '../../src/disk/disk.js';
 import { setup, writeDlqFile } from '../helpers/dlq.js';
 import { tempDir } from '../helpers/temp.js';
 
@@ -49,14 +50,13 @@ t.test('an unreadable file is moved aside with what to do; start-up goes on', as
   const dir = tempDir(t, 'eio');
   writeFile(dir, 'bad-disk.jsonl.gz', 'raw/2027/01/15/08/bad-disk.jsonl.gz');
   writeFile(dir, 'good.jsonl.gz', 'raw/2027/01/15/08/good.jsonl.gz');
-  // Injected: EIO cannot be produced on a healthy disk (EACCES, which root ignores, is produced for real in test/e2e/dlq-startup.test.ts).
-  const real = fs.open;
-  fs.open = (async (...args: Parameters<typeof fs.open>) => {
+  // Injected through the disk layer: EIO cannot be produced on a healthy disk (EACCES, which root
+  // ignores, is produced for real in test/e2e/dlq-startup.test.ts).
+  const open = (async (...args: Parameters<typeof fs.open>) => {
     if (String(args[0]).endsWith('bad-disk.jsonl.gz')) throw Object.assign(new Error('EIO: i/o error, open'), { code: 'EIO' });
-    return real(...args);
+    return fs.open(...args);
   }) as typeof fs.open;
-  t.teardown(() => void (fs.open = real));
-  const { store, logs, value } = await setup(t, { dir });
+  const { store, logs, value } = await setup(t, { dir, disk: new Disk({ ...fs, open }) });
   t.same(store.list().map((f) => f.name), ['good.jsonl.gz']);
   t.equal(await value('dlq_files_rejected_total', '{reason="unreadable"}'), 1);
   t.ok(existsSync(join(dir, 'corrupt', 'bad-disk.jsonl.gz')));
@@ -75,4 +75,37 @@ t.test('a regular file named `corrupt` hides nothing: good files are queued, bad
   t.equal(await value('dlq_files_corrupt_total'), 1);
   t.ok(logs.some((l) => l.msg.startsWith('DLQ corrupt/ directory unusable')));
   t.ok(logs.some((l) => l.msg.startsWith('DLQ file corrupt, skipped (could not move it to corrupt/): garbage.jsonl.gz')));
+});
+
+t.test('a corrupt/ that is a symlink is refused: a bad file stays in DLQ_DIR, never moved out through it', async (t) => {
+  const dir = tempDir(t, 'linked');
+  const elsewhere = tempDir(t, 'elsewhere'); // any directory on the volume (on EFS: another instance's)
+  symlinkSync(elsewhere, join(dir, 'corrupt'));
+  writeFileSync(join(dir, 'garbage.jsonl.gz'), 'not gzip');
+  writeFile(dir, 'good.jsonl.gz', 'raw/2027/01/15/08/good.jsonl.gz');
+  const { store, logs, value } = await setup(t, { dir });
+  t.same(readdirSync(elsewhere), [], 'nothing left DLQ_DIR (on main: garbage.jsonl.gz was moved into the link\'s target)');
+  t.ok(existsSync(join(dir, 'garbage.jsonl.gz')), 'kept in place, skipped');
+  t.ok(lstatSync(join(dir, 'corrupt')).isSymbolicLink(), 'the link is left as it is');
+  t.same(store.list().map((f) => f.name), ['good.jsonl.gz']);
+  t.equal(await value('dlq_events_dropped_total', '{reason="quarantined"}'), 0);
+  t.ok(logs.some((l) => l.level === 50 && l.msg.startsWith(`DLQ corrupt/ directory unusable: ${join(dir, 'corrupt')} is a symbolic link`)), 'says why');
+  t.ok(logs.some((l) => l.msg.startsWith('DLQ file corrupt, skipped (could not move it to corrupt/): garbage.jsonl.gz')));
+});
+
+t.test('a corrupt/ replaced by a symlink after start: a file found damaged at re-upload stays in DLQ_DIR', async (t) => {
+  const dir = tempDir(t, 'swapped');
+  const elsewhere = tempDir(t, 'elsewhere');
+  writeDlqFile(dir, 'damaged', [1, 2, 3]);
+  const where = join(dir, 'damaged.jsonl.gz');
+  const data = readFileSync(where);
+  data[data.length - 12] ^= 0xff; // in the deflate stream: the header still reads, the scan queues it
+  writeFileSync(where, data);
+  const { store } = await setup(t, { dir });
+  rmdirSync(join(dir, 'corrupt'));
+  symlinkSync(elsewhere, join(dir, 'corrupt'));
+  t.equal(await store.read(store.oldest()!), undefined, 'never handed out');
+  t.same(readdirSync(elsewhere), [], 'not moved through the link');
+  t.ok(existsSync(where));
+  t.equal(store.oldest(), undefined, 'skipped from then on');
 });

@@ -6,6 +6,7 @@ import fs from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import t from 'tap';
+import { Disk } from '../../src/disk/disk.js';
 import { decodeMeta } from '../../src/dlq/file.js';
 import { batch, setup, T0 } from '../helpers/dlq.js';
 import { runUnderFdLimit } from '../helpers/fd-limit.js';
@@ -196,15 +197,14 @@ t.test('EMFILE while writing a spill (a real one, under ulimit -n) is retried wi
 });
 
 t.test('a failed directory fsync after the rename is a warning, not a drop: the file is there', async (t) => {
-  const { store, dir, logs, value } = await setup(t);
-  // Injected: fsync of a directory cannot be made to fail on a healthy disk.
-  const real = fs.open;
-  fs.open = (async (...args: Parameters<typeof fs.open>) => {
-    const handle = await real(...args);
+  const dir = tempDir(t, 'dlq');
+  // Injected through the disk layer: fsync of a directory cannot be made to fail on a healthy disk.
+  const open = (async (...args: Parameters<typeof fs.open>) => {
+    const handle = await fs.open(...args);
     if (args[0] === dir) handle.sync = () => Promise.reject(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }));
     return handle;
   }) as typeof fs.open;
-  t.teardown(() => void (fs.open = real));
+  const { store, logs, value } = await setup(t, { dir, disk: new Disk({ ...fs, open }) });
   const b = batch(3);
   await store.save(b.batch, b.gzip);
   t.equal(await value('dlq_events_dropped_total', '{reason="write_failed"}'), 0);

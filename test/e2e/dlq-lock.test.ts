@@ -4,7 +4,7 @@
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { runDlqCommand, writeDlqFile } from '../helpers/dlq.js';
+import { runDlqCommand, T0, writeDlqFile } from '../helpers/dlq.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { s3Env, startS3 } from '../helpers/s3.js';
 import { eventually, spawnServer, startServer } from '../helpers/server.js';
@@ -17,7 +17,7 @@ t.test('a second server on the same DLQ_DIR refuses to start, naming the holder;
   const dir = tempDir(t, 'dlq');
   // Idle time never comes, nothing live: the file stays for the CLI to see.
   const env = { ...s3.env, DLQ_DIR: dir, DLQ_REUPLOAD_IDLE_MS: '3600000', INSTANCE_ID: 'first-task' };
-  writeDlqFile(dir, 'queued', [1, 2, 3]);
+  writeDlqFile(dir, `${T0}-queued`, [1, 2, 3]); // a batch id: `dlq drain` uploads only keys this server makes
   const first = await startServer(t, env);
 
   const second = spawnServer(t, { ...env, INSTANCE_ID: 'second-task' });
@@ -30,7 +30,7 @@ t.test('a second server on the same DLQ_DIR refuses to start, naming the holder;
   const stats = await dlq(['stats'], { DLQ_DIR: dir });
   t.equal(stats.code, 0);
   t.match(stats.stdout, /^files\s+1$/m);
-  t.match((await dlq(['list'], { DLQ_DIR: dir })).stdout, /key=raw\/2027\/01\/15\/08\/queued\.jsonl\.gz/);
+  t.match((await dlq(['list'], { DLQ_DIR: dir })).stdout, `key=raw/2027/01/15/08/${T0}-queued.jsonl.gz`);
   const drain = await dlq(['drain'], { ...s3.env, DLQ_DIR: dir });
   t.equal(drain.code, 1);
   t.match(drain.stderr, new RegExp(`is in use by pid ${first.child.pid} on host \\S+ \\(instance first-task\\)`));

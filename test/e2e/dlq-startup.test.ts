@@ -63,6 +63,22 @@ t.test('a regular file named `corrupt` in DLQ_DIR: the good files are still foun
   t.ok(server.logs.some((l) => l.msg.startsWith('DLQ corrupt/ directory unusable')));
 });
 
+t.test('DLQ_DIR/corrupt a symlink to another directory: the server moves nothing out of DLQ_DIR, says why, and re-uploads the good files', async (t) => {
+  const s3 = await startS3(t);
+  const dir = tempDir(t, 'dlq');
+  const elsewhere = tempDir(t, 'elsewhere'); // on a shared EFS root: any instance's directory
+  goodFiles(dir);
+  symlinkSync(elsewhere, join(dir, 'corrupt'));
+  writeFileSync(join(dir, 'garbage.jsonl.gz'), 'not gzip');
+  const server = await startServer(t, { ...s3.env, DLQ_DIR: dir, DLQ_REUPLOAD_IDLE_MS: '100' });
+  await eventually(async () => (await server.metric('dlq_files_current')) === 0);
+  t.same(await storedIds(s3), [0, 1, 2, 3, 4, 5]);
+  t.same(readdirSync(elsewhere), [], 'on main garbage.jsonl.gz was moved into the link\'s target');
+  t.ok(existsSync(join(dir, 'garbage.jsonl.gz')), 'kept in place, skipped');
+  t.equal(await server.metric('dlq_files_corrupt_total'), 1);
+  t.ok(server.logs.some((l) => l.level === 'error' && l.msg.startsWith(`DLQ corrupt/ directory unusable: ${join(dir, 'corrupt')} is a symbolic link`)));
+});
+
 t.test('an unreadable file at start-up (EACCES, server not root) is moved aside with what to do; the rest drain', { skip: nobodyCannotRun }, async (t) => {
   const s3 = await startS3(t);
   const dir = nobodyDir(t, 'dlq');

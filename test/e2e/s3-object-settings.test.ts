@@ -2,7 +2,7 @@
 // from the DLQ and `dlq drain`, read from the request headers the fault proxy saw.
 import type { IncomingHttpHeaders } from 'node:http';
 import t from 'tap';
-import { runDlqCommand, writeDlqFile } from '../helpers/dlq.js';
+import { runDlqCommand, T0, writeDlqFile } from '../helpers/dlq.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { s3Env, startS3 } from '../helpers/s3.js';
 import { eventually, startServer } from '../helpers/server.js';
@@ -54,7 +54,7 @@ t.test('dlq drain sends them too', async (t) => {
   const s3 = await startS3(t);
   const proxy = await startFaultProxy(t, s3);
   const dir = tempDir(t, 'dlq');
-  writeDlqFile(dir, 'a', [1, 2]);
+  writeDlqFile(dir, `${T0}-a`, [1, 2]); // a batch id: the command uploads only keys this server makes
   const drained = await runDlqCommand(t, ['drain'], { ...s3Env(proxy.endpoint), ...KMS, DLQ_DIR: dir });
   t.equal(drained.code, 0, drained.stderr);
   t.equal(proxy.puts.length, 1);

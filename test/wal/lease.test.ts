@@ -67,3 +67,10 @@ t.test('a path that cannot be looked at is not absent (an adopter would skip a W
   await t.rejects(exists(join(root, 'dead', 'wal')), { code: 'ELOOP' });
   t.equal(await exists(join(root, 'dead', 'dlq')), false, 'one that is not there is absent');
 });
+
+t.test('an instance directory that is a symlink is refused: this instance never writes its lease (or WAL) through it', async (t) => {
+  const root = t.testdir({ elsewhere: {} });
+  symlinkSync(join(root, 'elsewhere'), join(root, 'a'));
+  await t.rejects(Lease.take(join(root, 'a'), 'a', STALE_MS, pino({ level: 'silent' })), { code: 'ELOOP' });
+  t.same(readdirSync(join(root, 'elsewhere')), [], 'on main the lease was written into the link\'s target');
+});

@@ -20,9 +20,9 @@ import { createUploadMetrics, observeQueueDepths, observeS3Failing, type UploadM
 import { createWalMetrics, observeWal, type WalMetrics } from './metrics/wal.js';
 import type { PipelineOptions } from './pipeline.js';
 import { Shutdown } from './shutdown.js';
-import { connectS3, LOCAL_DATA_DIR, NoRegion, type S3Target } from './upload/connect.js';
+import { connectS3, LOCAL_DATA_DIR, NoRegion, type S3Target, uploaderFor } from './upload/connect.js';
 import { preflightS3 } from './upload/preflight.js';
-import { S3Uploader } from './upload/s3.js';
+import type { S3Uploader } from './upload/s3.js';
 import { VERSION } from './version.js';
 import { Adopter } from './wal/adopt.js';
 import { Lease } from './wal/lease.js';
@@ -131,12 +131,7 @@ export async function startServer(config: Config, log: Logger, crashed: () => vo
 /** S3, the lease, the DLQ and the pipeline with its WAL replayed: what the front hands events to. */
 async function openStorage(config: Config, metrics: Metrics, log: Logger): Promise<Storage> {
   const target = await connectS3(config).catch(startFailed);
-  const uploader = new S3Uploader(
-    target.client,
-    { bucket: target.bucket, object: config.s3.object, maxAttempts: config.uploadMaxAttempts, timeoutMs: config.uploadTimeoutMs },
-    metrics.upload,
-    log.child({ part: 's3' }),
-  );
+  const uploader = uploaderFor(target, config, metrics.upload, log.child({ part: 's3' }));
   observeS3Failing(metrics.registry, () => uploader.failingSeconds());
   // With a shared root the lease must be fresh before this instance's directories are used.
   const { sharedRoot, leaseStaleMs } = config.wal;

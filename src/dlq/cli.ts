@@ -11,8 +11,7 @@ import { LocalModeUnavailable } from '../local-s3.js';
 import { createLogger } from '../log.js';
 import { createDlqMetrics, type DlqMetrics } from '../metrics/dlq.js';
 import { createUploadMetrics } from '../metrics/upload.js';
-import { connectS3, LOCAL_DATA_DIR, NoRegion } from '../upload/connect.js';
-import { S3Uploader } from '../upload/s3.js';
+import { connectS3, LOCAL_DATA_DIR, NoRegion, uploaderFor } from '../upload/connect.js';
 import { drain, type Drained } from './drain.js';
 import { headObject, OverwriteGuard } from './guard.js';
 import { DlqLocked, DlqStore, type QueuedFile } from './store.js';
@@ -101,7 +100,7 @@ function list(dir: string, store: DlqStore): number {
 async function drainAll(config: Config, store: DlqStore, { registry, metrics, log }: { registry: Registry; metrics: DlqMetrics; log: Logger }): Promise<number> {
   const target = await connectS3(config);
   try {
-    const uploader = new S3Uploader(target.client, { bucket: target.bucket, object: config.s3.object, maxAttempts: config.uploadMaxAttempts, timeoutMs: config.uploadTimeoutMs }, createUploadMetrics(registry), log);
+    const uploader = uploaderFor(target, config, createUploadMetrics(registry), log);
     const guard = new OverwriteGuard(config.s3.prefix, headObject(target.client, target.bucket, config.uploadTimeoutMs));
     const summary = await drain(store, uploader, { metrics, log, guard, onFile: printDrained });
     print(`drained ${summary.stored} files, ${summary.events} events; ${store.files} files left`);

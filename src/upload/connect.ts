@@ -1,9 +1,11 @@
 // Where batches go: the configured bucket, or in local mode an embedded S3 server on loopback.
 // Shared by the server and the dlq command, so both write to the same place.
 import type { S3Client } from '@aws-sdk/client-s3';
+import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { LOCAL_BUCKET, LOCAL_CREDENTIALS, type LocalS3, startLocalS3 } from '../local-s3.js';
-import { createS3Client } from './s3.js';
+import type { UploadMetrics } from '../metrics/upload.js';
+import { createS3Client, S3Uploader } from './s3.js';
 
 export const LOCAL_DATA_DIR = 'data/s3';
 
@@ -30,4 +32,9 @@ export async function connectS3(config: Config): Promise<S3Target> {
     throw new NoRegion('no AWS region: set AWS_REGION (ECS sets it for tasks)');
   }
   return { client, bucket: config.s3.bucket ?? LOCAL_BUCKET, local };
+}
+
+/** The uploader for `target`, with the configured object settings, attempts and timeout per attempt. */
+export function uploaderFor(target: S3Target, config: Config, metrics: UploadMetrics, log: Logger): S3Uploader {
+  return new S3Uploader(target.client, { bucket: target.bucket, object: config.s3.object, maxAttempts: config.uploadMaxAttempts, timeoutMs: config.uploadTimeoutMs }, metrics, log);
 }

@@ -6,34 +6,20 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import t, { type Test } from 'tap';
 import type { Outcome } from '../src/acks.js';
-import type { Entry } from '../src/channel.js';
 import type { AckLevel } from '../src/config.js';
 import { createUploadMetrics } from '../src/metrics/upload.js';
 import { createWalMetrics } from '../src/metrics/wal.js';
-import type { PipelineOptions } from '../src/pipeline.js';
 import type { Spill } from '../src/upload/loop.js';
 import { S3Uploader } from '../src/upload/s3.js';
 import { type RunningPipeline, startPipeline } from '../src/wiring.js';
+import { entry, pipelineOptions } from './helpers/pipeline.js';
 import { BUCKET, type S3Server, startS3 } from './helpers/s3.js';
 import { tempDir } from './helpers/temp.js';
 
 const log = pino({ level: 'silent' });
 const never = new Promise<void>(() => {});
 
-const OPTIONS: PipelineOptions = {
-  channelMaxEvents: 1000,
-  channelMaxBytes: 1 << 20,
-  batch: { maxEvents: 3, maxBytes: 1 << 20, maxAgeMs: 60_000, prefix: 'raw', instanceId: 'unit' },
-  upload: { concurrency: 2, maxQueuedBatches: 4, gzipLevel: 1 },
-};
-
-function entry(...events: string[]): Entry {
-  const body = Buffer.from(events.join(''));
-  const spans: number[] = [];
-  let at = 0;
-  for (const e of events) spans.push(at, (at += Buffer.byteLength(e)));
-  return { receivedAt: Date.now(), body, spans, count: events.length, bytes: body.length };
-}
+const OPTIONS = pipelineOptions(3);
 
 interface Level {
   running: RunningPipeline;

@@ -4,32 +4,15 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import t, { type Test } from 'tap';
 import { memoryAcks } from '../src/acks.js';
-import type { Entry } from '../src/channel.js';
 import { createUploadMetrics } from '../src/metrics/upload.js';
-import { Pipeline, type PipelineOptions } from '../src/pipeline.js';
+import { Pipeline } from '../src/pipeline.js';
 import type { Spill } from '../src/upload/loop.js';
 import { S3Uploader } from '../src/upload/s3.js';
+import { entry, pipelineOptions } from './helpers/pipeline.js';
 import { BUCKET, startS3 } from './helpers/s3.js';
 import { eventually } from './helpers/server.js';
 
 const log = pino({ level: 'silent' });
-
-function options(maxEvents: number): PipelineOptions {
-  return {
-    channelMaxEvents: 1000,
-    channelMaxBytes: 1 << 20,
-    batch: { maxEvents, maxBytes: 1 << 20, maxAgeMs: 60_000, prefix: 'raw', instanceId: 'unit' },
-    upload: { concurrency: 2, maxQueuedBatches: 4, gzipLevel: 1 },
-  };
-}
-
-function entry(...events: string[]): Entry {
-  const body = Buffer.from(events.join(''));
-  const spans: number[] = [];
-  let at = 0;
-  for (const e of events) spans.push(at, (at += Buffer.byteLength(e)));
-  return { receivedAt: Date.now(), body, spans, count: events.length, bytes: body.length };
-}
 
 async function setup(t: Test, maxEvents: number, spill: Spill, endpoint?: string) {
   const s3 = await startS3(t);
@@ -42,7 +25,7 @@ async function setup(t: Test, maxEvents: number, spill: Spill, endpoint?: string
   if (client !== s3.client) t.teardown(() => client.destroy());
   const metrics = createUploadMetrics(new Registry());
   const uploader = new S3Uploader(client, { bucket: BUCKET, maxAttempts: 2, timeoutMs: 2000 }, metrics, log);
-  return { s3, pipeline: new Pipeline(options(maxEvents), { uploader, spill, acks: memoryAcks, metrics, log }) };
+  return { s3, pipeline: new Pipeline(pipelineOptions(maxEvents), { uploader, spill, acks: memoryAcks, metrics, log }) };
 }
 
 // At ACK_LEVEL=memory the outcome is the push's, returned at once: nothing answers later.

@@ -99,46 +99,45 @@ async function checkSegments(dir: string, seqs: readonly number[], chunk: Buffer
   let damaged = false;
   for (const [i, seq] of seqs.entries()) {
     const file = path.join(dir, segmentName(seq));
-    const read = await scanSegment(
-      file,
-      (type) => type !== EVENTS,
-      (record) => {
-        if (record.type === CUT) cuts.push({ cut: JSON.parse(record.payload.toString('utf8')) as CutRecord, seg: seq });
-        else if (record.type === DONE) done.add((JSON.parse(record.payload.toString('utf8')) as { id: string }).id);
-      },
-      chunk,
-    );
-    if (read.bad !== undefined) {
-      if (await repairBadEnd(dir, seq, read, i === seqs.length - 1, metrics, log)) damaged = true;
-      if (read.good < SEGMENT_HEADER_BYTES) continue;
+    const scanned = await scanSegment(file, (type) => type !== EVENTS, (record) => keepControl(record, seq, cuts, done), chunk);
+    if (scanned.bad !== undefined) {
+      if (await repairBadEnd(dir, seq, scanned, i === seqs.length - 1, metrics, log)) damaged = true;
+      if (scanned.good < SEGMENT_HEADER_BYTES) continue;
     }
-    logId ??= read.logId;
-    segments.push({ seq, size: read.good, written: read.good, unsettled: 0, pendingCuts: 0 });
+    logId ??= scanned.logId;
+    segments.push({ seq, size: scanned.good, written: scanned.good, unsettled: 0, pendingCuts: 0 });
   }
   return { segments, cuts, done, logId, damaged };
 }
 
+/** A cut or done record of segment `seq`, kept by pass 1. */
+function keepControl(record: RawRecord, seq: number, cuts: CutAt[], done: Set<string>): void {
+  if (record.type === CUT) cuts.push({ cut: JSON.parse(record.payload.toString('utf8')) as CutRecord, seg: seq });
+  else if (record.type === DONE) done.add((JSON.parse(record.payload.toString('utf8')) as { id: string }).id);
+}
+
 /**
- * A segment's bad end, from `read.good` on, cut: a torn tail of the last segment, or damage (the
+ * A segment's bad end, from `scanned.good` on, cut: a torn tail of the last segment, or damage (the
  * segment first copied to corrupt/, and counted). A segment with nothing left is removed. Returns
  * whether it was damage.
  */
-async function repairBadEnd(dir: string, seq: number, read: Scanned, last: boolean, metrics: WalMetrics, log: Logger): Promise<boolean> {
+async function repairBadEnd(dir: string, seq: number, scanned: Scanned, last: boolean, metrics: WalMetrics, log: Logger): Promise<boolean> {
+  const { good, size, bad } = scanned;
   const file = path.join(dir, segmentName(seq));
-  const fields = { segment: segmentName(seq), at: read.good, bytes: read.size - read.good, why: read.bad };
-  const torn = last && tornTail(await readFrom(file, read.good), read.bad!);
+  const fields = { segment: segmentName(seq), at: good, bytes: size - good, why: bad };
+  const torn = last && tornTail(await readFrom(file, good), bad!);
   if (torn) {
     // Written after the last fsync, so never acknowledged: cut.
     metrics.tornTails.inc();
-    log.warn(fields, `WAL: torn tail cut from ${segmentName(seq)} (${read.size - read.good} bytes never fsynced)`);
+    log.warn(fields, `WAL: torn tail cut from ${segmentName(seq)} (${size - good} bytes never fsynced)`);
   } else {
     await fs.mkdir(path.join(dir, CORRUPT_DIR), { recursive: true });
     await fs.copyFile(file, path.join(dir, CORRUPT_DIR, segmentName(seq)));
     metrics.quarantinedSegments.inc();
-    log.error(fields, `WAL: corrupt segment ${segmentName(seq)} (${read.bad} at byte ${read.good}): copied to ${CORRUPT_DIR}/, cut there; the events after that point are lost`);
+    log.error(fields, `WAL: corrupt segment ${segmentName(seq)} (${bad} at byte ${good}): copied to ${CORRUPT_DIR}/, cut there; the events after that point are lost`);
   }
-  if (read.good < SEGMENT_HEADER_BYTES) await fs.rm(file, { force: true });
-  else await fs.truncate(file, read.good);
+  if (good < SEGMENT_HEADER_BYTES) await fs.rm(file, { force: true });
+  else await fs.truncate(file, good);
   return !torn;
 }
 

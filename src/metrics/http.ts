@@ -41,26 +41,69 @@ export function sharedHttpCounts(memory: SharedArrayBuffer): HttpCounts {
   return counts as HttpCounts;
 }
 
+/** Adds up one of the counts over the main thread's and every worker thread's. */
+type Sum = (read: (c: HttpCounts) => number) => number;
+
+/** The plain integers the hot path bumps, each exported as one metric, in /metrics order. */
+const SUMMED: readonly { kind: 'counter' | 'gauge'; name: string; help: string; read: (c: HttpCounts) => number }[] = [
+  {
+    kind: 'counter',
+    name: 'http_requests_rejected_queue_full_total',
+    help: 'POST /v1/events answered 503 queue_full because the event channel could not take the whole request',
+    read: (c) => c.rejectedQueueFull,
+  },
+  {
+    kind: 'counter',
+    name: 'http_requests_rejected_body_too_large_total',
+    help: 'POST /v1/events answered 413 because the body passed MAX_BODY_BYTES on the wire or decompressed',
+    read: (c) => c.rejectedBodyTooLarge,
+  },
+  {
+    kind: 'counter',
+    name: 'http_requests_rejected_busy_total',
+    help: 'POST /v1/events answered 503 busy: bodies being read fill MAX_BODIES_IN_FLIGHT_BYTES',
+    read: (c) => c.rejectedBusy,
+  },
+  {
+    kind: 'gauge',
+    name: 'http_bodies_in_flight_bytes',
+    help: 'Capacity of the buffers of request bodies being read, against MAX_BODIES_IN_FLIGHT_BYTES',
+    read: (c) => c.bodiesInFlightBytes,
+  },
+  {
+    kind: 'gauge',
+    name: 'http_connections_open',
+    help: 'Client connections open on the ingest port, against MAX_CONNECTIONS',
+    read: (c) => c.connectionsOpen,
+  },
+  {
+    kind: 'counter',
+    name: 'http_connections_refused_total',
+    help: 'Connections closed as soon as accepted because MAX_CONNECTIONS were open',
+    read: (c) => c.connectionsRefused,
+  },
+  { kind: 'counter', name: 'ingest_events_accepted_total', help: 'Events answered with 202 and put in the event channel', read: (c) => c.eventsAccepted },
+];
+
 /** `workers`: the counts of the worker threads (WORKERS > 1), added to the main thread's own at each scrape. */
 export function createHttpMetrics(registry: Registry, engine: 'native' | 'js-fallback', workers: readonly HttpCounts[] = []): HttpCounts {
   const counts = new HttpCounts();
   const all = [counts, ...workers];
-  const sum = (read: (c: HttpCounts) => number): number => all.reduce((total, c) => total + read(c), 0);
-  // A counter that, at each scrape, catches up with a plain integer the hot path increments.
-  const counter = (name: string, help: string, read: (c: HttpCounts) => number): void => {
-    let reported = 0;
-    new Counter({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        const now = sum(read);
-        this.inc(now - reported);
-        reported = now;
-      },
-    });
-  };
-  const requestsReported = Object.fromEntries(STATUSES.map((s) => [s, 0])) as Record<Status, number>;
+  const sum: Sum = (read) => all.reduce((total, c) => total + read(c), 0);
+  requestsByStatus(registry, sum);
+  for (const { kind, name, help, read } of SUMMED) (kind === 'counter' ? summedCounter : summedGauge)(registry, name, help, () => sum(read));
+  new Gauge({
+    name: 'http_engine_info',
+    help: 'HTTP engine in use: 1 for "native" uWebSockets.js or its much slower "js-fallback"',
+    labelNames: ['engine'],
+    registers: [registry],
+  }).set({ engine }, 1);
+  return counts;
+}
+
+/** http_requests_total by status, caught up at each scrape like summedCounter's. */
+function requestsByStatus(registry: Registry, sum: Sum): void {
+  const reported = Object.fromEntries(STATUSES.map((s) => [s, 0])) as Record<Status, number>;
   new Counter({
     name: 'http_requests_total',
     help: 'HTTP requests answered, by status code',
@@ -69,54 +112,36 @@ export function createHttpMetrics(registry: Registry, engine: 'native' | 'js-fal
     collect() {
       for (const status of STATUSES) {
         const now = sum((c) => c.requests[status]);
-        this.inc({ status }, now - requestsReported[status]);
-        requestsReported[status] = now;
+        this.inc({ status }, now - reported[status]);
+        reported[status] = now;
       }
     },
   });
-  counter(
-    'http_requests_rejected_queue_full_total',
-    'POST /v1/events answered 503 queue_full because the event channel could not take the whole request',
-    (c) => c.rejectedQueueFull,
-  );
-  counter(
-    'http_requests_rejected_body_too_large_total',
-    'POST /v1/events answered 413 because the body passed MAX_BODY_BYTES on the wire or decompressed',
-    (c) => c.rejectedBodyTooLarge,
-  );
-  counter(
-    'http_requests_rejected_busy_total',
-    'POST /v1/events answered 503 busy: bodies being read fill MAX_BODIES_IN_FLIGHT_BYTES',
-    (c) => c.rejectedBusy,
-  );
+}
+
+/** A gauge read at each scrape. */
+function summedGauge(registry: Registry, name: string, help: string, read: () => number): void {
   new Gauge({
-    name: 'http_bodies_in_flight_bytes',
-    help: 'Capacity of the buffers of request bodies being read, against MAX_BODIES_IN_FLIGHT_BYTES',
+    name,
+    help,
     registers: [registry],
     collect() {
-      this.set(sum((c) => c.bodiesInFlightBytes));
+      this.set(read());
     },
   });
-  new Gauge({
-    name: 'http_connections_open',
-    help: 'Client connections open on the ingest port, against MAX_CONNECTIONS',
+}
+
+/** A counter that, at each scrape, catches up with a plain integer the hot path increments. */
+function summedCounter(registry: Registry, name: string, help: string, read: () => number): void {
+  let reported = 0;
+  new Counter({
+    name,
+    help,
     registers: [registry],
     collect() {
-      this.set(sum((c) => c.connectionsOpen));
+      const now = read();
+      this.inc(now - reported);
+      reported = now;
     },
   });
-  counter(
-    'http_connections_refused_total',
-    'Connections closed as soon as accepted because MAX_CONNECTIONS were open',
-    (c) => c.connectionsRefused,
-  );
-  counter('ingest_events_accepted_total', 'Events answered with 202 and put in the event channel', (c) => c.eventsAccepted);
-  const engineInfo = new Gauge({
-    name: 'http_engine_info',
-    help: 'HTTP engine in use: 1 for "native" uWebSockets.js or its much slower "js-fallback"',
-    labelNames: ['engine'],
-    registers: [registry],
-  });
-  engineInfo.set({ engine }, 1);
-  return counts;
 }

@@ -164,48 +164,95 @@ export async function scanSegment(file: string, want: (type: number, off: number
   try {
     const size = (await handle.stat()).size;
     if (size < SEGMENT_HEADER_BYTES) return { logId: undefined, good: 0, bad: size === 0 ? 'an empty file' : 'no segment header', size };
-    const buf = chunk.subarray(0, Math.min(chunk.length, size));
-    let start = 0;
-    let end = 0;
-    // File bytes [pos, pos + n), n <= buf.length, as a view of buf valid until the next call.
-    const view = async (pos: number, n: number): Promise<Buffer> => {
-      if (pos < start || pos + n > end) {
-        start = end = pos;
-        const len = Math.min(buf.length, size - pos);
-        while (end - start < len) {
-          const { bytesRead } = await handle.read(buf, end - start, len - (end - start), end);
-          if (bytesRead === 0) break;
-          end += bytesRead;
-        }
-        if (pos + n > end) throw new Error(`${file} shrank while it was read`);
-      }
-      return buf.subarray(pos - start, pos - start + n);
-    };
-    const header = await view(0, SEGMENT_HEADER_BYTES);
-    const logId = header.subarray(MAGIC.length).toString('latin1');
-    if (!header.subarray(0, MAGIC.length).equals(MAGIC) || !/^[0-9a-f]{8}$/.test(logId)) return { logId: undefined, good: 0, bad: 'no segment header', size };
+    const data = new ChunkedFile(handle, file, size, chunk);
+    const logId = await readLogId(data);
+    if (logId === undefined) return { logId, good: 0, bad: 'no segment header', size };
     let at = SEGMENT_HEADER_BYTES;
     while (at < size) {
-      if (size - at < RECORD_HEADER_BYTES) return { logId, good: at, bad: 'a record header cut short', size };
-      const head = await view(at, RECORD_HEADER_BYTES);
-      const length = head.readUInt32LE(0);
-      const crc = head.readUInt32LE(4);
-      const type = head[8]!;
-      if (length > MAX_RECORD_BYTES || at + RECORD_HEADER_BYTES + length > size) return { logId, good: at, bad: 'a record cut short', size };
-      let sum = zlib.crc32(head.subarray(8, RECORD_HEADER_BYTES));
-      const payload = type >= EVENTS && type <= DONE && want(type, at) ? Buffer.allocUnsafe(length) : undefined;
-      for (let p = at + RECORD_HEADER_BYTES, stop = p + length; p < stop; ) {
-        const piece = await view(p, Math.min(buf.length, stop - p));
-        sum = zlib.crc32(piece, sum);
-        if (payload !== undefined) piece.copy(payload, p - at - RECORD_HEADER_BYTES);
-        p += piece.length;
-      }
-      if (sum !== crc || type < EVENTS || type > DONE) return { logId, good: at, bad: 'a checksum mismatch', size };
-      if (payload !== undefined) visit({ type, off: at, payload });
-      at += RECORD_HEADER_BYTES + length;
+      const next = await readRecordAt(data, at, want, visit);
+      if (typeof next === 'string') return { logId, good: at, bad: next, size };
+      at = next;
     }
     return { logId, good: at, bad: undefined, size };
   } finally {
     await handle.close();
+  }
+}
+
+/** A segment's log id, or undefined when its header is not one. */
+async function readLogId(data: ChunkedFile): Promise<string | undefined> {
+  const header = await data.view(0, SEGMENT_HEADER_BYTES);
+  const logId = header.subarray(MAGIC.length).toString('latin1');
+  return header.subarray(0, MAGIC.length).equals(MAGIC) && /^[0-9a-f]{8}$/.test(logId) ? logId : undefined;
+}
+
+/**
+ * The record at `at`, checked (and handed to `visit` when `want` asks for it); returns the offset
+ * after it, or why it is bad: the reader decides what a bad record means.
+ */
+async function readRecordAt(data: ChunkedFile, at: number, want: (type: number, off: number) => boolean, visit: (record: RawRecord) => void): Promise<number | string> {
+  if (data.size - at < RECORD_HEADER_BYTES) return 'a record header cut short';
+  const head = await data.view(at, RECORD_HEADER_BYTES);
+  const length = head.readUInt32LE(0);
+  const crc = head.readUInt32LE(4);
+  const type = head[8]!;
+  if (length > MAX_RECORD_BYTES || at + RECORD_HEADER_BYTES + length > data.size) return 'a record cut short';
+  // The type byte's checksum is taken now: `head` is a view that the payload's reads replace.
+  const typeSum = zlib.crc32(head.subarray(8, RECORD_HEADER_BYTES));
+  const known = type >= EVENTS && type <= DONE;
+  const payload = known && want(type, at) ? Buffer.allocUnsafe(length) : undefined;
+  const sum = await checksumPayload(data, at + RECORD_HEADER_BYTES, length, typeSum, payload);
+  if (sum !== crc || !known) return 'a checksum mismatch';
+  if (payload !== undefined) visit({ type, off: at, payload });
+  return at + RECORD_HEADER_BYTES + length;
+}
+
+/** The CRC-32 of `length` bytes of the file from `from` on, continuing `sum`; they are copied into `payload` if given. */
+async function checksumPayload(data: ChunkedFile, from: number, length: number, sum: number, payload: Buffer | undefined): Promise<number> {
+  for (let p = from, stop = from + length; p < stop; ) {
+    const piece = await data.view(p, Math.min(data.chunkBytes, stop - p));
+    sum = zlib.crc32(piece, sum);
+    if (payload !== undefined) piece.copy(payload, p - from);
+    p += piece.length;
+  }
+  return sum;
+}
+
+/** A file read through one buffer: views of its bytes, each valid until the next call. */
+class ChunkedFile {
+  private readonly buf: Buffer;
+  /** The file bytes [start, end) are in buf. */
+  private start = 0;
+  private end = 0;
+
+  constructor(
+    private readonly handle: fs.FileHandle,
+    private readonly file: string,
+    readonly size: number,
+    chunk: Buffer,
+  ) {
+    this.buf = chunk.subarray(0, Math.min(chunk.length, size));
+  }
+
+  /** The most a view can hold. */
+  get chunkBytes(): number {
+    return this.buf.length;
+  }
+
+  /** File bytes [pos, pos + n), n <= chunkBytes. */
+  async view(pos: number, n: number): Promise<Buffer> {
+    if (pos < this.start || pos + n > this.end) await this.fill(pos, n);
+    return this.buf.subarray(pos - this.start, pos - this.start + n);
+  }
+
+  private async fill(pos: number, n: number): Promise<void> {
+    this.start = this.end = pos;
+    const len = Math.min(this.buf.length, this.size - pos);
+    while (this.end - this.start < len) {
+      const { bytesRead } = await this.handle.read(this.buf, this.end - this.start, len - (this.end - this.start), this.end);
+      if (bytesRead === 0) break;
+      this.end += bytesRead;
+    }
+    if (pos + n > this.end) throw new Error(`${this.file} shrank while it was read`);
   }
 }

@@ -1,6 +1,6 @@
 // Start-up: take a WAL directory, repair it (torn tail, corrupt segments), and rebuild what it holds
 // that is not settled: batches cut before the crash (sent again under their recorded keys) and
-// events after the last cut (batched afresh). Format and invariants: ./format.ts.
+// events after the last cut (batched afresh, ./rebuild.ts). Format and invariants: ./format.ts.
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -8,9 +8,10 @@ import type { Logger } from 'pino';
 import type { Entry } from '../channel.js';
 import { acquireLock, type DlqLock, DlqLocked } from '../dlq/lock.js';
 import type { WalMetrics } from '../metrics/wal.js';
-import { type Batch, LINE_OVERHEAD_BYTES, type Segment } from '../upload/batcher.js';
-import { comparePositions, CUT, type CutRecord, decodeEvents, DONE, EVENTS, type Position, RECORD_HEADER_BYTES, SCAN_CHUNK_BYTES, scanSegment, SEGMENT_HEADER_BYTES, segmentName, segmentSeq } from './format.js';
+import type { Batch } from '../upload/batcher.js';
+import { comparePositions, CUT, type CutRecord, decodeEvents, DONE, EVENTS, type Position, type RawRecord, RECORD_HEADER_BYTES, SCAN_CHUNK_BYTES, type Scanned, scanSegment, SEGMENT_HEADER_BYTES, segmentName, segmentSeq } from './format.js';
 import type { SegmentState } from './log.js';
+import { type CutAt, type EventsAt, rebuild } from './rebuild.js';
 
 export const CORRUPT_DIR = 'corrupt';
 
@@ -36,13 +37,6 @@ export interface Recovered {
   readonly lost: number;
 }
 
-interface EventsAt {
-  readonly seg: number;
-  readonly off: number;
-  readonly count: number;
-  readonly entry: Entry;
-}
-
 /** Takes the directory's lock (throws WalLocked), repairs and reads it. */
 export async function recover(dir: string, instanceId: string, metrics: WalMetrics, log: Logger): Promise<Recovered> {
   await fs.mkdir(dir, { recursive: true });
@@ -61,144 +55,137 @@ export async function recover(dir: string, instanceId: string, metrics: WalMetri
   }
 }
 
+/**
+ * Two passes, a segment at a time, streamed: the first checks every record, repairs each bad end
+ * and keeps only the cut and done records; the second copies out only the events records still
+ * to send. Then rebuild() makes batches and entries of them.
+ */
 async function read(dir: string, lock: DlqLock, metrics: WalMetrics, log: Logger): Promise<Recovered> {
-  const seqs = (await fs.readdir(dir)).map(segmentSeq).filter((s) => s !== undefined).sort((a, b) => a - b);
-  const segments: SegmentState[] = [];
-  const events: EventsAt[] = [];
-  const cuts: { cut: CutRecord; seg: number }[] = [];
-  const done = new Set<string>();
-  let logId: string | undefined;
-  let damaged = false;
-  // Pass 1, a segment at a time, streamed: every record checked, only cut and done records kept.
+  const seqs = await listSegments(dir);
   const chunk = Buffer.allocUnsafe(SCAN_CHUNK_BYTES);
-  for (const [i, seq] of seqs.entries()) {
-    const file = path.join(dir, segmentName(seq));
-    const read = await scanSegment(
-      file,
-      (type) => type !== EVENTS,
-      (record) => {
-        if (record.type === CUT) cuts.push({ cut: JSON.parse(record.payload.toString('utf8')) as CutRecord, seg: seq });
-        else if (record.type === DONE) done.add((JSON.parse(record.payload.toString('utf8')) as { id: string }).id);
-      },
-      chunk,
-    );
-    if (read.bad !== undefined) {
-      if (i === seqs.length - 1 && tornTail(await readFrom(file, read.good), read.bad)) {
-        // Written after the last fsync, so never acknowledged: cut.
-        metrics.tornTails.inc();
-        log.warn({ segment: segmentName(seq), at: read.good, bytes: read.size - read.good, why: read.bad }, `WAL: torn tail cut from ${segmentName(seq)} (${read.size - read.good} bytes never fsynced)`);
-      } else {
-        await fs.mkdir(path.join(dir, CORRUPT_DIR), { recursive: true });
-        await fs.copyFile(file, path.join(dir, CORRUPT_DIR, segmentName(seq)));
-        metrics.quarantinedSegments.inc();
-        damaged = true;
-        log.error({ segment: segmentName(seq), at: read.good, bytes: read.size - read.good, why: read.bad }, `WAL: corrupt segment ${segmentName(seq)} (${read.bad} at byte ${read.good}): copied to ${CORRUPT_DIR}/, cut there; the events after that point are lost`);
-      }
-      if (read.good < SEGMENT_HEADER_BYTES) {
-        await fs.rm(file, { force: true });
-        continue;
-      }
-      await fs.truncate(file, read.good);
-    }
-    logId ??= read.logId;
-    segments.push({ seq, size: read.good, written: read.good, unsettled: 0, pendingCuts: 0 });
-  }
-  const bySeq = new Map(segments.map((s) => [s.seq, s]));
-  const firstPresent = segments[0]?.seq ?? Number.POSITIVE_INFINITY;
+  const { segments, cuts, done, logId, damaged } = await checkSegments(dir, seqs, chunk, metrics, log);
   cuts.sort((a, b) => comparePositions(a.cut.from, b.cut.from));
-
-  // Pass 2, a segment at a time again: only the events records still to send (those of a cut
-  // batch with no done record, those no cut covers, and those from the end of the last cut on),
-  // each copied out alone; a segment holding none of them is not read again.
-  const ranges = unsettledRanges(cuts, done, damaged);
-  let r = 0;
-  const wanted = (seg: number, off: number): boolean => {
-    while (r < ranges.length && compareRecords(ranges[r]![1], seg, off) < 0) r++;
-    return r < ranges.length && compareRecords(ranges[r]![0], seg, off) <= 0;
-  };
-  for (const { seq } of segments) {
-    while (r < ranges.length && ranges[r]![1][0] < seq) r++;
-    if (r === ranges.length || ranges[r]![0][0] > seq) continue;
-    const again = await scanSegment(
-      path.join(dir, segmentName(seq)),
-      (type, off) => type === EVENTS && wanted(seq, off),
-      (record) => {
-        const { receivedAt, spans, body } = decodeEvents(record.payload, false);
-        const count = spans.length / 2;
-        events.push({ seg: seq, off: record.off, count, entry: { receivedAt, body, spans, count, bytes: body.length, wal: { seg: seq, off: record.off, base: 0 } } });
-      },
-      chunk,
-    );
-    if (again.bad !== undefined || again.good !== bySeq.get(seq)!.size) throw new Error(`WAL: ${segmentName(seq)} changed while it was replayed (${again.bad ?? 'its size'} at byte ${again.good})`);
-  }
-
-  const batches: Batch[] = [];
-  const cutSegs = new Map<string, number>();
-  let lost = 0;
-  let total = 0;
-  let i = 0;
-  // What each events record has in some cut (settled or not), as [from, to) event ranges.
-  const inCuts = new Map<EventsAt, [number, number][]>();
-  const before = (e: EventsAt, p: Position) => e.seg < p[0] || (e.seg === p[0] && e.off < p[1]);
-  for (const { cut, seg: cutSeg } of cuts) {
-    while (i < events.length && before(events[i]!, cut.from)) i++;
-    const pieces: Segment[] = [];
-    let found = 0;
-    let bytes = 0;
-    for (let j = i; j < events.length && (before(events[j]!, cut.to) || (events[j]!.seg === cut.to[0] && events[j]!.off === cut.to[1])); j++) {
-      const at = events[j]!;
-      const from = at.seg === cut.from[0] && at.off === cut.from[1] ? cut.from[2] : 0;
-      const to = at.seg === cut.to[0] && at.off === cut.to[1] ? cut.to[2] : at.count;
-      if (to <= from) continue;
-      inCuts.set(at, [...(inCuts.get(at) ?? []), [from, to]]);
-      pieces.push({ entry: at.entry, from, to });
-      found += to - from;
-      for (let k = from; k < to; k++) bytes += LINE_OVERHEAD_BYTES + at.entry.spans[2 * k + 1]! - at.entry.spans[2 * k]!;
-    }
-    if (done.has(cut.id)) continue;
-    if (found !== cut.events) {
-      // Its first segment is gone: every event in it, hence the batch, was settled. Otherwise a
-      // corrupt segment took part of it: PUT less under its key could replace a complete object.
-      if (cut.from[0] >= firstPresent) {
-        lost += cut.events;
-        log.error({ id: cut.id, key: cut.key, events: cut.events, found }, `WAL: batch ${cut.id} is incomplete after a corrupt segment; not sent again (its key may hold it already)`);
-      }
-      continue;
-    }
-    batches.push({ id: cut.id, key: cut.key, events: found, bytes, firstReceivedAt: cut.first, lastReceivedAt: cut.last, segments: pieces });
-    cutSegs.set(cut.id, cutSeg);
-    bySeq.get(cutSeg)!.pendingCuts++;
-    for (const p of pieces) bySeq.get(p.entry.wal!.seg)!.unsettled += p.to - p.from;
-    total += found;
-  }
-
-  // Events in no cut, batched afresh: those after the end of the last cut (never in a batch that
-  // could have reached S3), and those before it whose cut record a damaged segment lost (their
-  // batch may have been PUT already: sent again under a new key, at least once).
-  const lastEnd = cuts.reduce<Position | undefined>((end, { cut }) => (end === undefined || comparePositions(cut.to, end) > 0 ? cut.to : end), undefined);
-  const entries: Entry[] = [];
-  let rebatched = 0;
-  const batchAfresh = (at: EventsAt, from: number, to: number) => {
-    const e = at.entry;
-    entries.push(from === 0 && to === at.count ? e : { receivedAt: e.receivedAt, body: e.body, spans: e.spans.slice(2 * from, 2 * to), count: to - from, bytes: e.bytes, wal: { seg: at.seg, off: at.off, base: from } });
-    bySeq.get(at.seg)!.unsettled += to - from;
-    total += to - from;
-    if (lastEnd === undefined) return;
-    if (before(at, lastEnd)) rebatched += to - from;
-    else if (at.seg === lastEnd[0] && at.off === lastEnd[1]) rebatched += Math.max(0, Math.min(to, lastEnd[2]) - from);
-  };
-  for (const at of events) {
-    let from = 0;
-    const ranges: [number, number][] = [...(inCuts.get(at) ?? []), [at.count, at.count]];
-    for (const [cutFrom, cutTo] of ranges.sort((x, y) => x[0] - y[0])) {
-      if (cutFrom > from) batchAfresh(at, from, cutFrom);
-      from = Math.max(from, cutTo);
-    }
-  }
-  if (rebatched > 0) log.error({ rebatched }, `WAL: ${rebatched} events before a damaged record lost their cut record to it; batched again under new keys (S3 may hold them twice)`);
+  const events = await readUnsettled(dir, segments, unsettledRanges(cuts, done, damaged), chunk);
+  const { batches, cutSegs, entries, events: total, lost } = rebuild(segments, cuts, done, events, log);
   metrics.lostEvents.inc(lost);
   const nextSeq = (seqs.at(-1) ?? -1) + 1;
   return { lock, logId: segments.length > 0 && logId !== undefined ? logId : randomBytes(4).toString('hex'), segments, nextSeq, batches, cutSegs, entries, events: total, lost };
+}
+
+/** The sequence numbers of the directory's segments, oldest first. */
+async function listSegments(dir: string): Promise<number[]> {
+  return (await fs.readdir(dir)).map(segmentSeq).filter((s) => s !== undefined).sort((a, b) => a - b);
+}
+
+/** What the first pass found. */
+interface Checked {
+  /** The segments left after repairs, oldest first. */
+  readonly segments: SegmentState[];
+  readonly cuts: CutAt[];
+  /** Ids of the batches with a done record. */
+  readonly done: Set<string>;
+  /** The log's id, from the first segment left that has one. */
+  readonly logId: string | undefined;
+  /** Whether some segment was corrupt (not merely a torn tail). */
+  readonly damaged: boolean;
+}
+
+/** Pass 1: every record of every segment checked, each bad end repaired, the cut and done records kept. */
+async function checkSegments(dir: string, seqs: readonly number[], chunk: Buffer, metrics: WalMetrics, log: Logger): Promise<Checked> {
+  const segments: SegmentState[] = [];
+  const cuts: CutAt[] = [];
+  const done = new Set<string>();
+  let logId: string | undefined;
+  let damaged = false;
+  for (const [i, seq] of seqs.entries()) {
+    const file = path.join(dir, segmentName(seq));
+    const scanned = await scanSegment(file, (type) => type !== EVENTS, (record) => keepControl(record, seq, cuts, done), chunk);
+    if (scanned.bad !== undefined) {
+      if (await repairBadEnd(dir, seq, scanned, i === seqs.length - 1, metrics, log)) damaged = true;
+      if (scanned.good < SEGMENT_HEADER_BYTES) continue;
+    }
+    logId ??= scanned.logId;
+    segments.push({ seq, size: scanned.good, written: scanned.good, unsettled: 0, pendingCuts: 0 });
+  }
+  return { segments, cuts, done, logId, damaged };
+}
+
+/** A cut or done record of segment `seq`, kept by pass 1. */
+function keepControl(record: RawRecord, seq: number, cuts: CutAt[], done: Set<string>): void {
+  if (record.type === CUT) cuts.push({ cut: JSON.parse(record.payload.toString('utf8')) as CutRecord, seg: seq });
+  else if (record.type === DONE) done.add((JSON.parse(record.payload.toString('utf8')) as { id: string }).id);
+}
+
+/**
+ * A segment's bad end, from `scanned.good` on, cut: a torn tail of the last segment, or damage (the
+ * segment first copied to corrupt/, and counted). A segment with nothing left is removed. Returns
+ * whether it was damage.
+ */
+async function repairBadEnd(dir: string, seq: number, scanned: Scanned, last: boolean, metrics: WalMetrics, log: Logger): Promise<boolean> {
+  const { good, size, bad } = scanned;
+  const file = path.join(dir, segmentName(seq));
+  const fields = { segment: segmentName(seq), at: good, bytes: size - good, why: bad };
+  const torn = last && tornTail(await readFrom(file, good), bad!);
+  if (torn) {
+    // Written after the last fsync, so never acknowledged: cut.
+    metrics.tornTails.inc();
+    log.warn(fields, `WAL: torn tail cut from ${segmentName(seq)} (${size - good} bytes never fsynced)`);
+  } else {
+    await fs.mkdir(path.join(dir, CORRUPT_DIR), { recursive: true });
+    await fs.copyFile(file, path.join(dir, CORRUPT_DIR, segmentName(seq)));
+    metrics.quarantinedSegments.inc();
+    log.error(fields, `WAL: corrupt segment ${segmentName(seq)} (${bad} at byte ${good}): copied to ${CORRUPT_DIR}/, cut there; the events after that point are lost`);
+  }
+  if (good < SEGMENT_HEADER_BYTES) await fs.rm(file, { force: true });
+  else await fs.truncate(file, good);
+  return !torn;
+}
+
+/**
+ * Pass 2: the events records in `ranges` (see unsettledRanges), each copied out alone; a segment
+ * holding none of them is not read again.
+ */
+async function readUnsettled(dir: string, segments: readonly SegmentState[], ranges: readonly [Position, Position][], chunk: Buffer): Promise<EventsAt[]> {
+  const events: EventsAt[] = [];
+  const cursor = new RangeCursor(ranges);
+  for (const { seq, size } of segments) {
+    if (!cursor.reaches(seq)) continue;
+    const again = await scanSegment(
+      path.join(dir, segmentName(seq)),
+      (type, off) => type === EVENTS && cursor.covers(seq, off),
+      (record) => events.push(eventsAt(seq, record)),
+      chunk,
+    );
+    if (again.bad !== undefined || again.good !== size) throw new Error(`WAL: ${segmentName(seq)} changed while it was replayed (${again.bad ?? 'its size'} at byte ${again.good})`);
+  }
+  return events;
+}
+
+function eventsAt(seg: number, record: RawRecord): EventsAt {
+  const { receivedAt, spans, body } = decodeEvents(record.payload, false);
+  const count = spans.length / 2;
+  return { seg, off: record.off, count, entry: { receivedAt, body, spans, count, bytes: body.length, wal: { seg, off: record.off, base: 0 } } };
+}
+
+/** Walks sorted, disjoint [first, last] record ranges along the log, asked about records in log order. */
+class RangeCursor {
+  private r = 0;
+
+  constructor(private readonly ranges: readonly [Position, Position][]) {}
+
+  /** Whether a range holds records of segment `seq` (ranges ending before it are passed). */
+  reaches(seq: number): boolean {
+    const { ranges } = this;
+    while (this.r < ranges.length && ranges[this.r]![1][0] < seq) this.r++;
+    return this.r < ranges.length && ranges[this.r]![0][0] <= seq;
+  }
+
+  /** Whether the record (seg, off) is in a range (ranges ending before it are passed). */
+  covers(seg: number, off: number): boolean {
+    const { ranges } = this;
+    while (this.r < ranges.length && compareRecords(ranges[this.r]![1], seg, off) < 0) this.r++;
+    return this.r < ranges.length && compareRecords(ranges[this.r]![0], seg, off) <= 0;
+  }
 }
 
 /** Where an events record (seg, off) is against a position: its event index is left out. */

@@ -1,0 +1,164 @@
+// Replay's last step, on what its passes over the WAL found (./replay.ts): the cut batches to send
+// again under their keys, the events to batch afresh, and what each segment is left holding.
+// No I/O: a function of the cut and done records and of the events records read.
+import type { Logger } from 'pino';
+import type { Entry } from '../channel.js';
+import { type Batch, LINE_OVERHEAD_BYTES, type Segment } from '../upload/batcher.js';
+import { comparePositions, type CutRecord, type Position } from './format.js';
+import type { SegmentState } from './log.js';
+
+/** An events record replay read, and the entry made of it. */
+export interface EventsAt {
+  readonly seg: number;
+  readonly off: number;
+  readonly count: number;
+  readonly entry: Entry;
+}
+
+/** A cut record and the segment that holds it. */
+export interface CutAt {
+  readonly cut: CutRecord;
+  readonly seg: number;
+}
+
+/** What the WAL holds that is not settled. */
+export interface Rebuilt {
+  /** Cut before the crash and not known settled: to PUT again, under their keys. */
+  readonly batches: Batch[];
+  /** Which segment holds each batch's cut record. */
+  readonly cutSegs: Map<string, number>;
+  /** Events in no cut, in log order. */
+  readonly entries: Entry[];
+  /** Events in `batches` and `entries`. */
+  readonly events: number;
+  /** Events of cut batches that a corrupt segment cut short: not sent. */
+  readonly lost: number;
+}
+
+/** What each events record has in some cut (settled or not), as [from, to) event ranges. */
+type InCuts = Map<EventsAt, [number, number][]>;
+
+/**
+ * The batches and entries to send from `cuts` (sorted by where each starts), the ids of the
+ * batches done, and `events`, the events records read (in log order: every one a cut not done
+ * covers, and every one no cut covers); adds what each segment is left holding to `segments`
+ * (oldest first), the unsettled events and the pending cuts.
+ */
+export function rebuild(segments: readonly SegmentState[], cuts: readonly CutAt[], done: ReadonlySet<string>, events: readonly EventsAt[], log: Logger): Rebuilt {
+  const bySeq = new Map(segments.map((s) => [s.seq, s]));
+  const inCuts: InCuts = new Map();
+  const resent = resendCuts(cuts, done, events, inCuts, bySeq, segments[0]?.seq ?? Number.POSITIVE_INFINITY, log);
+  const afresh = batchAfresh(events, inCuts, lastEnd(cuts), bySeq);
+  if (afresh.rebatched > 0) log.error({ rebatched: afresh.rebatched }, `WAL: ${afresh.rebatched} events before a damaged record lost their cut record to it; batched again under new keys (S3 may hold them twice)`);
+  return { batches: resent.batches, cutSegs: resent.cutSegs, entries: afresh.entries, events: resent.events + afresh.events, lost: resent.lost };
+}
+
+/** The cut batches with no done record whose events are all there, as batches; notes every cut's pieces in `inCuts`. */
+function resendCuts(cuts: readonly CutAt[], done: ReadonlySet<string>, events: readonly EventsAt[], inCuts: InCuts, bySeq: Map<number, SegmentState>, firstPresent: number, log: Logger) {
+  const batches: Batch[] = [];
+  const cutSegs = new Map<string, number>();
+  let lost = 0;
+  let total = 0;
+  let i = 0;
+  for (const { cut, seg: cutSeg } of cuts) {
+    while (i < events.length && before(events[i]!, cut.from)) i++;
+    const { pieces, found, bytes } = gather(cut, events, i, inCuts);
+    if (done.has(cut.id)) continue;
+    if (found !== cut.events) {
+      lost += incomplete(cut, found, firstPresent, log);
+      continue;
+    }
+    batches.push({ id: cut.id, key: cut.key, events: found, bytes, firstReceivedAt: cut.first, lastReceivedAt: cut.last, segments: pieces });
+    cutSegs.set(cut.id, cutSeg);
+    bySeq.get(cutSeg)!.pendingCuts++;
+    for (const p of pieces) bySeq.get(p.entry.wal!.seg)!.unsettled += p.to - p.from;
+    total += found;
+  }
+  return { batches, cutSegs, events: total, lost };
+}
+
+/** The pieces of the events records from index `i` on that `cut` covers, with their events and line bytes; each noted in `inCuts`. */
+function gather(cut: CutRecord, events: readonly EventsAt[], i: number, inCuts: InCuts): { pieces: Segment[]; found: number; bytes: number } {
+  const pieces: Segment[] = [];
+  let found = 0;
+  let bytes = 0;
+  for (let j = i; j < events.length && (before(events[j]!, cut.to) || isRecordOf(events[j]!, cut.to)); j++) {
+    const at = events[j]!;
+    const from = isRecordOf(at, cut.from) ? cut.from[2] : 0;
+    const to = isRecordOf(at, cut.to) ? cut.to[2] : at.count;
+    if (to <= from) continue;
+    inCuts.set(at, [...(inCuts.get(at) ?? []), [from, to]]);
+    pieces.push({ entry: at.entry, from, to });
+    found += to - from;
+    bytes += lineBytes(at.entry, from, to);
+  }
+  return { pieces, found, bytes };
+}
+
+/**
+ * A batch whose events are not all there; returns how many of them are lost. None when its first
+ * segment is gone: every event in it, hence the batch, was settled. Otherwise a corrupt segment
+ * took part of it, and PUT less under its key could replace a complete object: it is not sent.
+ */
+function incomplete(cut: CutRecord, found: number, firstPresent: number, log: Logger): number {
+  if (cut.from[0] < firstPresent) return 0;
+  log.error({ id: cut.id, key: cut.key, events: cut.events, found }, `WAL: batch ${cut.id} is incomplete after a corrupt segment; not sent again (its key may hold it already)`);
+  return cut.events;
+}
+
+/**
+ * Events in no cut, batched afresh: those after the end of the last cut (never in a batch that
+ * could have reached S3), and those before it whose cut record a damaged segment lost (their
+ * batch may have been PUT already: sent again under a new key, at least once), counted in `rebatched`.
+ */
+function batchAfresh(events: readonly EventsAt[], inCuts: InCuts, end: Position | undefined, bySeq: Map<number, SegmentState>) {
+  const entries: Entry[] = [];
+  let total = 0;
+  let rebatched = 0;
+  for (const at of events) {
+    let from = 0;
+    const ranges: [number, number][] = [...(inCuts.get(at) ?? []), [at.count, at.count]];
+    for (const [cutFrom, cutTo] of ranges.sort((x, y) => x[0] - y[0])) {
+      if (cutFrom > from) {
+        entries.push(entryOf(at, from, cutFrom));
+        bySeq.get(at.seg)!.unsettled += cutFrom - from;
+        total += cutFrom - from;
+        rebatched += countBefore(at, from, cutFrom, end);
+      }
+      from = Math.max(from, cutTo);
+    }
+  }
+  return { entries, events: total, rebatched };
+}
+
+/** Events [from, to) of a record as an entry: the record's own when that is all of it. */
+function entryOf(at: EventsAt, from: number, to: number): Entry {
+  const e = at.entry;
+  if (from === 0 && to === at.count) return e;
+  return { receivedAt: e.receivedAt, body: e.body, spans: e.spans.slice(2 * from, 2 * to), count: to - from, bytes: e.bytes, wal: { seg: at.seg, off: at.off, base: from } };
+}
+
+/** How many of events [from, to) of a record are before `end` (none when there is no end). */
+function countBefore(at: EventsAt, from: number, to: number, end: Position | undefined): number {
+  if (end === undefined) return 0;
+  if (before(at, end)) return to - from;
+  return isRecordOf(at, end) ? Math.max(0, Math.min(to, end[2]) - from) : 0;
+}
+
+/** Where the last of the cuts ends, or undefined for none. */
+function lastEnd(cuts: readonly CutAt[]): Position | undefined {
+  return cuts.reduce<Position | undefined>((end, { cut }) => (end === undefined || comparePositions(cut.to, end) > 0 ? cut.to : end), undefined);
+}
+
+/** The bytes events [from, to) of an entry take as JSON lines. */
+function lineBytes(entry: Entry, from: number, to: number): number {
+  let bytes = 0;
+  for (let k = from; k < to; k++) bytes += LINE_OVERHEAD_BYTES + entry.spans[2 * k + 1]! - entry.spans[2 * k]!;
+  return bytes;
+}
+
+/** Whether a record is before the one a position names. */
+const before = (e: EventsAt, p: Position): boolean => e.seg < p[0] || (e.seg === p[0] && e.off < p[1]);
+
+/** Whether a record is the one a position names. */
+const isRecordOf = (e: EventsAt, p: Position): boolean => e.seg === p[0] && e.off === p[1];

@@ -167,7 +167,7 @@ function createMetrics(config: Config): Metrics {
   const workers = IngestWorkers.sharedCounts(config.workers > 1 ? config.workers : 0);
   return {
     registry,
-    http: createHttpMetrics(registry, 'native', workers.counts),
+    http: createHttpMetrics(registry, workers.counts),
     workerCounts: workers.memory,
     upload: createUploadMetrics(registry),
     dlq: createDlqMetrics(registry),

@@ -86,7 +86,7 @@ const SUMMED: readonly { kind: 'counter' | 'gauge'; name: string; help: string; 
 ];
 
 /** `workers`: the counts of the worker threads (WORKERS > 1), added to the main thread's own at each scrape. */
-export function createHttpMetrics(registry: Registry, engine: 'native' | 'js-fallback', workers: readonly HttpCounts[] = []): HttpCounts {
+export function createHttpMetrics(registry: Registry, workers: readonly HttpCounts[] = []): HttpCounts {
   const counts = new HttpCounts();
   const all = [counts, ...workers];
   const sum: Sum = (read) => all.reduce((total, c) => total + read(c), 0);
@@ -94,10 +94,11 @@ export function createHttpMetrics(registry: Registry, engine: 'native' | 'js-fal
   for (const { kind, name, help, read } of SUMMED) (kind === 'counter' ? summedCounter : summedGauge)(registry, name, help, () => sum(read));
   new Gauge({
     name: 'http_engine_info',
-    help: 'HTTP engine in use: 1 for "native" uWebSockets.js or its much slower "js-fallback"',
+    // The server starts only on uWebSockets.js's native addon; dashboards read the label.
+    help: 'HTTP engine in use: 1 for "native" uWebSockets.js, the only one the server starts on',
     labelNames: ['engine'],
     registers: [registry],
-  }).set({ engine }, 1);
+  }).set({ engine: 'native' }, 1);
   return counts;
 }
 

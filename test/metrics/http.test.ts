@@ -21,7 +21,7 @@ async function scrape(registry: Registry): Promise<Map<string, number>> {
 t.test('sums over the main thread and the workers, at every scrape', async (t) => {
   const registry = new Registry();
   const workers = [sharedHttpCounts(new SharedArrayBuffer(SHARED_COUNTS_BYTES)), sharedHttpCounts(new SharedArrayBuffer(SHARED_COUNTS_BYTES))];
-  const main = createHttpMetrics(registry, 'native', workers);
+  const main = createHttpMetrics(registry, workers);
   const all = [main, ...workers];
   all.forEach((c, i) => {
     c.requests['202'] += 10 * (i + 1);
@@ -71,11 +71,11 @@ t.test('sums over the main thread and the workers, at every scrape', async (t) =
   t.equal(second.get('http_connections_open'), 10, 'a gauge is what the counts say now');
 });
 
-t.test('no workers: the main thread alone; the engine in its label', async (t) => {
+t.test('no workers: the main thread alone; the engine, native, in its label', async (t) => {
   const registry = new Registry();
-  const main = createHttpMetrics(registry, 'js-fallback');
+  const main = createHttpMetrics(registry);
   main.requests['400'] += 2;
   const values = await scrape(registry);
   t.equal(values.get('http_requests_total{status=400}'), 2);
-  t.equal(values.get('http_engine_info{engine=js-fallback}'), 1);
+  t.equal(values.get('http_engine_info{engine=native}'), 1);
 });

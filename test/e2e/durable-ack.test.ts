@@ -1,6 +1,8 @@
-// ACK_LEVEL=disk and s3 (issue 13): a 202 that survives SIGKILL. Real server processes, a real S3
-// server, real SIGKILLs and real WAL files; a torn write and a corrupt segment, which cannot be
-// produced on demand, are made by editing a real segment between two runs. Bounded in requests.
+// ACK_LEVEL=disk and s3 (issue 13): a 202 that survives SIGKILL. Real server processes where they
+// are killed, stopped or share a root (a lost lease exits the process), else servers in the test's
+// process; a real S3 server, real SIGKILLs and real WAL files; a torn write and a corrupt segment,
+// which cannot be produced on demand, are made by editing a real segment between two runs.
+// Bounded in requests.
 import { execFileSync } from 'node:child_process';
 import { appendFileSync, chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -76,7 +78,7 @@ t.test('ACK_LEVEL=disk: the torn tail is cut and counted, never uploaded', async
   const data = readFileSync(join(walDir, segment!));
   appendFileSync(join(walDir, segment!), data.subarray(data.length - 100, data.length - 40));
   await startFaultProxy(t, s3, port);
-  const second = await startServer(t, { ...env, BATCH_MAX_AGE_MS: '100' });
+  const second = await startInProcess(t, { ...env, BATCH_MAX_AGE_MS: '100' });
   t.equal(await second.metric('wal_torn_tails_total'), 1);
   t.equal(await second.metric('wal_replayed_events_total'), 200);
   t.ok(statSync(join(walDir, segment!)).size <= size, 'the tail is cut');
@@ -104,7 +106,7 @@ t.test('ACK_LEVEL=disk: a corrupt segment in the middle is copied to corrupt/, c
   writeFileSync(victim, data);
   // The PUTs the kill left stalled are never forwarded: the killed run stored nothing.
   proxy.decide = () => 'pass';
-  const second = await startServer(t, { ...env, UPLOAD_TIMEOUT_MS: '10000' });
+  const second = await startInProcess(t, { ...env, UPLOAD_TIMEOUT_MS: '10000' });
   t.equal(await second.metric('wal_segments_quarantined_total'), 1);
   t.ok(existsSync(join(walDir, 'corrupt', names[0]!)), 'the segment is copied to corrupt/');
   t.equal((await second.post('{"id":"after"}')).status, 202, 'it serves');
@@ -119,7 +121,7 @@ for (const level of ['disk', 's3'] as const) {
   t.test(`ACK_LEVEL=${level}: a client that hangs up before its answer is never written to; its events are still stored`, async (t) => {
     const s3 = await startS3(t);
     // A long group window (disk) or batch age (s3) keeps the answer pending while the client goes.
-    const server = await startServer(t, { ...s3.env, ACK_LEVEL: level, WAL_DIR: tempDir(t, 'wal'), DLQ_DIR: tempDir(t, 'dlq'), WAL_SYNC_INTERVAL_MS: '1000', BATCH_MAX_AGE_MS: level === 's3' ? '1000' : '50' });
+    const server = await startInProcess(t, { ...s3.env, ACK_LEVEL: level, WAL_DIR: tempDir(t, 'wal'), DLQ_DIR: tempDir(t, 'dlq'), WAL_SYNC_INTERVAL_MS: '1000', BATCH_MAX_AGE_MS: level === 's3' ? '1000' : '50' });
     const body = '[{"id":"gone-1"},{"id":"gone-2"}]';
     const socket = net.connect(server.port, '127.0.0.1');
     await once(socket, 'connect');
@@ -135,7 +137,7 @@ for (const level of ['disk', 's3'] as const) {
 t.test('ACK_LEVEL=s3: the 202 comes once the batch is in S3, or says it went to the DLQ', async (t) => {
   const s3 = await startS3(t);
   const proxy = await startFaultProxy(t, s3);
-  const server = await startServer(t, { ...s3Env(proxy.endpoint), ACK_LEVEL: 's3', BATCH_MAX_AGE_MS: '100', UPLOAD_MAX_ATTEMPTS: '1', DLQ_DIR: tempDir(t, 'dlq'), DLQ_REUPLOAD_IDLE_MS: '3600000' });
+  const server = await startInProcess(t, { ...s3Env(proxy.endpoint), ACK_LEVEL: 's3', BATCH_MAX_AGE_MS: '100', UPLOAD_MAX_ATTEMPTS: '1', DLQ_DIR: tempDir(t, 'dlq'), DLQ_REUPLOAD_IDLE_MS: '3600000' });
   const answer = await server.post('[{"id":"a"},{"id":"b"}]');
   t.same([answer.status, answer.json], [202, { accepted: 2, stored: 's3' }]);
   t.same((await s3.objects()).flatMap((o) => o.records.map((r) => r.event.id)), ['a', 'b'], 'in S3 when answered');
@@ -231,10 +233,11 @@ t.test('ACK_LEVEL=disk: a full WAL answers 503 queue_full with Retry-After, and 
   const proxy = await startFaultProxy(t, s3);
   proxy.decide = () => 'stall';
   // WAL_SEGMENT_BYTES at its default (16 MiB), far above the bound: segments still turn over.
-  const server = await startServer(t, { ...s3Env(proxy.endpoint), ACK_LEVEL: 'disk', WAL_DIR: tempDir(t, 'wal'), DLQ_DIR: tempDir(t, 'dlq'), WAL_MAX_BYTES: '1048576', BATCH_MAX_AGE_MS: '50', UPLOAD_TIMEOUT_MS: '600000' });
-  const event = JSON.stringify({ pad: 'x'.repeat(1000) });
+  const server = await startInProcess(t, { ...s3Env(proxy.endpoint), ACK_LEVEL: 'disk', WAL_DIR: tempDir(t, 'wal'), DLQ_DIR: tempDir(t, 'dlq'), WAL_MAX_BYTES: '1048576', BATCH_MAX_AGE_MS: '50', UPLOAD_TIMEOUT_MS: '600000' });
+  // 10 KB events: the bound is reached in about a hundred requests.
+  const event = JSON.stringify({ pad: 'x'.repeat(10_000) });
   let answer = await server.post(`[${event}]`);
-  for (let i = 0; i < 2000 && answer.status === 202; i++) answer = await server.post(`[${event}]`);
+  for (let i = 0; i < 200 && answer.status === 202; i++) answer = await server.post(`[${event}]`);
   t.equal(answer.status, 503);
   t.equal(answer.json.error, 'queue_full');
   t.equal(answer.headers.get('retry-after'), '1');
@@ -275,14 +278,14 @@ const cannotMount: string | false = (() => {
   }
 })();
 
-t.test('ACK_LEVEL=disk: the WAL volume fills (ENOSPC): every 202 is still uploaded, later requests get 503 not_stored, /readyz 503, SIGTERM stops in time', { skip: cannotMount }, async (t) => {
+t.test('ACK_LEVEL=disk: the WAL volume fills (ENOSPC): every 202 is still uploaded, later requests get 503 not_stored, /readyz 503, the shutdown ends in time', { skip: cannotMount }, async (t) => {
   const walDir = smallDisk(t);
   const s3 = await startS3(t);
   const proxy = await startFaultProxy(t, s3);
   // WAL_MAX_BYTES far above the volume: the write fails before the bound refuses anything. One
   // PUT at a time, one batch queued, PUTs stalled during the fill: most acknowledged events wait in
   // the channel, and are cut into many batches after the failure, each cut record then unwritable.
-  const server = await startServer(t, {
+  const server = await startInProcess(t, {
     ...s3Env(proxy.endpoint),
     ACK_LEVEL: 'disk',
     WAL_DIR: walDir,
@@ -310,7 +313,7 @@ t.test('ACK_LEVEL=disk: the WAL volume fills (ENOSPC): every 202 is still upload
   }
   const ready = await fetch(`${server.url}/readyz`);
   t.same([ready.status, ((await ready.json()) as { error: string }).error], [503, 'not_stored'], '/readyz: 503 (the load balancer stops sending here)');
-  t.equal((await fetch(`${server.url}/healthz`)).status, 200, '/healthz: still alive (SIGTERM, not a kill, ends it)');
+  t.equal((await fetch(`${server.url}/healthz`)).status, 200, '/healthz: still alive (a shutdown, not a kill, ends it)');
   // Events acknowledged before the failure, and batches cut after it, are still uploaded.
   proxy.decide = () => 'pass';
   proxy.release();
@@ -321,10 +324,11 @@ t.test('ACK_LEVEL=disk: the WAL volume fills (ENOSPC): every 202 is still upload
   }, 400);
   t.pass(`all ${acked.length} acknowledged events are in S3 after the WAL failed`);
   const started = Date.now();
-  server.child.kill('SIGTERM');
-  const exited = await Promise.race([server.exited, new Promise<undefined>((resolve) => setTimeout(resolve, 20_000, undefined))]);
-  if (exited === undefined) server.child.kill('SIGKILL');
-  t.same(exited, { code: 0, signal: null }, `SIGTERM ends the process (${Date.now() - started} ms)`);
+  server.signal('SIGTERM');
+  let timer: NodeJS.Timeout | undefined;
+  const exited = await Promise.race([server.exited, new Promise<undefined>((resolve) => (timer = setTimeout(resolve, 20_000, undefined)))]);
+  clearTimeout(timer);
+  t.same(exited, { code: 0, signal: null }, `the shutdown SIGTERM begins ends (${Date.now() - started} ms)`);
   t.match(await server.waitForLog((l) => l.msg === 'shutdown complete'), { unaccountedEvents: 0, droppedEvents: 0 });
   t.ok(server.logs.some((l) => l.msg === 'WAL closed: every event settled'), 'every event settled');
   t.same(segments(walDir), [], 'a clean stop removes the settled segments: a next start uploads nothing again');
@@ -358,7 +362,7 @@ t.test('ACK_LEVEL=disk: damage in the last segment with a complete record after 
   // The first events record, acknowledged, with two fsynced cut records and an events record after it.
   damageEvents(join(walDir, segment!), 0);
   proxy.decide = () => 'pass';
-  const second = await startServer(t, env);
+  const second = await startInProcess(t, env);
   t.equal(await second.metric('wal_torn_tails_total'), 0, 'not counted as a torn tail');
   t.equal(await second.metric('wal_segments_quarantined_total'), 1, 'counted as quarantined');
   t.ok(existsSync(join(walDir, 'corrupt', segment!)), 'the segment is copied to corrupt/');
@@ -391,7 +395,7 @@ t.test('ACK_LEVEL=disk: events before the damage whose cut record was after it a
   t.same(kinds, [EVENTS, EVENTS, 2, EVENTS], 'segment 0: A, X, the cut of A and X, P');
   damageEvents(join(walDir, names[0]!), 1);
   proxy.decide = () => 'pass';
-  const second = await startServer(t, env);
+  const second = await startInProcess(t, env);
   t.equal(await second.metric('wal_segments_quarantined_total'), 1);
   // A (batched afresh, after BATCH_MAX_AGE_MS) and D (its cut sent again) are all there is to store.
   await eventually(async () => (await second.metric('s3_events_stored_total')) >= 2, 200).catch(() => {});

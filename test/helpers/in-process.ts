@@ -3,6 +3,8 @@
 // Node start-up and an AWS SDK load per server. What only a process shows stays with startServer
 // (server.ts): signals, kills, exit codes, stderr, fatal start-up lines, RSS and fds, EMF lines
 // on stdout (here stdout is tap's), DURABLE_ROOT (a lost lease exits the process) and preloads.
+// WORKERS > 1 works here, but each worker thread inherits the test runner's loaders (ts-node and
+// tap's hooks): about 3 s more per start than a spawned server's, so those tests spawn.
 import { join } from 'node:path';
 import { pino, stdTimeFunctions } from 'pino';
 import type * as ConfigModule from '../../src/config.js';

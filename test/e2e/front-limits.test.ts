@@ -1,12 +1,13 @@
 // The HTTP front under hostile or odd clients: early answers every client reads, malformed
 // requests, pipelining without reading, the body budget and the connection cap (at the fd limit:
-// fd-limit.ops.test.ts).
+// fd-limit.ops.test.ts). The servers run in the test's process, except where its memory is read.
 import { execFile } from 'node:child_process';
 import net from 'node:net';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { idleConnections, peakRss, postHead, rawRequest } from '../helpers/raw.js';
 import { startS3 } from '../helpers/s3.js';
+import { startInProcess } from '../helpers/in-process.js';
 import { eventually, startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
 
@@ -28,7 +29,7 @@ except Exception as e:
 
 t.test('413 over MAX_BODY_BYTES reaches fetch, Python http.client and curl, never a reset', async (t) => {
   const s3 = await startS3(t);
-  const server = await startServer(t, s3.env);
+  const server = await startInProcess(t, s3.env);
   const dir = tempDir(t, 'bodies');
   const answers: string[] = [];
   for (const size of [1.1 * MB, 3 * MB, 8 * MB]) {
@@ -54,7 +55,7 @@ t.test('413 over MAX_BODY_BYTES reaches fetch, Python http.client and curl, neve
 
 t.test('Content-Length: too large to frame, not a number, or two different ones', async (t) => {
   const s3 = await startS3(t);
-  const server = await startServer(t, s3.env);
+  const server = await startInProcess(t, s3.env);
   for (const length of ['4294967295', '4294967296', '18446744073709551615', '1000000000']) {
     const answer = await rawRequest(server.port, `${postHead(`content-length: ${length}\r\n`)}{}`);
     t.equal(answer.status, 413, `content-length ${length}: 413`);
@@ -76,7 +77,7 @@ t.test('Content-Length: too large to frame, not a number, or two different ones'
 
 t.test('malformed requests uWS rejects before any handler are answered by it and closed', async (t) => {
   const s3 = await startS3(t);
-  const server = await startServer(t, s3.env);
+  const server = await startInProcess(t, s3.env);
   const manyHeaders = Array.from({ length: 120 }, (_, i) => `x-h${i}: v\r\n`).join('');
   const cases: [string, string][] = [
     ['HTTP/1.0 without Host', 'POST /v1/events HTTP/1.0\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}'],
@@ -94,6 +95,7 @@ t.test('malformed requests uWS rejects before any handler are answered by it and
 
 t.test('a client that pipelines requests and never reads the answers is hung up on', async (t) => {
   const s3 = await startS3(t);
+  // A process of its own: its peak RSS is read.
   const server = await startServer(t, s3.env);
   const before = peakRss(server.child.pid!);
   const outcome = await new Promise<{ sent: number; closed: boolean }>((resolve) => {
@@ -124,7 +126,7 @@ t.test('a client that pipelines requests and never reads the answers is hung up 
 
 t.test('MAX_BODIES_IN_FLIGHT_BYTES: bodies being read beyond the budget get 503 busy and a hang-up', async (t) => {
   const s3 = await startS3(t);
-  const server = await startServer(t, { ...s3.env, MAX_BODY_BYTES: '400000', MAX_BODIES_IN_FLIGHT_BYTES: '500000' });
+  const server = await startInProcess(t, { ...s3.env, MAX_BODY_BYTES: '400000', MAX_BODIES_IN_FLIGHT_BYTES: '500000' });
   // A body of 400,000 bytes, three quarters sent and left waiting: its buffer holds at least what
   // was sent, 300,000 of the budget.
   const waiting = [0].map(() => {
@@ -150,7 +152,7 @@ t.test('MAX_BODIES_IN_FLIGHT_BYTES: bodies being read beyond the budget get 503 
 
 t.test('a body declared large and dripped holds what it has sent, not what it declared', async (t) => {
   const s3 = await startS3(t);
-  const server = await startServer(t, { ...s3.env, MAX_BODY_BYTES: '1048576', MAX_BODIES_IN_FLIGHT_BYTES: '4194304' });
+  const server = await startInProcess(t, { ...s3.env, MAX_BODY_BYTES: '1048576', MAX_BODIES_IN_FLIGHT_BYTES: '4194304' });
   // Eight clients declaring 1 MiB each would take 8 MiB at once, twice the budget; having sent a
   // byte each, they hold one first buffer each.
   const drips = Array.from({ length: 8 }, () => {
@@ -176,7 +178,7 @@ t.test('a body declared large and dripped holds what it has sent, not what it de
 
 t.test('MAX_CONNECTIONS: past it new connections are closed at once, counted, and taken again when some go', async (t) => {
   const s3 = await startS3(t);
-  const server = await startServer(t, { ...s3.env, MAX_CONNECTIONS: '5' });
+  const server = await startInProcess(t, { ...s3.env, MAX_CONNECTIONS: '5' });
   const idle = idleConnections(t, server.port, 20);
   await eventually(() => idle.closedByServer() === 15);
   const capped = await server.waitForLog((l) => l.msg === 'connection cap reached: closing new connections');

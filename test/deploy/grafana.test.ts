@@ -1,6 +1,6 @@
 // The Grafana dashboard: importable JSON, made by generate.mjs, whose every query uses metrics the
 // server exports, windows that hold samples at any scrape interval, and a legend for every series.
-// (test/deploy/alerts-live.test.ts runs every query in a real Prometheus too.)
+// (test/deploy/alerts-live.ops.test.ts, in npm run test:ops, runs every query in a real Prometheus too.)
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import t from 'tap';

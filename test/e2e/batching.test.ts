@@ -1,13 +1,15 @@
-// Batch cuts seen from outside: objects in S3 cut by count, by bytes and by age, and flushed at shutdown.
+// Batch cuts seen from outside: objects in S3 cut by count, by bytes and by age, and flushed at
+// shutdown. The server runs in the test's process: the cuts are its subject, not the process.
 import t from 'tap';
+import { startInProcess } from '../helpers/in-process.js';
 import { startS3 } from '../helpers/s3.js';
-import { eventually, startServer } from '../helpers/server.js';
+import { eventually } from '../helpers/server.js';
 
 const events = (from: number, n: number) => JSON.stringify(Array.from({ length: n }, (_, i) => ({ id: from + i })));
 
-t.test('BATCH_MAX_EVENTS cuts; SIGTERM flushes the rest', async (t) => {
+t.test('BATCH_MAX_EVENTS cuts; the shutdown flushes the rest', async (t) => {
   const s3 = await startS3(t);
-  const server = await startServer(t, { ...s3.env, BATCH_MAX_EVENTS: '10', BATCH_MAX_AGE_MS: '3600000' });
+  const server = await startInProcess(t, { ...s3.env, BATCH_MAX_EVENTS: '10', BATCH_MAX_AGE_MS: '3600000' });
   for (let i = 0; i < 5; i++) t.equal((await server.post(events(i * 5, 5))).status, 202);
   await eventually(async () => (await server.metric('s3_objects_stored_total')) === 2);
   t.same((await s3.objects()).map((o) => o.records.length), [10, 10], 'two full batches, the rest still open');
@@ -22,7 +24,7 @@ t.test('BATCH_MAX_EVENTS cuts; SIGTERM flushes the rest', async (t) => {
 
 t.test('BATCH_MAX_BYTES cuts', async (t) => {
   const s3 = await startS3(t);
-  const server = await startServer(t, { ...s3.env, BATCH_MAX_BYTES: '2048', BATCH_MAX_AGE_MS: '200' });
+  const server = await startInProcess(t, { ...s3.env, BATCH_MAX_BYTES: '2048', BATCH_MAX_AGE_MS: '200' });
   const pad = 'x'.repeat(100);
   for (let i = 0; i < 10; i++) t.equal((await server.post(JSON.stringify(Array.from({ length: 5 }, (_, j) => ({ id: i * 5 + j, pad }))))).status, 202);
   await eventually(async () => (await server.metric('s3_events_stored_total')) === 50);
@@ -36,7 +38,7 @@ t.test('BATCH_MAX_BYTES cuts', async (t) => {
 
 t.test('BATCH_MAX_AGE_MS cuts a batch that never fills', async (t) => {
   const s3 = await startS3(t);
-  const server = await startServer(t, { ...s3.env, BATCH_MAX_AGE_MS: '100' });
+  const server = await startInProcess(t, { ...s3.env, BATCH_MAX_AGE_MS: '100' });
   t.equal((await server.post('{"id":"lonely"}')).status, 202);
   await eventually(async () => (await server.metric('s3_objects_stored_total')) === 1);
   const [object] = await s3.objects();

@@ -1,11 +1,13 @@
-// Whole process: every body format in, every accepted event out of S3 exactly once, laid out as the README's "Stored objects" says.
+// The whole server (in the test's process): every body format in, every accepted event out of S3
+// exactly once, laid out as the README's "Stored objects" says.
 import { once } from 'node:events';
 import net from 'node:net';
 import { crc32, gzipSync } from 'node:zlib';
 import t from 'tap';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { s3Env, startS3 } from '../helpers/s3.js';
-import { eventually, startServer } from '../helpers/server.js';
+import { startInProcess } from '../helpers/in-process.js';
+import { eventually } from '../helpers/server.js';
 
 const KEY_PATTERN = /^raw\/(\d{4})\/(\d{2})\/(\d{2})\/(\d{2})\/(\d{13})-test-node-[0-9a-f]{6}-[0-9a-z]{8}\.jsonl\.gz$/;
 
@@ -13,7 +15,7 @@ t.test('every body format lands in S3 once, in the documented key layout and lin
   const s3 = await startS3(t);
   // The proxy only watches here (every request passes), to see the headers S3 receives.
   const proxy = await startFaultProxy(t, s3);
-  const server = await startServer(t, { ...s3Env(proxy.endpoint), BATCH_MAX_AGE_MS: '200', INSTANCE_ID: 'test-node' });
+  const server = await startInProcess(t, { ...s3Env(proxy.endpoint), BATCH_MAX_AGE_MS: '200', INSTANCE_ID: 'test-node' });
   const sent: Record<string, unknown>[] = [];
   const expect = async (body: string | Buffer, headers: Record<string, string>, events: Record<string, unknown>[]) => {
     const answer = await server.post(body, headers);
@@ -76,7 +78,7 @@ t.test('every body format lands in S3 once, in the documented key layout and lin
 
 t.test('big integers, number formats and key order are stored exactly as sent', async (t) => {
   const s3 = await startS3(t);
-  const server = await startServer(t, { ...s3.env, BATCH_MAX_AGE_MS: '100' });
+  const server = await startInProcess(t, { ...s3.env, BATCH_MAX_AGE_MS: '100' });
   const raw = '{"z":1,"id":12345678901234567890,"f":1.50,"e":1E3,"a":{"y":true,"b":null}}';
   t.equal((await server.post(raw)).status, 202);
   await eventually(async () => (await server.metric('s3_events_stored_total')) === 1);
@@ -86,7 +88,7 @@ t.test('big integers, number formats and key order are stored exactly as sent', 
 
 t.test('health, readiness, metrics, 404 and 405', async (t) => {
   const s3 = await startS3(t);
-  const server = await startServer(t, s3.env);
+  const server = await startInProcess(t, s3.env);
   t.equal((await fetch(`${server.url}/healthz`)).status, 200);
   t.equal((await fetch(`${server.url}/readyz`)).status, 200);
   const metrics = await fetch(`${server.url}/metrics`);
@@ -119,7 +121,7 @@ t.test('health, readiness, metrics, 404 and 405', async (t) => {
 
 t.test('a separate METRICS_PORT serves /metrics there only', async (t) => {
   const s3 = await startS3(t);
-  const server = await startServer(t, { ...s3.env, METRICS_PORT: '0' });
+  const server = await startInProcess(t, { ...s3.env, METRICS_PORT: '0' });
   const listening = await server.waitForLog((l) => l.msg === 'listening');
   t.not(listening.metricsPort, listening.port);
   t.equal((await fetch(`http://127.0.0.1:${listening.metricsPort as number}/metrics`)).status, 200);
@@ -144,7 +146,7 @@ async function dripped(port: number, head: string, pieces: string[]): Promise<st
 
 t.test('a body that arrives after its headers, in pieces, with Content-Length or chunked', async (t) => {
   const s3 = await startS3(t);
-  const server = await startServer(t, { ...s3.env, BATCH_MAX_AGE_MS: '100' });
+  const server = await startInProcess(t, { ...s3.env, BATCH_MAX_AGE_MS: '100' });
   const body = '{"id":"dripped","pad":"xxxxxxxxxxxxxxxx"}';
   const pieces = body.match(/.{1,5}/g)!;
   const head = 'POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n';
@@ -152,6 +154,6 @@ t.test('a body that arrives after its headers, in pieces, with Content-Length or
   const chunks = [...pieces.map((p) => `${p.length.toString(16)}\r\n${p}\r\n`), '0\r\n\r\n'];
   t.equal(await dripped(server.port, `${head}transfer-encoding: chunked\r\n\r\n`, chunks), 'HTTP/1.1 202 Accepted');
   await eventually(async () => (await server.metric('s3_events_stored_total')) === 2);
-  t.equal(server.child.exitCode, null, 'still running');
+  t.ok(server.running(), 'still running');
   t.notOk(server.logs.some((l) => l.level === 'error' || l.level === 'fatal'), 'no error logged');
 });

@@ -1,17 +1,19 @@
 // The S3 preflight at start-up: one small PUT where batches go proves credentials, bucket, the
 // prefix's permission and the encryption settings; its result is one log line and s3_preflight_ok.
-// A failure never stops the server: it serves, and batches spill to the DLQ while S3 refuses.
+// A failure never stops the server: it serves, and batches spill to the DLQ while S3 refuses. The
+// servers run in the test's process, but for the one whose shutdown and exit are watched.
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import t from 'tap';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { BUCKET, s3Env, startS3 } from '../helpers/s3.js';
-import { eventually, metricValue, spawnServer, startServer } from '../helpers/server.js';
+import { startInProcess } from '../helpers/in-process.js';
+import { eventually, metricValue, spawnServer } from '../helpers/server.js';
 
 const preflightLine = (l: { msg: string }) => l.msg.startsWith('S3 preflight');
 
 t.test('bucket there and writable: "S3 preflight ok", gauge 1, the marker object under the prefix', async (t) => {
   const s3 = await startS3(t);
-  const server = await startServer(t, { ...s3Env(s3.endpoint), S3_PREFIX: 'events/raw', INSTANCE_ID: 'task-1' });
+  const server = await startInProcess(t, { ...s3Env(s3.endpoint), S3_PREFIX: 'events/raw', INSTANCE_ID: 'task-1' });
   const line = await server.waitForLog(preflightLine);
   t.match(line, { level: 'info', msg: `S3 preflight ok: wrote s3://${BUCKET}/events/raw/_preflight`, bucket: BUCKET, key: 'events/raw/_preflight' });
   t.equal(await server.metric('s3_preflight_ok'), 1);
@@ -22,7 +24,7 @@ t.test('bucket there and writable: "S3 preflight ok", gauge 1, the marker object
 
 t.test('missing bucket: one clear error line, gauge 0, and the server still serves', async (t) => {
   const s3 = await startS3(t);
-  const server = await startServer(t, { ...s3Env(s3.endpoint), S3_BUCKET: 'no-such-bucket', BATCH_MAX_AGE_MS: '50', UPLOAD_MAX_ATTEMPTS: '1', DLQ_REUPLOAD_IDLE_MS: '3600000' });
+  const server = await startInProcess(t, { ...s3Env(s3.endpoint), S3_BUCKET: 'no-such-bucket', BATCH_MAX_AGE_MS: '50', UPLOAD_MAX_ATTEMPTS: '1', DLQ_REUPLOAD_IDLE_MS: '3600000' });
   const line = await server.waitForLog(preflightLine);
   t.match(line, { level: 'error', code: 'NoSuchBucket', bucket: 'no-such-bucket', key: 'raw/_preflight' });
   t.match(line.msg, /^S3 preflight failed \(NoSuchBucket\): .+; serving anyway: batches spill to the DLQ until S3 takes PUTs; check /);
@@ -37,7 +39,7 @@ t.test('wrong credentials (403 InvalidAccessKeyId on the wire): clear line, gaug
   const s3 = await startS3(t);
   const proxy = await startFaultProxy(t, s3);
   proxy.decidePreflight = () => ({ status: 403, code: 'InvalidAccessKeyId' });
-  const server = await startServer(t, { ...s3Env(proxy.endpoint), BATCH_MAX_AGE_MS: '50' });
+  const server = await startInProcess(t, { ...s3Env(proxy.endpoint), BATCH_MAX_AGE_MS: '50' });
   const line = await server.waitForLog(preflightLine);
   t.match(line, { level: 'error', code: 'InvalidAccessKeyId' });
   t.match(line.msg, /^S3 preflight failed \(InvalidAccessKeyId\): /);
@@ -50,7 +52,7 @@ t.test('wrong credentials (403 InvalidAccessKeyId on the wire): clear line, gaug
 t.test('the preflight PUT carries the encryption and storage class settings, as bucket policies check them', async (t) => {
   const s3 = await startS3(t);
   const proxy = await startFaultProxy(t, s3);
-  const server = await startServer(t, { ...s3Env(proxy.endpoint), S3_SSE: 'AES256', S3_STORAGE_CLASS: 'STANDARD_IA' });
+  const server = await startInProcess(t, { ...s3Env(proxy.endpoint), S3_SSE: 'AES256', S3_STORAGE_CLASS: 'STANDARD_IA' });
   await server.waitForLog(preflightLine);
   t.equal(proxy.preflights.length, 1);
   t.equal(proxy.preflights[0]!.headers['x-amz-server-side-encryption'], 'AES256');
@@ -75,7 +77,7 @@ t.test('a preflight that outlasts UPLOAD_TIMEOUT_MS fails as Timeout', async (t)
   const s3 = await startS3(t);
   const proxy = await startFaultProxy(t, s3);
   proxy.decidePreflight = () => 'stall';
-  const server = await startServer(t, { ...s3Env(proxy.endpoint), UPLOAD_TIMEOUT_MS: '300' });
+  const server = await startInProcess(t, { ...s3Env(proxy.endpoint), UPLOAD_TIMEOUT_MS: '300' });
   const line = await server.waitForLog(preflightLine);
   t.match(line, { level: 'error', code: 'Timeout', err: 'no answer within UPLOAD_TIMEOUT_MS (300 ms)' });
   t.equal(await server.metric('s3_preflight_ok'), 0);

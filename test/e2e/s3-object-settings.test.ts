@@ -5,7 +5,8 @@ import t from 'tap';
 import { runDlqCommand, T0, writeDlqFile } from '../helpers/dlq.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { s3Env, startS3 } from '../helpers/s3.js';
-import { eventually, startServer } from '../helpers/server.js';
+import { startInProcess } from '../helpers/in-process.js';
+import { eventually } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
 
 const KMS = { S3_SSE: 'aws:kms', S3_SSE_KMS_KEY_ID: 'arn:aws:kms:us-east-1:111122223333:key/test', S3_STORAGE_CLASS: 'STANDARD_IA' };
@@ -21,7 +22,7 @@ t.test('aws:kms with a key and a storage class: sent on the live PUT and on the 
   const proxy = await startFaultProxy(t, s3);
   // The first PUT fails for good (one attempt), so the batch is spilled and re-uploaded.
   proxy.decide = ({ attempt }) => (attempt === 1 ? { status: 500, code: 'InternalError' } : 'pass');
-  const server = await startServer(t, { ...s3Env(proxy.endpoint), ...KMS, BATCH_MAX_AGE_MS: '50', UPLOAD_MAX_ATTEMPTS: '1', DLQ_REUPLOAD_IDLE_MS: '100' });
+  const server = await startInProcess(t, { ...s3Env(proxy.endpoint), ...KMS, BATCH_MAX_AGE_MS: '50', UPLOAD_MAX_ATTEMPTS: '1', DLQ_REUPLOAD_IDLE_MS: '100' });
   t.equal((await server.post('{"id":1}')).status, 202);
   await eventually(async () => (await server.metric('dlq_events_reuploaded_total')) === 1);
   const puts = proxy.puts.filter((p) => p.key.startsWith('raw/'));
@@ -33,7 +34,7 @@ t.test('aws:kms with a key and a storage class: sent on the live PUT and on the 
 t.test('AES256 alone: that header, no key id, no storage class', async (t) => {
   const s3 = await startS3(t);
   const proxy = await startFaultProxy(t, s3);
-  const server = await startServer(t, { ...s3Env(proxy.endpoint), S3_SSE: 'AES256', BATCH_MAX_AGE_MS: '50' });
+  const server = await startInProcess(t, { ...s3Env(proxy.endpoint), S3_SSE: 'AES256', BATCH_MAX_AGE_MS: '50' });
   t.equal((await server.post('{"id":1}')).status, 202);
   await eventually(async () => (await server.metric('s3_events_stored_total')) === 1);
   const put = proxy.puts.find((p) => p.key.startsWith('raw/'))!;
@@ -43,7 +44,7 @@ t.test('AES256 alone: that header, no key id, no storage class', async (t) => {
 t.test('unset: no encryption or storage class header (the bucket default applies)', async (t) => {
   const s3 = await startS3(t);
   const proxy = await startFaultProxy(t, s3);
-  const server = await startServer(t, { ...s3Env(proxy.endpoint), BATCH_MAX_AGE_MS: '50' });
+  const server = await startInProcess(t, { ...s3Env(proxy.endpoint), BATCH_MAX_AGE_MS: '50' });
   t.equal((await server.post('{"id":1}')).status, 202);
   await eventually(async () => (await server.metric('s3_events_stored_total')) === 1);
   const put = proxy.puts.find((p) => p.key.startsWith('raw/'))!;

@@ -1,10 +1,13 @@
 // Signals and exclusivity: SIGHUP shuts down gracefully like SIGTERM (logs in order, summary
-// last), and a second server on the same port refuses to start instead of sharing it.
+// last), and a second server on the same port refuses to start instead of sharing it. Real
+// processes, but for the servers whose process is not watched (the first on the port, the
+// summary line after evictions), which run in the test's process.
 import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { audit, AckingClient } from '../harness/zero-loss.js';
 import { s3Env, startS3 } from '../helpers/s3.js';
+import { startInProcess } from '../helpers/in-process.js';
 import { eventually, spawnServer, startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
 
@@ -31,7 +34,7 @@ t.test('SIGHUP is a graceful shutdown: every 202 reaches S3, logs in order, summ
 
 t.test('a second server on the same port refuses to start, naming the port; the first keeps serving', async (t) => {
   const s3 = await startS3(t);
-  const first = await startServer(t, { ...s3.env, DLQ_DIR: tempDir(t, 'dlq-1') });
+  const first = await startInProcess(t, s3.env);
   const second = spawnServer(t, { ...s3.env, DLQ_DIR: tempDir(t, 'dlq-2'), PORT: String(first.port) });
   const exit = await second.exited;
   t.same(exit, { code: 1, signal: null }, 'exit 1');
@@ -71,7 +74,7 @@ t.test('with EMF on, a reader of stdout that goes away does not end the server',
 t.test('DLQ evictions during the shutdown spill show in the summary line, at error', async (t) => {
   const dlqDir = tempDir(t, 'dlq');
   // S3 unreachable and one DLQ file at most: the shutdown spill of three batches evicts two.
-  const server = await startServer(t, { ...s3Env('http://127.0.0.1:1'), DLQ_DIR: dlqDir, DLQ_MAX_FILES: '1', BATCH_MAX_EVENTS: '1', BATCH_MAX_AGE_MS: '600000', UPLOAD_MAX_ATTEMPTS: '1', SHUTDOWN_TIMEOUT_MS: '1000' });
+  const server = await startInProcess(t, { ...s3Env('http://127.0.0.1:1'), DLQ_DIR: dlqDir, DLQ_MAX_FILES: '1', BATCH_MAX_EVENTS: '1', BATCH_MAX_AGE_MS: '600000', UPLOAD_MAX_ATTEMPTS: '1', SHUTDOWN_TIMEOUT_MS: '1000' });
   for (let i = 0; i < 3; i++) t.equal((await server.post(`{"id":${i}}`)).status, 202);
   await server.stop();
   t.match(server.logs.at(-1), { level: 'error', msg: 'shutdown complete', acceptedEvents: 3, spilledEvents: 3, dlqDroppedEvents: 2, dlqDroppedByReason: { capacity: 2 } });

@@ -19,12 +19,11 @@ export interface Exit {
   signal: NodeJS.Signals | null;
 }
 
-export interface RunningServer {
+/** A server a test talks to, in a child process (startServer) or in the test's own (startInProcess). */
+export interface Served {
   url: string;
   port: number;
-  child: ChildProcess;
   logs: LogLine[];
-  stderr(): string;
   /** Resolves with the first log line (already seen or still to come) that matches. */
   waitForLog(match: (line: LogLine) => boolean): Promise<LogLine>;
   /** A metric's value from /metrics; labels must match exactly as printed, e.g. `{code="SlowDown"}`. */
@@ -34,6 +33,12 @@ export interface RunningServer {
   post(body: string | Buffer, headers?: Record<string, string>): Promise<Answer>;
   stop(signal?: NodeJS.Signals): Promise<Exit>;
   exited: Promise<Exit>;
+}
+
+/** The server as a child process. */
+export interface RunningServer extends Served {
+  child: ChildProcess;
+  stderr(): string;
 }
 
 export interface Answer {
@@ -78,26 +83,19 @@ export function spawnServer(t: Owner, env: Record<string, string>, cwd = tempDir
 }
 
 export function watch(t: Owner, child: ChildProcess): { child: ChildProcess; logs: LogLine[]; stderr(): string; waitForLog: RunningServer['waitForLog']; exited: Promise<Exit> } {
-  const logs: LogLine[] = [];
-  const waiters: { match: (line: LogLine) => boolean; resolve: (line: LogLine) => void }[] = [];
   let stderr = '';
   let pending = '';
+  const exited = once(child, 'exit').then(([code, signal]) => ({ code, signal }) as Exit);
+  const book = logBook(exited, () => `; stderr: ${stderr}`);
   child.stdout!.setEncoding('utf8').on('data', (data: string) => {
     pending += data;
     for (let nl = pending.indexOf('\n'); nl !== -1; nl = pending.indexOf('\n')) {
       const text = pending.slice(0, nl);
       pending = pending.slice(nl + 1);
-      if (!text.startsWith('{')) continue;
-      const line = JSON.parse(text) as LogLine;
-      logs.push(line);
-      for (const w of waiters.filter((w) => w.match(line))) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve(line);
-      }
+      if (text.startsWith('{')) book.add(JSON.parse(text) as LogLine);
     }
   });
   child.stderr!.setEncoding('utf8').on('data', (data: string) => (stderr += data));
-  const exited = once(child, 'exit').then(([code, signal]) => ({ code, signal }) as Exit);
   // Gracefully, so that the server's coverage is written: a second SIGTERM spills at once, and
   // SIGKILL ends one that still hangs.
   t.teardown(async () => {
@@ -107,19 +105,42 @@ export function watch(t: Owner, child: ChildProcess): { child: ChildProcess; log
     await exited;
     for (const timer of timers) clearTimeout(timer);
   });
+  return { child, logs: book.logs, stderr: () => stderr, exited, waitForLog: book.waitForLog };
+}
+
+/**
+ * A server's log lines as they come, and waiting for one: a wait still pending when the server
+ * ends fails, saying so (`more` adds what else there is to tell, such as stderr).
+ */
+export function logBook(exited: Promise<Exit>, more: () => string = () => ''): { logs: LogLine[]; add(line: LogLine): void; waitForLog: Served['waitForLog'] } {
+  const logs: LogLine[] = [];
+  const waiters: { match: (line: LogLine) => boolean; resolve: (line: LogLine) => void }[] = [];
   return {
-    child,
     logs,
-    stderr: () => stderr,
-    exited,
+    add(line) {
+      logs.push(line);
+      for (const w of waiters.filter((w) => w.match(line))) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(line);
+      }
+    },
     waitForLog: (match) => {
       const seen = logs.find(match);
       if (seen !== undefined) return Promise.resolve(seen);
       return new Promise((resolve, reject) => {
         waiters.push({ match, resolve });
-        exited.then((exit) => reject(new Error(`server exited (${exit.code ?? exit.signal}) before the awaited log line; stderr: ${stderr}`)), reject);
+        exited.then((exit) => reject(new Error(`server exited (${exit.code ?? exit.signal}) before the awaited log line${more()}`)), reject);
       });
     },
+  };
+}
+
+/** What a test asks of a server over HTTP at `url`. */
+export function client(url: string): Pick<Served, 'metric' | 'exported' | 'post'> {
+  return {
+    metric: async (name, labels = '') => metricValue(await (await fetch(`${url}/metrics`)).text(), name, labels),
+    exported: async () => new Set([...(await (await fetch(`${url}/metrics`)).text()).matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!)),
+    post: (body, headers = { 'content-type': 'application/json' }) => post(`${url}/v1/events`, body, headers),
   };
 }
 
@@ -133,11 +154,9 @@ export async function startServer(t: Owner, env: Record<string, string>, runAs: 
   const url = `http://127.0.0.1:${port}`;
   return {
     ...proc,
+    ...client(url),
     url,
     port,
-    metric: async (name, labels = '') => metricValue(await (await fetch(`${url}/metrics`)).text(), name, labels),
-    exported: async () => new Set([...(await (await fetch(`${url}/metrics`)).text()).matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!)),
-    post: (body, headers = { 'content-type': 'application/json' }) => post(`${url}/v1/events`, body, headers),
     stop: async (signal = 'SIGTERM') => {
       proc.child.kill(signal);
       return proc.exited;

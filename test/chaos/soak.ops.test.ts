@@ -1,6 +1,7 @@
-// The chaos soak, short, for CI (docs/chaos.md): 40 s of S3 flapping, signals and restarts under
-// load, then the drain and the audit. A new seed each run, printed; SOAK_SEED=N replays one.
-// The long version is `npm run soak`.
+// The chaos soak, short, in `npm run test:ops` (docs/chaos.md): 40 s of S3 flapping, signals and
+// restarts under load, then the drain and the audit. A new seed each run, printed; SOAK_SEED=N
+// replays one (.ci/run sets one, so that CI runs the same schedule each time). The long version
+// is `npm run soak`.
 import { randomInt } from 'node:crypto';
 import t from 'tap';
 import { formatReport } from './report.js';
@@ -8,8 +9,9 @@ import { runSoak } from './soak.js';
 
 const CHAOS_MS = 40_000;
 const seed = process.env.SOAK_SEED === undefined ? randomInt(2 ** 31) : Number(process.env.SOAK_SEED);
+if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`Expected \`SOAK_SEED\` to be an integer >= 0, got \`${process.env.SOAK_SEED}\``);
 
-t.test(`chaos soak (seed ${seed}; replay: SOAK_SEED=${seed} npx tap test/chaos/soak.test.ts)`, async (t) => {
+t.test(`chaos soak (seed ${seed}; replay: SOAK_SEED=${seed} npx tap test/chaos/soak.ops.test.ts)`, async (t) => {
   const report = await runSoak({ seed, durationMs: CHAOS_MS, owner: t, progress: (line) => t.comment(line) });
   t.comment(formatReport(report));
   const { audit, lives } = report;

@@ -17,11 +17,13 @@ t.test('a file S3 refuses in an adopted DLQ is skipped and kept, the files behin
   const dead = join(root, 'dead');
   mkdirSync(join(dead, 'dlq'), { recursive: true });
   const keys = [0, 1, 2].map((n) => writeDlqFile(join(dead, 'dlq'), `${T0}-dead-${n}`, [n], undefined, T0 + n));
-  // No lease (a clean stop that left DLQ files): judged by the directory's age.
+  // No lease (a clean stop that left DLQ files): judged by the directory's age. The survivor's own
+  // stale time is long: at 1 s, a loaded machine that delayed its renewals by half a second made it
+  // fence itself (exit 1) before the adoption was seen.
   const long = new Date(Date.now() - 600_000);
   utimesSync(dead, long, long);
   proxy.decide = ({ key }) => (key === keys[0] ? { status: 403, code: 'AccessDenied' } : 'pass');
-  const server = await startServer(t, { ...s3Env(proxy.endpoint), DURABLE_ROOT: root, INSTANCE_ID: 'survivor', DURABLE_LEASE_STALE_MS: '1000', UPLOAD_MAX_ATTEMPTS: '1' });
+  const server = await startServer(t, { ...s3Env(proxy.endpoint), DURABLE_ROOT: root, INSTANCE_ID: 'survivor', DURABLE_LEASE_STALE_MS: '20000', UPLOAD_MAX_ATTEMPTS: '1' });
   const unfinished = await server.waitForLog((l) => l.msg === `adopting ${dead} is not finished; will go on later`);
   t.equal(unfinished.err, '1 files left in its DLQ');
   t.same((await s3.objects()).map((o) => o.key).sort(), keys.slice(1), 'on main the drain stopped at the first file and stored nothing');

@@ -6,7 +6,7 @@
 # SOAK_SEED fixes the soak's schedule (.ci/run sets one; unset, each run draws and prints a seed).
 set -eu
 cd "$(dirname "$0")/.."
-npx tap --disable-coverage 'test/**/*.ops.test.ts'
+TAP_TYPE_STRIP_ONLY=1 npx tap --disable-coverage 'test/**/*.ops.test.ts'
 if [ -z "${NODE22_HOME:-}" ]; then
   echo "test:ops: the Node 22 contract run is skipped: set NODE22_HOME to a Node 22 install (.ci/run does)"
   exit 0
@@ -18,5 +18,5 @@ if [ "$major" != 22 ]; then
 fi
 export PATH="$NODE22_HOME/bin:$PATH"
 echo "test:ops: the core end-to-end tests on node $(node --version)"
-npx tap --disable-coverage test/e2e/engine.test.ts test/e2e/ingest.test.ts test/e2e/rejections.test.ts test/e2e/batching.test.ts \
+TAP_TYPE_STRIP_ONLY=1 npx tap --disable-coverage test/e2e/engine.test.ts test/e2e/ingest.test.ts test/e2e/rejections.test.ts test/e2e/batching.test.ts \
   test/e2e/local-mode.test.ts test/e2e/production.test.ts test/e2e/zero-loss.test.ts test/scripts/uws-glibc-compat.test.ts

@@ -4,9 +4,10 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import t from 'tap';
+import { startInProcess } from '../helpers/in-process.js';
 import { metricsIn } from '../helpers/promql.js';
 import { startS3 } from '../helpers/s3.js';
-import { ROOT, startServer } from '../helpers/server.js';
+import { ROOT } from '../helpers/server.js';
 
 const text = readFileSync(`${ROOT}deploy/grafana/dashboard.json`, 'utf8');
 const dashboard = JSON.parse(text) as { uid: string; panels: { title: string; targets: { expr: string; legendFormat?: string }[] }[] };
@@ -16,7 +17,7 @@ t.test('every dashboard query uses exported metrics; the JSON is complete', asyn
   t.ok(dashboard.uid);
   t.ok(dashboard.panels.length >= 12, `${dashboard.panels.length} panels`);
   const s3 = await startS3(t);
-  const server = await startServer(t, s3.env);
+  const server = await startInProcess(t, s3.env);
   const exported = await server.exported();
   for (const name of metricsIn(targets.map((q) => q.expr))) t.ok(exported.has(name.replace(/_bucket$/, '')), `${name} is exported`);
 });

@@ -4,10 +4,11 @@ import { cpSync, readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { ACCESS_CODES, ERROR_CODES } from '../../src/metrics/s3-codes.js';
+import { startInProcess } from '../helpers/in-process.js';
 import { metricsIn } from '../helpers/promql.js';
 import { runbookAnchors, runbookBase } from '../helpers/runbook.js';
 import { startS3 } from '../helpers/s3.js';
-import { ROOT, startServer } from '../helpers/server.js';
+import { ROOT } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
 
 const run = promisify(execFile);
@@ -42,7 +43,7 @@ t.test('every metric the rules use is exported by the server', async (t) => {
   const used = metricsIn(exprs);
   const s3 = await startS3(t);
   // ACK_LEVEL=disk exports every metric of the default and the WAL's.
-  const server = await startServer(t, { ...s3.env, ACK_LEVEL: 'disk', WAL_MAX_BYTES: '67108864' });
+  const server = await startInProcess(t, { ...s3.env, ACK_LEVEL: 'disk', WAL_MAX_BYTES: '67108864' });
   const exported = await server.exported();
   t.ok(used.size >= 10, `${used.size} metrics used`);
   for (const name of used) t.ok(exported.has(name), `${name} is exported`);

@@ -12,9 +12,9 @@ import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { assertExactlyOnce, audit, AckingClient } from '../harness/zero-loss.js';
 import { refusedPort, startFaultProxy } from '../helpers/fault-proxy.js';
+import { startInProcess } from '../helpers/in-process.js';
 import { s3Env, startS3 } from '../helpers/s3.js';
 import { eventually, NOBODY, nobodyCannotRun, ROOT, type RunningServer, spawnServer, startServer } from '../helpers/server.js';
-import { startInProcess } from '../helpers/in-process.js';
 import { tempDir } from '../helpers/temp.js';
 import { EVENTS, readRecords } from '../../src/wal/format.js';
 

@@ -5,9 +5,9 @@ import { execFile } from 'node:child_process';
 import net from 'node:net';
 import { promisify } from 'node:util';
 import t from 'tap';
+import { startInProcess } from '../helpers/in-process.js';
 import { idleConnections, peakRss, postHead, rawRequest } from '../helpers/raw.js';
 import { startS3 } from '../helpers/s3.js';
-import { startInProcess } from '../helpers/in-process.js';
 import { eventually, startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
 

@@ -5,8 +5,8 @@ import net from 'node:net';
 import { crc32, gzipSync } from 'node:zlib';
 import t from 'tap';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
-import { s3Env, startS3 } from '../helpers/s3.js';
 import { startInProcess } from '../helpers/in-process.js';
+import { s3Env, startS3 } from '../helpers/s3.js';
 import { eventually } from '../helpers/server.js';
 
 const KEY_PATTERN = /^raw\/(\d{4})\/(\d{2})\/(\d{2})\/(\d{2})\/(\d{13})-test-node-[0-9a-f]{6}-[0-9a-z]{8}\.jsonl\.gz$/;

@@ -5,8 +5,8 @@
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import t from 'tap';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
-import { BUCKET, s3Env, startS3 } from '../helpers/s3.js';
 import { startInProcess } from '../helpers/in-process.js';
+import { BUCKET, s3Env, startS3 } from '../helpers/s3.js';
 import { eventually, metricValue, spawnServer } from '../helpers/server.js';
 
 const preflightLine = (l: { msg: string }) => l.msg.startsWith('S3 preflight');

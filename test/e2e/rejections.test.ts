@@ -4,9 +4,9 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { createGzip, gzipSync } from 'node:zlib';
 import t from 'tap';
+import { startInProcess } from '../helpers/in-process.js';
 import { parseAnswer } from '../helpers/raw.js';
 import { startS3 } from '../helpers/s3.js';
-import { startInProcess } from '../helpers/in-process.js';
 import { eventually, startServer } from '../helpers/server.js';
 
 const JSON_TYPE = { 'content-type': 'application/json' };

@@ -2,8 +2,8 @@
 // server; the ingest servers run in the test's process.
 import t from 'tap';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
-import { s3Env, startS3 } from '../helpers/s3.js';
 import { startInProcess } from '../helpers/in-process.js';
+import { s3Env, startS3 } from '../helpers/s3.js';
 import { eventually } from '../helpers/server.js';
 
 const FAST = { BATCH_MAX_AGE_MS: '100' };

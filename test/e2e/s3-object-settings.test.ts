@@ -4,8 +4,8 @@ import type { IncomingHttpHeaders } from 'node:http';
 import t from 'tap';
 import { runDlqCommand, T0, writeDlqFile } from '../helpers/dlq.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
-import { s3Env, startS3 } from '../helpers/s3.js';
 import { startInProcess } from '../helpers/in-process.js';
+import { s3Env, startS3 } from '../helpers/s3.js';
 import { eventually } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
 

@@ -4,8 +4,9 @@ import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import t from 'tap';
+import { startInProcess } from '../helpers/in-process.js';
 import { startS3 } from '../helpers/s3.js';
-import { baseEnv, MAIN, ROOT, startServer } from '../helpers/server.js';
+import { baseEnv, MAIN, ROOT } from '../helpers/server.js';
 
 const VERSION = (JSON.parse(readFileSync(`${ROOT}package.json`, 'utf8')) as { version: string }).version;
 
@@ -45,7 +46,8 @@ t.test('an unknown argument is refused with the usage on stderr, exit 2', async 
 
 t.test('the first line and the listening line say the version; listening says the address; /metrics has ingest_build_info', async (t) => {
   const s3 = await startS3(t);
-  const server = await startServer(t, s3.env);
+  // The lines of the server's start, in the test's process: the process is not the subject here.
+  const server = await startInProcess(t, s3.env);
   t.match(server.logs[0], { level: 'info', msg: `event-ingest ${VERSION} starting`, version: VERSION, node: process.version });
   // The message stays `listening`, which scripts wait for; the address is in its fields.
   const listening = server.logs.find((l) => l.msg === 'listening')!;

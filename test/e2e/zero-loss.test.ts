@@ -6,8 +6,8 @@ import { readdirSync } from 'node:fs';
 import t, { type Test } from 'tap';
 import { type AuditReport, audit, AckingClient, serverCounters } from '../harness/zero-loss.js';
 import { refusedPort, startFaultProxy } from '../helpers/fault-proxy.js';
-import { type S3Server, s3Env, startS3 } from '../helpers/s3.js';
 import { startInProcess } from '../helpers/in-process.js';
+import { type S3Server, s3Env, startS3 } from '../helpers/s3.js';
 import { eventually, type Exit, type Served } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
 

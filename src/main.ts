@@ -38,7 +38,7 @@ function configOrExit(): Config {
 }
 
 function fail(log: Logger, message: string, logged = false): never {
-  if (!logged) log.fatal(message);
+  if (!logged) log.fatal({ reason: message }, 'cannot start');
   process.stderr.write(`${message}\n`);
   process.exit(1);
 }

@@ -80,7 +80,7 @@ export async function startServer(config: Config, log: Logger, crashed: () => vo
     log.warn(`LOCAL MODE: S3_BUCKET is not set, so batches go to an embedded S3-compatible server with data under ./${LOCAL_DATA_DIR}. Not for production: set S3_BUCKET.`);
   }
   // After the LOCAL MODE warning, which stays the first line a developer sees.
-  log.info({ version: VERSION, node: process.version }, `event-ingest ${VERSION} starting`);
+  log.info({ version: VERSION, node: process.version }, 'event-ingest starting');
   if (uwsLoadError !== undefined) throw new StartError(`HTTP engine: ${uwsLoadError}`);
   log.info({ engine: 'native' }, 'HTTP engine: native uWebSockets.js');
   const metrics = createMetrics(config);
@@ -92,7 +92,7 @@ export async function startServer(config: Config, log: Logger, crashed: () => vo
     config.workers === 1
       ? undefined
       : await IngestWorkers.start({ config, server, intake: pipeline, renderMetrics, log: log.child({ part: 'http' }), crashed }, metrics.workerCounts).catch(cannotServe);
-  log.info({ workers: config.workers }, config.workers === 1 ? 'HTTP front: 1 thread (WORKERS=1)' : `HTTP front: ${config.workers} worker threads (WORKERS)`);
+  log.info({ workers: config.workers }, 'HTTP front: threads (WORKERS)');
   const ports = await server.listen(config.host, config.port, config.metricsPort).catch(cannotServe);
   storage.reuploader.start();
   const preflight = startPreflight(config, storage.target, metrics.registry, log);
@@ -103,7 +103,7 @@ export async function startServer(config: Config, log: Logger, crashed: () => vo
   server.markReady();
   // The message stays `listening`, which scripts and the benchmark wait for; the address is in the fields.
   log.info({ address: `${config.host}:${ports.port}`, host: config.host, port: ports.port, metricsPort: ports.metricsPort, bucket: storage.target.bucket, prefix: config.s3.prefix, version: VERSION }, 'listening');
-  if (storage.target.local !== undefined) log.info(`try: curl -X POST http://127.0.0.1:${ports.port}/v1/events -H 'content-type: application/json' -d '{"type":"hello"}'`);
+  if (storage.target.local !== undefined) log.info({ try: `curl -X POST http://127.0.0.1:${ports.port}/v1/events -H 'content-type: application/json' -d '{"type":"hello"}'` }, 'LOCAL MODE: send a first event with the command in `try`');
   const { reuploader, running, adopter, lease, dlq, target } = storage;
   const shutdown = new Shutdown({
     log,

@@ -155,10 +155,10 @@ async function step(log: Logger, name: string, work: () => unknown): Promise<voi
   try {
     const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), STEP_TIMEOUT_MS)));
     if ((await Promise.race([Promise.resolve().then(work), timedOut])) === 'timeout') {
-      log.error({ step: name, timeoutMs: STEP_TIMEOUT_MS }, `shutdown: ${name} did not finish in time, going on`);
+      log.error({ step: name, timeoutMs: STEP_TIMEOUT_MS }, 'shutdown: a step did not finish in time, going on');
     }
   } catch (err) {
-    log.error({ step: name, err }, `shutdown: ${name} failed, going on`);
+    log.error({ step: name, err }, 'shutdown: a step failed, going on');
   } finally {
     clearTimeout(timer);
   }

@@ -313,12 +313,12 @@ t.test('a real server with a bad value exits 1, says why on stderr and logs it a
   const message = /^invalid configuration: "GZIP_LEVEL" should be an integer from 1 to 9, got "10"$/m;
   t.equal(exit.code, 1, 'exits 1');
   t.match(server.stderr(), message);
-  t.match(server.logs.find((l) => l.level === 'fatal')?.msg, message, 'and logs it as fatal');
+  t.match(server.logs.find((l) => l.level === 'fatal'), { msg: 'cannot start', reason: message }, 'and logs it as fatal');
 });
 
 t.test('a real server with a bucket and no region exits 1 and says so', async (t) => {
   const server = spawnServer(t, { S3_BUCKET: 'b', AWS_REGION: '' });
   t.equal((await server.exited).code, 1, 'exits 1');
   t.match(server.stderr(), /no AWS region: set AWS_REGION/);
-  t.match(server.logs.find((l) => l.level === 'fatal')?.msg, /no AWS region: set AWS_REGION/, 'and logs it as fatal');
+  t.match(server.logs.find((l) => l.level === 'fatal'), { msg: 'cannot start', reason: /no AWS region: set AWS_REGION/ }, 'and logs it as fatal');
 });

@@ -129,7 +129,7 @@ function uploadSignal(signal: AbortSignal | undefined): { signal: AbortSignal | 
 }
 
 function logSkipped(log: Logger, file: QueuedFile, drained: Drained): void {
-  if (drained.result === 'unreadable') log.warn({ file: file.name, code: (drained.error as NodeJS.ErrnoException).code, err: drained.error.message }, `DLQ file could not be read, skipped, the next goes ahead: ${file.name}; check the volume and the file's owner and mode`);
-  else if (drained.result === 'failed') log.warn({ file: file.name, key: drained.key, err: drained.error.message }, 'DLQ re-upload failed; file kept, the next goes ahead');
+  if (drained.result === 'unreadable') log.warn({ file: file.name, code: (drained.error as NodeJS.ErrnoException).code, err: drained.error }, "DLQ file could not be read, skipped, the next goes ahead; check the volume and the file's owner and mode");
+  else if (drained.result === 'failed') log.warn({ file: file.name, key: drained.key, err: drained.error }, 'DLQ re-upload failed; file kept, the next goes ahead');
   else if (drained.result === 'kept') log.warn({ file: file.name, key: drained.key, reason: drained.reason }, 'DLQ file kept, not uploaded: its key is not one this server makes, or another object is there');
 }

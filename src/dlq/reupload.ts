@@ -48,7 +48,7 @@ export class Reuploader {
     this.#timer = setInterval(() => this.#tick(), Math.max(50, Math.min(this.idleMs, 1000) / 4));
     this.#sweepTimer = setInterval(() => {
       // sweep() never rejects; the catch keeps a bug from becoming an unhandled rejection.
-      this.store.sweep().catch((err: Error) => this.log.error({ err: err.message }, 'DLQ sweep failed'));
+      this.store.sweep().catch((err: Error) => this.log.error({ err }, 'DLQ sweep failed'));
     }, TTL_SWEEP_MS);
   }
 
@@ -109,7 +109,7 @@ export class Reuploader {
       // This file alone (EACCES, EIO): it backs off, the files behind it go ahead.
       const backoffMs = this.#fileFailed(file);
       const err = drained.error as NodeJS.ErrnoException;
-      this.log.warn({ file: file.name, code: err.code, backoffMs }, `DLQ file could not be read, retried in ${Math.round(backoffMs / 1000)} s, other files go ahead: ${file.name} (${err.message}); check the volume and the file's owner and mode`);
+      this.log.warn({ file: file.name, code: err.code, backoffMs, err }, "DLQ file could not be read; it backs off (backoffMs), other files go ahead; check the volume and the file's owner and mode");
     } else if (drained.result === 'failed') {
       this.#putFailed(file, drained.key, drained.error);
     }
@@ -123,7 +123,7 @@ export class Reuploader {
     // from the end of the global pause, so that the files behind it go first when the pause ends.
     // If S3 is down they fail too and back off alike.
     const fileBackoffMs = this.#fileFailed(file, this.#notBefore);
-    this.log.warn({ file: file.name, key, backoffMs: this.#backoffMs, fileBackoffMs, err: err.message }, 'DLQ re-upload failed; file kept');
+    this.log.warn({ file: file.name, key, backoffMs: this.#backoffMs, fileBackoffMs, err }, 'DLQ re-upload failed; file kept');
   }
 
   /** Backs one file off (1 s doubling to 60 s) from `from`; returns the backoff. */

@@ -92,7 +92,7 @@ async function scanEntry(ctx: ScanContext, entry: Dirent): Promise<FoundFile | u
     }
     await ctx.disk.remove(ctx.dir, name).catch((err: Error) => {
       // A failed fsync only: gone, though perhaps back after a power loss, to be removed at the next start.
-      if (!(err instanceof DirNotSynced)) ctx.log.warn({ file: name, err: err.message }, `DLQ temp leftover could not be removed: ${name}; remove it by hand`);
+      if (!(err instanceof DirNotSynced)) ctx.log.warn({ file: name, err }, 'DLQ temp leftover could not be removed; remove it by hand');
     });
     return undefined;
   }
@@ -144,11 +144,12 @@ function eventsIn(head: Buffer): number | undefined {
 
 export type AsideReason = Exclude<RejectReason, 'not_regular'> | 'corrupt';
 
-const WHAT: Record<AsideReason, { what: string; todo: string }> = {
-  corrupt: { what: 'corrupt', todo: 'it is never uploaded; inspect it with zcat' },
-  unreadable: { what: 'unreadable', todo: "fix the file's owner, mode or volume and move it back into DLQ_DIR to re-upload it" },
-  bad_key: { what: 'names a key outside S3_PREFIX', todo: 'it is never uploaded; check where the file came from' },
-  too_large: { what: 'larger than DLQ_MAX_BYTES', todo: 'it is never uploaded; check where the file came from, or raise DLQ_MAX_BYTES and move it back' },
+/** What an operator does about a file set aside, by reason: the log line's `todo`. */
+const TODO: Record<AsideReason, string> = {
+  corrupt: 'inspect it with zcat',
+  unreadable: "fix the file's owner, mode or volume and move it back into DLQ_DIR to re-upload it",
+  bad_key: 'check where the file came from (its key is outside S3_PREFIX)',
+  too_large: 'check where the file came from, or raise DLQ_MAX_BYTES and move it back',
 };
 
 /**
@@ -156,12 +157,12 @@ const WHAT: Record<AsideReason, { what: string; todo: string }> = {
  * true if it left DLQ_DIR. Never throws: when the move fails the file stays and is skipped.
  * `events` (known when its header was read) are counted as dropped once the file has left.
  */
-export async function setAside(ctx: ScanContext, name: string, why: AsideReason, reason: string, events?: number): Promise<boolean> {
+export async function setAside(ctx: ScanContext, name: string, why: AsideReason, detail: string, events?: number): Promise<boolean> {
   if (why === 'corrupt') ctx.metrics.filesCorrupt.inc();
   else ctx.metrics.filesRejected.inc({ reason: why });
-  const { what, todo } = WHAT[why];
+  const fields = { file: name, reason: why, detail, todo: TODO[why] };
   if (!ctx.repair) {
-    ctx.log.error({ file: name, reason }, `DLQ file ${what}, skipped: ${name}`);
+    ctx.log.error(fields, 'DLQ file not uploaded, skipped');
     return false;
   }
   const movedTo = path.join(ctx.dir, CORRUPT_DIR);
@@ -171,22 +172,22 @@ export async function setAside(ctx: ScanContext, name: string, why: AsideReason,
     await ctx.disk.moveInto(ctx.dir, name, CORRUPT_DIR);
   } catch (err) {
     if (err instanceof DirNotSynced) {
-      ctx.log.warn({ file: name, err: err.message }, `DLQ directory fsync failed after moving ${name} to ${CORRUPT_DIR}/: a power loss may bring it back; check the volume`);
+      ctx.log.warn({ file: name, err }, 'DLQ directory fsync failed after moving a file to corrupt/: a power loss may bring it back; check the volume');
     } else {
-      ctx.log.error({ file: name, reason, err: (err as Error).message }, `DLQ file ${what}, skipped (could not move it to ${CORRUPT_DIR}/): ${name}; ${todo}`);
+      ctx.log.error({ ...fields, err }, 'DLQ file not uploaded, skipped: it could not be moved to corrupt/');
       return false;
     }
   }
   // Its events left the queue without reaching S3: lost unless an operator acts.
   if (events !== undefined) ctx.dropped('quarantined', events);
-  ctx.log.error({ file: name, reason, movedTo, events }, `DLQ file ${what}, moved aside: ${name}; ${todo}`);
+  ctx.log.error({ ...fields, movedTo, events }, 'DLQ file moved aside to corrupt/, never uploaded');
   return true;
 }
 
 /** An entry that is not a regular file: left in place (it is not ours to move), counted, logged. */
 export function reject(ctx: ScanContext, name: string, detail: string): void {
   ctx.metrics.filesRejected.inc({ reason: 'not_regular' });
-  ctx.log.error({ file: name, reason: detail }, `DLQ entry not a regular file (${detail}), skipped: ${name}; remove it by hand`);
+  ctx.log.error({ file: name, kind: detail }, 'DLQ entry not a regular file, skipped; remove it by hand');
 }
 
 function kind(entry: Dirent): string {
@@ -199,6 +200,6 @@ function kind(entry: Dirent): string {
  */
 async function prepareQuarantine(ctx: ScanContext): Promise<void> {
   await ctx.disk.subdir(ctx.dir, CORRUPT_DIR).catch((err: Error) => {
-    ctx.log.error({ dir: ctx.dir, err: err.message }, `DLQ ${CORRUPT_DIR}/ directory unusable: ${err.message}; bad files stay in DLQ_DIR, skipped; make DLQ_DIR/${CORRUPT_DIR} a directory (not a symbolic link)`);
+    ctx.log.error({ dir: ctx.dir, err }, 'DLQ corrupt/ directory unusable: bad files stay in DLQ_DIR, skipped; make DLQ_DIR/corrupt a directory (not a symbolic link)');
   });
 }

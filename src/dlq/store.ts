@@ -54,11 +54,11 @@ export class DlqStore {
       ({ lock: store.#lock, found } = await openDir(store.scan, options.instanceId));
     } catch (err) {
       if (err instanceof DlqLocked) {
-        log.fatal({ dir: options.dir, holder: err.holder }, err.message);
+        log.fatal({ dir: options.dir, holder: err.holder, err }, 'DLQ_DIR is in use by another process: one process per DLQ directory');
         throw err;
       }
       // Serve anyway: each batch that then fails to upload is counted as dropped, with a log line.
-      log.error({ dir: options.dir, code: (err as NodeJS.ErrnoException).code }, `DLQ directory unusable: ${(err as Error).message}; check DLQ_DIR and its volume`);
+      log.error({ dir: options.dir, code: (err as NodeJS.ErrnoException).code, err }, 'DLQ directory unusable; check DLQ_DIR and its volume');
       store.#unusable = (err as Error).message;
       return store;
     }
@@ -100,19 +100,19 @@ export class DlqStore {
       if (data.length > this.options.maxBytes) {
         // Writing it would only evict everything else and then itself.
         this.#dropped.add('capacity', batch.events);
-        this.log.warn({ file: name, events: batch.events, bytes: data.length, maxBytes: this.options.maxBytes }, `DLQ capacity → not written=${name}: ${data.length} bytes is more than DLQ_MAX_BYTES; raise DLQ_MAX_BYTES or lower BATCH_MAX_BYTES`);
+        this.log.warn({ file: name, events: batch.events, bytes: data.length, maxBytes: this.options.maxBytes }, `DLQ capacity → not written=${name}; the batch alone is more than DLQ_MAX_BYTES; raise DLQ_MAX_BYTES or lower BATCH_MAX_BYTES`);
         return false;
       }
       file = queuedFile(name, data.length, decodeMeta(data).meta);
       await this.scan.disk.writeAtomic(this.options.dir, name, data, { temp: `${TEMP_PREFIX}${name}` }).catch((err: unknown) => {
         // Only the directory's fsync failed: the file is in place under its name.
         if (!(err instanceof DirNotSynced)) throw err;
-        this.log.warn({ file: name, err: err.message }, `DLQ directory fsync failed after writing ${name}: the file is in place but may not survive a power loss; check the volume`);
+        this.log.warn({ file: name, err }, 'DLQ directory fsync failed after writing a file: the file is in place but may not survive a power loss; check the volume');
       });
     } catch (err) {
       this.metrics.writeFailures.inc();
       this.#dropped.add('write_failed', batch.events);
-      this.log.error({ key: batch.key, events: batch.events, code: (err as NodeJS.ErrnoException).code }, `local DLQ save failed: ${(err as Error).message}`);
+      this.log.error({ key: batch.key, events: batch.events, code: (err as NodeJS.ErrnoException).code, err }, `local DLQ save failed: ${(err as Error).message}`);
       return false;
     }
     // From here the file is complete under its final name: nothing below loses it.
@@ -164,7 +164,7 @@ export class DlqStore {
       // Out of the index before the first await, so concurrent callers never take it twice.
       if (!this.#queue.remove(file)) return false;
       await this.#remove(file.name).catch((err: Error) => {
-        this.log.error({ file: file.name, err: err.message }, `DLQ file could not be removed: ${file.name} (${err.message}); it is in S3 already; a restart would PUT the same bytes to the same key again; remove it by hand`);
+        this.log.error({ file: file.name, err }, 'DLQ file could not be removed after its re-upload: it is in S3 already; a restart would PUT the same bytes to the same key again; remove it by hand');
       });
       return true;
     }
@@ -177,7 +177,7 @@ export class DlqStore {
     try {
       await this.#remove(file.name);
     } catch (err) {
-      this.log.error({ file: file.name, err: (err as Error).message }, `DLQ file could not be removed: ${file.name} (${(err as Error).message}); kept and tried again at the next sweep; remove it by hand`);
+      this.log.error({ file: file.name, reason, err }, 'DLQ file could not be removed: kept and tried again at the next sweep; remove it by hand');
       return false;
     } finally {
       file.busy = false;
@@ -204,7 +204,7 @@ export class DlqStore {
     try {
       present = new Set(await this.scan.disk.fs.readdir(this.options.dir));
     } catch (err) {
-      this.log.error({ dir: this.options.dir, err: (err as Error).message }, `DLQ directory unreadable at the sweep: ${(err as Error).message}; check DLQ_DIR and its volume`);
+      this.log.error({ dir: this.options.dir, err }, 'DLQ directory unreadable at the sweep; check DLQ_DIR and its volume');
       return;
     }
     const expiredBefore = this.options.now() - this.options.ttlSeconds * 1000;
@@ -234,7 +234,7 @@ export class DlqStore {
   #taken(file: QueuedFile): void {
     if (!this.#queue.remove(file)) return;
     this.metrics.eventsTaken.inc(file.meta.events);
-    this.log.warn({ file: file.name, events: file.meta.events, key: file.meta.key }, `DLQ file removed by another process: ${file.name} (${file.meta.events} events); a dlq drain stored it, or it was deleted by hand. Only one process should own DLQ_DIR`);
+    this.log.warn({ file: file.name, events: file.meta.events, key: file.meta.key }, 'DLQ file removed by another process: a dlq drain stored it, or it was deleted by hand. Only one process should own DLQ_DIR');
   }
 
   /**
@@ -244,7 +244,7 @@ export class DlqStore {
   async #remove(name: string): Promise<void> {
     await this.scan.disk.remove(this.options.dir, name).catch((err: unknown) => {
       if (!(err instanceof DirNotSynced)) throw err;
-      this.log.warn({ file: name, err: err.message }, `DLQ directory fsync failed after removing ${name}: a power loss may bring the file back; check the volume`);
+      this.log.warn({ file: name, err }, 'DLQ directory fsync failed after removing a file: a power loss may bring it back; check the volume');
     });
   }
 

@@ -203,7 +203,7 @@ export class IngestWorkers {
     this.#tellToClose(child);
     child.lost = true;
     // Every event it answered 202 for is in the channel; only its unanswered clients are cut off.
-    this.plan.log.fatal({ worker: index, err }, `worker thread ${index} crashed: shutting down`);
+    this.plan.log.fatal({ worker: index, err }, 'worker thread crashed: shutting down');
     this.plan.crashed();
   }
 

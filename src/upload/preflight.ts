@@ -43,13 +43,13 @@ export async function preflightS3(client: S3Client, options: PreflightOptions, l
     if (signal.aborted) return false; // shutting down: not S3's fault
     // The SDK rejects an aborted request with its own AbortError, whatever the reason.
     const code = timeout.aborted ? 'Timeout' : errorCode(err);
-    const message = timeout.aborted ? `no answer within UPLOAD_TIMEOUT_MS (${options.timeoutMs} ms)` : (err as Error).message;
+    const failure = timeout.aborted ? { reason: `no answer within UPLOAD_TIMEOUT_MS (${options.timeoutMs} ms)` } : { err };
     log.error(
-      { bucket: options.bucket, key, code, err: message },
-      `S3 preflight failed (${code}): PUT ${where}: ${message}; serving anyway: batches spill to the DLQ until S3 takes PUTs; check the credentials (task role), S3_BUCKET and AWS_REGION, s3:PutObject on S3_PREFIX, the bucket policy, and with S3_SSE=aws:kms kms:GenerateDataKey on the key`,
+      { bucket: options.bucket, key, where, code, ...failure },
+      'S3 preflight failed; serving anyway: batches spill to the DLQ until S3 takes PUTs; check the credentials (task role), S3_BUCKET and AWS_REGION, s3:PutObject on S3_PREFIX, the bucket policy, and with S3_SSE=aws:kms kms:GenerateDataKey on the key',
     );
     return false;
   }
-  log.info({ bucket: options.bucket, key }, `S3 preflight ok: wrote ${where}`);
+  log.info({ bucket: options.bucket, key, where }, 'S3 preflight ok');
   return true;
 }

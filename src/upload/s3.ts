@@ -70,7 +70,7 @@ export class S3Uploader {
         // p-retry counts the retries left by attempts alone; an error that is never retried has none.
         const willRetry = retriesLeft > 0 && isRetryable(error);
         this.log.warn(
-          { key: object.key, attempt: attemptNumber, retriesLeft: willRetry ? retriesLeft : 0, willRetry, code: errorCode(error), err: error.message },
+          { key: object.key, attempt: attemptNumber, retriesLeft: willRetry ? retriesLeft : 0, willRetry, code: errorCode(error), err: error },
           'S3 put attempt failed',
         );
       },

@@ -73,7 +73,7 @@ export class Adopter {
     try {
       names = (await fs.readdir(sharedRoot, { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => e.name);
     } catch (err) {
-      this.log.warn({ root: sharedRoot, err: (err as Error).message }, 'shared root unreadable; will look again');
+      this.log.warn({ root: sharedRoot, err }, 'shared root unreadable; will look again');
       return;
     }
     for (const name of names) {
@@ -82,14 +82,14 @@ export class Adopter {
       const dir = path.join(sharedRoot, name);
       const lock = await this.#lockIfDead(dir).catch((err: unknown) => {
         // Unreadable (EIO, ESTALE, EMFILE): its holder may be alive, so it is judged again at the next scan.
-        this.log.warn({ dir, err: (err as Error).message }, `could not tell whether the instance of ${dir} is dead; will look again`);
+        this.log.warn({ dir, err }, 'could not tell whether the instance of a directory is dead; will look again');
         return undefined;
       });
       if (lock === undefined) continue;
       try {
         await this.#adopt(dir, name, lock);
       } catch (err) {
-        this.log.warn({ dir, err: (err as Error).message }, `adopting ${dir} is not finished; will go on later`);
+        this.log.warn({ dir, err }, 'adopting a directory is not finished; will go on later');
       } finally {
         await lock.release().catch(() => {});
       }
@@ -105,7 +105,7 @@ export class Adopter {
   }
 
   async #adopt(dir: string, deadId: string, lock: AdoptLock): Promise<void> {
-    this.log.info({ dir, dead: deadId }, `adopting the directory of instance ${deadId}: its lease is stale`);
+    this.log.info({ dir, dead: deadId }, 'adopting the directory of a dead instance: its lease is stale');
     // Fencing (./lease.ts): the holder, if only paused, finds its lease taken and exits.
     await writeLease(dir, this.parts.instanceId);
     // Its holder is dead (its lease is stale and we hold the adopt lock): its locks are stale too.
@@ -120,7 +120,7 @@ export class Adopter {
     await this.#stillOurs(lock);
     await fs.rm(dir, { recursive: true, force: true });
     this.parts.metrics.wal.adoptedDirs.inc();
-    this.log.info({ dir, dead: deadId }, `adopted and removed the directory of instance ${deadId}`);
+    this.log.info({ dir, dead: deadId }, 'adopted and removed the directory of a dead instance');
   }
 
   /**

@@ -57,12 +57,12 @@ export class Lease {
       if (!this.fresh()) {
         // Paused (or unable to renew) for half the stale time: an adopter may be reading this
         // directory already. Renewing now could revive the lease under it; stop instead.
-        log.fatal({ file, staleMs }, `lease not renewed for half of DURABLE_LEASE_STALE_MS: another instance may be adopting this directory; exiting (a restart replays this instance's WAL)`);
+        log.fatal({ file, staleMs }, "lease not renewed for half of DURABLE_LEASE_STALE_MS: another instance may be adopting this directory; exiting (a restart replays this instance's WAL)");
         process.exit(1);
       }
       this.#renew().catch((err: unknown) => {
-        if (!(err instanceof LeaseLost)) return log.warn({ file, err: (err as Error).message }, 'lease could not be renewed; trying again');
-        log.fatal({ file }, `lease lost: ${file} is gone or another instance's; this instance was judged dead and its directory is being adopted; exiting`);
+        if (!(err instanceof LeaseLost)) return log.warn({ file, err }, 'lease could not be renewed; trying again');
+        log.fatal({ file }, "lease lost: the lease file is gone or another instance's; this instance was judged dead and its directory is being adopted; exiting");
         process.exit(1);
       });
     }, Math.max(125, Math.floor(staleMs / 8))).unref();

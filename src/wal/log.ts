@@ -174,7 +174,7 @@ export class WriteAheadLog {
       const seq = this.#unremoved[0]!;
       if (seq === this.#reportedStuck) return;
       this.#reportedStuck = seq;
-      this.log.error({ segment: segmentName(seq), err: err.message }, 'WAL segment could not be removed; its batches are settled; no later segment is removed before it, tried again at each write; a restart meanwhile PUTs them again to the same keys');
+      this.log.error({ segment: segmentName(seq), err }, 'WAL segment could not be removed; its batches are settled; no later segment is removed before it, tried again at each write; a restart meanwhile PUTs them again to the same keys');
     });
   }
 

@@ -49,7 +49,7 @@ export function rebuild(segments: readonly SegmentState[], cuts: readonly CutAt[
   const inCuts: InCuts = new Map();
   const resent = resendCuts(cuts, done, events, inCuts, bySeq, segments[0]?.seq ?? Number.POSITIVE_INFINITY, log);
   const afresh = batchAfresh(events, inCuts, lastEnd(cuts), bySeq);
-  if (afresh.rebatched > 0) log.error({ rebatched: afresh.rebatched }, `WAL: ${afresh.rebatched} events before a damaged record lost their cut record to it; batched again under new keys (S3 may hold them twice)`);
+  if (afresh.rebatched > 0) log.error({ rebatched: afresh.rebatched }, 'WAL: events before a damaged record lost their cut record to it; batched again under new keys (S3 may hold them twice)');
   return { batches: resent.batches, cutSegs: resent.cutSegs, entries: afresh.entries, events: resent.events + afresh.events, lost: resent.lost };
 }
 
@@ -102,7 +102,7 @@ function gather(cut: CutRecord, events: readonly EventsAt[], i: number, inCuts: 
  */
 function incomplete(cut: CutRecord, found: number, firstPresent: number, log: Logger): number {
   if (cut.from[0] < firstPresent) return 0;
-  log.error({ id: cut.id, key: cut.key, events: cut.events, found }, `WAL: batch ${cut.id} is incomplete after a corrupt segment; not sent again (its key may hold it already)`);
+  log.error({ id: cut.id, key: cut.key, events: cut.events, found }, 'WAL: a batch is incomplete after a corrupt segment; not sent again (its key may hold it already)');
   return cut.events;
 }
 

@@ -129,12 +129,12 @@ async function repairBadEnd(dir: string, seq: number, scanned: Scanned, last: bo
   if (torn) {
     // Written after the last fsync, so never acknowledged: cut.
     metrics.tornTails.inc();
-    log.warn(fields, `WAL: torn tail cut from ${segmentName(seq)} (${size - good} bytes never fsynced)`);
+    log.warn(fields, 'WAL: torn tail cut (bytes written after the last fsync, never acknowledged)');
   } else {
     await fs.mkdir(path.join(dir, CORRUPT_DIR), { recursive: true });
     await fs.copyFile(file, path.join(dir, CORRUPT_DIR, segmentName(seq)));
     metrics.quarantinedSegments.inc();
-    log.error(fields, `WAL: corrupt segment ${segmentName(seq)} (${bad} at byte ${good}): copied to ${CORRUPT_DIR}/, cut there; the events after that point are lost`);
+    log.error(fields, 'WAL: corrupt segment copied to corrupt/ and cut at the damage; the events after that point are lost');
   }
   if (good < SEGMENT_HEADER_BYTES) await fs.rm(file, { force: true });
   else await fs.truncate(file, good);

@@ -163,7 +163,7 @@ export class GroupWriter {
       ok = false;
       this.#broken = `${(err as NodeJS.ErrnoException).code ?? ''} ${(err as Error).message}`.trim();
       this.metrics.writeFailures.inc();
-      this.log.error({ dir: this.options.dir, err: this.#broken }, `WAL write failed: ${this.#broken}; refusing events (503 not_stored) until restarted; events already accepted are still uploaded; check WAL_DIR and its volume`);
+      this.log.error({ dir: this.options.dir, err }, 'WAL write failed; refusing events (503 not_stored) until restarted; events already accepted are still uploaded; check WAL_DIR and its volume');
     }
     if (waiters.length > 0) {
       this.metrics.fsyncSeconds.observe((performance.now() - started) / 1000);

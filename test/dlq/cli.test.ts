@@ -116,7 +116,8 @@ t.test('drain sets a file it cannot read aside (EACCES, run as nobody) and drain
   const s3 = await startS3(t);
   const drained = await dlq(['drain'], { ...s3.env, DLQ_DIR: dir }, NOBODY);
   t.equal(drained.code, 0, drained.stderr);
-  t.match(drained.stderr, `DLQ file unreadable, moved aside: ${T0}-a-locked.jsonl.gz; fix the file's owner, mode or volume`);
+  t.match(drained.stderr, `"reason":"unreadable","detail":`);
+  t.match(drained.stderr, `"file":"${T0}-a-locked.jsonl.gz"`);
   t.match(drained.stdout, /drained 1 files, 1 events; 0 files left/);
   t.ok(existsSync(join(dir, 'corrupt', `${T0}-a-locked.jsonl.gz`)));
   t.same((await s3.objects()).map((o) => o.key), [`raw/2027/01/15/08/${T0}-b-fine.jsonl.gz`]);
@@ -171,6 +172,7 @@ t.test('drain with DLQ_DIR/corrupt a symlink moves nothing out of DLQ_DIR: the b
   const drained = await dlq(['drain'], { ...s3.env, DLQ_DIR: dir });
   t.same(readdirSync(elsewhere), [], 'on main: garbage.jsonl.gz landed in the link\'s target');
   t.ok(existsSync(join(dir, 'garbage.jsonl.gz')));
-  t.match(drained.stderr, `DLQ corrupt/ directory unusable: ${join(dir, 'corrupt')} is a symbolic link`);
-  t.match(drained.stderr, /DLQ file corrupt, skipped \(could not move it to corrupt\/\): garbage.jsonl.gz/);
+  t.match(drained.stderr, 'DLQ corrupt/ directory unusable');
+  t.match(drained.stderr, `"message":"${join(dir, 'corrupt')} is a symbolic link`);
+  t.match(drained.stderr, /"msg":"DLQ file not uploaded, skipped: it could not be moved to corrupt\/"/);
 });

@@ -24,7 +24,7 @@ t.test('metadata of the wrong shape: that file is moved aside; the queue and the
   t.equal(store.unusable, undefined);
   t.equal(await value('dlq_files_corrupt_total'), SHAPES.length);
   SHAPES.forEach((_, i) => t.ok(existsSync(join(dir, 'corrupt', `bad-${i}.jsonl.gz`)), `bad-${i} in corrupt/`));
-  t.ok(logs.some((l) => l.msg.startsWith('DLQ file corrupt, moved aside: bad-0.jsonl.gz')));
+  t.ok(logs.some((l) => l.msg === 'DLQ file moved aside to corrupt/, never uploaded' && l.reason === 'corrupt' && l.file === 'bad-0.jsonl.gz'));
   await t.rejects(acquireLock(dir, 'second'), { name: 'DlqLocked' }, 'the lock is held: a second server is refused');
 });
 
@@ -41,7 +41,7 @@ t.test('a file larger than DLQ_MAX_BYTES (sparse, over 2 GiB) is moved aside bef
   t.equal(await value('dlq_files_rejected_total', '{reason="too_large"}'), 2);
   t.equal(await value('dlq_events_dropped_total', '{reason="quarantined"}'), 4, 'the events its header names; none for the foreign file');
   t.ok(existsSync(join(dir, 'corrupt', 'huge.jsonl.gz')) && existsSync(join(dir, 'corrupt', 'foreign.jsonl.gz')));
-  t.ok(logs.some((l) => l.level === 50 && l.msg.startsWith('DLQ file larger than DLQ_MAX_BYTES, moved aside: huge.jsonl.gz')));
+  t.ok(logs.some((l) => l.level === 50 && l.msg === 'DLQ file moved aside to corrupt/, never uploaded' && l.reason === 'too_large' && l.file === 'huge.jsonl.gz'));
   t.equal(store.droppedEvents, 4);
 });
 

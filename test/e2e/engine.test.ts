@@ -47,8 +47,10 @@ async function refusal(t: Test, app: string) {
   t.same(exit, { code: 1, signal: null }, 'the server refuses to start');
   const fatal = proc.logs.find((l) => l.level === 'fatal');
   t.ok(!proc.logs.some((l) => l.msg === 'listening'), 'it never listens');
-  t.match(proc.stderr(), fatal?.msg ?? 'a fatal log line', 'and says it on stderr too');
-  return fatal?.msg ?? '';
+  t.equal(fatal?.msg, 'cannot start');
+  const reason = typeof fatal?.reason === 'string' ? fatal.reason : 'the reason in the fatal log line';
+  t.match(proc.stderr(), reason, 'and says it on stderr too');
+  return reason;
 }
 
 t.test('an addon that does not load stops the server with a fatal log line saying why', async (t) => {

@@ -33,7 +33,7 @@ async function stopCleanly(t: Test, server: RunningServer): Promise<void> {
 t.test('many connections over 2 workers: every 202 in S3 exactly once, and /metrics counts every request of every worker', async (t) => {
   const s3 = await startS3(t);
   const server = await startServer(t, { ...s3.env, WORKERS: '2', DLQ_DIR: tempDir(t, 'dlq'), BATCH_MAX_AGE_MS: '200', BATCH_MAX_EVENTS: '500' });
-  t.match(server.logs.find((l) => l.msg.startsWith('HTTP front')), { workers: 2, msg: 'HTTP front: 2 worker threads (WORKERS)' });
+  t.match(server.logs.find((l) => l.msg.startsWith('HTTP front')), { workers: 2, msg: 'HTTP front: threads (WORKERS)' });
   const client = new AckingClient({ url: server.url, concurrency: 32, eventsPerRequest: 10, maxRequests: 1000, padBytes: 50 });
   await client.run();
   t.same([...client.outcomes], [['202', 1000]], 'every request answered 202');
@@ -294,7 +294,7 @@ if (!isMainThread && workerData.index === 0) {
   client.stop();
   await load;
   t.same(exit, { code: 1, signal: null }, 'exit 1, not an abort');
-  t.match(server.logs.find((l) => l.level === 'fatal'), { msg: 'worker thread 0 crashed: shutting down', err: /injected bug in worker 0/ });
+  t.match(server.logs.find((l) => l.level === 'fatal'), { msg: 'worker thread crashed: shutting down', worker: 0, err: /injected bug in worker 0/ });
   t.match(await server.waitForLog((l) => l.msg === 'shutdown complete'), { unaccountedEvents: 0, droppedEvents: 0 });
   assertExactlyOnce(t, await audit(client, s3), 'after the crash');
 });

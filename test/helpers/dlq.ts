@@ -19,7 +19,7 @@ export const T0 = 1_800_000_000_000;
 
 export async function setup(t: Test, options: Partial<DlqOptions> = {}) {
   const clock = { now: T0 };
-  const logs: { level: number; msg: string }[] = [];
+  const logs: { level: number; msg: string; [field: string]: unknown }[] = [];
   const log = pino(
     { level: 'debug' },
     new Writable({

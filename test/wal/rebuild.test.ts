@@ -48,8 +48,8 @@ t.test('batches to send again, entries to batch afresh, what each segment holds,
     cutAt(4, 'w', 4, [4, 20, 1], [4, 60, 1]), // damage took (4, 60): lost
     cutAt(4, 'v', 1, [4, 100, 0], [4, 100, 1]), // the last cut, ending inside d
   ];
-  const lines: { msg: string }[] = [];
-  const log = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line) as { msg: string }) });
+  const lines: { msg: string; id?: string; rebatched?: number }[] = [];
+  const log = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line) as { msg: string; id?: string; rebatched?: number }) });
 
   const got = rebuild(segments, cuts, new Set(['x']), [a, e, b, c, d], log);
 
@@ -74,10 +74,10 @@ t.test('batches to send again, entries to batch afresh, what each segment holds,
     ],
   );
   t.same(
-    lines.map((l) => l.msg),
+    lines.map((l) => [l.msg, l.id ?? l.rebatched]),
     [
-      'WAL: batch w is incomplete after a corrupt segment; not sent again (its key may hold it already)',
-      'WAL: 1 events before a damaged record lost their cut record to it; batched again under new keys (S3 may hold them twice)',
+      ['WAL: a batch is incomplete after a corrupt segment; not sent again (its key may hold it already)', 'w'],
+      ['WAL: events before a damaged record lost their cut record to it; batched again under new keys (S3 may hold them twice)', 1],
     ],
   );
 });

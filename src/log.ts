@@ -1,15 +1,17 @@
 // The one log format of the server and the dlq command: pino JSON lines, ISO time, level as a word.
-import { destination, pino, stdTimeFunctions, type Logger, type LoggerOptions } from 'pino';
+import { destination, type DestinationStream, pino, stdTimeFunctions, type Logger, type LoggerOptions } from 'pino';
+
+/** A file descriptor (1 for the server; 2 for the dlq command, keeping stdout for its answer), or a stream (a test's). */
+export type LogTo = 1 | 2 | DestinationStream;
 
 /**
  * Level as a word (`"level":"warn"`), as the docs and alert queries speak of them. Synchronous
- * writes: log lines are few (none per request), and a line written is never lost or reordered at
- * exit, whatever ends the process. `fd` 1 for the server; the dlq command logs to 2, keeping stdout
- * for its answer.
+ * writes to a descriptor: log lines are few (none per request), and a line written is never lost
+ * or reordered at exit, whatever ends the process.
  */
-export function createLogger(fd: 1 | 2, options: LoggerOptions = {}): Logger {
+export function createLogger(to: LogTo, options: LoggerOptions = {}): Logger {
   return pino(
     { timestamp: stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) }, ...options },
-    destination({ dest: fd, sync: true }),
+    typeof to === 'number' ? destination({ dest: to, sync: true }) : to,
   );
 }

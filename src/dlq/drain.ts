@@ -1,6 +1,6 @@
 // A DLQ file back to S3 at its original key, and a drain of every file: the one re-upload that the
 // idle-time re-uploader (./reupload.ts, per file, with its own scheduling and backoff), the adoption
-// of a dead instance's DLQ (src/wal/adopt.ts) and `dlq drain` (./cli.ts) share.
+// of a dead instance's DLQ (src/wal/adopt.ts) and `dlq drain` (./command.ts) share.
 //
 // - Not live unless told (every caller leaves it so): a file S3 refuses must not read as S3 failing
 //   (s3_put_failing_seconds pages), since the files and S3's answers to them are not live traffic.

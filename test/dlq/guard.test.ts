@@ -6,7 +6,7 @@ import { gzipSync } from 'node:zlib';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import t from 'tap';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
-import { runDlqCommand, T0, writeDlqFile } from '../helpers/dlq.js';
+import { dlqCommand, T0, writeDlqFile } from '../helpers/dlq.js';
 import { BUCKET, s3Env, startS3 } from '../helpers/s3.js';
 import { tempDir } from '../helpers/temp.js';
 
@@ -23,7 +23,7 @@ t.test('another object at a file\'s key is left alone: the file is kept, the rea
   // Written by someone else (say a file crafted to take the key of a stored batch).
   const theirs = gzipSync('{"received_at":0,"event":{"theirs":1}}\n{"received_at":0,"event":{"theirs":2}}\n');
   await s3.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: theirs, Metadata: { 'event-count': '2' } }));
-  const drained = await runDlqCommand(t, ['drain'], { ...s3.env, DLQ_DIR: dir });
+  const drained = await dlqCommand(['drain'], { ...s3.env, DLQ_DIR: dir });
   t.equal(drained.code, 1);
   t.match(drained.stdout, `kept: ${key} (file ${T0}-task-a-0.jsonl.gz): another object is at its key (event-count 2, ETag "`);
   t.match(drained.stdout, /the file holds 2 events\); not overwritten\n/);
@@ -40,7 +40,7 @@ t.test('the object at the key is this batch (its first PUT was stored, the answe
   const dir = tempDir(t, 'dlq');
   const key = writeDlqFile(dir, `${T0}-task-a-0`, [1, 2]);
   await s3.client.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: objectOf([1, 2]), Metadata: { 'event-count': '2' } }));
-  const drained = await runDlqCommand(t, ['drain'], { ...s3Env(proxy.endpoint), DLQ_DIR: dir });
+  const drained = await dlqCommand(['drain'], { ...s3Env(proxy.endpoint), DLQ_DIR: dir });
   t.equal(drained.code, 0, drained.stderr);
   t.match(drained.stdout, `DLQ → RAW success: ${key} events=2 (already in S3: not PUT again)\n`);
   t.same(proxy.puts, [], 'not PUT again');
@@ -54,7 +54,7 @@ t.test('a key that is not the one this server makes for the file, or a name that
   writeDlqFile(dir, `${T0}-task-a-0`, [1], 'raw/2027/01/15/08/reports-that-matter.csv');
   writeDlqFile(dir, `${T0}-task-a-1`, [2], `raw/2027/01/15/09/${T0}-task-a-1.jsonl.gz`); // not the hour of its first event
   writeDlqFile(dir, 'task-a-2', [3]); // no first-event time in front
-  const drained = await runDlqCommand(t, ['drain'], { ...s3.env, DLQ_DIR: dir });
+  const drained = await dlqCommand(['drain'], { ...s3.env, DLQ_DIR: dir });
   t.equal(drained.code, 1);
   t.match(drained.stdout, `kept: raw/2027/01/15/08/reports-that-matter.csv (file ${T0}-task-a-0.jsonl.gz): its key is not the one this server makes for it (raw/2027/01/15/08/${T0}-task-a-0.jsonl.gz); not uploaded`);
   t.match(drained.stdout, `kept: raw/2027/01/15/09/${T0}-task-a-1.jsonl.gz (file ${T0}-task-a-1.jsonl.gz): its key is not the one this server makes for it`);
@@ -71,7 +71,7 @@ t.test('every PUT is conditional (If-None-Match: *); a 412 from S3 (an object th
   const taken = writeDlqFile(dir, `${T0}-task-a-0`, [1]);
   const free = writeDlqFile(dir, `${T0}-task-a-1`, [2]);
   proxy.decide = ({ key }) => (key === taken ? { status: 412, code: 'PreconditionFailed' } : 'pass');
-  const drained = await runDlqCommand(t, ['drain'], { ...s3Env(proxy.endpoint), DLQ_DIR: dir });
+  const drained = await dlqCommand(['drain'], { ...s3Env(proxy.endpoint), DLQ_DIR: dir });
   t.equal(drained.code, 1);
   t.same(proxy.puts.map((p) => [p.key, p.headers['if-none-match']]), [[taken, '*'], [free, '*']]);
   t.match(drained.stdout, `kept: ${taken} (file ${T0}-task-a-0.jsonl.gz): an object is already at its key and could not be checked to be this batch; not overwritten`);

@@ -9,7 +9,7 @@ import { Registry } from 'prom-client';
 import t from 'tap';
 import { acquireLock } from '../../src/dlq/lock.js';
 import { createDlqMetrics } from '../../src/metrics/dlq.js';
-import { dlqFileWithMeta, runDlqCommand, setup, writeDlqFile } from '../helpers/dlq.js';
+import { dlqCommand, dlqFileWithMeta, setup, writeDlqFile } from '../helpers/dlq.js';
 import { tempDir } from '../helpers/temp.js';
 
 const SHAPES = ['null', '42', '"raw"', '[1]', '{"v":1,"key":"raw/a","events":"3","firstReceivedAt":1,"lastReceivedAt":1,"spilledAt":1,"crc32":1}', '{"v":1,"key":"raw/a","events":-1,"firstReceivedAt":1,"lastReceivedAt":1,"spilledAt":1,"crc32":1}'];
@@ -104,7 +104,7 @@ t.test('dlq stats|list|drain exit 1, saying so, when DLQ_DIR cannot be scanned',
   const file = join(tempDir(t, 'notdir'), 'dlq');
   writeFileSync(file, 'a file where the directory should be');
   for (const command of ['stats', 'list', 'drain']) {
-    const run = await runDlqCommand(t, [command], { DLQ_DIR: file, S3_BUCKET: 'b', AWS_REGION: 'us-east-1' });
+    const run = await dlqCommand([command], { DLQ_DIR: file, S3_BUCKET: 'b', AWS_REGION: 'us-east-1' });
     t.equal(run.code, 1, `${command}: on main it said 0 files and exited 0`);
     t.match(run.stderr, new RegExp(`DLQ_DIR ${file} could not be scanned: .*; nothing was read or uploaded`), command);
     t.notMatch(run.stdout, /files\s+0/);

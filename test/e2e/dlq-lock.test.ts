@@ -4,13 +4,11 @@
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { runDlqCommand, T0, writeDlqFile } from '../helpers/dlq.js';
+import { dlqCommand as dlq, T0, writeDlqFile } from '../helpers/dlq.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { s3Env, startS3 } from '../helpers/s3.js';
 import { eventually, spawnServer, startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
-
-const dlq = (args: string[], env: Record<string, string>) => runDlqCommand(t, args, env);
 
 t.test('a second server on the same DLQ_DIR refuses to start, naming the holder; the CLI reads but does not drain', async (t) => {
   const s3 = await startS3(t);
@@ -68,7 +66,7 @@ t.test('files another process drains from under a running server (its lock remov
   await eventually(async () => (await server.metric('dlq_files_current')) === 3);
   // An operator who took this task for dead: removes its lock, drains the directory to S3.
   rmSync(join(dir, '.lock'));
-  const drained = await runDlqCommand(t, ['drain'], { ...s3.env, DLQ_DIR: dir });
+  const drained = await dlq(['drain'], { ...s3.env, DLQ_DIR: dir });
   t.equal(drained.code, 0, drained.stderr);
   t.match(drained.stdout, /drained 3 files, 6 events/);
   // The server sees the files gone at its next sweep (30 s) or its next try of one of them.

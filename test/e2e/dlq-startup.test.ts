@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { dlqFileWithMeta, runDlqCommand, writeDlqFile } from '../helpers/dlq.js';
+import { dlqCommand, dlqFileWithMeta, writeDlqFile } from '../helpers/dlq.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { startS3 } from '../helpers/s3.js';
 import { eventually, NOBODY, nobodyCannotRun, spawnServer, startServer } from '../helpers/server.js';
@@ -128,7 +128,7 @@ t.test('a file whose header metadata is JSON null: set aside; the server keeps t
   t.ok(existsSync(join(dir, 'corrupt', 'null-meta.jsonl.gz')));
   const second = spawnServer(t, { ...env, INSTANCE_ID: 'second' });
   t.equal((await second.exited).code, 1, 'a second server is refused: on main it started on the same directory');
-  t.match((await runDlqCommand(t, ['stats'], { DLQ_DIR: dir })).stdout, /^files\s+3$/m);
+  t.match((await dlqCommand(['stats'], { DLQ_DIR: dir })).stdout, /^files\s+3$/m);
 });
 
 t.test('a file S3 always refuses, on an idle server, backs off alone: the files behind it are re-uploaded', async (t) => {

@@ -2,7 +2,7 @@
 // from the DLQ and `dlq drain`, read from the request headers the fault proxy saw.
 import type { IncomingHttpHeaders } from 'node:http';
 import t from 'tap';
-import { runDlqCommand, T0, writeDlqFile } from '../helpers/dlq.js';
+import { dlqCommand, T0, writeDlqFile } from '../helpers/dlq.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { startInProcess } from '../helpers/in-process.js';
 import { s3Env, startS3 } from '../helpers/s3.js';
@@ -56,7 +56,7 @@ t.test('dlq drain sends them too', async (t) => {
   const proxy = await startFaultProxy(t, s3);
   const dir = tempDir(t, 'dlq');
   writeDlqFile(dir, `${T0}-a`, [1, 2]); // a batch id: the command uploads only keys this server makes
-  const drained = await runDlqCommand(t, ['drain'], { ...s3Env(proxy.endpoint), ...KMS, DLQ_DIR: dir });
+  const drained = await dlqCommand(['drain'], { ...s3Env(proxy.endpoint), ...KMS, DLQ_DIR: dir });
   t.equal(drained.code, 0, drained.stderr);
   t.equal(proxy.puts.length, 1);
   t.same(settings(proxy.puts[0]!.headers), { sse: 'aws:kms', kmsKey: KMS.S3_SSE_KMS_KEY_ID, storageClass: 'STANDARD_IA' });

@@ -9,10 +9,11 @@ import { gzipSync } from 'node:zlib';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import type { Test } from 'tap';
+import type * as CommandModule from '../../src/dlq/command.js';
 import { encodeFile } from '../../src/dlq/file.js';
 import { DlqStore, type DlqOptions } from '../../src/dlq/store.js';
 import { createDlqMetrics } from '../../src/metrics/dlq.js';
-import { baseEnv, ROOT, type RunAs } from './server.js';
+import { baseEnv, ROOT, type RunAs, useSdkVariables } from './server.js';
 import { tempDir } from './temp.js';
 
 export const T0 = 1_800_000_000_000;
@@ -63,7 +64,24 @@ export function writeDlqFile(dir: string, id: string, ids: number[], key = `raw/
   return key;
 }
 
-/** Runs `npm run dlq -- <args>` (the built command) with only `env`; never throws for an exit code. */
+/**
+ * Runs the dlq command in this process (the build's src/dlq/command.ts, as `npm run dlq` runs it)
+ * with only `env` (and an S3 server's SDK variables, as useSdkVariables); never throws for an exit
+ * code. What needs a process of its own (another user, the working directory of local mode) is
+ * runDlqCommand's.
+ */
+export async function dlqCommand(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
+  if (env.S3_BUCKET === undefined && args[0] === 'drain') throw new Error('local mode writes under the working directory: use runDlqCommand');
+  useSdkVariables(env);
+  const { runDlqCommand: run } = (await import(`${ROOT}dist/dlq/command.js`)) as typeof CommandModule;
+  let stdout = '';
+  let stderr = '';
+  const stderrStream = { write: (text: string) => (stderr += text) };
+  const code = await run(args, { ...env }, { stdout: { write: (text: string) => (stdout += text) }, stderr: stderrStream, log: stderrStream });
+  return { code, stdout, stderr };
+}
+
+/** Runs `npm run dlq -- <args>` (the built command) in a process of its own with only `env`; never throws for an exit code. */
 export async function runDlqCommand(t: Test, args: string[], env: Record<string, string>, runAs: RunAs = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
     const { stdout, stderr } = await promisify(execFile)(process.execPath, [join(ROOT, 'dist', 'dlq', 'cli.js'), ...args], { env: baseEnv(env), cwd: tempDir(t, 'cwd'), ...runAs });

@@ -11,7 +11,7 @@ import { pino, stdTimeFunctions } from 'pino';
 import type * as ConfigModule from '../../src/config.js';
 import type * as ServerModule from '../../src/server.js';
 import type { Owner } from './fault-proxy.js';
-import { client, type Exit, type LogLine, logBook, ROOT, type Served } from './server.js';
+import { client, type Exit, type LogLine, logBook, ROOT, type Served, useSdkVariables } from './server.js';
 import { tempDir } from './temp.js';
 
 // The build, as the spawned servers run it (its worker threads load dist/ingest/worker.js); the
@@ -30,8 +30,6 @@ export interface InProcessServer extends Served {
   stop(signal?: Signal): Promise<Exit>;
 }
 
-/** The AWS SDK reads region and credentials from the process's environment: one set per process. */
-const SDK_VARIABLES = ['AWS_REGION', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY'] as const;
 
 /** Variables that only a process of its own can honour (see the top). */
 const NEEDS_A_PROCESS: Record<string, (value: string) => boolean> = {
@@ -51,12 +49,7 @@ export async function startInProcess(t: Owner, env: Record<string, string>): Pro
   }
   // Local mode would write under the test's working directory.
   if (env.S3_BUCKET === undefined) throw new Error('an in-process server needs an S3 server (startS3(t).env): local mode writes under ./data');
-  for (const name of SDK_VARIABLES) {
-    const value = env[name];
-    if (value === undefined) continue;
-    if (process.env[name] !== undefined && process.env[name] !== value) throw new Error(`${name} is already ${process.env[name]} in this process, not ${value}`);
-    process.env[name] = value;
-  }
+  useSdkVariables(env);
   const dir = tempDir(t, 'server');
   const config = loadConfig({ HOST: '127.0.0.1', PORT: '0', WORKERS: '1', DLQ_DIR: join(dir, 'dlq'), WAL_DIR: join(dir, 'wal'), ...env });
 

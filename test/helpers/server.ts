@@ -58,6 +58,19 @@ export function baseEnv(env: Record<string, string>): Record<string, string> {
   return { ...Object.fromEntries(coverage), PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', HOST: '127.0.0.1', PORT: '0', WORKERS: '1', ...env };
 }
 
+/** The AWS SDK reads region and credentials from the process's environment: one set per process. */
+const SDK_VARIABLES = ['AWS_REGION', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY'] as const;
+
+/** Puts `env`'s AWS SDK variables in this process's environment; throws if one is already set otherwise. */
+export function useSdkVariables(env: Record<string, string>): void {
+  for (const name of SDK_VARIABLES) {
+    const value = env[name];
+    if (value === undefined) continue;
+    if (process.env[name] !== undefined && process.env[name] !== value) throw new Error(`${name} is already ${process.env[name]} in this process, not ${value}`);
+    process.env[name] = value;
+  }
+}
+
 /** Who the server runs as: a non-root user makes permission faults real (root ignores file modes). */
 export interface RunAs {
   readonly uid?: number;

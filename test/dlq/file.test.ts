@@ -1,0 +1,105 @@
+// The DLQ file format (RFC 1952 gzip with the metadata in an "EI" extra subfield): what encodeFile
+// writes, that any gzip reader still reads it, that the object first PUT comes back byte for byte,
+// and that decodeMeta and verifiedObject refuse each kind of damage with a CorruptFile saying which.
+import { gunzipSync, gzipSync } from 'node:zlib';
+import zlib from 'node:zlib';
+import t, { type Test } from 'tap';
+import { CorruptFile, decodeMeta, encodeFile, verifiedObject } from '../../src/dlq/file.js';
+import { dlqFileWithMeta } from '../helpers/dlq.js';
+
+const LINES = '{"received_at":1,"event":{"a":1}}\n{"received_at":2,"event":{"b":2}}\n{"received_at":3,"event":{"c":3}}\n';
+const META = { key: 'raw/2027/01/15/08/x.jsonl.gz', events: 3, firstReceivedAt: 1, lastReceivedAt: 3, spilledAt: 99 };
+
+// A CorruptFile's message (tap's throws/rejects do not tell this bare Error subclass from an Error).
+function refusal(t: Test, decode: () => unknown, name: string): string | undefined {
+  try {
+    decode();
+  } catch (err) {
+    t.type(err, CorruptFile, name);
+    return (err as Error).message;
+  }
+  t.fail(`${name}: not refused`);
+  return undefined;
+}
+
+async function asyncRefusal(t: Test, verify: Promise<unknown>, name: string): Promise<string | undefined> {
+  const err = await verify.then(() => undefined, (e: unknown) => e);
+  t.type(err, CorruptFile, name);
+  return (err as Error | undefined)?.message;
+}
+
+/** A copy of `file` with `change` applied. */
+const altered = (file: Buffer, change: (copy: Buffer) => void): Buffer => {
+  const copy = Buffer.from(file);
+  change(copy);
+  return copy;
+};
+
+t.test('encodeFile: a gzip file any reader inflates to the lines, with the metadata and the object\'s CRC-32 in an "EI" extra field', async (t) => {
+  const gzip = gzipSync(LINES);
+  const file = encodeFile(gzip, META);
+  t.equal(gunzipSync(file).toString(), LINES, 'zcat prints the JSON lines');
+  t.equal(file[3], 0x04, 'FLG is FEXTRA alone');
+  t.ok(file.subarray(4, 10).equals(gzip.subarray(4, 10)), 'MTIME, XFL and OS as zlib wrote them');
+  const xlen = file.readUInt16LE(10);
+  t.equal(file.subarray(12, 14).toString(), 'EI');
+  const json = file.subarray(16, 16 + file.readUInt16LE(14)).toString();
+  t.equal(xlen, 4 + Buffer.byteLength(json), 'one subfield fills the extra field');
+  t.same(JSON.parse(json), { v: 1, ...META, crc32: zlib.crc32(gzip) });
+  t.same(decodeMeta(file), { meta: { v: 1, ...META, crc32: zlib.crc32(gzip) }, bodyOffset: 12 + xlen });
+});
+
+t.test('verifiedObject gives back the gzip object exactly as first PUT, and its metadata', async (t) => {
+  const gzip = gzipSync(LINES);
+  const { meta, gzip: object } = await verifiedObject(encodeFile(gzip, META));
+  t.ok(object.equals(gzip), 'byte for byte, so S3 can verify the same checksum');
+  t.equal(meta.key, META.key);
+  t.equal(meta.events, 3);
+  const empty = await verifiedObject(encodeFile(gzipSync(''), { ...META, events: 0 }));
+  t.equal(empty.meta.events, 0, 'an empty batch is a valid file');
+});
+
+t.test('decodeMeta needs only the head: the fixed header and the extra field', async (t) => {
+  const file = encodeFile(gzipSync(LINES), META);
+  const bodyOffset = 12 + file.readUInt16LE(10);
+  t.equal(decodeMeta(file.subarray(0, bodyOffset)).meta.spilledAt, 99);
+  t.equal(refusal(t, () => decodeMeta(file.subarray(0, bodyOffset - 1)), 'one byte short'), 'truncated or foreign gzip extra field');
+});
+
+t.test('encodeFile takes only a gzip member with a bare header', async (t) => {
+  t.throws(() => encodeFile(Buffer.from('{"not":"gzip"}\n'), META), { message: 'expected a gzip member with no header flags' });
+  const encoded = encodeFile(gzipSync(LINES), META);
+  t.throws(() => encodeFile(encoded, META), { message: 'expected a gzip member with no header flags' }, 'a DLQ file is not wrapped twice');
+});
+
+t.test('decodeMeta refuses a head that is no DLQ file, or whose extra field is cut short or foreign', async (t) => {
+  const file = encodeFile(gzipSync(LINES), META);
+  const notDlq = 'not a DLQ gzip file (no extra header field)';
+  const foreign = 'truncated or foreign gzip extra field';
+  t.equal(refusal(t, () => decodeMeta(Buffer.from('hello, not gzip at all')), 'not gzip'), notDlq);
+  t.equal(refusal(t, () => decodeMeta(gzipSync(LINES)), 'a plain gzip file, no FEXTRA'), notDlq);
+  t.equal(refusal(t, () => decodeMeta(file.subarray(0, 11)), 'shorter than the header and XLEN'), notDlq);
+  t.equal(refusal(t, () => decodeMeta(altered(file, (c) => c.write('XY', 12))), 'another subfield id'), foreign);
+  t.equal(refusal(t, () => decodeMeta(altered(file, (c) => c.writeUInt16LE(2, 10))), 'XLEN too small for a subfield header'), foreign);
+  t.equal(refusal(t, () => decodeMeta(altered(file, (c) => c.writeUInt16LE(c.readUInt16LE(14) + 1, 14))), 'a subfield that runs past the extra field into the compressed bytes'), foreign);
+});
+
+t.test('decodeMeta refuses metadata that does not parse or lacks a field of the right type', async (t) => {
+  const shape = 'metadata lacks a field or has a wrong type';
+  const good = { v: 1, key: 'raw/a', events: 1, firstReceivedAt: 1, lastReceivedAt: 1, spilledAt: 1, crc32: 1 };
+  t.equal(decodeMeta(dlqFileWithMeta(JSON.stringify(good))).meta.key, 'raw/a', 'the baseline passes');
+  t.equal(refusal(t, () => decodeMeta(dlqFileWithMeta('{"v":1,"key":')), 'cut JSON'), 'unreadable metadata in the gzip extra field');
+  for (const bad of [{ v: 2 }, { key: '' }, { key: 7 }, { events: 1.5 }, { events: -1 }, { crc32: '1' }, { spilledAt: undefined }, { firstReceivedAt: 2 ** 53 }]) {
+    t.equal(refusal(t, () => decodeMeta(dlqFileWithMeta(JSON.stringify({ ...good, ...bad }))), JSON.stringify(bad)), shape);
+  }
+});
+
+t.test('verifiedObject refuses a changed body, a damaged stream and a wrong line count, each saying which', async (t) => {
+  const gzip = gzipSync(LINES);
+  const file = encodeFile(gzip, META);
+  t.equal(await asyncRefusal(t, verifiedObject(altered(file, (c) => (c[c.length - 12]! ^= 0xff))), 'a flipped byte'), 'checksum mismatch: the file changed after it was written');
+  // Cut before it was encoded, so the stored CRC-32 matches: only inflating it shows the damage.
+  t.match(await asyncRefusal(t, verifiedObject(encodeFile(gzip.subarray(0, gzip.length - 8), META)), 'a cut stream'), /^gzip stream is damaged: /);
+  t.equal(await asyncRefusal(t, verifiedObject(encodeFile(gzip, { ...META, events: 2 })), 'a wrong count'), 'holds 3 lines, its header says 2 events');
+  t.equal(await asyncRefusal(t, verifiedObject(Buffer.from('not a DLQ file')), 'not a DLQ file'), 'not a DLQ gzip file (no extra header field)');
+});

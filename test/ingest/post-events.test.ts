@@ -41,12 +41,12 @@ interface Answer {
   headers: Headers;
 }
 
-async function route(t: Test, { apiKeys = [] as string[], corsOrigins = [] as string[] } = {}) {
+async function route(t: Test, { apiKeys = [] as string[], corsOrigins = [] as string[], maxBodiesInFlightBytes = OPTIONS.maxBodiesInFlightBytes } = {}) {
   const intake = new ScriptedIntake();
   const counts = new HttpCounts();
   const { log, lines } = memoryLog();
   const state = { shuttingDown: false };
-  const events = new EventsRoute(OPTIONS, { shuttingDown: () => state.shuttingDown }, intake, counts, new Access(apiKeys, corsOrigins), new Responder(counts), log);
+  const events = new EventsRoute({ ...OPTIONS, maxBodiesInFlightBytes }, { shuttingDown: () => state.shuttingDown }, intake, counts, new Access(apiKeys, corsOrigins), new Responder(counts), log);
   const port = await listenApp(
     t,
     uWS.App()
@@ -145,6 +145,32 @@ t.test('a bad body never reaches the intake', async (t) => {
   t.same(intake.entries, []);
   t.equal(counts.rejectedBodyTooLarge, 1);
   t.equal(counts.requests['400'], 4);
+});
+
+t.test('bodies streamed past MAX_BODY_BYTES, or past the bodies budget, are refused and counted as such', async (t) => {
+  const { intake, counts, port } = await route(t, { corsOrigins: ['https://app.example'], maxBodiesInFlightBytes: 1000 });
+  const open = (head: string) => {
+    const socket = net.connect(port, '127.0.0.1');
+    t.teardown(() => socket.destroy());
+    socket.on('error', () => {});
+    const seen = { text: '' };
+    socket.on('data', (d: Buffer) => (seen.text += d.toString('latin1')));
+    socket.write(`POST /v1/events HTTP/1.1\r\nhost: x\r\norigin: https://app.example\r\ncontent-type: application/json\r\n${head}\r\n`);
+    return { socket, seen };
+  };
+  // Chunked, so that only the bytes tell: 2100 of them pass MAX_BODY_BYTES (2000).
+  const long = open('transfer-encoding: chunked\r\n');
+  long.socket.write(`834\r\n[${' '.repeat(2098)}]\r\n`);
+  await eventually(() => long.seen.text.includes('body_too_large'), 2000, 5);
+  t.match(long.seen.text, /^HTTP\/1\.1 413 [^]*access-control-allow-origin: https:\/\/app\.example\r\n/i, '413, with the allowed origin');
+  t.equal(counts.rejectedBodyTooLarge, 1);
+  // A body of 1500 declared, in pieces: its buffer would take 1500 of a budget of 1000.
+  const big = open('content-length: 1500\r\n');
+  big.socket.write('[');
+  await eventually(() => big.seen.text.includes('"busy"'), 2000, 5);
+  t.match(big.seen.text, /^HTTP\/1\.1 503 [^]*retry-after: 1\r\n/i, '503 busy, retry after a second');
+  t.equal(counts.rejectedBusy, 1);
+  t.same(intake.entries, []);
 });
 
 t.test('answered later: the answer waits for the intake, and goes out once it says', async (t) => {

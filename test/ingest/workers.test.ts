@@ -73,6 +73,11 @@ t.test('each worker takes its share of MAX_CONNECTIONS', async (t) => {
     [3, 3],
     'three each, six in all',
   );
+  t.same(
+    shared.counts.map((c) => c.connectionsRefused),
+    [2, 2],
+    'the rest refused by the workers themselves',
+  );
   idle.destroy();
   await eventually(() => shared.counts.every((c) => c.connectionsOpen === 0), 2000, 5);
 });

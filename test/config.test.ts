@@ -1,13 +1,12 @@
 // Configuration: loadConfig called with an environment of the test's own and a made-up machine
 // (no server, and neither this host's cgroup nor its name); at the end, two real servers show what
 // a user meets when the server cannot start.
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { type Config, ConfigError, containerCores, loadConfig, type Machine } from '../src/config.js';
+import { type Config, ConfigError, loadConfig, type Machine } from '../src/config.js';
 import { VARIABLES } from '../src/config/table.js';
 import { ROOT, spawnServer } from './helpers/server.js';
-import { tempDir } from './helpers/temp.js';
 
 const MiB = 1024 * 1024;
 
@@ -203,26 +202,6 @@ t.test('WORKERS by default: the cores the machine gives, within the bodies in fl
   t.equal(load({ MAX_BODY_BYTES: String(64 * MiB) }, machine(4)).workers, 1, 'at least 1');
   t.equal(load({ MAX_BODIES_IN_FLIGHT_BYTES: String(1024 * MiB) }, machine(1000)).workers, 256, 'at most 256');
   t.equal(load({ WORKERS: '3', INSTANCE_ID: 'i' }, untouchable).workers, 3, 'set: the machine is not asked');
-});
-
-t.test('containerCores, for WORKERS\' default on a real machine: the CPU quota of the cgroup, rounded down, within the CPUs the process may run on; 1 with no quota in sight', async (t) => {
-  const root = (files: Record<string, string>): string => {
-    const dir = tempDir(t, 'cgroup');
-    for (const [name, text] of Object.entries(files)) {
-      mkdirSync(join(dir, name, '..'), { recursive: true });
-      writeFileSync(join(dir, name), `${text}\n`);
-    }
-    return dir;
-  };
-  t.equal(containerCores(root({ 'cpu.max': '200000 100000' }), 8), 2, 'v2: 2 vCPU (a Fargate task of 2 vCPU on a larger host)');
-  t.equal(containerCores(root({ 'cpu.max': '150000 100000' }), 8), 1, 'v2: 1.5 rounds down (as libuv does for os.availableParallelism)');
-  t.equal(containerCores(root({ 'cpu.max': '50000 100000' }), 8), 1, 'v2: half a core is 1');
-  t.equal(containerCores(root({ 'cpu.max': '800000 100000' }), 2), 2, 'v2: no more than the CPUs it may run on');
-  t.equal(containerCores(root({ 'cpu.max': 'max 100000' }), 8), 1, 'v2: no quota in sight: 1, not the host\'s count');
-  t.equal(containerCores(root({ 'cpu/cpu.cfs_quota_us': '300000', 'cpu/cpu.cfs_period_us': '100000' }), 8), 3, 'v1 (cpu controller directory)');
-  t.equal(containerCores(root({ 'cpu.cfs_quota_us': '100000', 'cpu.cfs_period_us': '100000' }), 8), 1, 'v1 (controller mounted at the root)');
-  t.equal(containerCores(root({ 'cpu/cpu.cfs_quota_us': '-1', 'cpu/cpu.cfs_period_us': '100000' }), 8), 1, 'v1: no quota: 1');
-  t.equal(containerCores(root({}), 4), 1, 'no cgroup files: 1');
 });
 
 t.test('INSTANCE_ID by default: the ECS container id, else the host name, fit for an object key', async (t) => {

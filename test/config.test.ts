@@ -1,12 +1,12 @@
 // Configuration: loadConfig called with an environment of the test's own and a made-up machine
-// (no server, and neither this host's cgroup nor its name); at the end, two real servers show what
-// a user meets when the server cannot start.
+// (no server, and neither this host's cgroup nor its name). What a user meets when the server
+// cannot start (main.ts printing the message) is in test/main.test.ts.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { type Config, ConfigError, loadConfig, type Machine } from '../src/config.js';
 import { VARIABLES } from '../src/config/table.js';
-import { ROOT, spawnServer } from './helpers/server.js';
+import { ROOT } from './helpers/server.js';
 
 const MiB = 1024 * 1024;
 
@@ -283,21 +283,4 @@ t.test('nothing else in src/ reads process.env', async (t) => {
   );
   t.equal(readers.length, 1, readers.join(', '));
   t.match(readers[0], /^src\/config\.ts:/, 'the default argument of loadConfig');
-});
-
-// What a user meets: main prints the message, logs it as fatal and exits 1.
-t.test('a real server with a bad value exits 1, says why on stderr and logs it as fatal', async (t) => {
-  const server = spawnServer(t, { GZIP_LEVEL: '10', S3_BUCKET: 'bucket', AWS_REGION: 'us-east-1' });
-  const exit = await server.exited;
-  const message = /^invalid configuration: "GZIP_LEVEL" should be an integer from 1 to 9, got "10"$/m;
-  t.equal(exit.code, 1, 'exits 1');
-  t.match(server.stderr(), message);
-  t.match(server.logs.find((l) => l.level === 'fatal')?.msg, message, 'and logs it as fatal');
-});
-
-t.test('a real server with a bucket and no region exits 1 and says so', async (t) => {
-  const server = spawnServer(t, { S3_BUCKET: 'b', AWS_REGION: '' });
-  t.equal((await server.exited).code, 1, 'exits 1');
-  t.match(server.stderr(), /no AWS region: set AWS_REGION/);
-  t.match(server.logs.find((l) => l.level === 'fatal')?.msg, /no AWS region: set AWS_REGION/, 'and logs it as fatal');
 });

@@ -1,13 +1,12 @@
 // Configuration: loadConfig called with an environment of the test's own and a made-up machine
-// (no server, and neither this host's cgroup nor its name); at the end, two real servers show what
-// a user meets when the server cannot start.
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+// (no server, and neither this host's cgroup nor its name). What a user meets when the server
+// cannot start (main.ts printing the message) is in test/main.test.ts.
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { type Config, ConfigError, containerCores, loadConfig, type Machine } from '../src/config.js';
+import { type Config, ConfigError, loadConfig, type Machine } from '../src/config.js';
 import { VARIABLES } from '../src/config/table.js';
-import { ROOT, spawnServer } from './helpers/server.js';
-import { tempDir } from './helpers/temp.js';
+import { ROOT } from './helpers/server.js';
 
 const MiB = 1024 * 1024;
 
@@ -205,26 +204,6 @@ t.test('WORKERS by default: the cores the machine gives, within the bodies in fl
   t.equal(load({ WORKERS: '3', INSTANCE_ID: 'i' }, untouchable).workers, 3, 'set: the machine is not asked');
 });
 
-t.test('containerCores, for WORKERS\' default on a real machine: the CPU quota of the cgroup, rounded down, within the CPUs the process may run on; 1 with no quota in sight', async (t) => {
-  const root = (files: Record<string, string>): string => {
-    const dir = tempDir(t, 'cgroup');
-    for (const [name, text] of Object.entries(files)) {
-      mkdirSync(join(dir, name, '..'), { recursive: true });
-      writeFileSync(join(dir, name), `${text}\n`);
-    }
-    return dir;
-  };
-  t.equal(containerCores(root({ 'cpu.max': '200000 100000' }), 8), 2, 'v2: 2 vCPU (a Fargate task of 2 vCPU on a larger host)');
-  t.equal(containerCores(root({ 'cpu.max': '150000 100000' }), 8), 1, 'v2: 1.5 rounds down (as libuv does for os.availableParallelism)');
-  t.equal(containerCores(root({ 'cpu.max': '50000 100000' }), 8), 1, 'v2: half a core is 1');
-  t.equal(containerCores(root({ 'cpu.max': '800000 100000' }), 2), 2, 'v2: no more than the CPUs it may run on');
-  t.equal(containerCores(root({ 'cpu.max': 'max 100000' }), 8), 1, 'v2: no quota in sight: 1, not the host\'s count');
-  t.equal(containerCores(root({ 'cpu/cpu.cfs_quota_us': '300000', 'cpu/cpu.cfs_period_us': '100000' }), 8), 3, 'v1 (cpu controller directory)');
-  t.equal(containerCores(root({ 'cpu.cfs_quota_us': '100000', 'cpu.cfs_period_us': '100000' }), 8), 1, 'v1 (controller mounted at the root)');
-  t.equal(containerCores(root({ 'cpu/cpu.cfs_quota_us': '-1', 'cpu/cpu.cfs_period_us': '100000' }), 8), 1, 'v1: no quota: 1');
-  t.equal(containerCores(root({}), 4), 1, 'no cgroup files: 1');
-});
-
 t.test('INSTANCE_ID by default: the ECS container id, else the host name, fit for an object key', async (t) => {
   t.equal(load({ WORKERS: '1', INSTANCE_ID: 'task-7' }, untouchable).instanceId, 'task-7', 'set: the machine is not asked');
   t.equal(load({ INSTANCE_ID: 'x'.repeat(64) }).instanceId, 'x'.repeat(64));
@@ -304,21 +283,4 @@ t.test('nothing else in src/ reads process.env', async (t) => {
   );
   t.equal(readers.length, 1, readers.join(', '));
   t.match(readers[0], /^src\/config\.ts:/, 'the default argument of loadConfig');
-});
-
-// What a user meets: main prints the message, logs it as fatal and exits 1.
-t.test('a real server with a bad value exits 1, says why on stderr and logs it as fatal', async (t) => {
-  const server = spawnServer(t, { GZIP_LEVEL: '10', S3_BUCKET: 'bucket', AWS_REGION: 'us-east-1' });
-  const exit = await server.exited;
-  const message = /^invalid configuration: "GZIP_LEVEL" should be an integer from 1 to 9, got "10"$/m;
-  t.equal(exit.code, 1, 'exits 1');
-  t.match(server.stderr(), message);
-  t.match(server.logs.find((l) => l.level === 'fatal'), { msg: 'cannot start', reason: message }, 'and logs it as fatal');
-});
-
-t.test('a real server with a bucket and no region exits 1 and says so', async (t) => {
-  const server = spawnServer(t, { S3_BUCKET: 'b', AWS_REGION: '' });
-  t.equal((await server.exited).code, 1, 'exits 1');
-  t.match(server.stderr(), /no AWS region: set AWS_REGION/);
-  t.match(server.logs.find((l) => l.level === 'fatal'), { msg: 'cannot start', reason: /no AWS region: set AWS_REGION/ }, 'and logs it as fatal');
 });

@@ -121,9 +121,9 @@ t.test('a step that fails or hangs is logged and the next one runs', async (t) =
   t.strictSame(order, ['stop', 'last']);
   t.equal(code, 0, 'a failed step is not a failed shutdown');
   t.match(logs.filter((l) => l.level === 'error'), [
-    { msg: 'shutdown: throwing failed, going on', step: 'throwing', err: { message: 'injected step failure' } },
-    { msg: 'shutdown: rejecting failed, going on', step: 'rejecting', err: { message: 'injected rejection' } },
-    { msg: 'shutdown: hanging did not finish in time, going on', step: 'hanging', timeoutMs: 1000 },
+    { msg: 'shutdown: a step failed, going on', step: 'throwing', err: { message: 'injected step failure' } },
+    { msg: 'shutdown: a step failed, going on', step: 'rejecting', err: { message: 'injected rejection' } },
+    { msg: 'shutdown: a step did not finish in time, going on', step: 'hanging', timeoutMs: 1000 },
   ]);
   t.equal(logs.at(-1)!.msg, 'shutdown complete');
 });
@@ -139,7 +139,7 @@ t.test('stopAccepting failing does not stop the shutdown', async (t) => {
   );
   shutdown.begin('SIGTERM', 0);
   t.equal((await shutdown.ended).code, 0);
-  t.match(logs[0], { level: 'error', msg: 'shutdown: stopping intake failed, going on' });
+  t.match(logs[0], { level: 'error', msg: 'shutdown: a step failed, going on', step: 'stopping intake' });
   t.equal(logs.at(-1)!.msg, 'shutdown complete');
 });
 

@@ -1,19 +1,21 @@
 // The DLQ end to end: S3 refusing, erroring or silent sends batches to disk; S3 back: every accepted
-// event in S3 exactly once at its original key. Kills, corrupt files, capacity, draining under load,
-// a failed eviction.
+// event in S3 exactly once at its original key. Kills, corrupt files, capacity, a failed eviction
+// (draining beside a steady load: dlq.ops.test.ts, in test:ops). Servers run in the test's process
+// but where they are killed.
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { decodeMeta } from '../../src/dlq/file.js';
 import { type FaultProxy, refusedPort, startFaultProxy } from '../helpers/fault-proxy.js';
 import { type S3Server, s3Env, startS3 } from '../helpers/s3.js';
-import { eventually, type RunningServer, spawnServer, startServer } from '../helpers/server.js';
+import { startInProcess } from '../helpers/in-process.js';
+import { eventually, type Served, spawnServer, startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
 
 const SMALL_BATCHES = { BATCH_MAX_EVENTS: '5', BATCH_MAX_AGE_MS: '50', UPLOAD_MAX_ATTEMPTS: '2', UPLOAD_TIMEOUT_MS: '300', DLQ_REUPLOAD_IDLE_MS: '200' };
 
 /** Posts `count` single events with ids from `from`; returns the ids answered 202. */
-async function postIds(server: RunningServer, from: number, count: number): Promise<number[]> {
+async function postIds(server: Served, from: number, count: number): Promise<number[]> {
   const accepted: number[] = [];
   for (let id = from; id < from + count; id++) if ((await server.post(JSON.stringify({ id }))).status === 202) accepted.push(id);
   return accepted;
@@ -43,7 +45,7 @@ async function outageThenRecovery(t: Test, makeDown: (proxy: FaultProxy) => void
   const proxy = await startFaultProxy(t, s3);
   makeDown(proxy);
   const dlqDir = tempDir(t, 'dlq');
-  const server = await startServer(t, { ...s3Env(proxy.endpoint), ...SMALL_BATCHES, DLQ_DIR: dlqDir, ...extraEnv });
+  const server = await startInProcess(t, { ...s3Env(proxy.endpoint), ...SMALL_BATCHES, DLQ_DIR: dlqDir, ...extraEnv });
   const accepted = await postIds(server, 0, 40);
   t.equal(accepted.length, 40);
   await eventually(async () => (await server.metric('dlq_events_spilled_total')) === 40);
@@ -82,7 +84,7 @@ t.test('S3 refusing connections, then coming back at the same address', async (t
   const s3 = await startS3(t);
   const port = await refusedPort();
   const dlqDir = tempDir(t, 'dlq');
-  const server = await startServer(t, { ...s3Env(`http://127.0.0.1:${port}`), ...SMALL_BATCHES, DLQ_DIR: dlqDir });
+  const server = await startInProcess(t, { ...s3Env(`http://127.0.0.1:${port}`), ...SMALL_BATCHES, DLQ_DIR: dlqDir });
   const accepted = await postIds(server, 0, 30);
   await eventually(async () => (await server.metric('dlq_events_spilled_total')) === 30);
   t.ok((await server.metric('s3_put_errors_total', '{code="ECONNREFUSED"}')) > 0);
@@ -97,7 +99,7 @@ t.test('S3 refusing connections, then coming back at the same address', async (t
 t.test('a DLQ directory that cannot be written: error logged, events counted as dropped, the server still answers', async (t) => {
   const parent = tempDir(t, 'notadir');
   writeFileSync(join(parent, 'file'), 'a file where the DLQ directory should be');
-  const server = await startServer(t, { ...s3Env(`http://127.0.0.1:${await refusedPort()}`), ...SMALL_BATCHES, DLQ_DIR: join(parent, 'file', 'dlq') });
+  const server = await startInProcess(t, { ...s3Env(`http://127.0.0.1:${await refusedPort()}`), ...SMALL_BATCHES, DLQ_DIR: join(parent, 'file', 'dlq') });
   // One request: its five events are one batch, so one spill, however slow the machine is
   // (five requests could straddle BATCH_MAX_AGE_MS and make two).
   t.equal((await server.post(JSON.stringify([0, 1, 2, 3, 4].map((id) => ({ id }))))).status, 202);
@@ -113,7 +115,7 @@ t.test('DLQ_MAX_FILES full: exactly the evicted events are counted, each evictio
   const proxy = await startFaultProxy(t, s3);
   proxy.decide = () => ({ status: 503, code: 'SlowDown' });
   const dlqDir = tempDir(t, 'dlq');
-  const server = await startServer(t, { ...s3Env(proxy.endpoint), ...SMALL_BATCHES, BATCH_MAX_EVENTS: '2', DLQ_MAX_FILES: '3', DLQ_DIR: dlqDir, DLQ_REUPLOAD_IDLE_MS: '3600000' });
+  const server = await startInProcess(t, { ...s3Env(proxy.endpoint), ...SMALL_BATCHES, BATCH_MAX_EVENTS: '2', DLQ_MAX_FILES: '3', DLQ_DIR: dlqDir, DLQ_REUPLOAD_IDLE_MS: '3600000' });
   // One request, one batch, one DLQ file, in order.
   for (let i = 0; i < 5; i++) {
     t.equal((await server.post(JSON.stringify([{ id: i * 2 }, { id: i * 2 + 1 }]))).status, 202);
@@ -131,7 +133,7 @@ t.test('DLQ_MAX_FILES full: exactly the evicted events are counted, each evictio
 
   // Restarted with S3 back: the three kept files drain, and nothing else appears.
   proxy.decide = () => 'pass';
-  const again = await startServer(t, { ...s3Env(proxy.endpoint), ...SMALL_BATCHES, DLQ_DIR: dlqDir });
+  const again = await startInProcess(t, { ...s3Env(proxy.endpoint), ...SMALL_BATCHES, DLQ_DIR: dlqDir });
   await eventually(async () => (await again.metric('dlq_files_current')) === 0);
   const { ids, keys } = await storedIds(t, s3);
   t.same(ids, [4, 5, 6, 7, 8, 9], 'the newest three batches, and exactly the evicted ones missing');
@@ -162,7 +164,7 @@ t.test('SIGKILL while spilling a stream of batches: after restart no partial fil
   t.ok(complete.length >= 40, `${complete.length} complete files, ${readdirSync(dlqDir).filter((n) => n.startsWith('.tmp-')).length} temp files left by the kill`);
 
   const proxy = await startFaultProxy(t, s3);
-  const again = await startServer(t, { ...s3Env(proxy.endpoint), DLQ_DIR: dlqDir, DLQ_REUPLOAD_IDLE_MS: '100' });
+  const again = await startInProcess(t, { ...s3Env(proxy.endpoint), DLQ_DIR: dlqDir, DLQ_REUPLOAD_IDLE_MS: '100' });
   await eventually(async () => (await again.metric('dlq_files_current')) === 0, 600);
   t.notOk(readdirSync(dlqDir).some((n) => n.startsWith('.tmp-')), 'temp leftovers removed, never uploaded');
   const { ids, keys } = await storedIds(t, s3);
@@ -175,7 +177,7 @@ t.test('a corrupt file in the directory is moved aside and counted; the rest dra
   const s3 = await startS3(t);
   const dlqDir = tempDir(t, 'dlq');
   // A real DLQ from a run with S3 down.
-  const first = await startServer(t, { ...s3Env(`http://127.0.0.1:${await refusedPort()}`), ...SMALL_BATCHES, DLQ_DIR: dlqDir, DLQ_REUPLOAD_IDLE_MS: '3600000' });
+  const first = await startInProcess(t, { ...s3Env(`http://127.0.0.1:${await refusedPort()}`), ...SMALL_BATCHES, DLQ_DIR: dlqDir, DLQ_REUPLOAD_IDLE_MS: '3600000' });
   await postIds(first, 0, 15);
   await eventually(async () => (await first.metric('dlq_events_spilled_total')) === 15);
   await first.stop();
@@ -188,7 +190,7 @@ t.test('a corrupt file in the directory is moved aside and counted; the rest dra
   writeFileSync(join(dlqDir, '1700000000000-x-000000-00000000.jsonl.gz'), 'garbage');
   const damagedEvents = decodeMeta(bytes).meta.events;
 
-  const again = await startServer(t, { ...s3.env, DLQ_DIR: dlqDir, DLQ_REUPLOAD_IDLE_MS: '100' });
+  const again = await startInProcess(t, { ...s3.env, DLQ_DIR: dlqDir, DLQ_REUPLOAD_IDLE_MS: '100' });
   await eventually(async () => (await again.metric('dlq_files_current')) === 0);
   t.equal(await again.metric('dlq_files_corrupt_total'), 2);
   t.ok(existsSync(join(dlqDir, 'corrupt', files[0]!)), 'the damaged file kept aside, not deleted');
@@ -199,40 +201,9 @@ t.test('a corrupt file in the directory is moved aside and counted; the rest dra
   copyFileSync(join(dlqDir, 'corrupt', files[0]!), join(tempDir(t, 'inspect'), 'x')); // readable for an operator
 });
 
-t.test('under steady live load with S3 healthy, the DLQ drains while traffic continues', async (t) => {
-  const s3 = await startS3(t);
-  const dlqDir = tempDir(t, 'dlq');
-  const first = await startServer(t, { ...s3Env(`http://127.0.0.1:${await refusedPort()}`), ...SMALL_BATCHES, UPLOAD_MAX_ATTEMPTS: '1', DLQ_DIR: dlqDir, DLQ_REUPLOAD_IDLE_MS: '3600000' });
-  const FILES = 100;
-  for (let i = 0; i < FILES; i++) await first.post(JSON.stringify(Array.from({ length: 5 }, (_, j) => ({ id: i * 5 + j }))));
-  await eventually(async () => (await first.metric('dlq_events_spilled_total')) === FILES * 5);
-  await first.stop();
-
-  // A batch every 20 ms: on main the loop was never idle for DLQ_REUPLOAD_IDLE_MS and the DLQ sat there.
-  const server = await startServer(t, { ...s3.env, BATCH_MAX_AGE_MS: '20', DLQ_DIR: dlqDir, DLQ_REUPLOAD_IDLE_MS: '1000' });
-  const started = Date.now();
-  let drainedAt: number | undefined;
-  let liveEvents = 0;
-  let id = 100_000;
-  // A bounded client loop: 50-event requests back to back, until the DLQ is empty or 60 s pass.
-  const watcher = eventually(async () => (await server.metric('dlq_files_current')) === 0, 600, 100).then(() => (drainedAt = Date.now()));
-  while (drainedAt === undefined && Date.now() - started < 60_000) {
-    const events = Array.from({ length: 50 }, () => ({ id: id++ }));
-    if ((await server.post(JSON.stringify(events))).status === 202) liveEvents += 50;
-  }
-  await watcher;
-  const seconds = (drainedAt! - started) / 1000;
-  const liveDuring = await server.metric('s3_events_stored_total');
-  t.ok(liveDuring > 0, `${liveDuring} live events stored while the DLQ drained`);
-  t.comment(`drained ${FILES} files (${FILES * 5} events) in ${seconds.toFixed(1)} s = ${(FILES / seconds).toFixed(0)} files/s, under ${(liveEvents / seconds).toFixed(0)} live events/s`);
-  await eventually(async () => (await server.metric('s3_events_stored_total')) === liveEvents);
-  const { ids } = await storedIds(t, s3);
-  t.equal(ids.length, FILES * 5 + liveEvents, 'every DLQ event and every live event stored once');
-});
-
 t.test('a spill whose capacity eviction fails does not kill the server', async (t) => {
   const dlqDir = tempDir(t, 'dlq');
-  const server = await startServer(t, { ...s3Env(`http://127.0.0.1:${await refusedPort()}`), ...SMALL_BATCHES, BATCH_MAX_EVENTS: '2', UPLOAD_MAX_ATTEMPTS: '1', DLQ_MAX_FILES: '1', DLQ_DIR: dlqDir, DLQ_REUPLOAD_IDLE_MS: '3600000' });
+  const server = await startInProcess(t, { ...s3Env(`http://127.0.0.1:${await refusedPort()}`), ...SMALL_BATCHES, BATCH_MAX_EVENTS: '2', UPLOAD_MAX_ATTEMPTS: '1', DLQ_MAX_FILES: '1', DLQ_DIR: dlqDir, DLQ_REUPLOAD_IDLE_MS: '3600000' });
   t.equal((await server.post('[{"id":0},{"id":1}]')).status, 202);
   await eventually(async () => (await server.metric('dlq_events_spilled_total')) === 2);
   // A real fault: the oldest file replaced by a non-empty directory, which no unlink removes.
@@ -244,7 +215,7 @@ t.test('a spill whose capacity eviction fails does not kill the server', async (
   t.equal((await server.post('{"id":4}')).status, 202);
   t.equal((await fetch(`${server.url}/healthz`)).status, 200);
   t.equal(await server.metric('dlq_events_spilled_total'), 4);
-  t.equal(server.child.exitCode, null);
+  t.ok(server.running(), 'still serving');
 });
 
 t.test('restart with a DLQ left by a killed process picks it up and drains it', async (t) => {
@@ -257,7 +228,7 @@ t.test('restart with a DLQ left by a killed process picks it up and drains it', 
   await eventually(async () => (await fetch(`http://127.0.0.1:${listening.port as number}/metrics`).then((r) => r.text())).includes('dlq_events_spilled_total 10'));
   first.child.kill('SIGKILL');
   await first.exited;
-  const again = await startServer(t, { ...s3.env, DLQ_DIR: dlqDir });
+  const again = await startInProcess(t, { ...s3.env, DLQ_DIR: dlqDir });
   await again.waitForLog((l) => l.msg.startsWith('DLQ: found files from an earlier run'));
   await eventually(async () => (await again.metric('dlq_files_current')) === 0);
   t.same((await storedIds(t, s3)).ids, Array.from({ length: 10 }, (_, i) => i));

@@ -19,34 +19,10 @@ async function scrape(url: string): Promise<string> {
   return (await fetch(`${url}/metrics`)).text();
 }
 
-/** Every http_requests_total series, summed. */
-function requestsTotal(page: string): number {
-  return [...page.matchAll(/^http_requests_total\{status="\d+"\} (\d+)$/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
-}
-
-
 async function stopCleanly(t: Test, server: RunningServer): Promise<void> {
   t.same(await server.stop('SIGTERM'), { code: 0, signal: null }, 'SIGTERM: exit 0');
   t.match(await server.waitForLog((l) => l.msg === 'shutdown complete'), { level: 'info', unaccountedEvents: 0, droppedEvents: 0 });
 }
-
-t.test('many connections over 2 workers: every 202 in S3 exactly once, and /metrics counts every request of every worker', async (t) => {
-  const s3 = await startS3(t);
-  const server = await startServer(t, { ...s3.env, WORKERS: '2', DLQ_DIR: tempDir(t, 'dlq'), BATCH_MAX_AGE_MS: '200', BATCH_MAX_EVENTS: '500' });
-  t.match(server.logs.find((l) => l.msg.startsWith('HTTP front')), { workers: 2, msg: 'HTTP front: threads (WORKERS)' });
-  const client = new AckingClient({ url: server.url, concurrency: 32, eventsPerRequest: 10, maxRequests: 1000, padBytes: 50 });
-  await client.run();
-  t.same([...client.outcomes], [['202', 1000]], 'every request answered 202');
-  // The first scrape: nothing but the load's requests has been answered yet.
-  const page = await scrape(server.url);
-  t.equal(requestsTotal(page), client.requests, `http_requests_total sums every worker's answers (${client.requests} requests)`);
-  t.equal(metricValue(page, 'http_requests_total', '{status="202"}'), 1000);
-  t.equal(metricValue(page, 'ingest_events_accepted_total'), client.acked.size, 'ingest_events_accepted_total too');
-  t.equal((await fetch(`${server.url}/healthz`)).status, 200, '/healthz from a worker');
-  t.same(await (await fetch(`${server.url}/readyz`)).json(), { status: 'ready' }, '/readyz from a worker');
-  await stopCleanly(t, server);
-  assertExactlyOnce(t, await audit(client, s3), 'after the load');
-});
 
 t.test('back-pressure across workers: a tiny channel and a slow S3 give 503 queue_full, and every 202 ends in S3', async (t) => {
   const s3 = await startS3(t);
@@ -117,42 +93,6 @@ t.test('during the shutdown every worker answers 503 shutting_down and /readyz 5
   t.same(await server.exited, { code: 0, signal: null }, 'exit 0 once S3 answers');
   t.match(await server.waitForLog((l) => l.msg === 'shutdown complete'), { uploadedInTime: true, acceptedEvents: 200, storedEvents: 200, unaccountedEvents: 0 });
   assertExactlyOnce(t, await audit(client, s3), 'after the shutdown');
-});
-
-t.test('ACK_LEVEL=disk over 2 workers: SIGKILL under load, restart: every 202 in S3 exactly once', async (t) => {
-  const s3 = await startS3(t);
-  // Slow PUTs: the kill finds batches in flight.
-  const proxy = await startFaultProxy(t, s3);
-  proxy.decide = () => ({ delayMs: 40 });
-  const env = {
-    ...s3Env(proxy.endpoint),
-    WORKERS: '2',
-    ACK_LEVEL: 'disk',
-    WAL_DIR: tempDir(t, 'wal'),
-    DLQ_DIR: tempDir(t, 'dlq'),
-    INSTANCE_ID: 'workers',
-    BATCH_MAX_AGE_MS: '150',
-    BATCH_MAX_EVENTS: '300',
-    WAL_SEGMENT_BYTES: '65536',
-  };
-  const client = new AckingClient({ url: undefined, concurrency: 16, eventsPerRequest: 10, maxRequests: 4000, padBytes: 100 });
-  const load = client.run();
-  const first = await startServer(t, env);
-  client.retarget(first.url);
-  await eventually(() => client.acked.size >= 2000, 600);
-  client.retarget(undefined);
-  first.child.kill('SIGKILL');
-  t.same(await first.exited, { code: null, signal: 'SIGKILL' });
-  const second = await startServer(t, env);
-  t.ok(second.logs.some((l) => l.msg.startsWith('WAL: replaying')), 'the restart replays the killed run');
-  client.retarget(second.url);
-  const before = client.acked.size;
-  await eventually(() => client.acked.size >= before + 500, 600);
-  client.stop();
-  await load;
-  await stopCleanly(t, second);
-  t.ok(second.logs.some((l) => l.msg === 'WAL closed: every event settled'));
-  assertExactlyOnce(t, await audit(client, s3), 'after a SIGKILL');
 });
 
 t.test('METRICS_PORT with 2 workers: /metrics from the main thread on its own port, 404 on the ingest port', async (t) => {

@@ -1,6 +1,6 @@
 // The layers of docs/architecture.md, read from the code's own imports: nothing imports a layer
 // above its own, the front knows nothing of the WAL or the DLQ, and no files import each other in
-// a circle, in src/ or bench/.
+// a circle, in src/ or bench/; and every src/ file has its unit test at the mirror path.
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import t from 'tap';
@@ -80,4 +80,15 @@ t.test('no import circles in src/ or bench/', async (t) => {
 
 t.test('the circle finder finds a circle', async (t) => {
   t.same(circles(new Map([['a', ['b']], ['b', ['c']], ['c', ['a']], ['d', ['a']]])), [['a', 'b', 'c']]);
+});
+
+t.test('every src/ file has a unit test at its mirror path (src/a/b.ts: test/a/b.test.ts, or test/a/b.<kind>.test.ts)', async (t) => {
+  const tests = new Set(files('test'));
+  const untested = files('src')
+    .filter((file) => !file.endsWith('.d.ts')) // declarations only: nothing runs
+    .filter((file) => {
+      const mirror = file.replace(/^src\//, 'test/').replace(/\.ts$/, '');
+      return ![...tests].some((test) => test === `${mirror}.test.ts` || (test.startsWith(`${mirror}.`) && test.endsWith('.test.ts')));
+    });
+  t.same(untested, [], 'write the unit test beside the mirror path');
 });

@@ -6,7 +6,6 @@ import { rmSync } from 'node:fs';
 import { getEventListeners } from 'node:events';
 import fs from 'node:fs/promises';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import t, { type Test } from 'tap';
@@ -16,36 +15,18 @@ import { headObject, OverwriteGuard } from '../../src/dlq/guard.js';
 import { DlqStore, type QueuedFile } from '../../src/dlq/store.js';
 import { createDlqMetrics } from '../../src/metrics/dlq.js';
 import { createUploadMetrics } from '../../src/metrics/upload.js';
-import { createS3Client, S3Uploader } from '../../src/upload/s3.js';
+import { S3Uploader } from '../../src/upload/s3.js';
 import { batch } from '../helpers/dlq.js';
-import { startFaultProxy } from '../helpers/fault-proxy.js';
-import { BUCKET, startS3 } from '../helpers/s3.js';
+import { memoryLog } from '../helpers/log.js';
+import { BUCKET, proxiedS3 } from '../helpers/s3.js';
 import { tempDir } from '../helpers/temp.js';
 
-// One S3 server and proxy for the file (every batch has a key of its own); each test sets the proxy's answers.
-const s3 = await startS3(t);
-const proxy = await startFaultProxy(t, s3);
-const client = createS3Client({ endpoint: proxy.endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
-t.teardown(() => client.destroy());
-t.beforeEach(() => {
-  proxy.decide = () => 'pass';
-  proxy.puts.length = 0;
-});
+const { s3, proxy, client } = await proxiedS3(t);
 
-type Line = { level: number; msg: string } & Record<string, unknown>;
 
 /** A store on a temp directory holding one file per event count given (oldest first), an uploader that tries once, and what they count and log. */
 async function rig(t: Test, events: number[], options: { keys?: (string | undefined)[]; disk?: Disk } = {}) {
-  const logs: Line[] = [];
-  const log = pino(
-    { level: 'debug' },
-    new Writable({
-      write(chunk: Buffer, _e, done) {
-        logs.push(JSON.parse(chunk.toString()));
-        done();
-      },
-    }),
-  );
+  const { log, lines: logs } = memoryLog();
   const dlqRegistry = new Registry();
   const metrics = createDlqMetrics(dlqRegistry);
   const dir = tempDir(t, 'dlq');

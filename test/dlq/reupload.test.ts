@@ -4,7 +4,6 @@
 // per-file backoff after failures, and a stop that lets go of the file in flight. Its clock is
 // injected; its ticks are real timers (50 ms here), so the tests wait for ticks, never for time.
 import fs from 'node:fs/promises';
-import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import t, { type Test } from 'tap';
@@ -13,24 +12,16 @@ import { type IdleSource, Reuploader } from '../../src/dlq/reupload.js';
 import { DlqStore, type QueuedFile } from '../../src/dlq/store.js';
 import { createDlqMetrics } from '../../src/metrics/dlq.js';
 import { createUploadMetrics } from '../../src/metrics/upload.js';
-import { createS3Client, S3Uploader } from '../../src/upload/s3.js';
+import { S3Uploader } from '../../src/upload/s3.js';
 import { batch, T0 } from '../helpers/dlq.js';
-import { startFaultProxy } from '../helpers/fault-proxy.js';
-import { BUCKET, startS3 } from '../helpers/s3.js';
+import { memoryLog } from '../helpers/log.js';
+import { BUCKET, proxiedS3 } from '../helpers/s3.js';
 import { tempDir } from '../helpers/temp.js';
 
 const IDLE_MS = 200; // ticks every 50 ms
 
-const s3 = await startS3(t);
-const proxy = await startFaultProxy(t, s3);
-const client = createS3Client({ endpoint: proxy.endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
-t.teardown(() => client.destroy());
-t.beforeEach(() => {
-  proxy.decide = () => 'pass';
-  proxy.puts.length = 0;
-});
+const { s3, proxy, client } = await proxiedS3(t);
 
-type Line = { level: number; msg: string } & Record<string, unknown>;
 
 /**
  * A store holding one file per event count given (oldest first), a started Reuploader, and the
@@ -39,16 +30,7 @@ type Line = { level: number; msg: string } & Record<string, unknown>;
  */
 async function rig(t: Test, events: number[], disk?: Disk) {
   const clock = { now: T0 };
-  const logs: Line[] = [];
-  const log = pino(
-    { level: 'debug' },
-    new Writable({
-      write(chunk: Buffer, _e, done) {
-        logs.push(JSON.parse(chunk.toString()));
-        done();
-      },
-    }),
-  );
+  const { log, lines: logs } = memoryLog();
   const dlqRegistry = new Registry();
   const metrics = createDlqMetrics(dlqRegistry);
   const dir = tempDir(t, 'dlq');

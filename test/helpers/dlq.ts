@@ -3,10 +3,8 @@
 import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
-import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import type { Test } from 'tap';
 import type * as CommandModule from '../../src/dlq/command.js';
@@ -14,22 +12,14 @@ import { encodeFile } from '../../src/dlq/file.js';
 import { DlqStore, type DlqOptions } from '../../src/dlq/store.js';
 import { createDlqMetrics } from '../../src/metrics/dlq.js';
 import { baseEnv, ROOT, type RunAs, useSdkVariables } from './server.js';
+import { memoryLog } from './log.js';
 import { tempDir } from './temp.js';
 
 export const T0 = 1_800_000_000_000;
 
 export async function setup(t: Test, options: Partial<DlqOptions> = {}) {
   const clock = { now: T0 };
-  const logs: { level: number; msg: string; [field: string]: unknown }[] = [];
-  const log = pino(
-    { level: 'debug' },
-    new Writable({
-      write(chunk: Buffer, _e, done) {
-        logs.push(JSON.parse(chunk.toString()));
-        done();
-      },
-    }),
-  );
+  const { log, lines: logs } = memoryLog();
   const registry = new Registry();
   const metrics = createDlqMetrics(registry);
   const dir = options.dir ?? tempDir(t, 'dlq');

@@ -2,7 +2,8 @@
 import { gunzipSync } from 'node:zlib';
 import { GetObjectCommand, ListObjectsCommand, S3Client } from '@aws-sdk/client-s3';
 import S3rver from 's3rver';
-import type { Owner } from './fault-proxy.js';
+import { createS3Client } from '../../src/upload/s3.js';
+import { type FaultProxy, type Owner, startFaultProxy } from './fault-proxy.js';
 import { tempDir } from './temp.js';
 
 export const BUCKET = 'test-bucket';
@@ -93,4 +94,21 @@ async function readObject(client: S3Client, bucket: string, Key: string): Promis
     contentEncoding: got.ContentEncoding,
     metadata: got.Metadata ?? {},
   };
+}
+
+/**
+ * One real S3 server behind the proxy for a whole test file, and an SDK client of it: each test
+ * sets the proxy's answers (every test starts from 'pass' and no PUT seen), and every batch has a
+ * key of its own.
+ */
+export async function proxiedS3(t: Owner & { beforeEach(fn: () => void): void }): Promise<{ s3: S3Server; proxy: FaultProxy; client: S3Client }> {
+  const s3 = await startS3(t);
+  const proxy = await startFaultProxy(t, s3);
+  const client = createS3Client({ endpoint: proxy.endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+  t.teardown(() => client.destroy());
+  t.beforeEach(() => {
+    proxy.decide = () => 'pass';
+    proxy.puts.length = 0;
+  });
+  return { s3, proxy, client };
 }

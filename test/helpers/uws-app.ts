@@ -1,8 +1,5 @@
 // The smallest real front for the unit tests of src/ingest/: a uWebSockets.js app on 127.0.0.1
-// port 0 (closed with its connections at teardown), a log that keeps its lines, and an intake
-// whose answers the test decides.
-import { Writable } from 'node:stream';
-import { pino, type Logger } from 'pino';
+// port 0 (closed with its connections at teardown), and an intake whose answers the test decides.
 import type { TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import type { Answer, Outcome, Refusal } from '../../src/acks.js';
 import type { Entry } from '../../src/channel.js';
@@ -16,25 +13,6 @@ export function listenApp(t: Owner, app: TemplatedApp): Promise<number> {
   return new Promise((resolve, reject) => {
     app.listen('127.0.0.1', 0, (socket: us_listen_socket | false) => (socket === false ? reject(new Error('cannot listen')) : resolve(uWS.us_socket_local_port(socket))));
   });
-}
-
-export interface LogLine {
-  level: number;
-  msg: string;
-  [field: string]: unknown;
-}
-
-/** A pino logger whose lines are kept, parsed, in `lines`. */
-export function memoryLog(): { log: Logger; lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      lines.push(JSON.parse(chunk.toString()) as LogLine);
-      done();
-    },
-  });
-  // Synchronous enough for the tests: pino writes each line in its own write() call.
-  return { log: pino({ level: 'debug' }, stream), lines };
 }
 
 /**

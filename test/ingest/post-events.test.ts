@@ -12,7 +12,8 @@ import { uWS } from '../../src/ingest/uws.js';
 import { HttpCounts } from '../../src/metrics/http.js';
 import { parseAnswer, type RawAnswer, rawRequest } from '../helpers/raw.js';
 import { eventually } from '../helpers/server.js';
-import { eventTexts, listenApp, memoryLog, ScriptedIntake } from '../helpers/uws-app.js';
+import { memoryLog } from '../helpers/log.js';
+import { eventTexts, listenApp, ScriptedIntake } from '../helpers/uws-app.js';
 
 const OPTIONS: EventsOptions = { maxBodyBytes: 2000, maxEventsPerRequest: 5, maxEventDepth: 4, maxBodiesInFlightBytes: 1 << 20 };
 const JSON_TYPE = { 'content-type': 'application/json' };

@@ -9,7 +9,8 @@ import { type IngestOptions, IngestServer, type MetricsPlace } from '../../src/i
 import { HttpCounts } from '../../src/metrics/http.js';
 import { idleConnections, rawRequest } from '../helpers/raw.js';
 import { eventually } from '../helpers/server.js';
-import { memoryLog, ScriptedIntake } from '../helpers/uws-app.js';
+import { memoryLog } from '../helpers/log.js';
+import { ScriptedIntake } from '../helpers/uws-app.js';
 
 const OPTIONS: IngestOptions = { maxBodyBytes: 10_000, maxEventsPerRequest: 10, maxEventDepth: 8, maxBodiesInFlightBytes: 1 << 20, maxConnections: undefined, apiKeys: [], corsOrigins: [] };
 const PAGE: MetricsPage = { contentType: 'text/plain; version=0.0.4; charset=utf-8', body: 'up 1\n' };

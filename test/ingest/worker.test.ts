@@ -11,7 +11,8 @@ import { IngestServer } from '../../src/ingest/server.js';
 import type { FromWorker, PushItem, ToWorker, WorkerSetup } from '../../src/ingest/workers.js';
 import { HttpCounts, SHARED_COUNTS_BYTES, sharedHttpCounts } from '../../src/metrics/http.js';
 import { eventually } from '../helpers/server.js';
-import { memoryLog, ScriptedIntake } from '../helpers/uws-app.js';
+import { memoryLog } from '../helpers/log.js';
+import { ScriptedIntake } from '../helpers/uws-app.js';
 
 const setup: WorkerSetup = {
   index: 3,

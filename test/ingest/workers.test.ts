@@ -14,7 +14,8 @@ import type * as WorkersModule from '../../src/ingest/workers.js';
 import { HttpCounts } from '../../src/metrics/http.js';
 import { idleConnections } from '../helpers/raw.js';
 import { eventually, ROOT } from '../helpers/server.js';
-import { eventTexts, memoryLog, ScriptedIntake } from '../helpers/uws-app.js';
+import { memoryLog } from '../helpers/log.js';
+import { eventTexts, ScriptedIntake } from '../helpers/uws-app.js';
 
 const { IngestWorkers } = (await import(`${ROOT}dist/ingest/workers.js`)) as typeof WorkersModule;
 const { loadConfig } = (await import(`${ROOT}dist/config.js`)) as typeof ConfigModule;

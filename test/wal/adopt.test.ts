@@ -6,7 +6,6 @@
 // src/wiring.ts); here it is the test's, to see when it runs and to make it leave events unsettled.
 import { existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { ListObjectsCommand } from '@aws-sdk/client-s3';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
@@ -14,12 +13,12 @@ import t, { type Test } from 'tap';
 import { createDlqMetrics } from '../../src/metrics/dlq.js';
 import { createUploadMetrics } from '../../src/metrics/upload.js';
 import { createWalMetrics } from '../../src/metrics/wal.js';
-import { createS3Client, S3Uploader } from '../../src/upload/s3.js';
+import { S3Uploader } from '../../src/upload/s3.js';
 import { Adopter, type ReplayWal } from '../../src/wal/adopt.js';
 import { takeAdoptLock } from '../../src/wal/lease.js';
 import { T0, writeDlqFile } from '../helpers/dlq.js';
-import { startFaultProxy } from '../helpers/fault-proxy.js';
-import { BUCKET, startS3 } from '../helpers/s3.js';
+import { type LogLine, memoryLog } from '../helpers/log.js';
+import { BUCKET, proxiedS3 } from '../helpers/s3.js';
 import { tempDir } from '../helpers/temp.js';
 
 // Stale after 1 s, so the scans come every 500 ms; directories meant to be dead are dated 10 min
@@ -27,16 +26,8 @@ import { tempDir } from '../helpers/temp.js';
 const STALE_MS = 1000;
 const SELF = 'survivor';
 
-const s3 = await startS3(t);
-const proxy = await startFaultProxy(t, s3);
-const client = createS3Client({ endpoint: proxy.endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
-t.teardown(() => client.destroy());
-t.beforeEach(() => {
-  proxy.decide = () => 'pass';
-  proxy.puts.length = 0;
-});
+const { s3, proxy, client } = await proxiedS3(t);
 
-type Line = { level: number; msg: string } & Record<string, unknown>;
 
 const dated = (path: string, offsetMs: number) => utimesSync(path, new Date(Date.now() + offsetMs), new Date(Date.now() + offsetMs));
 
@@ -74,19 +65,11 @@ function instanceDir(root: string, id: string, { wal = false, dlqFiles = 0, aliv
 
 /** A started Adopter on `root` as instance SELF, its logs, and a log waiter. */
 function adopter(t: Test, root: string, replay: ReplayWal, fresh: () => boolean = () => true) {
-  const logs: Line[] = [];
   const waiting = new Set<() => void>();
-  const log = pino(
-    { level: 'debug' },
-    new Writable({
-      write(chunk: Buffer, _e, done) {
-        logs.push(JSON.parse(chunk.toString()));
-        for (const wake of waiting) wake();
-        waiting.clear();
-        done();
-      },
-    }),
-  );
+  const { log, lines: logs } = memoryLog(() => {
+    for (const wake of waiting) wake();
+    waiting.clear();
+  });
   const walRegistry = new Registry();
   const dlqRegistry = new Registry();
   const uploader = new S3Uploader(client, { bucket: BUCKET, maxAttempts: 1, timeoutMs: 2000 }, createUploadMetrics(new Registry()), pino({ level: 'silent' }));
@@ -95,7 +78,7 @@ function adopter(t: Test, root: string, replay: ReplayWal, fresh: () => boolean 
   adopting.start();
   t.teardown(() => adopting.stop());
   /** Resolves with the `count`th log line that `match` takes. */
-  const waitFor = async (match: (l: Line) => boolean, count = 1): Promise<Line> => {
+  const waitFor = async (match: (l: LogLine) => boolean, count = 1): Promise<LogLine> => {
     while (logs.filter(match).length < count) await new Promise<void>((resolve) => waiting.add(resolve));
     return logs.filter(match)[count - 1]!;
   };
@@ -104,7 +87,7 @@ function adopter(t: Test, root: string, replay: ReplayWal, fresh: () => boolean 
 }
 
 const storedKeys = async () => new Set(((await s3.client.send(new ListObjectsCommand({ Bucket: BUCKET }))).Contents ?? []).map((o) => o.Key));
-const notFinished = (dir: string) => (l: Line) => l.msg === 'adopting a directory is not finished; will go on later' && l.dir === dir;
+const notFinished = (dir: string) => (l: LogLine) => l.msg === 'adopting a directory is not finished; will go on later' && l.dir === dir;
 
 t.test('a dead instance\'s directory: fenced with our lease, its WAL replayed under its name, then its DLQ drained, then removed', async (t) => {
   const root = tempDir(t, 'root');

@@ -3,26 +3,13 @@
 // Permission faults are real: the server runs as `nobody` (root ignores file modes).
 import { chmodSync, chownSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import t, { type Test } from 'tap';
-import { writeDlqFile } from '../helpers/dlq.js';
+import t from 'tap';
+import { goodFiles } from '../helpers/dlq.js';
 import { startS3 } from '../helpers/s3.js';
-import { eventually, NOBODY, nobodyCannotRun, startServer } from '../helpers/server.js';
-import { tempDir } from '../helpers/temp.js';
-
-/** Three good files (ids 0..5), oldest first; returns their keys. */
-function goodFiles(dir: string): string[] {
-  return [0, 1, 2].map((n) => writeDlqFile(dir, `good-${n}`, [n * 2, n * 2 + 1], undefined, 1_800_000_000_000 + n));
-}
+import { eventually, NOBODY, nobodyCannotRun, nobodyDir, startServer } from '../helpers/server.js';
 
 async function storedIds(s3: Awaited<ReturnType<typeof startS3>>): Promise<number[]> {
   return (await s3.objects()).flatMap((o) => o.records.map((r) => r.event.id as number)).sort((a, b) => a - b);
-}
-
-/** Owned by `nobody`, so that the server can run as that user. */
-function nobodyDir(t: Test, name: string): string {
-  const dir = tempDir(t, name);
-  chownSync(dir, 65534, 65534);
-  return dir;
 }
 
 t.test('a file that turns unreadable after start-up backs off alone; the files behind it drain; it goes once readable', { skip: nobodyCannotRun }, async (t) => {

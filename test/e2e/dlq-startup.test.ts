@@ -5,28 +5,16 @@
 import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import t, { type Test } from 'tap';
-import { dlqCommand, dlqFileWithMeta, writeDlqFile } from '../helpers/dlq.js';
+import t from 'tap';
+import { dlqCommand, dlqFileWithMeta, goodFiles, writeDlqFile } from '../helpers/dlq.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { startS3 } from '../helpers/s3.js';
 import { startInProcess } from '../helpers/in-process.js';
-import { eventually, NOBODY, nobodyCannotRun, spawnServer, startServer } from '../helpers/server.js';
+import { eventually, NOBODY, nobodyCannotRun, nobodyDir, spawnServer, startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
-
-/** Three good files (ids 0..5), oldest first; returns their keys. */
-function goodFiles(dir: string): string[] {
-  return [0, 1, 2].map((n) => writeDlqFile(dir, `good-${n}`, [n * 2, n * 2 + 1], undefined, 1_800_000_000_000 + n));
-}
 
 async function storedIds(s3: Awaited<ReturnType<typeof startS3>>): Promise<number[]> {
   return (await s3.objects()).flatMap((o) => o.records.map((r) => r.event.id as number)).sort((a, b) => a - b);
-}
-
-/** Owned by `nobody`, so that the server can run as that user. */
-function nobodyDir(t: Test, name: string): string {
-  const dir = tempDir(t, name);
-  chownSync(dir, 65534, 65534);
-  return dir;
 }
 
 t.test('odd entries in DLQ_DIR: the server starts, serves, re-uploads the good files, never the crafted key', async (t) => {

@@ -4,19 +4,14 @@
 // load long enough for four kill points); npm test keeps the short form in durable-ack.test.ts.
 import { appendFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { assertExactlyOnce, audit, AckingClient } from '../harness/zero-loss.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { s3Env, startS3 } from '../helpers/s3.js';
-import { eventually, type RunningServer, spawnServer, startServer } from '../helpers/server.js';
+import { eventually, killed, spawnServer, startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
 
 const segments = (dir: string) => readdirSync(dir).filter((n) => n.endsWith('.wal')).sort();
-
-async function killed(t: Test, server: { child: RunningServer['child']; exited: RunningServer['exited'] }): Promise<void> {
-  server.child.kill('SIGKILL');
-  t.same(await server.exited, { code: null, signal: 'SIGKILL' });
-}
 
 t.test('ACK_LEVEL=disk: SIGKILL under load at several points, a torn tail, a kill during replay: every 202 in S3 exactly once', async (t) => {
   const s3 = await startS3(t);

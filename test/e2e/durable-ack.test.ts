@@ -14,16 +14,11 @@ import { assertExactlyOnce, audit, AckingClient } from '../harness/zero-loss.js'
 import { refusedPort, startFaultProxy } from '../helpers/fault-proxy.js';
 import { startInProcess } from '../helpers/in-process.js';
 import { s3Env, startS3 } from '../helpers/s3.js';
-import { eventually, ROOT, type RunningServer, spawnServer, startServer } from '../helpers/server.js';
+import { eventually, killed, ROOT, spawnServer, startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
 import { EVENTS, readRecords } from '../../src/wal/format.js';
 
 const segments = (dir: string) => readdirSync(dir).filter((n) => n.endsWith('.wal')).sort();
-
-async function killed(t: Test, server: { child: RunningServer['child']; exited: RunningServer['exited'] }): Promise<void> {
-  server.child.kill('SIGKILL');
-  t.same(await server.exited, { code: null, signal: 'SIGKILL' });
-}
 
 t.test('ACK_LEVEL=disk: SIGKILL under load, and again during the replay: every 202 in S3 exactly once (four kill points: durable-ack.ops.test.ts)', async (t) => {
   const s3 = await startS3(t);

@@ -5,17 +5,12 @@
 // bounded in requests.
 import { chmodSync, chownSync, existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { assertExactlyOnce, audit, AckingClient } from '../harness/zero-loss.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { s3Env, startS3 } from '../helpers/s3.js';
-import { eventually, NOBODY, nobodyCannotRun, type RunningServer, startServer } from '../helpers/server.js';
+import { eventually, killed, NOBODY, nobodyCannotRun, startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
-
-async function killed(t: Test, server: { child: RunningServer['child']; exited: RunningServer['exited'] }): Promise<void> {
-  server.child.kill('SIGKILL');
-  t.same(await server.exited, { code: null, signal: 'SIGKILL' });
-}
 
 t.test('shared root: two servers, one SIGKILLed under load; the survivor adopts its directory; every 202 of both in S3 exactly once', async (t) => {
   const s3 = await startS3(t);

@@ -94,3 +94,8 @@ export function dlqFileWithMeta(json: string): Buffer {
   header[3] = 0x04; // FEXTRA
   return Buffer.concat([header, extra, meta, gzip.subarray(10)]);
 }
+
+/** Three good files in `dir` (ids 0..5), oldest first; returns their keys. */
+export function goodFiles(dir: string): string[] {
+  return [0, 1, 2].map((n) => writeDlqFile(dir, `good-${n}`, [n * 2, n * 2 + 1], undefined, T0 + n));
+}

@@ -1,7 +1,9 @@
 // The real server as a child process on port 0: start it, talk to it, read its logs and metrics, stop it.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
+import { chownSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import type { Test } from 'tap';
 import type { Owner } from './fault-proxy.js';
 import { tempDir } from './temp.js';
 
@@ -78,6 +80,19 @@ export interface RunAs {
 }
 
 export const NOBODY: RunAs = { uid: 65534, gid: 65534 };
+
+/** A temp directory owned by `nobody`, so that a server can run as that user. */
+export function nobodyDir(t: Owner, name: string): string {
+  const dir = tempDir(t, name);
+  chownSync(dir, 65534, 65534);
+  return dir;
+}
+
+/** SIGKILLs a server process and checks that the kill is what ended it. */
+export async function killed(t: Test, server: Pick<RunningServer, 'child' | 'exited'>): Promise<void> {
+  server.child.kill('SIGKILL');
+  t.same(await server.exited, { code: null, signal: 'SIGKILL' });
+}
 
 /**
  * Why `nobody` cannot run the server here, or false: Node or the build may sit under a private

@@ -75,7 +75,7 @@ async function scanDir(ctx: ScanContext): Promise<FoundFile[]> {
       if (file !== undefined) found.push(file);
     } catch (err) {
       // A bug or a surprise on one entry is that entry's problem: the rest of the queue still counts.
-      await setAside(ctx, entry.name, 'unreadable', `scan failed: ${(err as Error).message}`);
+      await setAside(ctx, entry.name, 'unreadable', err as Error);
     }
   }
   return found.sort((a, b) => a.meta.spilledAt - b.meta.spilledAt || (a.name < b.name ? -1 : 1));
@@ -110,7 +110,7 @@ async function readQueued(ctx: ScanContext, name: string): Promise<FoundFile | u
     head = await ctx.disk.readRegular(path.join(ctx.dir, name), (fixed) => (fixed.length < 12 ? fixed.length : 12 + fixed.readUInt16LE(10)));
   } catch (err) {
     if (err instanceof NotRegular) reject(ctx, name, err.message);
-    else if ((err as NodeJS.ErrnoException).code !== 'ENOENT') await setAside(ctx, name, 'unreadable', (err as Error).message);
+    else if ((err as NodeJS.ErrnoException).code !== 'ENOENT') await setAside(ctx, name, 'unreadable', err as Error);
     return undefined;
   }
   if (head.size > ctx.maxBytes) {
@@ -128,7 +128,7 @@ async function readQueued(ctx: ScanContext, name: string): Promise<FoundFile | u
     return { name, bytes: head.size, meta };
   } catch (err) {
     if (!(err instanceof CorruptFile)) throw err;
-    await setAside(ctx, name, 'corrupt', err.message);
+    await setAside(ctx, name, 'corrupt', err);
     return undefined;
   }
 }
@@ -153,14 +153,15 @@ const TODO: Record<AsideReason, string> = {
 };
 
 /**
- * Counts and logs a file that must not be uploaded, and moves it to corrupt/ when repairing;
+ * Counts and logs a file that must not be uploaded (`problem`: what is wrong with it, or the error
+ * met reading it), and moves it to corrupt/ when repairing;
  * true if it left DLQ_DIR. Never throws: when the move fails the file stays and is skipped.
  * `events` (known when its header was read) are counted as dropped once the file has left.
  */
-export async function setAside(ctx: ScanContext, name: string, why: AsideReason, detail: string, events?: number): Promise<boolean> {
+export async function setAside(ctx: ScanContext, name: string, why: AsideReason, problem: string | Error, events?: number): Promise<boolean> {
   if (why === 'corrupt') ctx.metrics.filesCorrupt.inc();
   else ctx.metrics.filesRejected.inc({ reason: why });
-  const fields = { file: name, reason: why, detail, todo: TODO[why] };
+  const fields = { file: name, reason: why, ...(typeof problem === 'string' ? { detail: problem } : { err: problem }), todo: TODO[why] };
   if (!ctx.repair) {
     ctx.log.error(fields, 'DLQ file not uploaded, skipped');
     return false;
@@ -174,7 +175,8 @@ export async function setAside(ctx: ScanContext, name: string, why: AsideReason,
     if (err instanceof DirNotSynced) {
       ctx.log.warn({ file: name, err }, 'DLQ directory fsync failed after moving a file to corrupt/: a power loss may bring it back; check the volume');
     } else {
-      ctx.log.error({ ...fields, err }, 'DLQ file not uploaded, skipped: it could not be moved to corrupt/');
+      // `err` is the failed move here; what is wrong with the file goes as text.
+      ctx.log.error({ ...fields, detail: typeof problem === 'string' ? problem : String(problem), err }, 'DLQ file not uploaded, skipped: it could not be moved to corrupt/');
       return false;
     }
   }

@@ -150,7 +150,7 @@ export class DlqStore {
       await this.#setAside(file, 'bad_key', problem);
     } catch (err) {
       if (!(err instanceof CorruptFile)) throw err;
-      await this.#setAside(file, 'corrupt', err.message);
+      await this.#setAside(file, 'corrupt', err);
     }
     return undefined;
   }
@@ -248,8 +248,8 @@ export class DlqStore {
     });
   }
 
-  async #setAside(file: QueuedFile, why: AsideReason, reason: string): Promise<void> {
-    if (await setAside(this.scan, file.name, why, reason, file.meta.events)) this.#queue.remove(file);
+  async #setAside(file: QueuedFile, why: AsideReason, problem: string | Error): Promise<void> {
+    if (await setAside(this.scan, file.name, why, problem, file.meta.events)) this.#queue.remove(file);
     else file.corrupt = true;
   }
 }

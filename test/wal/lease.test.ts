@@ -1,9 +1,13 @@
-// Leases and adopt locks on a shared root: fresh and stale, one adopter at a time, takeover from a dead adopter.
+// Leases and adopt locks on a shared root: fresh and stale, one adopter at a time, takeover from a
+// dead adopter; and the holder's fencing (a lease lost or not renewed exits its process).
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdirSync, readdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { exists, isStale, Lease, takeAdoptLock } from '../../src/wal/lease.js';
+import { ROOT } from '../helpers/server.js';
 
 const STALE_MS = 60_000;
 const past = (dir: string, file: string) => utimesSync(join(dir, file), new Date(Date.now() - 2 * STALE_MS), new Date(Date.now() - 2 * STALE_MS));
@@ -73,4 +77,35 @@ t.test('an instance directory that is a symlink is refused: this instance never 
   symlinkSync(join(root, 'elsewhere'), join(root, 'a'));
   await t.rejects(Lease.take(join(root, 'a'), 'a', STALE_MS, pino({ level: 'silent' })), { code: 'ELOOP' });
   t.same(readdirSync(join(root, 'elsewhere')), [], 'on main the lease was written into the link\'s target');
+});
+
+/** Runs test/fixtures/lease-holder.ts with `fault`; its exit code and log lines (level as a word). */
+async function holder(t: Test, fault: 'lost' | 'stuck' | 'unreadable'): Promise<{ code: number | null; lines: { level: string; msg: string }[] }> {
+  const dir = join(t.testdir(), 'holder');
+  const fixture = join(ROOT, 'test/fixtures/lease-holder.ts');
+  const child = spawn(process.execPath, ['--experimental-transform-types', '--disable-warning=ExperimentalWarning', `--import=${join(ROOT, 'test/node-hooks.mjs')}`, fixture, dir, '2000', fault], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  return { code, lines: out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: string; msg: string }) };
+}
+
+// The fencing in a process of its own, since it exits it: stale time 2 s, renewals every 250 ms.
+t.test('a lease found gone or taken: the holder logs it at fatal and exits 1 (it must stop writing there)', async (t) => {
+  const { code, lines } = await holder(t, 'lost');
+  t.equal(code, 1);
+  t.match(lines.at(-1), { level: 'fatal', msg: /^lease lost: the lease file is gone or another instance's/ });
+});
+
+t.test('a lease not renewed for half the stale time (a hung volume, a paused process): fatal, exit 1, before an adopter may judge it dead', async (t) => {
+  const { code, lines } = await holder(t, 'stuck');
+  t.equal(code, 1);
+  t.match(lines.at(-1), { level: 'fatal', msg: /^lease not renewed for half of DURABLE_LEASE_STALE_MS/, staleMs: 2000 });
+});
+
+t.test('a lease that cannot be read for a moment is a failed renewal, logged; the holder keeps it and exits 0 when done', async (t) => {
+  const { code, lines } = await holder(t, 'unreadable');
+  t.equal(code, 0);
+  t.equal(lines.filter((l) => l.level === 'warn' && l.msg === 'lease could not be renewed; trying again').length, 2);
+  t.notOk(lines.some((l) => l.level === 'fatal'));
 });

@@ -1,5 +1,6 @@
 // The operator command on the server's DLQ_DIR, `npm run dlq -- stats | list | drain`, as a
-// function of its arguments, environment and output streams (./cli.ts is the process around it).
+// function of its arguments, environment and output streams (./cli.ts is the process around it);
+// only the AWS SDK still takes region and credentials from the process's own environment.
 // `stats` and `list` only read, so they are safe beside a running server. `drain` takes the
 // directory's lock like a server (and refuses while one holds it), then PUTs each file to its
 // original key as the server would, except that it never overwrites an object it did not write

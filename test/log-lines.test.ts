@@ -146,3 +146,9 @@ t.test('every message in docs/operations.md "Log patterns" is still logged', asy
   const gone = patterns.filter((pattern) => !messages.some((message) => fragments(pattern).every((part) => message.includes(part))));
   t.same(gone, [], 'no pattern names a line the code no longer writes');
 });
+
+t.test('each message is written at one place: an operational event has one site, which counts it and logs it', async (t) => {
+  const sites = new Map<string, string[]>();
+  for (const c of calls) if (c.message !== undefined) sites.set(c.message, [...(sites.get(c.message) ?? []), `${c.file}:${c.line}`]);
+  t.same([...sites].filter(([, where]) => where.length > 1), [], 'give the second site its own message, or call the first');
+});

@@ -115,11 +115,12 @@ export class DlqStore {
       this.log.error({ key: batch.key, events: batch.events, code: (err as NodeJS.ErrnoException).code, err }, `local DLQ save failed: ${(err as Error).message}`);
       return false;
     }
-    // From here the file is complete under its final name: nothing below loses it.
     this.metrics.eventsSpilled.inc(batch.events);
     this.#queue.add(file);
-    await this.#enforceCapacity();
-    return true;
+    // The newest file is the last to be evicted: only when every older one is busy (re-uploading)
+    // or cannot be removed. Then it is not kept, and the caller must not say it is (at
+    // ACK_LEVEL=s3 the client would hold a receipt for events already gone).
+    return this.#enforceCapacity(file);
   }
 
   /**
@@ -217,14 +218,18 @@ export class DlqStore {
     await this.#enforceCapacity();
   }
 
-  async #enforceCapacity(): Promise<void> {
+  /** Evicts the oldest files until the queue fits; false if `kept` (a file just saved) was among them. */
+  async #enforceCapacity(kept?: QueuedFile): Promise<boolean> {
     const stuck = new Set<QueuedFile>(); // removal failed: logged, tried again at the next sweep
     const over = () => this.files - this.#removing.files > this.options.maxFiles || this.bytes - this.#removing.bytes > this.options.maxBytes;
     while (over()) {
       const victim = this.list().find((f) => !f.busy && !stuck.has(f));
-      if (victim === undefined) return;
-      if (!(await this.delete(victim, 'evicted'))) stuck.add(victim);
+      if (victim === undefined) break;
+      if (await this.delete(victim, 'evicted')) {
+        if (victim === kept) return false;
+      } else stuck.add(victim);
     }
+    return true;
   }
 
   /**

@@ -44,6 +44,20 @@ t.test('DLQ_MAX_FILES: the oldest files are evicted, their events counted, each 
   );
 });
 
+t.test('a spill that capacity can only make room for by evicting itself (the older files busy re-uploading) is not kept: save says so', async (t) => {
+  const { store, value } = await setup(t, { maxFiles: 1 });
+  const old = batch(2);
+  t.equal(await store.save(old.batch, old.gzip), true);
+  store.list()[0]!.busy = true; // being re-uploaded: eviction must pass it by
+  const added = batch(3);
+  // On main save() said true and evicted the file it had just written: at ACK_LEVEL=s3 the client
+  // got a 202 "stored in the DLQ" for events already gone.
+  t.equal(await store.save(added.batch, added.gzip), false, 'not stored: the client is told not_stored');
+  t.same(store.list().map((f) => f.meta.events), [2], 'the busy file stays');
+  t.equal(await value('dlq_events_dropped_total', '{reason="capacity"}'), 3, 'the new file\'s events, counted once');
+  t.equal(await value('dlq_events_spilled_total'), 2 + 3);
+});
+
 t.test('concurrent spills over capacity: every evicted event counted once, none twice', async (t) => {
   const { store, value, logs } = await setup(t, { maxFiles: 3 });
   await Promise.all(Array.from({ length: 10 }, (_, i) => batch(i + 1)).map((b) => store.save(b.batch, b.gzip)));
@@ -151,9 +165,10 @@ t.test('save never rejects: a failed eviction (a directory where the oldest file
   rmSync(join(dir, `${first.batch.id}.jsonl.gz`));
   mkdirSync(join(dir, `${first.batch.id}.jsonl.gz`, 'inside'), { recursive: true });
   const second = batch(3);
-  await store.save(second.batch, second.gzip); // rejected on main: the process died right after a 202
-  // Still on disk, so still queued (tried again at the next sweep), and counted against capacity:
-  // the next oldest, here the new file, made room.
+  // Rejected on main: the process died right after a 202. Now it resolves, false: the stuck file
+  // is still on disk, so still queued (tried again at the next sweep) and counted against
+  // capacity, and the next oldest, here the new file, made room: it is not kept.
+  t.equal(await store.save(second.batch, second.gzip), false);
   t.same(store.list().map((f) => f.name), [`${first.batch.id}.jsonl.gz`]);
   t.ok(logs.some((l) => l.level === 50 && l.msg.startsWith('DLQ file could not be removed: kept and tried again') && l.file === `${first.batch.id}.jsonl.gz` && l.reason === 'evicted'));
   t.equal(await value('dlq_events_dropped_total', '{reason="capacity"}'), 3, 'only the file that left; the stuck one is not counted while it is there (test/dlq/sweep.test.ts has the retry)');

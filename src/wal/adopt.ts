@@ -11,7 +11,7 @@ import { DlqStore } from '../dlq/store.js';
 import type { DlqMetrics } from '../metrics/dlq.js';
 import type { WalMetrics } from '../metrics/wal.js';
 import type { S3Uploader } from '../upload/s3.js';
-import { type AdoptLock, exists, isStale, takeAdoptLock, writeLease } from './lease.js';
+import { type AdoptLock, exists, LeaseWatch, takeAdoptLock, writeLease } from './lease.js';
 
 /**
  * Replays the WAL in `walDir` of instance `deadId` through a pipeline of its own (built as the
@@ -28,6 +28,8 @@ export interface AdoptionParts {
   readonly metrics: { readonly wal: WalMetrics; readonly dlq: DlqMetrics };
   /** This instance's own lease is fresh: an adopter that was itself paused must not go on. */
   readonly fresh: () => boolean;
+  /** The monotonic clock other leases are judged on (./lease.ts LeaseWatch); a test's may run faster. */
+  readonly now?: () => number;
 }
 
 class NotDone extends Error {}
@@ -40,11 +42,14 @@ export class Adopter {
   readonly #stopped = new Promise<void>((resolve) => (this.#hurry = resolve));
   /** Aborted by stop(): cuts the DLQ drain of an adoption in progress. */
   readonly #abort = new AbortController();
+  readonly #watch: LeaseWatch;
 
   constructor(
     private readonly parts: AdoptionParts,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.#watch = new LeaseWatch(parts.wal.leaseStaleMs, parts.now);
+  }
 
   /** Looks for dead instances now and every half stale time. */
   start(): void {
@@ -98,10 +103,9 @@ export class Adopter {
 
   /** The adopt lock of `dir` if it holds something to adopt, its lease is stale and no live instance adopts it. */
   async #lockIfDead(dir: string): Promise<AdoptLock | undefined> {
-    const { sharedRoot, leaseStaleMs } = this.parts.wal;
     if (!((await exists(path.join(dir, 'wal'))) || (await exists(path.join(dir, 'dlq'))))) return undefined;
-    if (!(await isStale(dir, leaseStaleMs))) return undefined;
-    return takeAdoptLock(sharedRoot, dir, this.parts.instanceId, leaseStaleMs);
+    if (!(await this.#watch.stale(dir))) return undefined;
+    return takeAdoptLock(this.parts.wal.sharedRoot, dir, this.parts.instanceId, this.#watch);
   }
 
   async #adopt(dir: string, deadId: string, lock: AdoptLock): Promise<void> {

@@ -2,8 +2,8 @@
 // directory whose lease went stale belongs to a dead instance, and one live instance adopts it.
 //
 // Invariants:
-// - a lease is fresh while its mtime is younger than DURABLE_LEASE_STALE_MS; its holder touches
-//   it every eighth of that, and exits (status 1) if it finds its lease taken or gone: another
+// - its holder touches its lease every eighth of DURABLE_LEASE_STALE_MS, and exits (status 1) if
+//   it finds its lease taken or gone: another
 //   instance judged it dead and is adopting its directory, so it must stop writing there. Only a
 //   missing file (ENOENT) or another's token means that: a read error (EIO, ESTALE on EFS, EMFILE)
 //   is a failed renewal, logged and tried again at the next tick, three times before the fencing
@@ -20,13 +20,18 @@
 //   creating n + 1, so two survivors never adopt the same directory at once (known gap: one that
 //   read generation n, then stalled while another took n + 1, adopted, failed and released it,
 //   can take n + 1 beside a third that took 0 meanwhile; adoption takes seconds, the stall would too);
+// - another instance's lease is judged on this instance's own clock (LeaseWatch): stale once what
+//   it reads as (its mtime and content, read through an open file, which NFS revalidates at open)
+//   has not changed for DURABLE_LEASE_STALE_MS of this process's monotonic time. Another host's
+//   clock is never compared with ours, so no skew, of any size or sign, makes a renewing instance
+//   look dead; a directory first seen is watched for a whole stale time before it can be judged;
 // - a lease or lock that cannot be read never makes its holder dead: the judgement throws and is
 //   made again at the next scan. Only a lock that reads as torn (its writer crashed mid-write) is
-//   judged by the directory's age, and only a missing lease by the directory's mtime;
-// - mtimes are set by the writer's clock (utimes), so clocks must agree well within the stale time;
+//   judged by its directory's lease, and only a missing lease by the directory's own mtime;
 // - no symlink is followed (src/disk/): an instance directory, lease or adopt lock that is one is
 //   refused (ELOOP), so it is never judged dead or adopted, and this instance never starts in one.
 import { randomUUID } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -127,13 +132,49 @@ const ifMissing =
     throw err;
   };
 
-/**
- * An instance directory's lease is stale (or missing, and the directory unchanged for as long;
- * false if the directory is gone). Throws if the lease or directory cannot be read.
- */
-export async function isStale(dir: string, staleMs: number, disk: Disk = realDisk): Promise<boolean> {
-  const stat = (await disk.lstat(path.join(dir, LEASE_FILE)).catch(ifMissing(undefined))) ?? (await disk.lstat(dir).catch(ifMissing(undefined)));
-  return stat !== undefined && Date.now() - stat.mtimeMs > staleMs;
+/** Other instances' leases, judged on this process's own clock (see the invariants above). */
+export class LeaseWatch {
+  readonly #seen = new Map<string, { mark: string; since: number }>();
+
+  /** `now`: this process's monotonic milliseconds (a test's clock may run faster). */
+  constructor(
+    private readonly staleMs: number,
+    private readonly now: () => number = () => performance.now(),
+    private readonly disk: Disk = realDisk,
+  ) {}
+
+  /**
+   * The lease of the instance directory `dir` (or, with none, the directory itself) has read the
+   * same for longer than the stale time, by our clock; false if the directory is gone. Throws if
+   * the lease or directory cannot be read.
+   */
+  async stale(dir: string): Promise<boolean> {
+    const mark = await this.#mark(dir);
+    const now = this.now();
+    const seen = this.#seen.get(dir);
+    if (mark === undefined) this.#seen.delete(dir);
+    else if (seen === undefined || seen.mark !== mark) this.#seen.set(dir, { mark, since: now });
+    else return now - seen.since > this.staleMs;
+    return false;
+  }
+
+  /** What the lease reads as: its mtime (as its holder's clock set it: compared, never aged) and content. */
+  async #mark(dir: string): Promise<string | undefined> {
+    let handle;
+    try {
+      handle = await this.disk.open(path.join(dir, LEASE_FILE), fsConstants.O_RDONLY);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      const stat = await this.disk.lstat(dir).catch(ifMissing(undefined));
+      return stat === undefined ? undefined : `no lease; directory ${stat.mtimeMs}`;
+    }
+    try {
+      const stat = await handle.stat();
+      return `${stat.mtimeMs} ${await handle.readFile('utf8')}`;
+    } finally {
+      await handle.close();
+    }
+  }
 }
 
 export interface AdoptLock {
@@ -145,24 +186,25 @@ export interface AdoptLock {
 const ADOPT_LOCK_NAME = /^adopt\.lock\.(\d+)$/;
 
 /**
- * Takes `dir`'s adopt lock for `instanceId`, or undefined when a live instance holds it. The lock
- * is the file `adopt.lock.<n>` with the highest n; taking one over from a dead holder creates
- * n + 1 with O_EXCL, so of two survivors racing for it exactly one succeeds, whatever the order.
+ * Takes `dir`'s adopt lock for `instanceId`, or undefined when a live instance holds it (as
+ * `watch` judges it). The lock is the file `adopt.lock.<n>` with the highest n; taking one over
+ * from a dead holder creates n + 1 with O_EXCL, so of two survivors racing for it exactly one
+ * succeeds, whatever the order.
  */
-export async function takeAdoptLock(root: string, dir: string, instanceId: string, staleMs: number, disk: Disk = realDisk): Promise<AdoptLock | undefined> {
+export async function takeAdoptLock(root: string, dir: string, instanceId: string, watch: LeaseWatch, disk: Disk = realDisk): Promise<AdoptLock | undefined> {
   const names = await disk.fs.readdir(dir).catch(ifMissing(undefined));
   if (names === undefined) return undefined; // adopted and removed by another survivor meanwhile
   const generations = names.map((name) => ADOPT_LOCK_NAME.exec(name)?.[1]).filter((n) => n !== undefined).map(Number);
   const top = generations.length === 0 ? -1 : Math.max(...generations);
   if (top >= 0) {
     // A lock that reads as torn is one being written (or cut short by a crash): judged by the
-    // directory's age. One that cannot be read throws: its holder may well be alive.
+    // directory's own lease. One that cannot be read throws: its holder may well be alive.
     const holder = (await readLease(path.join(dir, `${ADOPT_LOCK}.${top}`), disk).catch((err: unknown) => {
       if (err instanceof SyntaxError) return undefined;
       throw err;
     })) as { instanceId?: string } | undefined;
     const holderDir = holder?.instanceId === undefined ? undefined : path.join(root, holder.instanceId);
-    const gone = holderDir === undefined ? await isStale(dir, staleMs, disk) : (await isStale(holderDir, staleMs, disk)) || !(await exists(holderDir, disk));
+    const gone = holderDir === undefined ? await watch.stale(dir) : (await watch.stale(holderDir)) || !(await exists(holderDir, disk));
     if (!gone) return undefined;
   }
   const file = path.join(dir, `${ADOPT_LOCK}.${top + 1}`);

@@ -15,29 +15,41 @@ import { createUploadMetrics } from '../../src/metrics/upload.js';
 import { createWalMetrics } from '../../src/metrics/wal.js';
 import { S3Uploader } from '../../src/upload/s3.js';
 import { Adopter, type ReplayWal } from '../../src/wal/adopt.js';
-import { takeAdoptLock } from '../../src/wal/lease.js';
+import { LeaseWatch, takeAdoptLock } from '../../src/wal/lease.js';
 import { T0, writeDlqFile } from '../helpers/dlq.js';
 import { type LogLine, memoryLog } from '../helpers/log.js';
 import { BUCKET, proxiedS3 } from '../helpers/s3.js';
 import { tempDir } from '../helpers/temp.js';
 
-// Stale after 1 s, so the scans come every 500 ms; directories meant to be dead are dated 10 min
-// back, those meant to be alive 10 min ahead, so no test depends on how long it takes.
+// Stale after 1 s, so the scans come every 500 ms. The adopter judges leases on a clock that runs
+// a stale time ahead at each look (AdoptionParts.now): a directory whose lease does not change is
+// dead at its second look, one kept alive (keepAlive) changes between any two; so no test depends
+// on how long it takes.
 const STALE_MS = 1000;
 const SELF = 'survivor';
 
 const { s3, proxy, client } = await proxiedS3(t);
 
 
-const dated = (path: string, offsetMs: number) => utimesSync(path, new Date(Date.now() + offsetMs), new Date(Date.now() + offsetMs));
+/** A live instance's lease in `dir`: rewritten ten times a second, as a holder renews it (the test's stand-in for one). */
+function keepAlive(t: Test, dir: string, id: string): void {
+  writeFileSync(join(dir, 'lease'), JSON.stringify({ instanceId: id }));
+  let beat = 0;
+  const timer = setInterval(() => {
+    const at = new Date(T0 + ++beat); // its clock says anything: only the change counts
+    utimesSync(join(dir, 'lease'), at, at);
+  }, 100);
+  t.teardown(() => clearInterval(timer));
+}
 
 let fileSeq = 0;
 
 /**
  * An instance directory under `root` holding a WAL directory and/or DLQ files (their names and keys
- * returned, the keys unique to the file: the S3 server is shared); dead (stale) unless told.
+ * returned, the keys unique to the file: the S3 server is shared); dead (nothing in it changes)
+ * unless kept alive.
  */
-function instanceDir(root: string, id: string, { wal = false, dlqFiles = 0, alive = false } = {}): { dir: string; keys: string[]; files: string[] } {
+function instanceDir(t: Test, root: string, id: string, { wal = false, dlqFiles = 0, alive = false } = {}): { dir: string; keys: string[]; files: string[] } {
   const dir = join(root, id);
   mkdirSync(dir, { recursive: true });
   if (wal) {
@@ -55,11 +67,7 @@ function instanceDir(root: string, id: string, { wal = false, dlqFiles = 0, aliv
       files.push(join(dir, 'dlq', `${name}.jsonl.gz`));
     }
   }
-  if (alive) {
-    writeFileSync(join(dir, 'lease'), JSON.stringify({ instanceId: id }));
-    dated(join(dir, 'lease'), 600_000);
-  }
-  dated(dir, alive ? 600_000 : -600_000);
+  if (alive) keepAlive(t, dir, id);
   return { dir, keys, files };
 }
 
@@ -74,7 +82,9 @@ function adopter(t: Test, root: string, replay: ReplayWal, fresh: () => boolean 
   const dlqRegistry = new Registry();
   const uploader = new S3Uploader(client, { bucket: BUCKET, maxAttempts: 1, timeoutMs: 2000 }, createUploadMetrics(new Registry()), pino({ level: 'silent' }));
   const wal = { dir: join(root, SELF, 'wal'), maxBytes: 1 << 20, syncIntervalMs: 0, syncBytes: 1 << 16, segmentBytes: 1 << 16, sharedRoot: root, leaseStaleMs: STALE_MS };
-  const adopting = new Adopter({ instanceId: SELF, wal, replay, dlq: { ttlSeconds: 3600, prefix: 'raw' }, uploader, metrics: { wal: createWalMetrics(walRegistry), dlq: createDlqMetrics(dlqRegistry) }, fresh }, log);
+  let clock = 0;
+  const now = () => (clock += STALE_MS + 1);
+  const adopting = new Adopter({ instanceId: SELF, wal, replay, dlq: { ttlSeconds: 3600, prefix: 'raw' }, uploader, metrics: { wal: createWalMetrics(walRegistry), dlq: createDlqMetrics(dlqRegistry) }, fresh, now }, log);
   adopting.start();
   t.teardown(() => adopting.stop());
   /** Resolves with the `count`th log line that `match` takes. */
@@ -91,7 +101,7 @@ const notFinished = (dir: string) => (l: LogLine) => l.msg === 'adopting a direc
 
 t.test('a dead instance\'s directory: fenced with our lease, its WAL replayed under its name, then its DLQ drained, then removed', async (t) => {
   const root = tempDir(t, 'root');
-  const { dir, keys } = instanceDir(root, 'dead', { wal: true, dlqFiles: 2 });
+  const { dir, keys } = instanceDir(t, root, 'dead', { wal: true, dlqFiles: 2 });
   const atReplay: Record<string, unknown>[] = [];
   const replay: ReplayWal = async (walDir, deadId) => {
     atReplay.push({
@@ -118,7 +128,7 @@ t.test('a dead instance\'s directory: fenced with our lease, its WAL replayed un
 
 t.test('a WAL left unsettled keeps the directory (DLQ not drained, the adopt lock let go); the next scan goes on', async (t) => {
   const root = tempDir(t, 'root');
-  const { dir, keys, files } = instanceDir(root, 'dead', { wal: true, dlqFiles: 1 });
+  const { dir, keys, files } = instanceDir(t, root, 'dead', { wal: true, dlqFiles: 1 });
   let unsettled = 2;
   const replay: ReplayWal = async () => unsettled;
   const a = adopter(t, root, replay);
@@ -136,17 +146,15 @@ t.test('a WAL left unsettled keeps the directory (DLQ not drained, the adopt loc
 
 t.test('left alone: our own directory, one whose lease is fresh, one with nothing to adopt, one a live survivor is adopting', async (t) => {
   const root = tempDir(t, 'root');
-  const own = instanceDir(root, SELF, { wal: true, dlqFiles: 1 });
-  const alive = instanceDir(root, 'alive', { wal: true, dlqFiles: 1, alive: true });
-  const empty = instanceDir(root, 'empty');
+  const own = instanceDir(t, root, SELF, { wal: true, dlqFiles: 1 });
+  const alive = instanceDir(t, root, 'alive', { wal: true, dlqFiles: 1, alive: true });
+  const empty = instanceDir(t, root, 'empty');
   writeFileSync(join(empty.dir, 'note'), 'no wal, no dlq');
-  dated(empty.dir, -600_000);
-  instanceDir(root, 'busy', { alive: true });
-  const held = instanceDir(root, 'held', { dlqFiles: 1 });
+  instanceDir(t, root, 'busy', { alive: true });
+  const held = instanceDir(t, root, 'held', { dlqFiles: 1 });
   writeFileSync(join(held.dir, 'adopt.lock.0'), JSON.stringify({ instanceId: 'busy' }));
-  dated(held.dir, -600_000);
   // A dead directory whose adoption never finishes: its second "not finished" line means a whole scan went by.
-  const sentinel = instanceDir(root, 'sentinel', { wal: true });
+  const sentinel = instanceDir(t, root, 'sentinel', { wal: true });
   const replayed: string[] = [];
   const a = adopter(t, root, async (_walDir, deadId) => {
     replayed.push(deadId);
@@ -165,7 +173,7 @@ t.test('left alone: our own directory, one whose lease is fresh, one with nothin
 
 t.test('an adopter whose own lease is not fresh stops before the replay, and before the drain if it goes stale during one', async (t) => {
   const root = tempDir(t, 'root');
-  const dirs = [instanceDir(root, 'dead-a', { wal: true, dlqFiles: 1 }), instanceDir(root, 'dead-b', { wal: true, dlqFiles: 1 })];
+  const dirs = [instanceDir(t, root, 'dead-a', { wal: true, dlqFiles: 1 }), instanceDir(t, root, 'dead-b', { wal: true, dlqFiles: 1 })];
   let fresh = true;
   const replayed: string[] = [];
   const a = adopter(t, root, async (_walDir, deadId) => {
@@ -184,11 +192,11 @@ t.test('an adopter whose own lease is not fresh stops before the replay, and bef
 
 t.test('another survivor that takes the adoption over mid-replay: this one stops there, its lock gone, the other\'s standing', async (t) => {
   const root = tempDir(t, 'root');
-  const { dir, files } = instanceDir(root, 'dead', { wal: true, dlqFiles: 1 });
+  const { dir, files } = instanceDir(t, root, 'dead', { wal: true, dlqFiles: 1 });
   let once = true;
   // SELF has no directory under the root, so to the other survivor its adoption looks abandoned.
   const a = adopter(t, root, async () => {
-    if (once) t.ok(await takeAdoptLock(root, dir, 'other', STALE_MS), 'the other survivor takes it over');
+    if (once) t.ok(await takeAdoptLock(root, dir, 'other', new LeaseWatch(STALE_MS)), 'the other survivor takes it over');
     once = false;
     return 0;
   });
@@ -200,7 +208,7 @@ t.test('another survivor that takes the adoption over mid-replay: this one stops
 
 t.test('stop() mid-drain: the PUT in flight is cut, its file and the directory stay for another instance', async (t) => {
   const root = tempDir(t, 'root');
-  const { dir, keys, files } = instanceDir(root, 'dead', { dlqFiles: 2 });
+  const { dir, keys, files } = instanceDir(t, root, 'dead', { dlqFiles: 2 });
   let stopping: Promise<void> | undefined;
   const a = adopter(t, root, async () => 0);
   proxy.decide = () => {
@@ -219,7 +227,7 @@ t.test('stop() mid-drain: the PUT in flight is cut, its file and the directory s
 
 t.test('stop() during the replay hurries it, and the directory is not removed even with nothing left in it', async (t) => {
   const root = tempDir(t, 'root');
-  const { dir } = instanceDir(root, 'dead', { wal: true });
+  const { dir } = instanceDir(t, root, 'dead', { wal: true });
   let entered = () => {};
   const inReplay = new Promise<void>((resolve) => (entered = resolve));
   const a = adopter(t, root, async (_walDir, _deadId, stopped) => {

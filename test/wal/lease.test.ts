@@ -6,63 +6,104 @@ import { mkdirSync, readdirSync, rmSync, symlinkSync, utimesSync, writeFileSync 
 import { join } from 'node:path';
 import { pino } from 'pino';
 import t, { type Test } from 'tap';
-import { exists, isStale, Lease, takeAdoptLock } from '../../src/wal/lease.js';
+import { exists, Lease, LeaseWatch, takeAdoptLock } from '../../src/wal/lease.js';
 import { ROOT } from '../helpers/server.js';
 
 const STALE_MS = 60_000;
-const past = (dir: string, file: string) => utimesSync(join(dir, file), new Date(Date.now() - 2 * STALE_MS), new Date(Date.now() - 2 * STALE_MS));
+const HOUR = 3_600_000;
+/** Sets a file's mtime `offsetMs` from now, as a holder whose clock is that far off would. */
+const dated = (file: string, offsetMs: number) => utimesSync(file, new Date(Date.now() + offsetMs), new Date(Date.now() + offsetMs));
 
-t.test('a lease is fresh while held, stale once old, and released on a clean stop', async (t) => {
+/** A LeaseWatch on a clock the test moves (`clock.ms`), as this instance's monotonic time. */
+function watch() {
+  const clock = { ms: 0 };
+  return { clock, leases: new LeaseWatch(STALE_MS, () => clock.ms) };
+}
+
+t.test('a lease is stale once it has read the same for the stale time by the watcher\'s clock, whatever its mtime says', async (t) => {
   const root = t.testdir();
-  const lease = await Lease.take(join(root, 'a'), 'a', STALE_MS, pino({ level: 'silent' }));
-  t.equal(await isStale(join(root, 'a'), STALE_MS), false);
-  past(join(root, 'a'), 'lease');
-  t.equal(await isStale(join(root, 'a'), STALE_MS), true);
+  const dir = join(root, 'a');
+  const lease = await Lease.take(dir, 'a', STALE_MS, pino({ level: 'silent' }));
+  const { clock, leases } = watch();
+  dated(join(dir, 'lease'), -10 * STALE_MS);
+  t.equal(await leases.stale(dir), false, 'first seen: watched for a whole stale time before it can be judged, however old its mtime');
+  clock.ms += STALE_MS;
+  t.equal(await leases.stale(dir), false, 'unchanged for exactly the stale time: not yet');
+  clock.ms += 1;
+  t.equal(await leases.stale(dir), true, 'unchanged for longer: stale');
+  dated(join(dir, 'lease'), -10 * STALE_MS + 1000); // a renewal by a holder whose clock is far behind
+  t.equal(await leases.stale(dir), false, 'any change is a renewal');
   await lease.release();
-  t.equal(await isStale(join(root, 'a'), STALE_MS), false, 'no lease: judged by the directory, just changed');
+  t.equal(await leases.stale(dir), false, 'no lease: judged by the directory, watched afresh');
+  clock.ms += STALE_MS + 1;
+  t.equal(await leases.stale(dir), true);
+  rmSync(dir, { recursive: true });
+  t.equal(await leases.stale(dir), false, 'gone: nothing to adopt');
+});
+
+t.test('clock skew: a holder hours ahead or behind, renewing, is never judged dead; once it stops, it is, by the watcher\'s clock alone', async (t) => {
+  for (const skew of [-5 * HOUR, -STALE_MS / 2, STALE_MS / 2, 5 * HOUR]) {
+    const dir = join(t.testdir(), `skew${skew}`);
+    await Lease.take(dir, 'a', STALE_MS, pino({ level: 'silent' })).then((lease) => lease.release());
+    writeFileSync(join(dir, 'lease'), '{"instanceId":"a","token":"t"}\n');
+    const { clock, leases } = watch();
+    for (let renewal = 0; renewal < 20; renewal++) {
+      dated(join(dir, 'lease'), skew + renewal * 1000); // each renewal sets the holder's own time
+      t.equal(await leases.stale(dir), false, `skew ${skew} ms, renewal ${renewal}: alive`);
+      clock.ms += STALE_MS / 2; // renewals half a stale time apart, by the watcher's clock
+    }
+    clock.ms += STALE_MS;
+    t.equal(await leases.stale(dir), true, `skew ${skew} ms: stale once its renewals stop`);
+  }
 });
 
 t.test('of survivors racing for one dead directory, exactly one adopts it', async (t) => {
   const root = t.testdir();
   mkdirSync(join(root, 'dead'));
   for (const id of ['b', 'c', 'd']) mkdirSync(join(root, id));
-  const locks = await Promise.all(['b', 'c', 'd'].map((id) => takeAdoptLock(root, join(root, 'dead'), id, STALE_MS)));
+  const { leases } = watch();
+  const locks = await Promise.all(['b', 'c', 'd'].map((id) => takeAdoptLock(root, join(root, 'dead'), id, leases)));
   t.equal(locks.filter((l) => l !== undefined).length, 1);
   await locks.find((l) => l !== undefined)!.release();
-  t.ok(await takeAdoptLock(root, join(root, 'dead'), 'b', STALE_MS), 'free again once released');
+  t.ok(await takeAdoptLock(root, join(root, 'dead'), 'b', leases), 'free again once released');
 });
 
-t.test('an adopt lock whose adopter died (stale lease) is taken over, by one of two survivors', async (t) => {
+t.test('an adopt lock whose adopter died (its lease unchanged for the stale time) is taken over, by one of two survivors', async (t) => {
   const root = t.testdir({ dead: {}, adopter: { lease: '{}' }, b: {}, c: {}, d: {} });
   writeFileSync(join(root, 'dead', 'adopt.lock.0'), JSON.stringify({ instanceId: 'adopter' }));
-  t.equal(await takeAdoptLock(root, join(root, 'dead'), 'b', STALE_MS), undefined, 'its adopter is alive');
-  past(join(root, 'adopter'), 'lease');
-  const locks = await Promise.all(['b', 'c'].map((id) => takeAdoptLock(root, join(root, 'dead'), id, STALE_MS)));
+  const { clock, leases } = watch();
+  t.equal(await takeAdoptLock(root, join(root, 'dead'), 'b', leases), undefined, 'its adopter is alive (just seen)');
+  clock.ms += STALE_MS + 1;
+  const locks = await Promise.all(['b', 'c'].map((id) => takeAdoptLock(root, join(root, 'dead'), id, leases)));
   t.equal(locks.filter((l) => l !== undefined).length, 1);
   t.same(readdirSync(join(root, 'dead')), ['adopt.lock.1'], 'the dead adopter\'s lock is gone, the new one is the next generation');
-  t.equal(await takeAdoptLock(root, join(root, 'dead'), 'd', STALE_MS), undefined, 'a third survivor finds it held');
+  t.equal(await takeAdoptLock(root, join(root, 'dead'), 'd', leases), undefined, 'a third survivor finds it held');
 });
 
 // A symlink to itself: stat and read fail with ELOOP, a real error that is not "the file is gone"
 // (the tests run as root, for whom a chmod denies nothing).
 const unreadable = (file: string) => symlinkSync(file, file);
 
-t.test('a lease that cannot be read is not stale, even in a directory unchanged for longer than the stale time', async (t) => {
+t.test('a lease that cannot be read is not stale, however long it stays so', async (t) => {
   const root = t.testdir({ live: {} });
   unreadable(join(root, 'live', 'lease'));
-  past(root, 'live');
-  await t.rejects(isStale(join(root, 'live'), STALE_MS), { code: 'ELOOP' }, 'not judged by the directory\'s age: the lease is there');
+  const { clock, leases } = watch();
+  await t.rejects(leases.stale(join(root, 'live')), { code: 'ELOOP' }, 'not judged by the directory: the lease is there');
+  clock.ms += 10 * STALE_MS;
+  await t.rejects(leases.stale(join(root, 'live')), { code: 'ELOOP' });
 });
 
-t.test('an adopt lock that cannot be read is not taken over; one only partly written is judged by the directory\'s age', async (t) => {
+t.test('an adopt lock that cannot be read is not taken over; one only partly written is judged by its directory\'s lease', async (t) => {
   const root = t.testdir({ dead: { lease: '{}' }, b: {} });
-  past(join(root, 'dead'), 'lease');
+  const { clock, leases } = watch();
+  t.equal(await leases.stale(join(root, 'dead')), false);
+  clock.ms += STALE_MS + 1;
   unreadable(join(root, 'dead', 'adopt.lock.0'));
-  await t.rejects(takeAdoptLock(root, join(root, 'dead'), 'b', STALE_MS), { code: 'ELOOP' });
+  await t.rejects(takeAdoptLock(root, join(root, 'dead'), 'b', leases), { code: 'ELOOP' });
   t.same(readdirSync(join(root, 'dead')).sort(), ['adopt.lock.0', 'lease'], 'no new generation');
   rmSync(join(root, 'dead', 'adopt.lock.0'));
   writeFileSync(join(root, 'dead', 'adopt.lock.0'), '{"instanc');
-  t.ok(await takeAdoptLock(root, join(root, 'dead'), 'b', STALE_MS), 'a torn lock in a stale directory: its writer died');
+  t.ok(await takeAdoptLock(root, join(root, 'dead'), 'b', leases), 'a torn lock in a dead directory: its writer died');
 });
 
 t.test('a path that cannot be looked at is not absent (an adopter would skip a WAL it cannot see, then remove its directory)', async (t) => {

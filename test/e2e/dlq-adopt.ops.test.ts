@@ -1,7 +1,8 @@
-// A dead instance's DLQ on a shared root (DURABLE_ROOT), drained by the survivor that adopts its
-// directory: a real server, real DLQ files, a real S3 server, and the test proxy where S3 must
-// refuse one key (S3 cannot be made to).
-import { existsSync, mkdirSync, utimesSync } from 'node:fs';
+// test:ops: a dead instance's DLQ on a shared root (DURABLE_ROOT), drained by the survivor that
+// adopts its directory: a real server, real DLQ files, a real S3 server, and the test proxy where S3
+// must refuse one key (S3 cannot be made to). In test:ops since the survivor watches the directory
+// for a whole stale time first (4 s here); test/wal/adopt.test.ts has the adopter in process.
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { writeDlqFile, T0 } from '../helpers/dlq.js';
@@ -17,13 +18,11 @@ t.test('a file S3 refuses in an adopted DLQ is skipped and kept, the files behin
   const dead = join(root, 'dead');
   mkdirSync(join(dead, 'dlq'), { recursive: true });
   const keys = [0, 1, 2].map((n) => writeDlqFile(join(dead, 'dlq'), `${T0}-dead-${n}`, [n], undefined, T0 + n));
-  // No lease (a clean stop that left DLQ files): judged by the directory's age. The survivor's own
-  // stale time is long: at 1 s, a loaded machine that delayed its renewals by half a second made it
-  // fence itself (exit 1) before the adoption was seen.
-  const long = new Date(Date.now() - 600_000);
-  utimesSync(dead, long, long);
+  // No lease (a clean stop that left DLQ files): judged by the directory, unchanged for the stale
+  // time. That is 4 s, not less: at 1 s, a loaded machine that delayed the survivor's renewals by
+  // half a second made it fence itself (exit 1) before the adoption was seen.
   proxy.decide = ({ key }) => (key === keys[0] ? { status: 403, code: 'AccessDenied' } : 'pass');
-  const server = await startServer(t, { ...s3Env(proxy.endpoint), DURABLE_ROOT: root, INSTANCE_ID: 'survivor', DURABLE_LEASE_STALE_MS: '20000', UPLOAD_MAX_ATTEMPTS: '1' });
+  const server = await startServer(t, { ...s3Env(proxy.endpoint), DURABLE_ROOT: root, INSTANCE_ID: 'survivor', DURABLE_LEASE_STALE_MS: '4000', UPLOAD_MAX_ATTEMPTS: '1' });
   const unfinished = await server.waitForLog((l) => l.msg === 'adopting a directory is not finished; will go on later' && l.dir === dead);
   t.match(unfinished.err, { message: '1 files left in its DLQ' });
   t.same((await s3.objects()).map((o) => o.key).sort(), keys.slice(1), 'on main the drain stopped at the first file and stored nothing');

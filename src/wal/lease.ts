@@ -50,6 +50,8 @@ interface LeaseContent {
 export class Lease {
   readonly #timer: NodeJS.Timeout;
   #renewedAt = Date.now();
+  /** The mtime of the last renewal, or of the lease's writing (just before): each renewal is a whole second past it at least (see #renew). */
+  #stamped = Date.now();
 
   private constructor(
     private readonly file: string,
@@ -98,9 +100,13 @@ export class Lease {
   async #renew(): Promise<void> {
     const lease = await readLease(this.file, this.disk);
     if (lease === undefined || lease.token !== this.token) throw new LeaseLost();
-    const now = new Date();
-    await this.disk.touch(this.file, now);
-    this.#renewedAt = now.getTime();
+    const now = Date.now();
+    // Watchers see a renewal as a change of mtime (LeaseWatch): each is set a second past the last
+    // at least, so that one-second mtimes (some NFS servers) or a clock stepped back or frozen
+    // still change it. Nobody reads it as a time.
+    this.#stamped = Math.max(now, this.#stamped + 1000);
+    await this.disk.touch(this.file, new Date(this.#stamped));
+    this.#renewedAt = now;
   }
 }
 

@@ -2,6 +2,7 @@
 // dead adopter; and the holder's fencing (a lease lost or not renewed exits its process).
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { stat } from 'node:fs/promises';
 import { mkdirSync, readdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -121,8 +122,7 @@ t.test('an instance directory that is a symlink is refused: this instance never 
 });
 
 /** Runs test/fixtures/lease-holder.ts with `fault`; its exit code and log lines (level as a word). */
-async function holder(t: Test, fault: 'lost' | 'stuck' | 'unreadable'): Promise<{ code: number | null; lines: { level: string; msg: string }[] }> {
-  const dir = join(t.testdir(), 'holder');
+async function holder(t: Test, fault: 'none' | 'lost' | 'stuck' | 'unreadable', dir = join(t.testdir(), 'holder')): Promise<{ code: number | null; lines: { level: string; msg: string }[] }> {
   const fixture = join(ROOT, 'test/fixtures/lease-holder.ts');
   const child = spawn(process.execPath, ['--experimental-transform-types', '--disable-warning=ExperimentalWarning', `--import=${join(ROOT, 'test/node-hooks.mjs')}`, fixture, dir, '2000', fault], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
@@ -150,3 +150,20 @@ t.test('a lease that cannot be read for a moment is a failed renewal, logged; th
   t.equal(lines.filter((l) => l.level === 'warn' && l.msg === 'lease could not be renewed; trying again').length, 2);
   t.notOk(lines.some((l) => l.level === 'fatal'));
 });
+
+t.test('each renewal moves the lease\'s mtime a whole second at least, so that one-second mtimes or a stalled clock still show a change', async (t) => {
+  const dir = join(t.testdir(), 'holder');
+  const running = holder(t, 'none', dir); // renews every 250 ms for 2 s
+  const stamps = new Set<number>();
+  const started = Date.now();
+  while (Date.now() - started < 1500) {
+    const mtime = await stat(join(dir, 'lease')).then((s) => s.mtimeMs, () => undefined);
+    if (mtime !== undefined) stamps.add(mtime);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  t.equal((await running).code, 0);
+  const seen = [...stamps].sort((a, b) => a - b);
+  t.ok(seen.length >= 3, `${seen.length} renewals seen`);
+  for (let i = 1; i < seen.length; i++) t.ok(seen[i]! - seen[i - 1]! >= 1000, `renewal ${i}: ${seen[i]! - seen[i - 1]!} ms past the last`);
+});
+

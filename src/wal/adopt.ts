@@ -81,6 +81,7 @@ export class Adopter {
       this.log.warn({ root: sharedRoot, err }, 'shared root unreadable; will look again');
       return;
     }
+    this.#watch.retain(new Set(names.map((name) => path.join(sharedRoot, name))));
     for (const name of names) {
       if (this.#stopping) return;
       if (name === this.parts.instanceId) continue;

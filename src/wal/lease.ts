@@ -21,7 +21,7 @@
 //   read generation n, then stalled while another took n + 1, adopted, failed and released it,
 //   can take n + 1 beside a third that took 0 meanwhile; adoption takes seconds, the stall would too);
 // - another instance's lease is judged on this instance's own clock (LeaseWatch): stale once what
-//   it reads as (its mtime and content, read through an open file, which NFS revalidates at open)
+//   it reads as (its mtime, ctime and content, read through an open file, which NFS revalidates at open)
 //   has not changed for DURABLE_LEASE_STALE_MS of this process's monotonic time. Another host's
 //   clock is never compared with ours, so no skew, of any size or sign, makes a renewing instance
 //   look dead; a directory first seen is watched for a whole stale time before it can be judged;
@@ -49,7 +49,8 @@ interface LeaseContent {
 
 export class Lease {
   readonly #timer: NodeJS.Timeout;
-  #renewedAt = Date.now();
+  /** performance.now() of the last renewal: a step of the wall clock neither ends nor prolongs freshness. */
+  #renewedAt = performance.now();
   /** The mtime of the last renewal, or of the lease's writing (just before): each renewal is a whole second past it at least (see #renew). */
   #stamped = Date.now();
 
@@ -85,7 +86,7 @@ export class Lease {
 
   /** Renewed within half the stale time: this instance may acknowledge (see fencing above). */
   fresh(): boolean {
-    return Date.now() - this.#renewedAt < this.staleMs / 2;
+    return performance.now() - this.#renewedAt < this.staleMs / 2;
   }
 
   /** Removes the lease (a clean stop): what is left in the directory is adopted once the lease would be stale. */
@@ -106,7 +107,7 @@ export class Lease {
     // still change it. Nobody reads it as a time.
     this.#stamped = Math.max(now, this.#stamped + 1000);
     await this.disk.touch(this.file, new Date(this.#stamped));
-    this.#renewedAt = now;
+    this.#renewedAt = performance.now();
   }
 }
 
@@ -149,6 +150,11 @@ export class LeaseWatch {
     private readonly disk: Disk = realDisk,
   ) {}
 
+  /** Forgets every directory but those of `listed` (the root's listing): the ones gone or adopted meanwhile. */
+  retain(listed: ReadonlySet<string>): void {
+    for (const dir of this.#seen.keys()) if (!listed.has(dir)) this.#seen.delete(dir);
+  }
+
   /**
    * The lease of the instance directory `dir` (or, with none, the directory itself) has read the
    * same for longer than the stale time, by our clock; false if the directory is gone. Throws if
@@ -164,7 +170,10 @@ export class LeaseWatch {
     return false;
   }
 
-  /** What the lease reads as: its mtime (as its holder's clock set it: compared, never aged) and content. */
+  /**
+   * What the lease reads as: its mtime (as its holder's clock set it: compared, never aged), its
+   * ctime (set by the file server at every renewal, whatever time the holder asked for) and content.
+   */
   async #mark(dir: string): Promise<string | undefined> {
     let handle;
     try {
@@ -172,11 +181,11 @@ export class LeaseWatch {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       const stat = await this.disk.lstat(dir).catch(ifMissing(undefined));
-      return stat === undefined ? undefined : `no lease; directory ${stat.mtimeMs}`;
+      return stat === undefined ? undefined : `no lease; directory ${stat.mtimeMs} ${stat.ctimeMs}`;
     }
     try {
       const stat = await handle.stat();
-      return `${stat.mtimeMs} ${await handle.readFile('utf8')}`;
+      return `${stat.mtimeMs} ${stat.ctimeMs} ${await handle.readFile('utf8')}`;
     } finally {
       await handle.close();
     }
@@ -210,7 +219,10 @@ export async function takeAdoptLock(root: string, dir: string, instanceId: strin
       throw err;
     })) as { instanceId?: string } | undefined;
     const holderDir = holder?.instanceId === undefined ? undefined : path.join(root, holder.instanceId);
-    const gone = holderDir === undefined ? await watch.stale(dir) : (await watch.stale(holderDir)) || !(await exists(holderDir, disk));
+    // One naming this instance is one it failed to release (or took before a restart under the
+    // same id): an instance adopts one directory at a time, never this one now.
+    const ours = holder?.instanceId === instanceId;
+    const gone = ours || (holderDir === undefined ? await watch.stale(dir) : (await watch.stale(holderDir)) || !(await exists(holderDir, disk)));
     if (!gone) return undefined;
   }
   const file = path.join(dir, `${ADOPT_LOCK}.${top + 1}`);

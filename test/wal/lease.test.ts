@@ -12,6 +12,7 @@ import { ROOT } from '../helpers/server.js';
 
 const STALE_MS = 60_000;
 const HOUR = 3_600_000;
+const T0 = 1_800_000_000_000;
 /** Sets a file's mtime `offsetMs` from now, as a holder whose clock is that far off would. */
 const dated = (file: string, offsetMs: number) => utimesSync(file, new Date(Date.now() + offsetMs), new Date(Date.now() + offsetMs));
 
@@ -56,6 +57,42 @@ t.test('clock skew: a holder hours ahead or behind, renewing, is never judged de
     clock.ms += STALE_MS;
     t.equal(await leases.stale(dir), true, `skew ${skew} ms: stale once its renewals stop`);
   }
+});
+
+t.test('a renewal the file server stamps with the same mtime (it ignores the time asked for) is still a change: its ctime moved', async (t) => {
+  const dir = join(t.testdir(), 'a');
+  await Lease.take(dir, 'a', STALE_MS, pino({ level: 'silent' })).then((lease) => lease.release());
+  writeFileSync(join(dir, 'lease'), '{"instanceId":"a","token":"t"}\n');
+  const fixed = new Date(T0);
+  const { clock, leases } = watch();
+  for (let renewal = 0; renewal < 5; renewal++) {
+    utimesSync(join(dir, 'lease'), fixed, fixed);
+    t.equal(await leases.stale(dir), false, `renewal ${renewal}: alive`);
+    clock.ms += STALE_MS + 1;
+  }
+  t.equal(await leases.stale(dir), true, 'no renewal since: stale');
+});
+
+t.test('a watch forgets the directories the root no longer lists: one back later is watched afresh', async (t) => {
+  const dir = join(t.testdir(), 'a');
+  mkdirSync(dir);
+  const { clock, leases } = watch();
+  t.equal(await leases.stale(dir), false);
+  clock.ms += STALE_MS + 1;
+  leases.retain(new Set());
+  t.equal(await leases.stale(dir), false, 'first seen again');
+  clock.ms += STALE_MS + 1;
+  leases.retain(new Set([dir]));
+  t.equal(await leases.stale(dir), true, 'kept while listed');
+});
+
+t.test('an adopt lock naming this instance (a release that failed, or a restart under the same id) is taken over at once: it adopts one directory at a time', async (t) => {
+  const root = t.testdir({ dead: { lease: '{}' }, b: { lease: '{}' } });
+  writeFileSync(join(root, 'dead', 'adopt.lock.0'), JSON.stringify({ instanceId: 'b' }));
+  const { leases } = watch();
+  t.equal(await takeAdoptLock(root, join(root, 'dead'), 'c', leases), undefined, 'to another instance it is b\'s, alive');
+  t.ok(await takeAdoptLock(root, join(root, 'dead'), 'b', leases), 'b itself takes the next generation');
+  t.same(readdirSync(join(root, 'dead')).sort(), ['adopt.lock.1', 'lease']);
 });
 
 t.test('of survivors racing for one dead directory, exactly one adopts it', async (t) => {

@@ -2,10 +2,12 @@
 // that is not settled: batches cut before the crash (sent again under their recorded keys) and
 // events after the last cut (batched afresh, ./rebuild.ts). Format and invariants: ./format.ts.
 import { randomBytes } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Entry } from '../channel.js';
+import { disk } from '../disk/disk.js';
 import { acquireLock, type DlqLock, DlqLocked } from '../dlq/lock.js';
 import type { WalMetrics } from '../metrics/wal.js';
 import type { Batch } from '../upload/batcher.js';
@@ -131,14 +133,29 @@ async function repairBadEnd(dir: string, seq: number, scanned: Scanned, last: bo
     metrics.tornTails.inc();
     log.warn(fields, 'WAL: torn tail cut (bytes written after the last fsync, never acknowledged)');
   } else {
-    await fs.mkdir(path.join(dir, CORRUPT_DIR), { recursive: true });
-    await fs.copyFile(file, path.join(dir, CORRUPT_DIR, segmentName(seq)));
+    // The copy goes to WAL_DIR/corrupt only while that is a directory of its own, never through a
+    // symlink (on a shared root, one could name another instance's directory); written whole and
+    // durably. Else recovery stops here, the segment untouched, for an operator to fix.
+    const corrupt = await disk.subdir(dir, CORRUPT_DIR);
+    const { data } = await disk.readRegular(file);
+    await disk.writeAtomic(corrupt, segmentName(seq), data, { temp: `.tmp-${segmentName(seq)}` });
     metrics.quarantinedSegments.inc();
     log.error(fields, 'WAL: corrupt segment copied to corrupt/ and cut at the damage; the events after that point are lost');
   }
-  if (good < SEGMENT_HEADER_BYTES) await fs.rm(file, { force: true });
-  else await fs.truncate(file, good);
+  if (good < SEGMENT_HEADER_BYTES) await disk.remove(dir, segmentName(seq));
+  else await truncate(file, good);
   return !torn;
+}
+
+/** Cuts `file` (never a symlink's target) to `size` bytes, durably. */
+async function truncate(file: string, size: number): Promise<void> {
+  const handle = await disk.open(file, fsConstants.O_WRONLY);
+  try {
+    await handle.truncate(size);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
 }
 
 /**

@@ -2,7 +2,7 @@
 // same batches, pieces, entries, segment counts and losses, on random logs with batches across
 // segments, requests split by cuts, done records, deleted first segments, torn tails and
 // corruption. The reference below is that reader (readRecords on each file, every record kept).
-import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -193,4 +193,32 @@ t.test('the same result as the whole-WAL reader, on 300 random logs', async (t) 
     rmSync(copy, { recursive: true });
   }
   t.ok(withBatches > 50 && withEntries > 50 && withLost > 5, `logs with batches to resend: ${withBatches}, with events after the last cut: ${withEntries}, with batches lost to corruption: ${withLost}`);
+});
+
+t.test('damage in a segment: the copy to corrupt/ is a file of its own, never written through a symlink', async (t) => {
+  const events = () => encodeEvents(1_800_000_000_123, [1, 8], Buffer.from('[{"a":1}]'));
+  const segment = Buffer.concat([segmentHeader('0badcafe'), ...events(), ...events()]);
+  const damaged = Buffer.from(segment);
+  damaged[SEGMENT_HEADER_BYTES + 4]! ^= 0x40; // in the first record of a segment that is not the last: damage, not a torn tail
+  const quiet = pino({ level: 'silent' });
+
+  const dir = mkdtempSync(join(tmpdir(), 'ingest-wal-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, segmentName(0)), damaged);
+  writeFileSync(join(dir, segmentName(1)), segment);
+  const got = await recover(dir, 'test', createWalMetrics(new Registry()), quiet);
+  got.lock.release();
+  t.same(readFileSync(join(dir, 'corrupt', segmentName(0))), damaged, 'the damaged segment, whole, in corrupt/');
+  t.notOk(lstatSync(join(dir, 'corrupt', segmentName(0))).isSymbolicLink());
+
+  const linked = mkdtempSync(join(tmpdir(), 'ingest-wal-'));
+  const elsewhere = mkdtempSync(join(tmpdir(), 'ingest-elsewhere-'));
+  t.teardown(() => rmSync(linked, { recursive: true, force: true }));
+  t.teardown(() => rmSync(elsewhere, { recursive: true, force: true }));
+  writeFileSync(join(linked, segmentName(0)), damaged);
+  writeFileSync(join(linked, segmentName(1)), segment);
+  symlinkSync(elsewhere, join(linked, 'corrupt'));
+  await t.rejects(recover(linked, 'test', createWalMetrics(new Registry()), quiet), { code: 'ELOOP' }, 'recovery stops, for an operator to fix');
+  t.same(readdirSync(elsewhere), [], 'on main the segment was copied into the link\'s target');
+  t.same(readFileSync(join(linked, segmentName(0))), damaged, 'the segment untouched');
 });

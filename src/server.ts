@@ -5,6 +5,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { Config } from './config.js';
+import { SymlinkRefused } from './disk/errors.js';
 import { Reuploader } from './dlq/reupload.js';
 import { DlqLocked, DlqStore } from './dlq/store.js';
 import { IngestServer } from './ingest/server.js';
@@ -150,8 +151,10 @@ async function openStorage(config: Config, metrics: Metrics, log: Logger): Promi
 
 /** The errors an operator must fix become a StartError with their message; any other is a bug, thrown on. */
 function startFailed(err: unknown): never {
-  // DlqLocked: its fatal line, naming the holder, is already written.
-  if (err instanceof LocalModeUnavailable || err instanceof NoRegion || err instanceof WalLocked || err instanceof DlqLocked) throw new StartError(err.message, err instanceof DlqLocked);
+  // DlqLocked: its fatal line, naming the holder, is already written. SymlinkRefused: a directory
+  // the server would write into (WAL_DIR/corrupt, an instance directory) is a symlink.
+  const known = [LocalModeUnavailable, NoRegion, WalLocked, DlqLocked, SymlinkRefused];
+  if (known.some((kind) => err instanceof kind)) throw new StartError((err as Error).message, err instanceof DlqLocked);
   throw err;
 }
 

@@ -3,7 +3,7 @@
 // S3, and the shutdown it returns closing every part (the listeners, the WAL, the DLQ's lock).
 // What an operator must fix is a StartError (its fatal line already written, or not, as `logged`
 // says). The process around it (signals, exit codes, stderr) is main.ts's: test/main.test.ts.
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -12,6 +12,7 @@ import { loadConfig } from '../src/config.js';
 import { acquireLock } from '../src/dlq/lock.js';
 import { type Server, StartError, startServer } from '../src/server.js';
 import { VERSION } from '../src/version.js';
+import { encodeEvents, SEGMENT_HEADER_BYTES, segmentHeader, segmentName } from '../src/wal/format.js';
 import { startS3 } from './helpers/s3.js';
 import { client, type LogLine, logBook } from './helpers/server.js';
 import { tempDir } from './helpers/temp.js';
@@ -117,6 +118,25 @@ t.test('a WAL directory held by another process: StartError naming WAL_DIR, for 
   t.type(err, StartError);
   t.equal((err as StartError).logged, false);
   t.match((err as Error).message, /^WAL_DIR .* is in use by .*one process per WAL directory/);
+});
+
+t.test('WAL_DIR/corrupt a symlink when a damaged segment must be copied there: StartError naming it; the WAL untouched', async (t) => {
+  const s3 = await startS3(t);
+  const wal = tempDir(t, 'wal');
+  const elsewhere = tempDir(t, 'elsewhere');
+  const records = () => encodeEvents(1_800_000_000_123, [1, 8], Buffer.from('[{"a":1}]'));
+  const segment = Buffer.concat([segmentHeader('0badcafe'), ...records(), ...records()]);
+  const damaged = Buffer.from(segment);
+  damaged[SEGMENT_HEADER_BYTES + 4]! ^= 0x40;
+  writeFileSync(join(wal, segmentName(0)), damaged);
+  writeFileSync(join(wal, segmentName(1)), segment);
+  symlinkSync(elsewhere, join(wal, 'corrupt'));
+  const { server } = await start(t, { ...s3.env, ACK_LEVEL: 'disk', WAL_DIR: wal });
+  const err = await server.then(() => undefined, (e: unknown) => e);
+  t.type(err, StartError);
+  t.equal((err as Error).message, `${join(wal, 'corrupt')} is a symbolic link`);
+  t.same(readdirSync(elsewhere), []);
+  t.same(readFileSync(join(wal, segmentName(0))), damaged);
 });
 
 t.test('a port in use: StartError naming the address', async (t) => {

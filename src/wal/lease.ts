@@ -27,7 +27,7 @@
 //   look dead; a directory first seen is watched for a whole stale time before it can be judged;
 // - a lease or lock that cannot be read never makes its holder dead: the judgement throws and is
 //   made again at the next scan. Only a lock that reads as torn (its writer crashed mid-write) is
-//   judged by its directory's lease, and only a missing lease by the directory's own mtime;
+//   judged by its directory's lease, and only a missing lease by the directory's own mtime and ctime;
 // - no symlink is followed (src/disk/): an instance directory, lease or adopt lock that is one is
 //   refused (ELOOP), so it is never judged dead or adopted, and this instance never starts in one.
 import { randomUUID } from 'node:crypto';

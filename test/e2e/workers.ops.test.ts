@@ -5,7 +5,7 @@ import t, { type Test } from 'tap';
 import { assertExactlyOnce, audit, AckingClient } from '../harness/zero-loss.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { s3Env, startS3 } from '../helpers/s3.js';
-import { eventually, metricValue, type RunningServer, startServer } from '../helpers/server.js';
+import { eventually, killed, metricValue, type RunningServer, startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
 
 async function scrape(url: string): Promise<string> {
@@ -62,8 +62,7 @@ t.test('ACK_LEVEL=disk over 2 workers: SIGKILL under load, restart: every 202 in
   client.retarget(first.url);
   await eventually(() => client.acked.size >= 2000, 600);
   client.retarget(undefined);
-  first.child.kill('SIGKILL');
-  t.same(await first.exited, { code: null, signal: 'SIGKILL' });
+  await killed(t, first);
   const second = await startServer(t, env);
   t.ok(second.logs.some((l) => l.msg.startsWith('WAL: replaying')), 'the restart replays the killed run');
   client.retarget(second.url);

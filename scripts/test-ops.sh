@@ -1,13 +1,16 @@
 #!/bin/sh
 # npm run test:ops: the slow live suites npm test leaves out (the test/**/*.ops.test.ts files: the
 # alert rules in a real Prometheus, the chaos soak, memory and fd limits, the four-kill WAL run, and
-# the other runs of several server processes under load: shared root, workers, the DLQ under traffic),
+# the other runs of several server processes under load: shared root, workers, the DLQ under traffic;
+# and the JSON property test at twenty times npm test's runs),
 # then the Node 22 contract: the core end-to-end files again on the Node 22 whose home is
 # $NODE22_HOME (.ci/run installs one and sets it), since package.json's engines promise 22 too.
 # SOAK_SEED fixes the soak's schedule (.ci/run sets one; unset, each run draws and prints a seed).
 set -eu
 cd "$(dirname "$0")/.."
 TAP_TYPE_STRIP_ONLY=1 npx tap --disable-coverage 'test/**/*.ops.test.ts'
+# The JSON validator against JSON.parse on twenty times npm test's share of generated bodies.
+JSON_FUZZ_RUNS=20000 TAP_TYPE_STRIP_ONLY=1 npx tap --disable-coverage --timeout 0 test/ingest/body.property.test.ts
 if [ -z "${NODE22_HOME:-}" ]; then
   echo "test:ops: the Node 22 contract run is skipped: set NODE22_HOME to a Node 22 install (.ci/run does)"
   exit 0

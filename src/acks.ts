@@ -10,8 +10,11 @@ import type { Batch, CutRecorder, Segment } from './upload/batcher.js';
 import type { Settled } from './upload/loop.js';
 import type { WriteAheadLog } from './wal/log.js';
 
-/** Why a request is refused: the channel is full or closed, or the WAL cannot take it (not_stored). */
-export type Refusal = 'full' | 'closed' | 'not_stored';
+/**
+ * Why a request is refused: the channel is full or closed, the WAL cannot take it (not_stored), or
+ * the DLQ is full at ACK_LEVEL=disk or s3 (dlq_full: nothing more can be kept if S3 fails).
+ */
+export type Refusal = 'full' | 'closed' | 'not_stored' | 'dlq_full';
 
 /** What the client is told: in memory or the WAL (accepted), in S3 or the DLQ (stored, spilled: s3), or refused. */
 export type Outcome = 'accepted' | 'stored' | 'spilled' | Refusal;
@@ -138,8 +141,9 @@ export class DiskAcks implements Acks {
     return durable;
   }
 
-  /** Stored, spilled or dropped alike: the events leave the WAL (what a DLQ drop costs: docs/durability.md). */
-  settled(batch: Batch): void {
+  /** Stored or spilled (or dropped: a bug), the events leave the WAL; kept, they stay for the next start. */
+  settled(batch: Batch, outcome: Settled): void {
+    if (outcome === 'kept') return;
     const bySeg = new Map<number, number>();
     for (const { entry, from, to } of batch.segments) {
       if (entry.wal !== undefined) bySeg.set(entry.wal.seg, (bySeg.get(entry.wal.seg) ?? 0) + to - from);

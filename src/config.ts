@@ -64,7 +64,10 @@ export interface Config {
   readonly dlqDir: string;
   readonly dlqMaxBytes: number;
   readonly dlqMaxFiles: number;
-  readonly dlqTtlSeconds: number;
+  /** Undefined: files never expire (the default at ACK_LEVEL=disk and s3). */
+  readonly dlqTtlSeconds: number | undefined;
+  /** `evict` at ACK_LEVEL=memory; `refuse` at disk and s3, where every DLQ file holds acknowledged events. */
+  readonly dlqWhenFull: 'evict' | 'refuse';
   readonly dlqReuploadIdleMs: number;
   readonly shutdownTimeoutMs: number;
   readonly apiKeys: readonly string[];
@@ -101,6 +104,9 @@ function defaultWorkers(values: Values, machine: Machine): number {
   return Math.max(1, Math.min(machine.cores(), Math.floor(values.MAX_BODIES_IN_FLIGHT_BYTES / values.MAX_BODY_BYTES), MAX_WORKERS));
 }
 
+/** DLQ_TTL_SECONDS unset at ACK_LEVEL=memory: 3 days. */
+const DLQ_TTL_MEMORY_SECONDS = 259_200;
+
 /** What one variable cannot say alone, checked in this order once each is good alone: a broken rule's message, or undefined. */
 const RULES: ((values: Values, workers: number) => string | undefined)[] = [
   ({ MAX_BODIES_IN_FLIGHT_BYTES: inFlight, MAX_BODY_BYTES: maxBody }, workers) =>
@@ -115,6 +121,12 @@ const RULES: ((values: Values, workers: number) => string | undefined)[] = [
   ({ METRICS_PORT: metricsPort, PORT: port }) =>
     metricsPort !== undefined && metricsPort !== 0 && metricsPort === port
       ? `"METRICS_PORT" should differ from "PORT" (it serves /metrics on a port of its own), got ${metricsPort} for both: unset METRICS_PORT to serve /metrics on PORT`
+      : undefined,
+  // Refusing when full, a batch bigger than the whole DLQ would be refused forever, and the
+  // server with it. (A batch's gzip is smaller than its JSON lines for any JSON worth sending.)
+  ({ ACK_LEVEL: ackLevel, DLQ_MAX_BYTES: dlqMax, BATCH_MAX_BYTES: batchMax }) =>
+    ackLevel !== 'memory' && dlqMax < batchMax
+      ? `"DLQ_MAX_BYTES" should be at least BATCH_MAX_BYTES (${batchMax}) with ACK_LEVEL=${ackLevel}, where a full DLQ refuses batches instead of evicting them, got ${dlqMax}`
       : undefined,
   ({ S3_SSE_KMS_KEY_ID: keyId, S3_SSE: sse }) =>
     keyId !== undefined && sse !== 'aws:kms'
@@ -161,7 +173,8 @@ function assemble(v: Values, workers: number, instanceId: string): Config {
     dlqDir: ownDir('dlq') ?? v.DLQ_DIR,
     dlqMaxBytes: v.DLQ_MAX_BYTES,
     dlqMaxFiles: v.DLQ_MAX_FILES,
-    dlqTtlSeconds: v.DLQ_TTL_SECONDS,
+    dlqTtlSeconds: v.DLQ_TTL_SECONDS ?? (v.ACK_LEVEL === 'memory' ? DLQ_TTL_MEMORY_SECONDS : undefined),
+    dlqWhenFull: v.ACK_LEVEL === 'memory' ? 'evict' : 'refuse',
     dlqReuploadIdleMs: v.DLQ_REUPLOAD_IDLE_MS,
     shutdownTimeoutMs: v.SHUTDOWN_TIMEOUT_MS,
     apiKeys: v.API_KEYS,

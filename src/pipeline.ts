@@ -45,13 +45,17 @@ export interface PipelineOptions {
   readonly upload: UploadLoopOptions;
 }
 
-/** Where every accepted event went; `unaccounted` is always 0 unless the spill outlived its grace. */
+/**
+ * Where every accepted event went; `kept`: in the WAL for the next start (ACK_LEVEL=disk, neither
+ * S3 nor the DLQ took them); `unaccounted` is always 0 unless the spill outlived its grace.
+ */
 export interface Summary {
   readonly uploadedInTime: boolean;
   readonly accepted: number;
   readonly stored: number;
   readonly spilled: number;
   readonly dropped: number;
+  readonly kept: number;
   readonly unaccounted: number;
 }
 
@@ -67,13 +71,15 @@ export class Pipeline implements Intake {
   readonly #loop: UploadLoop;
   readonly #acks: Acks;
   readonly #log: Logger;
-  readonly #tallies: Record<Settled, number> = { stored: 0, spilled: 0, dropped: 0 };
+  readonly #tallies: Record<Settled, number> = { stored: 0, spilled: 0, dropped: 0, kept: 0 };
+  readonly #spill: Spill;
   #accepted = 0;
   #drainScheduled = false;
   #closing: Promise<Summary> | undefined;
 
   constructor(options: PipelineOptions, { uploader, spill, acks, metrics, log }: PipelineParts) {
     this.#acks = acks;
+    this.#spill = spill;
     this.#log = log;
     this.#channel = new Channel(options.channelMaxEvents, options.channelMaxBytes);
     this.#loop = new UploadLoop(uploader, spill, options.upload, metrics, log, () => this.#scheduleDrain(), (batch, outcome) => this.#settle(batch, outcome));
@@ -98,10 +104,13 @@ export class Pipeline implements Intake {
 
   admits(): 'ok' | Refusal {
     const admitted = this.#channel.admits();
-    return admitted === 'ok' ? this.#acks.admits() : admitted;
+    if (admitted !== 'ok') return admitted;
+    const acks = this.#acks.admits();
+    return acks === 'ok' && this.#spill.full ? 'dlq_full' : acks;
   }
 
   accept(entry: Entry, answer: Answer): Outcome | 'pending' {
+    if (this.#spill.full) return 'dlq_full';
     return this.#acks.accept(entry, this.#push, answer);
   }
 
@@ -181,8 +190,8 @@ export class Pipeline implements Intake {
 
   /** Where the events accepted so far are now; close() resolves with this once it is done. */
   summary(uploadedInTime = false): Summary {
-    const { stored, spilled, dropped } = this.#tallies;
-    return { uploadedInTime, accepted: this.#accepted, stored, spilled, dropped, unaccounted: this.#accepted - stored - spilled - dropped };
+    const { stored, spilled, dropped, kept } = this.#tallies;
+    return { uploadedInTime, accepted: this.#accepted, stored, spilled, dropped, kept, unaccounted: this.#accepted - stored - spilled - dropped - kept };
   }
 
   async #uploadAll(): Promise<void> {

@@ -140,7 +140,7 @@ async function openStorage(config: Config, metrics: Metrics, log: Logger): Promi
   const fresh = lease === undefined ? () => true : () => lease.fresh();
   const dlq = await openDlq(config, metrics, log);
   const options = pipelineOptionsOf(config);
-  const deps: PipelineDeps = { uploader, spill: dlq.save.bind(dlq), metrics: metrics.upload, log: log.child({ part: 'upload' }) };
+  const deps: PipelineDeps = { uploader, spill: dlq, metrics: metrics.upload, log: log.child({ part: 'upload' }) };
   const wal = metrics.wal && { ...config.wal, holder: config.instanceId, metrics: metrics.wal };
   const running = await startPipeline({ options, ackLevel: config.ackLevel, ...(wal && { wal }), fresh }, { ...deps, log: log.child({ part: 'wal' }) }).catch(startFailed);
   observePipeline(config, metrics, running);
@@ -179,8 +179,8 @@ function createMetrics(config: Config): Metrics {
 }
 
 async function openDlq(config: Config, metrics: Metrics, log: Logger): Promise<DlqStore> {
-  const { dlqDir: dir, dlqMaxBytes: maxBytes, dlqMaxFiles: maxFiles, dlqTtlSeconds: ttlSeconds, instanceId } = config;
-  const options = { dir, maxBytes, maxFiles, ttlSeconds, now: Date.now, repair: true, prefix: config.s3.prefix, instanceId };
+  const { dlqDir: dir, dlqMaxBytes: maxBytes, dlqMaxFiles: maxFiles, dlqWhenFull: whenFull, dlqTtlSeconds: ttlSeconds, instanceId } = config;
+  const options = { dir, maxBytes, maxFiles, whenFull, ttlSeconds, now: Date.now, repair: true, prefix: config.s3.prefix, instanceId };
   const dlq = await DlqStore.open(options, metrics.dlq, log.child({ part: 'dlq' })).catch(startFailed);
   observeDlq(metrics.registry, dlq, Date.now);
   return dlq;

@@ -100,6 +100,8 @@ export class Shutdown {
         storedEvents: summary.stored,
         spilledEvents: summary.spilled,
         droppedEvents: summary.dropped,
+        // ACK_LEVEL=disk: neither S3 nor the DLQ took them; in the WAL for the next start, not lost.
+        keptEvents: summary.kept,
         // 0 unless the spill outlived its grace after the deadline (a hung disk) or the watchdog fired.
         unaccountedEvents: summary.unaccounted,
         dlqDroppedEvents: dlqDroppedTotal,

@@ -12,6 +12,9 @@ import type { S3Uploader } from './upload/s3.js';
 import { WriteAheadLog, type WalOptions } from './wal/log.js';
 import { type Recovered, recover } from './wal/replay.js';
 
+/** ACK_LEVEL=disk: how often a batch neither S3 nor the DLQ took is tried again (each try is UPLOAD_MAX_ATTEMPTS PUTs, then a save). */
+const KEEP_UNSPILLED_MS = 1000;
+
 export interface PipelineSpec {
   /** `batch.instanceId` names the batches: an adopted WAL keeps its dead instance's. */
   readonly options: PipelineOptions;
@@ -48,7 +51,9 @@ export async function startPipeline(spec: PipelineSpec, deps: PipelineDeps): Pro
   const recovered = await recover(walSpec.dir, walSpec.holder, walSpec.metrics, log);
   const wal = new WriteAheadLog(walSpec, recovered.logId, recovered.segments, recovered.nextSeq, walSpec.metrics, log);
   const acks = new DiskAcks(wal, spec.options.batch.instanceId, recovered.cutSegs, spec.fresh);
-  const pipeline = new Pipeline(spec.options, { ...deps, acks });
+  // Acknowledged events are never dropped: a batch neither S3 nor the DLQ takes is tried again.
+  const upload = { ...spec.options.upload, keepUnspilledMs: spec.options.upload.keepUnspilledMs ?? KEEP_UNSPILLED_MS };
+  const pipeline = new Pipeline({ ...spec.options, upload }, { ...deps, acks });
   replay(pipeline, recovered, walSpec.metrics, log);
   return { pipeline, wal, closeWal: () => closeWal(wal, recovered, walSpec.dir, log) };
 }

@@ -59,6 +59,7 @@ t.test('defaults: every field of Config with an empty environment', async (t) =>
     dlqMaxBytes: 1024 * MiB,
     dlqMaxFiles: 10_000,
     dlqTtlSeconds: 259_200,
+    dlqWhenFull: 'evict',
     dlqReuploadIdleMs: 1000,
     shutdownTimeoutMs: 25_000,
     apiKeys: [],
@@ -193,6 +194,22 @@ t.test('rules between variables: each bound accepted, one past it refused', asyn
   t.equal(load({ PORT: '0', METRICS_PORT: '0' }).metricsPort, 0, 'two free ports');
   t.equal(load({ PORT: '8080', METRICS_PORT: '8081' }).metricsPort, 8081);
   t.match(refusal({ METRICS_PORT: '8080' }), /^"METRICS_PORT" should differ from "PORT"/, 'PORT by default');
+  t.equal(load({ ACK_LEVEL: 'disk', DLQ_MAX_BYTES: '4096', BATCH_MAX_BYTES: '4096' }).dlqMaxBytes, 4096, 'a DLQ that holds one whole batch');
+  t.equal(
+    refusal({ ACK_LEVEL: 's3', DLQ_MAX_BYTES: '4095', BATCH_MAX_BYTES: '4096' }),
+    '"DLQ_MAX_BYTES" should be at least BATCH_MAX_BYTES (4096) with ACK_LEVEL=s3, where a full DLQ refuses batches instead of evicting them, got 4095',
+  );
+  t.equal(load({ DLQ_MAX_BYTES: '1024', BATCH_MAX_BYTES: '4096' }).dlqMaxBytes, 1024, 'at memory the DLQ evicts: any size');
+});
+
+t.test('the DLQ by ACK_LEVEL: memory evicts and expires after 3 days; disk and s3 refuse when full and never expire unless DLQ_TTL_SECONDS is set', async (t) => {
+  t.match(load({}), { dlqWhenFull: 'evict', dlqTtlSeconds: 259_200 });
+  for (const level of ['disk', 's3']) {
+    const config = load({ ACK_LEVEL: level });
+    t.equal(config.dlqWhenFull, 'refuse', level);
+    t.equal(config.dlqTtlSeconds, undefined, `${level}: never expires`);
+    t.equal(load({ ACK_LEVEL: level, DLQ_TTL_SECONDS: '600' }).dlqTtlSeconds, 600, `${level}: expiring is an explicit choice`);
+  }
 });
 
 t.test('WORKERS by default: the cores the machine gives, within the bodies in flight and 256', async (t) => {

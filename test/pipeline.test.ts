@@ -33,7 +33,7 @@ const noLaterAnswer = (): void => {
   throw new Error('no later answer at ACK_LEVEL=memory');
 };
 
-const neverSpill: Spill = () => Promise.reject(new Error('no spill expected'));
+const neverSpill: Spill = { save: () => Promise.reject(new Error('no spill expected')), full: false };
 const never = new Promise<void>(() => {});
 
 t.test('a push that completes a batch returns before the batch is cut or encoded', async (t) => {
@@ -43,7 +43,7 @@ t.test('a push that completes a batch returns before the batch is cut or encoded
   t.equal(pipeline.uploadQueued + pipeline.uploadInFlight, 0, 'nothing submitted on the request stack');
   await eventually(async () => (await s3.objects()).length === 1);
   const summary = await pipeline.close(never);
-  t.same(summary, { uploadedInTime: true, accepted: 2, stored: 2, spilled: 0, dropped: 0, unaccounted: 0 });
+  t.same(summary, { uploadedInTime: true, accepted: 2, stored: 2, spilled: 0, dropped: 0, kept: 0, unaccounted: 0 });
 });
 
 t.test('close() uploads what is held, refuses new events, and is idempotent', async (t) => {
@@ -52,40 +52,43 @@ t.test('close() uploads what is held, refuses new events, and is idempotent', as
   const first = pipeline.close(never);
   t.equal(pipeline.accept(entry('{"late":1}'), noLaterAnswer), 'closed');
   t.equal(pipeline.close(never), first, 'a second close is the first');
-  t.same(await first, { uploadedInTime: true, accepted: 5, stored: 5, spilled: 0, dropped: 0, unaccounted: 0 });
+  t.same(await first, { uploadedInTime: true, accepted: 5, stored: 5, spilled: 0, dropped: 0, kept: 0, unaccounted: 0 });
   const [object] = await s3.objects();
   t.equal(object?.lines.length, 5);
 });
 
 t.test('at the deadline, what S3 did not take is spilled and tallied', async (t) => {
   const spilled: number[] = [];
-  const spill: Spill = async (batch) => {
-    spilled.push(batch.events);
-    return true;
+  const spill: Spill = {
+    save: async (batch) => {
+      spilled.push(batch.events);
+      return true;
+    },
+    full: false,
   };
   const { pipeline } = await setup(t, 3, spill, 'http://127.0.0.1:1');
   for (let i = 0; i < 7; i++) pipeline.accept(entry(`{"i":${i}}`), noLaterAnswer);
   const summary = await pipeline.close(Promise.resolve());
-  t.same(summary, { uploadedInTime: false, accepted: 7, stored: 0, spilled: 7, dropped: 0, unaccounted: 0 });
+  t.same(summary, { uploadedInTime: false, accepted: 7, stored: 0, spilled: 7, dropped: 0, kept: 0, unaccounted: 0 });
   t.equal(spilled.reduce((a, b) => a + b, 0), 7);
 });
 
 t.test('a spill that fails or rejects counts the batch as dropped and crashes nothing', async (t) => {
   // A DLQ that rejects cannot be produced for real (DlqStore.save never rejects): injected here.
   let calls = 0;
-  const spill: Spill = async () => (++calls % 2 === 0 ? false : Promise.reject(new Error('injected spill failure')));
+  const spill: Spill = { save: async () => (++calls % 2 === 0 ? false : Promise.reject(new Error('injected spill failure'))), full: false };
   const { pipeline } = await setup(t, 1, spill, 'http://127.0.0.1:1');
   for (let i = 0; i < 4; i++) pipeline.accept(entry(`{"i":${i}}`), noLaterAnswer);
   const summary = await pipeline.close(Promise.resolve());
-  t.same(summary, { uploadedInTime: false, accepted: 4, stored: 0, spilled: 0, dropped: 4, unaccounted: 0 });
+  t.same(summary, { uploadedInTime: false, accepted: 4, stored: 0, spilled: 0, dropped: 4, kept: 0, unaccounted: 0 });
   t.equal(calls, 4);
 });
 
 t.test('after the deadline, a spill that hangs is given up on after its grace: close() still resolves', async (t) => {
   // A disk write that never returns cannot be produced on demand: a spill that never resolves stands in.
-  const { pipeline } = await setup(t, 1, () => never as Promise<never>, 'http://127.0.0.1:1');
+  const { pipeline } = await setup(t, 1, { save: () => never as Promise<never>, full: false }, 'http://127.0.0.1:1');
   pipeline.accept(entry('{"i":1}'), noLaterAnswer);
   pipeline.accept(entry('{"i":2}'), noLaterAnswer);
   const summary = await pipeline.close(Promise.resolve());
-  t.same(summary, { uploadedInTime: false, accepted: 2, stored: 0, spilled: 0, dropped: 0, unaccounted: 2 }, 'the two events are reported unaccounted, not hidden');
+  t.same(summary, { uploadedInTime: false, accepted: 2, stored: 0, spilled: 0, dropped: 0, kept: 0, unaccounted: 2 }, 'the two events are reported unaccounted, not hidden');
 });

@@ -38,7 +38,7 @@ async function setup(t: Test): Promise<Setup> {
   const uploader = new S3Uploader(client, { bucket: BUCKET, maxAttempts: 1, timeoutMs: 5000 }, metrics, pino({ level: 'silent' }));
   const logs: LogLine[] = [];
   const log = pino({ formatters: { level: (label) => ({ level: label }) } }, { write: (text: string) => logs.push(JSON.parse(text) as LogLine) });
-  const pipeline = new Pipeline(pipelineOptions(100), { uploader, spill: () => Promise.resolve(true), acks: memoryAcks, metrics, log: pino({ level: 'silent' }) });
+  const pipeline = new Pipeline(pipelineOptions(100), { uploader, spill: { save: () => Promise.resolve(true), full: false }, acks: memoryAcks, metrics, log: pino({ level: 'silent' }) });
   const order: string[] = [];
   const plan = (more: Partial<ShutdownPlan> = {}): ShutdownPlan => ({
     log,
@@ -69,10 +69,10 @@ t.test('stops accepting, closes the pipeline (uploading what it holds), then run
   const { summary, code } = await shutdown.ended;
   t.strictSame(order, ['stop', 'first', 'second', 'third']);
   t.equal(code, 0);
-  t.strictSame(summary, { uploadedInTime: true, accepted: 3, stored: 3, spilled: 0, dropped: 0, unaccounted: 0 });
+  t.strictSame(summary, { uploadedInTime: true, accepted: 3, stored: 3, spilled: 0, dropped: 0, kept: 0, unaccounted: 0 });
   t.match(logs[0], { level: 'info', msg: 'shutdown: no longer accepting events, uploading what is held', signal: 'SIGTERM', timeoutMs: 60_000 });
   t.strictSame(logs.slice(1), [logs.at(-1)], 'nothing between the first line and the summary when all goes well');
-  t.match(logs.at(-1), { level: 'info', msg: 'shutdown complete', uploadedInTime: true, acceptedEvents: 3, storedEvents: 3, spilledEvents: 0, droppedEvents: 0, unaccountedEvents: 0, dlqDroppedEvents: 0, dlqDroppedByReason: {} });
+  t.match(logs.at(-1), { level: 'info', msg: 'shutdown complete', uploadedInTime: true, acceptedEvents: 3, storedEvents: 3, spilledEvents: 0, droppedEvents: 0, keptEvents: 0, unaccountedEvents: 0, dlqDroppedEvents: 0, dlqDroppedByReason: {} });
 });
 
 t.test('a second begin does not start it again: it brings the deadline forward, what S3 has not taken is spilled', async (t) => {
@@ -156,7 +156,7 @@ t.test('the summary is at error when anything was lost: dropped by the pipeline,
   const refused = new S3Client({ endpoint: 'http://127.0.0.1:1', forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' }, maxAttempts: 1 });
   t.teardown(() => refused.destroy());
   const metrics = createUploadMetrics(new Registry());
-  const pipeline = new Pipeline(pipelineOptions(100), { uploader: new S3Uploader(refused, { bucket: BUCKET, maxAttempts: 1, timeoutMs: 2000 }, metrics, pino({ level: 'silent' })), spill: () => Promise.resolve(false), acks: memoryAcks, metrics, log: pino({ level: 'silent' }) });
+  const pipeline = new Pipeline(pipelineOptions(100), { uploader: new S3Uploader(refused, { bucket: BUCKET, maxAttempts: 1, timeoutMs: 2000 }, metrics, pino({ level: 'silent' })), spill: { save: () => Promise.resolve(false), full: false }, acks: memoryAcks, metrics, log: pino({ level: 'silent' }) });
   pipeline.accept(entry('{"x":1}'), noAnswer);
   const lossy = new Shutdown(dropping.plan({ pipeline }));
   lossy.begin('SIGTERM', 0);

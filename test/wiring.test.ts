@@ -33,7 +33,7 @@ async function parts(t: Test) {
   const walRegistry = new Registry();
   const walMetrics = createWalMetrics(walRegistry);
   const spec = (ackLevel: AckLevel, dir: string, more: Partial<PipelineSpec> = {}): PipelineSpec => ({ options: pipelineOptions(3), ackLevel, wal: { ...WAL, dir, metrics: walMetrics }, fresh: () => true, ...more });
-  const deps = { uploader, spill: () => Promise.resolve(true), metrics, log };
+  const deps = { uploader, spill: { save: () => Promise.resolve(true), full: false }, metrics, log };
   return { s3, logs, walRegistry, spec, deps };
 }
 

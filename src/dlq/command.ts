@@ -89,6 +89,7 @@ function openStore(config: Config, owner: boolean, metrics: DlqMetrics, log: Log
       dir: config.dlqDir,
       maxBytes: config.dlqMaxBytes,
       maxFiles: config.dlqMaxFiles,
+      whenFull: config.dlqWhenFull,
       ttlSeconds: config.dlqTtlSeconds,
       now: Date.now,
       repair: owner,

@@ -5,7 +5,13 @@ export interface DlqOptions {
   readonly dir: string;
   readonly maxBytes: number;
   readonly maxFiles: number;
-  readonly ttlSeconds: number;
+  /**
+   * What a full DLQ does with a new batch: `evict` the oldest files to make room (ACK_LEVEL=memory),
+   * or `refuse` it (disk, s3: every file holds acknowledged events; the caller keeps the batch).
+   */
+  readonly whenFull: 'evict' | 'refuse';
+  /** Files older than this are deleted; undefined: never. */
+  readonly ttlSeconds: number | undefined;
   readonly now: () => number;
   /**
    * The server and `dlq drain` take the directory's lock and repair at start (remove temp

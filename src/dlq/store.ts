@@ -9,6 +9,9 @@
 // - names come from batch ids the server made, never from client input;
 // - only the lock holder (the server, or `dlq drain`) writes, repairs, re-uploads and evicts;
 // - expiry and eviction delete whole files, oldest spill first, never one being re-uploaded;
+// - refusing when full (ACK_LEVEL=disk, s3: whenFull 'refuse'), nothing is evicted and nothing
+//   save() fails to write is counted dropped: the caller still holds those events (in its WAL,
+//   or as a client's refused request), and the DLQ is `full` until a file leaves;
 // - an event leaves the DLQ by re-upload, or is counted in dlq_events_dropped_total once its
 //   file is gone from DLQ_DIR (a file that stays would be re-uploaded after a restart);
 // - save(), delete() and sweep() never reject: a caller may be in the middle of an upload.
@@ -35,6 +38,8 @@ export class DlqStore {
   readonly #removing = { files: 0, bytes: 0 };
   private readonly scan: ScanContext;
   readonly #dropped: DropTally;
+  // The size of the last batch refused for DLQ_MAX_BYTES: `full` until it would fit.
+  #refusedBytes: number | undefined;
 
   private constructor(
     private readonly options: DlqOptions,
@@ -91,12 +96,31 @@ export class DlqStore {
   /** The oldest file free to re-upload now: not busy, not corrupt, not backing off. */
   oldest(now = this.options.now()): QueuedFile | undefined { return this.#queue.oldest(now); }
 
-  /** Writes a batch durably (true); on failure logs, counts its events as dropped, and resolves false. */
+  /**
+   * Whether a new batch would be refused now (whenFull 'refuse'): DLQ_MAX_FILES files are queued,
+   * or the last batch refused for DLQ_MAX_BYTES would still not fit. Always false when evicting.
+   */
+  get full(): boolean {
+    if (this.options.whenFull === 'evict') return false;
+    return this.files >= this.options.maxFiles || (this.#refusedBytes !== undefined && this.bytes + this.#refusedBytes > this.options.maxBytes);
+  }
+
+  /**
+   * Writes a batch durably (true), or resolves false: refused (full), or the write failed (logged;
+   * its events counted dropped unless refusing when full, when the caller keeps them).
+   */
   async save(batch: BatchToSave, gzip: Buffer): Promise<boolean> {
     const name = `${batch.id}${SUFFIX}`;
+    const refuses = this.options.whenFull === 'refuse';
     let file: QueuedFile;
     try {
       const data = encodeFile(gzip, { key: batch.key, events: batch.events, firstReceivedAt: batch.firstReceivedAt, lastReceivedAt: batch.lastReceivedAt, spilledAt: this.options.now() });
+      if (refuses && (this.files + 1 > this.options.maxFiles || this.bytes + data.length > this.options.maxBytes)) {
+        this.#refusedBytes = data.length;
+        this.metrics.batchesRefused.inc();
+        this.log.warn({ file: name, events: batch.events, bytes: data.length, files: this.files, queuedBytes: this.bytes }, 'DLQ full: batch not written; new events are refused until S3 takes queued files back');
+        return false;
+      }
       if (data.length > this.options.maxBytes) {
         // Writing it would only evict everything else and then itself.
         this.#dropped.add('capacity', batch.events);
@@ -111,11 +135,12 @@ export class DlqStore {
       });
     } catch (err) {
       this.metrics.writeFailures.inc();
-      this.#dropped.add('write_failed', batch.events);
+      if (!refuses) this.#dropped.add('write_failed', batch.events);
       this.log.error({ key: batch.key, events: batch.events, code: (err as NodeJS.ErrnoException).code, err }, `local DLQ save failed: ${(err as Error).message}`);
       return false;
     }
     this.metrics.eventsSpilled.inc(batch.events);
+    this.#refusedBytes = undefined;
     this.#queue.add(file);
     // The newest file is the last to be evicted: only when every older one is busy (re-uploading)
     // or cannot be removed. Then it is not kept, and the caller must not say it is (at
@@ -208,7 +233,8 @@ export class DlqStore {
       this.log.error({ dir: this.options.dir, err }, 'DLQ directory unreadable at the sweep; check DLQ_DIR and its volume');
       return;
     }
-    const expiredBefore = this.options.now() - this.options.ttlSeconds * 1000;
+    const { ttlSeconds } = this.options;
+    const expiredBefore = ttlSeconds === undefined ? Number.NEGATIVE_INFINITY : this.options.now() - ttlSeconds * 1000;
     for (const file of this.list()) {
       if (!present.has(file.name)) {
         if (file.seq <= listedAfter) this.#taken(file);
@@ -218,8 +244,9 @@ export class DlqStore {
     await this.#enforceCapacity();
   }
 
-  /** Evicts the oldest files until the queue fits; false if `kept` (a file just saved) was among them. */
+  /** Evicts the oldest files until the queue fits (never when refusing); false if `kept` (a file just saved) was among them. */
   async #enforceCapacity(kept?: QueuedFile): Promise<boolean> {
+    if (this.options.whenFull === 'refuse') return true;
     const stuck = new Set<QueuedFile>(); // removal failed: logged, tried again at the next sweep
     const over = () => this.files - this.#removing.files > this.options.maxFiles || this.bytes - this.#removing.bytes > this.options.maxBytes;
     while (over()) {

@@ -81,6 +81,8 @@ export class IngestServer {
       if (!this.#ready) return send(res, '503', R.errorBody('starting', 'not ready yet'));
       // ACK_LEVEL=disk after a failed WAL write: nothing sent here can be acknowledged.
       if (admitted === 'not_stored') return send(res, '503', R.WAL_FAILED);
+      // ACK_LEVEL=disk or s3: nothing more could be kept if S3 fails; ready again once the DLQ has room.
+      if (admitted === 'dlq_full') return send(res, '503', R.DLQ_FULL);
       send(res, '200', '{"status":"ready"}');
     });
     this.#metricsApp = metrics === 'own port' ? uWS.App() : undefined;

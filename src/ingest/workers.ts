@@ -49,7 +49,7 @@ export type ToWorker =
   | { type: 'metrics'; id: number; page?: MetricsPage; error?: string }
   | { type: 'shutdown' | 'close' };
 
-const ADMITS: readonly ('ok' | Refusal)[] = ['ok', 'full', 'closed', 'not_stored'];
+const ADMITS: readonly ('ok' | Refusal)[] = ['ok', 'full', 'closed', 'not_stored', 'dlq_full'];
 
 export const readAdmits = (state: Float64Array): 'ok' | Refusal => ADMITS[state[0]!]!;
 

@@ -10,6 +10,7 @@ export interface DlqMetrics {
   filesCorrupt: Counter;
   filesRejected: Counter<'reason'>;
   writeFailures: Counter;
+  batchesRefused: Counter;
 }
 
 export interface DlqState {
@@ -17,6 +18,7 @@ export interface DlqState {
   readonly bytes: number;
   readonly events: number;
   readonly oldestSpilledAt: number | undefined;
+  readonly full: boolean;
 }
 
 export const DROP_REASONS = ['capacity', 'ttl', 'write_failed', 'quarantined'] as const;
@@ -47,6 +49,7 @@ export function createDlqMetrics(registry: Registry): DlqMetrics {
     filesCorrupt: counter('dlq_files_corrupt_total', 'DLQ files that failed their integrity check and were moved aside'),
     filesRejected,
     writeFailures: counter('dlq_write_failures_total', 'Batches that could not be written to the DLQ (disk full, I/O error, permissions)'),
+    batchesRefused: counter('dlq_batches_refused_total', 'Batches not written because the DLQ was full (ACK_LEVEL=disk or s3, which refuse rather than evict): kept in the WAL (disk) or answered 503 (s3)'),
   };
 }
 
@@ -64,6 +67,7 @@ export function observeDlq(registry: Registry, state: DlqState, now: () => numbe
   gauge('dlq_files_current', 'Files queued in the DLQ', () => state.files);
   gauge('dlq_bytes_current', 'Bytes queued in the DLQ', () => state.bytes);
   gauge('dlq_events_current', 'Events queued in the DLQ', () => state.events);
+  gauge('dlq_full', '1 while the DLQ refuses new batches (ACK_LEVEL=disk or s3, DLQ_MAX_BYTES or DLQ_MAX_FILES reached): the server then refuses new events', () => (state.full ? 1 : 0));
   gauge('dlq_oldest_age_seconds', 'Age of the oldest DLQ file, 0 when empty', () =>
     state.oldestSpilledAt === undefined ? 0 : Math.max(0, (now() - state.oldestSpilledAt) / 1000),
   );

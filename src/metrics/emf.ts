@@ -32,6 +32,7 @@ export const EMF_METRICS: readonly { name: string; unit: 'Count' | 'Bytes' | 'Se
   { name: 'dlq_files_current', unit: 'Count', counter: false },
   { name: 'dlq_bytes_current', unit: 'Bytes', counter: false },
   { name: 'dlq_oldest_age_seconds', unit: 'Seconds', counter: false },
+  { name: 'dlq_full', unit: 'Count', counter: false },
   // ACK_LEVEL=disk only; 0 otherwise (not in the registry).
   { name: 'wal_bytes_current', unit: 'Bytes', counter: false },
   { name: 'wal_max_bytes', unit: 'Bytes', counter: false },

@@ -12,6 +12,8 @@ export class HttpCounts {
   rejectedBodyTooLarge = 0;
   /** 503 `busy`: the bodies being read fill MAX_BODIES_IN_FLIGHT_BYTES. */
   rejectedBusy = 0;
+  /** 503 `queue_full` because the DLQ is full (ACK_LEVEL=disk, s3). */
+  rejectedDlqFull = 0;
   eventsAccepted = 0;
   /** Capacity of the buffers of request bodies being read (a gauge, kept by the body budget). */
   bodiesInFlightBytes = 0;
@@ -63,6 +65,12 @@ const SUMMED: readonly { kind: 'counter' | 'gauge'; name: string; help: string; 
     name: 'http_requests_rejected_busy_total',
     help: 'POST /v1/events answered 503 busy: bodies being read fill MAX_BODIES_IN_FLIGHT_BYTES',
     read: (c) => c.rejectedBusy,
+  },
+  {
+    kind: 'counter',
+    name: 'http_requests_rejected_dlq_full_total',
+    help: 'POST /v1/events answered 503 queue_full because the DLQ was full (ACK_LEVEL=disk or s3, which refuse rather than evict acknowledged events)',
+    read: (c) => c.rejectedDlqFull,
   },
   {
     kind: 'gauge',

@@ -3,6 +3,7 @@
 // Bounds: UPLOAD_QUEUE_MAX_BATCHES batches wait for a slot; while that many wait, hasRoom() is
 // false and the batcher stops pulling from the channel. Once aborted (the shutdown deadline),
 // PUTs in flight are cut and every batch, queued or new, goes straight to the spill.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import PQueue from 'p-queue';
@@ -14,19 +15,30 @@ import type { S3Uploader } from './s3.js';
 
 const gzip = promisify(zlib.gzip);
 
-/**
- * Where a batch goes when its last upload attempt failed: the DLQ's seam. Resolves true once the
- * batch is durably on disk, false when it was dropped (and counted as such); never rejects.
- */
-export type Spill = (batch: Batch, body: Buffer) => Promise<boolean>;
+/** Where a batch goes when its last upload attempt failed: the DLQ's seam. */
+export interface Spill {
+  /** Resolves true once the batch is durably on disk, false when it is not (refused when full, or the write failed); never rejects. */
+  save(batch: Batch, body: Buffer): Promise<boolean>;
+  /** True while save() refuses every batch (ACK_LEVEL=disk, s3: the DLQ is full). */
+  readonly full: boolean;
+}
 
-/** Where a batch ended up: in S3, in the DLQ, or lost (counted and logged). */
-export type Settled = 'stored' | 'spilled' | 'dropped';
+/**
+ * Where a batch ended up: in S3, in the DLQ, lost (counted and logged), or kept: neither took it
+ * and its events stay where they are acknowledged from (the WAL) for the next start.
+ */
+export type Settled = 'stored' | 'spilled' | 'dropped' | 'kept';
 
 export interface UploadLoopOptions {
   readonly concurrency: number;
   readonly maxQueuedBatches: number;
   readonly gzipLevel: number;
+  /**
+   * ACK_LEVEL=disk: a batch neither S3 nor the DLQ took is not dropped but tried again after this
+   * many ms, holding its upload slot, so that a full DLQ stops intake (the slots, then the queue,
+   * then the channel fill) instead of losing acknowledged events. Undefined: it is dropped.
+   */
+  readonly keepUnspilledMs?: number;
 }
 
 export class UploadLoop implements BatchSink {
@@ -86,7 +98,7 @@ export class UploadLoop implements BatchSink {
     this.#queue.add(() => this.#upload(batch)).catch((err: unknown) => {
       // #upload catches what it can meet; only a bug (or memory running out) lands here.
       this.log.error({ key: batch.key, events: batch.events, err }, 'batch lost: neither uploaded nor spilled');
-      this.settled(batch, 'dropped');
+      this.settled(batch, this.options.keepUnspilledMs === undefined ? 'dropped' : 'kept');
     });
   }
 
@@ -108,6 +120,19 @@ export class UploadLoop implements BatchSink {
     // The cut must be on disk before S3 can hold the object: a restart then re-cuts the same batch.
     // (After a failed WAL write `durable` resolves at once and the batch is PUT all the same.)
     if (batch.durable !== undefined) await batch.durable;
+    const keepMs = this.options.keepUnspilledMs;
+    for (let tries = 1; ; tries++) {
+      const outcome = await this.#putOrSpill(batch, body);
+      if (outcome !== 'dropped') return this.settled(batch, outcome);
+      if (keepMs === undefined) return this.settled(batch, 'dropped');
+      if (this.#abort.signal.aborted) return this.settled(batch, 'kept');
+      // Once a batch: the DLQ's own line says it is full, each time it refuses.
+      if (tries === 1) this.log.warn({ key: batch.key, events: batch.events, retryEveryMs: keepMs }, 'batch kept: neither S3 nor the DLQ took it; it stays in the WAL and is tried again');
+      await sleep(keepMs, undefined, { signal: this.#abort.signal }).catch(() => {});
+    }
+  }
+
+  async #putOrSpill(batch: Batch, body: Buffer): Promise<'stored' | 'spilled' | 'dropped'> {
     try {
       // Past the deadline this throws at once, without an attempt: the batch goes to the spill.
       await this.uploader.put({ key: batch.key, body, events: batch.events }, this.#abort.signal);
@@ -115,13 +140,12 @@ export class UploadLoop implements BatchSink {
       if (!this.#abort.signal.aborted) {
         this.log.error({ key: batch.key, events: batch.events, code: errorCode(error), err: error }, 'S3 upload failed for good');
       }
-      this.settled(batch, (await this.spill(batch, body)) ? 'spilled' : 'dropped');
-      return;
+      return (await this.spill.save(batch, body)) ? 'spilled' : 'dropped';
     }
     this.#lastStoredAt = Date.now();
     this.metrics.eventsStored.inc(batch.events);
     this.metrics.objectsStored.inc();
     this.metrics.bytesStored.inc(body.length);
-    this.settled(batch, 'stored');
+    return 'stored';
   }
 }

@@ -23,7 +23,7 @@ export interface AdoptionParts {
   readonly instanceId: string;
   readonly wal: WalConfig & { readonly sharedRoot: string };
   readonly replay: ReplayWal;
-  readonly dlq: { readonly ttlSeconds: number; readonly prefix: string };
+  readonly dlq: { readonly ttlSeconds: number | undefined; readonly prefix: string };
   readonly uploader: S3Uploader;
   readonly metrics: { readonly wal: WalMetrics; readonly dlq: DlqMetrics };
   /** This instance's own lease is fresh: an adopter that was itself paused must not go on. */
@@ -147,7 +147,7 @@ export class Adopter {
   async #drain(dlqDir: string): Promise<void> {
     const { metrics, dlq } = this.parts;
     const store = await DlqStore.open(
-      { dir: dlqDir, maxBytes: Number.MAX_SAFE_INTEGER, maxFiles: Number.MAX_SAFE_INTEGER, ttlSeconds: dlq.ttlSeconds, now: Date.now, repair: true, prefix: dlq.prefix, instanceId: this.parts.instanceId },
+      { dir: dlqDir, maxBytes: Number.MAX_SAFE_INTEGER, maxFiles: Number.MAX_SAFE_INTEGER, whenFull: 'refuse', ttlSeconds: dlq.ttlSeconds, now: Date.now, repair: true, prefix: dlq.prefix, instanceId: this.parts.instanceId },
       metrics.dlq,
       this.log,
     );

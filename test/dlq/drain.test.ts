@@ -31,7 +31,7 @@ async function rig(t: Test, events: number[], options: { keys?: (string | undefi
   const metrics = createDlqMetrics(dlqRegistry);
   const dir = tempDir(t, 'dlq');
   let now = 1_800_000_000_000;
-  const store = await DlqStore.open({ dir, maxBytes: 1 << 30, maxFiles: 1000, ttlSeconds: 3600, now: () => now, repair: true, prefix: 'raw', instanceId: 'unit', disk: options.disk }, metrics, log);
+  const store = await DlqStore.open({ dir, maxBytes: 1 << 30, maxFiles: 1000, whenFull: 'evict', ttlSeconds: 3600, now: () => now, repair: true, prefix: 'raw', instanceId: 'unit', disk: options.disk }, metrics, log);
   t.teardown(() => store.close());
   const batches: (ReturnType<typeof batch> & { key: string })[] = [];
   for (const [i, n] of events.entries()) {

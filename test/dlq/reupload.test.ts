@@ -34,7 +34,7 @@ async function rig(t: Test, events: number[], disk?: Disk) {
   const dlqRegistry = new Registry();
   const metrics = createDlqMetrics(dlqRegistry);
   const dir = tempDir(t, 'dlq');
-  const store = await DlqStore.open({ dir, maxBytes: 1 << 30, maxFiles: 1000, ttlSeconds: 3600, now: () => clock.now, repair: true, prefix: 'raw', instanceId: 'unit', disk }, metrics, log);
+  const store = await DlqStore.open({ dir, maxBytes: 1 << 30, maxFiles: 1000, whenFull: 'evict', ttlSeconds: 3600, now: () => clock.now, repair: true, prefix: 'raw', instanceId: 'unit', disk }, metrics, log);
   t.teardown(() => store.close());
   const keys: string[] = [];
   const save = async (n: number) => {

@@ -82,6 +82,59 @@ t.test('DLQ_MAX_BYTES: evicts oldest until the bytes fit', async (t) => {
   t.equal(await value('dlq_events_dropped_total', '{reason="capacity"}'), 20);
 });
 
+t.test('refusing when full (ACK_LEVEL=disk, s3): DLQ_MAX_FILES reached, a new batch is refused, nothing evicted or dropped; room again once a file leaves', async (t) => {
+  const { store, logs, value } = await setup(t, { maxFiles: 2, whenFull: 'refuse' });
+  const [a, b, c] = [batch(1), batch(2), batch(3)];
+  t.equal(await store.save(a.batch, a.gzip), true);
+  t.equal(store.full, false, 'one file of two: room');
+  t.equal(await store.save(b.batch, b.gzip), true);
+  t.equal(store.full, true, 'DLQ_MAX_FILES files: full');
+  t.equal(await store.save(c.batch, c.gzip), false, 'refused: the caller keeps the batch');
+  t.same(store.list().map((f) => f.meta.events), [1, 2], 'the older files stay: nothing acknowledged is evicted');
+  t.equal(await value('dlq_batches_refused_total'), 1);
+  t.equal(await value('dlq_events_dropped_total', '{reason="capacity"}'), 0, 'nothing counted lost');
+  t.equal(await value('dlq_events_spilled_total'), 3, 'the refused batch is not counted spilled');
+  t.ok(logs.some((l) => l.level === 40 && l.msg === 'DLQ full: batch not written; new events are refused until S3 takes queued files back' && l.events === 3));
+  await store.sweep();
+  t.equal(store.files, 2, 'the sweep evicts nothing either');
+  t.equal(await store.delete(store.oldest()!, 'reuploaded'), true);
+  t.equal(store.full, false, 'room once a file is re-uploaded');
+  t.equal(await store.save(c.batch, c.gzip), true, 'the kept batch goes in');
+});
+
+t.test('refusing when full: DLQ_MAX_BYTES is full while the last refused batch would not fit, not merely while it is reached', async (t) => {
+  const probe = (await setup(t)).store;
+  const ten = batch(10);
+  await probe.save(ten.batch, ten.gzip);
+  const oneFile = probe.bytes;
+  const { store } = await setup(t, { maxBytes: oneFile * 2 + 10, whenFull: 'refuse' });
+  for (let i = 0; i < 2; i++) {
+    const b = batch(10);
+    t.equal(await store.save(b.batch, b.gzip), true);
+  }
+  t.equal(store.full, false, 'below DLQ_MAX_BYTES, and nothing refused yet: a smaller batch might fit');
+  const big = batch(10);
+  t.equal(await store.save(big.batch, big.gzip), false, 'a third file would pass DLQ_MAX_BYTES');
+  t.equal(store.full, true);
+  t.equal(await store.delete(store.oldest()!, 'reuploaded'), true);
+  t.equal(store.full, false, 'it would fit now');
+});
+
+t.test('refusing when full: a write that fails is not counted dropped (the caller still holds the events), and with no TTL nothing expires', async (t) => {
+  const parent = tempDir(t, 'notadir');
+  writeFileSync(join(parent, 'file'), 'a file where the DLQ directory should be');
+  const broken = await setup(t, { dir: join(parent, 'file', 'dlq'), whenFull: 'refuse' });
+  const b = batch(4);
+  t.equal(await broken.store.save(b.batch, b.gzip), false);
+  t.equal(await broken.value('dlq_write_failures_total'), 1);
+  t.equal(await broken.value('dlq_events_dropped_total', '{reason="write_failed"}'), 0);
+  const { store, clock } = await setup(t, { whenFull: 'refuse', ttlSeconds: undefined });
+  await store.save(b.batch, b.gzip);
+  clock.now = T0 + 10 * 365 * 86_400_000;
+  await store.sweep();
+  t.equal(store.files, 1, 'ten years on, still there');
+});
+
 t.test('DLQ_TTL_SECONDS: files older than the TTL are deleted at the sweep, counted exactly', async (t) => {
   const { store, clock, value, logs } = await setup(t, { ttlSeconds: 60 });
   const old = batch(7);

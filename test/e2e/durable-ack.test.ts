@@ -167,6 +167,44 @@ t.test('ACK_LEVEL=disk: a full WAL answers 503 queue_full with Retry-After, and 
   t.pass('accepted again once the stalled batches were stored and their segments deleted');
 });
 
+for (const level of ['disk', 's3'] as const) {
+  t.test(`ACK_LEVEL=${level}, S3 down, a small DLQ: once it is full every request is 503 queue_full and /readyz not ready, nothing is evicted, and after S3 returns every 202 is in S3 exactly once`, async (t) => {
+    const s3 = await startS3(t);
+    const port = await refusedPort();
+    const server = await startInProcess(t, {
+      ...s3Env(`http://127.0.0.1:${port}`),
+      ACK_LEVEL: level,
+      DLQ_MAX_FILES: '3',
+      BATCH_MAX_EVENTS: '10',
+      BATCH_MAX_AGE_MS: '50',
+      UPLOAD_MAX_ATTEMPTS: '1',
+      UPLOAD_CONCURRENCY: '1',
+      UPLOAD_QUEUE_MAX_BATCHES: '1',
+    });
+    const client = new AckingClient({ url: server.url, concurrency: 2, eventsPerRequest: 10, maxRequests: 40 });
+    await client.run();
+    t.ok((client.outcomes.get('503 queue_full') ?? 0) > 0, `refused once full: ${JSON.stringify([...client.outcomes])}`);
+    t.equal(await server.metric('dlq_full'), 1, 'dlq_full');
+    t.equal(await server.metric('dlq_files_current'), 3, 'the DLQ at DLQ_MAX_FILES, not past it');
+    t.ok((await server.metric('http_requests_rejected_dlq_full_total')) > 0, 'the refusals are counted with their cause');
+    for (const reason of ['capacity', 'ttl', 'write_failed', 'quarantined']) t.equal(await server.metric('dlq_events_dropped_total', `{reason="${reason}"}`), 0, `nothing dropped: ${reason}`);
+    const ready = await fetch(`${server.url}/readyz`);
+    t.equal(ready.status, 503, '/readyz not ready');
+    t.equal(((await ready.json()) as { error: string }).error, 'queue_full');
+    t.ok(server.logs.some((l) => l.msg === 'DLQ full: batch not written; new events are refused until S3 takes queued files back'), 'the refusal is logged');
+    if (level === 'disk') t.ok(server.logs.some((l) => l.msg.startsWith('batch kept:')), 'a batch neither took is kept, in the WAL');
+    else t.ok((client.outcomes.get('503 not_stored') ?? 0) > 0, 'the requests of a batch the full DLQ refused are answered not_stored');
+    // S3 comes back at the same address.
+    await startFaultProxy(t, s3, port);
+    await eventually(async () => (await server.metric('dlq_events_current')) === 0 && (await fetch(`${server.url}/readyz`)).status === 200, 600);
+    const report = await audit(client, s3);
+    await eventually(async () => (await audit(client, s3)).missing.length === 0, 600);
+    assertExactlyOnce(t, await audit(client, s3), `${level}: after S3 returned`);
+    t.ok(report.acked >= 30, `${report.acked} events acknowledged before the DLQ filled`);
+    t.equal((await server.post('[{"after":1}]')).status, 202, 'accepting again');
+  });
+}
+
 /** A real 1 MiB tmpfs for a real ENOSPC, unmounted at the end of the test. */
 function smallDisk(t: Test): string {
   const dir = mkdtempSync(join(tmpdir(), 'ingest-wal-tmpfs-'));

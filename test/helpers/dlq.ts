@@ -24,7 +24,7 @@ export async function setup(t: Test, options: Partial<DlqOptions> = {}) {
   const metrics = createDlqMetrics(registry);
   const dir = options.dir ?? tempDir(t, 'dlq');
   const open = async () => {
-    const store = await DlqStore.open({ dir, maxBytes: 1 << 30, maxFiles: 1000, ttlSeconds: 3600, now: () => clock.now, repair: true, prefix: 'raw', instanceId: 'test', ...options }, metrics, log);
+    const store = await DlqStore.open({ dir, maxBytes: 1 << 30, maxFiles: 1000, whenFull: 'evict', ttlSeconds: 3600, now: () => clock.now, repair: true, prefix: 'raw', instanceId: 'test', ...options }, metrics, log);
     t.teardown(() => store.close());
     return store;
   };

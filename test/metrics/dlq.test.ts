@@ -66,7 +66,7 @@ t.test('the help says what each reason means, for whoever reads /metrics during 
 
 t.test('the gauges are the DLQ\'s state at each scrape; the oldest age by the clock given, 0 when empty', async (t) => {
   const registry = new Registry();
-  const state: { -readonly [K in keyof DlqState]: DlqState[K] } = { files: 0, bytes: 0, events: 0, oldestSpilledAt: undefined };
+  const state: { -readonly [K in keyof DlqState]: DlqState[K] } = { files: 0, bytes: 0, events: 0, oldestSpilledAt: undefined, full: false };
   let now = 1_000_000;
   observeDlq(registry, state, () => now);
   t.match(Object.fromEntries(await scrape(registry)), { dlq_files_current: 0, dlq_bytes_current: 0, dlq_events_current: 0, dlq_oldest_age_seconds: 0 });

@@ -39,7 +39,16 @@ interface Setup {
   settledCount(n: number): Promise<void>;
 }
 
-async function setup(t: Test, { concurrency = 2, maxQueuedBatches = 4, gzipLevel = 1, spillKeeps = true, spill }: { concurrency?: number; maxQueuedBatches?: number; gzipLevel?: number; spillKeeps?: boolean; spill?: Spill } = {}): Promise<Setup> {
+interface SetupOptions {
+  concurrency?: number;
+  maxQueuedBatches?: number;
+  gzipLevel?: number;
+  spillKeeps?: boolean;
+  spill?: Spill;
+  keepUnspilledMs?: number;
+}
+
+async function setup(t: Test, { concurrency = 2, maxQueuedBatches = 4, gzipLevel = 1, spillKeeps = true, spill, keepUnspilledMs }: SetupOptions = {}): Promise<Setup> {
   const s3 = await startS3(t);
   const proxy = await startFaultProxy(t, s3);
   // Stalled PUTs are answered before the proxy and S3 close.
@@ -57,8 +66,8 @@ async function setup(t: Test, { concurrency = 2, maxQueuedBatches = 4, gzipLevel
   let wake = (): void => {};
   const loop = new UploadLoop(
     uploader,
-    spill ?? (async (b, body) => (spilled.push({ key: b.key, body }), spillKeeps)),
-    { concurrency, maxQueuedBatches, gzipLevel },
+    spill ?? { save: async (b, body) => (spilled.push({ key: b.key, body }), spillKeeps), full: false },
+    { concurrency, maxQueuedBatches, gzipLevel, keepUnspilledMs },
     metrics,
     log,
     () => freed++,
@@ -144,7 +153,7 @@ t.test('UPLOAD_CONCURRENCY in flight, UPLOAD_QUEUE_MAX_BATCHES waiting: then has
 t.test('S3 refusing for good: the error is logged with its code, the gzip goes to the spill; spilled or dropped as the spill says', async (t) => {
   let keeps = true;
   const spilled: { key: string; body: Buffer }[] = [];
-  const { proxy, loop, logs, settled, settledCount, registry } = await setup(t, { spill: async (b, body) => (spilled.push({ key: b.key, body }), keeps) });
+  const { proxy, loop, logs, settled, settledCount, registry } = await setup(t, { spill: { save: async (b, body) => (spilled.push({ key: b.key, body }), keeps), full: false } });
   proxy.decide = () => ({ status: 403, code: 'AccessDenied' });
   const first = batch('{"x":1}', '{"x":2}');
   loop.submit(first);
@@ -199,11 +208,47 @@ t.test('abort(): the PUT in flight is cut and spilled without an error line; fro
 
 t.test('a spill that rejects (a bug: DlqStore.save never does) loses the batch loudly: logged and settled dropped', async (t) => {
   // A rejecting spill cannot be produced with the real DLQ, which catches every failure: injected here.
-  const { proxy, loop, logs, settled, settledCount } = await setup(t, { spill: () => Promise.reject(new Error('injected spill bug')) });
+  const { proxy, loop, logs, settled, settledCount } = await setup(t, { spill: { save: () => Promise.reject(new Error('injected spill bug')), full: false } });
   proxy.decide = () => ({ status: 403, code: 'AccessDenied' });
   const b = batch('{"z":1}');
   loop.submit(b);
   await settledCount(1);
   t.strictSame(settled, [[b.key, 'dropped']]);
   t.match(logs.find((l) => l.msg === 'batch lost: neither uploaded nor spilled'), { level: 'error', key: b.key, events: 1, err: { message: 'injected spill bug' } });
+});
+
+t.test('keepUnspilledMs (ACK_LEVEL=disk): a batch neither S3 nor the spill took is tried again, holding its slot, until one takes it; logged once', async (t) => {
+  let keeps = false;
+  const saves: string[] = [];
+  const { proxy, loop, logs, settled, settledCount } = await setup(t, { concurrency: 1, maxQueuedBatches: 1, keepUnspilledMs: 5, spill: { save: async (b) => (saves.push(b.key), keeps), full: true } });
+  proxy.decide = () => ({ status: 403, code: 'AccessDenied' });
+  const kept = batch('{"k":1}', '{"k":2}');
+  const behind = batch('{"b":1}');
+  loop.submit(kept);
+  loop.submit(behind);
+  await until(() => saves.length >= 3);
+  t.strictSame(settled, [], 'not settled while neither takes it: its events stay in the WAL');
+  t.ok(saves.every((key) => key === kept.key), 'the batch behind it waits: the slot is held');
+  t.equal(loop.hasRoom(), false, 'and the queue is full: the batcher stops pulling');
+  t.equal(logs.filter((l) => l.msg === 'batch kept: neither S3 nor the DLQ took it; it stays in the WAL and is tried again').length, 1, 'one warn line a batch');
+  keeps = true;
+  await settledCount(2);
+  t.strictSame(settled, [[kept.key, 'spilled'], [behind.key, 'spilled']]);
+  proxy.decide = () => 'pass';
+  const later = batch('{"s":1}');
+  loop.submit(later);
+  await settledCount(3);
+  t.strictSame(settled[2], [later.key, 'stored']);
+});
+
+t.test('keepUnspilledMs: abort() ends the wait; a batch still neither stored nor spilled is settled kept, never dropped', async (t) => {
+  const { proxy, loop, settled, settledCount } = await setup(t, { concurrency: 1, keepUnspilledMs: 60_000, spill: { save: async () => false, full: true } });
+  proxy.decide = () => ({ status: 403, code: 'AccessDenied' });
+  const b = batch('{"a":1}');
+  loop.submit(b);
+  await until(() => proxy.puts.length === 1);
+  for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+  loop.abort();
+  await settledCount(1);
+  t.strictSame(settled, [[b.key, 'kept']], 'no 60 s wait: the abort ends it');
 });

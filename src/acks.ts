@@ -16,8 +16,11 @@ import type { WriteAheadLog } from './wal/log.js';
  */
 export type Refusal = 'full' | 'closed' | 'not_stored' | 'dlq_full';
 
-/** What the client is told: in memory or the WAL (accepted), in S3 or the DLQ (stored, spilled: s3), or refused. */
-export type Outcome = 'accepted' | 'stored' | 'spilled' | Refusal;
+/**
+ * What the client is told: in memory or the WAL (accepted), in S3 or the DLQ (stored, spilled: s3),
+ * not known by ACK_TIMEOUT_MS (unconfirmed: s3; the events may still be stored), or refused.
+ */
+export type Outcome = 'accepted' | 'stored' | 'spilled' | 'unconfirmed' | Refusal;
 
 /** Called once with a request's outcome, later, never on the stack of the call that took the request. */
 export type Answer = (outcome: Outcome) => void;
@@ -46,8 +49,21 @@ export const memoryAcks: Acks = {
   settled: () => {},
 };
 
-/** ACK_LEVEL=s3: each request waits for the settling of every batch that holds some of its events. */
+/**
+ * ACK_LEVEL=s3: each request waits for the settling of every batch that holds some of its events,
+ * or for ACK_TIMEOUT_MS, whichever comes first; it is answered once either way.
+ */
 export class S3Acks implements Acks {
+  // Requests waiting, with their deadlines: in acceptance order, so also in deadline order.
+  readonly #waiting = new Map<AckWaiter, number>();
+  #timer: NodeJS.Timeout | undefined;
+
+  /** `now`: a monotonic clock in ms. */
+  constructor(
+    private readonly timeoutMs: number,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
   admits(): 'ok' {
     return 'ok';
   }
@@ -55,8 +71,25 @@ export class S3Acks implements Acks {
   accept(entry: Entry, push: Push, answer: Answer): Outcome | 'pending' {
     const ack: AckWaiter = { pending: entry.count, spilled: false, dropped: false, done: answer };
     const pushed = push({ ...entry, ack });
-    return pushed === 'ok' ? 'pending' : pushed;
+    if (pushed !== 'ok') return pushed;
+    this.#waiting.set(ack, this.now() + this.timeoutMs);
+    // One timer for all: it answers every request past its deadline, then waits for the next one's.
+    this.#timer ??= setTimeout(this.#expire, this.timeoutMs).unref();
+    return 'pending';
   }
+
+  readonly #expire = (): void => {
+    this.#timer = undefined;
+    const now = this.now();
+    for (const [ack, deadline] of this.#waiting) {
+      if (deadline > now) {
+        this.#timer = setTimeout(this.#expire, deadline - now).unref();
+        return;
+      }
+      this.#waiting.delete(ack);
+      ack.done('unconfirmed');
+    }
+  };
 
   batchId(): undefined {
     return undefined;
@@ -73,7 +106,8 @@ export class S3Acks implements Acks {
       ack.pending -= to - from;
       if (outcome === 'spilled') ack.spilled = true;
       else if (outcome === 'dropped') ack.dropped = true;
-      if (ack.pending === 0) ack.done(ack.dropped ? 'not_stored' : ack.spilled ? 'spilled' : 'stored');
+      // Not waiting any more: answered unconfirmed at its deadline.
+      if (ack.pending === 0 && this.#waiting.delete(ack)) ack.done(ack.dropped ? 'not_stored' : ack.spilled ? 'spilled' : 'stored');
     }
   }
 }

@@ -34,7 +34,7 @@ export interface AckWaiter {
   pending: number;
   spilled: boolean;
   dropped: boolean;
-  readonly done: (outcome: 'stored' | 'spilled' | 'not_stored') => void;
+  readonly done: (outcome: 'stored' | 'spilled' | 'not_stored' | 'unconfirmed') => void;
 }
 
 export type PushResult = 'ok' | 'full' | 'closed';

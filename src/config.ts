@@ -76,6 +76,7 @@ export interface Config {
   readonly logLevel: LogLevel;
   readonly instanceId: string;
   readonly ackLevel: AckLevel;
+  readonly ackTimeoutMs: number;
   readonly wal: WalConfig;
   /** Write key metrics as CloudWatch Embedded Metric Format lines to stdout, this often; undefined: off. */
   readonly emfIntervalMs: number | undefined;
@@ -182,6 +183,7 @@ function assemble(v: Values, workers: number, instanceId: string): Config {
     logLevel: v.LOG_LEVEL,
     instanceId,
     ackLevel: v.ACK_LEVEL,
+    ackTimeoutMs: v.ACK_TIMEOUT_MS,
     wal: {
       dir: ownDir('wal') ?? v.WAL_DIR,
       maxBytes: v.WAL_MAX_BYTES,

@@ -142,7 +142,7 @@ async function openStorage(config: Config, metrics: Metrics, log: Logger): Promi
   const options = pipelineOptionsOf(config);
   const deps: PipelineDeps = { uploader, spill: dlq, metrics: metrics.upload, log: log.child({ part: 'upload' }) };
   const wal = metrics.wal && { ...config.wal, holder: config.instanceId, metrics: metrics.wal };
-  const running = await startPipeline({ options, ackLevel: config.ackLevel, ...(wal && { wal }), fresh }, { ...deps, log: log.child({ part: 'wal' }) }).catch(startFailed);
+  const running = await startPipeline({ options, ackLevel: config.ackLevel, ackTimeoutMs: config.ackTimeoutMs, ...(wal && { wal }), fresh }, { ...deps, log: log.child({ part: 'wal' }) }).catch(startFailed);
   observePipeline(config, metrics, running);
   const reuploader = new Reuploader(dlq, uploader, running.pipeline, config.dlqReuploadIdleMs, metrics.dlq, log.child({ part: 'dlq' }), Date.now);
   const adopter = startAdopter(config, { uploader, deps, options, metrics, fresh }, log);
@@ -239,7 +239,7 @@ function startAdopter(config: Config, { uploader, deps, options, metrics, fresh 
     const replayLog = adoptLog.child({ adopted: deadId });
     const adopted = { ...options, batch: { ...options.batch, instanceId: deadId } };
     const wal = { ...config.wal, dir: walDir, holder: config.instanceId, metrics: walMetrics };
-    const running = await startPipeline({ options: adopted, ackLevel: 'disk', wal, fresh: () => true }, { ...deps, log: replayLog });
+    const running = await startPipeline({ options: adopted, ackLevel: 'disk', ackTimeoutMs: config.ackTimeoutMs, wal, fresh: () => true }, { ...deps, log: replayLog });
     const { stored, spilled, dropped } = await running.pipeline.close(stopped);
     const unsettled = await running.closeWal();
     replayLog.info({ stored, spilled, dropped, unsettled }, 'adopted WAL replayed');

@@ -19,6 +19,8 @@ export interface PipelineSpec {
   /** `batch.instanceId` names the batches: an adopted WAL keeps its dead instance's. */
   readonly options: PipelineOptions;
   readonly ackLevel: AckLevel;
+  /** ACK_LEVEL=s3: how long a request waits for its batches before it is answered unconfirmed. */
+  readonly ackTimeoutMs: number;
   /** ACK_LEVEL=disk: the log's settings, and the instance that takes its directory's lock. */
   readonly wal?: WalOptions & { readonly holder: string; readonly metrics: WalMetrics };
   /** On a shared root: whether this instance may acknowledge now (its lease is fresh). */
@@ -45,7 +47,7 @@ export async function startPipeline(spec: PipelineSpec, deps: PipelineDeps): Pro
   const { log } = deps;
   const walSpec = spec.ackLevel === 'disk' ? spec.wal : undefined;
   if (walSpec === undefined) {
-    const acks: Acks = spec.ackLevel === 's3' ? new S3Acks() : memoryAcks;
+    const acks: Acks = spec.ackLevel === 's3' ? new S3Acks(spec.ackTimeoutMs) : memoryAcks;
     return { pipeline: new Pipeline(spec.options, { ...deps, acks }), wal: undefined, closeWal: () => Promise.resolve(0) };
   }
   const recovered = await recover(walSpec.dir, walSpec.holder, walSpec.metrics, log);

@@ -13,6 +13,7 @@ import type { Spill } from '../src/upload/loop.js';
 import { S3Uploader } from '../src/upload/s3.js';
 import { type RunningPipeline, startPipeline } from '../src/wiring.js';
 import { entry, pipelineOptions } from './helpers/pipeline.js';
+import { startFaultProxy } from './helpers/fault-proxy.js';
 import { BUCKET, type S3Server, startS3 } from './helpers/s3.js';
 import { eventually } from './helpers/server.js';
 import { tempDir } from './helpers/temp.js';
@@ -34,14 +35,14 @@ interface Level {
 }
 
 /** `endpoint`: an S3 other than the real one (a closed port: every PUT fails). */
-async function start(t: Test, ackLevel: AckLevel, endpoint?: string, walDir = tempDir(t, 'wal'), spill: Spill = { save: () => Promise.resolve(true), full: false }): Promise<Level> {
+async function start(t: Test, ackLevel: AckLevel, endpoint?: string, walDir = tempDir(t, 'wal'), spill: Spill = { save: () => Promise.resolve(true), full: false }, ackTimeoutMs = 60_000): Promise<Level> {
   const s3 = await startS3(t);
   const client = endpoint === undefined ? s3.client : new S3Client({ endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'x', secretAccessKey: 'x' } });
   if (client !== s3.client) t.teardown(() => client.destroy());
   const metrics = createUploadMetrics(new Registry());
   const uploader = new S3Uploader(client, { bucket: BUCKET, maxAttempts: 1, timeoutMs: 2000 }, metrics, log);
   const wal = { dir: walDir, maxBytes: 1 << 24, syncIntervalMs: 0, syncBytes: 1 << 20, segmentBytes: 1 << 20, holder: 'unit', metrics: createWalMetrics(new Registry()) };
-  const running = await startPipeline({ options: OPTIONS, ackLevel, wal, fresh: () => true }, { uploader, spill, metrics, log });
+  const running = await startPipeline({ options: OPTIONS, ackLevel, ackTimeoutMs, wal, fresh: () => true }, { uploader, spill, metrics, log });
   const later: Outcome[] = [];
   let wake = (): void => {};
   return {
@@ -142,6 +143,22 @@ t.test('s3: spilled when S3 refuses and the DLQ keeps it; not_stored when neithe
   await level.answered(2);
   t.same(level.later, ['spilled', 'not_stored']);
   await pipeline.close(Promise.resolve());
+});
+
+t.test('s3: ACK_TIMEOUT_MS passed before the batch settled: answered unconfirmed, once; the settling later answers nothing more', async (t) => {
+  // S3 never answers (a stall): the batch settles (spilled) only when close() aborts its PUT, after the deadline.
+  const stalled = await startFaultProxy(t, await startS3(t));
+  stalled.decide = () => 'stall';
+  t.teardown(() => stalled.release());
+  const level = await start(t, 's3', stalled.endpoint, tempDir(t, 'wal'), undefined, 50);
+  const { pipeline } = level.running;
+  t.equal(pipeline.accept(entry('{"a":1}', '{"a":2}', '{"a":3}'), level.answer), 'pending');
+  t.equal(pipeline.accept(entry('{"b":1}'), level.answer), 'pending');
+  await level.answered(2);
+  t.same(level.later, ['unconfirmed', 'unconfirmed'], 'each answered at its deadline');
+  t.ok(stalled.puts.length > 0, 'its PUT is in flight');
+  t.equal((await pipeline.close(Promise.resolve())).spilled, 4, 'the events are still spilled: they may be stored, as the answer said');
+  t.same(level.later, ['unconfirmed', 'unconfirmed'], 'no second answer');
 });
 
 t.test('a closed pipeline refuses at every level, at once', async (t) => {

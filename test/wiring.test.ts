@@ -32,7 +32,7 @@ async function parts(t: Test) {
   const log = pino({ formatters: { level: (label) => ({ level: label }) } }, { write: (text: string) => logs.push(JSON.parse(text) as LogLine) });
   const walRegistry = new Registry();
   const walMetrics = createWalMetrics(walRegistry);
-  const spec = (ackLevel: AckLevel, dir: string, more: Partial<PipelineSpec> = {}): PipelineSpec => ({ options: pipelineOptions(3), ackLevel, wal: { ...WAL, dir, metrics: walMetrics }, fresh: () => true, ...more });
+  const spec = (ackLevel: AckLevel, dir: string, more: Partial<PipelineSpec> = {}): PipelineSpec => ({ options: pipelineOptions(3), ackLevel, ackTimeoutMs: 60_000, wal: { ...WAL, dir, metrics: walMetrics }, fresh: () => true, ...more });
   const deps = { uploader, spill: { save: () => Promise.resolve(true), full: false }, metrics, log };
   return { s3, logs, walRegistry, spec, deps };
 }

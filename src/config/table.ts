@@ -71,6 +71,7 @@ export const VARIABLES = {
   DLQ_TTL_SECONDS: optionalInt('259200 (3 days) at ACK_LEVEL=memory; never at disk and s3', 1, 10 * 365 * 86_400, 'DLQ files older than this are deleted (at disk and s3: acknowledged events, so only when set)'),
   DLQ_REUPLOAD_IDLE_MS: int(1000, 0, HOUR_MS, 'idle time of the upload loop before a DLQ re-upload'),
   ACK_LEVEL: oneOf(ACK_LEVELS, 'memory', 'when a 202 is sent: events in memory, in the write-ahead log, or in S3'),
+  ACK_TIMEOUT_MS: int(30_000, 100, HOUR_MS, 'with ACK_LEVEL=s3: the longest a request waits for its events to be stored; then 503 ack_timeout'),
   WAL_DIR: text('./data/wal', 'a directory', 'write-ahead log directory, with ACK_LEVEL=disk'),
   WAL_MAX_BYTES: int(1024 * MiB, MiB, Number.MAX_SAFE_INTEGER, 'write-ahead log capacity'),
   WAL_SYNC_INTERVAL_MS: int(2, 0, 1000, 'group commit window: requests in it share one fsync'),

@@ -140,10 +140,17 @@ export class EventsRoute implements BodyHandler<PostContext> {
     this.#refuseQueue(res, outcome, corsOrigin);
   }
 
-  /** 503: the channel is closed (shutdown), the WAL failed (not_stored), the DLQ or the channel is full (back-pressure: retry after a second). */
-  #refuseQueue(res: HttpResponse, why: Refusal, corsOrigin: string): void {
+  /**
+   * 503: the channel is closed (shutdown), the WAL failed (not_stored), the DLQ or the channel is
+   * full (back-pressure: retry after a second), or ACK_TIMEOUT_MS passed (unconfirmed).
+   */
+  #refuseQueue(res: HttpResponse, why: Refusal | 'unconfirmed', corsOrigin: string): void {
     if (why === 'closed') return this.respond.send(res, '503', R.SHUTTING_DOWN, corsOrigin);
     if (why === 'not_stored') return this.respond.send(res, '503', R.NOT_STORED, corsOrigin, R.RETRY_AFTER);
+    if (why === 'unconfirmed') {
+      this.counts.ackTimeouts++;
+      return this.respond.send(res, '503', R.ACK_TIMEOUT, corsOrigin, R.RETRY_AFTER);
+    }
     if (why === 'dlq_full') {
       // The DLQ's own line says so, once a refused batch; /readyz is not ready meanwhile.
       this.counts.rejectedDlqFull++;

@@ -14,6 +14,8 @@ export class HttpCounts {
   rejectedBusy = 0;
   /** 503 `queue_full` because the DLQ is full (ACK_LEVEL=disk, s3). */
   rejectedDlqFull = 0;
+  /** 503 `ack_timeout` (ACK_LEVEL=s3): not confirmed within ACK_TIMEOUT_MS. */
+  ackTimeouts = 0;
   eventsAccepted = 0;
   /** Capacity of the buffers of request bodies being read (a gauge, kept by the body budget). */
   bodiesInFlightBytes = 0;
@@ -71,6 +73,12 @@ const SUMMED: readonly { kind: 'counter' | 'gauge'; name: string; help: string; 
     name: 'http_requests_rejected_dlq_full_total',
     help: 'POST /v1/events answered 503 queue_full because the DLQ was full (ACK_LEVEL=disk or s3, which refuse rather than evict acknowledged events)',
     read: (c) => c.rejectedDlqFull,
+  },
+  {
+    kind: 'counter',
+    name: 'http_requests_ack_timeout_total',
+    help: 'POST /v1/events answered 503 ack_timeout: ACK_LEVEL=s3 and the events were not confirmed stored within ACK_TIMEOUT_MS (they may still be)',
+    read: (c) => c.ackTimeouts,
   },
   {
     kind: 'gauge',

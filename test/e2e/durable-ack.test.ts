@@ -205,6 +205,23 @@ for (const level of ['disk', 's3'] as const) {
   });
 }
 
+t.test('ACK_LEVEL=s3: S3 silent past ACK_TIMEOUT_MS: 503 ack_timeout with Retry-After, counted; the events are still stored once S3 answers', async (t) => {
+  const s3 = await startS3(t);
+  const proxy = await startFaultProxy(t, s3);
+  proxy.decide = () => 'stall';
+  const server = await startInProcess(t, { ...s3Env(proxy.endpoint), ACK_LEVEL: 's3', ACK_TIMEOUT_MS: '300', BATCH_MAX_AGE_MS: '50', UPLOAD_TIMEOUT_MS: '600000' });
+  const answer = await server.post('[{"id":"late-1"},{"id":"late-2"}]');
+  t.equal(answer.status, 503);
+  t.equal(answer.json.error, 'ack_timeout');
+  t.match(answer.json.message, /may or may not be stored.*Idempotency-Key/);
+  t.equal(answer.headers.get('retry-after'), '1');
+  t.equal(await server.metric('http_requests_ack_timeout_total'), 1);
+  proxy.decide = () => 'pass';
+  proxy.release();
+  await eventually(async () => (await s3.objects()).length === 1, 600);
+  t.same((await s3.objects())[0]!.records.map((r) => r.event.id), ['late-1', 'late-2'], 'stored after all, as the answer warned');
+});
+
 /** A real 1 MiB tmpfs for a real ENOSPC, unmounted at the end of the test. */
 function smallDisk(t: Test): string {
   const dir = mkdtempSync(join(tmpdir(), 'ingest-wal-tmpfs-'));

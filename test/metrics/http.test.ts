@@ -30,6 +30,7 @@ t.test('sums over the main thread and the workers, at every scrape', async (t) =
     c.rejectedBodyTooLarge += 1;
     c.rejectedBusy += 2;
     c.rejectedDlqFull += 4;
+    c.ackTimeouts += 1;
     c.eventsAccepted += 100 * (i + 1);
     c.bodiesInFlightBytes = 1000 * (i + 1);
     c.connectionsOpen = 5;
@@ -43,6 +44,7 @@ t.test('sums over the main thread and the workers, at every scrape', async (t) =
       'http_requests_rejected_body_too_large_total',
       'http_requests_rejected_busy_total',
       'http_requests_rejected_dlq_full_total',
+      'http_requests_ack_timeout_total',
       'http_bodies_in_flight_bytes',
       'http_connections_open',
       'http_connections_refused_total',
@@ -58,6 +60,7 @@ t.test('sums over the main thread and the workers, at every scrape', async (t) =
   t.equal(first.get('http_requests_rejected_body_too_large_total'), 3);
   t.equal(first.get('http_requests_rejected_busy_total'), 6);
   t.equal(first.get('http_requests_rejected_dlq_full_total'), 12);
+  t.equal(first.get('http_requests_ack_timeout_total'), 3);
   t.equal(first.get('ingest_events_accepted_total'), 600);
   t.equal(first.get('http_bodies_in_flight_bytes'), 6000);
   t.equal(first.get('http_connections_open'), 15);

@@ -5,6 +5,13 @@
 // durable state; a fresh pipeline on the same directories, on the real disk, replays the WAL and
 // uploads it, and the DLQ is drained. Then S3 is read back: every event answered 'accepted' must be
 // there exactly once, and no event twice.
+//
+// What does not go through the disk layer, and why that does not matter here: the start-up replay
+// (src/wal/replay.ts, format.ts's scanSegment) reads and repairs with node:fs and the real disk,
+// and runs after the revert, on the real files; the WAL's lock is taken in recover() on the real
+// disk, and a lock is released with node:fs's unlinkSync (src/disk/lock.ts): locks are no durable
+// state (one a power loss leaves behind is stale after the reboot, by its boot id). So a cut
+// during a replay is not played.
 import { mkdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { pino } from 'pino';

@@ -17,7 +17,8 @@
 // fsync happened or not.
 //
 // What it does not model: writes reordered within a file or torn inside a sector (a durable prefix is
-// kept whole), metadata (times, modes: lutimes passes through), a directory's own removal or rename
+// kept whole), a change not fsynced that survives all the same (a journal may keep some, in order:
+// here every one is lost), metadata (times, modes: lutimes passes through), a directory's own removal or rename
 // (the disk layer makes neither), and files changed behind its back after it first looked at their
 // directory (taken as durable). What a directory held when the disk first touched it, and a file's
 // content before its first write, are taken as durable. Linux only: a file's content is read back

@@ -1,9 +1,9 @@
 // One power cut under load at ACK_LEVEL=disk, and the audit after it: an in-process pipeline whose
 // WAL and DLQ go through a PowerLossDisk (./power-loss-disk.ts) takes a seeded stream of requests
 // of distinct events (S3 refusing every PUT for a stretch of them when asked, so that batches spill
-// to the DLQ), until the power is cut before a chosen disk operation; the files go back to their
-// durable state; a fresh pipeline on the same directories, on the real disk, replays the WAL and
-// uploads it, and the DLQ is drained. Then S3 is read back: every event answered 'accepted' must be
+// to the DLQ) and then stops cleanly, until the power is cut before a chosen disk operation (or
+// after the clean stop); the files go back to their durable state; a fresh pipeline on the same
+// directories, on the real disk, replays the WAL and uploads it, and the DLQ is drained. Then S3 is read back: every event answered 'accepted' must be
 // there exactly once, and no event twice.
 //
 // What does not go through the disk layer, and why that does not matter here: the start-up replay
@@ -59,7 +59,7 @@ export interface Plan {
 }
 
 export interface Outcome {
-  /** The operation the cut came before ('cut()' when every request was answered first), its path under the run's root. */
+  /** The operation the cut came before ('cut()' after a clean stop), its path under the run's root. */
   readonly cutBefore: string;
   readonly ops: number;
   readonly sent: number;
@@ -90,13 +90,13 @@ export function cutAtNth(begins: (op: Op, where: string) => boolean, counts: (op
 }
 
 /** A segment's removal: the first unlink of a WAL segment begins it; then each unlink and each use of WAL_DIR itself (its fsyncs). */
-export function inSegmentRemoval(seed: number, k: number, requests = 24): Plan {
+export function inSegmentRemoval(seed: number, k: number, requests = 16): Plan {
   const unlink = (op: Op, where: string) => op.name === 'unlink' && /^wal\/\d{12}\.wal$/.test(where);
   return { seed, requests, cutAt: cutAtNth(unlink, (op, where) => where === 'wal' || unlink(op, where), k) };
 }
 
 /** A spill to the DLQ, S3 refusing every PUT: the first DLQ temp file opened begins it; then every operation in DLQ_DIR (write, fsync, rename, directory fsync). */
-export function inSpill(seed: number, k: number, requests = 24): Plan {
+export function inSpill(seed: number, k: number, requests = 16): Plan {
   const begins = (op: Op, where: string) => op.name === 'open' && where.startsWith('dlq/.tmp-');
   return { seed, requests, refuse: [0, requests], cutAt: cutAtNth(begins, (_op, where) => where === 'dlq' || where.startsWith('dlq/'), k) };
 }
@@ -167,7 +167,10 @@ async function runUntilCut(world: World, plan: Plan, power: PowerLossDisk, rando
   }
   while (open > 0 && !power.isCut) await new Promise<void>((resolve) => (answered = resolve));
   refusing = false;
-  // Every request answered: the power goes off now, uploads and removals perhaps still going.
+  // Every request answered: a clean stop, unless the power goes first (uploads of what is held,
+  // then the WAL's removal of every segment, both through the disk that loses power); then off.
+  if (!power.isCut) await running.pipeline.close(never);
+  if (!power.isCut) await running.closeWal();
   if (!power.isCut) await power.cut();
   await power.reverted;
   await client.quiet();

@@ -116,8 +116,13 @@ function gather(cut: { readonly from: Position; readonly to: Position }, events:
  */
 function incomplete(cut: CutRecord, found: number, firstPresent: number, log: Logger): number {
   if (cut.from[0] < firstPresent) return 0;
-  log.error({ id: cut.id, key: cut.key, events: cut.events, found }, 'WAL: a batch is incomplete after a corrupt record; not sent again (its key may hold it already)');
-  return cut.events;
+  return notSent(cut.id, cut.key, cut.events, found, log);
+}
+
+/** A batch not sent again, logged; returns its events counted lost (`events` when known, from its cut record). */
+function notSent(id: string, key: string, events: number | undefined, found: number, log: Logger): number {
+  log.error({ id, key, events, found }, 'WAL: a batch is incomplete after a corrupt record; not sent again (its key may hold it already)');
+  return events ?? found;
 }
 
 /**
@@ -150,8 +155,7 @@ function rebuildLostCuts(cuts: readonly CutAt[], done: ReadonlySet<string>, even
     const key = objectKey(naming.prefix, first.entry.receivedAt, id);
     if (damage.some((d) => d.events && compareRecords(from, d.seg, d.off) < 0 && compareRecords(to, d.seg, d.off) > 0)) {
       if (done.has(id)) continue; // settled: S3 (or the DLQ) has it whole
-      log.error({ id, key, events: undefined, found }, 'WAL: a batch is incomplete after a corrupt record; not sent again (its key may hold it already)');
-      lost += found;
+      lost += notSent(id, key, undefined, found, log);
       continue;
     }
     log.warn({ id, key, events: found }, 'WAL: a batch whose cut record was corrupt is sent again under its key, rebuilt from the cuts around it');
@@ -164,24 +168,19 @@ function rebuildLostCuts(cuts: readonly CutAt[], done: ReadonlySet<string>, even
 
 /**
  * The stretches between readable cuts ([from, to), to exclusive), each split at `starts`. The first
- * begins at the first segment left: a batch whose cut record was lost may start there (when the
- * segment before it was deleted, a done record naming a batch that started in it says the stretch's
- * first events are that batch's, settled: that piece is left out).
+ * begins at the first segment left, taken as where a batch starts: if the segment before it was
+ * deleted and the batch began there (settled, then) and lost its cut record, its last events are
+ * sent again under a new key (S3 may hold them twice).
  */
 function stretches(cuts: readonly CutAt[], starts: readonly Position[], firstPresent: number): [Position, Position][] {
   const out: [Position, Position][] = [];
   let end: Position = [firstPresent, 0, 0];
   const sorted = [...starts].sort(comparePositions);
-  const doneBefore = sorted.filter((p) => comparePositions(p, end) < 0).at(-1);
-  const settledBefore = doneBefore !== undefined && !cuts.some(({ cut }) => comparePositions(cut.from, end) < 0 && comparePositions(cut.from, doneBefore) > 0);
   for (const { cut } of cuts) {
     if (comparePositions(cut.from, end) > 0) {
       const inside = sorted.filter((p) => comparePositions(p, end) > 0 && comparePositions(p, cut.from) < 0);
       const bounds = [end, ...inside, cut.from];
-      for (let k = 0; k + 1 < bounds.length; k++) {
-        if (k === 0 && out.length === 0 && end[1] === 0 && settledBefore) continue;
-        out.push([bounds[k]!, bounds[k + 1]!]);
-      }
+      for (let k = 0; k + 1 < bounds.length; k++) out.push([bounds[k]!, bounds[k + 1]!]);
     }
     if (comparePositions(cut.to, end) > 0) end = cut.to;
   }

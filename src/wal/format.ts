@@ -3,7 +3,7 @@
 // WAL_DIR/
 //   .lock                  the owner's lock (src/dlq/lock.ts): one process per directory
 //   000000000007.wal       segments, numbered up from 0, never reused within a directory
-//   corrupt/               copies of segments whose middle failed its checksum (kept for a look)
+//   corrupt/               copies of segments with a corrupt record (kept for a look)
 //
 // A segment is the 8 bytes `EIWAL01\n` and the log's id (8 hex digits: made when a directory has
 // no segment, copied into every later one; it goes into batch ids), then records, each:
@@ -28,13 +28,31 @@
 //   from every other batch's: a batch PUT again after a restart overwrites its own object;
 // - a segment is deleted, oldest first and never the one being written, once every event in it is
 //   settled (stored, spilled or dropped) and every batch whose cut it records too;
-// - reading stops at the first record whose length runs past the end or whose checksum fails. At
-//   the end of the last segment (a length past the end of the file, a checksum failure of its
-//   final record, or zeros to the end) that is a torn tail (written, never fsynced, never
-//   acknowledged) and is cut; anywhere else, a failed checksum with more after it included, it is
-//   corruption: the segment is copied to corrupt/, counted, and cut there too, so that what
-//   precedes it is still replayed (events before the damage whose cut record it took are
-//   batched again, under new keys).
+// - a record that is bad (its checksum fails, its length runs past the end) is skipped, and reading
+//   goes on at the next valid record (a plausible header whose checksum matches): in the middle of
+//   a segment and at its end alike, so that one damaged record costs that record only. Only a bad
+//   record with no valid record after it, at the end of the last segment, that runs past the end of
+//   the file or is followed by zeros only, is a torn tail (written, never fsynced, never
+//   acknowledged) and is cut. Everything else skipped is corruption: the segment is copied to
+//   corrupt/, each skipped stretch counted and logged, and the segment is left as it is (its
+//   offsets name events in batch ids; a later start reads and counts it again until it is deleted).
+// - what a lost record costs, by its type (src/wal/rebuild.ts does it):
+//   * done: the batch looks unsettled and is PUT again under its recorded key: an overwrite with the
+//     same events;
+//   * cut: batches are contiguous in log order and a batch id is made from its first event's
+//     position and received_at (DiskAcks.batchId), so a batch between two readable cuts starts at
+//     the earlier one's `to` and ends at the later one's `from`: it is rebuilt under the id and key
+//     it had (the naming read from a readable cut's id and key). A done record whose cut was lost
+//     names where another batch starts (its id holds the position), so the stretch is split there.
+//     When the lost cut was the last, the events after the last readable cut are batched afresh:
+//     the first batch starts at the same first event, so it gets the same id and key. Two cuts lost
+//     in a row with no done record naming the second's start put the second batch's events in the
+//     first one's object: S3 may hold them twice (at least once);
+//   * events: its events are lost (its bytes counted, its events too when a readable cut says how
+//     many). The batch whose range covers it (its cut readable, or a stretch rebuilt as above with a
+//     skipped stretch inside it that may have held events: see Skipped.events) is not sent again:
+//     a PUT of fewer events under its key could replace the complete object. Its other events are
+//     counted lost; if that batch never reached S3 they are lost too (the copy in corrupt/ keeps them).
 import fs from 'node:fs/promises';
 import zlib from 'node:zlib';
 
@@ -106,25 +124,87 @@ export function segmentHeader(logId: string): Buffer {
   return Buffer.concat([MAGIC, Buffer.from(logId, 'latin1')]);
 }
 
-/** The records of a segment up to the first bad one; `good` is where that one starts (or the size). */
-export function readRecords(data: Buffer): { logId: string | undefined; records: RawRecord[]; good: number; bad: string | undefined } {
+/**
+ * A stretch of a segment skipped as corrupt: a record whose checksum failed (or whose length runs
+ * past the end) and whatever follows it up to the next valid record.
+ */
+export interface Skipped {
+  readonly off: number;
+  readonly bytes: number;
+  /**
+   * Whether it may have held events: false only when it reads as one cut or done record, its type
+   * and its length agreeing with where the next valid record begins and its payload shaped as a
+   * JSON object ({ to }). An events payload starts with its received_at, whose first byte is 0 for
+   * any time in ms below 2^45 (the year 3084), so one whose type byte was damaged never passes.
+   */
+  readonly events: boolean;
+}
+
+const OPEN_BRACE = 0x7b;
+const CLOSE_BRACE = 0x7d;
+
+/**
+ * Whether the header at data[i] (9 bytes there at least) can start a record the writer wrote, looked
+ * at before its checksum is taken, when reading goes looking for the next record after a bad one: a
+ * known type, a length that fits in the `room` bytes left in the file, and, when data holds them,
+ * a cut or done payload opening with '{' or an events payload long enough for its spans. JSON text
+ * never holds the bytes 1 to 3 (control characters), so a client's body cannot pass for a header.
+ */
+function plausible(data: Buffer, i: number, room: number): boolean {
+  const length = data.readUInt32LE(i);
+  const type = data[i + 8]!;
+  if (type < EVENTS || type > DONE || length > MAX_RECORD_BYTES || RECORD_HEADER_BYTES + length > room) return false;
+  const p = i + RECORD_HEADER_BYTES;
+  if (type !== EVENTS) return length >= 2 && (p >= data.length || data[p] === OPEN_BRACE);
+  return length >= 12 && (p + 12 > data.length || 12 + 8 * data.readUInt32LE(p + 8) <= length);
+}
+
+/** See Skipped.events: `head` is the stretch's first bytes (10 when it has them), `last` its last byte. */
+function mayHoldEvents(head: Buffer, last: number, bytes: number): boolean {
+  if (head.length <= RECORD_HEADER_BYTES) return true;
+  const type = head[8];
+  return !((type === CUT || type === DONE) && RECORD_HEADER_BYTES + head.readUInt32LE(0) === bytes && head[RECORD_HEADER_BYTES] === OPEN_BRACE && last === CLOSE_BRACE);
+}
+
+/** Why the record at data[at] is bad, or undefined when it is whole and its checksum matches. */
+function badRecord(data: Buffer, at: number): string | undefined {
+  if (data.length - at < RECORD_HEADER_BYTES) return 'a record header cut short';
+  const length = data.readUInt32LE(at);
+  if (length > MAX_RECORD_BYTES || at + RECORD_HEADER_BYTES + length > data.length) return 'a record cut short';
+  const typed = data.subarray(at + 8, at + RECORD_HEADER_BYTES + length);
+  if (zlib.crc32(typed) !== data.readUInt32LE(at + 4) || typed[0]! < EVENTS || typed[0]! > DONE) return 'a checksum mismatch';
+  return undefined;
+}
+
+/**
+ * The records of a segment in memory, each bad record skipped up to the next valid one (as
+ * scanSegment reads a file; the tests' reference for it, without its cap on the cost of a search);
+ * `good` is where the readable part ends: the size, or a bad record with no valid one after it, and
+ * `bad` says why.
+ */
+export function readRecords(data: Buffer): { logId: string | undefined; records: RawRecord[]; skipped: Skipped[]; good: number; bad: string | undefined } {
   const records: RawRecord[] = [];
+  const skipped: Skipped[] = [];
   const logId = data.subarray(MAGIC.length, SEGMENT_HEADER_BYTES).toString('latin1');
   if (data.length < SEGMENT_HEADER_BYTES || !data.subarray(0, MAGIC.length).equals(MAGIC) || !/^[0-9a-f]{8}$/.test(logId)) {
-    return { logId: undefined, records, good: 0, bad: data.length === 0 ? 'an empty file' : 'no segment header' };
+    return { logId: undefined, records, skipped, good: 0, bad: data.length === 0 ? 'an empty file' : 'no segment header' };
   }
   let at = SEGMENT_HEADER_BYTES;
   while (at < data.length) {
-    if (data.length - at < RECORD_HEADER_BYTES) return { logId, records, good: at, bad: 'a record header cut short' };
-    const length = data.readUInt32LE(at);
-    if (length > MAX_RECORD_BYTES || at + RECORD_HEADER_BYTES + length > data.length) return { logId, records, good: at, bad: 'a record cut short' };
-    const typed = data.subarray(at + 8, at + RECORD_HEADER_BYTES + length);
-    const type = typed[0]!;
-    if (zlib.crc32(typed) !== data.readUInt32LE(at + 4) || type < EVENTS || type > DONE) return { logId, records, good: at, bad: 'a checksum mismatch' };
-    records.push({ type, off: at, payload: typed.subarray(1) });
-    at += RECORD_HEADER_BYTES + length;
+    const bad = badRecord(data, at);
+    if (bad === undefined) {
+      const end = at + RECORD_HEADER_BYTES + data.readUInt32LE(at);
+      records.push({ type: data[at + 8]!, off: at, payload: data.subarray(at + RECORD_HEADER_BYTES, end) });
+      at = end;
+      continue;
+    }
+    let next = at + 1;
+    while (next + RECORD_HEADER_BYTES <= data.length && !(plausible(data, next, data.length - next) && badRecord(data, next) === undefined)) next++;
+    if (next + RECORD_HEADER_BYTES > data.length) return { logId, records, skipped, good: at, bad };
+    skipped.push({ off: at, bytes: next - at, events: mayHoldEvents(data.subarray(at, Math.min(next, at + RECORD_HEADER_BYTES + 1)), data[next - 1]!, next - at) });
+    at = next;
   }
-  return { logId, records, good: at, bad: undefined };
+  return { logId, records, skipped, good: at, bad: undefined };
 }
 
 /**
@@ -146,10 +226,17 @@ export const SCAN_CHUNK_BYTES = 1024 * 1024;
 /** What scanSegment found: readRecords's answer without the records, and the file's size. */
 export interface Scanned {
   readonly logId: string | undefined;
+  readonly skipped: readonly Skipped[];
   readonly good: number;
   readonly bad: string | undefined;
   readonly size: number;
 }
+
+/**
+ * The most a search for the next valid record may checksum in one segment, as a multiple of its
+ * size: the cap on its cost (see resync).
+ */
+const RESYNC_BUDGET_FACTOR = 8;
 
 /**
  * readRecords on a file, streamed: every record is checked as readRecords checks it (its checksum
@@ -163,17 +250,27 @@ export async function scanSegment(file: string, want: (type: number, off: number
   const handle = await fs.open(file, 'r');
   try {
     const size = (await handle.stat()).size;
-    if (size < SEGMENT_HEADER_BYTES) return { logId: undefined, good: 0, bad: size === 0 ? 'an empty file' : 'no segment header', size };
+    const skipped: Skipped[] = [];
+    if (size < SEGMENT_HEADER_BYTES) return { logId: undefined, skipped, good: 0, bad: size === 0 ? 'an empty file' : 'no segment header', size };
     const data = new ChunkedFile(handle, file, size, chunk);
     const logId = await readLogId(data);
-    if (logId === undefined) return { logId, good: 0, bad: 'no segment header', size };
+    if (logId === undefined) return { logId, skipped, good: 0, bad: 'no segment header', size };
+    const budget = { bytes: RESYNC_BUDGET_FACTOR * size };
     let at = SEGMENT_HEADER_BYTES;
     while (at < size) {
       const next = await readRecordAt(data, at, want, visit);
-      if (typeof next === 'string') return { logId, good: at, bad: next, size };
-      at = next;
+      if (typeof next === 'number') {
+        at = next;
+        continue;
+      }
+      const found = await resync(data, at + 1, budget);
+      if (found === undefined) return { logId, skipped, good: at, bad: next, size };
+      const head = Buffer.from(await data.view(at, Math.min(found - at, RECORD_HEADER_BYTES + 1)));
+      const last = (await data.view(found - 1, 1))[0]!;
+      skipped.push({ off: at, bytes: found - at, events: mayHoldEvents(head, last, found - at) });
+      at = found;
     }
-    return { logId, good: at, bad: undefined, size };
+    return { logId, skipped, good: at, bad: undefined, size };
   } finally {
     await handle.close();
   }
@@ -206,6 +303,39 @@ async function readRecordAt(data: ChunkedFile, at: number, want: (type: number, 
   if (payload !== undefined) visit({ type, off: at, payload });
   return at + RECORD_HEADER_BYTES + length;
 }
+
+/**
+ * Where the first valid record at or after `from` begins (a plausible header whose checksum
+ * matches), or undefined when there is none, or when the segment's `budget` is spent. Each offset is
+ * looked at in the chunk in memory, without waiting; only a plausible header has its payload read
+ * and checksummed. On what the server writes that is rare (bodies are JSON text, which never holds
+ * a type byte) and cheap (the lengths that pass are those of real records or small numbers). The
+ * worst case is a crafted segment with a plausible header at every offset, each claiming the rest
+ * of the file: its size squared over 2 bytes checksummed; the budget caps that at
+ * RESYNC_BUDGET_FACTOR times the size per segment (128 MiB for a 16 MiB segment, a fraction of a
+ * second), past which the rest of the segment counts as unreadable.
+ */
+async function resync(data: ChunkedFile, from: number, budget: { bytes: number }): Promise<number | undefined> {
+  let p = from;
+  while (p + RECORD_HEADER_BYTES <= data.size) {
+    const view = await data.view(p, Math.min(data.chunkBytes, data.size - p));
+    let i = 0;
+    while (i + RECORD_HEADER_BYTES <= view.length && !plausible(view, i, data.size - p - i)) i++;
+    if (i + RECORD_HEADER_BYTES > view.length) {
+      p += i; // the next offsets' headers run past this view: looked at in the next
+      continue;
+    }
+    const length = view.readUInt32LE(i);
+    if (length > budget.bytes) return undefined;
+    budget.bytes -= length;
+    const at = p + i;
+    if (typeof (await readRecordAt(data, at, never, () => {})) === 'number') return at;
+    p = at + 1;
+  }
+  return undefined;
+}
+
+const never = (): boolean => false;
 
 /** The CRC-32 of `length` bytes of the file from `from` on, continuing `sum`; they are copied into `payload` if given. */
 async function checksumPayload(data: ChunkedFile, from: number, length: number, sum: number, payload: Buffer | undefined): Promise<number> {

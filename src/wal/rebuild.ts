@@ -3,8 +3,8 @@
 // No I/O: a function of the cut and done records and of the events records read.
 import type { Logger } from 'pino';
 import type { Entry } from '../channel.js';
-import { type Batch, LINE_OVERHEAD_BYTES, type Segment } from '../upload/batcher.js';
-import { comparePositions, type CutRecord, type Position } from './format.js';
+import { type Batch, LINE_OVERHEAD_BYTES, objectKey, type Segment } from '../upload/batcher.js';
+import { comparePositions, type CutRecord, type Position, type Skipped } from './format.js';
 import type { SegmentState } from './log.js';
 
 /** An events record replay read, and the entry made of it. */
@@ -13,6 +13,11 @@ export interface EventsAt {
   readonly off: number;
   readonly count: number;
   readonly entry: Entry;
+}
+
+/** A corrupt stretch replay skipped, and its segment. */
+export interface Damage extends Skipped {
+  readonly seg: number;
 }
 
 /** A cut record and the segment that holds it. */
@@ -31,7 +36,7 @@ export interface Rebuilt {
   readonly entries: Entry[];
   /** Events in `batches` and `entries`. */
   readonly events: number;
-  /** Events of cut batches that a corrupt segment cut short: not sent. */
+  /** Events of batches that a corrupt record cut short: not sent. */
   readonly lost: number;
 }
 
@@ -40,17 +45,26 @@ type InCuts = Map<EventsAt, [number, number][]>;
 
 /**
  * The batches and entries to send from `cuts` (sorted by where each starts), the ids of the
- * batches done, and `events`, the events records read (in log order: every one a cut not done
- * covers, and every one no cut covers); adds what each segment is left holding to `segments`
- * (oldest first), the unsettled events and the pending cuts.
+ * batches done, `events`, the events records read (in log order: every one a cut not done
+ * covers, and every one no cut covers), and `damage`, the corrupt stretches skipped (in log order);
+ * adds what each segment is left holding to `segments` (oldest first), the unsettled events and the
+ * pending cuts.
  */
-export function rebuild(segments: readonly SegmentState[], cuts: readonly CutAt[], done: ReadonlySet<string>, events: readonly EventsAt[], log: Logger): Rebuilt {
+export function rebuild(segments: readonly SegmentState[], cuts: readonly CutAt[], done: ReadonlySet<string>, events: readonly EventsAt[], damage: readonly Damage[], log: Logger): Rebuilt {
   const bySeq = new Map(segments.map((s) => [s.seq, s]));
   const inCuts: InCuts = new Map();
-  const resent = resendCuts(cuts, done, events, inCuts, bySeq, segments[0]?.seq ?? Number.POSITIVE_INFINITY, log);
+  const firstPresent = segments[0]?.seq ?? Number.POSITIVE_INFINITY;
+  const resent = resendCuts(cuts, done, events, inCuts, bySeq, firstPresent, log);
+  const lostCuts = damage.length > 0 ? rebuildLostCuts(cuts, done, events, inCuts, damage, bySeq, firstPresent, log) : { batches: [], events: 0, lost: 0 };
   const afresh = batchAfresh(events, inCuts, lastEnd(cuts), bySeq);
   if (afresh.rebatched > 0) log.error({ rebatched: afresh.rebatched }, 'WAL: events before a damaged record lost their cut record to it; batched again under new keys (S3 may hold them twice)');
-  return { batches: resent.batches, cutSegs: resent.cutSegs, entries: afresh.entries, events: resent.events + afresh.events, lost: resent.lost };
+  return {
+    batches: [...resent.batches, ...lostCuts.batches],
+    cutSegs: resent.cutSegs,
+    entries: afresh.entries,
+    events: resent.events + lostCuts.events + afresh.events,
+    lost: resent.lost + lostCuts.lost,
+  };
 }
 
 /** The cut batches with no done record whose events are all there, as batches; notes every cut's pieces in `inCuts`. */
@@ -78,7 +92,7 @@ function resendCuts(cuts: readonly CutAt[], done: ReadonlySet<string>, events: r
 }
 
 /** The pieces of the events records from index `i` on that `cut` covers, with their events and line bytes; each noted in `inCuts`. */
-function gather(cut: CutRecord, events: readonly EventsAt[], i: number, inCuts: InCuts): { pieces: Segment[]; found: number; bytes: number } {
+function gather(cut: { readonly from: Position; readonly to: Position }, events: readonly EventsAt[], i: number, inCuts: InCuts): { pieces: Segment[]; found: number; bytes: number } {
   const pieces: Segment[] = [];
   let found = 0;
   let bytes = 0;
@@ -102,8 +116,104 @@ function gather(cut: CutRecord, events: readonly EventsAt[], i: number, inCuts: 
  */
 function incomplete(cut: CutRecord, found: number, firstPresent: number, log: Logger): number {
   if (cut.from[0] < firstPresent) return 0;
-  log.error({ id: cut.id, key: cut.key, events: cut.events, found }, 'WAL: a batch is incomplete after a corrupt segment; not sent again (its key may hold it already)');
-  return cut.events;
+  return notSent(cut.id, cut.key, cut.events, found, log);
+}
+
+/** A batch not sent again, logged; returns its events counted lost (`events` when known, from its cut record). */
+function notSent(id: string, key: string, events: number | undefined, found: number, log: Logger): number {
+  log.error({ id, key, events, found }, 'WAL: a batch is incomplete after a corrupt record; not sent again (its key may hold it already)');
+  return events ?? found;
+}
+
+/**
+ * The batches whose cut record was corrupt, between readable cuts, rebuilt under the ids and keys
+ * they had (see "what a lost record costs" in ./format.ts): each stretch of the log between the end
+ * of a readable cut (or the start of the first segment left) and the start of the next, split where
+ * a done record without a readable cut says a batch starts. A stretch is one batch, or several whose
+ * cuts and done records were all lost (their events then go into the first one's object). One with a
+ * corrupt stretch inside it that may have held events is not sent (fewer events under its key could
+ * replace the complete object), unless it is done. Their pieces are noted in `inCuts`. Without a
+ * readable cut whose id and key can be read as the server makes them, nothing is rebuilt here and
+ * batchAfresh sends these events under new keys.
+ */
+function rebuildLostCuts(cuts: readonly CutAt[], done: ReadonlySet<string>, events: readonly EventsAt[], inCuts: InCuts, damage: readonly Damage[], bySeq: Map<number, SegmentState>, firstPresent: number, log: Logger) {
+  const batches: Batch[] = [];
+  let total = 0;
+  let lost = 0;
+  const naming = namingOf(cuts);
+  if (naming === undefined) return { batches, events: total, lost };
+  const known = new Set(cuts.map(({ cut }) => cut.id));
+  const starts = [...done].filter((id) => !known.has(id)).map((id) => startOf(id, naming.middle)).filter((p) => p !== undefined);
+  let i = 0;
+  for (const [from, to] of stretches(cuts, starts, firstPresent)) {
+    while (i < events.length && before(events[i]!, from)) i++;
+    const { pieces, found, bytes } = gather({ from, to }, events, i, inCuts);
+    if (found === 0) continue;
+    const first = pieces[0]!;
+    const wal = first.entry.wal!;
+    const id = batchIdAt(first.entry.receivedAt, naming.middle, [wal.seg, wal.off, wal.base + first.from]);
+    const key = objectKey(naming.prefix, first.entry.receivedAt, id);
+    if (damage.some((d) => d.events && compareRecords(from, d.seg, d.off) < 0 && compareRecords(to, d.seg, d.off) > 0)) {
+      if (done.has(id)) continue; // settled: S3 (or the DLQ) has it whole
+      lost += notSent(id, key, undefined, found, log);
+      continue;
+    }
+    log.warn({ id, key, events: found }, 'WAL: a batch whose cut record was corrupt is sent again under its key, rebuilt from the cuts around it');
+    batches.push({ id, key, events: found, bytes, firstReceivedAt: first.entry.receivedAt, lastReceivedAt: pieces.at(-1)!.entry.receivedAt, segments: pieces });
+    for (const p of pieces) bySeq.get(p.entry.wal!.seg)!.unsettled += p.to - p.from;
+    total += found;
+  }
+  return { batches, events: total, lost };
+}
+
+/**
+ * The stretches between readable cuts ([from, to), to exclusive), each split at `starts`. The first
+ * begins at the first segment left, taken as where a batch starts: if the segment before it was
+ * deleted and the batch began there (settled, then) and lost its cut record, its last events are
+ * sent again under a new key (S3 may hold them twice).
+ */
+function stretches(cuts: readonly CutAt[], starts: readonly Position[], firstPresent: number): [Position, Position][] {
+  const out: [Position, Position][] = [];
+  let end: Position = [firstPresent, 0, 0];
+  const sorted = [...starts].sort(comparePositions);
+  for (const { cut } of cuts) {
+    if (comparePositions(cut.from, end) > 0) {
+      const inside = sorted.filter((p) => comparePositions(p, end) > 0 && comparePositions(p, cut.from) < 0);
+      const bounds = [end, ...inside, cut.from];
+      for (let k = 0; k + 1 < bounds.length; k++) out.push([bounds[k]!, bounds[k + 1]!]);
+    }
+    if (comparePositions(cut.to, end) > 0) end = cut.to;
+  }
+  return out;
+}
+
+/** How this log names its batches, read from a readable cut: its id's `{instance}-{log id}` and its key's prefix (checked by making them again). */
+function namingOf(cuts: readonly CutAt[]): { middle: string; prefix: string } | undefined {
+  for (const { cut } of cuts) {
+    const parts = cut.id.split('-');
+    if (parts.length < 6) continue;
+    const middle = parts.slice(1, -3).join('-');
+    const prefix = cut.key.slice(0, Math.max(0, cut.key.length - `/0000/00/00/00/${cut.id}.jsonl.gz`.length));
+    if (batchIdAt(cut.first, middle, cut.from) === cut.id && objectKey(prefix, cut.first, cut.id) === cut.key) return { middle, prefix };
+  }
+  return undefined;
+}
+
+/** A batch id as DiskAcks.batchId makes it (src/acks.ts): `{first}-{instance}-{log id}-{segment}-{offset}-{event}`, the last three in base 36. */
+function batchIdAt(firstReceivedAt: number, middle: string, [seg, off, ev]: Position): string {
+  return `${firstReceivedAt}-${middle}-${seg.toString(36)}-${off.toString(36)}-${ev.toString(36)}`;
+}
+
+/** Where the batch of a done record's id starts, when the id is this log's (`middle`). */
+function startOf(id: string, middle: string): Position | undefined {
+  const m = /^\d+-(.+)-([0-9a-z]+)-([0-9a-z]+)-([0-9a-z]+)$/.exec(id);
+  if (m === null || m[1] !== middle) return undefined;
+  return [parseInt(m[2]!, 36), parseInt(m[3]!, 36), parseInt(m[4]!, 36)];
+}
+
+/** Where an events record (seg, off) is against a position: its event index is left out. */
+export function compareRecords(p: Position, seg: number, off: number): number {
+  return p[0] - seg || p[1] - off;
 }
 
 /**

@@ -1,4 +1,4 @@
-// Start-up: take a WAL directory, repair it (torn tail, corrupt segments), and rebuild what it holds
+// Start-up: take a WAL directory, repair it (torn tail cut, corrupt records skipped), and rebuild what it holds
 // that is not settled: batches cut before the crash (sent again under their recorded keys) and
 // events after the last cut (batched afresh, ./rebuild.ts). Format and invariants: ./format.ts.
 import { randomBytes } from 'node:crypto';
@@ -11,9 +11,9 @@ import { disk } from '../disk/disk.js';
 import { acquireLock, type DlqLock, DlqLocked } from '../dlq/lock.js';
 import type { WalMetrics } from '../metrics/wal.js';
 import type { Batch } from '../upload/batcher.js';
-import { comparePositions, CUT, type CutRecord, decodeEvents, DONE, EVENTS, type Position, type RawRecord, RECORD_HEADER_BYTES, SCAN_CHUNK_BYTES, type Scanned, scanSegment, SEGMENT_HEADER_BYTES, segmentName, segmentSeq } from './format.js';
+import { comparePositions, CUT, type CutRecord, decodeEvents, DONE, EVENTS, type Position, type RawRecord, SCAN_CHUNK_BYTES, scanSegment, segmentName, segmentSeq, type Skipped } from './format.js';
 import type { SegmentState } from './log.js';
-import { type CutAt, type EventsAt, rebuild } from './rebuild.js';
+import { compareRecords, type CutAt, type Damage, type EventsAt, rebuild } from './rebuild.js';
 
 export const CORRUPT_DIR = 'corrupt';
 
@@ -58,17 +58,17 @@ export async function recover(dir: string, instanceId: string, metrics: WalMetri
 }
 
 /**
- * Two passes, a segment at a time, streamed: the first checks every record, repairs each bad end
- * and keeps only the cut and done records; the second copies out only the events records still
+ * Two passes, a segment at a time, streamed: the first checks every record, skips the corrupt ones,
+ * cuts a torn tail and keeps only the cut and done records; the second copies out only the events records still
  * to send. Then rebuild() makes batches and entries of them.
  */
 async function read(dir: string, lock: DlqLock, metrics: WalMetrics, log: Logger): Promise<Recovered> {
   const seqs = await listSegments(dir);
   const chunk = Buffer.allocUnsafe(SCAN_CHUNK_BYTES);
-  const { segments, cuts, done, logId, damaged } = await checkSegments(dir, seqs, chunk, metrics, log);
+  const { segments, cuts, done, logId, damage, read: expected } = await checkSegments(dir, seqs, chunk, metrics, log);
   cuts.sort((a, b) => comparePositions(a.cut.from, b.cut.from));
-  const events = await readUnsettled(dir, segments, unsettledRanges(cuts, done, damaged), chunk);
-  const { batches, cutSegs, entries, events: total, lost } = rebuild(segments, cuts, done, events, log);
+  const events = await readUnsettled(dir, segments, expected, unsettledRanges(cuts, done, damage.length > 0), chunk);
+  const { batches, cutSegs, entries, events: total, lost } = rebuild(segments, cuts, done, events, damage, log);
   metrics.lostEvents.inc(lost);
   const nextSeq = (seqs.at(-1) ?? -1) + 1;
   return { lock, logId: segments.length > 0 && logId !== undefined ? logId : randomBytes(4).toString('hex'), segments, nextSeq, batches, cutSegs, entries, events: total, lost };
@@ -88,28 +88,44 @@ interface Checked {
   readonly done: Set<string>;
   /** The log's id, from the first segment left that has one. */
   readonly logId: string | undefined;
-  /** Whether some segment was corrupt (not merely a torn tail). */
-  readonly damaged: boolean;
+  /** The corrupt stretches skipped, in log order. */
+  readonly damage: Damage[];
+  /** What pass 2 must find again in each segment left: where its readable part ends, how many stretches it skips. */
+  readonly read: Map<number, { good: number; skipped: number }>;
 }
 
-/** Pass 1: every record of every segment checked, each bad end repaired, the cut and done records kept. */
+/** Pass 1: every record of every segment checked, each bad one skipped or cut, the cut and done records kept. */
 async function checkSegments(dir: string, seqs: readonly number[], chunk: Buffer, metrics: WalMetrics, log: Logger): Promise<Checked> {
   const segments: SegmentState[] = [];
   const cuts: CutAt[] = [];
   const done = new Set<string>();
+  const damage: Damage[] = [];
+  const read = new Map<number, { good: number; skipped: number }>();
   let logId: string | undefined;
-  let damaged = false;
   for (const [i, seq] of seqs.entries()) {
     const file = path.join(dir, segmentName(seq));
     const scanned = await scanSegment(file, (type) => type !== EVENTS, (record) => keepControl(record, seq, cuts, done), chunk);
-    if (scanned.bad !== undefined) {
-      if (await repairBadEnd(dir, seq, scanned, i === seqs.length - 1, metrics, log)) damaged = true;
-      if (scanned.good < SEGMENT_HEADER_BYTES) continue;
+    const torn = scanned.bad !== undefined && i === seqs.length - 1 && tornTail(await readFrom(file, scanned.good), scanned.bad);
+    // An unreadable end that is no torn tail is corruption like the rest, with no valid record after it.
+    const skipped = scanned.bad === undefined || torn ? scanned.skipped : [...scanned.skipped, { off: scanned.good, bytes: scanned.size - scanned.good, events: true }];
+    if (skipped.length > 0) await quarantine(dir, seq, skipped, metrics, log);
+    if (torn) {
+      // Written after the last fsync, so never acknowledged: cut.
+      metrics.tornTails.inc();
+      log.warn({ segment: segmentName(seq), at: scanned.good, bytes: scanned.size - scanned.good, why: scanned.bad }, 'WAL: torn tail cut (bytes written after the last fsync, never acknowledged)');
     }
+    if (scanned.logId === undefined) {
+      await disk.remove(dir, segmentName(seq)); // no segment header: nothing in it can be read
+      continue;
+    }
+    if (torn) await truncate(file, scanned.good);
+    const size = torn ? scanned.good : scanned.size;
     logId ??= scanned.logId;
-    segments.push({ seq, size: scanned.good, written: scanned.good, unsettled: 0, pendingCuts: 0 });
+    segments.push({ seq, size, written: size, unsettled: 0, pendingCuts: 0 });
+    damage.push(...skipped.map((s) => ({ seg: seq, ...s })));
+    read.set(seq, { good: scanned.good, skipped: scanned.skipped.length });
   }
-  return { segments, cuts, done, logId, damaged };
+  return { segments, cuts, done, logId, damage, read };
 }
 
 /** A cut or done record of segment `seq`, kept by pass 1. */
@@ -119,32 +135,27 @@ function keepControl(record: RawRecord, seq: number, cuts: CutAt[], done: Set<st
 }
 
 /**
- * A segment's bad end, from `scanned.good` on, cut: a torn tail of the last segment, or damage (the
- * segment first copied to corrupt/, and counted). A segment with nothing left is removed. Returns
- * whether it was damage.
+ * A segment with corrupt stretches: copied whole to corrupt/, each stretch counted and logged. The
+ * segment itself is left as it is: its offsets name events in batch ids, and its valid records are
+ * replayed from it.
  */
-async function repairBadEnd(dir: string, seq: number, scanned: Scanned, last: boolean, metrics: WalMetrics, log: Logger): Promise<boolean> {
-  const { good, size, bad } = scanned;
+async function quarantine(dir: string, seq: number, skipped: readonly Skipped[], metrics: WalMetrics, log: Logger): Promise<void> {
+  // The copy goes to WAL_DIR/corrupt only while that is a directory of its own, never through a
+  // symlink (on a shared root, one could name another instance's directory); written whole and
+  // durably. Else recovery stops here, the segment untouched, for an operator to fix.
   const file = path.join(dir, segmentName(seq));
-  const fields = { segment: segmentName(seq), at: good, bytes: size - good, why: bad };
-  const torn = last && tornTail(await readFrom(file, good), bad!);
-  if (torn) {
-    // Written after the last fsync, so never acknowledged: cut.
-    metrics.tornTails.inc();
-    log.warn(fields, 'WAL: torn tail cut (bytes written after the last fsync, never acknowledged)');
-  } else {
-    // The copy goes to WAL_DIR/corrupt only while that is a directory of its own, never through a
-    // symlink (on a shared root, one could name another instance's directory); written whole and
-    // durably. Else recovery stops here, the segment untouched, for an operator to fix.
-    const corrupt = await disk.subdir(dir, CORRUPT_DIR);
-    const { data } = await disk.readRegular(file);
-    await disk.writeAtomic(corrupt, segmentName(seq), data, { temp: `.tmp-${segmentName(seq)}` });
-    metrics.quarantinedSegments.inc();
-    log.error(fields, 'WAL: corrupt segment copied to corrupt/ and cut at the damage; the events after that point are lost');
+  const corrupt = await disk.subdir(dir, CORRUPT_DIR);
+  const { data } = await disk.readRegular(file);
+  await disk.writeAtomic(corrupt, segmentName(seq), data, { temp: `.tmp-${segmentName(seq)}` });
+  metrics.quarantinedSegments.inc();
+  let bytes = 0;
+  for (const { off, bytes: n } of skipped) {
+    metrics.corruptRecords.inc();
+    metrics.skippedBytes.inc(n);
+    bytes += n;
+    log.error({ segment: segmentName(seq), offset: off, bytes: n }, 'WAL: corrupt bytes skipped (a record whose checksum failed, up to the next valid record or the end of the segment)');
   }
-  if (good < SEGMENT_HEADER_BYTES) await disk.remove(dir, segmentName(seq));
-  else await truncate(file, good);
-  return !torn;
+  log.error({ segment: segmentName(seq), records: skipped.length, bytes }, 'WAL: corrupt segment copied to corrupt/; its valid records are replayed, its corrupt ones skipped');
 }
 
 /** Cuts `file` (never a symlink's target) to `size` bytes, durably. */
@@ -162,10 +173,10 @@ async function truncate(file: string, size: number): Promise<void> {
  * Pass 2: the events records in `ranges` (see unsettledRanges), each copied out alone; a segment
  * holding none of them is not read again.
  */
-async function readUnsettled(dir: string, segments: readonly SegmentState[], ranges: readonly [Position, Position][], chunk: Buffer): Promise<EventsAt[]> {
+async function readUnsettled(dir: string, segments: readonly SegmentState[], expected: Checked['read'], ranges: readonly [Position, Position][], chunk: Buffer): Promise<EventsAt[]> {
   const events: EventsAt[] = [];
   const cursor = new RangeCursor(ranges);
-  for (const { seq, size } of segments) {
+  for (const { seq } of segments) {
     if (!cursor.reaches(seq)) continue;
     const again = await scanSegment(
       path.join(dir, segmentName(seq)),
@@ -173,7 +184,8 @@ async function readUnsettled(dir: string, segments: readonly SegmentState[], ran
       (record) => events.push(eventsAt(seq, record)),
       chunk,
     );
-    if (again.bad !== undefined || again.good !== size) throw new Error(`WAL: ${segmentName(seq)} changed while it was replayed (${again.bad ?? 'its size'} at byte ${again.good})`);
+    const first = expected.get(seq)!;
+    if (again.good !== first.good || again.skipped.length !== first.skipped) throw new Error(`WAL: ${segmentName(seq)} changed while it was replayed (${again.bad ?? 'its size'} at byte ${again.good})`);
   }
   return events;
 }
@@ -205,10 +217,6 @@ class RangeCursor {
   }
 }
 
-/** Where an events record (seg, off) is against a position: its event index is left out. */
-function compareRecords(p: Position, seg: number, off: number): number {
-  return p[0] - seg || p[1] - off;
-}
 
 /**
  * The stretches of the log whose events records replay sends, as [first, last] records (both
@@ -238,17 +246,15 @@ function unsettledRanges(cuts: readonly { cut: CutRecord }[], done: ReadonlySet<
   return merged;
 }
 
-// In the last segment, only what a write that never returned can leave is a torn tail: a record
-// cut short by the end of the file, a last record whose checksum fails, or zeros to the end.
-// A failed checksum with more after it is damage to data already fsynced, and acknowledged.
-// `tail`: the segment from the first bad record on.
+// At the end of the last segment, with no valid record after it, only what a write that never
+// returned can leave is a torn tail: a record (or its header, or the segment's) cut short by the end
+// of the file, or zeros to the end. A complete record whose checksum fails was written whole: damage
+// to data that may have been fsynced, and acknowledged. `tail`: the segment from the bad record on.
 function tornTail(tail: Buffer, bad: string): boolean {
-  if (bad !== 'a checksum mismatch') return true;
-  const end = RECORD_HEADER_BYTES + tail.readUInt32LE(0);
-  return end === tail.length || tail.every((byte) => byte === 0);
+  return bad !== 'a checksum mismatch' || tail.every((byte) => byte === 0);
 }
 
-/** A file's bytes from `offset` on (at most one segment: only the last segment's bad end is read). */
+/** A file's bytes from `offset` on (only the last segment's unreadable end is read, and that once). */
 async function readFrom(file: string, offset: number): Promise<Buffer> {
   const handle = await fs.open(file, 'r');
   try {

@@ -17,6 +17,8 @@ t.test('every counter at 0 and every histogram empty before anything happens', a
       ['wal_segments_quarantined_total', 'counter'],
       ['wal_torn_tails_total', 'counter'],
       ['wal_lost_events_total', 'counter'],
+      ['wal_records_corrupt_total', 'counter'],
+      ['wal_bytes_skipped_total', 'counter'],
       ['wal_write_failures_total', 'counter'],
       ['wal_adopted_dirs_total', 'counter'],
     ],

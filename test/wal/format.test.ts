@@ -27,10 +27,18 @@ t.test('a record cut short, at any byte, ends the readable part where it starts'
   }
 });
 
-t.test('a flipped bit fails the checksum of its record; zeros after the end are no record', async (t) => {
+t.test('a flipped bit fails the checksum of its record, which is skipped up to the next valid record; zeros after the end are no record', async (t) => {
   const damaged = Buffer.from(segment);
   damaged[SEGMENT_HEADER_BYTES + 30] ^= 1;
-  t.same(readRecords(damaged), { logId: '0badcafe', records: [], good: SEGMENT_HEADER_BYTES, bad: 'a checksum mismatch' });
+  const read = readRecords(damaged);
+  const events = readRecords(segment).records[1]!.off - SEGMENT_HEADER_BYTES;
+  t.same({ ...read, records: read.records.map((r) => [r.type, r.off]) }, { logId: '0badcafe', records: [[CUT, SEGMENT_HEADER_BYTES + events], [DONE, readRecords(segment).records[2]!.off]], skipped: [{ off: SEGMENT_HEADER_BYTES, bytes: events, events: true }], good: segment.length, bad: undefined });
+  const lastDamaged = Buffer.from(segment);
+  lastDamaged[segment.length - 2] ^= 1;
+  t.same(readRecords(lastDamaged).good, readRecords(segment).records[2]!.off, 'a bad final record with nothing valid after it ends the readable part');
+  const cutDamaged = Buffer.from(segment);
+  cutDamaged[readRecords(segment).records[1]!.off + 12] ^= 1;
+  t.same(readRecords(cutDamaged).skipped, [{ off: readRecords(segment).records[1]!.off, bytes: readRecords(segment).records[2]!.off - readRecords(segment).records[1]!.off, events: false }], 'a cut record with its payload damaged reads as one that held no events');
   const zeros = readRecords(Buffer.concat([segment, Buffer.alloc(4096)]));
   t.equal(zeros.good, segment.length);
   t.equal(zeros.records.length, 3);

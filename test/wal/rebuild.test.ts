@@ -51,7 +51,8 @@ t.test('batches to send again, entries to batch afresh, what each segment holds,
   const lines: { msg: string; id?: string; rebatched?: number }[] = [];
   const log = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line) as { msg: string; id?: string; rebatched?: number }) });
 
-  const got = rebuild(segments, cuts, new Set(['x']), [a, e, b, c, d], log);
+  const damage = [{ seg: 3, off: 250, bytes: 40, events: true }, { seg: 4, off: 60, bytes: 40, events: true }];
+  const got = rebuild(segments, cuts, new Set(['x']), [a, e, b, c, d], damage, log);
 
   t.same(
     got.batches.map((x) => ({ id: x.id, key: x.key, events: x.events, bytes: x.bytes, pieces: x.segments.map((p) => [p.entry, p.from, p.to]) })),
@@ -76,7 +77,7 @@ t.test('batches to send again, entries to batch afresh, what each segment holds,
   t.same(
     lines.map((l) => [l.msg, l.id ?? l.rebatched]),
     [
-      ['WAL: a batch is incomplete after a corrupt segment; not sent again (its key may hold it already)', 'w'],
+      ['WAL: a batch is incomplete after a corrupt record; not sent again (its key may hold it already)', 'w'],
       ['WAL: events before a damaged record lost their cut record to it; batched again under new keys (S3 may hold them twice)', 1],
     ],
   );
@@ -86,7 +87,7 @@ t.test('no cuts: every record batched afresh, nothing counted as batched again',
   const segments: SegmentState[] = [{ seq: 0, size: 100, written: 100, unsettled: 0, pendingCuts: 0 }];
   const records = [record(0, 16, 2), record(0, 80, 1)];
   const lines: unknown[] = [];
-  const got = rebuild(segments, [], new Set(), records, pino({ level: 'info' }, { write: (line: string) => lines.push(line) }));
+  const got = rebuild(segments, [], new Set(), records, [], pino({ level: 'info' }, { write: (line: string) => lines.push(line) }));
   t.same(got.batches, []);
   t.same(got.entries, records.map((r) => r.entry));
   t.equal(got.events, 3);

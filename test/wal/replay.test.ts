@@ -1,7 +1,6 @@
 // recover() (two streamed passes) rebuilds exactly what the earlier whole-WAL reader rebuilt: the
 // same batches, pieces, entries, segment counts and losses, on random logs with batches across
-// segments, requests split by cuts, done records, deleted first segments, torn tails and
-// corruption. The reference below is that reader (readRecords on each file, every record kept).
+// segments, requests split by cuts, done records, deleted first segments and torn tails. The reference below is that reader (readRecords on each file, every record kept).
 import { cpSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -79,15 +78,10 @@ function writeLog(dir: string, seed: number): void {
   mkdirSync(dir, { recursive: true });
   segs.forEach((bufs, seq) => writeFileSync(join(dir, segmentName(seq)), Buffer.concat(bufs)));
   const names = readdirSync(dir).sort();
-  // Damage, sometimes: the first segments gone (checkpointed), a torn tail, a flipped byte.
+  // Sometimes: the first segments gone (checkpointed), a torn tail.
   if (names.length > 2 && r(3) === 0) rmSync(join(dir, names.shift()!));
   if (r(3) === 0) writeFileSync(join(dir, names.at(-1)!), Buffer.concat([readFileSync(join(dir, names.at(-1)!)), Buffer.from([5, 0, 0, 0, 1, 2, 3])]));
-  if (names.length > 2 && r(3) === 0) {
-    const victim = join(dir, names[1 + r(names.length - 2)]!);
-    const data = readFileSync(victim);
-    data[SEGMENT_HEADER_BYTES + r(data.length - SEGMENT_HEADER_BYTES)]! ^= 0x10;
-    writeFileSync(victim, data);
-  }
+  // Corruption (a flipped byte) is test/wal/corruption.test.ts's: this reference predates skipping it.
 }
 
 /** The reader before the two passes (src/wal/replay.ts until November 2026, with its rule for events no cut covers), without its repairs on disk. */
@@ -165,7 +159,6 @@ t.test('the same result as the whole-WAL reader, on 300 random logs', async (t) 
   const log = pino({ level: 'silent' });
   let withBatches = 0;
   let withEntries = 0;
-  let withLost = 0;
   for (let seed = 1; seed <= 300; seed++) {
     const dir = join(root, `w${seed}`);
     writeLog(dir, seed);
@@ -184,7 +177,6 @@ t.test('the same result as the whole-WAL reader, on 300 random logs', async (t) 
     };
     if (expected.batches.length > 0) withBatches++;
     if (expected.entries.length > 0) withEntries++;
-    if (expected.lost > 0) withLost++;
     if (JSON.stringify(actual) !== JSON.stringify(expected)) {
       t.same(actual, expected, `seed ${seed}`);
       return;
@@ -192,7 +184,7 @@ t.test('the same result as the whole-WAL reader, on 300 random logs', async (t) 
     rmSync(dir, { recursive: true });
     rmSync(copy, { recursive: true });
   }
-  t.ok(withBatches > 50 && withEntries > 50 && withLost > 5, `logs with batches to resend: ${withBatches}, with events after the last cut: ${withEntries}, with batches lost to corruption: ${withLost}`);
+  t.ok(withBatches > 50 && withEntries > 50, `logs with batches to resend: ${withBatches}, with events after the last cut: ${withEntries}`);
 });
 
 t.test('damage in a segment: the copy to corrupt/ is a file of its own, never written through a symlink', async (t) => {

@@ -111,7 +111,7 @@ const OPTIONS = (prefix: string): PipelineOptions => ({
 // Small segments, so that segments fill, settle and are removed many times in one run.
 const WAL = { maxBytes: 1 << 22, syncIntervalMs: 0, syncBytes: 1 << 16, segmentBytes: 512 };
 
-const dlqOptions = (dir: string, prefix: string) => ({ dir, maxBytes: 1 << 24, maxFiles: 10_000, ttlSeconds: 86_400, now: Date.now, repair: true, prefix });
+const dlqOptions = (dir: string, prefix: string) => ({ dir, maxBytes: 1 << 24, maxFiles: 10_000, whenFull: 'refuse' as const, ttlSeconds: undefined, now: Date.now, repair: true, prefix });
 
 export async function crashAndRecover(world: World, plan: Plan): Promise<Outcome> {
   const root = tempDir(world.owner, 'power');
@@ -142,7 +142,7 @@ async function runUntilCut(world: World, plan: Plan, power: PowerLossDisk, rando
   const uploader = new S3Uploader(client.client, { bucket: BUCKET, maxAttempts: 1, timeoutMs: 5000 }, uploadMetrics, silent);
   const dlq = await DlqStore.open({ ...dlqOptions(dlqDir, prefix), instanceId: 'old', disk }, createDlqMetrics(new Registry()), silent);
   const wal = { ...WAL, dir: walDir, disk, holder: 'old', metrics: createWalMetrics(new Registry()) };
-  const running = await startPipeline({ options: OPTIONS(prefix), ackLevel: 'disk', wal, fresh: () => true }, { uploader, spill: dlq.save.bind(dlq), metrics: uploadMetrics, log: silent });
+  const running = await startPipeline({ options: OPTIONS(prefix), ackLevel: 'disk', ackTimeoutMs: 60_000, wal, fresh: () => true }, { uploader, spill: dlq, metrics: uploadMetrics, log: silent });
   let refusing = false;
   world.proxy.decide = () => (refusing ? { status: 503, code: 'SlowDown' } : 'pass');
   const acked = new Set<string>();
@@ -169,13 +169,17 @@ async function runUntilCut(world: World, plan: Plan, power: PowerLossDisk, rando
   refusing = false;
   // Every request answered: a clean stop, unless the power goes first (uploads of what is held,
   // then the WAL's removal of every segment, both through the disk that loses power); then off.
-  if (!power.isCut) await running.pipeline.close(never);
+  // The power cut is the close's deadline: past it, nothing can be stored or spilled.
+  if (!power.isCut) await running.pipeline.close(power.reverted);
   if (!power.isCut) await running.closeWal();
   if (!power.isCut) await power.cut();
   await power.reverted;
   await client.quiet();
-  // The old instance ends here. Its locks are released as a reboot would make them stale (a new
-  // boot id; this process keeps its own): the log's close writes nothing more, every call refused.
+  // The old instance ends here: its uploads aborted (a batch kept for another try, neither S3 nor
+  // the dead disk taking it, would try again every second). Its locks are released as a reboot
+  // would make them stale (a new boot id; this process keeps its own): the log's close writes
+  // nothing more, every call refused.
+  await running.pipeline.close(Promise.resolve());
   await running.closeWal();
   dlq.close();
   return { acked, sent };
@@ -188,7 +192,7 @@ async function recoverAndAudit(world: World, { walDir, dlqDir, prefix }: Dirs, a
   const uploader = new S3Uploader(world.s3.client, { bucket: BUCKET, maxAttempts: 3, timeoutMs: 5000 }, uploadMetrics, silent);
   const dlq = await DlqStore.open({ ...dlqOptions(dlqDir, prefix), instanceId: 'new' }, dlqMetrics, silent);
   const wal = { ...WAL, dir: walDir, holder: 'new', metrics: createWalMetrics(new Registry()) };
-  const running = await startPipeline({ options: OPTIONS(prefix), ackLevel: 'disk', wal, fresh: () => true }, { uploader, spill: dlq.save.bind(dlq), metrics: uploadMetrics, log: silent });
+  const running = await startPipeline({ options: OPTIONS(prefix), ackLevel: 'disk', ackTimeoutMs: 60_000, wal, fresh: () => true }, { uploader, spill: dlq, metrics: uploadMetrics, log: silent });
   const summary = await running.pipeline.close(never);
   const drained = await drain(dlq, uploader, { metrics: dlqMetrics, log: silent });
   const unsettled = await running.closeWal();

@@ -84,7 +84,7 @@ async function writeWal(dir: string, seed: number) {
     } else if (what === 4 && cut.length > 0) {
       const batch = cut.shift()!; // settled in order, as quick PUTs are
       s3.set(batch.key, idsOf(batch));
-      acks.settled(batch);
+      acks.settled(batch, 'stored');
     }
   }
   // A few cut and not settled: PUT before the kill or not.

@@ -13,6 +13,7 @@ export const errorBody = (error: string, message: string): string => JSON.string
 export const QUEUE_FULL = errorBody('queue_full', 'the event channel is full; retry after the Retry-After delay');
 export const NOT_STORED = errorBody('not_stored', 'the events could not be made durable (ACK_LEVEL); retry after the Retry-After delay');
 export const WAL_FAILED = errorBody('not_stored', 'a write to the write-ahead log failed: this instance refuses events until it is restarted');
+export const AWAITING_ANSWERS = errorBody('awaiting_answers', 'too many requests are waiting for their answer from the pipeline; retry after the Retry-After delay');
 export const BUSY = errorBody('busy', 'too many request bodies or connections at once; retry after the Retry-After delay');
 export const SHUTTING_DOWN = errorBody('shutting_down', 'the server is shutting down; send to another instance');
 export const UNAUTHORIZED = errorBody('unauthorized', 'send a valid API key in x-api-key, Authorization: Bearer, or ?api_key=');

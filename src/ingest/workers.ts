@@ -103,10 +103,15 @@ export class IngestWorkers {
     const workers = new IngestWorkers(plan);
     const { config } = plan;
     const share = counts.length;
+    const bodiesShare = Math.max(1, Math.floor(config.maxBodiesInFlightBytes / share));
+    // A worker's bodies awaiting their answer (a busy main thread, ACK_LEVEL=disk or s3) are bounded
+    // by the same share, apart from those being read, so that each refusal says its own cause.
     const options: IngestOptions = {
       ...config,
       maxConnections: Math.max(1, Math.floor(connectionCap(config.maxConnections) / share)),
-      maxBodiesInFlightBytes: Math.max(1, Math.floor(config.maxBodiesInFlightBytes / share)),
+      maxBodiesInFlightBytes: bodiesShare,
+      answersLater: true,
+      maxBodiesAwaitingBytes: bodiesShare,
     };
     const metricsOnIngestPort = config.metricsPort === undefined;
     await Promise.all(

@@ -16,8 +16,9 @@ import { ScriptedIntake } from '../helpers/uws-app.js';
 
 const setup: WorkerSetup = {
   index: 3,
-  // A budget of 100 bytes: one request of 60 can wait for the main thread, not two.
-  options: { maxBodyBytes: 10_000, maxEventsPerRequest: 10, maxEventDepth: 8, maxBodiesInFlightBytes: 100, maxConnections: undefined, apiKeys: [], corsOrigins: [] },
+  // As IngestWorkers gives it: answered later, and a budget of 100 bytes for bodies awaiting their
+  // answer: one request of 60 can wait for the main thread, not two.
+  options: { maxBodyBytes: 10_000, maxEventsPerRequest: 10, maxEventDepth: 8, maxBodiesInFlightBytes: 100, maxConnections: undefined, apiKeys: [], corsOrigins: [], answersLater: true, maxBodiesAwaitingBytes: 100 },
   metricsOnIngestPort: true,
   logLevel: 'silent',
   instanceId: 'worker-test',
@@ -106,15 +107,19 @@ t.test("the main thread's published state: refusals before any hand-over, and re
   );
 });
 
-t.test('bodies waiting for the main thread stay within the budget: the next is refused at once', async (t) => {
+t.test('bodies awaiting their answer stay within their own budget: the next is refused at once, as awaiting_answers', async (t) => {
   const body = `{"pad":"${'x'.repeat(50)}"}`; // 60 bytes
+  const queueFull = counts.rejectedQueueFull;
   const first = post(body);
   const { items } = await next('push');
-  t.match(await post(body), { status: 503, json: { error: 'queue_full' } }, 'no room for a second while the first waits');
-  t.equal(counts.bodiesInFlightBytes, 60, 'the waiting body counts');
+  t.match(await post(body), { status: 503, json: { error: 'awaiting_answers' } }, 'no room for a second while the first waits');
+  t.equal(counts.rejectedAwaitingAnswers, 1, 'counted as its own cause');
+  t.equal(counts.rejectedQueueFull, queueFull, 'not as queue_full');
+  t.equal(counts.bodiesAwaitingBytes, 60, 'the waiting body counts where waiting bodies are counted');
+  t.equal(counts.bodiesInFlightBytes, 0, 'not among the bodies being read');
   answer(items[0]!, 'stored');
   t.same(await first, { status: 202, json: { accepted: 1, stored: 's3' } });
-  t.equal(counts.bodiesInFlightBytes, 0, 'given back once answered');
+  t.equal(counts.bodiesAwaitingBytes, 0, 'given back once answered');
   const third = post(body);
   answer((await next('push')).items[0]!, 'spilled');
   t.same(await third, { status: 202, json: { accepted: 1, stored: 'dlq' } }, 'room again');

@@ -120,15 +120,17 @@ port.on('message', (message: ToWorker) => {
   }
 });
 // A bug here must not take the process with it: a thread that ends with connections open makes
-// Node abort the whole process, losing the events the main thread holds. So: close them, and let
-// the main thread log it and shut down in order (exit 1), as for a crash of its own. The thread
-// ends on the main thread's 'close', once no new connection can be handed to it.
+// Node abort the whole process, losing the events the main thread holds. So: the main thread logs
+// it and shuts down in order (exit 1), as for a crash of its own, and hands no new connection
+// here; this thread refuses new requests (503 shutting_down) but keeps its connections, so that
+// the requests it handed over, whose events are stored, still get their answers. It closes them,
+// and ends, on the main thread's 'close', once every answer is sent.
 let crashed = false;
 const crash = (err: unknown): void => {
   if (crashed) return;
   crashed = true;
   post({ type: 'crashed', error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
-  server.closeConnections();
+  server.beginShutdown();
 };
 process.on('uncaughtException', crash);
 process.on('unhandledRejection', crash);

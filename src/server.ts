@@ -88,7 +88,8 @@ export async function startServer(config: Config, log: Logger, crashed: () => vo
   const storage = await openStorage(config, metrics, log);
   const { pipeline } = storage.running;
   const renderMetrics = async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() });
-  const server = new IngestServer(config, pipeline, metrics.http, renderMetrics, log.child({ part: 'http' }), config.metricsPort !== undefined ? 'own port' : 'ingest port');
+  // ACK_LEVEL=disk or s3: answered later (src/ingest/post-events.ts: pipelining, half-close).
+  const server = new IngestServer({ ...config, answersLater: config.ackLevel !== 'memory' }, pipeline, metrics.http, renderMetrics, log.child({ part: 'http' }), config.metricsPort !== undefined ? 'own port' : 'ingest port');
   const workers =
     config.workers === 1
       ? undefined

@@ -4,6 +4,13 @@
 // synchronously inside the last onData call, and when the intake answers later (ACK_LEVEL=disk or
 // s3, or a worker thread's intake) the route takes onAborted over and answers only a response
 // that is still there.
+//
+// A request answered later pauses its connection until it is answered. uWS closes a connection
+// that sends a request while one is unanswered (it refuses "async pipelining"), and closes it on a
+// FIN (half-close) too: paused, it reads neither, so a pipelined request is read, and a FIN seen,
+// only once the answer is written. What it read before the pause (two requests in one packet)
+// still closes the connection: with answersLater the hand-over waits for the end of the turn of
+// the event loop, so that such a request, whose client is gone, is never stored (withdrawn).
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { Logger } from 'pino';
 import type { Outcome, Refusal } from '../acks.js';
@@ -21,6 +28,26 @@ export interface EventsOptions {
   readonly maxEventsPerRequest: number;
   readonly maxEventDepth: number;
   readonly maxBodiesInFlightBytes: number;
+  /**
+   * The intake answers later (ACK_LEVEL=disk or s3; a worker thread's): each request is handed
+   * over at the end of this turn of the event loop, if its client is still there (see the top).
+   */
+  readonly answersLater?: boolean;
+  /**
+   * A worker thread's bound on the bytes of bodies handed over and not yet answered (beyond it:
+   * 503 awaiting_answers). Undefined: none of the front's own (the channel bounds them).
+   */
+  readonly maxBodiesAwaitingBytes?: number;
+}
+
+/** A request handed over or about to be: what its answer needs. */
+interface Waiting {
+  readonly res: HttpResponse;
+  readonly count: number;
+  readonly bytes: number;
+  readonly corsOrigin: string;
+  /** The client is gone (uWS ran onAborted): nothing may be written. */
+  gone: boolean;
 }
 
 /** What the server knows that decides a request before its body. */
@@ -36,6 +63,7 @@ interface PostContext {
 }
 
 const QUEUE_FULL_LOG_INTERVAL_MS = 10_000;
+const LOST_LOG_INTERVAL_MS = 10_000;
 /** After an early answer, read and drop up to this many times MAX_BODY_BYTES of body, for up to this long. */
 const DISCARD_BODIES = 8;
 const DISCARD_MAX_MS = 5000;
@@ -44,8 +72,13 @@ export class EventsRoute implements BodyHandler<PostContext> {
   readonly #budget: BodyBudget;
   readonly #bodyLimits: BodyLimits;
   readonly #parseLimits: ParseLimits;
+  readonly #awaiting: BodyBudget | undefined;
+  /** answersLater: the requests of this turn of the event loop, handed over at its end. */
+  #handOver: { waiting: Waiting; entry: Entry }[] = [];
   #queueFullUnlogged = 0;
   #queueFullLoggedAt = 0;
+  #lostUnlogged = 0;
+  #lostLoggedAt = -Infinity;
 
   constructor(
     private readonly options: EventsOptions,
@@ -59,6 +92,8 @@ export class EventsRoute implements BodyHandler<PostContext> {
     this.#budget = new BodyBudget(options.maxBodiesInFlightBytes, counts);
     this.#bodyLimits = { maxBodyBytes: options.maxBodyBytes, discardMaxBytes: DISCARD_BODIES * options.maxBodyBytes, discardMaxMs: DISCARD_MAX_MS };
     this.#parseLimits = { maxEvents: options.maxEventsPerRequest, maxDepth: options.maxEventDepth };
+    const maxAwaiting = options.maxBodiesAwaitingBytes;
+    this.#awaiting = maxAwaiting === undefined ? undefined : new BodyBudget(maxAwaiting, counts, 'bodiesAwaitingBytes');
   }
 
   post = (res: HttpResponse, req: HttpRequest): void => {
@@ -120,15 +155,55 @@ export class EventsRoute implements BodyHandler<PostContext> {
 
   /** The request goes to the intake whole; answered now, or once the intake says (see the top). */
   #accept(res: HttpResponse, entry: Entry, corsOrigin: string): void {
-    let aborted = false;
-    // The entry's body may be handed to another thread: only its count is read later.
-    const count = entry.count;
-    const outcome = this.intake.accept(entry, (later) => {
-      if (aborted) this.#answer(res, later, count, corsOrigin, true);
-      else res.cork(() => this.#answer(res, later, count, corsOrigin));
-    });
-    if (outcome === 'pending') res.onAborted(() => (aborted = true));
-    else this.#answer(res, outcome, count, corsOrigin);
+    // The entry's body may be handed to another thread: only its count and size are read later.
+    const waiting: Waiting = { res, count: entry.count, bytes: entry.body.length, corsOrigin, gone: false };
+    if (this.options.answersLater) {
+      if (this.#awaiting !== undefined && !this.#awaiting.tryTake(waiting.bytes)) return this.#refuseAwaiting(res, corsOrigin);
+      this.#wait(waiting);
+      this.#handOver.push({ waiting, entry });
+      if (this.#handOver.length === 1) setImmediate(this.#handOverAll);
+      return;
+    }
+    const outcome = this.intake.accept(entry, (later) => this.#answerLater(waiting, later));
+    if (outcome === 'pending') this.#wait(waiting);
+    else this.#answer(res, outcome, waiting.count, corsOrigin);
+  }
+
+  /** Until answered: onAborted taken over, and nothing more read from the connection (see the top). */
+  #wait(waiting: Waiting): void {
+    waiting.res.onAborted(() => (waiting.gone = true));
+    waiting.res.pause();
+  }
+
+  /** answersLater: this turn's requests, in order; those whose client is gone are not handed over. */
+  #handOverAll = (): void => {
+    const handOver = this.#handOver;
+    this.#handOver = [];
+    for (const { waiting, entry } of handOver) {
+      if (waiting.gone) {
+        this.#awaiting?.give(waiting.bytes);
+        this.counts.requestsWithdrawn++;
+        continue;
+      }
+      const outcome = this.intake.accept(entry, (later) => this.#answerLater(waiting, later));
+      if (outcome !== 'pending') this.#answerLater(waiting, outcome);
+    }
+  };
+
+  /** The answer to a paused request: its connection is read again once it is written. */
+  #answerLater(waiting: Waiting, outcome: Outcome): void {
+    this.#awaiting?.give(waiting.bytes);
+    const { res, count, corsOrigin } = waiting;
+    if (!waiting.gone) {
+      res.cork(() => {
+        // Before the answer: uWS forbids touching a response once it is ended.
+        res.resume();
+        this.#answer(res, outcome, count, corsOrigin);
+      });
+      return;
+    }
+    this.#answer(res, outcome, count, corsOrigin, true);
+    if (outcome === 'accepted' || outcome === 'stored' || outcome === 'spilled') this.#answerLost();
   }
 
   /** `gone`: the client is: the events are counted, nothing is sent. */
@@ -138,6 +213,26 @@ export class EventsRoute implements BodyHandler<PostContext> {
     if (outcome === 'accepted') return this.respond.send(res, '202', `{"accepted":${count}}`, corsOrigin);
     if (outcome === 'stored' || outcome === 'spilled') return this.respond.send(res, '202', `{"accepted":${count},"stored":"${outcome === 'stored' ? 's3' : 'dlq'}"}`, corsOrigin);
     this.#refuseQueue(res, outcome, corsOrigin);
+  }
+
+  /** 503 awaiting_answers: this worker thread's bodies waiting for their answer fill its share of MAX_BODIES_IN_FLIGHT_BYTES. */
+  #refuseAwaiting(res: HttpResponse, corsOrigin: string): void {
+    this.counts.rejectedAwaitingAnswers++;
+    this.respond.send(res, '503', R.AWAITING_ANSWERS, corsOrigin, R.RETRY_AFTER);
+  }
+
+  /**
+   * Stored, and its client gone before the answer (it reset or closed the connection): the client
+   * cannot know, and may send the events again. Counted, and logged at most once in 10 s.
+   */
+  #answerLost(): void {
+    this.counts.answersLostClientGone++;
+    this.#lostUnlogged++;
+    const now = Date.now();
+    if (now - this.#lostLoggedAt < LOST_LOG_INTERVAL_MS) return;
+    this.log.warn({ lost: this.#lostUnlogged }, 'answers lost: clients gone before their events were acknowledged');
+    this.#lostLoggedAt = now;
+    this.#lostUnlogged = 0;
   }
 
   /**

@@ -6,23 +6,30 @@
 // its Content-Length (chunked: MAX_BODY_BYTES); the budget counts its capacity.
 // A uWS response must not be touched after onAborted ran, nor after the socket closed.
 import type { HttpResponse } from 'uWebSockets.js';
+import type { HttpCounts } from '../metrics/http.js';
 
-/** Bytes of request bodies being read, across all connections: their buffers' capacity. */
+type BudgetField = 'bodiesInFlightBytes' | 'bodiesAwaitingBytes';
+
+/**
+ * Bytes of request bodies, across all connections: being read (their buffers' capacity), or, in a
+ * worker thread, handed over and awaiting their answer (post-events.ts).
+ */
 export class BodyBudget {
-  /** `inFlight.bodiesInFlightBytes` is the count, so that metrics read it where it is kept. */
+  /** `counts[field]` is the count, so that metrics read it where it is kept. */
   constructor(
     readonly maxBytes: number,
-    private readonly inFlight: { bodiesInFlightBytes: number },
+    private readonly counts: Pick<HttpCounts, BudgetField>,
+    private readonly field: BudgetField = 'bodiesInFlightBytes',
   ) {}
 
   tryTake(bytes: number): boolean {
-    if (this.inFlight.bodiesInFlightBytes + bytes > this.maxBytes) return false;
-    this.inFlight.bodiesInFlightBytes += bytes;
+    if (this.counts[this.field] + bytes > this.maxBytes) return false;
+    this.counts[this.field] += bytes;
     return true;
   }
 
   give(bytes: number): void {
-    this.inFlight.bodiesInFlightBytes -= bytes;
+    this.counts[this.field] -= bytes;
   }
 }
 

@@ -15,6 +15,7 @@ export const DLQ_FULL = errorBody('queue_full', 'the dead-letter queue is full a
 export const ACK_TIMEOUT = errorBody('ack_timeout', 'the events were taken but not confirmed stored within ACK_TIMEOUT_MS: they may or may not be stored. Retry with the same Idempotency-Key to store them once');
 export const NOT_STORED = errorBody('not_stored', 'the events could not be made durable (ACK_LEVEL); retry after the Retry-After delay');
 export const WAL_FAILED = errorBody('not_stored', 'a write to the write-ahead log failed: this instance refuses events until it is restarted');
+export const AWAITING_ANSWERS = errorBody('awaiting_answers', 'too many requests are waiting for their answer from the pipeline; retry after the Retry-After delay');
 export const BUSY = errorBody('busy', 'too many request bodies or connections at once; retry after the Retry-After delay');
 export const SHUTTING_DOWN = errorBody('shutting_down', 'the server is shutting down; send to another instance');
 export const UNAUTHORIZED = errorBody('unauthorized', 'send a valid API key in x-api-key, Authorization: Bearer, or ?api_key=');

@@ -8,26 +8,19 @@ import type { Entry } from '../channel.js';
 import { createLogger } from '../log.js';
 import { sharedHttpCounts } from '../metrics/http.js';
 import type { Intake } from '../pipeline.js';
-import { BodyBudget } from './read-body.js';
 import { IngestServer, type MetricsPage } from './server.js';
 import { type FromWorker, type PushItem, readAdmits, type ToWorker, type WorkerSetup } from './workers.js';
 
 class RemoteIntake implements Intake {
   #next = 0;
-  readonly #waiting = new Map<number, { answer: Answer; bytes: number }>();
+  readonly #waiting = new Map<number, Answer>();
   #items: PushItem[] = [];
   #transfer: ArrayBuffer[] = [];
 
-  /**
-   * `state`: what the main thread publishes of its intake (WorkerSetup.state). `budget`: the
-   * bodies-in-flight budget the server reads bodies within: a body handed over counts against it
-   * until the main thread answers, so that bodies waiting between the threads (a busy or stalled
-   * main thread) are bounded as bodies being read are.
-   */
+  /** `state`: what the main thread publishes of its intake (WorkerSetup.state). */
   constructor(
     private readonly state: Float64Array,
     private readonly post: (message: FromWorker, transfer?: ArrayBuffer[]) => void,
-    private readonly budget: BodyBudget,
   ) {}
 
   /** A hint, refreshed by the main thread: its own accept has the last word. */
@@ -43,28 +36,30 @@ class RemoteIntake implements Intake {
     return this.state[2]!;
   }
 
-  /** Queued, and sent with the others of this turn of the event loop: one message, not one per request. */
+  /**
+   * Queued, and sent with the others of this turn of the event loop: one message, not one per
+   * request. The route hands this turn's requests over together, at its end (answersLater): a
+   * microtask after them sends them all, without waiting for another turn.
+   */
   accept(entry: Entry, answer: Answer): Outcome | 'pending' {
     const { body } = entry;
-    if (!this.budget.tryTake(body.length)) return 'full';
     const id = this.#next++;
-    this.#waiting.set(id, { answer, bytes: body.length });
+    this.#waiting.set(id, answer);
     // parseEvents holds the events in a buffer of their own: handed over, not copied. Otherwise a
     // copy in memory of its own (a slice of Node's shared pool cannot be transferred).
     const own = body.byteOffset === 0 && body.byteLength === body.buffer.byteLength;
     const buffer = (own ? body.buffer : body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength)) as ArrayBuffer;
     this.#items.push({ id, body: buffer, spans: entry.spans, receivedAt: entry.receivedAt });
     this.#transfer.push(buffer);
-    if (this.#items.length === 1) setImmediate(this.#flush);
+    if (this.#items.length === 1) queueMicrotask(this.#flush);
     return 'pending';
   }
 
   answer(ids: readonly number[], outcomes: readonly Outcome[]): void {
     for (let i = 0; i < ids.length; i++) {
-      const waiting = this.#waiting.get(ids[i]!)!;
+      const answer = this.#waiting.get(ids[i]!)!;
       this.#waiting.delete(ids[i]!);
-      this.budget.give(waiting.bytes);
-      waiting.answer(outcomes[i]!);
+      answer(outcomes[i]!);
     }
   }
 
@@ -91,7 +86,7 @@ const port = parentPort!;
 const post = (message: FromWorker, transfer?: ArrayBuffer[]): void => port.postMessage(message, transfer);
 const log = createLogger(1, { level: setup.logLevel, base: { instance: setup.instanceId, part: 'http', worker: setup.index } });
 const counts = sharedHttpCounts(setup.counts);
-const intake = new RemoteIntake(new Float64Array(setup.state), post, new BodyBudget(setup.options.maxBodiesInFlightBytes, counts));
+const intake = new RemoteIntake(new Float64Array(setup.state), post);
 let nextPage = 0;
 const pages = new Map<number, { resolve: (page: MetricsPage) => void; reject: (err: Error) => void }>();
 const renderMetrics = (): Promise<MetricsPage> =>
@@ -125,15 +120,17 @@ port.on('message', (message: ToWorker) => {
   }
 });
 // A bug here must not take the process with it: a thread that ends with connections open makes
-// Node abort the whole process, losing the events the main thread holds. So: close them, and let
-// the main thread log it and shut down in order (exit 1), as for a crash of its own. The thread
-// ends on the main thread's 'close', once no new connection can be handed to it.
+// Node abort the whole process, losing the events the main thread holds. So: the main thread logs
+// it and shuts down in order (exit 1), as for a crash of its own, and hands no new connection
+// here; this thread refuses new requests (503 shutting_down) but keeps its connections, so that
+// the requests it handed over, whose events are stored, still get their answers. It closes them,
+// and ends, on the main thread's 'close', once every answer is sent.
 let crashed = false;
 const crash = (err: unknown): void => {
   if (crashed) return;
   crashed = true;
   post({ type: 'crashed', error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
-  server.closeConnections();
+  server.beginShutdown();
 };
 process.on('uncaughtException', crash);
 process.on('unhandledRejection', crash);

@@ -61,7 +61,12 @@ interface Child {
   /** Resolves when the thread has ended. */
   readonly exited: Promise<unknown>;
   descriptor: unknown;
+  /** Crashed: no new connection reaches it; it still sends the answers it is owed. */
   lost: boolean;
+  /** The thread has ended: its connections with it. */
+  ended: boolean;
+  /** Its HttpCounts (answers lost are counted here, by this thread alone). */
+  readonly counts: HttpCounts;
   /** Told to close (no connection reaches it any more). */
   closing: boolean;
   /** Answers not yet sent: sent together at the end of this turn of the event loop. */
@@ -103,10 +108,15 @@ export class IngestWorkers {
     const workers = new IngestWorkers(plan);
     const { config } = plan;
     const share = counts.length;
+    const bodiesShare = Math.max(1, Math.floor(config.maxBodiesInFlightBytes / share));
+    // A worker's bodies awaiting their answer (a busy main thread, ACK_LEVEL=disk or s3) are bounded
+    // by the same share, apart from those being read, so that each refusal says its own cause.
     const options: IngestOptions = {
       ...config,
       maxConnections: Math.max(1, Math.floor(connectionCap(config.maxConnections) / share)),
-      maxBodiesInFlightBytes: Math.max(1, Math.floor(config.maxBodiesInFlightBytes / share)),
+      maxBodiesInFlightBytes: bodiesShare,
+      answersLater: true,
+      maxBodiesAwaitingBytes: bodiesShare,
     };
     const metricsOnIngestPort = config.metricsPort === undefined;
     await Promise.all(
@@ -164,7 +174,7 @@ export class IngestWorkers {
   #spawn(setup: WorkerSetup): Promise<void> {
     return new Promise((resolve, reject) => {
       const worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: setup });
-      const child: Child = { worker, exited: new Promise((ended) => worker.once('exit', ended)), descriptor: undefined, lost: false, closing: false, ids: [], outcomes: [] };
+      const child: Child = { worker, exited: new Promise((ended) => worker.once('exit', ended)), descriptor: undefined, lost: false, ended: false, counts: sharedHttpCounts(setup.counts), closing: false, ids: [], outcomes: [] };
       this.#children.push(child);
       worker.on('message', (message: FromWorker) => {
         if (message.type === 'push') {
@@ -189,18 +199,23 @@ export class IngestWorkers {
         this.#lost(child, setup.index, err.stack ?? err.message);
       });
       worker.on('exit', (code) => {
+        child.ended = true;
+        this.#answersLost(child, setup.index);
         if (child.descriptor === undefined) return reject(new Error(`worker thread ${setup.index} exited with code ${code} before it started`));
         this.#lost(child, setup.index, `exited with code ${code}`);
       });
     });
   }
 
-  /** A worker crashed or ended by itself: no new connection may reach it, and the process shuts down. */
+  /**
+   * A worker crashed or ended by itself: no new connection may reach it, and the process shuts
+   * down. A crashed worker still runs: it keeps its connections and is sent the answers it is owed
+   * (events the pipeline holds) as they come, until close() (after the pipeline's drain).
+   */
   #lost(child: Child, index: number, err: string): void {
     if (child.lost || this.#closing) return;
-    // A crashed worker still runs: it ends now that no connection can reach it (its answers
-    // owed are sent first: every one of them is for events the channel holds).
-    this.#tellToClose(child);
+    if (child.descriptor !== undefined) this.plan.server.removeChild(child.descriptor);
+    child.descriptor = undefined;
     child.lost = true;
     // Every event it answered 202 for is in the channel; only its unanswered clients are cut off.
     this.plan.log.fatal({ worker: index, err }, 'worker thread crashed: shutting down');
@@ -220,10 +235,24 @@ export class IngestWorkers {
   }
 
   #flush(child: Child): void {
-    if (child.ids.length === 0 || child.lost) return;
+    if (child.ids.length === 0) return;
+    if (child.ended) return this.#answersLost(child, this.#children.indexOf(child));
     child.worker.postMessage({ type: 'answers', ids: child.ids, outcomes: child.outcomes } satisfies ToWorker);
     child.ids = [];
     child.outcomes = [];
+  }
+
+  /**
+   * Answers for a thread that has ended (its connections closed with it): the requests whose events
+   * were stored are counted (http_answers_lost_total{reason="worker_crashed"}) and logged.
+   */
+  #answersLost(child: Child, index: number): void {
+    const lost = child.outcomes.filter((o) => o === 'accepted' || o === 'stored' || o === 'spilled').length;
+    child.ids = [];
+    child.outcomes = [];
+    if (lost === 0) return;
+    child.counts.answersLostWorkerCrashed += lost;
+    this.plan.log.error({ worker: index, lost }, 'answers lost: the worker thread holding their connections ended');
   }
 
   #tell(message: ToWorker): void {

@@ -16,9 +16,19 @@ export class HttpCounts {
   rejectedDlqFull = 0;
   /** 503 `ack_timeout` (ACK_LEVEL=s3): not confirmed within ACK_TIMEOUT_MS. */
   ackTimeouts = 0;
+  /** 503 `awaiting_answers`: a worker thread's bodies awaiting their answer fill its share of MAX_BODIES_IN_FLIGHT_BYTES. */
+  rejectedAwaitingAnswers = 0;
+  /** Requests whose client was gone before they were handed to the pipeline: neither stored nor answered. */
+  requestsWithdrawn = 0;
+  /** Requests stored whose answer could not be sent: the client was gone (reset, closed) before it. */
+  answersLostClientGone = 0;
+  /** Requests stored whose answer could not be sent: the worker thread holding their connections crashed. */
+  answersLostWorkerCrashed = 0;
   eventsAccepted = 0;
   /** Capacity of the buffers of request bodies being read (a gauge, kept by the body budget). */
   bodiesInFlightBytes = 0;
+  /** WORKERS > 1: bytes of bodies a worker thread handed over and that await their answer (a gauge). */
+  bodiesAwaitingBytes = 0;
   /** Client connections open now (a gauge, kept by the connection cap). */
   connectionsOpen = 0;
   /** Connections closed as soon as accepted, for being over the connection cap. */
@@ -81,6 +91,24 @@ const SUMMED: readonly { kind: 'counter' | 'gauge'; name: string; help: string; 
     read: (c) => c.ackTimeouts,
   },
   {
+    kind: 'counter',
+    name: 'http_requests_rejected_awaiting_answers_total',
+    help: 'POST /v1/events answered 503 awaiting_answers: a worker thread\'s bodies awaiting their answer fill its share of MAX_BODIES_IN_FLIGHT_BYTES',
+    read: (c) => c.rejectedAwaitingAnswers,
+  },
+  {
+    kind: 'counter',
+    name: 'http_requests_withdrawn_total',
+    help: 'POST /v1/events requests whose client was gone before they were handed to the pipeline: neither stored nor answered',
+    read: (c) => c.requestsWithdrawn,
+  },
+  {
+    kind: 'gauge',
+    name: 'http_bodies_awaiting_answer_bytes',
+    help: 'WORKERS > 1: bytes of bodies handed to the main thread and awaiting their answer, against each worker\'s share of MAX_BODIES_IN_FLIGHT_BYTES',
+    read: (c) => c.bodiesAwaitingBytes,
+  },
+  {
     kind: 'gauge',
     name: 'http_bodies_in_flight_bytes',
     help: 'Capacity of the buffers of request bodies being read, against MAX_BODIES_IN_FLIGHT_BYTES',
@@ -107,6 +135,7 @@ export function createHttpMetrics(registry: Registry, workers: readonly HttpCoun
   const all = [counts, ...workers];
   const sum: Sum = (read) => all.reduce((total, c) => total + read(c), 0);
   requestsByStatus(registry, sum);
+  answersLost(registry, sum);
   for (const { kind, name, help, read } of SUMMED) (kind === 'counter' ? summedCounter : summedGauge)(registry, name, help, () => sum(read));
   new Gauge({
     name: 'http_engine_info',
@@ -131,6 +160,25 @@ function requestsByStatus(registry: Registry, sum: Sum): void {
         const now = sum((c) => c.requests[status]);
         this.inc({ status }, now - reported[status]);
         reported[status] = now;
+      }
+    },
+  });
+}
+
+/** http_answers_lost_total by reason: requests stored whose 202 could not be sent. */
+function answersLost(registry: Registry, sum: Sum): void {
+  const reasons = { client_gone: (c: HttpCounts) => c.answersLostClientGone, worker_crashed: (c: HttpCounts) => c.answersLostWorkerCrashed };
+  const reported = { client_gone: 0, worker_crashed: 0 };
+  new Counter({
+    name: 'http_answers_lost_total',
+    help: 'POST /v1/events requests whose events were stored but whose answer could not be sent, by reason: client_gone, worker_crashed',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      for (const reason of ['client_gone', 'worker_crashed'] as const) {
+        const now = sum(reasons[reason]);
+        this.inc({ reason }, now - reported[reason]);
+        reported[reason] = now;
       }
     },
   });

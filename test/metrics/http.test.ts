@@ -35,16 +35,26 @@ t.test('sums over the main thread and the workers, at every scrape', async (t) =
     c.bodiesInFlightBytes = 1000 * (i + 1);
     c.connectionsOpen = 5;
     c.connectionsRefused += 3;
+    c.rejectedAwaitingAnswers += 4;
+    c.requestsWithdrawn += i;
+    c.bodiesAwaitingBytes = 10 * (i + 1);
+    c.answersLostClientGone += 1;
   });
+  main.answersLostWorkerCrashed += 5;
   const first = await scrape(registry);
   t.same(
     [...first.keys()].filter((name) => !name.startsWith('http_requests_total')),
     [
+      'http_answers_lost_total{reason=client_gone}',
+      'http_answers_lost_total{reason=worker_crashed}',
       'http_requests_rejected_queue_full_total',
       'http_requests_rejected_body_too_large_total',
       'http_requests_rejected_busy_total',
       'http_requests_rejected_dlq_full_total',
       'http_requests_ack_timeout_total',
+      'http_requests_rejected_awaiting_answers_total',
+      'http_requests_withdrawn_total',
+      'http_bodies_awaiting_answer_bytes',
       'http_bodies_in_flight_bytes',
       'http_connections_open',
       'http_connections_refused_total',
@@ -66,6 +76,11 @@ t.test('sums over the main thread and the workers, at every scrape', async (t) =
   t.equal(first.get('http_connections_open'), 15);
   t.equal(first.get('http_connections_refused_total'), 9);
   t.equal(first.get('http_engine_info{engine=native}'), 1);
+  t.equal(first.get('http_requests_rejected_awaiting_answers_total'), 12);
+  t.equal(first.get('http_requests_withdrawn_total'), 3);
+  t.equal(first.get('http_bodies_awaiting_answer_bytes'), 60);
+  t.equal(first.get('http_answers_lost_total{reason=client_gone}'), 3);
+  t.equal(first.get('http_answers_lost_total{reason=worker_crashed}'), 5);
 
   workers[1]!.requests['202'] += 7;
   workers[1]!.eventsAccepted += 70;
@@ -74,6 +89,7 @@ t.test('sums over the main thread and the workers, at every scrape', async (t) =
   t.equal(second.get('http_requests_total{status=202}'), 67, 'a counter goes up by what was bumped since');
   t.equal(second.get('ingest_events_accepted_total'), 670);
   t.equal(second.get('http_requests_rejected_busy_total'), 6, 'and stays put when nothing was');
+  t.equal(second.get('http_answers_lost_total{reason=worker_crashed}'), 5, 'by reason, too');
   t.equal(second.get('http_connections_open'), 10, 'a gauge is what the counts say now');
 });
 

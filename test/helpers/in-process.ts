@@ -49,6 +49,8 @@ export async function startInProcess(t: Owner, env: Record<string, string>): Pro
   }
   // Local mode would write under the test's working directory.
   if (env.S3_BUCKET === undefined) throw new Error('an in-process server needs an S3 server (startS3(t).env): local mode writes under ./data');
+  // The start waits for the preflight's info line, which a higher level would never write.
+  if (['warn', 'error', 'fatal', 'silent'].includes(env.LOG_LEVEL ?? '')) throw new Error(`LOG_LEVEL=${env.LOG_LEVEL}: an in-process server waits for the S3 preflight's info line; use info or lower`);
   useSdkVariables(env);
   const dir = tempDir(t, 'server');
   const config = loadConfig({ HOST: '127.0.0.1', PORT: '0', WORKERS: '1', DLQ_DIR: join(dir, 'dlq'), WAL_DIR: join(dir, 'wal'), ...env });

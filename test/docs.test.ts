@@ -1,5 +1,5 @@
 // The README's and docs' configuration and metrics tables say what the code does, in both directions.
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import t from 'tap';
 import { VARIABLES } from '../src/config/table.js';
@@ -93,4 +93,16 @@ t.test('docs/api.md names every error code the server answers with', async (t) =
   const codes = new Set([...source.matchAll(/(?:errorBody\(|Rejection\(\d{3}, )'([a-z_]+)'/g)].map((m) => m[1]!));
   t.ok(codes.size >= 15, `found the codes in the source (${[...codes].join(', ')})`);
   for (const code of codes) t.match(api, `\`${code}\``, `${code} is in docs/api.md`);
+});
+
+t.test('every test file the docs name exists, so a claim cannot outlive the test that shows it', async (t) => {
+  const docs = repositoryFiles().filter((path) => path.endsWith('.md'));
+  // test/a/b.test.ts: the mirror rule's example in docs/architecture.md.
+  const named = new Set(docs.flatMap((path) => [...readFileSync(path, 'utf8').matchAll(/\btest\/[\w./-]+\.test\.ts\b/g)].map((m) => m[0]).filter((name) => name !== 'test/a/b.test.ts')));
+  t.ok(named.size >= 10, `found the test files the docs name (${named.size})`);
+  for (const file of named) t.ok(existsSync(join(ROOT, file)), `${file} exists`);
+  // A bare name in a fault table ("durable-ack.ops.test.ts") is one of test/'s files.
+  const durability = readFileSync(join(ROOT, 'docs/durability.md'), 'utf8');
+  const tests = new Set(repositoryFiles().filter((path) => path.endsWith('.test.ts')).map((path) => path.split('/').pop()));
+  for (const [, bare] of durability.matchAll(/`([\w.-]+\.test\.ts)`/g)) t.ok(tests.has(bare), `docs/durability.md: ${bare} is a test file`);
 });

@@ -193,7 +193,7 @@ t.test('each renewal moves the lease\'s mtime a whole second at least, so that o
   const running = holder(t, 'none', dir); // renews every 250 ms for 2 s
   // Watched until the holder exits, not for a fixed time: under load its start alone can take seconds.
   let done = false;
-  void running.then(() => (done = true));
+  running.then(() => (done = true), () => (done = true));
   const stamps = new Set<number>();
   while (!done) {
     const mtime = await stat(join(dir, 'lease')).then((s) => s.mtimeMs, () => undefined);

@@ -16,6 +16,7 @@ import { createHash } from 'node:crypto';
 import zlib from 'node:zlib';
 import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { objectKey } from '../upload/batcher.js';
+import { httpStatus } from '../upload/errors.js';
 import type { DlqMeta } from './file.js';
 import { SUFFIX } from './scan.js';
 
@@ -68,8 +69,7 @@ export class OverwriteGuard {
 
   /** Why S3 refused the conditional PUT, or undefined when `err` is not that refusal. */
   refusal(err: unknown, unseen: string | undefined): string | undefined {
-    const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-    if (status !== 412) return undefined;
+    if (httpStatus(err) !== 412) return undefined;
     const why = unseen === undefined ? '' : ` (the HEAD that would tell was refused: ${unseen}; s3:GetObject on the prefix lets it tell)`;
     return `an object is already at its key and could not be checked to be this batch${why}; not overwritten`;
   }
@@ -97,7 +97,7 @@ export function headObject(client: S3Client, bucket: string, timeoutMs: number):
       const head = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key, ChecksumMode: 'ENABLED' }), { abortSignal: signal === undefined ? timeout : AbortSignal.any([signal, timeout]) });
       return { eventCount: head.Metadata?.['event-count'], crc32: head.ChecksumCRC32, etag: head.ETag };
     } catch (err) {
-      if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return undefined;
+      if (httpStatus(err) === 404) return undefined;
       throw err;
     }
   };

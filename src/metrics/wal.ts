@@ -37,7 +37,7 @@ export function createWalMetrics(registry: Registry): WalMetrics {
     replayedEvents: new Counter({ name: 'wal_replayed_events_total', help: 'Events found in the write-ahead log at start-up (own or adopted) and sent again', registers }),
     quarantinedSegments: new Counter({ name: 'wal_segments_quarantined_total', help: 'Segments with a corrupt record, copied to corrupt/ at start-up', registers }),
     tornTails: new Counter({ name: 'wal_torn_tails_total', help: 'Partial records cut from the end of the last segment at start-up (writes never fsynced)', registers }),
-    lostEvents: new Counter({ name: 'wal_lost_events_total', help: 'Acknowledged events of batches a corrupt record cut short, found at start-up and not sent again', registers }),
+    lostEvents: new Counter({ name: 'wal_lost_events_total', help: 'Acknowledged events missing from the WAL in batches a corrupt record cut short, found at start-up (lost unless the complete batch reached S3 before; the rest is PUT If-None-Match)', registers }),
     corruptRecords: new Counter({ name: 'wal_records_corrupt_total', help: 'Corrupt stretches of write-ahead log segments skipped at start-up (a record whose checksum failed, up to the next valid record)', registers }),
     skippedBytes: new Counter({ name: 'wal_bytes_skipped_total', help: 'Bytes of write-ahead log segments skipped at start-up as corrupt', registers }),
     writeFailures: new Counter({ name: 'wal_write_failures_total', help: 'Failed write-ahead log writes or fsyncs; the log then refuses every request (503)', registers }),

@@ -25,6 +25,12 @@ export interface Batch {
   readonly segments: readonly Segment[];
   /** With a write-ahead log: resolves once the cut is durable; the first PUT waits for it. */
   readonly durable?: Promise<void> | undefined;
+  /**
+   * Replayed with fewer events than it was cut with (a corrupt WAL record took some): PUT only
+   * where no object is (If-None-Match: *), so that it never replaces the complete object a PUT
+   * before the crash may have stored; S3's 412 means that object is there.
+   */
+  readonly ifAbsent?: boolean;
 }
 
 /**

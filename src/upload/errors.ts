@@ -23,13 +23,18 @@ export function isRetryable(error: unknown): boolean {
   return isThrottlingError(e) || isTransientError(e) || isServerError(e);
 }
 
+/** The HTTP status S3 answered with, when `error` is its answer. */
+export function httpStatus(error: unknown): number | undefined {
+  return (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+}
+
 /** A label from a small fixed set, so a flood of odd errors cannot blow up the metric's series. */
 export function errorCode(error: unknown): string {
   if (error instanceof AttemptTimeout) return 'Timeout';
   if (error instanceof UploadAborted) return 'Aborted';
-  const e = error as { name?: string; code?: string; $metadata?: { httpStatusCode?: number } };
+  const e = error as { name?: string; code?: string };
   if (e.name !== undefined && KNOWN_CODES.has(e.name)) return e.name;
-  const status = e.$metadata?.httpStatusCode;
+  const status = httpStatus(error);
   if (status !== undefined) return status >= 500 ? 'Other5xx' : status >= 400 ? 'Other4xx' : 'OtherHttp';
   if (e.code !== undefined && (NETWORK_CODES.has(e.code) || FD_CODES.has(e.code))) return e.code;
   return 'Other';

@@ -10,7 +10,7 @@ import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import type { UploadMetrics } from '../metrics/upload.js';
 import { type Batch, type BatchSink, encodeLines } from './batcher.js';
-import { errorCode, UploadAborted } from './errors.js';
+import { errorCode, httpStatus, UploadAborted } from './errors.js';
 import type { S3Uploader } from './s3.js';
 
 const gzip = promisify(zlib.gzip);
@@ -135,8 +135,13 @@ export class UploadLoop implements BatchSink {
   async #putOrSpill(batch: Batch, body: Buffer): Promise<'stored' | 'spilled' | 'dropped'> {
     try {
       // Past the deadline this throws at once, without an attempt: the batch goes to the spill.
-      await this.uploader.put({ key: batch.key, body, events: batch.events }, this.#abort.signal);
+      await this.uploader.put({ key: batch.key, body, events: batch.events }, this.#abort.signal, { ifAbsent: batch.ifAbsent === true });
     } catch (error) {
+      if (batch.ifAbsent === true && httpStatus(error) === 412) {
+        // The complete batch, PUT before the crash: every event of it is in S3.
+        this.log.info({ key: batch.key, events: batch.events }, 'WAL: an incomplete batch\'s key holds an object already, stored before the crash; not overwritten');
+        return 'stored';
+      }
       if (!this.#abort.signal.aborted) {
         this.log.error({ key: batch.key, events: batch.events, code: errorCode(error), err: error }, 'S3 upload failed for good');
       }

@@ -50,9 +50,11 @@
 //     first one's object: S3 may hold them twice (at least once);
 //   * events: its events are lost (its bytes counted, its events too when a readable cut says how
 //     many). The batch whose range covers it (its cut readable, or a stretch rebuilt as above with a
-//     skipped stretch inside it that may have held events: see Skipped.events) is not sent again:
-//     a PUT of fewer events under its key could replace the complete object. Its other events are
-//     counted lost; if that batch never reached S3 they are lost too (the copy in corrupt/ keeps them).
+//     skipped stretch inside it that may have held events: see Skipped.events) is sent with the
+//     events left, but only where its key holds no object (If-None-Match: *): a PUT of fewer events
+//     must not replace the complete object a PUT before the crash may have stored. S3's 412 says
+//     that object is there (then nothing is lost at all); an S3-compatible store that ignores
+//     If-None-Match would overwrite it (docs/durability.md says which do not).
 import fs from 'node:fs/promises';
 import zlib from 'node:zlib';
 

@@ -36,7 +36,7 @@ export interface Rebuilt {
   readonly entries: Entry[];
   /** Events in `batches` and `entries`. */
   readonly events: number;
-  /** Events of batches that a corrupt record cut short: not sent. */
+  /** Events of batches that a corrupt record cut short, missing from the WAL (sent only where their key is free). */
   readonly lost: number;
 }
 
@@ -78,11 +78,11 @@ function resendCuts(cuts: readonly CutAt[], done: ReadonlySet<string>, events: r
     while (i < events.length && before(events[i]!, cut.from)) i++;
     const { pieces, found, bytes } = gather(cut, events, i, inCuts);
     if (done.has(cut.id)) continue;
-    if (found !== cut.events) {
-      lost += incomplete(cut, found, firstPresent, log);
-      continue;
-    }
-    batches.push({ id: cut.id, key: cut.key, events: found, bytes, firstReceivedAt: cut.first, lastReceivedAt: cut.last, segments: pieces });
+    const short = found !== cut.events;
+    // Its first segment gone: every event in it, hence the batch, was settled.
+    if (short && cut.from[0] < firstPresent) continue;
+    if (short) lost += incomplete(cut.id, cut.key, cut.events, found, log);
+    batches.push({ id: cut.id, key: cut.key, events: found, bytes, firstReceivedAt: cut.first, lastReceivedAt: cut.last, segments: pieces, ...(short && { ifAbsent: true }) });
     cutSegs.set(cut.id, cutSeg);
     bySeq.get(cutSeg)!.pendingCuts++;
     for (const p of pieces) bySeq.get(p.entry.wal!.seg)!.unsettled += p.to - p.from;
@@ -110,19 +110,13 @@ function gather(cut: { readonly from: Position; readonly to: Position }, events:
 }
 
 /**
- * A batch whose events are not all there; returns how many of them are lost. None when its first
- * segment is gone: every event in it, hence the batch, was settled. Otherwise a corrupt segment
- * took part of it, and PUT less under its key could replace a complete object: it is not sent.
+ * A batch a corrupt record took events from, logged: it is sent with what is left, only where its
+ * key holds no object (the complete one may be there). Returns the events missing from the WAL
+ * (`events`, from its cut record, when known), counted lost: they are, unless that object is there.
  */
-function incomplete(cut: CutRecord, found: number, firstPresent: number, log: Logger): number {
-  if (cut.from[0] < firstPresent) return 0;
-  return notSent(cut.id, cut.key, cut.events, found, log);
-}
-
-/** A batch not sent again, logged; returns its events counted lost (`events` when known, from its cut record). */
-function notSent(id: string, key: string, events: number | undefined, found: number, log: Logger): number {
-  log.error({ id, key, events, found }, 'WAL: a batch is incomplete after a corrupt record; not sent again (its key may hold it already)');
-  return events ?? found;
+function incomplete(id: string, key: string, events: number | undefined, found: number, log: Logger): number {
+  log.error({ id, key, events, found }, 'WAL: a batch is incomplete after a corrupt record; sent only where its key holds no object (If-None-Match)');
+  return events === undefined ? 0 : events - found;
 }
 
 /**
@@ -131,8 +125,8 @@ function notSent(id: string, key: string, events: number | undefined, found: num
  * of a readable cut (or the start of the first segment left) and the start of the next, split where
  * a done record without a readable cut says a batch starts. A stretch is one batch, or several whose
  * cuts and done records were all lost (their events then go into the first one's object). One with a
- * corrupt stretch inside it that may have held events is not sent (fewer events under its key could
- * replace the complete object), unless it is done. Their pieces are noted in `inCuts`. Without a
+ * corrupt stretch inside it that may have held events is sent only where its key holds no object
+ * (fewer events under its key must not replace the complete one), unless it is done. Their pieces are noted in `inCuts`. Without a
  * readable cut whose id and key can be read as the server makes them, nothing is rebuilt here and
  * batchAfresh sends these events under new keys.
  */
@@ -153,13 +147,11 @@ function rebuildLostCuts(cuts: readonly CutAt[], done: ReadonlySet<string>, even
     const wal = first.entry.wal!;
     const id = batchIdAt(first.entry.receivedAt, naming.middle, [wal.seg, wal.off, wal.base + first.from]);
     const key = objectKey(naming.prefix, first.entry.receivedAt, id);
-    if (damage.some((d) => d.events && compareRecords(from, d.seg, d.off) < 0 && compareRecords(to, d.seg, d.off) > 0)) {
-      if (done.has(id)) continue; // settled: S3 (or the DLQ) has it whole
-      lost += notSent(id, key, undefined, found, log);
-      continue;
-    }
-    log.warn({ id, key, events: found }, 'WAL: a batch whose cut record was corrupt is sent again under its key, rebuilt from the cuts around it');
-    batches.push({ id, key, events: found, bytes, firstReceivedAt: first.entry.receivedAt, lastReceivedAt: pieces.at(-1)!.entry.receivedAt, segments: pieces });
+    const short = damage.some((d) => d.events && compareRecords(from, d.seg, d.off) < 0 && compareRecords(to, d.seg, d.off) > 0);
+    if (short && done.has(id)) continue; // settled: S3 (or the DLQ) has it whole
+    if (short) lost += incomplete(id, key, undefined, found, log);
+    else log.warn({ id, key, events: found }, 'WAL: a batch whose cut record was corrupt is sent again under its key, rebuilt from the cuts around it');
+    batches.push({ id, key, events: found, bytes, firstReceivedAt: first.entry.receivedAt, lastReceivedAt: pieces.at(-1)!.entry.receivedAt, segments: pieces, ...(short && { ifAbsent: true }) });
     for (const p of pieces) bySeq.get(p.entry.wal!.seg)!.unsettled += p.to - p.from;
     total += found;
   }

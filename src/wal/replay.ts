@@ -35,7 +35,7 @@ export interface Recovered {
   readonly entries: Entry[];
   /** Events in `batches` and `entries`. */
   readonly events: number;
-  /** Events of cut batches that a corrupt segment cut short: not sent, logged, counted in wal_lost_events_total. */
+  /** Events of cut batches that a corrupt record cut short, missing from the WAL: logged, counted in wal_lost_events_total. */
   readonly lost: number;
 }
 

@@ -252,3 +252,18 @@ t.test('keepUnspilledMs: abort() ends the wait; a batch still neither stored nor
   await settledCount(1);
   t.strictSame(settled, [[b.key, 'kept']], 'no 60 s wait: the abort ends it');
 });
+
+t.test('a batch replayed short (ifAbsent) is PUT If-None-Match: where S3 answers 412 (its complete object is there) it is stored, never overwritten nor spilled', async (t) => {
+  const { s3, proxy, loop, settled, settledCount, spilled } = await setup(t);
+  const short = { ...batch('{"s":1}'), ifAbsent: true };
+  const fresh = { ...batch('{"f":1}'), ifAbsent: true };
+  // Injected on the wire: s3rver ignores If-None-Match on a PUT; S3 answers 412 where an object is.
+  proxy.decide = ({ key }) => (key === short.key ? { status: 412, code: 'PreconditionFailed' } : 'pass');
+  loop.submit(short);
+  loop.submit(fresh);
+  await settledCount(2);
+  t.strictSame(settled.sort(), [[short.key, 'stored'], [fresh.key, 'stored']].sort());
+  t.strictSame(spilled, [], 'nothing spilled');
+  t.ok(proxy.puts.every((put) => put.headers['if-none-match'] === '*'), 'both PUTs conditional');
+  t.same((await s3.objects()).map((o) => o.key), [fresh.key], 'a free key takes the short batch');
+});

@@ -45,7 +45,7 @@ t.test('batches to send again, entries to batch afresh, what each segment holds,
     cutAt(3, 'z', 3, [2, 50, 0], [2, 60, 1]), // its first segment gone: settled
     cutAt(3, 'x', 4, [3, 100, 0], [3, 100, 4]), // done
     cutAt(4, 'y', 3, [3, 200, 0], [4, 20, 1]), // to send again: all of b, the first of c
-    cutAt(4, 'w', 4, [4, 20, 1], [4, 60, 1]), // damage took (4, 60): lost
+    cutAt(4, 'w', 4, [4, 20, 1], [4, 60, 1]), // damage took (4, 60): the rest sent only where its key is free
     cutAt(4, 'v', 1, [4, 100, 0], [4, 100, 1]), // the last cut, ending inside d
   ];
   const lines: { msg: string; id?: string; rebatched?: number }[] = [];
@@ -58,26 +58,28 @@ t.test('batches to send again, entries to batch afresh, what each segment holds,
     got.batches.map((x) => ({ id: x.id, key: x.key, events: x.events, bytes: x.bytes, pieces: x.segments.map((p) => [p.entry, p.from, p.to]) })),
     [
       { id: 'y', key: 'raw/y.jsonl.gz', events: 3, bytes: lineBytes(b, 0, 2) + lineBytes(c, 0, 1), pieces: [[b.entry, 0, 2], [c.entry, 0, 1]] },
+      { id: 'w', key: 'raw/w.jsonl.gz', events: 2, bytes: lineBytes(c, 1, 3), pieces: [[c.entry, 1, 3]] },
       { id: 'v', key: 'raw/v.jsonl.gz', events: 1, bytes: lineBytes(d, 0, 1), pieces: [[d.entry, 0, 1]] },
     ],
   );
-  t.same([...got.cutSegs], [['y', 4], ['v', 4]]);
+  t.same(got.batches.map((x) => x.ifAbsent === true), [false, true, false], 'only the batch cut short is PUT If-None-Match');
+  t.same([...got.cutSegs], [['y', 4], ['w', 4], ['v', 4]]);
   t.equal(got.entries.length, 2);
   t.equal(got.entries[0], e.entry, 'a whole record is batched afresh as it was read');
   t.same(got.entries[1], { ...d.entry, spans: d.entry.spans.slice(2, 6), count: 2, wal: { seg: 4, off: 100, base: 1 } }, 'the rest of a record after the last cut');
-  t.equal(got.events, 3 + 1 + 1 + 2);
-  t.equal(got.lost, 4);
+  t.equal(got.events, 3 + 2 + 1 + 1 + 2);
+  t.equal(got.lost, 2, 'the events of the record damage took from w');
   t.same(
     segments.map(({ seq, unsettled, pendingCuts }) => ({ seq, unsettled, pendingCuts })),
     [
       { seq: 3, unsettled: 2 + 1, pendingCuts: 0 },
-      { seq: 4, unsettled: 1 + 1 + 2, pendingCuts: 2 },
+      { seq: 4, unsettled: 1 + 2 + 1 + 2, pendingCuts: 3 },
     ],
   );
   t.same(
     lines.map((l) => [l.msg, l.id ?? l.rebatched]),
     [
-      ['WAL: a batch is incomplete after a corrupt record; not sent again (its key may hold it already)', 'w'],
+      ['WAL: a batch is incomplete after a corrupt record; sent only where its key holds no object (If-None-Match)', 'w'],
       ['WAL: events before a damaged record lost their cut record to it; batched again under new keys (S3 may hold them twice)', 1],
     ],
   );

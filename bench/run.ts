@@ -20,8 +20,9 @@ import { scenario as outage } from './scenarios/outage.js';
 import { scenario as overload } from './scenarios/overload.js';
 import { scenario as slowS3 } from './scenarios/slow-s3.js';
 import { scenario as workers } from './scenarios/workers.js';
+import { scenario as groupCommit } from './scenarios/group-commit.js';
 
-const ALL: Scenario[] = [...formats, overload, slowS3, outage, ackLevels, workers];
+const ALL: Scenario[] = [...formats, overload, slowS3, outage, ackLevels, workers, groupCommit];
 
 function fail(message: string): never {
   process.stderr.write(`${message}\n`);
@@ -51,7 +52,7 @@ const results: Result[] = [];
 try {
   for (const scenario of chosen) {
     process.stdout.write(`${scenario.title} ...\n`);
-    results.push(await scenario.run(ctx));
+    results.push(...[await scenario.run(ctx)].flat());
   }
 } finally {
   await s3.proc.stop();

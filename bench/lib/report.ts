@@ -100,7 +100,7 @@ export function svg(run: Run): string {
 ${panel('Events accepted per second, one core (log scale)', 30, (b) => b.events, log)}
 ${panel('p99 latency, ms', 230, (b) => b.p99, (v, max) => v / max)}
 ${legend}
-<text x="${width - 10}" y="428" font-size="10" text-anchor="end">S1-S7: the scenarios in bench/README.md</text>
+<text x="${width - 10}" y="428" font-size="10" text-anchor="end">S1-S10: the scenarios in bench/README.md</text>
 </svg>
 `;
 }

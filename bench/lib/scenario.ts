@@ -22,7 +22,8 @@ export interface Result {
 export interface Scenario {
   readonly id: string;
   readonly title: string;
-  run(ctx: Context): Promise<Result>;
+  /** Several results where one scenario makes several comparisons (scenario 10: one per connection count). */
+  run(ctx: Context): Promise<Result | readonly Result[]>;
 }
 
 /**
@@ -48,4 +49,10 @@ export const BODIES: Record<'single' | 'array' | 'ndjson' | 'gzip', { request: R
 /** Zero loss for a settled comparison: every accepted event left memory for S3 (or the DLQ, then S3). */
 export function lossless(settled: Settled): Settled & { lossless: boolean } {
   return { ...settled, lossless: settled.accepted === settled.stored + settled.spilled && settled.dropped === 0 };
+}
+
+/** Scenarios 8 and 10: the load's own percentiles count fast 503s too; a probe beside it times 202s only. */
+export function acceptedP99Note(comparison: VariantComparison): string {
+  const each = Object.entries(comparison.variants).map(([name, x]) => `${name} ${x.acceptedP99Ms === undefined ? 'none accepted' : `${x.acceptedP99Ms.toFixed(1)} ms`}`);
+  return `p99 of a request answered 202 (a probe beside the load, median of the rounds): ${each.join(', ')}`;
 }

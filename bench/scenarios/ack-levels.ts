@@ -4,7 +4,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compareVariants } from '../lib/measure.js';
-import { BODIES, lossless, type Scenario } from '../lib/scenario.js';
+import { acceptedP99Note, BODIES, lossless, type Scenario } from '../lib/scenario.js';
 
 /** ACK_LEVEL=s3 answers once the batch is cut and stored: with 64 connections of 50 events a batch
  * never fills its 5,000 events, so each waits BATCH_MAX_AGE_MS; 5 s (the default) would time the
@@ -29,10 +29,7 @@ export const scenario: Scenario = {
       settled: lossless(comparison.settled),
       notes: [
         'ratios are to ACK_LEVEL=memory in the same rounds',
-        // The load's own percentiles count fast 503s too; a probe beside it times 202s only.
-        `p99 of a request answered 202 (a probe beside the load, median of the rounds): ${Object.entries(comparison.variants)
-          .map(([name, x]) => `${name} ${x.acceptedP99Ms === undefined ? 'none accepted' : `${x.acceptedP99Ms.toFixed(1)} ms`}`)
-          .join(', ')}`,
+        acceptedP99Note(comparison),
       ],
     };
   },

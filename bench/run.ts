@@ -43,7 +43,6 @@ for (const { pid } of options.targets) {
 if (options.targets.length > 0 && !chosen.some((s) => formats.includes(s))) fail('--target is loaded in scenarios 1-4 only (single array ndjson gzip): choose one of them');
 
 pinSelf();
-if (uwsLoadError !== undefined) fail(uwsLoadError);
 if (uwsLoadError !== undefined) fail(`uWebSockets.js did not load: ${uwsLoadError}`);
 const startedAt = new Date().toISOString();
 const s3 = await startS3();

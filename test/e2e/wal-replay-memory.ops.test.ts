@@ -8,6 +8,7 @@ import t from 'tap';
 import { objectKey } from '../../src/upload/batcher.js';
 import { CUT, type CutRecord, DONE, encodeEvents, encodeJson, type Position, segmentHeader, segmentName } from '../../src/wal/format.js';
 import { audit, AckingClient } from '../harness/zero-loss.js';
+import { jsonArray } from '../helpers/pipeline.js';
 import { peakRss } from '../helpers/raw.js';
 import { startS3 } from '../helpers/s3.js';
 import { eventually, startServer } from '../helpers/server.js';
@@ -22,14 +23,7 @@ const INSTANCE = 'replaymem';
 /** A JSON array of `n` events `{"id":..., "pad":...}` and its spans. */
 function body(ids: string[], padBytes: number): { body: Buffer; spans: number[] } {
   const pad = 'x'.repeat(padBytes);
-  const parts = ids.map((id) => JSON.stringify({ id, pad }));
-  const spans: number[] = [];
-  let at = 1;
-  for (const p of parts) {
-    spans.push(at, at + p.length);
-    at += p.length + 1;
-  }
-  return { body: Buffer.from(`[${parts.join(',')}]`), spans };
+  return jsonArray(ids.map((id) => JSON.stringify({ id, pad })));
 }
 
 /** Writes segments record by record, keeping track of positions as the server's log does. */

@@ -13,6 +13,17 @@ export function pipelineOptions(maxEvents: number): PipelineOptions {
 }
 
 /** One request whose events are these texts, received now. */
+/** A JSON array of `parts` as a client sends it, and where each part is in it (an Entry's spans). */
+export function jsonArray(parts: readonly string[]): { body: Buffer; spans: number[] } {
+  const spans: number[] = [];
+  let at = 1;
+  for (const p of parts) {
+    spans.push(at, at + p.length);
+    at += p.length + 1;
+  }
+  return { body: Buffer.from(`[${parts.join(',')}]`), spans };
+}
+
 export function entry(...events: string[]): Entry {
   const body = Buffer.from(events.join(''));
   const spans: number[] = [];

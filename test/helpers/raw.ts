@@ -77,3 +77,22 @@ export function cpuSeconds(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
+
+/** A POST /v1/events of `body`, as its bytes on the wire. */
+export const postOf = (body: string): string => `POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`;
+
+/** Each answer in `text` as `status body`, in order (every answer of the server has a content-length). */
+export const answersIn = (text: string): string[] =>
+  [...text.matchAll(/HTTP\/1\.1 (\d{3})[^]*?\r\ncontent-length: (\d+)\r\n\r\n/gi)].map((m) => `${m[1]} ${text.slice(m.index + m[0].length, m.index + m[0].length + Number(m[2]))}`);
+
+/** A connection to 127.0.0.1:`port`: what the server sent (latin1), and whether it closed; destroyed at teardown. */
+export function rawConnection(t: Owner, port: number): { socket: net.Socket; seen: { text: string; closed: boolean } } {
+  const socket = net.connect(port, '127.0.0.1');
+  socket.setNoDelay(true);
+  t.teardown(() => socket.destroy());
+  const seen = { text: '', closed: false };
+  socket.on('data', (d: Buffer) => (seen.text += d.toString('latin1')));
+  socket.on('error', () => {});
+  socket.on('close', () => (seen.closed = true));
+  return { socket, seen };
+}

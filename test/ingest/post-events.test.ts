@@ -10,7 +10,7 @@ import { type EventsOptions, EventsRoute } from '../../src/ingest/post-events.js
 import { Responder } from '../../src/ingest/respond.js';
 import { uWS } from '../../src/ingest/uws.js';
 import { HttpCounts } from '../../src/metrics/http.js';
-import { parseAnswer, type RawAnswer, rawRequest } from '../helpers/raw.js';
+import { answersIn, parseAnswer, postOf, type RawAnswer, rawConnection, rawRequest } from '../helpers/raw.js';
 import { eventually } from '../helpers/server.js';
 import { memoryLog } from '../helpers/log.js';
 import { eventTexts, listenApp, ScriptedIntake } from '../helpers/uws-app.js';
@@ -193,7 +193,7 @@ t.test('answered later: the answer waits for the intake, and goes out once it sa
 t.test('answered later, its connection closed by the server meanwhile: its events are counted, nothing is written, the loss is counted and logged', async (t) => {
   const { intake, counts, lines, port, app } = await route(t);
   intake.outcome = 'pending';
-  const { socket, seen } = connection(t, port);
+  const { socket, seen } = rawConnection(t, port);
   socket.write(postOf('{}'));
   await eventually(() => intake.answers.length === 1, 2000, 5);
   // What a worker thread does to its connections when it crashes. (A client's own FIN or reset is
@@ -213,26 +213,13 @@ t.test('answered later, its connection closed by the server meanwhile: its event
   );
 });
 
-/** A raw connection: what the server sent, as latin1, and whether it closed. */
-function connection(t: Test, port: number): { socket: net.Socket; seen: { text: string; closed: boolean } } {
-  const socket = net.connect(port, '127.0.0.1');
-  t.teardown(() => socket.destroy());
-  const seen = { text: '', closed: false };
-  socket.on('data', (d: Buffer) => (seen.text += d.toString('latin1')));
-  socket.on('error', () => {});
-  socket.on('close', () => (seen.closed = true));
-  return { socket, seen };
-}
-const postOf = (body: string): string => `POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`;
-/** The bodies of the answers in `text`, in order (each answer has a content-length). */
-const answerBodies = (text: string): string[] => [...text.matchAll(/HTTP\/1\.1 (\d{3})[^]*?\r\ncontent-length: (\d+)\r\n\r\n/gi)].map((m) => `${m[1]} ${text.slice(m.index + m[0].length, m.index + m[0].length + Number(m[2]))}`);
 
 for (const answersLater of [false, true]) {
   const how = answersLater ? 'handed over at the end of the turn (answersLater)' : 'handed over at once';
   t.test(`${how}: a request pipelined behind one answered later is read once that one is answered; each gets its answer, in order`, async (t) => {
     const { intake, counts, port, roundTrip } = await route(t, { answersLater });
     intake.outcome = 'pending';
-    const { socket, seen } = connection(t, port);
+    const { socket, seen } = rawConnection(t, port);
     socket.write(postOf('[{"n":1}]'));
     await eventually(() => intake.answers.length === 1, 2000, 5);
     socket.write(postOf('[{"n":2},{"n":3}]'));
@@ -242,8 +229,8 @@ for (const answersLater of [false, true]) {
     intake.answers[0]!('stored');
     await eventually(() => intake.answers.length === 2, 2000, 5);
     intake.answers[1]!('accepted');
-    await eventually(() => answerBodies(seen.text).length === 2, 2000, 5);
-    t.same(answerBodies(seen.text), ['202 {"accepted":1,"stored":"s3"}', '202 {"accepted":2}'], 'both answered, in order');
+    await eventually(() => answersIn(seen.text).length === 2, 2000, 5);
+    t.same(answersIn(seen.text), ['202 {"accepted":1,"stored":"s3"}', '202 {"accepted":2}'], 'both answered, in order');
     t.same(intake.entries.map(eventTexts), [['{"n":1}'], ['{"n":2}', '{"n":3}']]);
     t.equal(counts.eventsAccepted, 3);
     t.notOk(seen.closed, 'kept alive after both');
@@ -252,14 +239,14 @@ for (const answersLater of [false, true]) {
   t.test(`${how}: a client that half-closes (FIN) after its request still gets the answer`, async (t) => {
     const { intake, counts, port, roundTrip } = await route(t, { answersLater });
     intake.outcome = 'pending';
-    const { socket, seen } = connection(t, port);
+    const { socket, seen } = rawConnection(t, port);
     socket.end(postOf('[{},{}]'));
     await eventually(() => intake.answers.length === 1, 2000, 5);
     await roundTrip();
     t.notOk(seen.closed, 'the FIN is not read while the request waits');
     intake.answers[0]!('accepted');
     await eventually(() => seen.closed, 2000, 5);
-    t.same(answerBodies(seen.text), ['202 {"accepted":2}'], 'answered, then closed');
+    t.same(answersIn(seen.text), ['202 {"accepted":2}'], 'answered, then closed');
     t.same([counts.answersLostClientGone, counts.requestsWithdrawn], [0, 0]);
   });
 }
@@ -267,7 +254,7 @@ for (const answersLater of [false, true]) {
 t.test('answersLater: two requests in one write are cut off by uWS before the first is handed over: nothing stored, counted', async (t) => {
   const { intake, counts, port, roundTrip } = await route(t, { answersLater: true });
   intake.outcome = 'pending';
-  const { socket, seen } = connection(t, port);
+  const { socket, seen } = rawConnection(t, port);
   socket.write(postOf('{"n":1}') + postOf('{"n":2}'));
   await eventually(() => seen.closed, 2000, 5);
   await roundTrip();

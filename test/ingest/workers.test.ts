@@ -7,13 +7,12 @@
 //
 // The build: IngestWorkers starts its threads on worker.js beside it, which exists in dist/ only
 // (as for test/helpers/in-process.ts).
-import t, { type Test } from 'tap';
+import t from 'tap';
 import type * as ConfigModule from '../../src/config.js';
 import { IngestServer, type MetricsPage } from '../../src/ingest/server.js';
 import type * as WorkersModule from '../../src/ingest/workers.js';
 import { HttpCounts } from '../../src/metrics/http.js';
-import net from 'node:net';
-import { idleConnections } from '../helpers/raw.js';
+import { answersIn, idleConnections, postOf, rawConnection } from '../helpers/raw.js';
 import { eventually, ROOT } from '../helpers/server.js';
 import { memoryLog } from '../helpers/log.js';
 import { eventTexts, ScriptedIntake } from '../helpers/uws-app.js';
@@ -114,41 +113,30 @@ t.test('answered later: the answer goes to the worker that asked, after the inta
   intake.outcome = 'accepted';
 });
 
-const postOf = (body: string): string => `POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`;
-const statuses = (text: string): string[] => [...text.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => m[1]!);
-function connect(t: Test): { socket: net.Socket; seen: { text: string; closed: boolean } } {
-  const socket = net.connect(port, '127.0.0.1');
-  t.teardown(() => socket.destroy());
-  const seen = { text: '', closed: false };
-  socket.on('data', (d: Buffer) => (seen.text += d.toString('latin1')));
-  socket.on('error', () => {});
-  socket.on('close', () => (seen.closed = true));
-  return { socket, seen };
-}
 
 t.test('on a worker: pipelined requests answered in order; a half-close answered; two in one packet neither handed over nor answered', async (t) => {
   intake.outcome = 'pending';
   const taken = intake.entries.length;
-  const { socket, seen } = connect(t);
+  const { socket, seen } = rawConnection(t, port);
   socket.write(postOf('{"p":1}'));
   await eventually(() => intake.answers.length === 1, 2000, 5);
   socket.write(postOf('{"p":2}'));
   intake.answers.shift()!('accepted');
   await eventually(() => intake.answers.length === 1, 2000, 5);
   intake.answers.shift()!('accepted');
-  await eventually(() => statuses(seen.text).length === 2, 2000, 5);
-  t.same(statuses(seen.text), ['202', '202'], 'both answered, in order');
+  await eventually(() => answersIn(seen.text).length === 2, 2000, 5);
+  t.same(answersIn(seen.text).map((a) => a.slice(0, 3)), ['202', '202'], 'both answered, in order');
   t.same(intake.entries.slice(taken).map((e) => eventTexts(e)), [['{"p":1}'], ['{"p":2}']]);
 
-  const fin = connect(t);
+  const fin = rawConnection(t, port);
   fin.socket.end(postOf('{"p":3}'));
   await eventually(() => intake.answers.length === 1, 2000, 5);
   intake.answers.shift()!('accepted');
   await eventually(() => fin.seen.closed, 2000, 5);
-  t.same(statuses(fin.seen.text), ['202'], 'the half-closed client answered');
+  t.same(answersIn(fin.seen.text).map((a) => a.slice(0, 3)), ['202'], 'the half-closed client answered');
 
   const withdrawn = shared.counts[0]!.requestsWithdrawn + shared.counts[1]!.requestsWithdrawn;
-  const cut = connect(t);
+  const cut = rawConnection(t, port);
   cut.socket.write(postOf('{"p":4}') + postOf('{"p":5}'));
   await eventually(() => cut.seen.closed, 2000, 5);
   await eventually(() => shared.counts[0]!.requestsWithdrawn + shared.counts[1]!.requestsWithdrawn === withdrawn + 1, 2000, 5);

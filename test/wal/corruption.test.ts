@@ -17,17 +17,15 @@ import { type Batch, objectKey, type Segment } from '../../src/upload/batcher.js
 import { CUT, decodeEvents, EVENTS, readRecords } from '../../src/wal/format.js';
 import { WriteAheadLog } from '../../src/wal/log.js';
 import { recover } from '../../src/wal/replay.js';
+import { Random } from '../chaos/random.js';
+import { jsonArray } from '../helpers/pipeline.js';
 
 const INSTANCE = 'i-7';
 
+/** An integer in [0, n), from a stream fixed by `seed`. */
 function rng(seed: number): (n: number) => number {
-  let s = seed >>> 0 || 1;
-  return (n) => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) % n;
-  };
+  const random = new Random(seed);
+  return (n) => random.between(0, n - 1);
 }
 
 const idsOf = (batch: Pick<Batch, 'segments'>): string[] =>
@@ -61,19 +59,13 @@ async function writeWal(dir: string, seed: number) {
     const what = r(5);
     if (what <= 2) {
       const n = 1 + r(4);
-      const parts = Array.from({ length: n }, (_, i) => JSON.stringify({ e: `${seed}-${step}-${i}` }));
-      const spans: number[] = [];
-      let at = 1;
-      for (const p of parts) {
-        spans.push(at, at + p.length);
-        at += p.length + 1;
-      }
-      const body = Buffer.from(`[${parts.join(',')}]`);
+      const ids = Array.from({ length: n }, (_, i) => `${seed}-${step}-${i}`);
+      const { body, spans } = jsonArray(ids.map((e) => JSON.stringify({ e })));
       const receivedAt = 1_800_000_000_000 + step * 1000;
       const ref = wal.nextRef();
       waits.push(new Promise((resolve) => wal.appendEvents(ref, receivedAt, spans, body, resolve)));
       const entry: Entry = { receivedAt, body, spans, count: n, bytes: body.length, wal: ref };
-      acked.push(...parts.map((p) => (JSON.parse(p) as { e: string }).e));
+      acked.push(...ids);
       const split = n > 1 && r(4) === 0 ? 1 + r(n - 1) : n;
       open.push({ entry, from: 0, to: split });
       if (split < n) {

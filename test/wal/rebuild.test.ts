@@ -8,17 +8,11 @@ import { LINE_OVERHEAD_BYTES } from '../../src/upload/batcher.js';
 import type { CutRecord, Position } from '../../src/wal/format.js';
 import type { SegmentState } from '../../src/wal/log.js';
 import { type CutAt, type EventsAt, rebuild } from '../../src/wal/rebuild.js';
+import { jsonArray } from '../helpers/pipeline.js';
 
 /** An events record of `count` events, each `{"s":seg,"o":off,"i":i}`. */
 function record(seg: number, off: number, count: number): EventsAt {
-  const parts = Array.from({ length: count }, (_, i) => JSON.stringify({ s: seg, o: off, i }));
-  const spans: number[] = [];
-  let at = 1;
-  for (const p of parts) {
-    spans.push(at, at + p.length);
-    at += p.length + 1;
-  }
-  const body = Buffer.from(`[${parts.join(',')}]`);
+  const { body, spans } = jsonArray(Array.from({ length: count }, (_, i) => JSON.stringify({ s: seg, o: off, i })));
   return { seg, off, count, entry: { receivedAt: 1_800_000_000_000 + off, body, spans, count, bytes: body.length, wal: { seg, off, base: 0 } } };
 }
 

@@ -12,7 +12,7 @@ const STATUS_LINES: Record<Status, string> = {
 export const errorBody = (error: string, message: string): string => JSON.stringify({ error, message });
 export const QUEUE_FULL = errorBody('queue_full', 'the event channel is full; retry after the Retry-After delay');
 export const DLQ_FULL = errorBody('queue_full', 'the dead-letter queue is full and S3 is not taking batches: this instance takes no events until it has room; retry after the Retry-After delay, or send to another instance');
-export const ACK_TIMEOUT = errorBody('ack_timeout', 'the events were taken but not confirmed stored within ACK_TIMEOUT_MS: they may or may not be stored. Retry with the same Idempotency-Key to store them once');
+export const ACK_TIMEOUT = errorBody('ack_timeout', 'the events were taken but not confirmed stored within ACK_TIMEOUT_MS: they may or may not be stored, so a retry may store them twice');
 export const NOT_STORED = errorBody('not_stored', 'the events could not be made durable (ACK_LEVEL); retry after the Retry-After delay');
 export const WAL_FAILED = errorBody('not_stored', 'a write to the write-ahead log failed: this instance refuses events until it is restarted');
 export const AWAITING_ANSWERS = errorBody('awaiting_answers', 'too many requests are waiting for their answer from the pipeline; retry after the Retry-After delay');

@@ -123,11 +123,12 @@ const RULES: ((values: Values, workers: number) => string | undefined)[] = [
     metricsPort !== undefined && metricsPort !== 0 && metricsPort === port
       ? `"METRICS_PORT" should differ from "PORT" (it serves /metrics on a port of its own), got ${metricsPort} for both: unset METRICS_PORT to serve /metrics on PORT`
       : undefined,
-  // Refusing when full, a batch bigger than the whole DLQ would be refused forever, and the
-  // server with it. (A batch's gzip is smaller than its JSON lines for any JSON worth sending.)
-  ({ ACK_LEVEL: ackLevel, DLQ_MAX_BYTES: dlqMax, BATCH_MAX_BYTES: batchMax }) =>
-    ackLevel !== 'memory' && dlqMax < batchMax
-      ? `"DLQ_MAX_BYTES" should be at least BATCH_MAX_BYTES (${batchMax}) with ACK_LEVEL=${ackLevel}, where a full DLQ refuses batches instead of evicting them, got ${dlqMax}`
+  // Refusing when full, a batch bigger than the whole DLQ could never be spilled. A batch is cut
+  // before it passes BATCH_MAX_BYTES, or is one request's event alone (up to MAX_BODY_BYTES); its
+  // gzip is smaller than its JSON lines for any JSON worth sending.
+  ({ ACK_LEVEL: ackLevel, DLQ_MAX_BYTES: dlqMax, BATCH_MAX_BYTES: batchMax, MAX_BODY_BYTES: maxBody }) =>
+    ackLevel !== 'memory' && dlqMax < Math.max(batchMax, maxBody)
+      ? `"DLQ_MAX_BYTES" should be at least BATCH_MAX_BYTES and MAX_BODY_BYTES (${Math.max(batchMax, maxBody)}) with ACK_LEVEL=${ackLevel}, where a full DLQ refuses batches instead of evicting them, got ${dlqMax}`
       : undefined,
   ({ S3_SSE_KMS_KEY_ID: keyId, S3_SSE: sse }) =>
     keyId !== undefined && sse !== 'aws:kms'

@@ -196,11 +196,12 @@ t.test('rules between variables: each bound accepted, one past it refused', asyn
   t.equal(load({ PORT: '0', METRICS_PORT: '0' }).metricsPort, 0, 'two free ports');
   t.equal(load({ PORT: '8080', METRICS_PORT: '8081' }).metricsPort, 8081);
   t.match(refusal({ METRICS_PORT: '8080' }), /^"METRICS_PORT" should differ from "PORT"/, 'PORT by default');
-  t.equal(load({ ACK_LEVEL: 'disk', DLQ_MAX_BYTES: '4096', BATCH_MAX_BYTES: '4096' }).dlqMaxBytes, 4096, 'a DLQ that holds one whole batch');
+  t.equal(load({ ACK_LEVEL: 'disk', DLQ_MAX_BYTES: '4096', BATCH_MAX_BYTES: '4096', MAX_BODY_BYTES: '2048' }).dlqMaxBytes, 4096, 'a DLQ that holds one whole batch');
   t.equal(
-    refusal({ ACK_LEVEL: 's3', DLQ_MAX_BYTES: '4095', BATCH_MAX_BYTES: '4096' }),
-    '"DLQ_MAX_BYTES" should be at least BATCH_MAX_BYTES (4096) with ACK_LEVEL=s3, where a full DLQ refuses batches instead of evicting them, got 4095',
+    refusal({ ACK_LEVEL: 's3', DLQ_MAX_BYTES: '4095', BATCH_MAX_BYTES: '4096', MAX_BODY_BYTES: '2048' }),
+    '"DLQ_MAX_BYTES" should be at least BATCH_MAX_BYTES and MAX_BODY_BYTES (4096) with ACK_LEVEL=s3, where a full DLQ refuses batches instead of evicting them, got 4095',
   );
+  t.match(refusal({ ACK_LEVEL: 'disk', DLQ_MAX_BYTES: '4096', BATCH_MAX_BYTES: '4096', MAX_BODY_BYTES: '8192' }), /^"DLQ_MAX_BYTES" should be at least BATCH_MAX_BYTES and MAX_BODY_BYTES \(8192\)/, 'one event alone can be a batch up to MAX_BODY_BYTES');
   t.equal(load({ DLQ_MAX_BYTES: '1024', BATCH_MAX_BYTES: '4096' }).dlqMaxBytes, 1024, 'at memory the DLQ evicts: any size');
 });
 

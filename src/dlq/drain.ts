@@ -10,8 +10,9 @@
 //   attempt could fix (timeouts, 5xx, refused connections), so the rest would only wait them out.
 import type { Logger } from 'pino';
 import type { DlqMetrics } from '../metrics/dlq.js';
-import { isRetryable, UploadAborted } from '../upload/errors.js';
+import { httpStatus, isRetryable, UploadAborted } from '../upload/errors.js';
 import type { S3Uploader } from '../upload/s3.js';
+import type { DlqMeta } from './file.js';
 import type { OverwriteGuard } from './guard.js';
 import type { DlqStore, QueuedFile } from './store.js';
 
@@ -51,22 +52,36 @@ export async function drainFile(store: DlqStore, file: QueuedFile, uploader: S3U
   }
   if (object === undefined) return { result: 'gone' };
   const { key, events } = object.meta;
-  const { signal } = options;
-  const verdict = (await options.guard?.check(file.name, object, signal)) ?? { action: 'put' };
+  const ifAbsent = object.meta.ifAbsent === true;
+  // A conditional PUT never overwrites: the guard's checks, made so that nothing is, are not needed.
+  const verdict = (ifAbsent ? undefined : await options.guard?.check(file.name, object, options.signal)) ?? { action: 'put' };
   if (verdict.action === 'keep') return { result: 'kept', key, reason: verdict.reason };
+  let already = verdict.action === 'stored';
   if (verdict.action === 'put') {
-    try {
-      await uploader.put({ key, body: object.gzip, events }, signal, { live: options.live ?? false, ifAbsent: options.guard !== undefined });
-    } catch (err) {
-      if (signal?.aborted) return { result: 'aborted' };
-      const refused = options.guard?.refusal(err, verdict.unseen);
-      return refused === undefined ? { result: 'failed', key, error: err as Error } : { result: 'kept', key, reason: refused };
-    }
+    const put = await putFile(object, uploader, options, verdict.unseen);
+    if (put !== 'stored' && put !== 'already') return put;
+    already = put === 'already';
   }
   // False when another process took the file meanwhile: its events are counted there, not here.
   if (await store.delete(file, 'reuploaded')) options.metrics.eventsReuploaded.inc(events);
-  options.log.info({ key, events, file: file.name, already: verdict.action === 'stored' }, `DLQ → RAW success: ${key} events=${events}`);
-  return { result: 'stored', key, events, already: verdict.action === 'stored' };
+  options.log.info({ key, events, file: file.name, already }, `DLQ → RAW success: ${key} events=${events}`);
+  return { result: 'stored', key, events, already };
+}
+
+/** The PUT of a file's object: stored, found there already (a 412 to a conditional PUT of a batch replayed short), or why not. */
+async function putFile(object: { readonly meta: DlqMeta; readonly gzip: Buffer }, uploader: S3Uploader, options: DrainOptions, unseen: string | undefined): Promise<'stored' | 'already' | Drained> {
+  const { key, events } = object.meta;
+  const ifAbsent = object.meta.ifAbsent === true;
+  try {
+    await uploader.put({ key, body: object.gzip, events }, options.signal, { live: options.live ?? false, ifAbsent: ifAbsent || options.guard !== undefined });
+    return 'stored';
+  } catch (err) {
+    if (options.signal?.aborted) return { result: 'aborted' };
+    // A batch replayed short: the 412 says its complete object, PUT before a crash, is there.
+    if (ifAbsent && httpStatus(err) === 412) return 'already';
+    const refused = options.guard?.refusal(err, unseen);
+    return refused === undefined ? { result: 'failed', key, error: err as Error } : { result: 'kept', key, reason: refused };
+  }
 }
 
 /** Files by outcome (a file gone or set aside counts in none), and the events stored. */

@@ -3,6 +3,8 @@
 // Format: a standard single-member gzip file (RFC 1952) whose header carries the FEXTRA flag
 // and one extra subfield, id "EI", holding UTF-8 JSON:
 //   {"v":1,"key":...,"events":N,"firstReceivedAt":ms,"lastReceivedAt":ms,"spilledAt":ms,"crc32":C}
+// and `"ifAbsent":true` for a batch that must never replace an object at its key (a WAL batch
+// replayed short after corruption: src/upload/batcher.ts, Batch.ifAbsent).
 // `crc32` is of the gzip object exactly as first PUT (the file without the extra field), so
 // re-uploads send the same bytes and S3 can verify them. Any gzip tool reads the file as is:
 // `zcat <file>` prints the batch's JSON lines.
@@ -18,6 +20,8 @@ export interface DlqMeta {
   readonly lastReceivedAt: number;
   readonly spilledAt: number;
   readonly crc32: number;
+  /** Re-uploaded only where no object is at the key (If-None-Match: *); a 412 means it is there. */
+  readonly ifAbsent?: true;
 }
 
 export class CorruptFile extends Error {}
@@ -75,7 +79,8 @@ function isMeta(value: unknown): value is DlqMeta {
     meta.v === 1 &&
     typeof meta.key === 'string' && meta.key !== '' &&
     [meta.events, meta.firstReceivedAt, meta.lastReceivedAt, meta.spilledAt, meta.crc32].every(Number.isSafeInteger) &&
-    meta.events! >= 0
+    meta.events! >= 0 &&
+    (meta.ifAbsent === undefined || meta.ifAbsent === true)
   );
 }
 

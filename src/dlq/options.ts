@@ -32,4 +32,6 @@ export interface BatchToSave {
   readonly events: number;
   readonly firstReceivedAt: number;
   readonly lastReceivedAt: number;
+  /** Never to replace an object at its key (see DlqMeta.ifAbsent). */
+  readonly ifAbsent?: boolean;
 }

@@ -114,9 +114,11 @@ export class DlqStore {
     const refuses = this.options.whenFull === 'refuse';
     let file: QueuedFile;
     try {
-      const data = encodeFile(gzip, { key: batch.key, events: batch.events, firstReceivedAt: batch.firstReceivedAt, lastReceivedAt: batch.lastReceivedAt, spilledAt: this.options.now() });
+      const meta = { key: batch.key, events: batch.events, firstReceivedAt: batch.firstReceivedAt, lastReceivedAt: batch.lastReceivedAt, spilledAt: this.options.now() };
+      const data = encodeFile(gzip, batch.ifAbsent === true ? { ...meta, ifAbsent: true } : meta);
       if (refuses && (this.files + 1 > this.options.maxFiles || this.bytes + data.length > this.options.maxBytes)) {
-        this.#refusedBytes = data.length;
+        // A batch larger than the whole DLQ never fits: it must not keep the DLQ full for good.
+        if (data.length <= this.options.maxBytes) this.#refusedBytes = data.length;
         this.metrics.batchesRefused.inc();
         this.log.warn({ file: name, events: batch.events, bytes: data.length, files: this.files, queuedBytes: this.bytes }, 'DLQ full: batch not written; new events are refused until S3 takes queued files back');
         return false;

@@ -147,7 +147,7 @@ function rebuildLostCuts(cuts: readonly CutAt[], done: ReadonlySet<string>, even
     const wal = first.entry.wal!;
     const id = batchIdAt(first.entry.receivedAt, naming.middle, [wal.seg, wal.off, wal.base + first.from]);
     const key = objectKey(naming.prefix, first.entry.receivedAt, id);
-    const short = damage.some((d) => d.events && compareRecords(from, d.seg, d.off) < 0 && compareRecords(to, d.seg, d.off) > 0);
+    const short = damage.some((d) => d.events && overlaps(d, from, to));
     if (short && done.has(id)) continue; // settled: S3 (or the DLQ) has it whole
     if (short) lost += incomplete(id, key, undefined, found, log);
     else log.warn({ id, key, events: found }, 'WAL: a batch whose cut record was corrupt is sent again under its key, rebuilt from the cuts around it');
@@ -201,6 +201,18 @@ function startOf(id: string, middle: string): Position | undefined {
   const m = /^\d+-(.+)-([0-9a-z]+)-([0-9a-z]+)-([0-9a-z]+)$/.exec(id);
   if (m === null || m[1] !== middle) return undefined;
   return [parseInt(m[2]!, 36), parseInt(m[3]!, 36), parseInt(m[4]!, 36)];
+}
+
+/**
+ * Whether a damaged stretch may have held events of the batch [from, to): it overlaps the records
+ * from `from`'s (whose events from `from[2]` on are the batch's) up to `to`'s, that one included
+ * when the batch holds its first `to[2]` events. A stretch that begins before `from` and runs
+ * into the range counts too.
+ */
+function overlaps(d: Damage, from: Position, to: Position): boolean {
+  const endsAfterStart = d.seg > from[0] || (d.seg === from[0] && d.off + d.bytes > from[1]);
+  const startsBeforeEnd = compareRecords(to, d.seg, d.off) > 0 || (compareRecords(to, d.seg, d.off) === 0 && to[2] > 0);
+  return endsAfterStart && startsBeforeEnd;
 }
 
 /** Where an events record (seg, off) is against a position: its event index is left out. */

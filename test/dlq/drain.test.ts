@@ -25,7 +25,7 @@ const { s3, proxy, client } = await proxiedS3(t);
 
 
 /** A store on a temp directory holding one file per event count given (oldest first), an uploader that tries once, and what they count and log. */
-async function rig(t: Test, events: number[], options: { keys?: (string | undefined)[]; disk?: Disk } = {}) {
+async function rig(t: Test, events: number[], options: { keys?: (string | undefined)[]; disk?: Disk; ifAbsent?: boolean } = {}) {
   const { log, lines: logs } = memoryLog();
   const dlqRegistry = new Registry();
   const metrics = createDlqMetrics(dlqRegistry);
@@ -38,7 +38,7 @@ async function rig(t: Test, events: number[], options: { keys?: (string | undefi
     const b = batch(n);
     const key = options.keys?.[i] ?? b.batch.key;
     now++;
-    await store.save({ ...b.batch, key }, b.gzip);
+    await store.save({ ...b.batch, key, ...(options.ifAbsent === true && { ifAbsent: true }) }, b.gzip);
     batches.push({ ...b, key });
   }
   const uploadRegistry = new Registry();
@@ -126,6 +126,19 @@ t.test('with a guard: a conditional PUT; a file already in S3 deleted without on
   t.match(await drainFile(r.store, r.file(3), r.uploader, options), { result: 'kept', reason: /^an object is already at its key/ });
   t.equal(r.store.files, 2, 'both kept');
   t.same(proxy.puts.map((p) => p.key), [r.batches[3]!.key], 'the foreign key was never PUT');
+});
+
+t.test('a file of a batch replayed short (ifAbsent) is PUT If-None-Match, guard or not: a 412 (its complete object is there) counts as stored, never overwritten', async (t) => {
+  const r = await rig(t, [2, 3], { ifAbsent: true });
+  // Injected on the wire: s3rver ignores If-None-Match on a PUT; S3 answers 412 where an object is.
+  proxy.decide = ({ key }) => (key === r.batches[0]!.key ? { status: 412, code: 'PreconditionFailed' } : 'pass');
+  t.same(await drainFile(r.store, r.file(0), r.uploader, r.options), { result: 'stored', key: r.batches[0]!.key, events: 2, already: true });
+  const guard = new OverwriteGuard('raw', headObject(client, BUCKET, 2000));
+  t.same(await drainFile(r.store, r.file(1), r.uploader, { ...r.options, guard }), { result: 'stored', key: r.batches[1]!.key, events: 3, already: false });
+  t.same(proxy.puts.map((p) => p.headers['if-none-match']), ['*', '*'], 'both conditional');
+  const keys = new Set((await s3.objects()).map((o) => o.key));
+  t.same([keys.has(r.batches[0]!.key), keys.has(r.batches[1]!.key)], [false, true], 'a free key takes the short batch; the other is never written');
+  t.equal(r.store.files, 0, 'both files leave the DLQ');
 });
 
 t.test('an abort during the PUT: aborted, the file kept and queued', async (t) => {

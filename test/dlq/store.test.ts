@@ -120,6 +120,16 @@ t.test('refusing when full: DLQ_MAX_BYTES is full while the last refused batch w
   t.equal(store.full, false, 'it would fit now');
 });
 
+t.test('refusing when full: a batch larger than the whole DLQ is refused, and does not keep the DLQ full for good', async (t) => {
+  const big = batch(2000);
+  const { store } = await setup(t, { maxBytes: 2048, whenFull: 'refuse' });
+  t.ok(big.gzip.length > 2048, `the batch alone (${big.gzip.length} bytes) is more than DLQ_MAX_BYTES`);
+  t.equal(await store.save(big.batch, big.gzip), false, 'refused: the caller keeps it');
+  t.equal(store.full, false, 'an empty DLQ is not full: smaller batches still go in');
+  const small = batch(1);
+  t.equal(await store.save(small.batch, small.gzip), true);
+});
+
 t.test('refusing when full: a write that fails is not counted dropped (the caller still holds the events), and with no TTL nothing expires', async (t) => {
   const parent = tempDir(t, 'notadir');
   writeFileSync(join(parent, 'file'), 'a file where the DLQ directory should be');

@@ -4,7 +4,7 @@
 // test/wal/replay.test.ts checks the whole of replay against a reference on random logs.
 import { pino } from 'pino';
 import t from 'tap';
-import { LINE_OVERHEAD_BYTES } from '../../src/upload/batcher.js';
+import { LINE_OVERHEAD_BYTES, objectKey } from '../../src/upload/batcher.js';
 import type { CutRecord, Position } from '../../src/wal/format.js';
 import type { SegmentState } from '../../src/wal/log.js';
 import { type CutAt, type EventsAt, rebuild } from '../../src/wal/rebuild.js';
@@ -90,4 +90,26 @@ t.test('no cuts: every record batched afresh, nothing counted as batched again',
   t.equal(got.lost, 0);
   t.equal(segments[0]!.unsettled, 3);
   t.same(lines, []);
+});
+
+t.test('a batch whose cut record was lost with damage at the edge of its range (a stretch from its last record through its cut) is PUT If-None-Match too', async (t) => {
+  // Segment 0: E1@16 E2@100 CUT1 E3@300 E4@400 E5@500 CUT2 E6@700 CUT3. C1 = E1, E2 (done);
+  // C2 = E3, E4, E5[0] (its cut record lost); C3 = E5[1], E6. One damaged stretch from E5 through
+  // CUT2: C2's range ends inside E5, the record that begins the stretch.
+  const T = 1_800_000_000_000;
+  const idAt = (first: number, [s, o, e]: Position) => `${first}-i-abcd1234-${s.toString(36)}-${o.toString(36)}-${e.toString(36)}`;
+  const named = (first: number, from: Position, to: Position, events: number): CutRecord => {
+    const id = idAt(first, from);
+    return { id, key: objectKey('raw', first, id), events, first, last: first, from, to };
+  };
+  const at = (off: number, i: number): EventsAt => ({ ...record(0, off, 2), entry: { ...record(0, off, 2).entry, receivedAt: T + i } });
+  const [e1, e2, e3, e4, e6] = [at(16, 0), at(100, 1), at(300, 2), at(400, 3), at(700, 5)];
+  const c1 = named(T, [0, 16, 0], [0, 100, 2], 4);
+  const c3 = named(T + 4, [0, 500, 1], [0, 700, 2], 3);
+  const segments: SegmentState[] = [{ seq: 0, size: 1000, written: 1000, unsettled: 0, pendingCuts: 0 }];
+  const damage = [{ seg: 0, off: 500, bytes: 150, events: true }];
+  const got = rebuild(segments, [{ cut: c1, seg: 0 }, { cut: c3, seg: 0 }], new Set([c1.id]), [e1!, e2!, e3!, e4!, e6!], damage, pino({ level: 'silent' }));
+  const c2 = got.batches.find((b) => b.id === idAt(T + 2, [0, 300, 0]));
+  t.match(c2, { events: 4, ifAbsent: true }, 'rebuilt with 4 of its 5 events, and never to replace its complete object');
+  t.match(got.batches.find((b) => b.id === c3.id), { events: 2, ifAbsent: true }, 'C3 lost E5[1] to the same stretch');
 });

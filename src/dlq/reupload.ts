@@ -76,9 +76,12 @@ export class Reuploader {
 
   /**
    * One re-upload at a time, on top of UPLOAD_CONCURRENCY, when the loop has been idle for
-   * DLQ_REUPLOAD_IDLE_MS, or when live uploads are succeeding and their queue has room.
+   * DLQ_REUPLOAD_IDLE_MS, or when live uploads are succeeding and their queue has room, or while
+   * the DLQ is full (ACK_LEVEL=disk, s3: intake is refused until a file leaves; a batch kept
+   * retrying keeps the loop busy, and may be one S3 refuses while it would take the files).
    */
   #mayRun(now: number): boolean {
+    if (this.store.full) return true;
     const idleSince = this.loop.idleSince();
     if (idleSince !== undefined && now - idleSince >= this.idleMs) return true;
     return now - this.#liveOkAt <= LIVE_OK_WINDOW_MS && this.loop.hasRoom();

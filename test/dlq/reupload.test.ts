@@ -28,13 +28,13 @@ const { s3, proxy, client } = await proxiedS3(t);
  * live upload loop as the re-uploader sees it (IdleSource): a stand-in the test sets, since what
  * is asked of it is exactly the three answers; it also counts the ticks (each asks lastStoredAt).
  */
-async function rig(t: Test, events: number[], disk?: Disk) {
+async function rig(t: Test, events: number[], disk?: Disk, whenFull: 'evict' | 'refuse' = 'evict') {
   const clock = { now: T0 };
   const { log, lines: logs } = memoryLog();
   const dlqRegistry = new Registry();
   const metrics = createDlqMetrics(dlqRegistry);
   const dir = tempDir(t, 'dlq');
-  const store = await DlqStore.open({ dir, maxBytes: 1 << 30, maxFiles: 1000, whenFull: 'evict', ttlSeconds: 3600, now: () => clock.now, repair: true, prefix: 'raw', instanceId: 'unit', disk }, metrics, log);
+  const store = await DlqStore.open({ dir, maxBytes: 1 << 30, maxFiles: whenFull === 'refuse' ? events.length : 1000, whenFull, ttlSeconds: 3600, now: () => clock.now, repair: true, prefix: 'raw', instanceId: 'unit', disk }, metrics, log);
   t.teardown(() => store.close());
   const keys: string[] = [];
   const save = async (n: number) => {
@@ -105,6 +105,17 @@ t.test('not while the loop is busy, nor before it has been idle for the idle tim
   t.same(proxy.puts, [], 'nothing taken');
   r.clock.now += 1;
   await r.until(() => r.store.files === 0, 'taken once idle for the idle time');
+});
+
+t.test('while the DLQ is full (refusing: intake stops), whatever the loop is doing: a kept batch keeps it busy, and must not keep the files from S3', async (t) => {
+  const r = await rig(t, [1, 2], undefined, 'refuse');
+  t.equal(r.store.full, true, 'DLQ_MAX_FILES files');
+  r.loop.idle = undefined; // a batch kept retrying holds its slot
+  r.loop.room = false;
+  await r.until(() => r.store.files === 1, 'the oldest taken back at once');
+  t.equal(r.store.full, false, 'room again: intake resumes');
+  await r.ticks(3);
+  t.equal(r.store.files, 1, 'no longer full: the loop\'s rules again');
 });
 
 t.test('beside live traffic: while a live upload was stored in the last 5 s and the live queue has room', async (t) => {

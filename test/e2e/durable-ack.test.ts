@@ -184,9 +184,13 @@ for (const level of ['disk', 's3'] as const) {
       UPLOAD_CONCURRENCY: '1',
       UPLOAD_QUEUE_MAX_BATCHES: '1',
     });
-    const client = new AckingClient({ url: server.url, concurrency: 2, eventsPerRequest: 10, maxRequests: 40 });
-    await client.run();
-    t.ok((client.outcomes.get('503 queue_full') ?? 0) > 0, `refused once full: ${JSON.stringify([...client.outcomes])}`);
+    // Until a few refusals, however fast the machine takes the requests before the DLQ fills.
+    const client = new AckingClient({ url: server.url, concurrency: 2, eventsPerRequest: 10, maxRequests: 400 });
+    const load = client.run();
+    await eventually(() => (client.outcomes.get('503 queue_full') ?? 0) >= 5, 600);
+    client.stop();
+    await load;
+    t.ok((client.outcomes.get('503 queue_full') ?? 0) >= 5, `refused once full: ${JSON.stringify([...client.outcomes])}`);
     t.equal(await server.metric('dlq_full'), 1, 'dlq_full');
     t.equal(await server.metric('dlq_files_current'), 3, 'the DLQ at DLQ_MAX_FILES, not past it');
     t.ok((await server.metric('http_requests_rejected_dlq_full_total')) > 0, 'the refusals are counted with their cause');
@@ -195,8 +199,9 @@ for (const level of ['disk', 's3'] as const) {
     t.equal(ready.status, 503, '/readyz not ready');
     t.equal(((await ready.json()) as { error: string }).error, 'queue_full');
     t.ok(server.logs.some((l) => l.msg === 'DLQ full: batch not written; new events are refused until S3 takes queued files back'), 'the refusal is logged');
+    // At disk a 202 does not wait for the spill, so requests run ahead of the spills: some batches
+    // find the DLQ full. (At s3 each waits for its own, so whether one does is a matter of timing.)
     if (level === 'disk') t.ok(server.logs.some((l) => l.msg.startsWith('batch kept:')), 'a batch neither took is kept, in the WAL');
-    else t.ok((client.outcomes.get('503 not_stored') ?? 0) > 0, 'the requests of a batch the full DLQ refused are answered not_stored');
     // S3 comes back at the same address.
     await startFaultProxy(t, s3, port);
     await eventually(async () => (await server.metric('dlq_events_current')) === 0 && (await fetch(`${server.url}/readyz`)).status === 200, 600);

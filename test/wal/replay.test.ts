@@ -155,11 +155,11 @@ function reference(dir: string) {
   return { segments, batches, cutSegs: cutSegs.sort(), entries, events: total, lost };
 }
 
-t.test('the same result as the whole-WAL reader, on 300 random logs', async (t) => {
+t.test('the same result as the whole-WAL reader, on 150 random logs', async (t) => {
   const log = pino({ level: 'silent' });
   let withBatches = 0;
   let withEntries = 0;
-  for (let seed = 1; seed <= 300; seed++) {
+  for (let seed = 1; seed <= 150; seed++) {
     const dir = join(root, `w${seed}`);
     writeLog(dir, seed);
     const copy = join(root, `c${seed}`);
@@ -184,7 +184,7 @@ t.test('the same result as the whole-WAL reader, on 300 random logs', async (t) 
     rmSync(dir, { recursive: true });
     rmSync(copy, { recursive: true });
   }
-  t.ok(withBatches > 50 && withEntries > 50, `logs with batches to resend: ${withBatches}, with events after the last cut: ${withEntries}`);
+  t.ok(withBatches > 25 && withEntries > 25, `logs with batches to resend: ${withBatches}, with events after the last cut: ${withEntries}`);
 });
 
 t.test('damage in a segment: the copy to corrupt/ is a file of its own, never written through a symlink', async (t) => {

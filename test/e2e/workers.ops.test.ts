@@ -1,11 +1,13 @@
-// test:ops: WORKERS=2 under load: many connections, and a SIGKILL at ACK_LEVEL=disk (moved from
-// workers.test.ts). test/ingest/workers.test.ts has the threads in process.
+// test:ops: WORKERS=2 under load: many connections, and a SIGKILL at ACK_LEVEL=disk; METRICS_PORT, a
+// port in use and MAX_CONNECTIONS over 2 workers (all moved from workers.test.ts, for npm test's
+// time). test/ingest/workers.test.ts has the threads in process.
 // Real server processes on port 0, a real S3 server; every 202 checked in S3. Bounded in requests.
 import t, { type Test } from 'tap';
 import { assertExactlyOnce, audit, AckingClient } from '../harness/zero-loss.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { s3Env, startS3 } from '../helpers/s3.js';
-import { eventually, killed, metricValue, type RunningServer, startServer } from '../helpers/server.js';
+import { idleConnections } from '../helpers/raw.js';
+import { eventually, killed, metricValue, type RunningServer, spawnServer, startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
 
 async function scrape(url: string): Promise<string> {
@@ -73,4 +75,45 @@ t.test('ACK_LEVEL=disk over 2 workers: SIGKILL under load, restart: every 202 in
   await stopCleanly(t, second);
   t.ok(second.logs.some((l) => l.msg === 'WAL closed: every event settled'));
   assertExactlyOnce(t, await audit(client, s3), 'after a SIGKILL');
+});
+
+t.test('METRICS_PORT with 2 workers: /metrics from the main thread on its own port, 404 on the ingest port', async (t) => {
+  const s3 = await startS3(t);
+  const server = await startServer(t, { ...s3.env, WORKERS: '2', METRICS_PORT: '0', DLQ_DIR: tempDir(t, 'dlq') });
+  const metricsPort = server.logs.find((l) => l.msg === 'listening')!.metricsPort as number;
+  t.not(metricsPort, server.port);
+  for (let i = 0; i < 4; i++) t.equal((await server.post('[{"a":1}]')).status, 202);
+  const page = await scrape(`http://127.0.0.1:${metricsPort}`);
+  t.equal(metricValue(page, 'http_requests_total', '{status="202"}'), 4);
+  t.equal((await fetch(`${server.url}/metrics`)).status, 404, 'not on the ingest port');
+  await stopCleanly(t, server);
+});
+
+t.test('a second server with 2 workers on the same port refuses to start, naming the port; the first keeps every request', async (t) => {
+  const s3 = await startS3(t);
+  const first = await startServer(t, { ...s3.env, WORKERS: '2', DLQ_DIR: tempDir(t, 'dlq-1') });
+  const second = spawnServer(t, { ...s3.env, WORKERS: '2', DLQ_DIR: tempDir(t, 'dlq-2'), PORT: String(first.port) });
+  t.same(await second.exited, { code: 1, signal: null }, 'exit 1');
+  t.match(second.stderr(), `cannot listen on 127.0.0.1:${first.port}: the port is in use`);
+  for (let i = 0; i < 20; i++) await first.post('{"n":1}', { 'content-type': 'application/json', connection: 'close' });
+  t.equal(await first.metric('ingest_events_accepted_total'), 20, 'the first server took every request');
+  await stopCleanly(t, first);
+});
+
+t.test('MAX_CONNECTIONS stays a limit of the server: each of 2 workers takes half, the counts are summed', async (t) => {
+  const s3 = await startS3(t);
+  // /metrics on its own port: a scrape on the ingest port would be one more connection.
+  const server = await startServer(t, { ...s3.env, WORKERS: '2', MAX_CONNECTIONS: '6', METRICS_PORT: '0', DLQ_DIR: tempDir(t, 'dlq') });
+  const metricsUrl = `http://127.0.0.1:${server.logs.find((l) => l.msg === 'listening')!.metricsPort as number}`;
+  const idle = idleConnections(t, server.port, 20);
+  // Connections go to the workers in turn, so each gets more than its 3.
+  await eventually(() => idle.closedByServer() === 14);
+  t.match(await server.waitForLog((l) => l.msg === 'connection cap reached: closing new connections'), { cap: 3, worker: Number });
+  const page = await scrape(metricsUrl);
+  t.equal(metricValue(page, 'http_connections_open'), 6);
+  t.equal(metricValue(page, 'http_connections_refused_total'), 14);
+  idle.destroy();
+  await eventually(async () => metricValue(await scrape(metricsUrl), 'http_connections_open') === 0);
+  t.equal((await server.post('{}')).status, 202, 'taken again once they went');
+  await stopCleanly(t, server);
 });

@@ -7,9 +7,8 @@ import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { assertExactlyOnce, audit, AckingClient, serverCounters } from '../harness/zero-loss.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
-import { idleConnections } from '../helpers/raw.js';
 import { s3Env, startS3 } from '../helpers/s3.js';
-import { eventually, metricValue, type RunningServer, spawnServer, startServer } from '../helpers/server.js';
+import { eventually, metricValue, type RunningServer, startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
 
 // What a client may see once SIGTERM is sent: an answer given before, a 503 shutting_down, or a closed door.
@@ -95,18 +94,6 @@ t.test('during the shutdown every worker answers 503 shutting_down and /readyz 5
   assertExactlyOnce(t, await audit(client, s3), 'after the shutdown');
 });
 
-t.test('METRICS_PORT with 2 workers: /metrics from the main thread on its own port, 404 on the ingest port', async (t) => {
-  const s3 = await startS3(t);
-  const server = await startServer(t, { ...s3.env, WORKERS: '2', METRICS_PORT: '0', DLQ_DIR: tempDir(t, 'dlq') });
-  const metricsPort = server.logs.find((l) => l.msg === 'listening')!.metricsPort as number;
-  t.not(metricsPort, server.port);
-  for (let i = 0; i < 4; i++) t.equal((await server.post('[{"a":1}]')).status, 202);
-  const page = await scrape(`http://127.0.0.1:${metricsPort}`);
-  t.equal(metricValue(page, 'http_requests_total', '{status="202"}'), 4);
-  t.equal((await fetch(`${server.url}/metrics`)).status, 404, 'not on the ingest port');
-  await stopCleanly(t, server);
-});
-
 t.test('ACK_LEVEL=s3 over 2 workers: the 202 comes once the batch is in S3', async (t) => {
   const s3 = await startS3(t);
   const server = await startServer(t, { ...s3.env, WORKERS: '2', ACK_LEVEL: 's3', DLQ_DIR: tempDir(t, 'dlq'), BATCH_MAX_AGE_MS: '50' });
@@ -115,35 +102,6 @@ t.test('ACK_LEVEL=s3 over 2 workers: the 202 comes once the batch is in S3', asy
     t.same([answer.status, answer.json], [202, { accepted: 2, stored: 's3' }]);
   }
   t.equal((await s3.objects()).flatMap((o) => o.records).length, 8, 'all in S3 when answered');
-  await stopCleanly(t, server);
-});
-
-t.test('a second server with 2 workers on the same port refuses to start, naming the port; the first keeps every request', async (t) => {
-  const s3 = await startS3(t);
-  const first = await startServer(t, { ...s3.env, WORKERS: '2', DLQ_DIR: tempDir(t, 'dlq-1') });
-  const second = spawnServer(t, { ...s3.env, WORKERS: '2', DLQ_DIR: tempDir(t, 'dlq-2'), PORT: String(first.port) });
-  t.same(await second.exited, { code: 1, signal: null }, 'exit 1');
-  t.match(second.stderr(), `cannot listen on 127.0.0.1:${first.port}: the port is in use`);
-  for (let i = 0; i < 20; i++) await first.post('{"n":1}', { 'content-type': 'application/json', connection: 'close' });
-  t.equal(await first.metric('ingest_events_accepted_total'), 20, 'the first server took every request');
-  await stopCleanly(t, first);
-});
-
-t.test('MAX_CONNECTIONS stays a limit of the server: each of 2 workers takes half, the counts are summed', async (t) => {
-  const s3 = await startS3(t);
-  // /metrics on its own port: a scrape on the ingest port would be one more connection.
-  const server = await startServer(t, { ...s3.env, WORKERS: '2', MAX_CONNECTIONS: '6', METRICS_PORT: '0', DLQ_DIR: tempDir(t, 'dlq') });
-  const metricsUrl = `http://127.0.0.1:${server.logs.find((l) => l.msg === 'listening')!.metricsPort as number}`;
-  const idle = idleConnections(t, server.port, 20);
-  // Connections go to the workers in turn, so each gets more than its 3.
-  await eventually(() => idle.closedByServer() === 14);
-  t.match(await server.waitForLog((l) => l.msg === 'connection cap reached: closing new connections'), { cap: 3, worker: Number });
-  const page = await scrape(metricsUrl);
-  t.equal(metricValue(page, 'http_connections_open'), 6);
-  t.equal(metricValue(page, 'http_connections_refused_total'), 14);
-  idle.destroy();
-  await eventually(async () => metricValue(await scrape(metricsUrl), 'http_connections_open') === 0);
-  t.equal((await server.post('{}')).status, 202, 'taken again once they went');
   await stopCleanly(t, server);
 });
 

@@ -2,14 +2,11 @@
 // are killed, else servers in the test's process (a shared root's processes, killed, paused and
 // refused their lease: shared-root.ops.test.ts, in test:ops); a real S3 server, real SIGKILLs and real WAL files; a torn write and a corrupt segment,
 // which cannot be produced on demand, are made by editing a real segment between two runs.
-// Bounded in requests.
-import { execFileSync } from 'node:child_process';
-import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { once } from 'node:events';
-import net from 'node:net';
+// Bounded in requests. A client that hangs up, and a WAL volume that fills (ENOSPC), are in
+// durable-ack.ops.test.ts (test:ops).
+import { appendFileSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { assertExactlyOnce, audit, AckingClient } from '../harness/zero-loss.js';
 import { refusedPort, startFaultProxy } from '../helpers/fault-proxy.js';
 import { startInProcess } from '../helpers/in-process.js';
@@ -115,23 +112,6 @@ t.test('ACK_LEVEL=disk: a corrupt record in the middle is skipped, its segment c
   t.ok(report.missing.length <= Math.max(10, await second.metric('wal_lost_events_total')), `lost only the damaged record's events or its batch (${report.missing.length} of ${client.acked.size})`);
 });
 
-for (const level of ['disk', 's3'] as const) {
-  t.test(`ACK_LEVEL=${level}: a client that hangs up before its answer is never written to; its events are still stored`, async (t) => {
-    const s3 = await startS3(t);
-    // A long group window (disk) or batch age (s3) keeps the answer pending while the client goes.
-    const server = await startInProcess(t, { ...s3.env, ACK_LEVEL: level, WAL_DIR: tempDir(t, 'wal'), DLQ_DIR: tempDir(t, 'dlq'), WAL_SYNC_INTERVAL_MS: '1000', BATCH_MAX_AGE_MS: level === 's3' ? '1000' : '50' });
-    const body = '[{"id":"gone-1"},{"id":"gone-2"}]';
-    const socket = net.connect(server.port, '127.0.0.1');
-    await once(socket, 'connect');
-    socket.write(`POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
-    await eventually(async () => (await server.metric('channel_events')) > 0 || (await server.metric('upload_inflight_batches')) > 0 || (await server.metric('s3_events_stored_total')) > 0);
-    socket.destroy();
-    await eventually(async () => (await server.metric('s3_events_stored_total')) === 2, 600);
-    t.equal((await server.post('{"id":"after"}')).status, 202, 'the server is still up and answering');
-    t.notOk(server.logs.some((l) => l.level === 'error' || l.level === 'fatal'), 'no error logged');
-  });
-}
-
 t.test('ACK_LEVEL=s3: the 202 comes once the batch is in S3, or says it went to the DLQ', async (t) => {
   const s3 = await startS3(t);
   const proxy = await startFaultProxy(t, s3);
@@ -228,88 +208,6 @@ t.test('ACK_LEVEL=s3: S3 silent past ACK_TIMEOUT_MS: 503 ack_timeout with Retry-
   proxy.release();
   await eventually(async () => (await s3.objects()).length === 1, 600);
   t.same((await s3.objects())[0]!.records.map((r) => r.event.id), ['late-1', 'late-2'], 'stored after all, as the answer warned');
-});
-
-/** A real 1 MiB tmpfs for a real ENOSPC, unmounted at the end of the test. */
-function smallDisk(t: Test): string {
-  const dir = mkdtempSync(join(tmpdir(), 'ingest-wal-tmpfs-'));
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir], { stdio: 'pipe' });
-  t.teardown(() => {
-    execFileSync('umount', ['-l', dir], { stdio: 'pipe' });
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return dir;
-}
-
-/** Why the ENOSPC test cannot run here (mount is for root only), or false. */
-const cannotMount: string | false = (() => {
-  const dir = mkdtempSync(join(tmpdir(), 'ingest-mount-probe-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir], { stdio: 'pipe' });
-    execFileSync('umount', [dir], { stdio: 'pipe' });
-    return false;
-  } catch (err) {
-    return `needs mount -t tmpfs (root) for a real ENOSPC: ${(err as Error).message.split('\n')[0]}`;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-})();
-
-t.test('ACK_LEVEL=disk: the WAL volume fills (ENOSPC): every 202 is still uploaded, later requests get 503 not_stored, /readyz 503, the shutdown ends in time', { skip: cannotMount }, async (t) => {
-  const walDir = smallDisk(t);
-  const s3 = await startS3(t);
-  const proxy = await startFaultProxy(t, s3);
-  // WAL_MAX_BYTES far above the volume: the write fails before the bound refuses anything. One
-  // PUT at a time, one batch queued, PUTs stalled during the fill: most acknowledged events wait in
-  // the channel, and are cut into many batches after the failure, each cut record then unwritable.
-  const server = await startInProcess(t, {
-    ...s3Env(proxy.endpoint),
-    ACK_LEVEL: 'disk',
-    WAL_DIR: walDir,
-    DLQ_DIR: tempDir(t, 'dlq'),
-    BATCH_MAX_AGE_MS: '300',
-    BATCH_MAX_EVENTS: '20',
-    UPLOAD_CONCURRENCY: '1',
-    UPLOAD_QUEUE_MAX_BATCHES: '1',
-    UPLOAD_TIMEOUT_MS: '600000',
-    SHUTDOWN_TIMEOUT_MS: '10000',
-  });
-  proxy.decide = () => 'stall';
-  const acked: string[] = [];
-  let answer = { status: 202, headers: new Headers(), json: {} as Record<string, unknown> };
-  // 3 KB events: the volume fills in about 300 requests.
-  for (let i = 0; i < 1000 && answer.status === 202; i++) {
-    answer = await server.post(JSON.stringify({ id: `e${i}`, pad: 'x'.repeat(3000) }));
-    if (answer.status === 202) acked.push(`e${i}`);
-  }
-  t.equal(answer.status, 503, `the volume filled after ${acked.length} acknowledged requests`);
-  t.equal(await server.metric('wal_write_failures_total'), 1);
-  t.ok(server.logs.some((l) => l.level === 'error' && l.msg.startsWith('WAL write failed') && (l.err as { code?: string }).code === 'ENOSPC'), 'the failure is logged with its cause');
-  for (const which of ['the request in the failed write', 'a later request']) {
-    if (which === 'a later request') answer = await server.post('{"id":"later"}');
-    t.same([answer.status, answer.json.error, answer.headers.get('retry-after')], [503, 'not_stored', '1'], `${which}: 503 not_stored, Retry-After: 1`);
-  }
-  const ready = await fetch(`${server.url}/readyz`);
-  t.same([ready.status, ((await ready.json()) as { error: string }).error], [503, 'not_stored'], '/readyz: 503 (the load balancer stops sending here)');
-  t.equal((await fetch(`${server.url}/healthz`)).status, 200, '/healthz: still alive (a shutdown, not a kill, ends it)');
-  // Events acknowledged before the failure, and batches cut after it, are still uploaded.
-  proxy.decide = () => 'pass';
-  proxy.release();
-  const inS3 = async () => new Set((await s3.objects()).flatMap((o) => o.records.map((r) => r.event.id as string)));
-  await eventually(async () => {
-    const stored = await inS3();
-    return acked.every((id) => stored.has(id));
-  }, 400);
-  t.pass(`all ${acked.length} acknowledged events are in S3 after the WAL failed`);
-  const started = Date.now();
-  server.signal('SIGTERM');
-  let timer: NodeJS.Timeout | undefined;
-  const exited = await Promise.race([server.exited, new Promise<undefined>((resolve) => (timer = setTimeout(resolve, 20_000, undefined)))]);
-  clearTimeout(timer);
-  t.same(exited, { code: 0, signal: null }, `the shutdown SIGTERM begins ends (${Date.now() - started} ms)`);
-  t.match(await server.waitForLog((l) => l.msg === 'shutdown complete'), { unaccountedEvents: 0, droppedEvents: 0 });
-  t.ok(server.logs.some((l) => l.msg === 'WAL closed: every event settled'), 'every event settled');
-  t.same(segments(walDir), [], 'a clean stop removes the settled segments: a next start uploads nothing again');
 });
 
 /** Flips a byte in the middle of the payload of the `nth` events record of a segment file. */

@@ -22,6 +22,9 @@ export type Refusal = 'full' | 'closed' | 'not_stored' | 'dlq_full';
  */
 export type Outcome = 'accepted' | 'stored' | 'spilled' | 'unconfirmed' | Refusal;
 
+/** Whether an outcome tells the client its events are taken: a 202 (the others are 503s). */
+export const isReceipt = (outcome: Outcome): boolean => outcome === 'accepted' || outcome === 'stored' || outcome === 'spilled';
+
 /** Called once with a request's outcome, later, never on the stack of the call that took the request. */
 export type Answer = (outcome: Outcome) => void;
 

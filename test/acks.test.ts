@@ -5,7 +5,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import t, { type Test } from 'tap';
-import type { Outcome } from '../src/acks.js';
+import { isReceipt, type Outcome } from '../src/acks.js';
 import type { AckLevel } from '../src/config.js';
 import { createUploadMetrics } from '../src/metrics/upload.js';
 import { createWalMetrics } from '../src/metrics/wal.js';
@@ -172,4 +172,9 @@ t.test('a closed pipeline refuses at every level, at once', async (t) => {
     t.equal(pipeline.accept(entry('{"late":1}'), level.answer), 'closed', `${ackLevel}: accept`);
     await level.running.closeWal();
   }
+});
+
+t.test('a receipt (202) is accepted, stored or spilled; every other outcome is a refusal', async (t) => {
+  const outcomes = ['accepted', 'stored', 'spilled', 'unconfirmed', 'full', 'closed', 'not_stored', 'dlq_full'] as const;
+  t.same(outcomes.filter(isReceipt), ['accepted', 'stored', 'spilled']);
 });

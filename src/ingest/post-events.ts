@@ -13,7 +13,7 @@
 // the event loop, so that such a request, whose client is gone, is never stored (withdrawn).
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { Logger } from 'pino';
-import type { Outcome, Refusal } from '../acks.js';
+import { isReceipt, type Outcome, type Refusal } from '../acks.js';
 import type { Entry } from '../channel.js';
 import type { HttpCounts } from '../metrics/http.js';
 import type { Intake } from '../pipeline.js';
@@ -203,12 +203,12 @@ export class EventsRoute implements BodyHandler<PostContext> {
       return;
     }
     this.#answer(res, outcome, count, corsOrigin, true);
-    if (outcome === 'accepted' || outcome === 'stored' || outcome === 'spilled') this.#answerLost();
+    if (isReceipt(outcome)) this.#answerLost();
   }
 
   /** `gone`: the client is: the events are counted, nothing is sent. */
   #answer(res: HttpResponse, outcome: Outcome, count: number, corsOrigin: string, gone = false): void {
-    if (outcome === 'accepted' || outcome === 'stored' || outcome === 'spilled') this.counts.eventsAccepted += count;
+    if (isReceipt(outcome)) this.counts.eventsAccepted += count;
     if (gone) return;
     if (outcome === 'accepted') return this.respond.send(res, '202', `{"accepted":${count}}`, corsOrigin);
     if (outcome === 'stored' || outcome === 'spilled') return this.respond.send(res, '202', `{"accepted":${count},"stored":"${outcome === 'stored' ? 's3' : 'dlq'}"}`, corsOrigin);

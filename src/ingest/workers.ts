@@ -12,7 +12,7 @@
 // The workers' HTTP counters live in shared memory the main thread sums at each scrape.
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import type { Outcome, Refusal } from '../acks.js';
+import { isReceipt, type Outcome, type Refusal } from '../acks.js';
 import type { Entry } from '../channel.js';
 import type { Config, LogLevel } from '../config.js';
 import { SHARED_COUNTS_BYTES, sharedHttpCounts, type HttpCounts } from '../metrics/http.js';
@@ -247,7 +247,7 @@ export class IngestWorkers {
    * were stored are counted (http_answers_lost_total{reason="worker_crashed"}) and logged.
    */
   #answersLost(child: Child, index: number): void {
-    const lost = child.outcomes.filter((o) => o === 'accepted' || o === 'stored' || o === 'spilled').length;
+    const lost = child.outcomes.filter(isReceipt).length;
     child.ids = [];
     child.outcomes = [];
     if (lost === 0) return;

@@ -5,7 +5,7 @@
 import net from 'node:net';
 import t from 'tap';
 import { startInProcess } from '../helpers/in-process.js';
-import { idleConnections, peakRss, postHead, rawRequest } from '../helpers/raw.js';
+import { idleConnections, peakRss, postHead, rawRequest, resetPeakRss } from '../helpers/raw.js';
 import { startS3 } from '../helpers/s3.js';
 import { eventually, startServer } from '../helpers/server.js';
 
@@ -53,7 +53,7 @@ t.test('a client that pipelines requests and never reads the answers is hung up 
   const s3 = await startS3(t);
   // A process of its own: its peak RSS is read.
   const server = await startServer(t, s3.env);
-  const before = peakRss(server.child.pid!);
+  const before = resetPeakRss(server.child.pid!);
   const outcome = await new Promise<{ sent: number; closed: boolean }>((resolve) => {
     const socket = net.connect(server.port, '127.0.0.1');
     socket.pause(); // never read

@@ -1,11 +1,10 @@
 // Every 4xx path, with the JSON body that names the error; limits enforced while streaming and after
 // gunzip. The servers run in the test's process, except the gzip bomb's, whose peak RSS is read.
-import { readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { createGzip, gzipSync } from 'node:zlib';
 import t from 'tap';
 import { startInProcess } from '../helpers/in-process.js';
-import { parseAnswer } from '../helpers/raw.js';
+import { parseAnswer, peakRss, resetPeakRss } from '../helpers/raw.js';
 import { startS3 } from '../helpers/s3.js';
 import { eventually, startServer } from '../helpers/server.js';
 
@@ -117,16 +116,11 @@ t.test('MAX_BODY_BYTES after gunzip: a gzip bomb is refused without inflating it
     gzip.end();
   });
   t.ok(bomb.length < 1024 * 1024, `the bomb (${bomb.length} bytes) passes the wire limit`);
-  // The peak is measured from the request on: writing 5 to clear_refs resets the kernel's
-  // high-water mark to the current RSS, so start-up (larger on Node 22) does not count.
-  const status = `/proc/${server.child.pid}/status`;
-  const kib = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(status, 'utf8'))![1]) * 1024;
-  writeFileSync(`/proc/${server.child.pid}/clear_refs`, '5');
-  const before = kib('VmRSS');
+  const before = resetPeakRss(server.child.pid!);
   const answer = await server.post(bomb, { ...JSON_TYPE, 'content-encoding': 'gzip' });
   t.equal(answer.status, 413);
   t.match(answer.json, { error: 'body_too_large', message: /decompressed/ });
-  const growth = kib('VmHWM') - before;
+  const growth = peakRss(server.child.pid!) - before;
   t.ok(growth < inflated / 8, `peak RSS grew ${Math.round(growth / 1048576)} MiB, far below the ${inflated / 1048576} MiB the bomb inflates to`);
   t.equal(await server.metric('http_requests_rejected_body_too_large_total'), 1);
 

@@ -1,6 +1,6 @@
 // Raw HTTP over a socket, for what fetch will not send: malformed requests, pipelining, slow bodies.
 import net from 'node:net';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import type { Owner } from './fault-proxy.js';
 
 export interface RawAnswer {
@@ -67,9 +67,20 @@ export function parseAnswer(text: string, closed: boolean): RawAnswer {
 /** A POST /v1/events head with these extra header lines (each ending in CRLF). */
 export const postHead = (headers: string): string => `POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n${headers}\r\n`;
 
+const statusBytes = (pid: number, field: 'VmHWM' | 'VmRSS'): number =>
+  Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
+
 /** Peak resident memory of a process, from /proc/<pid>/status VmHWM, in bytes. */
-export function peakRss(pid: number): number {
-  return Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
+export const peakRss = (pid: number): number => statusBytes(pid, 'VmHWM');
+
+/**
+ * Starts a new peak: writing 5 to clear_refs resets the kernel's high-water mark to the current
+ * resident memory, which it returns, so `peakRss(pid) - resetPeakRss(pid)` is what a step added
+ * and start-up (larger on Node 22) does not count.
+ */
+export function resetPeakRss(pid: number): number {
+  writeFileSync(`/proc/${pid}/clear_refs`, '5');
+  return statusBytes(pid, 'VmRSS');
 }
 
 /** CPU seconds (user + system) a process has used, from /proc/<pid>/stat. */

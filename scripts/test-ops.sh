@@ -8,6 +8,8 @@
 # SOAK_SEED fixes the soak's schedule (.ci/run sets one; unset, each run draws and prints a seed).
 set -eu
 cd "$(dirname "$0")/.."
+# Node's compile cache, as in npm test (scripts/test.sh says why).
+export NODE_COMPILE_CACHE="${NODE_COMPILE_CACHE:-$(pwd)/node_modules/.cache/node-compile-cache}"
 TAP_TYPE_STRIP_ONLY=1 npx tap --disable-coverage 'test/**/*.ops.test.ts'
 # The JSON validator against JSON.parse on twenty times npm test's share of generated bodies.
 JSON_FUZZ_RUNS=20000 TAP_TYPE_STRIP_ONLY=1 npx tap --disable-coverage --timeout 0 test/ingest/body.property.test.ts

@@ -7,6 +7,10 @@
 # tap. Fails if either fails.
 set -u
 cd "$(dirname "$0")/.."
+# Node's compile cache (22.1+): every test file starts a Node process, and many start servers
+# and tools too (which inherit it), each compiling the same tap, AWS SDK and dist/ modules;
+# from the cache a start takes about a quarter less CPU. Keyed by content, so never stale.
+export NODE_COMPILE_CACHE="${NODE_COMPILE_CACHE:-$(pwd)/node_modules/.cache/node-compile-cache}"
 npx tsc -p test/tsconfig.json &
 types=$!
 status=0

@@ -48,6 +48,8 @@ export interface Settled {
 
 export interface Round {
   load: LoadResult;
+  /** When the load began, in microseconds on the monotonic clock (a CPU profile's clock). */
+  loadStartedUs: number;
   cpuSeconds?: number;
   eventLoopP99Ms?: number;
   /** The server, drained: events stored from the start of the load to the end of its drain, and those seconds. */
@@ -69,9 +71,10 @@ export async function measure(target: Target | Local, shaped: Shaped, seconds: n
   const server = 'proc' in target && target.name === 'server' ? target : undefined;
   const before = server ? await scrape(server) : undefined; // also resets the event-loop histogram
   const cpu = target.usage?.cpuSeconds();
-  const startedAt = Date.now();
   const result = await load(target.endpoint, shaped.request, seconds, connections);
-  const round: Round = { load: result };
+  // When the load began: the generator's own start-up (wrk's script reads 160 MB of bodies) is not the server's time.
+  const startedAt = Date.now() - result.seconds * 1000;
+  const round: Round = { load: result, loadStartedUs: monotonicUs() - result.seconds * 1e6 };
   if (server) round.eventLoopP99Ms = (await scrape(server)).eventLoopP99Ms;
   await drain?.afterLoad?.();
   if (server && drain !== undefined) {
@@ -84,6 +87,9 @@ export async function measure(target: Target | Local, shaped: Shaped, seconds: n
   if (cpu !== undefined) round.cpuSeconds = target.usage!.cpuSeconds() - cpu;
   return round;
 }
+
+/** Microseconds on the monotonic clock, the one V8's profile timestamps use on Linux. */
+export const monotonicUs = (): number => Number(process.hrtime.bigint() / 1000n);
 
 export function summarise(rounds: Round[], shaped: Shaped, peakRssBytes: number | undefined): Figures {
   const seconds = rounds.reduce((n, r) => n + r.load.seconds, 0);

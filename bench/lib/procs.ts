@@ -45,15 +45,13 @@ export interface Proc extends Usage {
 
 const TICKS_PER_SECOND = 100; // Linux USER_HZ
 
-/** User + system seconds from a /proc stat file (a process's, or one thread's under task/). */
-function statCpuSeconds(path: string): number {
-  const fields = readFileSync(path, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
-}
-
-/** The CPU seconds of a process's main thread alone (its thread id is the process id). */
-export function mainThreadCpuSeconds(pid: number): number {
-  return statCpuSeconds(`/proc/${pid}/task/${pid}/stat`);
+/**
+ * A process's main thread alone (its thread id is the process id), from the scheduler's
+ * statistics: seconds on a CPU, and seconds runnable but waiting for one (another thread had it).
+ */
+export function mainThreadSchedule(pid: number): { runSeconds: number; waitSeconds: number } {
+  const [run, wait] = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').split(' ').map(Number);
+  return { runSeconds: run! / 1e9, waitSeconds: wait! / 1e9 };
 }
 
 /** `check` runs before each CPU reading, so that a dead process fails loudly instead of reading 0. */
@@ -61,7 +59,8 @@ export function usage(pid: number, check: () => void = () => {}): Usage {
   return {
     cpuSeconds() {
       check();
-      return statCpuSeconds(`/proc/${pid}/stat`);
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
     },
     peakRssBytes() {
       const status = `/proc/${pid}/status`;

@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Context } from './context.js';
 import { bodies, type Shape } from './bodies.js';
-import { measure } from './measure.js';
-import { mainThreadCpuSeconds, SERVER_CORE } from './procs.js';
+import { measure, monotonicUs } from './measure.js';
+import { mainThreadSchedule, SERVER_CORE } from './procs.js';
 import { attribute, type CpuProfile, type StageRow, stageRows, type WindowCpu } from './profile.js';
 import { startServer } from './stack.js';
 
@@ -26,9 +26,6 @@ export interface ProfileResult {
   readonly rows: readonly StageRow[];
 }
 
-/** Microseconds on the monotonic clock, the one V8's profile timestamps use on Linux. */
-const monotonicUs = () => Number(process.hrtime.bigint() / 1000n);
-
 export async function profileRun(ctx: Context, shape: Shape): Promise<ProfileResult> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-prof-'));
   const shaped = bodies(shape);
@@ -38,10 +35,15 @@ export async function profileRun(ctx: Context, shape: Shape): Promise<ProfileRes
     try {
       // A short load first, outside the window: JIT compilation and first allocations are start-up, not the cost of an event.
       await measure(server, shaped, Math.min(2, ctx.seconds), ctx.connections, { s3Dir: ctx.s3.dir });
-      const before = { process: server.proc.cpuSeconds(), main: mainThreadCpuSeconds(server.proc.pid), at: monotonicUs() };
+      const before = { process: server.proc.cpuSeconds(), main: mainThreadSchedule(server.proc.pid) };
       const round = await measure(server, shaped, ctx.seconds, ctx.connections, { s3Dir: ctx.s3.dir });
-      const cpu = { processSeconds: server.proc.cpuSeconds() - before.process, mainThreadSeconds: mainThreadCpuSeconds(server.proc.pid) - before.main };
-      measured = { round, cpu, window: { from: before.at, to: monotonicUs() } };
+      const main = mainThreadSchedule(server.proc.pid);
+      const cpu = {
+        processSeconds: server.proc.cpuSeconds() - before.process,
+        mainThreadSeconds: main.runSeconds - before.main.runSeconds,
+        mainThreadWaitSeconds: main.waitSeconds - before.main.waitSeconds,
+      };
+      measured = { round, cpu, window: { from: round.loadStartedUs, to: monotonicUs() } };
     } finally {
       // The profile is written as the process exits (SIGTERM: a graceful shutdown).
       await server.proc.stop();

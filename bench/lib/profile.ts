@@ -26,9 +26,9 @@ export const STAGES = [
   { id: 'durable', name: 'WAL and DLQ', covers: 'src/wal/*, src/dlq/*' },
   { id: 'observe', name: 'metrics and logging', covers: 'src/metrics/*, src/log, prom-client, pino' },
   { id: 'gc', name: 'GC', covers: '(garbage collector)' },
-  { id: 'native', name: 'native, outside JS', covers: "(program): uWS's C++ (HTTP parsing, sockets), libuv, system calls" },
+  { id: 'native', name: 'native, outside JS', covers: '(program): native code outside JS and outside the poll phase' },
   { id: 'other', name: 'other', covers: 'anything else: timers and promise plumbing called from no stage, start-up code, other packages' },
-  { id: 'idle', name: 'idle', covers: '(idle): the main thread waiting (on a shared core: while the gzip threads run)' },
+  { id: 'idle', name: 'idle', covers: "(idle): libuv's poll phase: waiting, or uWS's C++ at work (the next row)" },
 ] as const;
 
 export type Stage = (typeof STAGES)[number]['id'];
@@ -123,10 +123,11 @@ export function attribute(profile: CpuProfile, window?: { from: number; to: numb
   return { us, totalUs, samples, windowed: overlaps };
 }
 
-/** CPU seconds over the window: the whole process (every thread), and its main thread alone. */
+/** Over the window: CPU seconds of the whole process (every thread) and of its main thread, and the main thread's seconds waiting for a CPU. */
 export interface WindowCpu {
   readonly processSeconds: number;
   readonly mainThreadSeconds: number;
+  readonly mainThreadWaitSeconds: number;
 }
 
 export interface StageRow {
@@ -139,32 +140,49 @@ export interface StageRow {
 }
 
 /**
- * The main thread's CPU time split over the stages in proportion to their samples (idle aside:
- * the samples count wall time, /proc the CPU the thread really got), and a last row for the other
- * threads (the zlib pool, V8's helpers): the process's CPU less the main thread's.
+ * CPU per event by stage. Samples count wall time: a busy sample also spans the moments another
+ * thread had the core (the scheduler's run-queue wait, spread over the thread's running time in
+ * proportion), so each busy stage gets its samples' time less that share. What is left of the main
+ * thread's CPU ran under samples V8 marks idle: libuv's poll phase, where uWS's C++ reads, parses
+ * and writes HTTP and the kernel does its side. A last row: the other threads (the zlib pool,
+ * V8's helpers), the process's CPU less the main thread's.
  */
 export function stageRows(attribution: Attribution, cpu: WindowCpu, events: number): StageRow[] {
   const busyUs = attribution.totalUs - attribution.us.idle;
+  const runUs = cpu.mainThreadSeconds * 1e6;
+  const waiting = runUs === 0 ? 0 : cpu.mainThreadWaitSeconds / cpu.mainThreadSeconds;
+  const busyCpuUs = Math.min(busyUs / (1 + waiting), runUs);
+  const scale = busyUs === 0 ? 0 : busyCpuUs / busyUs;
+  const perEvent = (us: number) => (events === 0 ? undefined : us / events);
   const rows: StageRow[] = STAGES.map(({ id, name, covers }) => ({
     stage: name,
     covers,
     share: attribution.totalUs === 0 ? 0 : attribution.us[id] / attribution.totalUs,
-    cpuUsPerEvent: id === 'idle' || busyUs === 0 || events === 0 ? undefined : (cpu.mainThreadSeconds * 1e6 * (attribution.us[id] / busyUs)) / events,
+    cpuUsPerEvent: id === 'idle' ? undefined : perEvent(attribution.us[id] * scale),
   }));
+  rows.push({
+    stage: 'event-loop poll',
+    covers: "the main thread's CPU under idle samples: uWS's C++ (HTTP parsing, socket reads and writes) and the kernel's side, in libuv's poll phase",
+    share: 0,
+    cpuUsPerEvent: perEvent(runUs - busyCpuUs),
+  });
   rows.push({
     stage: 'other threads',
     covers: 'the process less its main thread: the zlib thread pool (gzip itself), V8 compiler and GC helpers',
     share: 0,
-    cpuUsPerEvent: events === 0 ? undefined : (Math.max(0, cpu.processSeconds - cpu.mainThreadSeconds) * 1e6) / events,
+    cpuUsPerEvent: perEvent(Math.max(0, cpu.processSeconds - cpu.mainThreadSeconds) * 1e6),
   });
   return rows;
 }
 
-/** The table of stageRows, Markdown; the other threads' row has no share of the main thread's samples. */
+/** Rows derived from /proc rather than from samples: no share of the samples. */
+const DERIVED = new Set(['event-loop poll', 'other threads']);
+
+/** The table of stageRows, Markdown. */
 export function stageTable(rows: readonly StageRow[]): string {
   const total = rows.reduce((n, r) => n + (r.cpuUsPerEvent ?? 0), 0);
   const lines = ['| stage | what counts in it | share of main-thread samples | CPU µs per event |', '|---|---|---:|---:|'];
-  for (const r of rows) lines.push(`| ${r.stage} | ${r.covers} | ${r.stage === 'other threads' ? '' : `${(r.share * 100).toFixed(1)}%`} | ${r.cpuUsPerEvent === undefined ? '' : r.cpuUsPerEvent.toFixed(2)} |`);
+  for (const r of rows) lines.push(`| ${r.stage} | ${r.covers} | ${DERIVED.has(r.stage) ? '' : `${(r.share * 100).toFixed(1)}%`} | ${r.cpuUsPerEvent === undefined ? '' : r.cpuUsPerEvent.toFixed(2)} |`);
   lines.push(`| **total** | the process, every thread | 100% | **${total.toFixed(2)}** |`);
   return `${lines.join('\n')}\n`;
 }

@@ -145,12 +145,12 @@ export function profileMarkdown(run: ProfileRun): string {
   const lines = [
     `Profile of ${run.startedAt} on ${run.machine.cpus}x ${run.machine.cpu}, Node ${run.machine.node}; ${s.generator}, ${s.pinning}; ${s.seconds} s of load from ${s.connections} connections, then its drain; server settings: ${s.serverEnv}, WORKERS=1; load average at the end ${s.loadavg}.`,
     '',
-    'Method: `node --cpu-prof` on the server (its main thread, sampled every 1 ms), after a 2 s warm-up load outside the window. Each sample goes to the stage of the innermost frame on its stack that has one (Node and V8 built-ins count for their caller). The main thread\'s CPU time over the window (/proc) is split over its stages in proportion to their samples, idle aside; "other threads" is the process\'s CPU less the main thread\'s (gzip runs there). Per event: over the events accepted in the window, all stored in S3 by its end.',
+    'Method: `node --cpu-prof` on the server (its main thread, sampled every 1 ms), after a 2 s warm-up load outside the window. Each sample goes to the stage of the innermost frame on its stack that has one (Node and V8 built-ins count for their caller). A busy stage\'s CPU is its samples\' time less the share of the main thread\'s run-queue wait (/proc schedstat) in it; "event-loop poll" is the rest of the main thread\'s CPU, which ran under samples V8 marks idle (uWS\'s C++ and the kernel); "other threads" is the process\'s CPU less the main thread\'s (gzip runs there). Per event: over the events accepted in the window, all stored in S3 by its end. See bench/README.md, "The profile".',
   ];
   for (const p of run.profiles) {
     lines.push(
       '',
-      `**${p.shape}**: ${p.events.toLocaleString('en-US')} events in ${p.windowSeconds.toFixed(1)} s (${Math.round(p.eventsPerSec).toLocaleString('en-US')} events/s end to end, ${(p.share503 * 100).toFixed(1)}% of requests answered other than 2xx); ${p.samples.toLocaleString('en-US')} samples${p.windowed ? '' : ' (the whole profile: the window did not overlap it)'}; CPU ${p.cpu.processSeconds.toFixed(2)} s, of which the main thread ${p.cpu.mainThreadSeconds.toFixed(2)} s.`,
+      `**${p.shape}**: ${p.events.toLocaleString('en-US')} events in ${p.windowSeconds.toFixed(1)} s (${Math.round(p.eventsPerSec).toLocaleString('en-US')} events/s end to end, ${(p.share503 * 100).toFixed(1)}% of requests answered other than 2xx); ${p.samples.toLocaleString('en-US')} samples${p.windowed ? '' : ' (the whole profile: the window did not overlap it)'}; CPU ${p.cpu.processSeconds.toFixed(2)} s, of which the main thread ${p.cpu.mainThreadSeconds.toFixed(2)} s (which waited ${p.cpu.mainThreadWaitSeconds.toFixed(2)} s for the core).`,
       '',
       stageTable(p.rows).trimEnd(),
     );

@@ -78,7 +78,7 @@ t.test('samples by stage: a built-in counts for its caller, each sample lasts un
 t.test('an empty profile: nothing to attribute, no share', async (t) => {
   const empty = attribute({ nodes: [{ id: 1, callFrame: frame('(root)') }], startTime: 0, endTime: 0, samples: [], timeDeltas: [] });
   t.equal(empty.totalUs, 0);
-  t.same(stageRows(empty, { processSeconds: 0, mainThreadSeconds: 0 }, 5).map((r) => r.share), Array(12).fill(0));
+  t.same(stageRows(empty, { processSeconds: 0, mainThreadSeconds: 0, mainThreadWaitSeconds: 0 }, 5).map((r) => r.share), Array(13).fill(0));
 });
 
 t.test('a window keeps the samples taken within it; one outside the profile keeps them all', async (t) => {
@@ -93,22 +93,29 @@ t.test('a window keeps the samples taken within it; one outside the profile keep
   t.equal(elsewhere.windowed, false);
 });
 
-t.test("the main thread's CPU over its busy stages, the rest of the process as other threads", async (t) => {
-  // 1 ms of main-thread CPU over 1000 µs of busy samples, 3 ms for the process, 10 events.
-  const rows = stageRows(attribute(PROFILE), { processSeconds: 0.003, mainThreadSeconds: 0.001 }, 10);
+t.test("the main thread's CPU over its stages, less the run-queue wait; the rest under idle samples; the other threads", async (t) => {
+  // 1 ms of main-thread CPU, 0.25 ms waiting for the core, 3 ms for the process, 10 events: the
+  // 1000 µs of busy samples are 800 µs of CPU (1000 / 1.25), the other 200 µs ran under idle samples.
+  const rows = stageRows(attribute(PROFILE), { processSeconds: 0.003, mainThreadSeconds: 0.001, mainThreadWaitSeconds: 0.00025 }, 10);
   const by = Object.fromEntries(rows.map((r) => [r.stage, r]));
-  t.equal(by['HTTP and body read']!.cpuUsPerEvent, 10);
-  t.equal(by['other']!.cpuUsPerEvent, 20);
+  t.equal(by['HTTP and body read']!.cpuUsPerEvent, 8);
+  t.equal(by['other']!.cpuUsPerEvent, 16);
   t.equal(by['WAL and DLQ']!.cpuUsPerEvent, 0);
-  t.equal(by['idle']!.cpuUsPerEvent, undefined, 'idle costs no CPU');
+  t.equal(by['idle']!.cpuUsPerEvent, undefined, 'idle is no stage of its own: its CPU is the poll row');
   t.equal(by['idle']!.share, 200 / 1200);
+  t.equal(by['event-loop poll']!.cpuUsPerEvent, 20);
   t.equal(by['other threads']!.cpuUsPerEvent, 200);
   const table = stageTable(rows);
-  t.match(table, /\| HTTP and body read \| [^|]+ \| 8\.3% \| 10\.00 \|/);
+  t.match(table, /\| HTTP and body read \| [^|]+ \| 8\.3% \| 8\.00 \|/);
   t.match(table, /\| idle \| [^|]+ \| 16\.7% \|  \|/);
-  t.match(table, /\| \*\*total\*\* \| the process, every thread \| 100% \| \*\*300\.00\*\* \|/);
+  t.match(table, /\| event-loop poll \| [^|]+ \|  \| 20\.00 \|/);
+  t.match(table, /\| \*\*total\*\* \| the process, every thread \| 100% \| \*\*300\.00\*\* \|/, 'the stages add up to the process CPU');
+  // Busy samples longer than the thread's CPU (it waited more than the run queue says): capped.
+  const capped = Object.fromEntries(stageRows(attribute(PROFILE), { processSeconds: 0.001, mainThreadSeconds: 0.0005, mainThreadWaitSeconds: 0 }, 10).map((r) => [r.stage, r.cpuUsPerEvent]));
+  t.equal(capped['HTTP and body read'], 5);
+  t.equal(capped['event-loop poll'], 0);
   t.same(
-    stageRows(attribute(PROFILE), { processSeconds: 1, mainThreadSeconds: 1 }, 0).map((r) => r.cpuUsPerEvent),
+    stageRows(attribute(PROFILE), { processSeconds: 1, mainThreadSeconds: 1, mainThreadWaitSeconds: 0 }, 0).map((r) => r.cpuUsPerEvent),
     rows.map(() => undefined),
     'no events: no cost per event',
   );

@@ -8,8 +8,8 @@ import { join } from 'node:path';
 import type { Context } from './context.js';
 import { bodies, type Shape } from './bodies.js';
 import { measure, monotonicUs } from './measure.js';
-import { mainThreadSchedule, SERVER_CORE } from './procs.js';
-import { attribute, type CpuProfile, type StageRow, stageRows, type WindowCpu } from './profile.js';
+import { mainThreadSchedule, otherThreads, SERVER_CORE } from './procs.js';
+import { attribute, type CpuProfile, type StageRow, stageRows, THREAD_GROUPS, threadGroup, type WindowCpu } from './profile.js';
 import { startServer } from './stack.js';
 
 export interface ProfileResult {
@@ -35,14 +35,13 @@ export async function profileRun(ctx: Context, shape: Shape): Promise<ProfileRes
     try {
       // A short load first, outside the window: JIT compilation and first allocations are start-up, not the cost of an event.
       await measure(server, shaped, Math.min(2, ctx.seconds), ctx.connections, { s3Dir: ctx.s3.dir });
-      const before = { process: server.proc.cpuSeconds(), main: mainThreadSchedule(server.proc.pid) };
+      const before = { main: mainThreadSchedule(server.proc.pid), threads: new Map(otherThreads(server.proc.pid).map((t) => [t.tid, t.seconds])) };
       const round = await measure(server, shaped, ctx.seconds, ctx.connections, { s3Dir: ctx.s3.dir });
       const main = mainThreadSchedule(server.proc.pid);
-      const cpu = {
-        processSeconds: server.proc.cpuSeconds() - before.process,
-        mainThreadSeconds: main.runSeconds - before.main.runSeconds,
-        mainThreadWaitSeconds: main.waitSeconds - before.main.waitSeconds,
-      };
+      const threads = Object.fromEntries(THREAD_GROUPS.map((g) => [g.id, 0])) as WindowCpu['threads'];
+      // A thread started within the window counts from 0; one that ended within it is lost (libuv's and V8's live as long as the process).
+      for (const t of otherThreads(server.proc.pid)) threads[threadGroup(t.name)] += t.seconds - (before.threads.get(t.tid) ?? 0);
+      const cpu: WindowCpu = { mainThreadSeconds: main.runSeconds - before.main.runSeconds, mainThreadWaitSeconds: main.waitSeconds - before.main.waitSeconds, threads };
       measured = { round, cpu, window: { from: round.loadStartedUs, to: monotonicUs() } };
     } finally {
       // The profile is written as the process exits (SIGTERM: a graceful shutdown).

@@ -123,11 +123,28 @@ export function attribute(profile: CpuProfile, window?: { from: number; to: numb
   return { us, totalUs, samples, windowed: overlaps };
 }
 
-/** Over the window: CPU seconds of the whole process (every thread) and of its main thread, and the main thread's seconds waiting for a CPU. */
+/** The process's other threads, by what they do (Node 24's thread names). */
+export const THREAD_GROUPS = [
+  { id: 'pool', name: 'thread pool (gzip)', covers: "libuv-worker: libuv's pool, where zlib compresses (and file system calls run)" },
+  { id: 'v8', name: 'V8 helper threads', covers: 'V8Worker, DelayedTaskSche: concurrent GC, JIT compilation' },
+  { id: 'other', name: 'other threads', covers: "any other thread of the server's" },
+  { id: 'profiler', name: 'the profiler (not in the total)', covers: "v8:ProfEvntProc, SignalInspector: the profiling itself, not the server's cost" },
+] as const;
+
+export type ThreadGroup = (typeof THREAD_GROUPS)[number]['id'];
+
+export function threadGroup(name: string): ThreadGroup {
+  if (name.startsWith('libuv-worker')) return 'pool';
+  if (name.startsWith('V8Worker') || name.startsWith('DelayedTaskSche')) return 'v8';
+  if (name.startsWith('v8:Prof') || name.startsWith('SignalInspector')) return 'profiler';
+  return 'other';
+}
+
+/** Over the window: the main thread's CPU seconds and seconds waiting for a CPU, and the other threads' CPU seconds by group. */
 export interface WindowCpu {
-  readonly processSeconds: number;
   readonly mainThreadSeconds: number;
   readonly mainThreadWaitSeconds: number;
+  readonly threads: Record<ThreadGroup, number>;
 }
 
 export interface StageRow {
@@ -144,8 +161,7 @@ export interface StageRow {
  * thread had the core (the scheduler's run-queue wait, spread over the thread's running time in
  * proportion), so each busy stage gets its samples' time less that share. What is left of the main
  * thread's CPU ran under samples V8 marks idle: libuv's poll phase, where uWS's C++ reads, parses
- * and writes HTTP and the kernel does its side. A last row: the other threads (the zlib pool,
- * V8's helpers), the process's CPU less the main thread's.
+ * and writes HTTP and the kernel does its side. Then the other threads, by group.
  */
 export function stageRows(attribution: Attribution, cpu: WindowCpu, events: number): StageRow[] {
   const busyUs = attribution.totalUs - attribution.us.idle;
@@ -166,23 +182,19 @@ export function stageRows(attribution: Attribution, cpu: WindowCpu, events: numb
     share: 0,
     cpuUsPerEvent: perEvent(runUs - busyCpuUs),
   });
-  rows.push({
-    stage: 'other threads',
-    covers: 'the process less its main thread: the zlib thread pool (gzip itself), V8 compiler and GC helpers',
-    share: 0,
-    cpuUsPerEvent: perEvent(Math.max(0, cpu.processSeconds - cpu.mainThreadSeconds) * 1e6),
-  });
+  for (const { id, name, covers } of THREAD_GROUPS) rows.push({ stage: name, covers, share: 0, cpuUsPerEvent: perEvent(cpu.threads[id] * 1e6) });
   return rows;
 }
 
 /** Rows derived from /proc rather than from samples: no share of the samples. */
-const DERIVED = new Set(['event-loop poll', 'other threads']);
+const DERIVED = new Set<string>(['event-loop poll', ...THREAD_GROUPS.map((g) => g.name)]);
+const PROFILER = THREAD_GROUPS.find((g) => g.id === 'profiler')!.name;
 
-/** The table of stageRows, Markdown. */
+/** The table of stageRows, Markdown; the total leaves the profiler's own thread out. */
 export function stageTable(rows: readonly StageRow[]): string {
-  const total = rows.reduce((n, r) => n + (r.cpuUsPerEvent ?? 0), 0);
+  const total = rows.reduce((n, r) => n + (r.stage === PROFILER ? 0 : (r.cpuUsPerEvent ?? 0)), 0);
   const lines = ['| stage | what counts in it | share of main-thread samples | CPU µs per event |', '|---|---|---:|---:|'];
   for (const r of rows) lines.push(`| ${r.stage} | ${r.covers} | ${DERIVED.has(r.stage) ? '' : `${(r.share * 100).toFixed(1)}%`} | ${r.cpuUsPerEvent === undefined ? '' : r.cpuUsPerEvent.toFixed(2)} |`);
-  lines.push(`| **total** | the process, every thread | 100% | **${total.toFixed(2)}** |`);
+  lines.push(`| **total** | the server's threads | 100% | **${total.toFixed(2)}** |`);
   return `${lines.join('\n')}\n`;
 }

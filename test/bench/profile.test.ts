@@ -1,7 +1,7 @@
 // The per-stage profile: a small .cpuprofile, made by hand, through the attribution by stage and
 // the split of /proc's CPU time over the stages (bench/lib/profile.ts).
 import t from 'tap';
-import { attribute, type CpuProfile, stageOfFrame, stageRows, stageTable } from '../../bench/lib/profile.js';
+import { attribute, type CpuProfile, stageOfFrame, stageRows, stageTable, threadGroup } from '../../bench/lib/profile.js';
 
 const APP = 'file:///srv/event-ingest/dist';
 const MODULES = 'file:///srv/event-ingest/node_modules';
@@ -67,6 +67,9 @@ const PROFILE: CpuProfile = {
   timeDeltas: [50, 100, 100, 100, 100, 100, 100, 100, 100, 100, 100, 100],
 };
 
+/** The other threads' CPU seconds by group. */
+const threads = (pool: number, v8 = 0, other = 0, profiler = 0) => ({ pool, v8, other, profiler });
+
 t.test('samples by stage: a built-in counts for its caller, each sample lasts until the next', async (t) => {
   const a = attribute(PROFILE);
   t.same(a.us, { http: 100, scan: 100, batch: 100, zlib: 100, s3: 100, durable: 0, observe: 100, gc: 100, native: 100, other: 200, idle: 200 });
@@ -78,7 +81,7 @@ t.test('samples by stage: a built-in counts for its caller, each sample lasts un
 t.test('an empty profile: nothing to attribute, no share', async (t) => {
   const empty = attribute({ nodes: [{ id: 1, callFrame: frame('(root)') }], startTime: 0, endTime: 0, samples: [], timeDeltas: [] });
   t.equal(empty.totalUs, 0);
-  t.same(stageRows(empty, { processSeconds: 0, mainThreadSeconds: 0, mainThreadWaitSeconds: 0 }, 5).map((r) => r.share), Array(13).fill(0));
+  t.same(stageRows(empty, { mainThreadSeconds: 0, mainThreadWaitSeconds: 0, threads: threads(0) }, 5).map((r) => r.share), Array(16).fill(0));
 });
 
 t.test('a window keeps the samples taken within it; one outside the profile keeps them all', async (t) => {
@@ -93,10 +96,18 @@ t.test('a window keeps the samples taken within it; one outside the profile keep
   t.equal(elsewhere.windowed, false);
 });
 
+t.test('the other threads by name', async (t) => {
+  t.same(
+    ['libuv-worker', 'V8Worker', 'DelayedTaskSche', 'v8:ProfEvntProc', 'SignalInspector', 'pino-worker'].map(threadGroup),
+    ['pool', 'v8', 'v8', 'profiler', 'profiler', 'other'],
+  );
+});
+
 t.test("the main thread's CPU over its stages, less the run-queue wait; the rest under idle samples; the other threads", async (t) => {
-  // 1 ms of main-thread CPU, 0.25 ms waiting for the core, 3 ms for the process, 10 events: the
-  // 1000 µs of busy samples are 800 µs of CPU (1000 / 1.25), the other 200 µs ran under idle samples.
-  const rows = stageRows(attribute(PROFILE), { processSeconds: 0.003, mainThreadSeconds: 0.001, mainThreadWaitSeconds: 0.00025 }, 10);
+  // 1 ms of main-thread CPU, 0.25 ms waiting for the core, 10 events: the 1000 µs of busy samples
+  // are 800 µs of CPU (1000 / 1.25), the other 200 µs ran under idle samples. 2 ms in the pool,
+  // 0.5 in V8's helpers, 0.3 in the profiler's thread.
+  const rows = stageRows(attribute(PROFILE), { mainThreadSeconds: 0.001, mainThreadWaitSeconds: 0.00025, threads: threads(0.002, 0.0005, 0, 0.0003) }, 10);
   const by = Object.fromEntries(rows.map((r) => [r.stage, r]));
   t.equal(by['HTTP and body read']!.cpuUsPerEvent, 8);
   t.equal(by['other']!.cpuUsPerEvent, 16);
@@ -104,18 +115,20 @@ t.test("the main thread's CPU over its stages, less the run-queue wait; the rest
   t.equal(by['idle']!.cpuUsPerEvent, undefined, 'idle is no stage of its own: its CPU is the poll row');
   t.equal(by['idle']!.share, 200 / 1200);
   t.equal(by['event-loop poll']!.cpuUsPerEvent, 20);
-  t.equal(by['other threads']!.cpuUsPerEvent, 200);
+  t.equal(by['thread pool (gzip)']!.cpuUsPerEvent, 200);
+  t.equal(by['V8 helper threads']!.cpuUsPerEvent, 50);
+  t.equal(by['the profiler (not in the total)']!.cpuUsPerEvent, 30);
   const table = stageTable(rows);
   t.match(table, /\| HTTP and body read \| [^|]+ \| 8\.3% \| 8\.00 \|/);
   t.match(table, /\| idle \| [^|]+ \| 16\.7% \|  \|/);
   t.match(table, /\| event-loop poll \| [^|]+ \|  \| 20\.00 \|/);
-  t.match(table, /\| \*\*total\*\* \| the process, every thread \| 100% \| \*\*300\.00\*\* \|/, 'the stages add up to the process CPU');
+  t.match(table, /\| \*\*total\*\* \| the server's threads \| 100% \| \*\*350\.00\*\* \|/, "the server's threads add up, the profiler's left out");
   // Busy samples longer than the thread's CPU (it waited more than the run queue says): capped.
-  const capped = Object.fromEntries(stageRows(attribute(PROFILE), { processSeconds: 0.001, mainThreadSeconds: 0.0005, mainThreadWaitSeconds: 0 }, 10).map((r) => [r.stage, r.cpuUsPerEvent]));
+  const capped = Object.fromEntries(stageRows(attribute(PROFILE), { mainThreadSeconds: 0.0005, mainThreadWaitSeconds: 0, threads: threads(0) }, 10).map((r) => [r.stage, r.cpuUsPerEvent]));
   t.equal(capped['HTTP and body read'], 5);
   t.equal(capped['event-loop poll'], 0);
   t.same(
-    stageRows(attribute(PROFILE), { processSeconds: 1, mainThreadSeconds: 1, mainThreadWaitSeconds: 0 }, 0).map((r) => r.cpuUsPerEvent),
+    stageRows(attribute(PROFILE), { mainThreadSeconds: 1, mainThreadWaitSeconds: 0, threads: threads(1) }, 0).map((r) => r.cpuUsPerEvent),
     rows.map(() => undefined),
     'no events: no cost per event',
   );

@@ -12,6 +12,8 @@ export interface Options {
   readonly serverEnv: Readonly<Record<string, string>>;
   /** --save: results into bench/results/ and the README; otherwise into the ignored .bench/results/. */
   readonly save: boolean;
+  /** --profile: a CPU profile of the server by stage, for the request shapes given (scenarios 1 to 4), instead of the scenarios. */
+  readonly profile: boolean;
   /** --target URL, each with the --target-pid that followed it. */
   readonly targets: readonly { readonly url: string; readonly pid?: number }[];
 }
@@ -28,6 +30,7 @@ export function parseBenchArgs(args: string[], knownScenarios: readonly string[]
       connections: { type: 'string', default: '64' },
       env: { type: 'string', multiple: true, default: [] },
       save: { type: 'boolean', default: false },
+      profile: { type: 'boolean', default: false },
       target: { type: 'string', multiple: true, default: [] },
       'target-pid': { type: 'string', multiple: true, default: [] },
     },
@@ -62,6 +65,7 @@ export function parseBenchArgs(args: string[], knownScenarios: readonly string[]
     connections: positiveInteger('connections', values.connections),
     serverEnv,
     save: values.save,
+    profile: values.profile,
     targets,
   };
 }

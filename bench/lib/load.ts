@@ -3,7 +3,7 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import autocannon from 'autocannon';
 import { LOAD_CORE, pinned } from './procs.js';
@@ -72,28 +72,40 @@ done = function(summary, latency, requests)
 end
 `;
 
-async function wrk(url: string, request: Request, seconds: number, connections: number): Promise<LoadResult> {
-  const dir = mkdtempSync(join(tmpdir(), 'bench-wrk-'));
-  try {
+// A script and its bodies file for each request shape, written once (10,000 bodies of 50 events
+// are about 160 MB) and removed as the bench exits.
+const scripts = new Map<Request, string>();
+process.once('exit', () => {
+  for (const script of scripts.values()) rmSync(dirname(script), { recursive: true, force: true });
+});
+
+function script(request: Request): string {
+  let path = scripts.get(request);
+  if (path === undefined) {
+    const dir = mkdtempSync(join(tmpdir(), 'bench-wrk-'));
     writeFileSync(join(dir, 'bodies'), Buffer.concat(request.bodies));
-    writeFileSync(join(dir, 'script.lua'), LUA(join(dir, 'bodies'), request.bodies.map((b) => b.length), request.headers));
-    const [cmd, args] = pinned(LOAD_CORE, 'wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--timeout', '10s', '-s', join(dir, 'script.lua'), url]);
-    const { stdout } = await promisify(execFile)(cmd, args, { maxBuffer: 1 << 20 });
-    const line = stdout.split('\n').find((l) => l.startsWith('WRKJSON '));
-    if (line === undefined) throw new Error(`wrk printed no summary: ${stdout}`);
-    const r = JSON.parse(line.slice(8)) as Record<string, number>;
-    const errors = r.connect! + r.read! + r.write! + r.timeout!;
-    return {
-      seconds: r.duration! / 1e6,
-      requests: r.requests!,
-      ok: r.requests! - r.status!,
-      non2xx: r.status!,
-      errors,
-      latency: { p50: r.p50! / 1000, p99: r.p99! / 1000, p999: r.p999! / 1000 },
-    };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
+    path = join(dir, 'script.lua');
+    writeFileSync(path, LUA(join(dir, 'bodies'), request.bodies.map((b) => b.length), request.headers));
+    scripts.set(request, path);
   }
+  return path;
+}
+
+async function wrk(url: string, request: Request, seconds: number, connections: number): Promise<LoadResult> {
+  const [cmd, args] = pinned(LOAD_CORE, 'wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--timeout', '10s', '-s', script(request), url]);
+  const { stdout } = await promisify(execFile)(cmd, args, { maxBuffer: 1 << 20 });
+  const line = stdout.split('\n').find((l) => l.startsWith('WRKJSON '));
+  if (line === undefined) throw new Error(`wrk printed no summary: ${stdout}`);
+  const r = JSON.parse(line.slice(8)) as Record<string, number>;
+  const errors = r.connect! + r.read! + r.write! + r.timeout!;
+  return {
+    seconds: r.duration! / 1e6,
+    requests: r.requests!,
+    ok: r.requests! - r.status!,
+    non2xx: r.status!,
+    errors,
+    latency: { p50: r.p50! / 1000, p99: r.p99! / 1000, p999: r.p999! / 1000 },
+  };
 }
 
 async function cannon(url: string, request: Request, seconds: number, connections: number): Promise<LoadResult> {

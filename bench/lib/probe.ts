@@ -1,7 +1,7 @@
 // A light probe beside the main load: one request at a time, timing the ones answered 202, and
 // noting whether 503s carry Retry-After. It answers "what latency does an accepted request see".
 import type { Request } from './load.js';
-import { event } from './event.js';
+import { event, SEED } from './event.js';
 
 export interface ProbeResult {
   readonly accepted: number;
@@ -17,7 +17,7 @@ export function describe(probed: ProbeResult): string {
   return probed.p50 === undefined || probed.p99 === undefined ? 'none accepted' : `p50 ${probed.p50.toFixed(2)} ms, p99 ${probed.p99.toFixed(2)} ms`;
 }
 
-/** Single events, unless `request` gives the bodies and headers to send (in turn). */
+/** Single events (a stream of their own, not the load's), unless `request` gives the bodies and headers to send (in turn). */
 export function startProbe(url: string, request?: Request): { stop(): Promise<ProbeResult> } {
   const latencies: number[] = [];
   let refused = 0;
@@ -27,7 +27,7 @@ export function startProbe(url: string, request?: Request): { stop(): Promise<Pr
     for (let i = 0; running; i++) {
       const started = performance.now();
       try {
-        const body = request === undefined ? event(i) : new Uint8Array(request.bodies[i % request.bodies.length]!);
+        const body = request === undefined ? event(i, SEED + 1) : new Uint8Array(request.bodies[i % request.bodies.length]!);
         const headers = request?.headers ?? { 'content-type': 'application/json' };
         const res = await fetch(`${url}/v1/events`, { method: 'POST', body, headers, signal: AbortSignal.timeout(10_000) });
         await res.arrayBuffer();

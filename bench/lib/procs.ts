@@ -2,7 +2,7 @@
 // load generator, S3 server and this script on another, so the figures mean "per core".
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 
 const hasTaskset = (() => {
@@ -44,6 +44,30 @@ export interface Proc extends Usage {
 }
 
 const TICKS_PER_SECOND = 100; // Linux USER_HZ
+
+/** Each thread of a process other than the main one: its name and its user + system CPU seconds so far. */
+export function otherThreads(pid: number): { tid: string; name: string; seconds: number }[] {
+  return readdirSync(`/proc/${pid}/task`)
+    .filter((tid) => tid !== String(pid))
+    .flatMap((tid) => {
+      try {
+        const fields = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+        const name = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+        return [{ tid, name, seconds: (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND }];
+      } catch {
+        return []; // the thread ended between the listing and the read
+      }
+    });
+}
+
+/**
+ * A process's main thread alone (its thread id is the process id), from the scheduler's
+ * statistics: seconds on a CPU, and seconds runnable but waiting for one (another thread had it).
+ */
+export function mainThreadSchedule(pid: number): { runSeconds: number; waitSeconds: number } {
+  const [run, wait] = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').split(' ').map(Number);
+  return { runSeconds: run! / 1e9, waitSeconds: wait! / 1e9 };
+}
 
 /** `check` runs before each CPU reading, so that a dead process fails loudly instead of reading 0. */
 export function usage(pid: number, check: () => void = () => {}): Usage {

@@ -4,6 +4,8 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import type { Figures } from './measure.js';
+import type { ProfileResult } from './profile-run.js';
+import { stageTable } from './profile.js';
 import type { Result } from './scenario.js';
 import { REPO } from './stack.js';
 
@@ -22,24 +24,24 @@ export function markdown(run: Run): string {
   const lines = [
     `Run of ${run.startedAt} on ${run.machine.cpus}x ${run.machine.cpu}, Node ${run.machine.node}, ${run.machine.engine} uWebSockets.js; ${run.settings.generator}, ${run.settings.pinning}; ${run.settings.seconds} s runs, ${run.settings.rounds} alternating rounds, ${run.settings.connections} connections; server settings: ${run.settings.serverEnv}${run.settings.targets === undefined ? '' : `; other targets: ${run.settings.targets}`}.`,
     '',
-    '| scenario | target | 2xx req/s | events/s | ratio to parse-only | p50 ms | p99 ms | p99.9 ms | CPU s per M events | S3 bytes per event | compression ratio | peak RSS MiB | event-loop p99 ms | non-2xx |',
-    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| scenario | target | 2xx req/s | 2xx events/s | ratio to parse-only | end-to-end events/s | end-to-end ratio | drain s | 503 share | p50 ms | p99 ms | p99.9 ms | CPU s per M events | S3 bytes per event | posted / stored bytes | peak RSS MiB | event-loop p99 ms |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
-  const row = (title: string, target: string, x: Figures, ratio: string) =>
-    `| ${title} | ${target} | ${f(x.rps)} | ${f(x.eventsPerSec)} | ${ratio} | ${maybe(x.latency?.p50, 2)} | ${maybe(x.latency?.p99, 2)} | ${maybe(x.latency?.p999, 2)} | ${maybe(x.cpuSecondsPerMillionEvents, 1)} | ${maybe(x.s3BytesPerEvent, 1)} | ${maybe(x.compressionRatio, 1)} | ${maybe(x.peakRssMiB)} | ${maybe(x.eventLoopP99Ms, 1)} | ${f(x.non2xx)} |`;
+  const row = (title: string, target: string, x: Figures, ratio: string, e2eRatio: string) =>
+    `| ${title} | ${target} | ${f(x.rps)} | ${f(x.eventsPerSec)} | ${ratio} | ${maybe(x.e2eEventsPerSec)} | ${e2eRatio} | ${maybe(x.drainSeconds, 1)} | ${maybe(x.share503 * 100, 1)}% | ${maybe(x.latency?.p50, 2)} | ${maybe(x.latency?.p99, 2)} | ${maybe(x.latency?.p999, 2)} | ${maybe(x.cpuSecondsPerMillionEvents, 1)} | ${maybe(x.s3BytesPerEvent, 1)} | ${maybe(x.postedToStored, 1)} | ${maybe(x.peakRssMiB)} | ${maybe(x.eventLoopP99Ms, 1)} |`;
   for (const r of run.results) {
     if (r.comparison) {
       const { targets, outside, ratios } = r.comparison;
-      lines.push(row(r.title, 'no-op', targets.noop, maybe(1 / ratios.parseToNoop, 2)));
-      lines.push(row('', 'parse-only', targets.parse, '1.00'));
-      lines.push(row('', '**server**', targets.server, `**${maybe(ratios.serverToParse, 2)}**`));
-      for (const [url, x] of Object.entries(outside)) lines.push(row('', url, x, maybe(x.eventsPerSec / targets.parse.eventsPerSec, 2)));
+      lines.push(row(r.title, 'no-op', targets.noop, maybe(1 / ratios.parseToNoop, 2), maybe(1 / ratios.parseToNoop, 2)));
+      lines.push(row('', 'parse-only', targets.parse, '1.00', '1.00'));
+      lines.push(row('', '**server**', targets.server, `**${maybe(ratios.serverToParse, 2)}**`, `**${maybe(ratios.e2eServerToParse, 2)}**`));
+      for (const [url, x] of Object.entries(outside)) lines.push(row('', url, x, maybe(x.eventsPerSec / targets.parse.eventsPerSec, 2), ''));
     } else if (r.variants) {
       const [first, ...rest] = Object.keys(r.variants.variants);
-      lines.push(row(r.title, `**server** ${first}`, r.variants.variants[first!]!, `1.00 (the reference)`));
-      for (const name of rest) lines.push(row('', `**server** ${name}`, r.variants.variants[name]!, `**${maybe(r.variants.ratios[name], 2)}** of ${first}`));
+      lines.push(row(r.title, `**server** ${first}`, r.variants.variants[first!]!, `1.00 (the reference)`, '1.00'));
+      for (const name of rest) lines.push(row('', `**server** ${name}`, r.variants.variants[name]!, `**${maybe(r.variants.ratios[name], 2)}** of ${first}`, `**${maybe(r.variants.e2eRatios[name], 2)}**`));
     } else if (r.server) {
-      lines.push(row(r.title, '**server**', r.server, ''));
+      lines.push(row(r.title, '**server**', r.server, '', ''));
     }
   }
   lines.push('', '| scenario | accepted | in S3 | via the DLQ | dropped | zero loss | notes |', '|---|---:|---:|---:|---:|---|---|');
@@ -127,5 +129,42 @@ export function write(run: Run, save: boolean): { md: string; files: string[] } 
     const updated = `${text.slice(0, text.indexOf(start) + start.length)}\n${md}\n![events/s and p99 per scenario](results/latest.svg)\n\nRaw figures: [results/${stamp}.json](results/${stamp}.json)\n${text.slice(text.indexOf(end))}`;
     writeFileSync(readme, updated);
   }
+  return { md, files: files.map((file) => relative(REPO, file)) };
+}
+
+export interface ProfileRun {
+  readonly startedAt: string;
+  readonly machine: Record<string, string | number>;
+  readonly settings: Record<string, string | number>;
+  readonly profiles: readonly ProfileResult[];
+}
+
+/** `npm run bench -- --profile`: the conditions, the method, and a table per request shape. */
+export function profileMarkdown(run: ProfileRun): string {
+  const s = run.settings;
+  const lines = [
+    `Profile of ${run.startedAt} on ${run.machine.cpus}x ${run.machine.cpu}, Node ${run.machine.node}; ${s.generator}, ${s.pinning}; ${s.seconds} s of load from ${s.connections} connections, then its drain; server settings: ${s.serverEnv}, WORKERS=1; load average at the end ${s.loadavg}.`,
+    '',
+    'Method: `node --cpu-prof` on the server (its main thread, sampled every 1 ms), after a 2 s warm-up load outside the window. Each sample goes to the stage of the innermost frame on its stack that has one (Node and V8 built-ins count for their caller). A busy stage\'s CPU is its samples\' time less the share of the main thread\'s run-queue wait (/proc schedstat) in it; "event-loop poll" is the rest of the main thread\'s CPU, which ran under samples V8 marks idle (uWS\'s C++ and the kernel); the other threads by name (/proc/<pid>/task/*/comm): libuv\'s pool (gzip runs there), V8\'s helpers, the profiler\'s own (left out of the total). Per event: over the events accepted in the window, all stored in S3 by its end. See bench/README.md, "The profile".',
+  ];
+  for (const p of run.profiles) {
+    lines.push(
+      '',
+      `**${p.shape}**: ${p.events.toLocaleString('en-US')} events in ${p.windowSeconds.toFixed(1)} s (${Math.round(p.eventsPerSec).toLocaleString('en-US')} events/s end to end, ${(p.share503 * 100).toFixed(1)}% of requests answered other than 2xx); ${p.samples.toLocaleString('en-US')} samples${p.windowed ? '' : ' (the whole profile: the window did not overlap it)'}; main thread CPU ${p.cpu.mainThreadSeconds.toFixed(2)} s (and ${p.cpu.mainThreadWaitSeconds.toFixed(2)} s waiting for the core), thread pool ${p.cpu.threads.pool.toFixed(2)} s.`,
+      '',
+      stageTable(p.rows).trimEnd(),
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** A profile's JSON and Markdown, into the ignored .bench/results/. */
+export function writeProfile(run: ProfileRun, md: string): { md: string; files: string[] } {
+  const dir = join(REPO, '.bench', 'results');
+  mkdirSync(dir, { recursive: true });
+  const stamp = `${run.startedAt.replace(/[:.]/g, '-')}-profile`;
+  const files = [join(dir, `${stamp}.json`), join(dir, `${stamp}.md`)];
+  writeFileSync(files[0]!, `${JSON.stringify(run, null, 2)}\n`);
+  writeFileSync(files[1]!, md);
   return { md, files: files.map((file) => relative(REPO, file)) };
 }

@@ -2,6 +2,7 @@
 // otherwise) and the two baselines, on the server core; an S3 server on the load core; and the
 // other endpoints given with --target, which run elsewhere.
 import { mkdtempSync, readdirSync, statSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,9 +23,11 @@ export interface Target {
   readonly usage?: Usage;
 }
 
-/** The server or a baseline: started here, with /metrics (the server only) under `url`. */
+/** The server or a baseline: started here; `url` is where it takes requests. */
 export interface Local extends Target {
   readonly url: string;
+  /** The server only: where its /metrics is (METRICS_PORT, set by the bench). */
+  readonly metricsUrl?: string;
   readonly proc: Proc;
 }
 
@@ -52,13 +55,24 @@ export async function startS3(): Promise<S3> {
   return { endpoint: `http://127.0.0.1:${port}`, port, dir, proc };
 }
 
+function objectFiles(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((entry) => entry.isFile() && entry.name.endsWith('._S3rver_object'))
+    .map((entry) => join(entry.parentPath, entry.name));
+}
+
 /** Bytes of every object in the S3 server so far; a scenario takes the difference over its run. */
 export function storedBytes(dir: string): number {
-  let total = 0;
-  for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true })) {
-    if (entry.isFile() && entry.name.endsWith('._S3rver_object')) total += statSync(join(entry.parentPath, entry.name)).size;
-  }
-  return total;
+  return objectFiles(dir).reduce((total, file) => total + statSync(file).size, 0);
+}
+
+/**
+ * When the S3 server last finished writing an object (ms since the epoch, from the files' mtime),
+ * 0 if never: the end of a drain, read from S3's side, so that how often /metrics is polled (or
+ * cached) does not stretch it.
+ */
+export function lastObjectWrite(dir: string): number {
+  return objectFiles(dir).reduce((last, file) => Math.max(last, statSync(file).mtimeMs), 0);
 }
 
 export async function startBaseline(name: 'noop' | 'parse'): Promise<Local> {
@@ -71,13 +85,28 @@ export async function startBaseline(name: 'noop' | 'parse'): Promise<Local> {
   return { name, url: `http://127.0.0.1:${port}`, endpoint: `http://127.0.0.1:${port}/v1/events`, usage: proc, proc };
 }
 
-/** The real server, from dist/, writing to `s3Endpoint`; extra env for a scenario's settings; on the server core unless `cores` says otherwise. */
-export async function startServer(s3Endpoint: string, env: Record<string, string> = {}, cores = SERVER_CORE): Promise<Local> {
+/** A port free now, for METRICS_PORT: the server's own choice (0) would have to be read back from its log. */
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as { port: number };
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
+/**
+ * The real server, from dist/, writing to `s3Endpoint`; extra env for a scenario's settings; on
+ * the server core unless `cores` says otherwise; `nodeArgs` before the script (the profile's
+ * --cpu-prof). /metrics on a METRICS_PORT of the bench's choosing, whatever the server's default
+ * for it, so that the bench reads it the same way before and after that default changes.
+ */
+export async function startServer(s3Endpoint: string, env: Record<string, string> = {}, cores = SERVER_CORE, nodeArgs: readonly string[] = []): Promise<Local> {
   let port = 0;
+  const metricsPort = await freePort();
   const proc = await start(
     cores,
     NODE,
-    [join(REPO, 'dist', 'main.js')],
+    [...nodeArgs, join(REPO, 'dist', 'main.js')],
     {
       PATH: process.env.PATH,
       HOST: '127.0.0.1',
@@ -92,6 +121,7 @@ export async function startServer(s3Endpoint: string, env: Record<string, string
       AWS_SECRET_ACCESS_KEY: 'S3RVER',
       DLQ_DIR: mkdtempSync(join(tmpdir(), 'bench-dlq-')),
       ...env,
+      METRICS_PORT: String(metricsPort),
     },
     (line) => {
       if (!line.includes('"msg":"listening"')) return false;
@@ -99,7 +129,7 @@ export async function startServer(s3Endpoint: string, env: Record<string, string
       return true;
     },
   );
-  return { name: 'server', url: `http://127.0.0.1:${port}`, endpoint: `http://127.0.0.1:${port}/v1/events`, usage: proc, proc };
+  return { name: 'server', url: `http://127.0.0.1:${port}`, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`, endpoint: `http://127.0.0.1:${port}/v1/events`, usage: proc, proc };
 }
 
 export interface Scrape {
@@ -114,7 +144,8 @@ export interface Scrape {
 
 /** Reads the server's /metrics. Also resets its event-loop delay histogram (prom-client does at each scrape). */
 export async function scrape(target: Local): Promise<Scrape> {
-  const text = await (await fetch(`${target.url}/metrics`)).text();
+  if (target.metricsUrl === undefined) throw new Error(`${target.name} has no /metrics`);
+  const text = await (await fetch(target.metricsUrl)).text();
   const value = (prefix: string) => Number(text.split('\n').find((l) => l.startsWith(prefix))?.split(' ').pop() ?? 0);
   return {
     counters: serverCounters(text),
@@ -126,13 +157,18 @@ export async function scrape(target: Local): Promise<Scrape> {
   };
 }
 
-/** Waits (bounded) until every accepted event is in S3 or the DLQ; returns the final counters. */
-export async function settle(target: Local, maxSeconds = 120): Promise<Scrape> {
+/**
+ * Waits (bounded) until every accepted event is in S3 or the DLQ; returns the final counters.
+ * `minAccepted`: the events the load saw accepted, so that a /metrics page rendered before they
+ * were (should the server cache it) cannot pass for the settled state.
+ */
+export async function settle(target: Local, maxSeconds = 120, minAccepted = 0): Promise<Scrape> {
   let last = await scrape(target);
-  for (let i = 0; i < maxSeconds * 10; i++) {
+  for (let i = 0; i < maxSeconds * 4; i++) {
     const { accepted, stored, spilled, dlqEvents } = last.counters;
-    if (accepted === stored + spilled && dlqEvents === 0) return last;
-    await new Promise((r) => setTimeout(r, 100));
+    if (accepted >= minAccepted && accepted === stored + spilled && dlqEvents === 0) return last;
+    // Every 250 ms: each scrape costs the server a render, which a profile would count as metrics.
+    await new Promise((r) => setTimeout(r, 250));
     last = await scrape(target);
   }
   return last;

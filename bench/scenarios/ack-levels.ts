@@ -3,8 +3,9 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { bodies } from '../lib/bodies.js';
 import { compareVariants } from '../lib/measure.js';
-import { acceptedP99Note, BODIES, lossless, type Scenario } from '../lib/scenario.js';
+import { acceptedP99Note, lossless, type Scenario } from '../lib/scenario.js';
 
 /** ACK_LEVEL=s3 answers once the batch is cut and stored: with 64 connections of 50 events a batch
  * never fills its 5,000 events, so each waits BATCH_MAX_AGE_MS; 5 s (the default) would time the
@@ -15,8 +16,7 @@ export const scenario: Scenario = {
   id: 'ack',
   title: '8. 50-event arrays at ACK_LEVEL memory, disk and s3',
   async run(ctx) {
-    const { request, events } = BODIES.array;
-    const comparison = await compareVariants(ctx, request, events, [
+    const comparison = await compareVariants(ctx, bodies('array'), [
       { name: 'ACK_LEVEL=memory', env: {} },
       // The WAL on this machine's disk, under the system temp directory.
       { name: 'ACK_LEVEL=disk', env: { ACK_LEVEL: 'disk', WAL_DIR: mkdtempSync(join(tmpdir(), 'bench-wal-')) } },

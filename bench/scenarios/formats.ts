@@ -1,7 +1,8 @@
 // Scenarios 1-4: one body format each, the server beside the no-op and parse-only baselines
 // and any --target.
 import { compare } from '../lib/measure.js';
-import { BODIES, lossless, type Scenario } from '../lib/scenario.js';
+import { bodies } from '../lib/bodies.js';
+import { lossless, type Scenario } from '../lib/scenario.js';
 
 const FORMATS = [
   ['single', '1. one ~300-byte event per request'],
@@ -14,8 +15,7 @@ export const scenarios: Scenario[] = FORMATS.map(([id, title]) => ({
   id,
   title,
   async run(ctx) {
-    const { request, events } = BODIES[id];
-    const comparison = await compare(ctx, request, events);
+    const comparison = await compare(ctx, bodies(id));
     return { id, title, comparison, settled: lossless(comparison.settled), notes: [] };
   },
 }));

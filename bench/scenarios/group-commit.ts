@@ -5,8 +5,9 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { bodies } from '../lib/bodies.js';
 import { compareVariants } from '../lib/measure.js';
-import { acceptedP99Note, BODIES, lossless, type Result, type Scenario } from '../lib/scenario.js';
+import { acceptedP99Note, lossless, type Result, type Scenario } from '../lib/scenario.js';
 
 /** Few requests in flight leave each write few records to share; many leave it many. */
 const CONNECTIONS = [4, 64, 256] as const;
@@ -16,10 +17,9 @@ export const scenario: Scenario = {
   id: 'group-commit',
   title: '10. group commit: ACK_LEVEL=disk against memory at 4, 64 and 256 connections',
   async run(ctx) {
-    const { request, events } = BODIES.array;
     const results: Result[] = [];
     for (const [i, connections] of CONNECTIONS.entries()) {
-      const comparison = await compareVariants({ ...ctx, connections }, request, events, [
+      const comparison = await compareVariants({ ...ctx, connections }, bodies('array'), [
         { name: 'ACK_LEVEL=memory', env: {} },
         // Each WAL on this machine's disk, under the system temp directory, in a directory of its own.
         ...INTERVALS_MS.map((ms) => ({ name: `ACK_LEVEL=disk, WAL_SYNC_INTERVAL_MS=${ms}`, env: { ACK_LEVEL: 'disk', WAL_SYNC_INTERVAL_MS: ms, WAL_DIR: mkdtempSync(join(tmpdir(), 'bench-wal-')) } })),

@@ -2,8 +2,9 @@
 // 503s, the latency accepted requests see, and peak memory against the bound the config implies.
 import { type Config, loadConfig } from '../../src/config.js';
 import { measure, storage, summarise } from '../lib/measure.js';
-import { describe, startProbe } from '../lib/probe.js';
-import { BODIES, lossless, type Scenario } from '../lib/scenario.js';
+import { describe, type ProbeResult, startProbe } from '../lib/probe.js';
+import { bodies } from '../lib/bodies.js';
+import { lossless, type Scenario } from '../lib/scenario.js';
 import { settle, startServer, storedBytes } from '../lib/stack.js';
 
 const MiB = 1024 * 1024;
@@ -22,10 +23,14 @@ export const scenario: Scenario = {
     const server = await startServer(ctx.s3.endpoint, ctx.serverEnv);
     try {
       const probe = startProbe(server.url);
-      const round = await measure(server, BODIES.array.request, ctx.seconds * 3, ctx.connections * 8);
-      const probed = await probe.stop();
+      let probed: ProbeResult | undefined;
+      const afterLoad = async () => {
+        probed = await probe.stop();
+      };
+      const round = await measure(server, bodies('array'), ctx.seconds * 3, ctx.connections * 8, { s3Dir: ctx.s3.dir, afterLoad });
       const final = await settle(server);
-      const figures = { ...summarise([round], BODIES.array.events, server.proc.peakRssBytes()), ...storage(storedBytes(ctx.s3.dir) - s3Before, final) };
+      const summary = summarise([round], bodies('array'), server.proc.peakRssBytes());
+      const figures = { ...summary, ...storage(storedBytes(ctx.s3.dir) - s3Before, final, summary.postedJsonBytes) };
       const requests = round.load.requests;
       return {
         id: this.id,
@@ -33,15 +38,15 @@ export const scenario: Scenario = {
         server: {
           ...figures,
           rate503: round.load.non2xx / Math.max(requests, 1),
-          acceptedP99Ms: probed.p99,
-          acceptedP50Ms: probed.p50,
-          probeRefusedWithRetryAfter: `${probed.refusedWithRetryAfter}/${probed.refused}`,
+          acceptedP99Ms: probed!.p99,
+          acceptedP50Ms: probed!.p50,
+          probeRefusedWithRetryAfter: `${probed!.refusedWithRetryAfter}/${probed!.refused}`,
           memoryBoundMiB: bound,
         },
         settled: lossless({ accepted: final.counters.accepted, stored: final.counters.stored, spilled: final.counters.spilled, dropped: final.counters.dropped }),
         notes: [
           `peak RSS ${figures.peakRssMiB!.toFixed(0)} MiB against a bound of ${bound.toFixed(0)} MiB (docs/tuning.md, "Memory", at this run's settings)`,
-          `accepted requests (probe): ${describe(probed)}`,
+          `accepted requests (probe): ${describe(probed!)}`,
         ],
       };
     } finally {

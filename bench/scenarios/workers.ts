@@ -2,16 +2,16 @@
 // free to run on every core (not pinned to the server core) while the load generator and the S3
 // server share core 1 with them: how far a second worker thread scales one task on a 2-core host.
 import os from 'node:os';
+import { bodies } from '../lib/bodies.js';
 import { compareVariants } from '../lib/measure.js';
-import { BODIES, lossless, type Scenario } from '../lib/scenario.js';
+import { lossless, type Scenario } from '../lib/scenario.js';
 
 export const scenario: Scenario = {
   id: 'workers',
   title: '9. 50-event arrays, WORKERS=1 against WORKERS=2, on all cores',
   async run(ctx) {
-    const { request, events } = BODIES.array;
     const cores = Array.from({ length: os.cpus().length }, (_, i) => i).join(',');
-    const comparison = await compareVariants(ctx, request, events, [
+    const comparison = await compareVariants(ctx, bodies('array'), [
       { name: 'WORKERS=1', env: { WORKERS: '1' } },
       { name: 'WORKERS=2', env: { WORKERS: '2' } },
     ], cores);

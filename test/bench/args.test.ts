@@ -5,12 +5,12 @@ import { parseBenchArgs } from '../../bench/lib/args.js';
 const KNOWN = ['single', 'array', 'outage'];
 
 t.test('defaults: all scenarios, 3 rounds of 10 s, nothing saved, no other target', async (t) => {
-  t.same(parseBenchArgs([], KNOWN), { scenarios: [], seconds: 10, rounds: 3, connections: 64, serverEnv: {}, save: false, targets: [] });
+  t.same(parseBenchArgs([], KNOWN), { scenarios: [], seconds: 10, rounds: 3, connections: 64, serverEnv: {}, save: false, profile: false, targets: [] });
 });
 
-t.test('scenarios, numbers, --env and --save', async (t) => {
-  const options = parseBenchArgs(['array', 'single', '--seconds', '2', '--rounds', '1', '--connections', '8', '--env', 'GZIP_LEVEL=1', '--env', 'S3_PREFIX=a=b', '--save'], KNOWN);
-  t.same(options, { scenarios: ['array', 'single'], seconds: 2, rounds: 1, connections: 8, serverEnv: { GZIP_LEVEL: '1', S3_PREFIX: 'a=b' }, save: true, targets: [] });
+t.test('scenarios, numbers, --env, --save and --profile', async (t) => {
+  const options = parseBenchArgs(['array', 'single', '--seconds', '2', '--rounds', '1', '--connections', '8', '--env', 'GZIP_LEVEL=1', '--env', 'S3_PREFIX=a=b', '--save', '--profile'], KNOWN);
+  t.same(options, { scenarios: ['array', 'single'], seconds: 2, rounds: 1, connections: 8, serverEnv: { GZIP_LEVEL: '1', S3_PREFIX: 'a=b' }, save: true, profile: true, targets: [] });
 });
 
 t.test('each --target-pid belongs to the --target before it', async (t) => {

@@ -20,6 +20,8 @@ export interface LoadOptions {
   readonly format?: 'json' | 'ndjson';
   /** Bytes of padding per event, to size events like real ones. */
   readonly padBytes?: number;
+  /** The rest of event `n` of the run, beside its `id`, instead of the padding: the benchmark's realistic events. */
+  readonly fields?: (n: number) => Record<string, unknown>;
   /** Per-request bound: a request still unanswered then is recorded as `timeout` (a hang). */
   readonly requestTimeoutMs?: number;
   /** Pause of each request loop between two requests, to keep a long load from taking every core. */
@@ -85,7 +87,8 @@ export class AckingClient {
       }
       const first = this.#requests++ * eventsPerRequest;
       const ids = Array.from({ length: eventsPerRequest }, (_, i) => `${this.runId}-${first + i}`);
-      const events = ids.map((id) => JSON.stringify({ id, pad: this.#pad }));
+      const { fields } = this.options;
+      const events = ids.map((id, i) => JSON.stringify(fields === undefined ? { id, pad: this.#pad } : { id, ...fields(first + i) }));
       const body = format === 'json' ? `[${events.join(',')}]` : `${events.join('\n')}\n`;
       const afterMark = this.#marked;
       let outcome: string;

@@ -22,9 +22,10 @@ export interface Target {
   readonly usage?: Usage;
 }
 
-/** The server or a baseline: started here, with /metrics (the server only) under `url`. */
+/** The server or a baseline: started here, with /metrics (the server only) at `metricsUrl`. */
 export interface Local extends Target {
   readonly url: string;
+  readonly metricsUrl?: string;
   readonly proc: Proc;
 }
 
@@ -74,6 +75,7 @@ export async function startBaseline(name: 'noop' | 'parse'): Promise<Local> {
 /** The real server, from dist/, writing to `s3Endpoint`; extra env for a scenario's settings; on the server core unless `cores` says otherwise. */
 export async function startServer(s3Endpoint: string, env: Record<string, string> = {}, cores = SERVER_CORE): Promise<Local> {
   let port = 0;
+  let metricsPort = 0;
   const proc = await start(
     cores,
     NODE,
@@ -82,6 +84,9 @@ export async function startServer(s3Endpoint: string, env: Record<string, string
       PATH: process.env.PATH,
       HOST: '127.0.0.1',
       PORT: '0',
+      METRICS_PORT: '0',
+      // Each scrape renders anew: a scenario's scrapes may come within the default second of each other.
+      METRICS_RENDER_INTERVAL_MS: '0',
       // info: the `listening` line gives the port; the server never logs per request.
       LOG_LEVEL: 'info',
       S3_BUCKET: 'bench',
@@ -95,11 +100,11 @@ export async function startServer(s3Endpoint: string, env: Record<string, string
     },
     (line) => {
       if (!line.includes('"msg":"listening"')) return false;
-      port = (JSON.parse(line) as { port: number }).port;
+      ({ port, metricsPort } = JSON.parse(line) as { port: number; metricsPort: number });
       return true;
     },
   );
-  return { name: 'server', url: `http://127.0.0.1:${port}`, endpoint: `http://127.0.0.1:${port}/v1/events`, usage: proc, proc };
+  return { name: 'server', url: `http://127.0.0.1:${port}`, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`, endpoint: `http://127.0.0.1:${port}/v1/events`, usage: proc, proc };
 }
 
 export interface Scrape {
@@ -114,7 +119,8 @@ export interface Scrape {
 
 /** Reads the server's /metrics. Also resets its event-loop delay histogram (prom-client does at each scrape). */
 export async function scrape(target: Local): Promise<Scrape> {
-  const text = await (await fetch(`${target.url}/metrics`)).text();
+  if (target.metricsUrl === undefined) throw new Error(`${target.name} serves no /metrics`);
+  const text = await (await fetch(target.metricsUrl)).text();
   const value = (prefix: string) => Number(text.split('\n').find((l) => l.startsWith(prefix))?.split(' ').pop() ?? 0);
   return {
     counters: serverCounters(text),

@@ -69,15 +69,6 @@ t.test('an S3 that is down (connection refused): ready, and the events spill to 
   await eventually(async () => (await server.metric('dlq_events_spilled_total')) === 1);
 });
 
-t.test('S3 answering 503 SlowDown (on the wire, from the fault proxy): ready', async (t) => {
-  const s3 = await startS3(t);
-  const proxy = await startFaultProxy(t, s3);
-  proxy.decidePreflight = () => ({ status: 503, code: 'SlowDown' });
-  const server = await startInProcess(t, { ...s3Env(proxy.endpoint) });
-  t.match(await server.waitForLog(preflightLine), { level: 'error', code: 'SlowDown' });
-  t.same(await readiness(server.url), [200, { status: 'ready' }]);
-});
-
 t.test('the preflight PUT carries the encryption and storage class settings, as bucket policies check them', async (t) => {
   const s3 = await startS3(t);
   const proxy = await startFaultProxy(t, s3);

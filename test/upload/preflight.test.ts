@@ -28,6 +28,15 @@ function client(t: Test, endpoint: string) {
   return c;
 }
 
+// One S3 server, and the fault proxy in front of it, for the whole file: each test starts from a
+// proxy that passes everything and has seen no preflight.
+const s3 = await startS3(t);
+const proxy = await startFaultProxy(t, s3);
+t.beforeEach(() => {
+  proxy.decidePreflight = () => 'pass';
+  proxy.preflights.length = 0;
+});
+
 /** Runs watchS3 until it ends or the test aborts it; every report kept. */
 function watch(t: Test, endpoint: string, options: Partial<PreflightOptions> = {}) {
   const { log, lines } = logger();
@@ -42,7 +51,6 @@ const CONFIGURATION = /^S3 preflight failed: S3 refused it for a reason of confi
 const TRANSIENT = /^S3 preflight failed; serving anyway: batches spill to the DLQ until S3 takes PUTs; check S3 and the network path to it/;
 
 t.test('writes the marker under the prefix, saying who wrote it and when; one report of success and an info line', async (t) => {
-  const s3 = await startS3(t);
   const before = Date.now();
   const { lines, reports, ended } = watch(t, s3.endpoint);
   await ended;
@@ -59,8 +67,6 @@ t.test('writes the marker under the prefix, saying who wrote it and when; one re
 });
 
 t.test('sends the encryption and storage class every batch will be sent with', async (t) => {
-  const s3 = await startS3(t);
-  const proxy = await startFaultProxy(t, s3);
   const object = { sse: 'aws:kms', sseKmsKeyId: 'alias/events', storageClass: 'STANDARD_IA' } as const;
   await watch(t, proxy.endpoint, { object }).ended;
   t.equal(proxy.preflights.length, 1);
@@ -68,7 +74,6 @@ t.test('sends the encryption and storage class every batch will be sent with', a
 });
 
 t.test('NoSuchBucket (a real s3rver): a configuration failure, logged once however often retried; the bucket created, the next retry succeeds', async (t) => {
-  const s3 = await startS3(t);
   const { lines, reports, ended } = watch(t, s3.endpoint, { bucket: 'made-later' });
   await eventually(() => reports.length >= 3, 200, 5);
   t.strictSame(reports.slice(0, 3), Array(3).fill({ code: 'NoSuchBucket', configuration: true, where: 's3://made-later/events/raw/_preflight' }), 'retried every retryMs');
@@ -81,7 +86,6 @@ t.test('NoSuchBucket (a real s3rver): a configuration failure, logged once howev
 });
 
 t.test('wrong credentials (a real s3rver answers 403 InvalidAccessKeyId): a configuration failure', async (t) => {
-  const s3 = await startS3(t);
   const { log, lines } = logger();
   const wrong = createS3Client({ endpoint: s3.endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'WRONG', secretAccessKey: 'WRONG' } });
   t.teardown(() => wrong.destroy());
@@ -93,8 +97,6 @@ t.test('wrong credentials (a real s3rver answers 403 InvalidAccessKeyId): a conf
 });
 
 t.test('each answer S3 may give, on the wire: refusals of configuration and transient failures told apart', async (t) => {
-  const s3 = await startS3(t);
-  const proxy = await startFaultProxy(t, s3);
   const cases: [number, string, boolean][] = [
     [403, 'AccessDenied', true],
     [404, 'NoSuchBucket', true],
@@ -117,16 +119,16 @@ t.test('each answer S3 may give, on the wire: refusals of configuration and tran
 });
 
 t.test('an S3 that is down (connection refused): transient; a code that changes is logged again; S3 back, success', async (t) => {
-  const s3 = await startS3(t);
   const port = await refusedPort();
-  // Down first: nothing listens where the proxy will.
+  // Down first: nothing listens where a proxy will.
   const { lines, reports, ended } = watch(t, `http://127.0.0.1:${port}`);
   await eventually(() => reports.length >= 2, 200, 5);
   t.match(reports[0], { code: 'ECONNREFUSED', configuration: false });
-  const proxy = await startFaultProxy(t, s3, port);
-  proxy.decidePreflight = () => ({ status: 503, code: 'SlowDown' });
+  // Back, at the same address, throttling first.
+  const back = await startFaultProxy(t, s3, port);
+  back.decidePreflight = () => ({ status: 503, code: 'SlowDown' });
   await eventually(() => reports.some((r) => r?.code === 'SlowDown'), 200, 5);
-  proxy.decidePreflight = () => 'pass';
+  back.decidePreflight = () => 'pass';
   await ended;
   t.strictSame(lines.map((l) => [l.level, l.code]), [['error', 'ECONNREFUSED'], ['error', 'SlowDown'], ['info', undefined]]);
   t.match(lines[0]!.msg, TRANSIENT);
@@ -146,8 +148,6 @@ t.test('an endpoint whose host name does not exist: a configuration failure (a w
 });
 
 t.test('no answer within the timeout: transient, labelled Timeout, naming UPLOAD_TIMEOUT_MS', async (t) => {
-  const s3 = await startS3(t);
-  const proxy = await startFaultProxy(t, s3);
   proxy.decidePreflight = () => 'stall';
   const { lines, reports, shutdown } = watch(t, proxy.endpoint, { timeoutMs: 200 });
   await eventually(() => reports.length > 0, 200, 10);
@@ -157,8 +157,6 @@ t.test('no answer within the timeout: transient, labelled Timeout, naming UPLOAD
 });
 
 t.test('aborted by the shutdown, during a PUT or between retries: it ends, with nothing more reported or logged', async (t) => {
-  const s3 = await startS3(t);
-  const proxy = await startFaultProxy(t, s3);
   proxy.decidePreflight = () => 'stall';
   const during = watch(t, proxy.endpoint);
   await eventually(() => proxy.preflights.length === 1, 200, 5);

@@ -23,7 +23,8 @@ RUN mkdir -p /var/lib/ingest/dlq && chown -R node:node /var/lib/ingest
 USER node
 # Batches that failed to upload wait here; mount a volume to keep them across containers.
 VOLUME ["/var/lib/ingest/dlq"]
-EXPOSE 8080
+# 8080: events (PORT); 8081: /metrics (METRICS_PORT), for Prometheus only, never behind the public load balancer.
+EXPOSE 8080 8081
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch(`http://127.0.0.1:${process.env.PORT}/healthz`).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # Node is PID 1 and handles SIGTERM and SIGINT itself (src/main.ts); it starts no child processes.

@@ -4,7 +4,7 @@
 import path from 'node:path';
 import { type Machine, THIS_MACHINE } from './config/machine.js';
 import { ConfigError } from './config/parse.js';
-import { type AckLevel, type LogLevel, MAX_WORKERS, readVariables, type SseMode, type StorageClass, type Values } from './config/table.js';
+import { type AckLevel, type LogLevel, MAX_WORKERS, METRICS_ON_INGEST_PORT, readVariables, type SseMode, type StorageClass, type Values } from './config/table.js';
 
 export { containerCores, type Machine } from './config/machine.js';
 export { ConfigError } from './config/parse.js';
@@ -41,7 +41,12 @@ export interface ObjectSettings {
 export interface Config {
   readonly port: number;
   readonly host: string;
+  /** Undefined: /metrics on the ingest port (METRICS_PORT=ingest). */
   readonly metricsPort: number | undefined;
+  /** Scrapes within this time of a render get its page. */
+  readonly metricsRenderIntervalMs: number;
+  /** The least time an idle keep-alive connection is kept open, and what responses say in `Keep-Alive: timeout=`. */
+  readonly httpIdleTimeoutS: number;
   readonly s3: S3Config;
   readonly maxBodyBytes: number;
   readonly maxEventsPerRequest: number;
@@ -121,7 +126,7 @@ const RULES: ((values: Values, workers: number) => string | undefined)[] = [
   // Both on one port would fail at start-up as "port in use", which names neither variable.
   ({ METRICS_PORT: metricsPort, PORT: port }) =>
     metricsPort !== undefined && metricsPort !== 0 && metricsPort === port
-      ? `"METRICS_PORT" should differ from "PORT" (it serves /metrics on a port of its own), got ${metricsPort} for both: unset METRICS_PORT to serve /metrics on PORT`
+      ? `"METRICS_PORT" should differ from "PORT" (it serves /metrics on a port of its own), got ${metricsPort} for both: set METRICS_PORT=${METRICS_ON_INGEST_PORT} to serve /metrics on PORT`
       : undefined,
   // Refusing when full, a batch bigger than the whole DLQ could never be spilled. A batch is cut
   // before it passes BATCH_MAX_BYTES, or is one request's event alone (up to MAX_BODY_BYTES); its
@@ -150,6 +155,8 @@ function assemble(v: Values, workers: number, instanceId: string): Config {
     port: v.PORT,
     host: v.HOST,
     metricsPort: v.METRICS_PORT,
+    metricsRenderIntervalMs: v.METRICS_RENDER_INTERVAL_MS,
+    httpIdleTimeoutS: v.HTTP_IDLE_TIMEOUT_S,
     s3: {
       bucket: v.S3_BUCKET,
       prefix: v.S3_PREFIX,

@@ -8,7 +8,7 @@ import type { Config } from './config.js';
 import { SymlinkRefused } from './disk/errors.js';
 import { Reuploader } from './dlq/reupload.js';
 import { DlqLocked, DlqStore } from './dlq/store.js';
-import { IngestServer } from './ingest/server.js';
+import { IngestServer, type Unready } from './ingest/server.js';
 import { uwsLoadError } from './ingest/uws.js';
 import { IngestWorkers } from './ingest/workers.js';
 import { LocalModeUnavailable } from './local-s3.js';
@@ -16,13 +16,14 @@ import { observeBuild } from './metrics/build.js';
 import { createDlqMetrics, type DlqMetrics, observeDlq } from './metrics/dlq.js';
 import { startEmf } from './metrics/emf.js';
 import { createHttpMetrics, type HttpCounts } from './metrics/http.js';
+import { renderAtMostEvery } from './metrics/page.js';
 import { observePreflight } from './metrics/preflight.js';
 import { createUploadMetrics, observeQueueDepths, observeS3Failing, type UploadMetrics } from './metrics/upload.js';
 import { createWalMetrics, observeWal, type WalMetrics } from './metrics/wal.js';
 import type { PipelineOptions } from './pipeline.js';
 import { Shutdown } from './shutdown.js';
 import { connectS3, LOCAL_DATA_DIR, NoRegion, type S3Target, uploaderFor } from './upload/connect.js';
-import { preflightS3 } from './upload/preflight.js';
+import { PREFLIGHT_RETRY_MS, type PreflightFailure, watchS3 } from './upload/preflight.js';
 import type { S3Uploader } from './upload/s3.js';
 import { VERSION } from './version.js';
 import { Adopter } from './wal/adopt.js';
@@ -87,7 +88,7 @@ export async function startServer(config: Config, log: Logger, crashed: () => vo
   const metrics = createMetrics(config);
   const storage = await openStorage(config, metrics, log);
   const { pipeline } = storage.running;
-  const renderMetrics = async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() });
+  const renderMetrics = renderAtMostEvery(async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }), config.metricsRenderIntervalMs, () => performance.now());
   // ACK_LEVEL=disk or s3: answered later (src/ingest/post-events.ts: pipelining, half-close).
   const server = new IngestServer({ ...config, answersLater: config.ackLevel !== 'memory' }, pipeline, metrics.http, renderMetrics, log.child({ part: 'http' }), config.metricsPort !== undefined ? 'own port' : 'ingest port');
   const workers =
@@ -97,15 +98,16 @@ export async function startServer(config: Config, log: Logger, crashed: () => vo
   log.info({ workers: config.workers }, 'HTTP front: threads (WORKERS)');
   const ports = await server.listen(config.host, config.port, config.metricsPort).catch(cannotServe);
   storage.reuploader.start();
-  const preflight = startPreflight(config, storage.target, metrics.registry, log);
+  const preflight = startPreflight(config, storage.target, metrics.registry, (reason) => (server.unready(reason), workers?.unready(reason)), log);
   // A reader of stdout that went away (EPIPE) must not crash the server: the EMF lines are lost,
   // the service is not. (pino's synchronous writes handle EPIPE themselves.)
   process.stdout.on('error', () => {});
   const stopEmf = config.emfIntervalMs === undefined ? undefined : startEmf(metrics.registry, config.emfIntervalMs, config.instanceId, (line) => process.stdout.write(line));
   server.markReady();
   // The message stays `listening`, which scripts and the benchmark wait for; the address is in the fields.
-  log.info({ address: `${config.host}:${ports.port}`, host: config.host, port: ports.port, metricsPort: ports.metricsPort, bucket: storage.target.bucket, prefix: config.s3.prefix, version: VERSION }, 'listening');
-  if (storage.target.local !== undefined) log.info({ try: `curl -X POST http://127.0.0.1:${ports.port}/v1/events -H 'content-type: application/json' -d '{"type":"hello"}'` }, 'LOCAL MODE: send a first event with the command in `try`');
+  const metricsAt = metricsUrl(config.host, ports.metricsPort);
+  log.info({ address: `${config.host}:${ports.port}`, host: config.host, port: ports.port, metricsPort: ports.metricsPort, metrics: metricsAt, bucket: storage.target.bucket, prefix: config.s3.prefix, version: VERSION }, 'listening');
+  if (storage.target.local !== undefined) log.info({ try: `curl -X POST http://127.0.0.1:${ports.port}/v1/events -H 'content-type: application/json' -d '{"type":"hello"}'`, metrics: metricsAt }, 'LOCAL MODE: send a first event with the command in `try`');
   const { reuploader, running, adopter, lease, dlq, target } = storage;
   const shutdown = new Shutdown({
     log,
@@ -206,16 +208,28 @@ function observePipeline(config: Config, metrics: Metrics, { pipeline, wal }: Ru
   if (wal !== undefined) observeWal(metrics.registry, wal, config.wal.maxBytes);
 }
 
-/** In the background: its answer is only reported, so a slow S3 does not hold up readiness. */
-function startPreflight(config: Config, target: S3Target, registry: Registry, log: Logger): AbortController {
+/** Where to read /metrics, for whoever reads the `listening` line (in local mode, a developer). */
+function metricsUrl(host: string, port: number): string {
+  const reachable = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
+  return `http://${reachable}:${port}/metrics`;
+}
+
+/**
+ * In the background, so a slow S3 does not hold up readiness: a refusal of configuration makes
+ * the server not ready (`unready`) until a retry succeeds; a transient failure leaves it ready.
+ */
+function startPreflight(config: Config, target: S3Target, registry: Registry, unready: (reason: Unready | undefined) => void, log: Logger): AbortController {
   let ok = false;
   observePreflight(registry, () => ok);
   const preflight = new AbortController();
-  const options = { bucket: target.bucket, prefix: config.s3.prefix, object: config.s3.object, timeoutMs: config.uploadTimeoutMs, instanceId: config.instanceId, version: VERSION };
-  preflightS3(target.client, options, log.child({ part: 's3' }), preflight.signal).then(
-    (answer) => (ok = answer),
-    (err: Error) => log.error({ err }, 'S3 preflight could not run'),
-  );
+  const options = { bucket: target.bucket, prefix: config.s3.prefix, object: config.s3.object, timeoutMs: config.uploadTimeoutMs, instanceId: config.instanceId, version: VERSION, retryMs: PREFLIGHT_RETRY_MS };
+  const report = (failure: PreflightFailure | undefined): void => {
+    ok = failure === undefined;
+    // A transient failure after a refusal leaves the refusal standing: only a success clears it.
+    if (failure === undefined) unready(undefined);
+    else if (failure.configuration) unready({ error: 's3_misconfigured', message: `S3 refused the preflight PUT of ${failure.where} (${failure.code}): a configuration error (credentials, bucket, region, endpoint, permission, bucket or key policy); not ready until a retry, every ${PREFLIGHT_RETRY_MS / 1000} s, succeeds` });
+  };
+  watchS3(target.client, options, log.child({ part: 's3' }), preflight.signal, report).catch((err: Error) => log.error({ err }, 'S3 preflight could not run'));
   return preflight;
 }
 

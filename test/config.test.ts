@@ -38,7 +38,9 @@ t.test('defaults: every field of Config with an empty environment', async (t) =>
   const defaults: Config = {
     port: 8080,
     host: '0.0.0.0',
-    metricsPort: undefined,
+    metricsPort: 8081,
+    metricsRenderIntervalMs: 1000,
+    httpIdleTimeoutS: 65,
     s3: { bucket: undefined, prefix: 'raw', endpoint: undefined, forcePathStyle: false, object: { sse: undefined, sseKmsKeyId: undefined, storageClass: undefined } },
     maxBodyBytes: MiB,
     maxEventsPerRequest: 1000,
@@ -97,7 +99,9 @@ const refused: [Record<string, string>, RegExp][] = [
   [{ S3_SSE: 'AES256', S3_SSE_KMS_KEY_ID: 'alias/x' }, /"S3_SSE_KMS_KEY_ID" should be set only with S3_SSE=aws:kms \(it names the KMS key\), got "alias\/x" with S3_SSE "AES256"/],
   [{ S3_SSE_KMS_KEY_ID: 'alias/x' }, /"S3_SSE_KMS_KEY_ID" should be set only with S3_SSE=aws:kms .*, got "alias\/x" with S3_SSE unset/],
   // Was "port in use" at start-up, which names neither variable.
-  [{ PORT: '8090', METRICS_PORT: '8090' }, /"METRICS_PORT" should differ from "PORT" \(it serves \/metrics on a port of its own\), got 8090 for both: unset METRICS_PORT to serve \/metrics on PORT/],
+  [{ PORT: '8090', METRICS_PORT: '8090' }, /"METRICS_PORT" should differ from "PORT" \(it serves \/metrics on a port of its own\), got 8090 for both: set METRICS_PORT=ingest to serve \/metrics on PORT/],
+  // A port, or the word that opts in to /metrics on the ingest port.
+  ...['', 'PORT', 'same', '-1', '65536', '80.5'].map((value): [Record<string, string>, RegExp] => [{ METRICS_PORT: value }, new RegExp(`^"METRICS_PORT" should be an integer from 0 to 65535, or "ingest" to serve /metrics on PORT, got "${value.replace('.', '\\.')}"$`)]),
   [{ S3_STORAGE_CLASS: 'cheap' }, /"S3_STORAGE_CLASS" should be one of \[STANDARD, .*INTELLIGENT_TIERING.*\], got "cheap"/],
   ...['0', 'two', '1.5', '257', '-1'].map((value): [Record<string, string>, RegExp] => [{ WORKERS: value }, new RegExp(`^"WORKERS" should be an integer from 1 to 256, got "${value.replace('.', '\\.')}"$`)]),
   [{ WORKERS: '4', MAX_BODY_BYTES: String(MiB), MAX_BODIES_IN_FLIGHT_BYTES: String(2 * MiB) }, /"MAX_BODIES_IN_FLIGHT_BYTES" should be at least WORKERS x MAX_BODY_BYTES \(4 x 1048576: each worker thread reads bodies within its share\), got 2097152; raise it or lower WORKERS/],
@@ -121,7 +125,8 @@ t.test('refuses a bad value with a message naming the variable, the expected for
 // Every integer variable: [min, max, where its value lands, what else the test sets for it].
 const ranges: Record<string, [number, number, (c: Config) => unknown, Record<string, string>?]> = {
   PORT: [0, 65535, (c) => c.port],
-  METRICS_PORT: [0, 65535, (c) => c.metricsPort],
+  HTTP_IDLE_TIMEOUT_S: [1, 900, (c) => c.httpIdleTimeoutS],
+  METRICS_RENDER_INTERVAL_MS: [0, 60_000, (c) => c.metricsRenderIntervalMs],
   MAX_BODY_BYTES: [1, 256 * MiB, (c) => c.maxBodyBytes],
   MAX_EVENTS_PER_REQUEST: [1, 1_000_000, (c) => c.maxEventsPerRequest],
   MAX_EVENT_DEPTH: [1, 100_000, (c) => c.maxEventDepth],
@@ -183,7 +188,7 @@ t.test('values of the other kinds', async (t) => {
 });
 
 t.test('empty counts as unset where unset means off or derived, as a task definition may leave it', async (t) => {
-  const empty = { METRICS_PORT: '', MAX_CONNECTIONS: '', S3_BUCKET: '  ', S3_SSE: '', S3_SSE_KMS_KEY_ID: '', S3_STORAGE_CLASS: '', INSTANCE_ID: '', DURABLE_ROOT: ' ' };
+  const empty = { MAX_CONNECTIONS: '', S3_BUCKET: '  ', S3_SSE: '', S3_SSE_KMS_KEY_ID: '', S3_STORAGE_CLASS: '', INSTANCE_ID: '', DURABLE_ROOT: ' ' };
   t.strictSame(load(empty), load());
 });
 
@@ -196,6 +201,10 @@ t.test('rules between variables: each bound accepted, one past it refused', asyn
   t.equal(load({ PORT: '0', METRICS_PORT: '0' }).metricsPort, 0, 'two free ports');
   t.equal(load({ PORT: '8080', METRICS_PORT: '8081' }).metricsPort, 8081);
   t.match(refusal({ METRICS_PORT: '8080' }), /^"METRICS_PORT" should differ from "PORT"/, 'PORT by default');
+  t.match(refusal({ PORT: '8081' }), /^"METRICS_PORT" should differ from "PORT" .*got 8081 for both/, 'METRICS_PORT by default');
+  t.equal(load({ METRICS_PORT: 'ingest' }).metricsPort, undefined, 'ingest: /metrics on PORT, by choice');
+  t.equal(load({ METRICS_PORT: ' ingest ', PORT: '8081' }).metricsPort, undefined);
+  t.equal(load({ METRICS_PORT: '0' }).metricsPort, 0, 'any free port');
   t.equal(load({ ACK_LEVEL: 'disk', DLQ_MAX_BYTES: '4096', BATCH_MAX_BYTES: '4096', MAX_BODY_BYTES: '2048' }).dlqMaxBytes, 4096, 'a DLQ that holds one whole batch');
   t.equal(
     refusal({ ACK_LEVEL: 's3', DLQ_MAX_BYTES: '4095', BATCH_MAX_BYTES: '4096', MAX_BODY_BYTES: '2048' }),

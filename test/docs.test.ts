@@ -106,3 +106,30 @@ t.test('every test file the docs name exists, so a claim cannot outlive the test
   const tests = new Set(repositoryFiles().filter((path) => path.endsWith('.test.ts')).map((path) => path.split('/').pop()));
   for (const [, bare] of durability.matchAll(/`([\w.-]+\.test\.ts)`/g)) t.ok(tests.has(bare), `docs/durability.md: ${bare} is a test file`);
 });
+
+t.test("docs/operations.md's timeouts in the path: the server's rows are the code's defaults, stopTimeout the task definition's, each in order", async (t) => {
+  const text = readFileSync(`${ROOT}docs/operations.md`, 'utf8');
+  const section = text.split('\n## Timeouts in the path\n')[1]!.split('\n## ')[0]!;
+  const rows = new Map(
+    section
+      .split('\n')
+      .filter((line) => line.startsWith('| ') && !line.startsWith('| timeout ') && !line.startsWith('|---'))
+      .map((line) => line.split('|').slice(1, -1).map((cell) => cell.trim()))
+      .map(([name, seconds, ...rest]) => [name!.replaceAll('`', ''), { seconds: Number(seconds), text: rest.join(' | ') }]),
+  );
+  const seconds = (name: string): number => rows.get(name)?.seconds ?? NaN;
+  const byDefault = (name: keyof typeof VARIABLES): number => VARIABLES[name].read(name, undefined) as number;
+  t.same([...rows.keys()], ["client's wait for an answer", 'ALB idle timeout', 'HTTP_IDLE_TIMEOUT_S', 'request stalled mid-headers or mid-body', 'ACK_TIMEOUT_MS', 'deregistration delay', 'SHUTDOWN_TIMEOUT_MS', 'ECS stopTimeout'], 'every timeout in the path, in order');
+  t.equal(seconds('HTTP_IDLE_TIMEOUT_S'), byDefault('HTTP_IDLE_TIMEOUT_S'), 'the keep-alive default');
+  t.match(rows.get('HTTP_IDLE_TIMEOUT_S')!.text, `Keep-Alive: timeout=${byDefault('HTTP_IDLE_TIMEOUT_S')}`);
+  t.equal(seconds('ACK_TIMEOUT_MS'), byDefault('ACK_TIMEOUT_MS') / 1000);
+  t.equal(seconds('SHUTDOWN_TIMEOUT_MS'), byDefault('SHUTDOWN_TIMEOUT_MS') / 1000);
+  const task = JSON.parse(readFileSync(`${ROOT}deploy/ecs/task-definition.json`, 'utf8')) as { containerDefinitions: { stopTimeout: number; environment: { name: string; value: string }[] }[] };
+  const [container] = task.containerDefinitions;
+  t.equal(seconds('ECS stopTimeout'), container!.stopTimeout, 'the task definition\'s stopTimeout');
+  t.equal(Number(container!.environment.find((e) => e.name === 'SHUTDOWN_TIMEOUT_MS')?.value) / 1000, seconds('SHUTDOWN_TIMEOUT_MS'), 'the task definition keeps the default SHUTDOWN_TIMEOUT_MS');
+  t.ok(seconds('ALB idle timeout') < seconds('HTTP_IDLE_TIMEOUT_S'), 'the load balancer closes an idle connection before the server does');
+  t.ok(seconds('SHUTDOWN_TIMEOUT_MS') + 5 <= seconds('ECS stopTimeout'), 'at least 5 s for the spill before SIGKILL');
+  t.ok(seconds("client's wait for an answer") > seconds('ACK_TIMEOUT_MS'), 'a client waits longer than an answer may take');
+  t.ok(seconds('deregistration delay') > 0 && seconds('request stalled mid-headers or mid-body') > 0, 'every row has its seconds');
+});

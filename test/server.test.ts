@@ -14,7 +14,7 @@ import { type Server, StartError, startServer } from '../src/server.js';
 import { VERSION } from '../src/version.js';
 import { encodeEvents, SEGMENT_HEADER_BYTES, segmentHeader, segmentName } from '../src/wal/format.js';
 import { startS3 } from './helpers/s3.js';
-import { client, type LogLine, logBook } from './helpers/server.js';
+import { client, type LogLine, logBook, metricValue, TEST_DEFAULTS } from './helpers/server.js';
 import { tempDir } from './helpers/temp.js';
 
 // The AWS SDK reads the region and credentials from the process's environment.
@@ -24,7 +24,7 @@ const machine = { cores: () => 1, hostname: () => 'unit-host' };
 
 async function start(t: Test, env: Record<string, string>) {
   const dir = tempDir(t, 'server');
-  const config = loadConfig({ HOST: '127.0.0.1', PORT: '0', WORKERS: '1', DLQ_DIR: join(dir, 'dlq'), WAL_DIR: join(dir, 'wal'), ...env }, machine);
+  const config = loadConfig({ ...TEST_DEFAULTS, DLQ_DIR: join(dir, 'dlq'), WAL_DIR: join(dir, 'wal'), ...env }, machine);
   const book = logBook(new Promise(() => {}));
   const log = pino({ level: 'info', formatters: { level: (label) => ({ level: label }) } }, { write: (text: string) => book.add(JSON.parse(text) as LogLine) });
   let crashes = 0;
@@ -59,10 +59,11 @@ t.test('serves, with /metrics on its own port, and its shutdown closes every par
   const messages = book.logs.map((l) => l.msg);
   t.match(book.logs[0], { msg: 'event-ingest starting', version: VERSION });
   t.ok(messages.includes('HTTP engine: native uWebSockets.js') && messages.includes('HTTP front: threads (WORKERS)'));
-  t.match(book.logs.find((l) => l.msg === 'listening'), { address: `127.0.0.1:${server.port}`, port: server.port, metricsPort: server.metricsPort, bucket: 'test-bucket', prefix: 'raw', version: VERSION });
+  const metricsUrl = `http://127.0.0.1:${server.metricsPort}/metrics`;
+  t.match(book.logs.find((l) => l.msg === 'listening'), { address: `127.0.0.1:${server.port}`, port: server.port, metricsPort: server.metricsPort, metrics: metricsUrl, bucket: 'test-bucket', prefix: 'raw', version: VERSION });
   await book.waitForLog((l) => l.msg.startsWith('S3 preflight ok'));
-  const ingest = client(`http://127.0.0.1:${server.port}`);
-  const metrics = client(`http://127.0.0.1:${server.metricsPort}`);
+  const ingest = client(`http://127.0.0.1:${server.port}`, metricsUrl);
+  const metrics = client(`http://127.0.0.1:${server.metricsPort}`, metricsUrl);
   t.equal((await ingest.post('[{"a":1},{"a":2}]')).status, 202);
   t.equal(await metrics.metric('s3_preflight_ok'), 1);
   t.equal(await metrics.metric('ingest_build_info', `{version="${VERSION}",node="${process.version}"}`), 1);
@@ -82,11 +83,35 @@ t.test('serves, with /metrics on its own port, and its shutdown closes every par
   t.equal(await connectError(server.metricsPort), 'ECONNREFUSED', 'and the metrics port');
 });
 
+t.test('METRICS_PORT=ingest: /metrics on the ingest port, by choice, as the listening line says', async (t) => {
+  const s3 = await startS3(t);
+  const { book, server: starting } = await start(t, { ...s3.env, METRICS_PORT: 'ingest' });
+  const server = owned(t, await starting);
+  t.equal(server.metricsPort, server.port, 'no port of its own');
+  const metricsUrl = `http://127.0.0.1:${server.port}/metrics`;
+  t.match(book.logs.find((l) => l.msg === 'listening'), { metricsPort: server.port, metrics: metricsUrl });
+  t.equal(metricValue(await (await fetch(metricsUrl)).text(), 'ingest_build_info', `{version="${VERSION}",node="${process.version}"}`), 1);
+});
+
+t.test('the /metrics page is rendered at most once per METRICS_RENDER_INTERVAL_MS: scrapes within it get the same page', async (t) => {
+  const s3 = await startS3(t);
+  // An interval no test outlasts, so that the two scrapes fall within it however slow the machine.
+  const { server: starting } = await start(t, { ...s3.env, METRICS_RENDER_INTERVAL_MS: '60000' });
+  const server = owned(t, await starting);
+  const ingest = client(`http://127.0.0.1:${server.port}`, `http://127.0.0.1:${server.metricsPort}/metrics`);
+  const before = await (await fetch(`http://127.0.0.1:${server.metricsPort}/metrics`)).text();
+  t.equal((await ingest.post('{"n":1}')).status, 202);
+  const after = await (await fetch(`http://127.0.0.1:${server.metricsPort}/metrics`)).text();
+  t.equal(after, before, 'the same page: not rendered again');
+  t.equal(metricValue(after, 'ingest_events_accepted_total'), 0, 'so the event accepted since is not in it yet');
+  t.equal(await ingest.metric('ingest_events_accepted_total'), 0, 'nor for another scraper');
+});
+
 t.test('the shutdown stops intake at once: a POST after begin() is refused, not lost', async (t) => {
   const s3 = await startS3(t);
   const { server: starting } = await start(t, { ...s3.env, SHUTDOWN_TIMEOUT_MS: '2000' });
   const server = owned(t, await starting);
-  const ingest = client(`http://127.0.0.1:${server.port}`);
+  const ingest = client(`http://127.0.0.1:${server.port}`, `http://127.0.0.1:${server.metricsPort}/metrics`);
   t.equal((await ingest.post('{"n":1}')).status, 202);
   server.shutdown.begin('SIGTERM', 0);
   // The listener stays open until the pipeline has closed, so that late clients hear why.

@@ -2,7 +2,6 @@
 // otherwise) and the two baselines, on the server core; an S3 server on the load core; and the
 // other endpoints given with --target, which run elsewhere.
 import { mkdtempSync, readdirSync, statSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,10 +22,9 @@ export interface Target {
   readonly usage?: Usage;
 }
 
-/** The server or a baseline: started here; `url` is where it takes requests. */
+/** The server or a baseline: started here, with /metrics (the server only) at `metricsUrl`. */
 export interface Local extends Target {
   readonly url: string;
-  /** The server only: where its /metrics is (METRICS_PORT, set by the bench). */
   readonly metricsUrl?: string;
   readonly proc: Proc;
 }
@@ -85,24 +83,14 @@ export async function startBaseline(name: 'noop' | 'parse'): Promise<Local> {
   return { name, url: `http://127.0.0.1:${port}`, endpoint: `http://127.0.0.1:${port}/v1/events`, usage: proc, proc };
 }
 
-/** A port free now, for METRICS_PORT: the server's own choice (0) would have to be read back from its log. */
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as { port: number };
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
-
 /**
  * The real server, from dist/, writing to `s3Endpoint`; extra env for a scenario's settings; on
  * the server core unless `cores` says otherwise; `nodeArgs` before the script (the profile's
- * --cpu-prof). /metrics on a METRICS_PORT of the bench's choosing, whatever the server's default
- * for it, so that the bench reads it the same way before and after that default changes.
+ * --cpu-prof). /metrics on a port of its own choosing (METRICS_PORT=0), read from its log.
  */
 export async function startServer(s3Endpoint: string, env: Record<string, string> = {}, cores = SERVER_CORE, nodeArgs: readonly string[] = []): Promise<Local> {
   let port = 0;
-  const metricsPort = await freePort();
+  let metricsPort = 0;
   const proc = await start(
     cores,
     NODE,
@@ -111,6 +99,8 @@ export async function startServer(s3Endpoint: string, env: Record<string, string
       PATH: process.env.PATH,
       HOST: '127.0.0.1',
       PORT: '0',
+      // Each scrape renders anew: a scenario's scrapes may come within the default second of each other.
+      METRICS_RENDER_INTERVAL_MS: '0',
       // info: the `listening` line gives the port; the server never logs per request.
       LOG_LEVEL: 'info',
       S3_BUCKET: 'bench',
@@ -121,11 +111,12 @@ export async function startServer(s3Endpoint: string, env: Record<string, string
       AWS_SECRET_ACCESS_KEY: 'S3RVER',
       DLQ_DIR: mkdtempSync(join(tmpdir(), 'bench-dlq-')),
       ...env,
-      METRICS_PORT: String(metricsPort),
+      // After `env`: the bench reads /metrics where the log says, whatever a scenario sets.
+      METRICS_PORT: '0',
     },
     (line) => {
       if (!line.includes('"msg":"listening"')) return false;
-      port = (JSON.parse(line) as { port: number }).port;
+      ({ port, metricsPort } = JSON.parse(line) as { port: number; metricsPort: number });
       return true;
     },
   );
@@ -144,7 +135,7 @@ export interface Scrape {
 
 /** Reads the server's /metrics. Also resets its event-loop delay histogram (prom-client does at each scrape). */
 export async function scrape(target: Local): Promise<Scrape> {
-  if (target.metricsUrl === undefined) throw new Error(`${target.name} has no /metrics`);
+  if (target.metricsUrl === undefined) throw new Error(`${target.name} serves no /metrics`);
   const text = await (await fetch(target.metricsUrl)).text();
   const value = (prefix: string) => Number(text.split('\n').find((l) => l.startsWith(prefix))?.split(' ').pop() ?? 0);
   return {

@@ -22,6 +22,27 @@ export type StorageClass = (typeof STORAGE_CLASSES)[number];
 
 export const MAX_WORKERS = 256;
 
+/** METRICS_PORT's default, the port the ECS kit maps for Prometheus. */
+export const DEFAULT_METRICS_PORT = 8081;
+/** METRICS_PORT's value that serves /metrics on PORT instead: an explicit opt-in (anyone who can reach PORT can read it). */
+export const METRICS_ON_INGEST_PORT = 'ingest';
+
+/**
+ * HTTP_IDLE_TIMEOUT_S's default: above the 60 s an AWS load balancer keeps an idle connection by
+ * default, so that the balancer, not the server, closes it (a server closing first races the
+ * balancer's next request on it: a 502). A load balancer in front must keep idle connections for
+ * less than this (deploy/cdk reads this value).
+ */
+export const DEFAULT_HTTP_IDLE_TIMEOUT_S = 65;
+
+// METRICS_PORT: a port, or `ingest` for PORT itself; undefined then (Config.metricsPort).
+function metricsPort(raw: string, name: string): number | undefined {
+  if (raw.trim() === METRICS_ON_INGEST_PORT) return undefined;
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw.trim()) || n > 65535) throw new ConfigError(`"${name}" should be an integer from 0 to 65535, or "${METRICS_ON_INGEST_PORT}" to serve /metrics on PORT, got "${raw}"`);
+  return n;
+}
+
 // The DLQ re-uploads only keys under S3_PREFIX with no empty, "." or ".." segment (src/dlq/scan.ts,
 // keyProblem): a prefix that breaks that rule would send every spilled batch to corrupt/.
 function keyPrefix(raw: string, name: string): string {
@@ -41,7 +62,9 @@ function instanceId(raw: string, name: string): string {
 export const VARIABLES = {
   PORT: int(8080, 0, 65535, 'ingest listener port; 0: any free port'),
   HOST: text('0.0.0.0', 'an address', 'ingest listener address'),
-  METRICS_PORT: optionalInt('unset', 0, 65535, 'a listener of its own for /metrics; unset: /metrics is on PORT'),
+  METRICS_PORT: custom(DEFAULT_METRICS_PORT, `\`${DEFAULT_METRICS_PORT}\``, `0 to 65535, or \`${METRICS_ON_INGEST_PORT}\`; not \`PORT\``, 'a listener of its own for /metrics; `ingest`: /metrics on PORT', metricsPort),
+  METRICS_RENDER_INTERVAL_MS: int(1000, 0, 60_000, 'the /metrics page is rendered at most this often; scrapes in between get the last page; 0: at every scrape'),
+  HTTP_IDLE_TIMEOUT_S: int(DEFAULT_HTTP_IDLE_TIMEOUT_S, 1, 900, 'the least time an idle keep-alive connection is kept open'),
   S3_BUCKET: optionalText('a bucket name', 'target bucket; unset: local mode', true),
   S3_PREFIX: custom('raw', '`raw`', 'non-empty; no empty, `.` or `..` segment', 'key prefix; slashes at either end are dropped', keyPrefix),
   S3_ENDPOINT: url('an S3-compatible endpoint instead of AWS\'s'),

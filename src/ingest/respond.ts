@@ -1,5 +1,6 @@
 // Answers: status lines, the JSON error bodies, and one send() that counts every answer.
 import type { HttpResponse } from 'uWebSockets.js';
+import { DEFAULT_HTTP_IDLE_TIMEOUT_S } from '../config/table.js';
 import type { HttpCounts, Status } from '../metrics/http.js';
 
 const STATUS_LINES: Record<Status, string> = {
@@ -38,7 +39,19 @@ export const FLUSH_NOW = 4;
 const FLUSH_PADDING = ' '.repeat(17 * 1024);
 
 export class Responder {
-  constructor(private readonly counts: HttpCounts) {}
+  readonly #keepAlive: string;
+
+  /**
+   * `keepAliveS`: HTTP_IDLE_TIMEOUT_S, said in `Keep-Alive: timeout=` on every answer after which
+   * the connection stays open, so that a client (or a proxy) stops reusing an idle connection
+   * before the server closes it.
+   */
+  constructor(
+    private readonly counts: HttpCounts,
+    keepAliveS = DEFAULT_HTTP_IDLE_TIMEOUT_S,
+  ) {
+    this.#keepAlive = `timeout=${keepAliveS}`;
+  }
 
   /**
    * One JSON answer. `corsOrigin`: an allowed Origin to echo, or ''. A client that does not read
@@ -51,6 +64,7 @@ export class Responder {
     if (allow !== undefined) res.writeHeader('allow', allow);
     if ((flags & RETRY_AFTER) !== 0) res.writeHeader('retry-after', '1');
     if (corsOrigin !== '') res.writeHeader('access-control-allow-origin', corsOrigin).writeHeader('vary', 'origin');
+    if ((flags & (FLUSH_NOW | CLOSE)) === 0) res.writeHeader('keep-alive', this.#keepAlive);
     if ((flags & FLUSH_NOW) !== 0) {
       res.end(json + FLUSH_PADDING, true);
     } else if ((flags & CLOSE) !== 0) {
@@ -68,7 +82,7 @@ export class Responder {
   /** A status with no body (204 preflight) or a body of another type (/metrics). */
   sendRaw(res: HttpResponse, status: Status, headers: readonly [string, string][], body = ''): void {
     this.counts.requests[status]++;
-    res.writeStatus(STATUS_LINES[status]);
+    res.writeStatus(STATUS_LINES[status]).writeHeader('keep-alive', this.#keepAlive);
     for (const [name, value] of headers) res.writeHeader(name, value);
     res.end(body);
   }

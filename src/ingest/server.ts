@@ -14,6 +14,18 @@ import { uWS } from './uws.js';
 // its typings declare neither.
 type ListenWithOptions = (host: string, port: number, options: number, cb: (socket: us_listen_socket | false) => void) => TemplatedApp;
 const EXCLUSIVE_PORT = 1;
+// This fork of uWS has a keep-alive timeout, undeclared in its typings: setResponseTimeout, the
+// seconds a connection may stay idle after an answer (default 30). (Its setIdleTimeout is how long
+// a request may take to arrive, also 30 s, left as it is.)
+interface KeepAlive {
+  setResponseTimeout(seconds: number): void;
+}
+// uWS counts idle time in ticks of 4 s and closes an idle connection at the ceil(s / 4)-th tick
+// after its answer: between 4 * ceil(s / 4) - 4 and 4 * ceil(s / 4) s later, as the tick falls
+// (measured: s = 8 closed after 4.9 to 8.0 s; s = 30 after up to 32 s). Given s = N + 4, it keeps
+// an idle connection at least N s, which `Keep-Alive: timeout=N` may then promise, and closes it
+// within N + 8 s.
+const UWS_TICK_S = 4;
 interface ChildApps {
   getDescriptor(): unknown;
   addChildAppDescriptor(descriptor: unknown): void;
@@ -23,6 +35,8 @@ interface ChildApps {
 export interface IngestOptions extends EventsOptions {
   /** Undefined: sized to the fd limit. */
   readonly maxConnections: number | undefined;
+  /** HTTP_IDLE_TIMEOUT_S: the least time an idle keep-alive connection is kept open. */
+  readonly httpIdleTimeoutS: number;
   readonly apiKeys: readonly string[];
   readonly corsOrigins: readonly string[];
 }
@@ -32,6 +46,12 @@ export interface IngestOptions extends EventsOptions {
  * another thread (a worker thread's server when the main thread has METRICS_PORT).
  */
 export type MetricsPlace = 'ingest port' | 'own port' | 'elsewhere';
+
+/** Why the server is not ready although it runs: /readyz's 503 body. */
+export interface Unready {
+  readonly error: string;
+  readonly message: string;
+}
 
 export interface MetricsPage {
   readonly contentType: string;
@@ -45,6 +65,8 @@ export class IngestServer {
   readonly #respond: R.Responder;
   readonly #events: EventsRoute;
   #ready = false;
+  /** Why /readyz answers 503 although the server runs (a configuration S3 refuses), or undefined. */
+  #unready: string | undefined;
   #shuttingDown = false;
   #connectionsClosed = false;
 
@@ -57,10 +79,10 @@ export class IngestServer {
     metrics: MetricsPlace,
   ) {
     const access = new Access(options.apiKeys, options.corsOrigins);
-    this.#respond = new R.Responder(counts);
+    this.#respond = new R.Responder(counts, options.httpIdleTimeoutS);
     this.#events = new EventsRoute(options, { shuttingDown: () => this.#shuttingDown }, intake, counts, access, this.#respond, log);
     const send = this.#respond.send.bind(this.#respond);
-    const app = (this.#app = uWS.App());
+    const app = (this.#app = keepIdle(uWS.App(), options.httpIdleTimeoutS));
     // Counts every connection of the ingest port, and closes those over the cap as they arrive.
     const cap = new ConnectionCap(connectionCap(options.maxConnections), counts, log);
     app.filter((res, change) => {
@@ -83,9 +105,10 @@ export class IngestServer {
       if (admitted === 'not_stored') return send(res, '503', R.WAL_FAILED);
       // ACK_LEVEL=disk or s3: nothing more could be kept if S3 fails; ready again once the DLQ has room.
       if (admitted === 'dlq_full') return send(res, '503', R.DLQ_FULL);
+      if (this.#unready !== undefined) return send(res, '503', this.#unready);
       send(res, '200', '{"status":"ready"}');
     });
-    this.#metricsApp = metrics === 'own port' ? uWS.App() : undefined;
+    this.#metricsApp = metrics === 'own port' ? keepIdle(uWS.App(), options.httpIdleTimeoutS) : undefined;
     if (metrics !== 'elsewhere') this.#routeGet(this.#metricsApp ?? app, '/metrics', this.#serveMetrics);
     app.any('/*', (res) => send(res, '404', R.NOT_FOUND));
     this.#metricsApp?.any('/*', (res) => send(res, '404', R.NOT_FOUND));
@@ -118,6 +141,14 @@ export class IngestServer {
   /** /readyz answers 200 from now on. */
   markReady(): void {
     this.#ready = true;
+  }
+
+  /**
+   * From now on /readyz answers 503 with `reason` (its `error` and `message`) while the server is
+   * otherwise ready, or, undefined, no longer. POST /v1/events is not affected.
+   */
+  unready(reason: Unready | undefined): void {
+    this.#unready = reason && R.errorBody(reason.error, reason.message);
   }
 
   /** /readyz and POST /v1/events answer 503 shutting_down from now on. */
@@ -167,4 +198,9 @@ export class IngestServer {
       },
     );
   };
+}
+
+function keepIdle(app: TemplatedApp, seconds: number): TemplatedApp {
+  (app as unknown as KeepAlive).setResponseTimeout(seconds + UWS_TICK_S);
+  return app;
 }

@@ -109,6 +109,8 @@ port.on('message', (message: ToWorker) => {
       pages.delete(message.id);
       return message.page === undefined ? page.reject(new Error(message.error)) : page.resolve(message.page);
     }
+    case 'unready':
+      return server.unready(message.reason);
     case 'shutdown':
       return server.beginShutdown();
     case 'close':

@@ -18,7 +18,7 @@ import type { Config, LogLevel } from '../config.js';
 import { SHARED_COUNTS_BYTES, sharedHttpCounts, type HttpCounts } from '../metrics/http.js';
 import type { Intake } from '../pipeline.js';
 import { connectionCap } from './connections.js';
-import type { IngestOptions, IngestServer, MetricsPage } from './server.js';
+import type { IngestOptions, IngestServer, MetricsPage, Unready } from './server.js';
 
 /** What a worker thread starts with (its workerData). */
 export interface WorkerSetup {
@@ -47,6 +47,7 @@ export type FromWorker = { type: 'ready'; descriptor: unknown } | { type: 'push'
 export type ToWorker =
   | { type: 'answers'; ids: number[]; outcomes: Outcome[] }
   | { type: 'metrics'; id: number; page?: MetricsPage; error?: string }
+  | { type: 'unready'; reason: Unready | undefined }
   | { type: 'shutdown' | 'close' };
 
 const ADMITS: readonly ('ok' | Refusal)[] = ['ok', 'full', 'closed', 'not_stored', 'dlq_full'];
@@ -141,6 +142,11 @@ export class IngestWorkers {
     this.#shuttingDown = true;
     this.#publish();
     this.#tell({ type: 'shutdown' });
+  }
+
+  /** Every worker's /readyz says `reason` from now on (IngestServer.unready), or no longer. */
+  unready(reason: Unready | undefined): void {
+    this.#tell({ type: 'unready', reason });
   }
 
   /**

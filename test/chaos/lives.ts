@@ -32,7 +32,7 @@ export function newLife(n: number, final: boolean, atMs: number): Life {
 }
 
 export async function metricsText(server: RunningServer): Promise<string> {
-  return (await fetch(`${server.url}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+  return (await fetch(server.metricsUrl, { signal: AbortSignal.timeout(5000) })).text();
 }
 
 /** Reads the drop count, signals, waits (bounded) for the exit, and checks what the server said. */

@@ -48,7 +48,7 @@ t.test('every metric the rules use is exported by the server', async (t) => {
   t.ok(used.size >= 10, `${used.size} metrics used`);
   for (const name of used) t.ok(exported.has(name), `${name} is exported`);
   // increase() sees a series' first error only if the series was there, at 0, before it.
-  const page = await (await fetch(`${server.url}/metrics`)).text();
+  const page = await (await fetch(server.metricsUrl)).text();
   for (const code of ERROR_CODES) t.match(page, `\ns3_put_errors_total{code="${code}"} 0\n`, `s3_put_errors_total{code="${code}"} at 0 from the start`);
   for (const result of ['ok', 'error']) t.match(page, `\ns3_put_duration_seconds_count{result="${result}"} 0\n`, `s3_put_duration_seconds{result="${result}"} at 0`);
   t.match(page, '\ns3_put_failing_seconds 0\n', 'S3 not failing');

@@ -225,7 +225,7 @@ t.test('restart with a DLQ left by a killed process picks it up and drains it', 
   const listening = await first.waitForLog((l) => l.msg === 'listening');
   for (let id = 0; id < 10; id++) await fetch(`http://127.0.0.1:${listening.port as number}/v1/events`, { method: 'POST', body: JSON.stringify({ id }), headers: { 'content-type': 'application/json' } });
   await eventually(() => completeFiles(dlqDir).length >= 2);
-  await eventually(async () => (await fetch(`http://127.0.0.1:${listening.port as number}/metrics`).then((r) => r.text())).includes('dlq_events_spilled_total 10'));
+  await eventually(async () => (await fetch(`http://127.0.0.1:${listening.metricsPort as number}/metrics`).then((r) => r.text())).includes('dlq_events_spilled_total 10'));
   first.child.kill('SIGKILL');
   await first.exited;
   const again = await startInProcess(t, { ...s3.env, DLQ_DIR: dlqDir });

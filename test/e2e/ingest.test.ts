@@ -91,7 +91,7 @@ t.test('health, readiness, metrics, 404 and 405', async (t) => {
   const server = await startInProcess(t, s3.env);
   t.equal((await fetch(`${server.url}/healthz`)).status, 200);
   t.equal((await fetch(`${server.url}/readyz`)).status, 200);
-  const metrics = await fetch(`${server.url}/metrics`);
+  const metrics = await fetch(server.metricsUrl);
   t.equal(metrics.status, 200);
   t.match(metrics.headers.get('content-type'), /text\/plain/);
   const text = await metrics.text();
@@ -119,7 +119,7 @@ t.test('health, readiness, metrics, 404 and 405', async (t) => {
   t.equal((await fetch(`${server.url}/healthz`, { method: 'POST', body: 'x' })).status, 405);
 });
 
-t.test('a separate METRICS_PORT serves /metrics there only', async (t) => {
+t.test('METRICS_PORT (a free one here; 8081 by default) serves /metrics there only', async (t) => {
   const s3 = await startS3(t);
   const server = await startInProcess(t, { ...s3.env, METRICS_PORT: '0' });
   const listening = await server.waitForLog((l) => l.msg === 'listening');

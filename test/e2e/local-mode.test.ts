@@ -32,6 +32,7 @@ t.test('npm start in local mode says so first, prints a curl line, and stores po
   t.match(server.logs[0]!.msg, /^LOCAL MODE: S3_BUCKET is not set/, 'the first log line says local mode');
   const tryLine = await server.waitForLog((l) => l.msg.startsWith('LOCAL MODE: send a first event'));
   t.match(tryLine.try, `curl -X POST http://127.0.0.1:${listening.port as number}/v1/events`);
+  t.equal(tryLine.metrics, `http://127.0.0.1:${listening.metricsPort as number}/metrics`, 'and where /metrics is: on a port of its own');
 
   const answer = await post(`http://127.0.0.1:${listening.port as number}/v1/events`, '{"hello":"local"}', { 'content-type': 'application/json' });
   t.equal(answer.status, 202);

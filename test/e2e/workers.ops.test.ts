@@ -10,8 +10,9 @@ import { idleConnections } from '../helpers/raw.js';
 import { eventually, killed, metricValue, type RunningServer, spawnServer, startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
 
+/** /metrics at `url` (a server's metricsUrl). */
 async function scrape(url: string): Promise<string> {
-  return (await fetch(`${url}/metrics`)).text();
+  return (await fetch(url)).text();
 }
 
 /** Every http_requests_total series, summed. */
@@ -32,7 +33,7 @@ t.test('many connections over 2 workers: every 202 in S3 exactly once, and /metr
   await client.run();
   t.same([...client.outcomes], [['202', 1000]], 'every request answered 202');
   // The first scrape: nothing but the load's requests has been answered yet.
-  const page = await scrape(server.url);
+  const page = await scrape(server.metricsUrl);
   t.equal(requestsTotal(page), client.requests, `http_requests_total sums every worker's answers (${client.requests} requests)`);
   t.equal(metricValue(page, 'http_requests_total', '{status="202"}'), 1000);
   t.equal(metricValue(page, 'ingest_events_accepted_total'), client.acked.size, 'ingest_events_accepted_total too');
@@ -83,7 +84,7 @@ t.test('METRICS_PORT with 2 workers: /metrics from the main thread on its own po
   const metricsPort = server.logs.find((l) => l.msg === 'listening')!.metricsPort as number;
   t.not(metricsPort, server.port);
   for (let i = 0; i < 4; i++) t.equal((await server.post('[{"a":1}]')).status, 202);
-  const page = await scrape(`http://127.0.0.1:${metricsPort}`);
+  const page = await scrape(`http://127.0.0.1:${metricsPort}/metrics`);
   t.equal(metricValue(page, 'http_requests_total', '{status="202"}'), 4);
   t.equal((await fetch(`${server.url}/metrics`)).status, 404, 'not on the ingest port');
   await stopCleanly(t, server);
@@ -104,7 +105,7 @@ t.test('MAX_CONNECTIONS stays a limit of the server: each of 2 workers takes hal
   const s3 = await startS3(t);
   // /metrics on its own port: a scrape on the ingest port would be one more connection.
   const server = await startServer(t, { ...s3.env, WORKERS: '2', MAX_CONNECTIONS: '6', METRICS_PORT: '0', DLQ_DIR: tempDir(t, 'dlq') });
-  const metricsUrl = `http://127.0.0.1:${server.logs.find((l) => l.msg === 'listening')!.metricsPort as number}`;
+  const metricsUrl = `http://127.0.0.1:${server.logs.find((l) => l.msg === 'listening')!.metricsPort as number}/metrics`;
   const idle = idleConnections(t, server.port, 20);
   // Connections go to the workers in turn, so each gets more than its 3.
   await eventually(() => idle.closedByServer() === 14);

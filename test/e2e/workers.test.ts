@@ -14,8 +14,8 @@ import { tempDir } from '../helpers/temp.js';
 // What a client may see once SIGTERM is sent: an answer given before, a 503 shutting_down, or a closed door.
 const AFTER_SIGNAL = new Set(['202', '503 shutting_down', 'ECONNREFUSED', 'ECONNRESET', 'UND_ERR_SOCKET']);
 
-async function scrape(url: string): Promise<string> {
-  return (await fetch(`${url}/metrics`)).text();
+async function scrape(server: RunningServer): Promise<string> {
+  return (await fetch(server.metricsUrl)).text();
 }
 
 async function stopCleanly(t: Test, server: RunningServer): Promise<void> {
@@ -43,7 +43,7 @@ t.test('back-pressure across workers: a tiny channel and a slow S3 give 503 queu
   t.ok(refused > 0, `some requests refused with 503 queue_full (${refused})`);
   t.ok(client.acked.size > 0, `some accepted (${client.acked.size} events)`);
   t.same([...client.outcomes.keys()].sort(), ['202', '503 queue_full'], 'nothing but 202 and 503 queue_full');
-  const page = await scrape(server.url);
+  const page = await scrape(server);
   t.equal(metricValue(page, 'http_requests_rejected_queue_full_total'), refused, 'http_requests_rejected_queue_full_total sums both workers');
   t.equal(serverCounters(page).accepted, client.acked.size, 'ingest_events_accepted_total: the 202s of both');
   await stopCleanly(t, server);

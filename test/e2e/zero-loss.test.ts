@@ -22,7 +22,7 @@ function assertNoLoss(t: Test, report: AuditReport, label: string): void {
 }
 
 async function metrics(server: Served) {
-  return serverCounters(await (await fetch(`${server.url}/metrics`)).text());
+  return serverCounters(await (await fetch(server.metricsUrl)).text());
 }
 
 /** Waits for the shutdown to end by itself; fails past `withinMs` (its watchdog ends it later). */

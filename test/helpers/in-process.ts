@@ -11,7 +11,7 @@ import { pino, stdTimeFunctions } from 'pino';
 import type * as ConfigModule from '../../src/config.js';
 import type * as ServerModule from '../../src/server.js';
 import type { Owner } from './fault-proxy.js';
-import { client, type Exit, type LogLine, logBook, ROOT, type Served, useSdkVariables } from './server.js';
+import { client, type Exit, type LogLine, logBook, ROOT, type Served, TEST_DEFAULTS, useSdkVariables } from './server.js';
 import { tempDir } from './temp.js';
 
 // The build, as the spawned servers run it (its worker threads load dist/ingest/worker.js); the
@@ -39,8 +39,8 @@ const NEEDS_A_PROCESS: Record<string, (value: string) => boolean> = {
 };
 
 /**
- * Starts a server in this process with `env` as its whole environment (as startServer's baseEnv:
- * 127.0.0.1, port 0, WORKERS=1) and a DLQ_DIR and WAL_DIR of its own unless given; resolves once
+ * Starts a server in this process with `env` as its whole environment (over startServer's
+ * TEST_DEFAULTS: 127.0.0.1, free ports, WORKERS=1, /metrics rendered at each scrape) and a DLQ_DIR and WAL_DIR of its own unless given; resolves once
  * it listens and its S3 preflight has ended. A teardown stops it.
  */
 export async function startInProcess(t: Owner, env: Record<string, string>): Promise<InProcessServer> {
@@ -53,7 +53,7 @@ export async function startInProcess(t: Owner, env: Record<string, string>): Pro
   if (['warn', 'error', 'fatal', 'silent'].includes(env.LOG_LEVEL ?? '')) throw new Error(`LOG_LEVEL=${env.LOG_LEVEL}: an in-process server waits for the S3 preflight's info line; use info or lower`);
   useSdkVariables(env);
   const dir = tempDir(t, 'server');
-  const config = loadConfig({ HOST: '127.0.0.1', PORT: '0', WORKERS: '1', DLQ_DIR: join(dir, 'dlq'), WAL_DIR: join(dir, 'wal'), ...env });
+  const config = loadConfig({ ...TEST_DEFAULTS, DLQ_DIR: join(dir, 'dlq'), WAL_DIR: join(dir, 'wal'), ...env });
 
   let end: (exit: Exit) => void = () => {};
   const exited = new Promise<Exit>((resolve) => (end = resolve));
@@ -96,11 +96,13 @@ export async function startInProcess(t: Owner, env: Record<string, string>): Pro
     clearTimeout(hurry);
   });
   const url = `http://127.0.0.1:${server.port}`;
+  const metricsUrl = `http://127.0.0.1:${server.metricsPort}/metrics`;
   const signal = (name: Signal): void => server.shutdown.begin(name, 0);
   return {
-    ...client(url),
+    ...client(url, metricsUrl),
     url,
     port: server.port,
+    metricsUrl,
     logs: book.logs,
     waitForLog: book.waitForLog,
     exited,

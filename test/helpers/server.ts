@@ -25,6 +25,8 @@ export interface Exit {
 export interface Served {
   url: string;
   port: number;
+  /** Where /metrics is: its own port (METRICS_PORT), or `url` with METRICS_PORT=ingest. */
+  metricsUrl: string;
   logs: LogLine[];
   /** Resolves with the first log line (already seen or still to come) that matches. */
   waitForLog(match: (line: LogLine) => boolean): Promise<LogLine>;
@@ -57,8 +59,21 @@ export interface Answer {
  */
 export function baseEnv(env: Record<string, string>): Record<string, string> {
   const coverage = Object.entries(process.env).filter(([name]) => name.startsWith('_TAPJS_PROCESSINFO_') || name === 'NODE_V8_COVERAGE');
-  return { ...Object.fromEntries(coverage), PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', HOST: '127.0.0.1', PORT: '0', WORKERS: '1', ...env };
+  return { ...Object.fromEntries(coverage), PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...TEST_DEFAULTS, ...env };
 }
+
+/**
+ * What every test server runs with unless the test says otherwise: loopback, free ports (the
+ * default METRICS_PORT, 8081, would collide between servers run at once), one thread, a /metrics
+ * page rendered at each scrape, so that a metric read right after an action shows it
+ * (test/metrics/page.test.ts and test/server.test.ts cover the interval), and idle connections
+ * kept 5 s: Node's fetch and http.Agent keep an idle connection as long as `Keep-Alive: timeout=`
+ * says, less 1 s, so at the default (65 s) a test's connections would stay open for a minute (to
+ * a server stopped in the test's own process, whose shutdown leaves them to the idle timeout,
+ * they would hold the test process that long). 5 s keeps them about as long as Node's own default
+ * (4 s) did before the server said it.
+ */
+export const TEST_DEFAULTS: Record<string, string> = { HOST: '127.0.0.1', PORT: '0', METRICS_PORT: '0', METRICS_RENDER_INTERVAL_MS: '0', HTTP_IDLE_TIMEOUT_S: '5', WORKERS: '1' };
 
 /** The AWS SDK reads region and credentials from the process's environment: one set per process. */
 const SDK_VARIABLES = ['AWS_REGION', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY'] as const;
@@ -163,11 +178,11 @@ export function logBook(exited: Promise<Exit>, more: () => string = () => ''): {
   };
 }
 
-/** What a test asks of a server over HTTP at `url`. */
-export function client(url: string): Pick<Served, 'metric' | 'exported' | 'post'> {
+/** What a test asks of a server over HTTP at `url`, and of its /metrics at `metricsUrl`. */
+export function client(url: string, metricsUrl: string): Pick<Served, 'metric' | 'exported' | 'post'> {
   return {
-    metric: async (name, labels = '') => metricValue(await (await fetch(`${url}/metrics`)).text(), name, labels),
-    exported: async () => new Set([...(await (await fetch(`${url}/metrics`)).text()).matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!)),
+    metric: async (name, labels = '') => metricValue(await (await fetch(metricsUrl)).text(), name, labels),
+    exported: async () => new Set([...(await (await fetch(metricsUrl)).text()).matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!)),
     post: (body, headers = { 'content-type': 'application/json' }) => post(`${url}/v1/events`, body, headers),
   };
 }
@@ -180,11 +195,13 @@ export async function startServer(t: Owner, env: Record<string, string>, runAs: 
   await proc.waitForLog((l) => l.msg.startsWith('S3 preflight'));
   const port = listening.port as number;
   const url = `http://127.0.0.1:${port}`;
+  const metricsUrl = `http://127.0.0.1:${listening.metricsPort as number}/metrics`;
   return {
     ...proc,
-    ...client(url),
+    ...client(url, metricsUrl),
     url,
     port,
+    metricsUrl,
     stop: async (signal = 'SIGTERM') => {
       proc.child.kill(signal);
       return proc.exited;

@@ -5,6 +5,7 @@
 import net from 'node:net';
 import t, { type Test } from 'tap';
 import type { HttpResponse } from 'uWebSockets.js';
+import { DEFAULT_HTTP_IDLE_TIMEOUT_S } from '../../src/config/table.js';
 import * as R from '../../src/ingest/respond.js';
 import { uWS } from '../../src/ingest/uws.js';
 import { HttpCounts } from '../../src/metrics/http.js';
@@ -12,9 +13,9 @@ import { rawRequest } from '../helpers/raw.js';
 import { listenApp } from '../helpers/uws-app.js';
 
 /** A server whose every request is answered by `answer`; GET with `connection: close`, read until closed. */
-async function answering(t: Test, answer: (res: HttpResponse, respond: R.Responder) => void) {
+async function answering(t: Test, answer: (res: HttpResponse, respond: R.Responder) => void, keepAliveS?: number) {
   const counts = new HttpCounts();
-  const respond = new R.Responder(counts);
+  const respond = new R.Responder(counts, keepAliveS);
   const port = await listenApp(
     t,
     uWS.App().any('/*', (res) => answer(res, respond)),
@@ -115,6 +116,29 @@ t.test('send: an answer the client does not take is not buffered: the connection
   await ended;
   t.match(head, /^HTTP\/1\.1 200 OK/);
   t.ok(bytes < big.length, `the client got ${bytes} of ${big.length} bytes, then the connection closed`);
+});
+
+t.test('Keep-Alive: timeout=N on every answer that keeps its connection, none on those that close it', async (t) => {
+  const flags = [0, R.RETRY_AFTER, R.CLOSE, R.FLUSH_NOW];
+  let next = 0;
+  const { get } = await answering(
+    t,
+    (res, respond) => {
+      const flag = flags[next++];
+      if (flag === undefined) return respond.sendRaw(res, '204', []);
+      respond.send(res, '400', '{}', '', flag);
+      if (flag === R.CLOSE) res.end('');
+    },
+    17,
+  );
+  const keepAlive = async () => header((await get()).text, 'keep-alive');
+  t.equal(await keepAlive(), 'timeout=17', 'send');
+  t.equal(await keepAlive(), 'timeout=17', 'send with RETRY_AFTER');
+  t.equal(await keepAlive(), undefined, 'CLOSE: the connection ends after it');
+  t.equal(await keepAlive(), undefined, 'FLUSH_NOW: uWS closes the connection');
+  t.equal(await keepAlive(), 'timeout=17', 'sendRaw');
+  const { get: byDefault } = await answering(t, (res, respond) => respond.send(res, '202', '{}'));
+  t.equal(header((await byDefault()).text, 'keep-alive'), `timeout=${DEFAULT_HTTP_IDLE_TIMEOUT_S}`, 'HTTP_IDLE_TIMEOUT_S\'s default unless told');
 });
 
 t.test('sendRaw: any headers and body, counted', async (t) => {

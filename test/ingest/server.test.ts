@@ -12,7 +12,7 @@ import { eventually } from '../helpers/server.js';
 import { memoryLog } from '../helpers/log.js';
 import { ScriptedIntake } from '../helpers/uws-app.js';
 
-const OPTIONS: IngestOptions = { maxBodyBytes: 10_000, maxEventsPerRequest: 10, maxEventDepth: 8, maxBodiesInFlightBytes: 1 << 20, maxConnections: undefined, apiKeys: [], corsOrigins: [] };
+const OPTIONS: IngestOptions = { maxBodyBytes: 10_000, maxEventsPerRequest: 10, maxEventDepth: 8, maxBodiesInFlightBytes: 1 << 20, maxConnections: undefined, apiKeys: [], corsOrigins: [], httpIdleTimeoutS: 65 };
 const PAGE: MetricsPage = { contentType: 'text/plain; version=0.0.4; charset=utf-8', body: 'up 1\n' };
 
 interface Started {
@@ -90,6 +90,30 @@ t.test('/readyz: starting, ready, a failed WAL, the pipeline closed, and the shu
   const posted = await get(`${url}/v1/events`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });
   t.same([posted.status, JSON.parse(posted.text).error], [503, 'shutting_down'], 'and POST too');
   t.same(intake.entries, []);
+});
+
+t.test('/readyz: unready(reason) answers 503 with it while otherwise ready, POST unaffected; unready(undefined) ends it', async (t) => {
+  const { server, intake, url } = await start(t);
+  server.markReady();
+  server.unready({ error: 's3_misconfigured', message: 'S3 said no' });
+  const answer = await get(`${url}/readyz`);
+  t.same([answer.status, JSON.parse(answer.text)], [503, { error: 's3_misconfigured', message: 'S3 said no' }]);
+  const posted = await get(`${url}/v1/events`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });
+  t.equal(posted.status, 202, 'events still accepted: they spill to the DLQ if S3 refuses them');
+  t.equal(intake.entries.length, 1);
+  server.beginShutdown();
+  t.equal(JSON.parse((await get(`${url}/readyz`)).text).error, 'shutting_down', 'the shutdown says so first');
+  const { server: other, url: otherUrl } = await start(t);
+  other.markReady();
+  other.unready({ error: 's3_misconfigured', message: 'S3 said no' });
+  other.unready(undefined);
+  t.same(await get(`${otherUrl}/readyz`).then((a) => [a.status, a.text]), [200, '{"status":"ready"}']);
+});
+
+t.test('HTTP_IDLE_TIMEOUT_S: every answer on either port says Keep-Alive: timeout=N', async (t) => {
+  const { url, metricsPort } = await start(t, 'own port', { httpIdleTimeoutS: 42 });
+  for (const path of ['/healthz', '/readyz', '/v1/events', '/nowhere']) t.equal((await get(`${url}${path}`)).headers.get('keep-alive'), 'timeout=42', path);
+  t.equal((await get(`http://127.0.0.1:${metricsPort}/metrics`)).headers.get('keep-alive'), 'timeout=42', '/metrics');
 });
 
 t.test('/metrics on the ingest port: the page rendered, or 500 and a log line when rendering fails', async (t) => {

@@ -19,7 +19,7 @@ const setup: WorkerSetup = {
   index: 3,
   // As IngestWorkers gives it: answered later, and a budget of 100 bytes for bodies awaiting their
   // answer: one request of 60 can wait for the main thread, not two.
-  options: { maxBodyBytes: 10_000, maxEventsPerRequest: 10, maxEventDepth: 8, maxBodiesInFlightBytes: 100, maxConnections: undefined, apiKeys: [], corsOrigins: [], answersLater: true, maxBodiesAwaitingBytes: 100 },
+  options: { maxBodyBytes: 10_000, maxEventsPerRequest: 10, maxEventDepth: 8, maxBodiesInFlightBytes: 100, maxConnections: undefined, apiKeys: [], corsOrigins: [], httpIdleTimeoutS: 65, answersLater: true, maxBodiesAwaitingBytes: 100 },
   metricsOnIngestPort: true,
   logLevel: 'silent',
   instanceId: 'worker-test',
@@ -106,6 +106,15 @@ t.test("the main thread's published state: refusals before any hand-over, and re
     0,
     'nothing handed over while refused',
   );
+});
+
+t.test("'unready': /readyz answers 503 with the reason while otherwise ready, until told it is over", async (t) => {
+  tell({ type: 'unready', reason: { error: 's3_misconfigured', message: 'S3 said no' } });
+  await eventually(async () => (await get('/readyz')).status === 503, 200, 5);
+  t.same(JSON.parse((await get('/readyz')).text), { error: 's3_misconfigured', message: 'S3 said no' });
+  tell({ type: 'unready', reason: undefined });
+  await eventually(async () => (await get('/readyz')).status === 200, 200, 5);
+  t.pass('ready again');
 });
 
 t.test('bodies awaiting their answer stay within their own budget: the next is refused at once, as awaiting_answers', async (t) => {

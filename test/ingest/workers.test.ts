@@ -20,7 +20,7 @@ import { eventTexts, ScriptedIntake } from '../helpers/uws-app.js';
 const { IngestWorkers } = (await import(`${ROOT}dist/ingest/workers.js`)) as typeof WorkersModule;
 const { loadConfig } = (await import(`${ROOT}dist/config.js`)) as typeof ConfigModule;
 
-const config = loadConfig({ WORKERS: '2', MAX_CONNECTIONS: '6', LOG_LEVEL: 'silent', INSTANCE_ID: 'workers-test', MAX_EVENTS_PER_REQUEST: '10' });
+const config = loadConfig({ METRICS_PORT: 'ingest', WORKERS: '2', MAX_CONNECTIONS: '6', LOG_LEVEL: 'silent', INSTANCE_ID: 'workers-test', MAX_EVENTS_PER_REQUEST: '10' });
 const intake = new ScriptedIntake();
 const { log, lines } = memoryLog();
 let crashes = 0;
@@ -95,6 +95,16 @@ t.test("the intake's state reaches the workers after a push, and while none come
   intake.admission = 'ok';
   await eventually(async () => (await post()).status === 202, 200, 5);
   t.pass('taken again');
+});
+
+t.test("the main thread's unready reason reaches every worker's /readyz, and its end too", async (t) => {
+  workers.unready({ error: 's3_misconfigured', message: 'S3 said no' });
+  // Each new connection goes to the next worker: four in a row reach both.
+  await eventually(async () => (await get('/readyz')).status === 503, 200, 5);
+  for (let i = 0; i < 4; i++) t.same(await get('/readyz'), { status: 503, text: '{"error":"s3_misconfigured","message":"S3 said no"}' }, `connection ${i}`);
+  workers.unready(undefined);
+  await eventually(async () => (await get('/readyz')).status === 200, 200, 5);
+  for (let i = 0; i < 4; i++) t.equal((await get('/readyz')).status, 200, `connection ${i}`);
 });
 
 t.test('/metrics from a worker is rendered on this thread: the page, or 500', async (t) => {

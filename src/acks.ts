@@ -162,7 +162,7 @@ export class DiskAcks implements Acks {
     const ref = wal.nextRef();
     const pushed = push({ ...entry, wal: ref });
     if (pushed !== 'ok') return pushed;
-    wal.appendEvents(ref, entry.receivedAt, entry.spans, entry.body, (ok) => answer(ok && this.fresh() ? 'accepted' : 'not_stored'));
+    wal.appendEvents(ref, entry.receivedAt, entry.spans, entry.body, (ok) => answer(ok && this.fresh() ? 'accepted' : 'not_stored'), entry.idem);
     return 'pending';
   }
 

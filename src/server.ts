@@ -133,9 +133,13 @@ export async function startServer(config: Config, log: Logger, crashed: () => vo
   return { ...ports, shutdown, endThreads: workers && ((ms) => workers.close(ms)) };
 }
 
-/** The pipeline behind the Idempotency-Key table: one for the process, whatever WORKERS. */
+/**
+ * The pipeline behind the Idempotency-Key table (one for the process, whatever WORKERS), with the
+ * keys of the requests the WAL holds at start (ACK_LEVEL=disk) put back.
+ */
 function idempotentIntake(config: Config, running: RunningPipeline, registry: Registry): IdempotentIntake {
   const table = new IdempotencyTable(config.idempotency.windowMs, config.idempotency.maxKeys);
+  for (const { at, ...idem } of running.keys) table.restore(idem, at);
   observeIdempotency(registry, table);
   return new IdempotentIntake(running.pipeline, table);
 }

@@ -22,8 +22,19 @@ export type Refusal = 'full' | 'closed' | 'not_stored' | 'dlq_full';
  */
 export type Outcome = 'accepted' | 'stored' | 'spilled' | 'unconfirmed' | Refusal;
 
-/** Whether an outcome tells the client its events are taken: a 202 (the others are 503s). */
-export const isReceipt = (outcome: Outcome): boolean => outcome === 'accepted' || outcome === 'stored' || outcome === 'spilled';
+/**
+ * What a request with an Idempotency-Key may be told instead of an outcome (src/idempotency.ts):
+ * a repeat of an accepted request is given that request's answer again (replayed_*: a 202, nothing
+ * stored); one whose first request is still unanswered is told `in_progress` (409); one whose
+ * body differs from the first's is told `key_reused` (422).
+ */
+export type KeyReply = 'replayed_accepted' | 'replayed_stored' | 'replayed_spilled' | 'in_progress' | 'key_reused';
+
+/** What the front is told of a request. */
+export type Reply = Outcome | KeyReply;
+
+/** Whether an outcome tells the client its events are taken: a 202 (the others are 503s, and replays store nothing). */
+export const isReceipt = (outcome: Reply): boolean => outcome === 'accepted' || outcome === 'stored' || outcome === 'spilled';
 
 /** Called once with a request's outcome, later, never on the stack of the call that took the request. */
 export type Answer = (outcome: Outcome) => void;
@@ -72,7 +83,7 @@ export class S3Acks implements Acks {
   }
 
   accept(entry: Entry, push: Push, answer: Answer): Outcome | 'pending' {
-    const ack: AckWaiter = { pending: entry.count, spilled: false, dropped: false, done: answer };
+    const ack: AckWaiter = { pending: entry.count, spilled: false, dropped: false, done: answer, late: entry.late };
     const pushed = push({ ...entry, ack });
     if (pushed !== 'ok') return pushed;
     this.#waiting.set(ack, this.now() + this.timeoutMs);
@@ -109,8 +120,11 @@ export class S3Acks implements Acks {
       ack.pending -= to - from;
       if (outcome === 'spilled') ack.spilled = true;
       else if (outcome === 'dropped') ack.dropped = true;
-      // Not waiting any more: answered unconfirmed at its deadline.
-      if (ack.pending === 0 && this.#waiting.delete(ack)) ack.done(ack.dropped ? 'not_stored' : ack.spilled ? 'spilled' : 'stored');
+      if (ack.pending > 0) continue;
+      const final = ack.dropped ? 'not_stored' : ack.spilled ? 'spilled' : 'stored';
+      // Not waiting any more: answered unconfirmed at its deadline; its Idempotency-Key hears now.
+      if (this.#waiting.delete(ack)) ack.done(final);
+      else ack.late?.(final);
     }
   }
 }
@@ -148,7 +162,7 @@ export class DiskAcks implements Acks {
     const ref = wal.nextRef();
     const pushed = push({ ...entry, wal: ref });
     if (pushed !== 'ok') return pushed;
-    wal.appendEvents(ref, entry.receivedAt, entry.spans, entry.body, (ok) => answer(ok && this.fresh() ? 'accepted' : 'not_stored'));
+    wal.appendEvents(ref, entry.receivedAt, entry.spans, entry.body, (ok) => answer(ok && this.fresh() ? 'accepted' : 'not_stored'), entry.idem);
     return 'pending';
   }
 

@@ -20,6 +20,20 @@ export interface Entry {
   readonly wal?: WalRef;
   /** ACK_LEVEL=s3: who waits for the request's events to be stored (src/acks.ts). */
   readonly ack?: AckWaiter;
+  /** The request's Idempotency-Key and its body's hash (src/idempotency.ts); undefined without one. */
+  readonly idem?: IdemKey | undefined;
+  /**
+   * ACK_LEVEL=s3, a request with an Idempotency-Key: told where its events ended up when that is
+   * known only after its answer (it was answered `unconfirmed`).
+   */
+  readonly late?: (outcome: 'stored' | 'spilled' | 'not_stored') => void;
+}
+
+/** An Idempotency-Key and what identifies the body it came with: CRC-32 (as a signed int32) and length of the decompressed body. */
+export interface IdemKey {
+  readonly key: string;
+  readonly hash: number;
+  readonly bytes: number;
 }
 
 /** A request's record in the write-ahead log; its event i is event `base + i` of that record. */
@@ -35,6 +49,8 @@ export interface AckWaiter {
   spilled: boolean;
   dropped: boolean;
   readonly done: (outcome: 'stored' | 'spilled' | 'not_stored' | 'unconfirmed') => void;
+  /** Told where the events ended up if that comes after `done('unconfirmed')` (Entry.late). */
+  readonly late: ((outcome: 'stored' | 'spilled' | 'not_stored') => void) | undefined;
 }
 
 export type PushResult = 'ok' | 'full' | 'closed';

@@ -87,6 +87,8 @@ export interface Config {
   readonly emfIntervalMs: number | undefined;
   /** Threads of the HTTP front; 1: the main thread alone (src/ingest/workers.ts). */
   readonly workers: number;
+  /** Idempotency-Key (src/idempotency.ts): how long a key is remembered, and how many are held at most. */
+  readonly idempotency: { readonly windowMs: number; readonly maxKeys: number };
 }
 
 /**
@@ -203,6 +205,7 @@ function assemble(v: Values, workers: number, instanceId: string): Config {
     },
     emfIntervalMs: v.METRICS_EMF ? v.METRICS_EMF_INTERVAL_MS : undefined,
     workers,
+    idempotency: { windowMs: v.IDEMPOTENCY_WINDOW_SECONDS * 1000, maxKeys: v.IDEMPOTENCY_MAX_KEYS },
   };
 }
 

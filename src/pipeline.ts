@@ -11,7 +11,7 @@
 // - close(deadline) is idempotent: it uploads what is held until the deadline, then aborts the
 //   uploads in flight and spills the rest, waiting for the spill at most SPILL_GRACE_MS more.
 import type { Logger } from 'pino';
-import type { Acks, Answer, Outcome, Refusal } from './acks.js';
+import type { Acks, Answer, Outcome, Refusal, Reply } from './acks.js';
 import { Channel, type Entry, type PushResult } from './channel.js';
 import type { UploadMetrics } from './metrics/upload.js';
 import { type Batch, Batcher, type BatcherOptions } from './upload/batcher.js';
@@ -22,8 +22,11 @@ import type { S3Uploader } from './upload/s3.js';
 export interface Intake {
   /** What accept() would answer now for the smallest request: the front asks before parsing, so a refusal costs no parse. */
   admits(): 'ok' | Refusal;
-  /** Takes a request whole or not at all: its outcome now, or 'pending' when `answer` will tell it (once, later). */
-  accept(entry: Entry, answer: Answer): Outcome | 'pending';
+  /**
+   * Takes a request whole or not at all: its outcome now, or 'pending' when `answer` will tell it
+   * (once, later). A request with an Idempotency-Key may be given a KeyReply instead (src/idempotency.ts).
+   */
+  accept(entry: Entry, answer: (reply: Reply) => void): Reply | 'pending';
   readonly events: number;
   readonly bytes: number;
 }

@@ -8,11 +8,13 @@ import type { Config } from './config.js';
 import { SymlinkRefused } from './disk/errors.js';
 import { Reuploader } from './dlq/reupload.js';
 import { DlqLocked, DlqStore } from './dlq/store.js';
+import { IdempotencyTable, IdempotentIntake } from './idempotency.js';
 import { IngestServer, type Unready } from './ingest/server.js';
 import { uwsLoadError } from './ingest/uws.js';
 import { IngestWorkers } from './ingest/workers.js';
 import { LocalModeUnavailable } from './local-s3.js';
 import { observeBuild } from './metrics/build.js';
+import { observeIdempotency } from './metrics/idempotency.js';
 import { createDlqMetrics, type DlqMetrics, observeDlq } from './metrics/dlq.js';
 import { startEmf } from './metrics/emf.js';
 import { createHttpMetrics, type HttpCounts } from './metrics/http.js';
@@ -87,14 +89,14 @@ export async function startServer(config: Config, log: Logger, crashed: () => vo
   log.info({ engine: 'native' }, 'HTTP engine: native uWebSockets.js');
   const metrics = createMetrics(config);
   const storage = await openStorage(config, metrics, log);
-  const { pipeline } = storage.running;
+  const intake = idempotentIntake(config, storage.running, metrics.registry);
   const renderMetrics = renderAtMostEvery(async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }), config.metricsRenderIntervalMs, () => performance.now());
   // ACK_LEVEL=disk or s3: answered later (src/ingest/post-events.ts: pipelining, half-close).
-  const server = new IngestServer({ ...config, answersLater: config.ackLevel !== 'memory' }, pipeline, metrics.http, renderMetrics, log.child({ part: 'http' }), config.metricsPort !== undefined ? 'own port' : 'ingest port');
+  const server = new IngestServer({ ...config, answersLater: config.ackLevel !== 'memory' }, intake, metrics.http, renderMetrics, log.child({ part: 'http' }), config.metricsPort !== undefined ? 'own port' : 'ingest port');
   const workers =
     config.workers === 1
       ? undefined
-      : await IngestWorkers.start({ config, server, intake: pipeline, renderMetrics, log: log.child({ part: 'http' }), crashed }, metrics.workerCounts).catch(cannotServe);
+      : await IngestWorkers.start({ config, server, intake, renderMetrics, log: log.child({ part: 'http' }), crashed }, metrics.workerCounts).catch(cannotServe);
   log.info({ workers: config.workers }, 'HTTP front: threads (WORKERS)');
   const ports = await server.listen(config.host, config.port, config.metricsPort).catch(cannotServe);
   storage.reuploader.start();
@@ -109,6 +111,7 @@ export async function startServer(config: Config, log: Logger, crashed: () => vo
   log.info({ address: `${config.host}:${ports.port}`, host: config.host, port: ports.port, metricsPort: ports.metricsPort, metrics: metricsAt, bucket: storage.target.bucket, prefix: config.s3.prefix, version: VERSION }, 'listening');
   if (storage.target.local !== undefined) log.info({ try: `curl -X POST http://127.0.0.1:${ports.port}/v1/events -H 'content-type: application/json' -d '{"type":"hello"}'`, metrics: metricsAt }, 'LOCAL MODE: send a first event with the command in `try`');
   const { reuploader, running, adopter, lease, dlq, target } = storage;
+  const { pipeline } = running;
   const shutdown = new Shutdown({
     log,
     timeoutMs: config.shutdownTimeoutMs,
@@ -130,6 +133,17 @@ export async function startServer(config: Config, log: Logger, crashed: () => vo
     ],
   });
   return { ...ports, shutdown, endThreads: workers && ((ms) => workers.close(ms)) };
+}
+
+/**
+ * The pipeline behind the Idempotency-Key table (one for the process, whatever WORKERS), with the
+ * keys of the requests the WAL holds at start (ACK_LEVEL=disk) put back.
+ */
+function idempotentIntake(config: Config, running: RunningPipeline, registry: Registry): IdempotentIntake {
+  const table = new IdempotencyTable(config.idempotency.windowMs, config.idempotency.maxKeys);
+  for (const { at, ...idem } of running.keys) table.restore(idem, at);
+  observeIdempotency(registry, table);
+  return new IdempotentIntake(running.pipeline, table);
 }
 
 /** S3, the lease, the DLQ and the pipeline with its WAL replayed: what the front hands events to. */

@@ -10,7 +10,7 @@ import { Pipeline, type PipelineOptions } from './pipeline.js';
 import type { Spill } from './upload/loop.js';
 import type { S3Uploader } from './upload/s3.js';
 import { WriteAheadLog, type WalOptions } from './wal/log.js';
-import { type Recovered, recover } from './wal/replay.js';
+import { type KeyAt, type Recovered, recover } from './wal/replay.js';
 
 /** ACK_LEVEL=disk: how often a batch neither S3 nor the DLQ took is tried again (each try is UPLOAD_MAX_ATTEMPTS PUTs, then a save). */
 const KEEP_UNSPILLED_MS = 1000;
@@ -38,6 +38,8 @@ export interface RunningPipeline {
   readonly pipeline: Pipeline;
   /** ACK_LEVEL=disk: the log, for its gauges. */
   readonly wal: WriteAheadLog | undefined;
+  /** ACK_LEVEL=disk: the Idempotency-Keys the log held at start, in log order (src/idempotency.ts). */
+  readonly keys: readonly KeyAt[];
   /** After pipeline.close(): writes what is queued and releases the log's directory; the events left in it for the next start. */
   closeWal(): Promise<number>;
 }
@@ -48,7 +50,7 @@ export async function startPipeline(spec: PipelineSpec, deps: PipelineDeps): Pro
   const walSpec = spec.ackLevel === 'disk' ? spec.wal : undefined;
   if (walSpec === undefined) {
     const acks: Acks = spec.ackLevel === 's3' ? new S3Acks(spec.ackTimeoutMs) : memoryAcks;
-    return { pipeline: new Pipeline(spec.options, { ...deps, acks }), wal: undefined, closeWal: () => Promise.resolve(0) };
+    return { pipeline: new Pipeline(spec.options, { ...deps, acks }), wal: undefined, keys: [], closeWal: () => Promise.resolve(0) };
   }
   const recovered = await recover(walSpec.dir, walSpec.holder, walSpec.metrics, log);
   const wal = new WriteAheadLog(walSpec, recovered.logId, recovered.segments, recovered.nextSeq, walSpec.metrics, log);
@@ -57,7 +59,7 @@ export async function startPipeline(spec: PipelineSpec, deps: PipelineDeps): Pro
   const upload = { ...spec.options.upload, keepUnspilledMs: spec.options.upload.keepUnspilledMs ?? KEEP_UNSPILLED_MS };
   const pipeline = new Pipeline({ ...spec.options, upload }, { ...deps, acks });
   replay(pipeline, recovered, walSpec.metrics, log);
-  return { pipeline, wal, closeWal: () => closeWal(wal, recovered, walSpec.dir, log) };
+  return { pipeline, wal, keys: recovered.keys, closeWal: () => closeWal(wal, recovered, walSpec.dir, log) };
 }
 
 function replay(pipeline: Pipeline, recovered: Recovered, metrics: WalMetrics, log: Logger): void {

@@ -73,6 +73,7 @@ t.test('defaults: every field of Config with an empty environment', async (t) =>
     wal: { dir: './data/wal', maxBytes: 1024 * MiB, syncIntervalMs: 2, syncBytes: MiB, segmentBytes: 16 * MiB, sharedRoot: undefined, leaseStaleMs: 60_000 },
     emfIntervalMs: undefined,
     workers: 2,
+    idempotency: { windowMs: 600_000, maxKeys: 1_000_000 },
   };
   t.strictSame(load(), defaults);
 });
@@ -153,6 +154,8 @@ const ranges: Record<string, [number, number, (c: Config) => unknown, Record<str
   WAL_SYNC_BYTES: [1024, 1024 * MiB, (c) => c.wal.syncBytes],
   WAL_SEGMENT_BYTES: [64 * 1024, 1024 * MiB, (c) => c.wal.segmentBytes],
   DURABLE_LEASE_STALE_MS: [1000, 3_600_000, (c) => c.wal.leaseStaleMs],
+  IDEMPOTENCY_WINDOW_SECONDS: [1, 86_400, (c) => c.idempotency.windowMs / 1000],
+  IDEMPOTENCY_MAX_KEYS: [1, 100_000_000, (c) => c.idempotency.maxKeys],
   SHUTDOWN_TIMEOUT_MS: [0, 3_600_000, (c) => c.shutdownTimeoutMs],
   METRICS_EMF_INTERVAL_MS: [1000, 3_600_000, (c) => c.emfIntervalMs, { METRICS_EMF: 'true' }],
 };

@@ -11,7 +11,7 @@ const LAYERS: readonly (readonly [name: string, prefixes: readonly string[]])[] 
   ['process', ['src/main.ts', 'src/dlq/cli.ts']],
   ['server', ['src/server.ts', 'src/shutdown.ts']],
   ['front', ['src/ingest/']],
-  ['pipeline', ['src/wiring.ts', 'src/pipeline.ts', 'src/acks.ts']],
+  ['pipeline', ['src/wiring.ts', 'src/pipeline.ts', 'src/acks.ts', 'src/idempotency.ts']],
   ['stages', ['src/upload/', 'src/wal/', 'src/dlq/', 'src/channel.ts', 'src/local-s3.ts']],
   ['base', ['src/disk/', 'src/metrics/', 'src/config/', 'src/config.ts', 'src/log.ts', 'src/version.ts', 'src/types/']],
 ];

@@ -102,6 +102,8 @@ export const VARIABLES = {
   WAL_SEGMENT_BYTES: int(16 * MiB, 64 * 1024, 1024 * MiB, 'start a new write-ahead log segment past this size'),
   DURABLE_ROOT: optionalText('a directory', 'a volume shared by every instance (EFS); WAL_DIR and DLQ_DIR become ROOT/<instance>/wal and dlq', true),
   DURABLE_LEASE_STALE_MS: int(60_000, 1000, HOUR_MS, 'with DURABLE_ROOT: a lease not renewed this long marks its instance dead'),
+  IDEMPOTENCY_WINDOW_SECONDS: int(600, 1, 86_400, 'how long a request with an Idempotency-Key is remembered: a repeat within it gets the first answer and stores nothing'),
+  IDEMPOTENCY_MAX_KEYS: int(1_000_000, 1, 100_000_000, 'Idempotency-Key keys held at most (about 170 bytes each for a 36-character key); past it the oldest is forgotten'),
   SHUTDOWN_TIMEOUT_MS: int(25_000, 0, HOUR_MS, 'upload time at shutdown before spilling to the DLQ'),
   API_KEYS: list('comma-separated', 'when set, every POST needs one'),
   CORS_ORIGINS: list('comma-separated origins, or `*`', 'origins that CORS answers; empty: no CORS, `*`: any'),

@@ -39,3 +39,16 @@ export function contentLength(req: HttpRequest, header: string): number {
   req.forEach(checkLength);
   return conflictingLength ? NaN : Number(header);
 }
+
+const KEY = /^[\x20-\x7e]{1,128}$/;
+
+/**
+ * The request's Idempotency-Key: the header, else `?idempotency_key=` (navigator.sendBeacon cannot
+ * set headers); '' when it has none, undefined when it is not 1 to 128 printable ASCII characters.
+ */
+export function idempotencyKey(req: HttpRequest): string | undefined {
+  let key = req.getHeader('idempotency-key');
+  // The query is parsed only when there is one. An empty key, in either, is none (uWS reads an empty header as a missing one).
+  if (key === '' && req.getQuery() !== '') key = req.getQuery('idempotency_key') ?? '';
+  return key === '' || KEY.test(key) ? key : undefined;
+}

@@ -11,15 +11,16 @@
 // only once the answer is written. What it read before the pause (two requests in one packet)
 // still closes the connection: with answersLater the hand-over waits for the end of the turn of
 // the event loop, so that such a request, whose client is gone, is never stored (withdrawn).
+import zlib from 'node:zlib';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { Logger } from 'pino';
-import { isReceipt, type Outcome, type Refusal } from '../acks.js';
+import { isReceipt, type Refusal, type Reply } from '../acks.js';
 import type { Entry } from '../channel.js';
 import type { HttpCounts } from '../metrics/http.js';
 import type { Intake } from '../pipeline.js';
 import type { Access } from './access.js';
 import { BODY_TOO_LARGE, type BodyFormat, gunzipCapped, type ParseLimits, parseEvents, Rejection } from './body.js';
-import { bodyFormat, contentLength, noLength } from './headers.js';
+import { bodyFormat, contentLength, idempotencyKey, noLength } from './headers.js';
 import { BodyBudget, type BodyHandler, type BodyLimits, BodyReader, discardBody } from './read-body.js';
 import * as R from './respond.js';
 
@@ -60,6 +61,8 @@ interface PostContext {
   readonly format: BodyFormat;
   readonly gzip: boolean;
   readonly corsOrigin: string;
+  /** Its Idempotency-Key, or ''. */
+  readonly key: string;
 }
 
 const QUEUE_FULL_LOG_INTERVAL_MS = 10_000;
@@ -112,12 +115,14 @@ export class EventsRoute implements BodyHandler<PostContext> {
     if (this.state.shuttingDown()) return this.#early(res, '503', R.SHUTTING_DOWN, corsOrigin, declared);
     if (!this.access.originAllowed(origin)) return this.#early(res, '403', R.ORIGIN_NOT_ALLOWED, '', declared);
     if (!this.access.authorized(req)) return this.#early(res, '401', R.UNAUTHORIZED, corsOrigin, declared);
+    const key = idempotencyKey(req);
+    if (key === undefined) return this.#early(res, '400', R.INVALID_IDEMPOTENCY_KEY, corsOrigin, declared);
     const format = bodyFormat(req.getHeader('content-type'));
     if (format === undefined) return this.#early(res, '415', R.UNSUPPORTED_TYPE, corsOrigin, declared);
     const encoding = req.getHeader('content-encoding').toLowerCase();
     const gzip = encoding === 'gzip';
     if (!gzip && encoding !== '' && encoding !== 'identity') return this.#early(res, '415', R.UNSUPPORTED_ENCODING, corsOrigin, declared);
-    new BodyReader(res, declared, this.#bodyLimits, this.#budget, this, { format, gzip, corsOrigin });
+    new BodyReader(res, declared, this.#bodyLimits, this.#budget, this, { format, gzip, corsOrigin, key });
   };
 
   /** An answer before the body is read: the rest of the body is discarded (bounded), then the connection closed. */
@@ -138,7 +143,7 @@ export class EventsRoute implements BodyHandler<PostContext> {
   }
 
   /** BodyHandler */
-  body(res: HttpResponse, wire: Buffer, owned: boolean, { format, gzip, corsOrigin }: PostContext): void {
+  body(res: HttpResponse, wire: Buffer, owned: boolean, { format, gzip, corsOrigin, key }: PostContext): void {
     // Under overload most requests meet a full channel: refuse them before paying for a parse.
     const admitted = this.intake.admits();
     if (admitted !== 'ok') return this.#refuseQueue(res, admitted, corsOrigin);
@@ -150,7 +155,9 @@ export class EventsRoute implements BodyHandler<PostContext> {
     const parsed = parseEvents(raw, format, this.#parseLimits, gzip || owned);
     if (parsed instanceof Rejection) return this.respond.send(res, '400', JSON.stringify(parsed), corsOrigin);
     const count = parsed.spans.length / 2;
-    this.#accept(res, { receivedAt: Date.now(), body: parsed.body, spans: parsed.spans, count, bytes: parsed.bytes }, corsOrigin);
+    // A repeat is known by its decompressed body: CRC-32 and length (docs/api.md#idempotency-key); no key, no hashing.
+    const idem = key === '' ? undefined : { key, hash: zlib.crc32(raw) | 0, bytes: raw.length };
+    this.#accept(res, { receivedAt: Date.now(), body: parsed.body, spans: parsed.spans, count, bytes: parsed.bytes, idem }, corsOrigin);
   }
 
   /** The request goes to the intake whole; answered now, or once the intake says (see the top). */
@@ -191,7 +198,7 @@ export class EventsRoute implements BodyHandler<PostContext> {
   };
 
   /** The answer to a paused request: its connection is read again once it is written. */
-  #answerLater(waiting: Waiting, outcome: Outcome): void {
+  #answerLater(waiting: Waiting, outcome: Reply): void {
     this.#awaiting?.give(waiting.bytes);
     const { res, count, corsOrigin } = waiting;
     if (!waiting.gone) {
@@ -207,11 +214,16 @@ export class EventsRoute implements BodyHandler<PostContext> {
   }
 
   /** `gone`: the client is: the events are counted, nothing is sent. */
-  #answer(res: HttpResponse, outcome: Outcome, count: number, corsOrigin: string, gone = false): void {
+  #answer(res: HttpResponse, outcome: Reply, count: number, corsOrigin: string, gone = false): void {
     if (isReceipt(outcome)) this.counts.eventsAccepted += count;
     if (gone) return;
     if (outcome === 'accepted') return this.respond.send(res, '202', `{"accepted":${count}}`, corsOrigin);
-    if (outcome === 'stored' || outcome === 'spilled') return this.respond.send(res, '202', `{"accepted":${count},"stored":"${outcome === 'stored' ? 's3' : 'dlq'}"}`, corsOrigin);
+    if (outcome === 'stored' || outcome === 'spilled') return this.respond.send(res, '202', receiptStored(count, outcome), corsOrigin);
+    if (outcome === 'replayed_accepted') return this.respond.send(res, '202', `{"accepted":${count}}`, corsOrigin, R.REPLAYED);
+    // The same body, so the same count as the first answer's.
+    if (outcome === 'replayed_stored' || outcome === 'replayed_spilled') return this.respond.send(res, '202', receiptStored(count, outcome === 'replayed_stored' ? 'stored' : 'spilled'), corsOrigin, R.REPLAYED);
+    if (outcome === 'in_progress') return this.respond.send(res, '409', R.IN_PROGRESS, corsOrigin, R.RETRY_AFTER);
+    if (outcome === 'key_reused') return this.respond.send(res, '422', R.IDEMPOTENCY_KEY_REUSED, corsOrigin);
     this.#refuseQueue(res, outcome, corsOrigin);
   }
 
@@ -266,3 +278,6 @@ export class EventsRoute implements BodyHandler<PostContext> {
     this.#queueFullUnlogged = 0;
   }
 }
+
+/** The 202 of ACK_LEVEL=s3: where the events are. */
+const receiptStored = (count: number, where: 'stored' | 'spilled'): string => `{"accepted":${count},"stored":"${where === 'stored' ? 's3' : 'dlq'}"}`;

@@ -6,7 +6,7 @@ import type { HttpCounts, Status } from '../metrics/http.js';
 const STATUS_LINES: Record<Status, string> = {
   '200': '200 OK', '202': '202 Accepted', '204': '204 No Content', '400': '400 Bad Request',
   '401': '401 Unauthorized', '403': '403 Forbidden', '404': '404 Not Found', '405': '405 Method Not Allowed',
-  '413': '413 Payload Too Large', '415': '415 Unsupported Media Type', '500': '500 Internal Server Error',
+  '409': '409 Conflict', '413': '413 Payload Too Large', '415': '415 Unsupported Media Type', '422': '422 Unprocessable Content', '500': '500 Internal Server Error',
   '503': '503 Service Unavailable',
 };
 
@@ -24,6 +24,9 @@ export const ORIGIN_NOT_ALLOWED = errorBody('origin_not_allowed', 'the Origin he
 export const UNSUPPORTED_TYPE = errorBody('unsupported_media_type', 'Content-Type must be application/json, application/x-ndjson or text/plain');
 export const UNSUPPORTED_ENCODING = errorBody('unsupported_encoding', 'Content-Encoding must be gzip or identity');
 export const INVALID_LENGTH = errorBody('invalid_content_length', 'Content-Length must be one decimal number, sent once');
+export const INVALID_IDEMPOTENCY_KEY = errorBody('invalid_idempotency_key', 'Idempotency-Key (or ?idempotency_key=) must be 1 to 128 printable ASCII characters');
+export const IDEMPOTENCY_KEY_REUSED = errorBody('idempotency_key_reused', 'this Idempotency-Key came with another body within IDEMPOTENCY_WINDOW_SECONDS: use a new key for new events');
+export const IN_PROGRESS = errorBody('in_progress', 'the first request with this Idempotency-Key is not answered yet; retry after the Retry-After delay to get its answer');
 export const NOT_FOUND = errorBody('not_found', 'no such endpoint; events go to POST /v1/events');
 export const METHOD_NOT_ALLOWED = errorBody('method_not_allowed', 'method not allowed on this endpoint');
 
@@ -36,6 +39,8 @@ export const RETRY_AFTER = 2;
  * wrote into its 16 KiB cork buffer. An answer larger than that buffer is written at once.
  */
 export const FLUSH_NOW = 4;
+/** `idempotent-replayed: true`: the answer is a repeat's, given again (src/idempotency.ts). */
+export const REPLAYED = 8;
 const FLUSH_PADDING = ' '.repeat(17 * 1024);
 
 export class Responder {
@@ -63,6 +68,7 @@ export class Responder {
     res.writeStatus(STATUS_LINES[status]).writeHeader('content-type', 'application/json');
     if (allow !== undefined) res.writeHeader('allow', allow);
     if ((flags & RETRY_AFTER) !== 0) res.writeHeader('retry-after', '1');
+    if ((flags & REPLAYED) !== 0) res.writeHeader('idempotent-replayed', 'true');
     if (corsOrigin !== '') res.writeHeader('access-control-allow-origin', corsOrigin).writeHeader('vary', 'origin');
     if ((flags & (FLUSH_NOW | CLOSE)) === 0) res.writeHeader('keep-alive', this.#keepAlive);
     if ((flags & FLUSH_NOW) !== 0) {

@@ -3,7 +3,7 @@
 // each parsed request to the main thread, the one owner of the channel, and answers the client
 // once the main thread says what became of it.
 import { parentPort, workerData } from 'node:worker_threads';
-import type { Answer, Outcome, Refusal } from '../acks.js';
+import type { Refusal, Reply } from '../acks.js';
 import type { Entry } from '../channel.js';
 import { createLogger } from '../log.js';
 import { sharedHttpCounts } from '../metrics/http.js';
@@ -13,7 +13,7 @@ import { type FromWorker, type PushItem, readAdmits, type ToWorker, type WorkerS
 
 class RemoteIntake implements Intake {
   #next = 0;
-  readonly #waiting = new Map<number, Answer>();
+  readonly #waiting = new Map<number, (reply: Reply) => void>();
   #items: PushItem[] = [];
   #transfer: ArrayBuffer[] = [];
 
@@ -41,7 +41,7 @@ class RemoteIntake implements Intake {
    * request. The route hands this turn's requests over together, at its end (answersLater): a
    * microtask after them sends them all, without waiting for another turn.
    */
-  accept(entry: Entry, answer: Answer): Outcome | 'pending' {
+  accept(entry: Entry, answer: (reply: Reply) => void): Reply | 'pending' {
     const { body } = entry;
     const id = this.#next++;
     this.#waiting.set(id, answer);
@@ -49,13 +49,13 @@ class RemoteIntake implements Intake {
     // copy in memory of its own (a slice of Node's shared pool cannot be transferred).
     const own = body.byteOffset === 0 && body.byteLength === body.buffer.byteLength;
     const buffer = (own ? body.buffer : body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength)) as ArrayBuffer;
-    this.#items.push({ id, body: buffer, spans: entry.spans, receivedAt: entry.receivedAt });
+    this.#items.push({ id, body: buffer, spans: entry.spans, receivedAt: entry.receivedAt, idem: entry.idem });
     this.#transfer.push(buffer);
     if (this.#items.length === 1) queueMicrotask(this.#flush);
     return 'pending';
   }
 
-  answer(ids: readonly number[], outcomes: readonly Outcome[]): void {
+  answer(ids: readonly number[], outcomes: readonly Reply[]): void {
     for (let i = 0; i < ids.length; i++) {
       const answer = this.#waiting.get(ids[i]!)!;
       this.#waiting.delete(ids[i]!);

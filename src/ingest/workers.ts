@@ -12,8 +12,8 @@
 // The workers' HTTP counters live in shared memory the main thread sums at each scrape.
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import { isReceipt, type Outcome, type Refusal } from '../acks.js';
-import type { Entry } from '../channel.js';
+import { isReceipt, type Refusal, type Reply } from '../acks.js';
+import type { Entry, IdemKey } from '../channel.js';
 import type { Config, LogLevel } from '../config.js';
 import { SHARED_COUNTS_BYTES, sharedHttpCounts, type HttpCounts } from '../metrics/http.js';
 import type { Intake } from '../pipeline.js';
@@ -40,12 +40,14 @@ export interface PushItem {
   readonly body: ArrayBuffer;
   readonly spans: readonly number[];
   readonly receivedAt: number;
+  /** Its Idempotency-Key, whose table is here on the main thread (src/idempotency.ts). */
+  readonly idem: IdemKey | undefined;
 }
 
 export type FromWorker = { type: 'ready'; descriptor: unknown } | { type: 'push'; items: PushItem[] } | { type: 'metrics'; id: number } | { type: 'crashed'; error: string };
 
 export type ToWorker =
-  | { type: 'answers'; ids: number[]; outcomes: Outcome[] }
+  | { type: 'answers'; ids: number[]; outcomes: Reply[] }
   | { type: 'metrics'; id: number; page?: MetricsPage; error?: string }
   | { type: 'unready'; reason: Unready | undefined }
   | { type: 'shutdown' | 'close' };
@@ -72,7 +74,7 @@ interface Child {
   closing: boolean;
   /** Answers not yet sent: sent together at the end of this turn of the event loop. */
   ids: number[];
-  outcomes: Outcome[];
+  outcomes: Reply[];
 }
 
 export interface WorkersPlan {
@@ -230,8 +232,8 @@ export class IngestWorkers {
 
   #push(child: Child, item: PushItem): void {
     const body = Buffer.from(item.body);
-    const entry: Entry = { receivedAt: item.receivedAt, body, spans: item.spans, count: item.spans.length / 2, bytes: body.length };
-    const answer = (outcome: Outcome): void => {
+    const entry: Entry = { receivedAt: item.receivedAt, body, spans: item.spans, count: item.spans.length / 2, bytes: body.length, idem: item.idem };
+    const answer = (outcome: Reply): void => {
       child.ids.push(item.id);
       child.outcomes.push(outcome);
       if (child.ids.length === 1) setImmediate(() => this.#flush(child));

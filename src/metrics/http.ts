@@ -3,7 +3,7 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 
 /** Every status the front answers. */
-const STATUSES = ['200', '202', '204', '400', '401', '403', '404', '405', '413', '415', '500', '503'] as const;
+const STATUSES = ['200', '202', '204', '400', '401', '403', '404', '405', '409', '413', '415', '422', '500', '503'] as const;
 export type Status = (typeof STATUSES)[number];
 
 export class HttpCounts {

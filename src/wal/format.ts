@@ -10,7 +10,7 @@
 //
 //   u32 LE  N        payload length
 //   u32 LE  crc      CRC-32 of the type byte and the payload
-//   u8      type     1 events, 2 cut, 3 done
+//   u8      type     1 events, 2 cut, 3 done, 4 key
 //   N bytes payload
 //
 // - events (one accepted request): f64 LE received_at (ms), u32 LE count, u32 LE spans[2 * count]
@@ -19,6 +19,10 @@
 //   first, last, from, to}; from and to are positions [segment, offset, event], `to` exclusive:
 //   the batch is every event from `from` up to `to` in log order (batches are contiguous);
 // - done (the batch is in S3, in the DLQ or counted dropped; not fsynced on its own): JSON {id}.
+// - key (the Idempotency-Key of the events record just before it, written and fsynced with it, so
+//   a key read means its events were read too; src/idempotency.ts): JSON {key, hash, bytes, at}.
+//   Replay puts the keys still in the log back in the table; a segment removed takes its keys with
+//   it (docs/api.md#idempotency-key says what that costs).
 //
 // Invariants:
 // - a request is answered 202 only after its events record is fsynced (group commit: one
@@ -67,6 +71,7 @@ const MAX_RECORD_BYTES = 1024 * 1024 * 1024;
 export const EVENTS = 1;
 export const CUT = 2;
 export const DONE = 3;
+export const KEY = 4;
 
 /** [segment, offset of the events record, event index in it]. */
 export type Position = readonly [seg: number, off: number, ev: number];
@@ -106,7 +111,7 @@ export function encodeEvents(receivedAt: number, spans: readonly number[], body:
   return [head, body];
 }
 
-export function encodeJson(type: typeof CUT | typeof DONE, value: unknown): Buffer {
+export function encodeJson(type: typeof CUT | typeof DONE | typeof KEY, value: unknown): Buffer {
   const json = Buffer.from(JSON.stringify(value), 'utf8');
   const record = Buffer.allocUnsafe(RECORD_HEADER_BYTES + json.length);
   record.writeUInt32LE(json.length, 0);
@@ -134,7 +139,7 @@ export interface Skipped {
   readonly off: number;
   readonly bytes: number;
   /**
-   * Whether it may have held events: false only when it reads as one cut or done record, its type
+   * Whether it may have held events: false only when it reads as one cut, done or key record, its type
    * and its length agreeing with where the next valid record begins and its payload shaped as a
    * JSON object ({ to }). An events payload starts with its received_at, whose first byte is 0 for
    * any time in ms below 2^45 (the year 3084), so one whose type byte was damaged never passes.
@@ -149,13 +154,13 @@ const CLOSE_BRACE = 0x7d;
  * Whether the header at data[i] (9 bytes there at least) can start a record the writer wrote, looked
  * at before its checksum is taken, when reading goes looking for the next record after a bad one: a
  * known type, a length that fits in the `room` bytes left in the file, and, when data holds them,
- * a cut or done payload opening with '{' or an events payload long enough for its spans. JSON text
- * never holds the bytes 1 to 3 (control characters), so a client's body cannot pass for a header.
+ * a cut, done or key payload opening with '{' or an events payload long enough for its spans. JSON text
+ * never holds the bytes 1 to 4 (control characters), so a client's body cannot pass for a header.
  */
 function plausible(data: Buffer, i: number, room: number): boolean {
   const length = data.readUInt32LE(i);
   const type = data[i + 8]!;
-  if (type < EVENTS || type > DONE || length > MAX_RECORD_BYTES || RECORD_HEADER_BYTES + length > room) return false;
+  if (type < EVENTS || type > KEY || length > MAX_RECORD_BYTES || RECORD_HEADER_BYTES + length > room) return false;
   const p = i + RECORD_HEADER_BYTES;
   if (type !== EVENTS) return length >= 2 && (p >= data.length || data[p] === OPEN_BRACE);
   return length >= 12 && (p + 12 > data.length || 12 + 8 * data.readUInt32LE(p + 8) <= length);
@@ -165,7 +170,7 @@ function plausible(data: Buffer, i: number, room: number): boolean {
 function mayHoldEvents(head: Buffer, last: number, bytes: number): boolean {
   if (head.length <= RECORD_HEADER_BYTES) return true;
   const type = head[8];
-  return !((type === CUT || type === DONE) && RECORD_HEADER_BYTES + head.readUInt32LE(0) === bytes && head[RECORD_HEADER_BYTES] === OPEN_BRACE && last === CLOSE_BRACE);
+  return !((type === CUT || type === DONE || type === KEY) && RECORD_HEADER_BYTES + head.readUInt32LE(0) === bytes && head[RECORD_HEADER_BYTES] === OPEN_BRACE && last === CLOSE_BRACE);
 }
 
 /** Why the record at data[at] is bad, or undefined when it is whole and its checksum matches. */
@@ -174,7 +179,7 @@ function badRecord(data: Buffer, at: number): string | undefined {
   const length = data.readUInt32LE(at);
   if (length > MAX_RECORD_BYTES || at + RECORD_HEADER_BYTES + length > data.length) return 'a record cut short';
   const typed = data.subarray(at + 8, at + RECORD_HEADER_BYTES + length);
-  if (zlib.crc32(typed) !== data.readUInt32LE(at + 4) || typed[0]! < EVENTS || typed[0]! > DONE) return 'a checksum mismatch';
+  if (zlib.crc32(typed) !== data.readUInt32LE(at + 4) || typed[0]! < EVENTS || typed[0]! > KEY) return 'a checksum mismatch';
   return undefined;
 }
 
@@ -298,7 +303,7 @@ async function readRecordAt(data: ChunkedFile, at: number, want: (type: number, 
   if (length > MAX_RECORD_BYTES || at + RECORD_HEADER_BYTES + length > data.size) return 'a record cut short';
   // The type byte's checksum is taken now: `head` is a view that the payload's reads replace.
   const typeSum = zlib.crc32(head.subarray(8, RECORD_HEADER_BYTES));
-  const known = type >= EVENTS && type <= DONE;
+  const known = type >= EVENTS && type <= KEY;
   const payload = known && want(type, at) ? Buffer.allocUnsafe(length) : undefined;
   const sum = await checksumPayload(data, at + RECORD_HEADER_BYTES, length, typeSum, payload);
   if (sum !== crc || !known) return 'a checksum mismatch';

@@ -5,10 +5,10 @@
 // events, and a later segment gone while an earlier one stayed or came back (a failed unlink, a
 // power loss) would have a restart send those events again under new keys.
 import type { Logger } from 'pino';
-import type { WalRef } from '../channel.js';
+import type { IdemKey, WalRef } from '../channel.js';
 import { type Disk, disk as realDisk } from '../disk/disk.js';
 import type { WalMetrics } from '../metrics/wal.js';
-import { CUT, type CutRecord, DONE, encodeEvents, encodeJson, segmentHeader, segmentName } from './format.js';
+import { CUT, type CutRecord, DONE, encodeEvents, encodeJson, KEY, segmentHeader, segmentName } from './format.js';
 import { GroupWriter, type SegmentState, type Synced } from './writer.js';
 
 export type { SegmentState, Synced } from './writer.js';
@@ -82,13 +82,17 @@ export class WriteAheadLog {
     return { seg: seg.seq, off: seg.size, base: 0 };
   }
 
-  /** Appends a request's events at `ref` (from nextRef()); `synced` is told once they are on disk. */
-  appendEvents(ref: WalRef, receivedAt: number, spans: readonly number[], body: Buffer, synced: Synced): void {
+  /**
+   * Appends a request's events at `ref` (from nextRef()), and its Idempotency-Key after them if it
+   * has one; `synced` is told once they are on disk.
+   */
+  appendEvents(ref: WalRef, receivedAt: number, spans: readonly number[], body: Buffer, synced: Synced, idem?: IdemKey): void {
     const seg = this.#head;
     if (ref.seg !== seg.seq || ref.off !== seg.size) throw new Error('WAL: appendEvents not at nextRef()');
     const [head, rest] = encodeEvents(receivedAt, spans, body);
     this.#enqueue(seg, head!);
     this.#enqueue(seg, rest!);
+    if (idem !== undefined) this.#enqueue(seg, encodeJson(KEY, { key: idem.key, hash: idem.hash, bytes: idem.bytes, at: receivedAt }));
     seg.unsettled += spans.length / 2;
     this.#writer.await(synced);
   }

@@ -6,12 +6,12 @@ import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { Entry } from '../channel.js';
+import type { Entry, IdemKey } from '../channel.js';
 import { disk } from '../disk/disk.js';
 import { acquireLock, type DlqLock, DlqLocked } from '../dlq/lock.js';
 import type { WalMetrics } from '../metrics/wal.js';
 import type { Batch } from '../upload/batcher.js';
-import { comparePositions, CUT, type CutRecord, decodeEvents, DONE, EVENTS, type Position, type RawRecord, SCAN_CHUNK_BYTES, scanSegment, segmentName, segmentSeq, type Skipped } from './format.js';
+import { comparePositions, CUT, type CutRecord, decodeEvents, DONE, EVENTS, KEY, type Position, type RawRecord, SCAN_CHUNK_BYTES, scanSegment, segmentName, segmentSeq, type Skipped } from './format.js';
 import type { SegmentState } from './log.js';
 import { compareRecords, type CutAt, type Damage, type EventsAt, rebuild } from './rebuild.js';
 
@@ -37,6 +37,13 @@ export interface Recovered {
   readonly events: number;
   /** Events of cut batches that a corrupt record cut short, missing from the WAL: logged, counted in wal_lost_events_total. */
   readonly lost: number;
+  /** The Idempotency-Keys of the requests the log holds, settled or not, in log order, with when each was received. */
+  readonly keys: KeyAt[];
+}
+
+/** A key record: an acknowledged request's Idempotency-Key. */
+export interface KeyAt extends IdemKey {
+  readonly at: number;
 }
 
 /** Takes the directory's lock (throws WalLocked), repairs and reads it. */
@@ -65,13 +72,13 @@ export async function recover(dir: string, instanceId: string, metrics: WalMetri
 async function read(dir: string, lock: DlqLock, metrics: WalMetrics, log: Logger): Promise<Recovered> {
   const seqs = await listSegments(dir);
   const chunk = Buffer.allocUnsafe(SCAN_CHUNK_BYTES);
-  const { segments, cuts, done, logId, damage, read: expected } = await checkSegments(dir, seqs, chunk, metrics, log);
+  const { segments, cuts, done, keys, logId, damage, read: expected } = await checkSegments(dir, seqs, chunk, metrics, log);
   cuts.sort((a, b) => comparePositions(a.cut.from, b.cut.from));
   const events = await readUnsettled(dir, segments, expected, unsettledRanges(cuts, done, damage.length > 0), chunk);
   const { batches, cutSegs, entries, events: total, lost } = rebuild(segments, cuts, done, events, damage, log);
   metrics.lostEvents.inc(lost);
   const nextSeq = (seqs.at(-1) ?? -1) + 1;
-  return { lock, logId: segments.length > 0 && logId !== undefined ? logId : randomBytes(4).toString('hex'), segments, nextSeq, batches, cutSegs, entries, events: total, lost };
+  return { lock, logId: segments.length > 0 && logId !== undefined ? logId : randomBytes(4).toString('hex'), segments, nextSeq, batches, cutSegs, entries, events: total, lost, keys };
 }
 
 /** The sequence numbers of the directory's segments, oldest first. */
@@ -86,6 +93,7 @@ interface Checked {
   readonly cuts: CutAt[];
   /** Ids of the batches with a done record. */
   readonly done: Set<string>;
+  readonly keys: KeyAt[];
   /** The log's id, from the first segment left that has one. */
   readonly logId: string | undefined;
   /** The corrupt stretches skipped, in log order. */
@@ -99,12 +107,13 @@ async function checkSegments(dir: string, seqs: readonly number[], chunk: Buffer
   const segments: SegmentState[] = [];
   const cuts: CutAt[] = [];
   const done = new Set<string>();
+  const keys: KeyAt[] = [];
   const damage: Damage[] = [];
   const read = new Map<number, { good: number; skipped: number }>();
   let logId: string | undefined;
   for (const [i, seq] of seqs.entries()) {
     const file = path.join(dir, segmentName(seq));
-    const scanned = await scanSegment(file, (type) => type !== EVENTS, (record) => keepControl(record, seq, cuts, done), chunk);
+    const scanned = await scanSegment(file, (type) => type !== EVENTS, (record) => keepControl(record, seq, cuts, done, keys), chunk);
     const torn = scanned.bad !== undefined && i === seqs.length - 1 && tornTail(await readFrom(file, scanned.good), scanned.bad);
     // An unreadable end that is no torn tail is corruption like the rest, with no valid record after it.
     const skipped = scanned.bad === undefined || torn ? scanned.skipped : [...scanned.skipped, { off: scanned.good, bytes: scanned.size - scanned.good, events: true }];
@@ -125,13 +134,14 @@ async function checkSegments(dir: string, seqs: readonly number[], chunk: Buffer
     damage.push(...skipped.map((s) => ({ seg: seq, ...s })));
     read.set(seq, { good: scanned.good, skipped: scanned.skipped.length });
   }
-  return { segments, cuts, done, logId, damage, read };
+  return { segments, cuts, done, keys, logId, damage, read };
 }
 
-/** A cut or done record of segment `seq`, kept by pass 1. */
-function keepControl(record: RawRecord, seq: number, cuts: CutAt[], done: Set<string>): void {
+/** A cut, done or key record of segment `seq`, kept by pass 1. */
+function keepControl(record: RawRecord, seq: number, cuts: CutAt[], done: Set<string>, keys: KeyAt[]): void {
   if (record.type === CUT) cuts.push({ cut: JSON.parse(record.payload.toString('utf8')) as CutRecord, seg: seq });
   else if (record.type === DONE) done.add((JSON.parse(record.payload.toString('utf8')) as { id: string }).id);
+  else if (record.type === KEY) keys.push(JSON.parse(record.payload.toString('utf8')) as KeyAt);
 }
 
 /**

@@ -40,8 +40,8 @@ t.test('send: the status line, a JSON body with its length, counted under its st
 });
 
 t.test('every status has its reason phrase', async (t) => {
-  const statuses = ['200', '202', '204', '400', '401', '403', '404', '405', '413', '415', '500', '503'] as const;
-  const lines = ['200 OK', '202 Accepted', '204 No Content', '400 Bad Request', '401 Unauthorized', '403 Forbidden', '404 Not Found', '405 Method Not Allowed', '413 Payload Too Large', '415 Unsupported Media Type', '500 Internal Server Error', '503 Service Unavailable'];
+  const statuses = ['200', '202', '204', '400', '401', '403', '404', '405', '409', '413', '415', '422', '500', '503'] as const;
+  const lines = ['200 OK', '202 Accepted', '204 No Content', '400 Bad Request', '401 Unauthorized', '403 Forbidden', '404 Not Found', '405 Method Not Allowed', '409 Conflict', '413 Payload Too Large', '415 Unsupported Media Type', '422 Unprocessable Content', '500 Internal Server Error', '503 Service Unavailable'];
   let next = 0;
   const { counts, get } = await answering(t, (res, respond) => respond.sendRaw(res, statuses[next++]!, []));
   for (const line of lines) t.match((await get()).text, new RegExp(`^HTTP/1\\.1 ${line}\r\n`), line);
@@ -57,6 +57,13 @@ t.test('send: allow, retry-after, and an allowed origin echoed with vary', async
   t.equal(header(answer.text, 'access-control-allow-origin'), 'https://app.example');
   t.equal(header(answer.text, 'vary'), 'origin');
   t.same(JSON.parse(answer.body), { error: 'queue_full', message: 'the event channel is full; retry after the Retry-After delay' });
+});
+
+t.test('send with REPLAYED: idempotent-replayed: true (an Idempotency-Key repeat)', async (t) => {
+  const { get } = await answering(t, (res, respond) => respond.send(res, '202', '{"accepted":1}', '', R.REPLAYED));
+  const answer = await get();
+  t.equal(answer.status, 202);
+  t.equal(header(answer.text, 'idempotent-replayed'), 'true');
 });
 
 t.test('send with CLOSE: the answer goes out at once, with connection: close, and the caller ends it later', async (t) => {

@@ -1,6 +1,6 @@
 // The WAL's record format: what is read back, and where reading stops on a torn or damaged record.
 import t from 'tap';
-import { CUT, decodeEvents, DONE, encodeEvents, encodeJson, readRecords, SEGMENT_HEADER_BYTES, segmentHeader, segmentName, segmentSeq } from '../../src/wal/format.js';
+import { CUT, decodeEvents, DONE, encodeEvents, encodeJson, KEY, readRecords, SEGMENT_HEADER_BYTES, segmentHeader, segmentName, segmentSeq } from '../../src/wal/format.js';
 
 const body = Buffer.from('[{"a":1},{"b":[2]}]');
 const spans = [1, 8, 9, 18];
@@ -44,6 +44,20 @@ t.test('a flipped bit fails the checksum of its record, which is skipped up to t
   t.equal(zeros.records.length, 3);
   t.ok(zeros.bad);
   t.equal(readRecords(Buffer.from('not a segment')).bad, 'no segment header');
+});
+
+t.test('a key record (Idempotency-Key) reads back after its events; damaged, it is skipped as a stretch that held no events', async (t) => {
+  const key = encodeJson(KEY, { key: 'k-1', hash: -5, bytes: 19, at: 1_800_000_000_123 });
+  const withKey = Buffer.concat([segmentHeader('0badcafe'), ...encodeEvents(1_800_000_000_123, spans, body), key, encodeJson(DONE, { id: 'x' })]);
+  const read = readRecords(withKey);
+  t.equal(read.bad, undefined);
+  t.same(read.records.map((r) => r.type), [1, KEY, DONE]);
+  t.same(JSON.parse(read.records[1]!.payload.toString()), { key: 'k-1', hash: -5, bytes: 19, at: 1_800_000_000_123 });
+  const damaged = Buffer.from(withKey);
+  damaged[read.records[1]!.off + 12]! ^= 0x01; // inside the key's JSON
+  const again = readRecords(damaged);
+  t.same(again.records.map((r) => r.type), [1, DONE], 'the key record is skipped, the records around it are read');
+  t.same(again.skipped, [{ off: read.records[1]!.off, bytes: key.length, events: false }]);
 });
 
 t.test('segment names', async (t) => {

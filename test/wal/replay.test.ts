@@ -10,7 +10,7 @@ import { Registry } from 'prom-client';
 import t from 'tap';
 import { createWalMetrics } from '../../src/metrics/wal.js';
 import { LINE_OVERHEAD_BYTES } from '../../src/upload/batcher.js';
-import { comparePositions, CUT, type CutRecord, decodeEvents, DONE, encodeEvents, encodeJson, EVENTS, type Position, readRecords, SEGMENT_HEADER_BYTES, segmentHeader, segmentName, segmentSeq } from '../../src/wal/format.js';
+import { comparePositions, CUT, type CutRecord, decodeEvents, DONE, encodeEvents, encodeJson, EVENTS, KEY, type Position, readRecords, SEGMENT_HEADER_BYTES, segmentHeader, segmentName, segmentSeq } from '../../src/wal/format.js';
 import { recover } from '../../src/wal/replay.js';
 
 const root = mkdtempSync(join(tmpdir(), 'ingest-replay-'));
@@ -185,6 +185,22 @@ t.test('the same result as the whole-WAL reader, on 150 random logs', async (t) 
     rmSync(copy, { recursive: true });
   }
   t.ok(withBatches > 25 && withEntries > 25, `logs with batches to resend: ${withBatches}, with events after the last cut: ${withEntries}`);
+});
+
+t.test('the Idempotency-Keys the log holds come back in log order, from settled batches too; a key cut with a torn tail is not', async (t) => {
+  const events = () => encodeEvents(1_800_000_000_123, [1, 8], Buffer.from('[{"a":1}]'));
+  const key = (k: string, at: number) => encodeJson(KEY, { key: k, hash: 3, bytes: 9, at });
+  const settled = Buffer.concat([segmentHeader('0badcafe'), ...events(), key('first', 1), encodeJson(CUT, { id: 'b', key: 'raw/b.jsonl.gz', events: 1, first: 1, last: 1, from: [0, SEGMENT_HEADER_BYTES, 0], to: [0, SEGMENT_HEADER_BYTES, 1] }), encodeJson(DONE, { id: 'b' })]);
+  const torn = key('torn', 3);
+  const last = Buffer.concat([segmentHeader('0badcafe'), ...events(), key('second', 2), ...events(), torn.subarray(0, torn.length - 3)]);
+  const dir = mkdtempSync(join(tmpdir(), 'ingest-wal-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, segmentName(0)), settled);
+  writeFileSync(join(dir, segmentName(1)), last);
+  const got = await recover(dir, 'test', createWalMetrics(new Registry()), pino({ level: 'silent' }));
+  got.lock.release();
+  t.same(got.keys, [{ key: 'first', hash: 3, bytes: 9, at: 1 }, { key: 'second', hash: 3, bytes: 9, at: 2 }]);
+  t.equal(got.events, 2, 'the events of both requests of the last segment are replayed, the one whose key was torn too');
 });
 
 t.test('damage in a segment: the copy to corrupt/ is a file of its own, never written through a symlink', async (t) => {

@@ -39,3 +39,21 @@ export function contentLength(req: HttpRequest, header: string): number {
   req.forEach(checkLength);
   return conflictingLength ? NaN : Number(header);
 }
+
+let origins = 0;
+const countOrigin = (key: string): void => {
+  if (key === 'origin') origins++;
+};
+
+/**
+ * The Origin header; '' without one; undefined when the request carries more than one (no browser
+ * sends two: uWS reads the first, a proxy might check the other). Only a request whose first
+ * Origin is not empty is looked through, so that SDKs on servers, which send none, pay nothing.
+ */
+export function requestOrigin(req: HttpRequest): string | undefined {
+  const origin = req.getHeader('origin');
+  if (origin === '') return '';
+  origins = 0;
+  req.forEach(countOrigin);
+  return origins > 1 ? undefined : origin;
+}

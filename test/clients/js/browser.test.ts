@@ -16,7 +16,8 @@ import { startS3, type S3Server } from '../../helpers/s3.js';
 import { eventually, killed, ROOT, startServer } from '../../helpers/server.js';
 import { tempDir } from '../../helpers/temp.js';
 import type { ScenarioName } from './scenarios.js';
-import { clientSuite } from './suite.js';
+import { startScripted } from './scripted.js';
+import { clientSuite, SUITE_ENV } from './suite.js';
 
 if (noChromium !== false) {
   t.plan(0, noChromium);
@@ -43,6 +44,10 @@ if (noChromium !== false) {
     return found.sort((a, b) => a - b);
   };
   const range = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
+  // One server, with the page's origin in CORS_ORIGINS, for every test that stores events from the page.
+  const s3 = await startS3(t);
+  const server = await startInProcess(t, { ...s3.env, ...SUITE_ENV, CORS_ORIGINS: page.origin });
+  const scripted = await startScripted(t);
 
   t.test('the suite, in a page from another origin', async (t) => {
     const tab = await open(t);
@@ -57,12 +62,11 @@ if (noChromium !== false) {
         },
         [name, endpoint, tag],
       );
-    await clientSuite(t, run, page.origin, 'browser');
+    await clientSuite(t, run, 'browser', s3, server);
   });
 
   t.test('a tab closed with events queued: every one arrives, in beacons under maxBeaconBytes', async (t) => {
-    const s3 = await startS3(t);
-    const server = await startInProcess(t, { ...s3.env, CORS_ORIGINS: page.origin, BATCH_MAX_AGE_MS: '50' });
+    const before = await server.metric('http_requests_total', '{status="202"}');
     const tab = await open(t);
     const counts = await tab.evaluate(async (endpoint) => {
       const url = '/client.js';
@@ -77,12 +81,51 @@ if (noChromium !== false) {
     await tab.close({ runBeforeUnload: true });
     t.same(await stored(s3, 'closed', 40), range(40), 'every event stored once');
     // 40 events of ~85 bytes in beacons of at most 2000 bytes: two or more requests.
-    t.ok((await server.metric('http_requests_total', '{status="202"}')) >= 2, 'in several beacons');
+    t.ok((await server.metric('http_requests_total', '{status="202"}')) - before >= 2, 'in several beacons');
+  });
+
+  t.test('the batch in flight and the queue go out in beacons with their keys, and the API key, when the tab closes', async (t) => {
+    scripted.posts.length = 0;
+    scripted.script = ['stall'];
+    const tab = await open(t);
+    await tab.evaluate(async (endpoint) => {
+      const url = '/client.js';
+      const { createClient } = (await import(url)) as typeof import('../../../clients/js/dist/index.js');
+      const client = createClient({ endpoint, apiKey: 'k 1', maxBatchEvents: 3, flushIntervalMs: 60_000 });
+      // Three: a full batch, sent at once (and never answered); two more wait.
+      for (let i = 0; i < 5; i++) client.track({ tag: 'inflight', i });
+    }, scripted.endpoint);
+    await eventually(() => scripted.posts.length === 1);
+    await tab.close({ runBeforeUnload: true });
+    await eventually(() => scripted.posts.length === 3);
+    const [fetched, inFlight, queued] = scripted.posts;
+    t.match(fetched, { in: 'header', apiKey: 'k 1', contentType: 'application/json' });
+    t.match(inFlight, { in: 'query', key: fetched!.key, apiKey: 'k 1', body: fetched!.body, contentType: /^text\/plain/ }, 'the batch in flight, beaconed with its key: stored once whichever arrives');
+    t.match(queued, { in: 'query', apiKey: 'k 1', contentType: /^text\/plain/ }, 'then the queue');
+    t.not(queued!.key, fetched!.key, 'with a key of its own');
+    t.same(JSON.parse(queued!.body), [{ tag: 'inflight', i: 3 }, { tag: 'inflight', i: 4 }]);
+  });
+
+  t.test('a page hidden (not closed) beacons its queue too', async (t) => {
+    scripted.posts.length = 0;
+    const tab = await open(t);
+    const counts = await tab.evaluate(async (endpoint) => {
+      const url = '/client.js';
+      const { createClient } = (await import(url)) as typeof import('../../../clients/js/dist/index.js');
+      const client = createClient({ endpoint, flushIntervalMs: 60_000 });
+      client.track({ tag: 'hidden', i: 0 });
+      // Headless pages stay visible: the state a tab switch gives, and its event.
+      Object.defineProperty(document, 'visibilityState', { value: 'hidden', configurable: true });
+      document.dispatchEvent(new Event('visibilitychange'));
+      return { ...client.counts };
+    }, scripted.endpoint);
+    t.match(counts, { queued: 0, beaconed: 1 });
+    await eventually(() => scripted.posts.length === 1);
+    t.match(scripted.posts[0], { in: 'query', body: '[{"tag":"hidden","i":0}]' });
+    await tab.close();
   });
 
   t.test('sendBeacon with a Blob typed application/json or NDJSON, from another origin, is stored', async (t) => {
-    const s3 = await startS3(t);
-    const server = await startInProcess(t, { ...s3.env, CORS_ORIGINS: page.origin, BATCH_MAX_AGE_MS: '50' });
     const tab = await open(t);
     const sent = await tab.evaluate((endpoint) => {
       const url = `${endpoint}/v1/events`;

@@ -4,11 +4,17 @@ import { gzipSync } from 'node:zlib';
 import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { createClient } from '../../../clients/js/dist/index.js';
+import { startInProcess } from '../../helpers/in-process.js';
+import { startS3 } from '../../helpers/s3.js';
 import { ROOT } from '../../helpers/server.js';
 import { scenarios } from './scenarios.js';
-import { clientSuite } from './suite.js';
+import { clientSuite, SUITE_ENV } from './suite.js';
 
-t.test('the suite, in Node', (t) => clientSuite(t, (name, endpoint, tag) => scenarios[name](createClient, endpoint, tag), '*', 'node'));
+t.test('the suite, in Node', async (t) => {
+  const s3 = await startS3(t);
+  const server = await startInProcess(t, { ...s3.env, ...SUITE_ENV });
+  await clientSuite(t, (name, endpoint, tag) => scenarios[name](createClient, endpoint, tag), 'node', s3, server);
+});
 
 t.test('the bundle is one ES module with no imports, small enough for the README\'s figure', async (t) => {
   const js = readFileSync(`${ROOT}clients/js/dist/index.js`, 'utf8');

@@ -6,13 +6,24 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Owner } from '../../helpers/fault-proxy.js';
 
-export type Scripted = 'accept' | 'reset' | { status: number; error: string; retryAfter?: string };
+export type Scripted = 'accept' | 'reset' | 'stall' | { status: number; error: string; retryAfter?: string };
 
 export interface ScriptedServer {
   endpoint: string;
   /** The answers to the next POSTs, in order; past the end, 'accept'. */
   script: Scripted[];
-  posts: { key: string | undefined; body: string; contentType: string | undefined }[];
+  posts: Post[];
+}
+
+export interface Post {
+  /** Idempotency-Key, or ?idempotency_key= (a beacon's). */
+  key: string | undefined;
+  /** x-api-key, or ?api_key=. */
+  apiKey: string | undefined;
+  /** Where each came from: a header, or the query. */
+  in: 'header' | 'query';
+  body: string;
+  contentType: string | undefined;
 }
 
 export async function startScripted(t: Owner): Promise<ScriptedServer> {
@@ -31,8 +42,18 @@ export async function startScripted(t: Owner): Promise<ScriptedServer> {
     let body = '';
     req.on('data', (chunk: Buffer) => (body += chunk.toString()));
     req.on('end', () => {
-      server.posts.push({ key: req.headers['idempotency-key'] as string | undefined, body, contentType: req.headers['content-type'] });
+      const query = new URL(req.url ?? '/', 'http://x').searchParams;
+      const header = req.headers['idempotency-key'] as string | undefined;
+      server.posts.push({
+        key: header ?? query.get('idempotency_key') ?? undefined,
+        apiKey: (req.headers['x-api-key'] as string | undefined) ?? query.get('api_key') ?? undefined,
+        in: header === undefined ? 'query' : 'header',
+        body,
+        contentType: req.headers['content-type'],
+      });
       const next = server.script.shift() ?? 'accept';
+      // Never answered (until the test ends): a request still in flight.
+      if (next === 'stall') return;
       // Cut mid-answer: a connection closed with no answer at all, Chromium resends by itself on a
       // kept-alive connection (as a lost answer would be).
       if (next === 'reset') return req.socket.end('HTTP/1.1 20');

@@ -4,9 +4,8 @@
 // scripted one (scripted.ts) for faults; here is what each must come to.
 import type { Test } from 'tap';
 import type { ClientError } from '../../../clients/js/dist/index.js';
-import { startInProcess } from '../../helpers/in-process.js';
-import { startS3 } from '../../helpers/s3.js';
-import { eventually } from '../../helpers/server.js';
+import type { S3Server } from '../../helpers/s3.js';
+import { eventually, type Served } from '../../helpers/server.js';
 import type { Outcome, ScenarioName } from './scenarios.js';
 import { startScripted } from './scripted.js';
 
@@ -15,9 +14,10 @@ export type RunScenario = (name: ScenarioName, endpoint: string, tag: string) =>
 
 const codes = (errors: ClientError[]): string[] => errors.map((e) => e.code);
 
-export async function clientSuite(t: Test, run: RunScenario, corsOrigins: string, runtime: string): Promise<void> {
-  const s3 = await startS3(t);
-  const server = await startInProcess(t, { ...s3.env, CORS_ORIGINS: corsOrigins, BATCH_MAX_AGE_MS: '50', MAX_EVENT_DEPTH: '8' });
+/** The suite's server: the real one, storing in `s3`, with BATCH_MAX_AGE_MS short and MAX_EVENT_DEPTH 8. */
+export const SUITE_ENV = { BATCH_MAX_AGE_MS: '50', MAX_EVENT_DEPTH: '8' };
+
+export async function clientSuite(t: Test, run: RunScenario, runtime: string, s3: S3Server, server: Served): Promise<void> {
   const scripted = await startScripted(t);
   /** The `i` of every stored event tagged `tag`, sorted, once `n` of them are stored. */
   const stored = async (tag: string, n: number): Promise<number[]> => {

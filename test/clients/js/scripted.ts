@@ -29,6 +29,10 @@ export interface Post {
 export async function startScripted(t: Owner): Promise<ScriptedServer> {
   const server: ScriptedServer = { endpoint: '', script: [], posts: [] };
   const http1 = http.createServer((req, res) => {
+    if (req.url?.split('?')[0] !== '/v1/events') {
+      res.writeHead(404);
+      return res.end();
+    }
     const origin = req.headers.origin;
     if (origin !== undefined) {
       res.setHeader('access-control-allow-origin', origin);

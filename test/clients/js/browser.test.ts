@@ -166,7 +166,8 @@ if (noChromium !== false) {
       const sending = tab.evaluate(async (endpoint) => {
         const url = '/client.js';
         const { createClient } = (await import(url)) as typeof import('../../../clients/js/dist/index.js');
-        const client = createClient({ endpoint, maxBatchEvents: 10, flushIntervalMs: 60_000, retryBaseMs: 20, retryMaxMs: 100, maxAttempts: 100 });
+        // Retries for about 25 s (200 attempts, waits of up to 250 ms): a restart on a loaded machine fits.
+        const client = createClient({ endpoint, maxBatchEvents: 10, flushIntervalMs: 60_000, retryBaseMs: 20, retryMaxMs: 250, maxAttempts: 200 });
         for (let i = 0; i < 30; i++) client.track({ tag: 'restart', i });
         await client.flush();
         return { ...client.counts };

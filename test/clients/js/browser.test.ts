@@ -143,14 +143,16 @@ if (noChromium !== false) {
 
   t.test('without CORS_ORIGINS a page of any origin reads the answer (the default `*`)', async (t) => {
     const s3 = await startS3(t);
-    const server = await startInProcess(t, { ...s3.env });
+    const server = await startInProcess(t, { ...s3.env, BATCH_MAX_AGE_MS: '50' });
     const tab = await open(t);
     const answer = await tab.evaluate(async (endpoint) => {
-      const res = await fetch(`${endpoint}/v1/events`, { method: 'POST', body: '{"tag":"default"}', headers: { 'content-type': 'application/json' } });
-      return [res.status, await res.text()];
+      const res = await fetch(`${endpoint}/v1/events`, { method: 'POST', body: '{"tag":"default","i":0}', headers: { 'content-type': 'application/json' } });
+      const beaconed = navigator.sendBeacon(`${endpoint}/v1/events`, new Blob(['{"tag":"default","i":1}'], { type: 'application/json' }));
+      return [res.status, await res.text(), beaconed];
     }, server.url);
     // Was "Failed to fetch", with the event stored: a retrying client stored it twice.
-    t.same(answer, [202, '{"accepted":1}']);
+    t.same(answer, [202, '{"accepted":1}', true]);
+    t.same(await stored(s3, 'default', 2), [0, 1], 'and a JSON beacon is stored too');
     await tab.close();
   });
 

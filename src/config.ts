@@ -76,7 +76,7 @@ export interface Config {
   readonly dlqReuploadIdleMs: number;
   readonly shutdownTimeoutMs: number;
   readonly apiKeys: readonly string[];
-  /** Empty: no CORS. `['*']`: any origin. */
+  /** Origins as browsers send them, `https://*.example.com` forms, or `['*']` (the default): any origin. */
   readonly corsOrigins: readonly string[];
   readonly logLevel: LogLevel;
   readonly instanceId: string;

@@ -65,7 +65,7 @@ t.test('defaults: every field of Config with an empty environment', async (t) =>
     dlqReuploadIdleMs: 1000,
     shutdownTimeoutMs: 25_000,
     apiKeys: [],
-    corsOrigins: [],
+    corsOrigins: ['*'],
     logLevel: 'info',
     instanceId: 'test-host',
     ackLevel: 'memory',
@@ -107,6 +107,18 @@ const refused: [Record<string, string>, RegExp][] = [
   ...['0', 'two', '1.5', '257', '-1'].map((value): [Record<string, string>, RegExp] => [{ WORKERS: value }, new RegExp(`^"WORKERS" should be an integer from 1 to 256, got "${value.replace('.', '\\.')}"$`)]),
   [{ WORKERS: '4', MAX_BODY_BYTES: String(MiB), MAX_BODIES_IN_FLIGHT_BYTES: String(2 * MiB) }, /"MAX_BODIES_IN_FLIGHT_BYTES" should be at least WORKERS x MAX_BODY_BYTES \(4 x 1048576: each worker thread reads bodies within its share\), got 2097152; raise it or lower WORKERS/],
   [{ WORKERS: '4', MAX_CONNECTIONS: '3' }, /"WORKERS" should be at most MAX_CONNECTIONS \(each worker thread takes its share of the connections\), got 4 with MAX_CONNECTIONS=3/],
+  // Each started fine, then matched no browser's Origin and refused every browser POST (issue 23).
+  [{ CORS_ORIGINS: 'http://a.com/' }, /^"CORS_ORIGINS" should be a comma-separated list of origins written as browsers send them, .*, got "http:\/\/a\.com\/": browsers send it as "http:\/\/a\.com"$/],
+  [{ CORS_ORIGINS: 'https://ok.example,localhost:3000' }, /^"CORS_ORIGINS" should be .*, got "localhost:3000": it must begin with http:\/\/ or https:\/\/$/],
+  [{ CORS_ORIGINS: 'app.example.com' }, /^"CORS_ORIGINS" should be .*, got "app\.example\.com": not a URL \(a scheme such as https:\/\/ is needed\)$/],
+  [{ CORS_ORIGINS: 'https://App.Example.com' }, /got "https:\/\/App\.Example\.com": browsers send it as "https:\/\/app\.example\.com"$/],
+  [{ CORS_ORIGINS: 'https://a.example:443' }, /got "https:\/\/a\.example:443": browsers send it as "https:\/\/a\.example"$/],
+  [{ CORS_ORIGINS: 'https://a.example/app' }, /browsers send it as "https:\/\/a\.example"$/],
+  [{ CORS_ORIGINS: 'ftp://a.example' }, /it must begin with http:\/\/ or https:\/\/$/],
+  [{ CORS_ORIGINS: 'https://*.com' }, /got "https:\/\/\*\.com": a wildcard is only `\*\.` before a domain of two labels or more/],
+  [{ CORS_ORIGINS: 'https://app*.example.com' }, /a wildcard is only/],
+  [{ CORS_ORIGINS: 'https://*.*.example.com' }, /a wildcard is only/],
+  [{ CORS_ORIGINS: '*.example.com' }, /^"CORS_ORIGINS" should be .*, got "\*\.example\.com": not a URL/],
   // Empty is a value, and a bad one, where the variable has a default of its own.
   [{ GZIP_LEVEL: '' }, /^"GZIP_LEVEL" should be an integer from 1 to 9, got ""$/],
   [{ WORKERS: '' }, /^"WORKERS" should be an integer from 1 to 256, got ""$/],
@@ -185,6 +197,12 @@ t.test('values of the other kinds', async (t) => {
   t.strictSame(load({ API_KEYS: ' k1, ,k2,' }).apiKeys, ['k1', 'k2'], 'blanks and empty entries dropped');
   t.strictSame(load({ API_KEYS: '' }).apiKeys, []);
   t.strictSame(load({ CORS_ORIGINS: '*' }).corsOrigins, ['*']);
+  t.strictSame(load({ CORS_ORIGINS: '' }).corsOrigins, ['*'], 'empty: as unset, any origin');
+  t.strictSame(
+    load({ CORS_ORIGINS: ' https://app.example.com, http://localhost:3000,https://*.example.com:8443,http://[::1]:8080 ' }).corsOrigins,
+    ['https://app.example.com', 'http://localhost:3000', 'https://*.example.com:8443', 'http://[::1]:8080'],
+    'origins as browsers send them, and a subdomain wildcard',
+  );
   t.match(load({ HOST: '127.0.0.1', DLQ_DIR: '/var/dlq', WAL_DIR: '/var/wal' }), { host: '127.0.0.1', dlqDir: '/var/dlq', wal: { dir: '/var/wal' } });
   t.equal(load({ METRICS_EMF: 'true' }).emfIntervalMs, 60_000);
   t.equal(load({ METRICS_EMF: 'false', METRICS_EMF_INTERVAL_MS: '5000' }).emfIntervalMs, undefined, 'off: no interval');

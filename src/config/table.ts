@@ -59,6 +59,38 @@ function instanceId(raw: string, name: string): string {
   return raw;
 }
 
+// A browser's Origin header is scheme://host[:port], lowercase, with no default port and no path:
+// a listed origin written any other way would match no request and refuse every browser POST.
+// `https://*.example.com`: any subdomain of example.com (not example.com itself), on that scheme
+// and port. Unset or empty: `*` (any origin; the server reads no cookies, so letting browsers read
+// its answers exposes nothing: docs/api.md#cors).
+const ORIGIN_FORM = 'should be a comma-separated list of origins written as browsers send them, scheme://host[:port] (http or https, lowercase, no path or trailing slash, no default port), `https://*.example.com` for any subdomain, or `*` for any origin';
+function corsOrigins(raw: string, name: string): readonly string[] {
+  const origins = raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (origins.length === 0) return ['*'];
+  for (const origin of origins) {
+    if (origin === '*') continue;
+    const problem = originProblem(origin);
+    if (problem !== '') throw new ConfigError(`"${name}" ${ORIGIN_FORM}, got "${origin}": ${problem}`);
+  }
+  return origins;
+}
+
+function originProblem(origin: string): string {
+  // The URL class takes the wildcard label as a host character: checked after parsing.
+  let url: URL;
+  try {
+    url = new URL(origin);
+  } catch {
+    return 'not a URL (a scheme such as https:// is needed)';
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return 'it must begin with http:// or https://';
+  const host = url.hostname;
+  if (host.includes('*') && !/^\*\.[^*]+\.[^*.]+$/.test(host)) return 'a wildcard is only `*.` before a domain of two labels or more, as in https://*.example.com';
+  if (url.origin !== origin) return `browsers send it as "${url.origin}"`;
+  return '';
+}
+
 export const VARIABLES = {
   PORT: int(8080, 0, 65535, 'ingest listener port; 0: any free port'),
   HOST: text('0.0.0.0', 'an address', 'ingest listener address'),
@@ -106,7 +138,7 @@ export const VARIABLES = {
   IDEMPOTENCY_MAX_KEYS: int(1_000_000, 1, 100_000_000, 'Idempotency-Key keys held at most (about 170 bytes each for a 36-character key); past it the oldest is forgotten'),
   SHUTDOWN_TIMEOUT_MS: int(25_000, 0, HOUR_MS, 'upload time at shutdown before spilling to the DLQ'),
   API_KEYS: list('comma-separated', 'when set, every POST needs one'),
-  CORS_ORIGINS: list('comma-separated origins, or `*`', 'origins that CORS answers; empty: no CORS, `*`: any'),
+  CORS_ORIGINS: custom(['*'], '`*`', 'comma-separated origins as browsers send them, `https://*.example.com` forms, or `*`', 'browser origins that may post and read the answers; `*`: any', corsOrigins),
   LOG_LEVEL: oneOf(LOG_LEVELS, 'info', 'pino level'),
   INSTANCE_ID: optionalCustom('on ECS the container\'s DockerId, else the hostname', '1 to 64 of `A-Z a-z 0-9 . _ -`', 'goes into every object key; must differ between instances', instanceId),
   METRICS_EMF: bool(false, 'also write key metrics as CloudWatch Embedded Metric Format lines to stdout'),

@@ -52,3 +52,21 @@ export function idempotencyKey(req: HttpRequest): string | undefined {
   if (key === '' && req.getQuery() !== '') key = req.getQuery('idempotency_key') ?? '';
   return key === '' || KEY.test(key) ? key : undefined;
 }
+
+let origins = 0;
+const countOrigin = (key: string): void => {
+  if (key === 'origin') origins++;
+};
+
+/**
+ * The Origin header; '' without one; undefined when the request carries more than one (no browser
+ * sends two: uWS reads the first, a proxy might check the other). Only a request whose first
+ * Origin is not empty is looked through, so that SDKs on servers, which send none, pay nothing.
+ */
+export function requestOrigin(req: HttpRequest): string | undefined {
+  const origin = req.getHeader('origin');
+  if (origin === '') return '';
+  origins = 0;
+  req.forEach(countOrigin);
+  return origins > 1 ? undefined : origin;
+}

@@ -20,7 +20,7 @@ import type { HttpCounts } from '../metrics/http.js';
 import type { Intake } from '../pipeline.js';
 import type { Access } from './access.js';
 import { BODY_TOO_LARGE, type BodyFormat, gunzipCapped, type ParseLimits, parseEvents, Rejection } from './body.js';
-import { bodyFormat, contentLength, idempotencyKey, noLength } from './headers.js';
+import { bodyFormat, contentLength, idempotencyKey, noLength, requestOrigin } from './headers.js';
 import { BodyBudget, type BodyHandler, type BodyLimits, BodyReader, discardBody } from './read-body.js';
 import * as R from './respond.js';
 
@@ -104,7 +104,8 @@ export class EventsRoute implements BodyHandler<PostContext> {
     const lengthHeader = req.getHeader('content-length');
     const declared = lengthHeader === '' ? (req.getHeader('transfer-encoding') === '' ? noLength(req) : -1) : contentLength(req, lengthHeader);
     if (Number.isNaN(declared)) return this.respond.send(res, '400', R.INVALID_LENGTH, '', R.FLUSH_NOW);
-    const origin = this.access.cors ? req.getHeader('origin') : '';
+    const origin = requestOrigin(req);
+    if (origin === undefined) return this.#early(res, '400', R.TWO_ORIGINS, '', declared);
     const corsOrigin = this.access.corsOrigin(origin);
     if (declared > this.options.maxBodyBytes) {
       this.counts.rejectedBodyTooLarge++;

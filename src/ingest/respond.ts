@@ -20,6 +20,7 @@ export const AWAITING_ANSWERS = errorBody('awaiting_answers', 'too many requests
 export const BUSY = errorBody('busy', 'too many request bodies or connections at once; retry after the Retry-After delay');
 export const SHUTTING_DOWN = errorBody('shutting_down', 'the server is shutting down; send to another instance');
 export const UNAUTHORIZED = errorBody('unauthorized', 'send a valid API key in x-api-key, Authorization: Bearer, or ?api_key=');
+export const TWO_ORIGINS = errorBody('invalid_origin', 'the request carries more than one Origin header');
 export const ORIGIN_NOT_ALLOWED = errorBody('origin_not_allowed', 'the Origin header names an origin not in CORS_ORIGINS');
 export const UNSUPPORTED_TYPE = errorBody('unsupported_media_type', 'Content-Type must be application/json, application/x-ndjson or text/plain');
 export const UNSUPPORTED_ENCODING = errorBody('unsupported_encoding', 'Content-Encoding must be gzip or identity');
@@ -29,6 +30,18 @@ export const IDEMPOTENCY_KEY_REUSED = errorBody('idempotency_key_reused', 'this 
 export const IN_PROGRESS = errorBody('in_progress', 'the first request with this Idempotency-Key is not answered yet; retry after the Retry-After delay to get its answer');
 export const NOT_FOUND = errorBody('not_found', 'no such endpoint; events go to POST /v1/events');
 export const METHOD_NOT_ALLOWED = errorBody('method_not_allowed', 'method not allowed on this endpoint');
+
+/**
+ * The headers of every answer to an allowed Origin. Credentials: navigator.sendBeacon always sends
+ * a credentialed request, whose answer the browser drops without this (and the server reads no
+ * cookies, so it grants nothing). Exposed: what a client reads of an answer beyond the safelisted
+ * headers (Retry-After is not one).
+ */
+export const CORS_ANSWER_HEADERS: readonly [string, string][] = [
+  ['vary', 'origin'],
+  ['access-control-allow-credentials', 'true'],
+  ['access-control-expose-headers', 'retry-after, idempotent-replayed'],
+];
 
 /** Flags of send(). CLOSE: the answer is sent, with `connection: close`, but not ended: end('') or close() it. */
 export const CLOSE = 1;
@@ -69,7 +82,10 @@ export class Responder {
     if (allow !== undefined) res.writeHeader('allow', allow);
     if ((flags & RETRY_AFTER) !== 0) res.writeHeader('retry-after', '1');
     if ((flags & REPLAYED) !== 0) res.writeHeader('idempotent-replayed', 'true');
-    if (corsOrigin !== '') res.writeHeader('access-control-allow-origin', corsOrigin).writeHeader('vary', 'origin');
+    if (corsOrigin !== '') {
+      res.writeHeader('access-control-allow-origin', corsOrigin);
+      for (const [name, value] of CORS_ANSWER_HEADERS) res.writeHeader(name, value);
+    }
     if ((flags & (FLUSH_NOW | CLOSE)) === 0) res.writeHeader('keep-alive', this.#keepAlive);
     if ((flags & FLUSH_NOW) !== 0) {
       res.end(json + FLUSH_PADDING, true);

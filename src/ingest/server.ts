@@ -93,7 +93,7 @@ export class IngestServer {
       if (!cap.track(res, delta) && delta > 0 && this.#connectionsClosed) res.close();
     });
     app.post('/v1/events', this.#events.post);
-    if (access.cors) app.options('/v1/events', (res, req) => access.preflight(res, req, this.#respond));
+    app.options('/v1/events', (res, req) => access.preflight(res, req, this.#respond));
     app.any('/v1/events', (res) => send(res, '405', R.METHOD_NOT_ALLOWED, '', 0, 'POST'));
     this.#routeGet(app, '/healthz', (res) => send(res, '200', '{"status":"ok"}'));
     this.#routeGet(app, '/readyz', (res) => {

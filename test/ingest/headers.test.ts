@@ -1,7 +1,7 @@
 // What a POST's headers say about its body: the format from Content-Type, and Content-Length as
 // one plain decimal number sent once (else NaN), read from real requests on a uWebSockets.js app.
 import t, { type Test } from 'tap';
-import { bodyFormat, contentLength, noLength } from '../../src/ingest/headers.js';
+import { bodyFormat, contentLength, noLength, requestOrigin } from '../../src/ingest/headers.js';
 import { uWS } from '../../src/ingest/uws.js';
 import { rawRequest } from '../helpers/raw.js';
 import { listenApp } from '../helpers/uws-app.js';
@@ -63,4 +63,22 @@ t.test('Content-Length: NaN when it is not one decimal number, or two different 
   // The module keeps its state between calls: a request that conflicted must not taint the next.
   t.equal(await read('content-length: 2\r\n'), 2, 'a plain request after conflicting ones');
   t.equal(await read(''), 0, 'and one without a length after an empty one');
+});
+
+t.test('Origin: none, one, or more than one (undefined), read from real requests', async (t) => {
+  const seen: (string | null)[] = [];
+  const app = uWS.App().get('/*', (res, req) => {
+    seen.push(requestOrigin(req) ?? null);
+    res.end('ok');
+  });
+  const port = await listenApp(t, app);
+  const read = async (headers: string): Promise<string | null> => {
+    await rawRequest(port, `GET /x HTTP/1.1\r\nhost: x\r\nconnection: close\r\n${headers}\r\n`, 1000);
+    return seen.at(-1)!;
+  };
+  t.equal(await read(''), '', 'none');
+  t.equal(await read('origin: https://a.example\r\n'), 'https://a.example');
+  t.equal(await read('Origin: https://a.example\r\nx-origin: https://b.example\r\n'), 'https://a.example', 'a header that only ends in origin is another');
+  t.equal(await read('origin: https://a.example\r\norigin: https://b.example\r\n'), null, 'two: refused, the second might be the one a proxy checks');
+  t.equal(await read('origin: https://a.example\r\nORIGIN: https://a.example\r\n'), null, 'even the same one twice, in any case');
 });

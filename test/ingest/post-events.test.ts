@@ -289,6 +289,32 @@ t.test('before the body, in order: too large, shutting down, origin, key, type, 
   t.equal(intake.entries.length, 1, 'only that one reached the intake');
 });
 
+t.test('two Origin headers: 400 invalid_origin before anything else but the length, nothing stored', async (t) => {
+  const { intake, counts, port } = await route(t, { corsOrigins: ['https://app.example'] });
+  const ask = (headers: string) => exchange(t, port, `POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nconnection: close\r\n${headers}content-length: 2\r\n\r\n{}`);
+  // Was 202: uWS reads the first Origin, while a proxy in front may have checked the second.
+  const two = await ask('origin: https://app.example\r\norigin: https://evil.example\r\n');
+  t.same([two.status, JSON.parse(two.body).error], [400, 'invalid_origin']);
+  t.notMatch(two.text, /^access-control-allow-origin/im, 'no origin echoed');
+  t.match(two.text, /^connection: close\r$/im, 'an early answer: the connection closed');
+  const tooLarge = await exchange(t, port, `POST /v1/events HTTP/1.1\r\nhost: x\r\norigin: a\r\norigin: b\r\ncontent-length: ${OPTIONS.maxBodyBytes + 1}\r\n\r\n`);
+  t.equal(JSON.parse(tooLarge.body).error, 'invalid_origin', 'before body_too_large');
+  const one = await ask('origin: https://app.example\r\n');
+  t.equal(one.status, 202, 'one Origin: stored');
+  t.equal(intake.entries.length, 1, 'only that one reached the intake');
+  t.equal(counts.requests['400'], 2, 'counted');
+});
+
+t.test('an answer to an allowed Origin lets the browser read it: credentials, and the headers a client reads', async (t) => {
+  const { port } = await route(t, { corsOrigins: ['https://app.example'] });
+  const answer = await exchange(t, port, 'POST /v1/events HTTP/1.1\r\nhost: x\r\norigin: https://app.example\r\ncontent-type: text/plain\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}');
+  t.equal(answer.status, 202);
+  // Was missing: navigator.sendBeacon is credentialed, and Chromium dropped its answer (issue 23).
+  t.match(answer.text, /^access-control-allow-credentials: true\r$/im);
+  t.match(answer.text, /^access-control-expose-headers: retry-after, idempotent-replayed\r$/im, 'Retry-After is not a safelisted header');
+  t.match(answer.text, /^vary: origin\r$/im);
+});
+
 t.test('an early answer to a request without a body keeps the connection', async (t) => {
   const { port } = await route(t, { apiKeys: ['k'] });
   const request = 'POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 0\r\n\r\n';

@@ -33,7 +33,7 @@ t.test('send: the status line, a JSON body with its length, counted under its st
   t.equal(header(answer.text, 'content-type'), 'application/json');
   t.equal(header(answer.text, 'content-length'), '14');
   t.equal(answer.body, '{"accepted":3}');
-  for (const absent of ['allow', 'retry-after', 'access-control-allow-origin', 'vary', 'connection']) t.equal(header(answer.text, absent), undefined, `no ${absent} header`);
+  for (const absent of ['allow', 'retry-after', 'access-control-allow-origin', 'access-control-allow-credentials', 'vary', 'connection']) t.equal(header(answer.text, absent), undefined, `no ${absent} header`);
   await get();
   t.equal(counts.requests['202'], 2, 'each answer counted');
   t.equal(counts.requests['200'], 0, 'under its own status only');
@@ -56,6 +56,8 @@ t.test('send: allow, retry-after, and an allowed origin echoed with vary', async
   t.equal(header(answer.text, 'retry-after'), '1');
   t.equal(header(answer.text, 'access-control-allow-origin'), 'https://app.example');
   t.equal(header(answer.text, 'vary'), 'origin');
+  t.equal(header(answer.text, 'access-control-allow-credentials'), 'true', 'a beacon (credentialed) may read it');
+  t.equal(header(answer.text, 'access-control-expose-headers'), 'retry-after, idempotent-replayed', 'and a script may read Retry-After');
   t.same(JSON.parse(answer.body), { error: 'queue_full', message: 'the event channel is full; retry after the Retry-After delay' });
 });
 

@@ -141,7 +141,7 @@ export function assertExactlyOnce(t: Test, report: AuditReport, label: string): 
   t.same(report.missing.slice(0, 5), [], `${label}: no acknowledged event missing (${report.missing.length})`);
   t.same(report.duplicated.slice(0, 5), [], `${label}: no event stored twice (${report.duplicated.length})`);
   t.same(report.unexpected.slice(0, 5), [], `${label}: nothing stored that was refused (${report.unexpected.length})`);
-  t.ok(report.acked > 0, `${label}: ${report.acked} events acknowledged, ${report.inS3} in S3`);
+  t.ok(report.acked > 0, `${label}: ${report.acked} events acknowledged, ${report.inS3} in S3, ${report.inDlq} in the DLQ`);
 }
 
 /** Reads S3 (and `dlqDir`, if given) and compares what is there with what the client was told. */
@@ -186,6 +186,11 @@ export interface ServerCounters {
   reuploaded: number;
   dropped: number;
   dlqEvents: number;
+}
+
+/** A server's counters, read from its /metrics. */
+export async function countersOf(server: { readonly metricsUrl: string }): Promise<ServerCounters> {
+  return serverCounters(await (await fetch(server.metricsUrl)).text());
 }
 
 export function serverCounters(metricsText: string): ServerCounters {

@@ -257,6 +257,10 @@ t.test('the alarms are deploy/cloudwatch/alarms.json\'s, notifying the stack\'s 
   t.equal(ofType(s, 'AWS::CloudWatch::Alarm').length, Object.keys(source).length);
   t.equal(s.template.toJSON().Parameters?.AlarmTopicArn, undefined, 'no parameter left to fill in');
   t.equal(environment(s).METRICS_EMF, 'true', 'the alarms\' metrics arrive as EMF through awslogs');
+  // The EMF lines' Service dimension (test/metrics/emf.test.ts).
+  const dimensions = ofType(s, 'AWS::CloudWatch::Alarm').flatMap(([, a]) => [a.Properties.Dimensions ?? [], ...(a.Properties.Metrics ?? []).map((m: { MetricStat?: { Metric: { Dimensions: unknown[] } } }) => m.MetricStat?.Metric.Dimensions ?? [])]).flat();
+  t.ok(dimensions.length >= Object.keys(source).length);
+  t.same(new Set(dimensions.map((d) => JSON.stringify(d))), new Set([JSON.stringify({ Name: 'Service', Value: 'event-ingest' })]), 'every alarm watches Service=event-ingest');
   const other = configs.other;
   const adot = (one(other, 'AWS::ECS::TaskDefinition').ContainerDefinitions as Record<string, any>[]).find((c) => c.Name === 'adot')!;
   t.equal(adot.Essential, false, 'losing metrics does not stop ingest');
@@ -318,6 +322,7 @@ t.test('deploy/README.md\'s table of values that must agree says what the stack 
   const targets = one(s, 'AWS::ElasticLoadBalancingV2::TargetGroup');
   const https = ofType(s, 'AWS::ElasticLoadBalancingV2::Listener').find(([, r]) => r.Properties.Protocol === 'HTTPS')?.[1].Properties;
   const expected: Record<string, string> = {
+    'client keep-alive idle': `< ${ALB_IDLE_TIMEOUT_S}`,
     'ALB idle timeout': String(ALB_IDLE_TIMEOUT_S),
     'server keep-alive idle timeout': String(SERVER_KEEP_ALIVE_IDLE_S),
     'deregistration delay': String(DEREGISTRATION_DELAY_S),

@@ -30,13 +30,13 @@ interface Synth {
 }
 
 /** The app as `cdk synth` runs it: cdk.json's context, then the command line's `-c` values. */
-function newApp(context: Record<string, string>, outdir?: string): App {
+function newApp(context: Record<string, unknown>, outdir?: string): App {
   // CDK's built-in CloudFormation schema validation compiles a WebAssembly engine, about 10 s of
   // CPU before it checks anything: `cdk synth` runs it, this test does not (deploy/README.md).
   return new App({ outdir, builtinCloudFormationValidation: false, context: { ...json('deploy/cdk/cdk.json').context, certificateArn: CERTIFICATE, ...context } });
 }
 
-function synth(context: Record<string, string>): Synth {
+function synth(context: Record<string, unknown>): Synth {
   const outdir = tempDir(t, 'cdk');
   const app = newApp(context, outdir);
   const stack = new IngestStack(app, 'EventIngest', { env: ENV, ...settingsFromContext(app) });
@@ -44,7 +44,28 @@ function synth(context: Record<string, string>): Synth {
   return { stack, template, resources: template.toJSON().Resources as Resources, outdir };
 }
 
-const configs = { default: synth({}), efs: synth({ efs: 'true' }), other: synth({ egress: 'nat', kms: 'true', metrics: 'amp', corsOrigins: 'https://app.example.com' }) };
+// An existing VPC as `cdk synth` would have looked it up (the answer is kept in cdk.context.json):
+// two zones, public and private subnets.
+const VPC_ID = 'vpc-0123456789abcdef0';
+const subnet = (id: string, zone: string) => ({ subnetId: id, cidr: '10.1.0.0/24', availabilityZone: zone, routeTableId: `rtb-${id.slice(7)}` });
+const LOOKED_UP = {
+  [`vpc-provider:account=${ENV.account}:filter.vpc-id=${VPC_ID}:region=${ENV.region}:returnAsymmetricSubnets=true`]: {
+    vpcId: VPC_ID,
+    vpcCidrBlock: '10.1.0.0/16',
+    availabilityZones: [],
+    subnetGroups: [
+      { name: 'Public', type: 'Public', subnets: [subnet('subnet-0000000000000000a', 'eu-west-1a'), subnet('subnet-0000000000000000b', 'eu-west-1b')] },
+      { name: 'Private', type: 'Private', subnets: [subnet('subnet-0000000000000000c', 'eu-west-1a'), subnet('subnet-0000000000000000d', 'eu-west-1b')] },
+    ],
+  },
+};
+
+const configs = {
+  default: synth({}),
+  efs: synth({ efs: 'true' }),
+  other: synth({ egress: 'nat', kms: 'true', metrics: 'amp', corsOrigins: 'https://app.example.com' }),
+  existingVpc: synth({ vpcId: VPC_ID, ...LOOKED_UP }),
+};
 
 const ofType = (s: Synth, type: string) => Object.entries(s.resources).filter(([, r]) => r.Type === type);
 const one = (s: Synth, type: string) => {
@@ -125,6 +146,18 @@ t.test('private subnets: VPC endpoints by default, reachable from the tasks only
   }
   t.equal(ofType(configs.other, 'AWS::EC2::VPCEndpoint').length, 0, 'egress=nat: no endpoints');
   t.equal(ofType(configs.other, 'AWS::EC2::NatGateway').length, 2, 'egress=nat: a NAT gateway per zone');
+});
+
+t.test('an existing VPC: nothing of the network created but the endpoints, in its private subnets; the load balancer in its public ones', async (t) => {
+  const s = configs.existingVpc;
+  t.equal(ofType(s, 'AWS::EC2::VPC').length, 0);
+  t.equal(ofType(s, 'AWS::EC2::Subnet').length, 0);
+  const endpoints = ofType(s, 'AWS::EC2::VPCEndpoint').map(([, r]) => r.Properties);
+  t.equal(endpoints.length, 6);
+  for (const endpoint of endpoints) t.equal(endpoint.VpcId, VPC_ID);
+  t.same(one(s, 'AWS::ECS::Service').NetworkConfiguration.AwsvpcConfiguration.Subnets, ['subnet-0000000000000000c', 'subnet-0000000000000000d']);
+  t.same(one(s, 'AWS::ElasticLoadBalancingV2::LoadBalancer').Subnets, ['subnet-0000000000000000a', 'subnet-0000000000000000b']);
+  t.same(endpoints.find((p) => p.VpcEndpointType === 'Gateway')?.RouteTableIds, ['rtb-0000000000000000c', 'rtb-0000000000000000d'], 'the S3 gateway on the private subnets\' routes');
 });
 
 t.test('deployments: the circuit breaker rolls a revision back; ECS Exec on, logged to a group of its own; deploy/ecs/service.json\'s values', async (t) => {

@@ -203,7 +203,7 @@ export class IngestStack extends Stack {
       maxHealthyPercent: SERVICE.deploymentConfiguration.maximumPercent,
       healthCheckGracePeriod: Duration.seconds(SERVICE.healthCheckGracePeriodSeconds),
       // A revision whose tasks never become healthy (/readyz) is rolled back to the last good one.
-      circuitBreaker: { enable: true, rollback: true },
+      circuitBreaker: SERVICE.deploymentConfiguration.deploymentCircuitBreaker,
       enableExecuteCommand: SERVICE.enableExecuteCommand,
       vpcSubnets: taskSubnets,
       assignPublicIp: false,
@@ -473,5 +473,5 @@ const SERVICE = readJson<{
   desiredCount: number;
   enableExecuteCommand: boolean;
   healthCheckGracePeriodSeconds: number;
-  deploymentConfiguration: { minimumHealthyPercent: number; maximumPercent: number };
+  deploymentConfiguration: { deploymentCircuitBreaker: { enable: boolean; rollback: boolean }; minimumHealthyPercent: number; maximumPercent: number };
 }>('deploy/ecs/service.json');

@@ -162,6 +162,7 @@ t.test('an existing VPC: nothing of the network created but the endpoints, in it
 
 t.test('deployments: the circuit breaker rolls a revision back; ECS Exec on, logged to a group of its own; deploy/ecs/service.json\'s values', async (t) => {
   const service = json('deploy/ecs/service.json');
+  t.same(service.deploymentConfiguration.deploymentCircuitBreaker, { enable: true, rollback: true }, 'deploy/ecs/service.json rolls back too');
   for (const [name, s] of Object.entries(configs)) {
     t.match(one(s, 'AWS::ECS::Service'), {
       DeploymentConfiguration: { DeploymentCircuitBreaker: { Enable: true, Rollback: true }, MinimumHealthyPercent: service.deploymentConfiguration.minimumHealthyPercent, MaximumPercent: service.deploymentConfiguration.maximumPercent },

@@ -45,7 +45,7 @@ export const ALB_IDLE_TIMEOUT_S = 20;
 export const DEREGISTRATION_DELAY_S = 30;
 
 /** The ADOT collector's image on ECR Public; no VPC endpoint reaches ECR Public (context `adotImage`). */
-const ADOT_IMAGE = 'public.ecr.aws/aws-observability/aws-otel-collector:v0.43.3';
+const ADOT_IMAGE = 'public.ecr.aws/aws-observability/aws-otel-collector:v0.49.0';
 
 export interface IngestStackProps extends StackProps {
   /** An ACM certificate in the stack's region for the HTTPS listener. */
@@ -84,13 +84,14 @@ interface EcsTaskJson {
     ulimits: { name: ecs.UlimitName; softLimit: number; hardLimit: number }[];
     mountPoints?: { sourceVolume: string; containerPath: string; readOnly: boolean }[];
   }[];
+  volumes?: { name: string }[];
 }
 
 interface TargetTracking {
   TargetTrackingScalingPolicyConfiguration: { TargetValue: number; ScaleOutCooldown: number; ScaleInCooldown: number; PredefinedMetricSpecification: { PredefinedMetricType: string } };
 }
 
-export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const readJson = <T>(path: string) => JSON.parse(readFileSync(`${REPO_ROOT}${path}`, 'utf8')) as T;
 
 /** The task definition this deployment mirrors: the EFS one with `efs`. */
@@ -325,7 +326,7 @@ export class IngestStack extends Stack {
       posixUser: { uid: '1000', gid: '1000' },
       createAcl: { ownerUid: '1000', ownerGid: '1000', permissions: '755' },
     });
-    const [volume] = (task as { volumes?: { name: string }[] }).volumes ?? [];
+    const [volume] = task.volumes ?? [];
     const [mount] = task.containerDefinitions[0]!.mountPoints ?? [];
     if (volume === undefined || mount === undefined) throw new Error('deploy/ecs/task-definition-efs.json has no volume or mount point');
     taskDefinition.addVolume({

@@ -109,8 +109,7 @@ export class IngestStack extends Stack {
       throw new Error('metrics=amp pulls the ADOT collector from ECR Public, which no VPC endpoint reaches: set egress=nat, or adotImage to a copy in your private ECR');
     }
     const task = readJson<EcsTaskJson>(taskJsonPath(props));
-    const [container] = task.containerDefinitions;
-    if (container === undefined) throw new Error(`${taskJsonPath(props)} has no container`);
+    const container = task.containerDefinitions[0]!;
     const env = Object.fromEntries(container.environment.map((e) => [e.name, e.value]));
     const prefix = env.S3_PREFIX!;
 
@@ -154,7 +153,7 @@ export class IngestStack extends Stack {
       containerName: container.name,
       // Built by `cdk deploy` from the repository's Dockerfile for the task's CPU architecture, so
       // an image built on an arm64 laptop still starts on x86_64 tasks.
-      image: ecs.ContainerImage.fromAsset(REPO_ROOT, { platform: task.runtimePlatform.cpuArchitecture === 'ARM64' ? Platform.LINUX_ARM64 : Platform.LINUX_AMD64 }),
+      image: ecs.ContainerImage.fromAsset(REPO_ROOT, { platform: IMAGE_PLATFORM[task.runtimePlatform.cpuArchitecture] }),
       essential: true,
       portMappings: container.portMappings.map((p) => ({ name: p.name, containerPort: p.containerPort })),
       environment,
@@ -326,9 +325,8 @@ export class IngestStack extends Stack {
       posixUser: { uid: '1000', gid: '1000' },
       createAcl: { ownerUid: '1000', ownerGid: '1000', permissions: '755' },
     });
-    const [volume] = task.volumes ?? [];
-    const [mount] = task.containerDefinitions[0]!.mountPoints ?? [];
-    if (volume === undefined || mount === undefined) throw new Error('deploy/ecs/task-definition-efs.json has no volume or mount point');
+    const volume = task.volumes![0]!;
+    const mount = task.containerDefinitions[0]!.mountPoints![0]!;
     taskDefinition.addVolume({
       name: volume.name,
       efsVolumeConfiguration: { fileSystemId: fileSystem.fileSystemId, transitEncryption: 'ENABLED', authorizationConfig: { accessPointId: accessPoint.accessPointId, iam: 'ENABLED' } },
@@ -421,9 +419,7 @@ export class IngestStack extends Stack {
   private autoscaling(service: ecs.FargateService, targets: elbv2.ApplicationTargetGroup): void {
     const scaling = readJson<{ scalableTarget: { MinCapacity: number; MaxCapacity: number }; policies: TargetTracking[] }>('deploy/ecs/autoscaling.json');
     const policy = (type: string) => {
-      const found = scaling.policies.find((p) => p.TargetTrackingScalingPolicyConfiguration.PredefinedMetricSpecification.PredefinedMetricType === type);
-      if (found === undefined) throw new Error(`deploy/ecs/autoscaling.json has no ${type} policy`);
-      const c = found.TargetTrackingScalingPolicyConfiguration;
+      const c = scaling.policies.find((p) => p.TargetTrackingScalingPolicyConfiguration.PredefinedMetricSpecification.PredefinedMetricType === type)!.TargetTrackingScalingPolicyConfiguration;
       return { target: c.TargetValue, scaleOutCooldown: Duration.seconds(c.ScaleOutCooldown), scaleInCooldown: Duration.seconds(c.ScaleInCooldown) };
     };
     const count = service.autoScaleTaskCount({ minCapacity: scaling.scalableTarget.MinCapacity, maxCapacity: scaling.scalableTarget.MaxCapacity });
@@ -456,14 +452,16 @@ export class IngestStack extends Stack {
 function nagName(stack: Stack, value: string): string {
   const visit = (node: unknown): string => {
     if (typeof node === 'string') return node;
-    const intrinsic = node as { 'Fn::Join'?: [string, unknown[]]; 'Fn::GetAtt'?: [string, string]; Ref?: string };
-    if (intrinsic['Fn::Join'] !== undefined) return intrinsic['Fn::Join'][1].map(visit).join(intrinsic['Fn::Join'][0]);
-    if (intrinsic['Fn::GetAtt'] !== undefined) return `<${intrinsic['Fn::GetAtt'].join('.')}>`;
-    if (intrinsic.Ref !== undefined) return `<${intrinsic.Ref}>`;
-    return JSON.stringify(node);
+    // The only intrinsics an ARN here is made of.
+    const { 'Fn::Join': join, 'Fn::GetAtt': getAtt, Ref: ref } = node as { 'Fn::Join'?: [string, unknown[]]; 'Fn::GetAtt'?: [string, string]; Ref?: string };
+    if (join !== undefined) return join[1].map(visit).join(join[0]);
+    return getAtt !== undefined ? `<${getAtt.join('.')}>` : `<${ref}>`;
   };
   return visit(stack.resolve(value));
 }
+
+/** The image is built for the task definition's `cpuArchitecture`. */
+const IMAGE_PLATFORM: Record<string, Platform> = { X86_64: Platform.LINUX_AMD64, ARM64: Platform.LINUX_ARM64 };
 
 /** The ADOT collector's hard memory limit. */
 const ADOT_MEMORY_MIB = 256;

@@ -63,7 +63,7 @@ const LOOKED_UP = {
 const configs = {
   default: synth({}),
   efs: synth({ efs: 'true' }),
-  other: synth({ egress: 'nat', kms: 'true', metrics: 'amp', corsOrigins: 'https://app.example.com' }),
+  other: synth({ egress: 'nat', kms: 'true', metrics: 'amp', corsOrigins: 'https://app.example.com', alarmEmail: 'ops@example.com', retentionDays: '400' }),
   existingVpc: synth({ vpcId: VPC_ID, ...LOOKED_UP }),
 };
 
@@ -197,6 +197,7 @@ t.test('the buckets: public access blocked, TLS only, encrypted (SSE-S3, or the 
       t.ok(policy.some((st) => st.Effect === 'Deny' && st.Principal.AWS === '*' && st.Action === 's3:*' && st.Condition.Bool['aws:SecureTransport'] === 'false'), `${name} ${id}: TLS only`);
     }
     const events = buckets.find(([id]) => id.startsWith('Events'))![1].Properties;
+    t.equal(events.LifecycleConfiguration.Rules[0].ExpirationInDays, name === 'other' ? 400 : undefined, `${name}: retentionDays expires objects, unset keeps them`);
     const encryption = events.BucketEncryption.ServerSideEncryptionConfiguration[0];
     t.equal(encryption.ServerSideEncryptionByDefault.SSEAlgorithm, name === 'other' ? 'aws:kms' : 'AES256', `${name}: encryption`);
     t.match(events.LoggingConfiguration, { DestinationBucketName: { Ref: /^AccessLogs/ } }, `${name}: server access logs`);
@@ -302,6 +303,8 @@ t.test('the alarms are deploy/cloudwatch/alarms.json\'s, notifying the stack\'s 
   t.match(config, `targets: ['127.0.0.1:${environment(other).METRICS_PORT}']`);
   t.match(config, 'prometheusremotewrite');
   t.equal(ofType(configs.default, 'AWS::APS::Workspace').length, 0);
+  t.same(ofType(configs.other, 'AWS::SNS::Subscription').map(([, r]) => [r.Properties.Protocol, r.Properties.Endpoint]), [['email', 'ops@example.com']], 'alarmEmail subscribes');
+  t.equal(ofType(configs.default, 'AWS::SNS::Subscription').length, 0);
 });
 
 t.test('cdk-nag\'s AWS Solutions rules pass, and every acknowledged finding is named and says why', async (t) => {

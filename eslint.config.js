@@ -4,7 +4,7 @@
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'clients/js/dist/', '.bench/', '.tap/', 'coverage/', 'data/', 'node_modules/'] },
+  { ignores: ['dist/', 'clients/js/dist/', '.bench/', '.tap/', 'coverage/', 'data/', 'node_modules/', '**/cdk.out/'] },
   {
     files: ['**/*.ts'],
     languageOptions: {

@@ -1,6 +1,6 @@
 #!/bin/sh
 # npm run test:ops: the slow live suites npm test leaves out (the test/**/*.ops.test.ts files: the
-# alert rules in a real Prometheus, the chaos soak, memory and fd limits, the four-kill WAL run, the power-loss run, and
+# alert rules in a real Prometheus, the chaos soak, memory and fd limits, the CDK app's cdk synth through the CLI, the four-kill WAL run, the power-loss run, and
 # the other runs of several server processes under load: shared root, workers, the DLQ under traffic,
 # the S3 outage and intermittent errors of the zero-loss scenarios;
 # and the JSON property test at twenty times npm test's runs),

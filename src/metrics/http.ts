@@ -197,7 +197,7 @@ function summedGauge(registry: Registry, name: string, help: string, read: () =>
 }
 
 /** A counter that, at each scrape, catches up with a plain integer the hot path increments. */
-function summedCounter(registry: Registry, name: string, help: string, read: () => number): void {
+export function summedCounter(registry: Registry, name: string, help: string, read: () => number): void {
   let reported = 0;
   new Counter({
     name,

@@ -1,6 +1,7 @@
 // Idempotency-Key metrics (src/idempotency.ts): the table counts plain integers on the hot path,
 // read here at each scrape.
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { summedCounter } from './http.js';
 
 /** What the table shows: the keys it holds, and what it has counted. */
 export interface IdempotencyState {
@@ -8,25 +9,10 @@ export interface IdempotencyState {
   readonly counts: { readonly replays: number; readonly reused: number; readonly inProgress: number; readonly evicted: number };
 }
 
-/** A counter that catches up with `read` at each scrape. */
-function caughtUp(registry: Registry, name: string, help: string, read: () => number): void {
-  let reported = 0;
-  new Counter({
-    name,
-    help,
-    registers: [registry],
-    collect() {
-      const now = read();
-      this.inc(now - reported);
-      reported = now;
-    },
-  });
-}
-
 export function observeIdempotency(registry: Registry, table: IdempotencyState): void {
   new Gauge({ name: 'idempotency_keys', help: 'Idempotency-Key keys held (in flight or answered), against IDEMPOTENCY_MAX_KEYS', registers: [registry], collect() { this.set(table.size); } });
-  caughtUp(registry, 'idempotency_replays_total', 'Requests answered with the answer of an earlier request with the same Idempotency-Key and body (Idempotent-Replayed: true); nothing stored', () => table.counts.replays);
-  caughtUp(registry, 'idempotency_keys_evicted_total', 'Idempotency-Key keys forgotten before IDEMPOTENCY_WINDOW_SECONDS because IDEMPOTENCY_MAX_KEYS were held', () => table.counts.evicted);
+  summedCounter(registry, 'idempotency_replays_total', 'Requests answered with the answer of an earlier request with the same Idempotency-Key and body (Idempotent-Replayed: true); nothing stored', () => table.counts.replays);
+  summedCounter(registry, 'idempotency_keys_evicted_total', 'Idempotency-Key keys forgotten before IDEMPOTENCY_WINDOW_SECONDS because IDEMPOTENCY_MAX_KEYS were held', () => table.counts.evicted);
   const reported = { body_differs: 0, in_progress: 0 };
   const reasons = { body_differs: () => table.counts.reused, in_progress: () => table.counts.inProgress };
   new Counter({

@@ -4,11 +4,11 @@
 import path from 'node:path';
 import { type Machine, THIS_MACHINE } from './config/machine.js';
 import { ConfigError } from './config/parse.js';
-import { type AckLevel, type LogLevel, MAX_WORKERS, readVariables, type SseMode, type StorageClass, type Values } from './config/table.js';
+import { type AckLevel, type Codec, type LogLevel, MAX_WORKERS, readVariables, type SseMode, type StorageClass, type Values } from './config/table.js';
 
 export { containerCores, type Machine } from './config/machine.js';
 export { ConfigError } from './config/parse.js';
-export type { AckLevel, LogLevel, SseMode, StorageClass } from './config/table.js';
+export type { AckLevel, Codec, LogLevel, SseMode, StorageClass } from './config/table.js';
 
 export interface WalConfig {
   readonly dir: string;
@@ -61,6 +61,8 @@ export interface Config {
   readonly uploadMaxAttempts: number;
   readonly uploadTimeoutMs: number;
   readonly gzipLevel: number;
+  readonly compression: Codec;
+  readonly zstdLevel: number;
   readonly dlqDir: string;
   readonly dlqMaxBytes: number;
   readonly dlqMaxFiles: number;
@@ -172,6 +174,8 @@ function assemble(v: Values, workers: number, instanceId: string): Config {
     uploadMaxAttempts: v.UPLOAD_MAX_ATTEMPTS,
     uploadTimeoutMs: v.UPLOAD_TIMEOUT_MS,
     gzipLevel: v.GZIP_LEVEL,
+    compression: v.COMPRESSION,
+    zstdLevel: v.ZSTD_LEVEL,
     dlqDir: ownDir('dlq') ?? v.DLQ_DIR,
     dlqMaxBytes: v.DLQ_MAX_BYTES,
     dlqMaxFiles: v.DLQ_MAX_FILES,

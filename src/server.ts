@@ -191,8 +191,8 @@ function pipelineOptionsOf(config: Config): PipelineOptions {
   return {
     channelMaxEvents: config.channelMaxEvents,
     channelMaxBytes: config.channelMaxBytes,
-    batch: { maxEvents: config.batchMaxEvents, maxBytes: config.batchMaxBytes, maxAgeMs: config.batchMaxAgeMs, prefix: config.s3.prefix, instanceId: config.instanceId },
-    upload: { concurrency: config.uploadConcurrency, maxQueuedBatches: config.uploadQueueMaxBatches, gzipLevel: config.gzipLevel },
+    batch: { maxEvents: config.batchMaxEvents, maxBytes: config.batchMaxBytes, maxAgeMs: config.batchMaxAgeMs, prefix: config.s3.prefix, instanceId: config.instanceId, codec: config.compression },
+    upload: { concurrency: config.uploadConcurrency, maxQueuedBatches: config.uploadQueueMaxBatches, gzipLevel: config.gzipLevel, zstdLevel: config.zstdLevel },
   };
 }
 

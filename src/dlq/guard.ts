@@ -1,6 +1,7 @@
 // `dlq drain` never overwrites an object it did not write (docs/dlq.md, "The dlq command"). A
 // DLQ directory the command is pointed at may hold files from anywhere, so before a PUT:
-// - the file's key must be the one this server makes for it: `<S3_PREFIX>/YYYY/MM/DD/HH/<id>.jsonl.gz`,
+// - the file's key must be the one this server makes for it: `<S3_PREFIX>/YYYY/MM/DD/HH/<id>` and
+//   a codec's extension,
 //   where <id> is the file's name, a batch id (`<first event ms>-<instance>-...`, letters, digits,
 //   `.`, `_` and `-`) that starts with the file's first event time, whose UTC hour names the path;
 // - where an object is already at that key (HEAD), the file is uploaded only if that object is this
@@ -16,9 +17,9 @@ import { createHash } from 'node:crypto';
 import zlib from 'node:zlib';
 import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { objectKey } from '../upload/batcher.js';
+import { codecOfKey, EXTENSIONS } from '../upload/codec.js';
 import { httpStatus } from '../upload/errors.js';
-import type { DlqMeta } from './file.js';
-import { SUFFIX } from './scan.js';
+import { type DlqMeta, idOfName } from './file.js';
 
 /** What a HEAD tells of the object at a key. */
 export interface ObjectFacts {
@@ -38,11 +39,11 @@ const BATCH_ID = /^[A-Za-z0-9._-]+$/;
 
 /** Why a file's key is not the one this server makes for a batch of that name; undefined when it is. */
 export function foreignKey(name: string, meta: DlqMeta, prefix: string): string | undefined {
-  const id = name.endsWith(SUFFIX) ? name.slice(0, -SUFFIX.length) : '';
+  const id = idOfName(name) ?? '';
   if (!BATCH_ID.test(id) || !id.startsWith(`${meta.firstReceivedAt}-`)) {
     return `its name is not a batch id this server makes (<first event ms>-<instance>-..., the first event at ${meta.firstReceivedAt})`;
   }
-  const expected = objectKey(prefix, meta.firstReceivedAt, id);
+  const expected = objectKey(prefix, meta.firstReceivedAt, id, EXTENSIONS[codecOfKey(meta.key)]);
   return meta.key === expected ? undefined : `its key is not the one this server makes for it (${expected})`;
 }
 
@@ -52,7 +53,7 @@ export class OverwriteGuard {
     private readonly head: Head,
   ) {}
 
-  async check(name: string, object: { readonly meta: DlqMeta; readonly gzip: Buffer }, signal?: AbortSignal): Promise<Verdict> {
+  async check(name: string, object: { readonly meta: DlqMeta; readonly body: Buffer }, signal?: AbortSignal): Promise<Verdict> {
     const foreign = foreignKey(name, object.meta, this.prefix);
     if (foreign !== undefined) return { action: 'keep', reason: `${foreign}; not uploaded` };
     let found: ObjectFacts | undefined;
@@ -63,7 +64,7 @@ export class OverwriteGuard {
       return { action: 'put', unseen: (err as Error).message || (err as Error).name };
     }
     if (found === undefined) return { action: 'put' };
-    if (isThisBatch(found, object.meta.events, object.gzip)) return { action: 'stored' };
+    if (isThisBatch(found, object.meta.events, object.body)) return { action: 'stored' };
     return { action: 'keep', reason: `another object is at its key (${describe(found)}, the file holds ${object.meta.events} events); not overwritten` };
   }
 
@@ -75,14 +76,14 @@ export class OverwriteGuard {
   }
 }
 
-function isThisBatch(found: ObjectFacts, events: number, gzip: Buffer): boolean {
+function isThisBatch(found: ObjectFacts, events: number, body: Buffer): boolean {
   if (found.eventCount !== String(events)) return false;
   if (found.crc32 !== undefined) {
     const crc = Buffer.alloc(4);
-    crc.writeUInt32BE(zlib.crc32(gzip));
+    crc.writeUInt32BE(zlib.crc32(body));
     return found.crc32 === crc.toString('base64');
   }
-  return found.etag === `"${createHash('md5').update(gzip).digest('hex')}"`;
+  return found.etag === `"${createHash('md5').update(body).digest('hex')}"`;
 }
 
 function describe(found: ObjectFacts): string {

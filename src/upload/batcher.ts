@@ -5,6 +5,7 @@
 // Memory held here: the open batch plus at most one request's worth of cut batches.
 import { randomBytes } from 'node:crypto';
 import type { Channel, Entry } from '../channel.js';
+import { type Codec, EXTENSIONS } from './codec.js';
 
 /** Events `from` to `to` (exclusive) of one request inside a batch; they share its receive time. */
 export interface Segment {
@@ -55,6 +56,8 @@ export interface BatcherOptions {
   readonly maxAgeMs: number;
   readonly prefix: string;
   readonly instanceId: string;
+  /** COMPRESSION: names the key's extension; unset: gzip. */
+  readonly codec?: Codec;
 }
 
 /** `{"received_at":<13 digits>,"event":` + `}\n` around each event's text. */
@@ -158,7 +161,7 @@ export class Batcher {
     const id = this.recorder.batchId(this.#segments[0]!, this.#first) ?? `${this.#first}-${this.options.instanceId}-${BOOT_TAG}-${(this.#seq++).toString(36).padStart(8, '0')}`;
     const batch: Batch = {
       id,
-      key: objectKey(this.options.prefix, this.#first, id),
+      key: objectKey(this.options.prefix, this.#first, id, EXTENSIONS[this.options.codec ?? 'gzip']),
       events: this.#events,
       bytes: this.#bytes,
       firstReceivedAt: this.#first,
@@ -173,10 +176,10 @@ export class Batcher {
   }
 }
 
-/** `{prefix}/YYYY/MM/DD/HH/{batchId}.jsonl.gz`, UTC hour of the batch's first event, as the README's "Stored objects" describes. */
-export function objectKey(prefix: string, firstReceivedAt: number, batchId: string): string {
+/** `{prefix}/YYYY/MM/DD/HH/{batchId}{extension}`, UTC hour of the batch's first event, as the README's "Stored objects" describes. */
+export function objectKey(prefix: string, firstReceivedAt: number, batchId: string, extension = EXTENSIONS.gzip): string {
   const iso = new Date(firstReceivedAt).toISOString(); // 2026-11-23T16:25:50.123Z
-  return `${prefix}/${iso.slice(0, 4)}/${iso.slice(5, 7)}/${iso.slice(8, 10)}/${iso.slice(11, 13)}/${batchId}.jsonl.gz`;
+  return `${prefix}/${iso.slice(0, 4)}/${iso.slice(5, 7)}/${iso.slice(8, 10)}/${iso.slice(11, 13)}/${batchId}${extension}`;
 }
 
 /** The uncompressed object body: `{"received_at":<ms>,"event":<event as sent>}` a line. */

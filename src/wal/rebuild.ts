@@ -4,6 +4,7 @@
 import type { Logger } from 'pino';
 import type { Entry } from '../channel.js';
 import { type Batch, LINE_OVERHEAD_BYTES, objectKey, type Segment } from '../upload/batcher.js';
+import { codecOfKey, EXTENSIONS } from '../upload/codec.js';
 import { comparePositions, type CutRecord, type Position, type Skipped } from './format.js';
 import type { SegmentState } from './log.js';
 
@@ -146,7 +147,7 @@ function rebuildLostCuts(cuts: readonly CutAt[], done: ReadonlySet<string>, even
     const first = pieces[0]!;
     const wal = first.entry.wal!;
     const id = batchIdAt(first.entry.receivedAt, naming.middle, [wal.seg, wal.off, wal.base + first.from]);
-    const key = objectKey(naming.prefix, first.entry.receivedAt, id);
+    const key = objectKey(naming.prefix, first.entry.receivedAt, id, naming.extension);
     const short = damage.some((d) => d.events && overlaps(d, from, to));
     if (short && done.has(id)) continue; // settled: S3 (or the DLQ) has it whole
     if (short) lost += incomplete(id, key, undefined, found, log);
@@ -179,14 +180,15 @@ function stretches(cuts: readonly CutAt[], starts: readonly Position[], firstPre
   return out;
 }
 
-/** How this log names its batches, read from a readable cut: its id's `{instance}-{log id}` and its key's prefix (checked by making them again). */
-function namingOf(cuts: readonly CutAt[]): { middle: string; prefix: string } | undefined {
+/** How this log names its batches, read from a readable cut: its id's `{instance}-{log id}`, its key's prefix and extension (checked by making them again). */
+function namingOf(cuts: readonly CutAt[]): { middle: string; prefix: string; extension: string } | undefined {
   for (const { cut } of cuts) {
     const parts = cut.id.split('-');
     if (parts.length < 6) continue;
     const middle = parts.slice(1, -3).join('-');
-    const prefix = cut.key.slice(0, Math.max(0, cut.key.length - `/0000/00/00/00/${cut.id}.jsonl.gz`.length));
-    if (batchIdAt(cut.first, middle, cut.from) === cut.id && objectKey(prefix, cut.first, cut.id) === cut.key) return { middle, prefix };
+    const extension = EXTENSIONS[codecOfKey(cut.key)];
+    const prefix = cut.key.slice(0, Math.max(0, cut.key.length - `/0000/00/00/00/${cut.id}${extension}`.length));
+    if (batchIdAt(cut.first, middle, cut.from) === cut.id && objectKey(prefix, cut.first, cut.id, extension) === cut.key) return { middle, prefix, extension };
   }
   return undefined;
 }

@@ -3,6 +3,7 @@
 // and one deep-frozen Config returned (docs/config.md). Nothing else in src/ reads process.env.
 import path from 'node:path';
 import { type Machine, THIS_MACHINE } from './config/machine.js';
+import type { KeyTemplate } from './config/key-template.js';
 import { ConfigError } from './config/parse.js';
 import { type AckLevel, type Codec, type LogLevel, MAX_WORKERS, readVariables, type SseMode, type StorageClass, type Values } from './config/table.js';
 
@@ -63,6 +64,9 @@ export interface Config {
   readonly gzipLevel: number;
   readonly compression: Codec;
   readonly zstdLevel: number;
+  /** OBJECT_KEY; undefined: the default layout (objectKey in src/upload/batcher.ts). */
+  readonly objectKey: KeyTemplate | undefined;
+  readonly partitionsMaxOpen: number;
   readonly dlqDir: string;
   readonly dlqMaxBytes: number;
   readonly dlqMaxFiles: number;
@@ -176,6 +180,8 @@ function assemble(v: Values, workers: number, instanceId: string): Config {
     gzipLevel: v.GZIP_LEVEL,
     compression: v.COMPRESSION,
     zstdLevel: v.ZSTD_LEVEL,
+    objectKey: v.OBJECT_KEY,
+    partitionsMaxOpen: v.PARTITIONS_MAX_OPEN,
     dlqDir: ownDir('dlq') ?? v.DLQ_DIR,
     dlqMaxBytes: v.DLQ_MAX_BYTES,
     dlqMaxFiles: v.DLQ_MAX_FILES,

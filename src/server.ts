@@ -191,7 +191,7 @@ function pipelineOptionsOf(config: Config): PipelineOptions {
   return {
     channelMaxEvents: config.channelMaxEvents,
     channelMaxBytes: config.channelMaxBytes,
-    batch: { maxEvents: config.batchMaxEvents, maxBytes: config.batchMaxBytes, maxAgeMs: config.batchMaxAgeMs, prefix: config.s3.prefix, instanceId: config.instanceId, codec: config.compression },
+    batch: { maxEvents: config.batchMaxEvents, maxBytes: config.batchMaxBytes, maxAgeMs: config.batchMaxAgeMs, prefix: config.s3.prefix, instanceId: config.instanceId, codec: config.compression, ...(config.objectKey !== undefined && { key: { template: config.objectKey, maxOpen: config.partitionsMaxOpen } }) },
     upload: { concurrency: config.uploadConcurrency, maxQueuedBatches: config.uploadQueueMaxBatches, gzipLevel: config.gzipLevel, zstdLevel: config.zstdLevel },
   };
 }

@@ -1,6 +1,7 @@
 // Every environment variable the server reads, one row each: its kind, default, accepted values
 // and what it sets. loadConfig (src/config.ts) reads the rows; test/docs.test.ts holds
 // docs/config.md's and README.md's tables to them.
+import { parseKeyTemplate } from './key-template.js';
 import { bool, ConfigError, custom, derivedInt, int, list, oneOf, optionalCustom, optionalInt, optionalOneOf, optionalText, text, url, type Variable } from './parse.js';
 
 const MiB = 1024 * 1024;
@@ -71,6 +72,8 @@ export const VARIABLES = {
   GZIP_LEVEL: int(6, 1, 9, 'gzip level of every object'),
   COMPRESSION: oneOf(CODECS, 'gzip', 'codec of every object; the key\'s extension follows it (`.jsonl.gz`, `.jsonl.zst`, `.jsonl`)'),
   ZSTD_LEVEL: int(1, 1, 19, 'zstd level of every object, with COMPRESSION=zstd'),
+  OBJECT_KEY: optionalCustom('unset: `{prefix}/{yyyy}/{MM}/{dd}/{HH}/{batch}`, the hour of the first event', 'a template starting `{prefix}/`, holding `{batch}`', 'each object\'s key without its extension', parseKeyTemplate),
+  PARTITIONS_MAX_OPEN: int(64, 1, 100_000, 'with `{event.FIELD}` in OBJECT_KEY: batches open at once, one per value'),
   DLQ_DIR: text('./data/dlq', 'a directory', 'dead-letter queue directory'),
   DLQ_MAX_BYTES: int(1024 * MiB, 1024, Number.MAX_SAFE_INTEGER, 'DLQ capacity in bytes; when full, the oldest files go first (memory) or new events are refused (disk, s3)'),
   DLQ_MAX_FILES: int(10_000, 1, 10_000_000, 'DLQ capacity in files'),

@@ -108,7 +108,11 @@ t.test('spillFile by the key\'s codec: zstd keeps the object after a skippable f
   const zstd = zlib.zstdCompressSync(LINES);
   const zMeta = { ...META, key: 'raw/2027/01/15/08/x.jsonl.zst' };
   const zFile = await spillFile(zstd, zMeta);
-  t.strictSame(zlib.zstdDecompressSync(zFile).toString(), LINES, 'a zstd reader skips the metadata frame');
+  // RFC 8878 3.1.2: a skippable frame (magic 0x184D2A50 to 5F, u32 LE size, that many bytes), which
+  // zstd readers (zstdcat) pass over; after it, the object as PUT.
+  t.equal(zFile.readUInt32LE(0) & 0xfffffff0, 0x184d2a50, 'a skippable frame\'s magic');
+  t.equal(8 + zFile.readUInt32LE(4), decodeMeta(zFile).bodyOffset, 'its size field spans the metadata');
+  t.strictSame(zlib.zstdDecompressSync(zFile.subarray(decodeMeta(zFile).bodyOffset)).toString(), LINES, 'then the zstd object');
   t.equal(headerBytes(zFile.subarray(0, 12)), decodeMeta(zFile).bodyOffset, 'the scan reads exactly the header');
   t.match(decodeMeta(zFile).meta, { v: 1, key: zMeta.key, events: 3, crc32: zlib.crc32(zstd) });
   t.ok((await verifiedObject(zFile)).body.equals(zstd), 'the zstd object as first PUT');

@@ -121,6 +121,7 @@ export function timePartition(template: KeyTemplate, ms: number): number {
 }
 
 const SAFE = /^[A-Za-z0-9._-]$/;
+const ALL_SAFE = new RegExp(`^[A-Za-z0-9._-]{1,${MAX_VALUE_CHARS}}$`);
 
 /**
  * A field value as it goes into a key: each character outside `A-Z a-z 0-9 . _ -` percent-encoded
@@ -130,6 +131,7 @@ const SAFE = /^[A-Za-z0-9._-]$/;
 export function keySafe(value: string | undefined): string {
   if (value === undefined || value === '') return HIVE_DEFAULT_PARTITION;
   if (value === '.' || value === '..') return value.replaceAll('.', '%2E');
+  if (ALL_SAFE.test(value)) return value; // the usual case: nothing to encode
   let out = '';
   for (const char of value) {
     const piece = SAFE.test(char) ? char : [...Buffer.from(char, 'utf8')].map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join('');

@@ -1,8 +1,8 @@
 // Micro-benchmark of the encode path: requests -> batches (the real Batcher and encodeLines) ->
-// gzip, per GZIP_LEVEL and BATCH_MAX_EVENTS; and validation's cost per byte against the number of
+// gzip or zstd (COMPRESSION), per GZIP_LEVEL / ZSTD_LEVEL and BATCH_MAX_EVENTS; and validation's cost per byte against the number of
 // events in a body, which must not grow with it. `npm run bench:encode`. Timed in process CPU time
 // (process.cpuUsage), not wall time, so that other work on a busy machine distorts it less.
-import { gzipSync } from 'node:zlib';
+import { constants, gzipSync, zstdCompressSync } from 'node:zlib';
 import { memoryAcks } from '../src/acks.js';
 import { Channel } from '../src/channel.js';
 import { parseEvents, Rejection } from '../src/ingest/body.js';
@@ -10,8 +10,15 @@ import { type Batch, Batcher, encodeLines } from '../src/upload/batcher.js';
 import { event } from './lib/event.js';
 
 const TOTAL_EVENTS = 100_000;
-// Every level at the default batch size; the ends of the range elsewhere.
+// Every gzip level at the default batch size; the ends of the range elsewhere. zstd's fast levels,
+// its default (3) and a slow one beside them.
 const LEVELS: Record<number, number[]> = { 500: [1, 6, 9], 5000: [1, 2, 3, 4, 5, 6, 7, 8, 9], 20000: [1, 6, 9] };
+const ZSTD_LEVELS: Record<number, number[]> = { 500: [1, 3], 5000: [1, 2, 3, 6, 9], 20000: [1, 3] };
+type Codec = 'gzip' | 'zstd';
+const squeeze: Record<Codec, (b: Buffer, level: number) => Buffer> = {
+  gzip: (b, level) => gzipSync(b, { level }),
+  zstd: (b, level) => zstdCompressSync(b, { params: { [constants.ZSTD_c_compressionLevel]: level } }),
+};
 // The best of a few runs: what another process takes from this core only ever adds to CPU time.
 const REPEATS = 3;
 // Every event different, as in real traffic: repeats would flatter gzip.
@@ -48,8 +55,8 @@ function batches(maxEvents: number): Batch[] {
 
 const perMillion = (ms: number) => (ms / TOTAL_EVENTS) * 1e6;
 const rows = [
-  '| BATCH_MAX_EVENTS | GZIP_LEVEL | batch CPU ms/M events | encode CPU ms/M events | gzip CPU ms/M events | gzip MB/s of CPU | ratio | bytes per event | object KiB | events per CPU s |',
-  '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+  '| BATCH_MAX_EVENTS | COMPRESSION | level | batch CPU ms/M events | encode CPU ms/M events | compress CPU ms/M events | compress MB/s of CPU | ratio | bytes per event | object KiB | events per CPU s |',
+  '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
 ];
 // At the default batch size: gzip bytes and events per CPU second of the whole path, by level.
 const atDefault = new Map<number, { compressed: number; eventsPerCpuSecond: number }>();
@@ -57,13 +64,14 @@ for (const [maxEvents, levels] of Object.entries(LEVELS).map(([k, v]) => [Number
   const built = timed(() => batches(maxEvents));
   const encoded = timed(() => built.result.map(encodeLines));
   const raw = encoded.result.reduce((n, b) => n + b.length, 0);
-  for (const level of levels) {
-    const gz = timed(() => encoded.result.map((b) => gzipSync(b, { level })));
+  const runs = [...levels.map((level) => ['gzip', level] as const), ...ZSTD_LEVELS[maxEvents]!.map((level) => ['zstd', level] as const)];
+  for (const [codec, level] of runs) {
+    const gz = timed(() => encoded.result.map((b) => squeeze[codec](b, level)));
     const compressed = gz.result.reduce((n, b) => n + b.length, 0);
     const eventsPerCpuSecond = TOTAL_EVENTS / ((built.cpuMs + encoded.cpuMs + gz.cpuMs) / 1000);
-    if (maxEvents === 5000) atDefault.set(level, { compressed, eventsPerCpuSecond });
+    if (maxEvents === 5000 && codec === 'gzip') atDefault.set(level, { compressed, eventsPerCpuSecond });
     rows.push(
-      `| ${maxEvents} | ${level} | ${perMillion(built.cpuMs).toFixed(0)} | ${perMillion(encoded.cpuMs).toFixed(0)} | ${perMillion(gz.cpuMs).toFixed(0)} | ${(raw / 1e6 / (gz.cpuMs / 1000)).toFixed(0)} | ${(raw / compressed).toFixed(1)} | ${(compressed / TOTAL_EVENTS).toFixed(1)} | ${(compressed / gz.result.length / 1024).toFixed(0)} | ${Math.round(eventsPerCpuSecond).toLocaleString('en-US')} |`,
+      `| ${maxEvents} | ${codec} | ${level} | ${perMillion(built.cpuMs).toFixed(0)} | ${perMillion(encoded.cpuMs).toFixed(0)} | ${perMillion(gz.cpuMs).toFixed(0)} | ${(raw / 1e6 / (gz.cpuMs / 1000)).toFixed(0)} | ${(raw / compressed).toFixed(1)} | ${(compressed / TOTAL_EVENTS).toFixed(1)} | ${(compressed / gz.result.length / 1024).toFixed(0)} | ${Math.round(eventsPerCpuSecond).toLocaleString('en-US')} |`,
     );
   }
 }

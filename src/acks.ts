@@ -8,6 +8,7 @@
 import type { AckWaiter, Entry, PushResult } from './channel.js';
 import type { Batch, CutRecorder, Segment } from './upload/batcher.js';
 import type { Settled } from './upload/loop.js';
+import type { CutRecord } from './wal/format.js';
 import type { WriteAheadLog } from './wal/log.js';
 
 /**
@@ -187,6 +188,7 @@ export class DiskAcks implements Acks {
       last: batch.lastReceivedAt,
       from: [a.seg, a.off, a.base + first.from],
       to: [b.seg, b.off, b.base + last.to],
+      ...partitionOf(batch),
     });
     this.cutSegs.set(batch.id, seg);
     return durable;
@@ -203,4 +205,12 @@ export class DiskAcks implements Acks {
     this.cutSegs.delete(batch.id);
     this.wal.settle(batch.id, bySeg, cutSeg);
   }
+}
+
+/** A partitioned batch's `part` and `open` for its cut record (src/wal/format.ts); nothing for the others. */
+function partitionOf(batch: Batch): Pick<CutRecord, 'part' | 'open'> {
+  if (batch.partition === undefined) return {};
+  const { field, value, openFrom } = batch.partition;
+  const ref = openFrom?.entry.wal;
+  return { part: { field, value }, ...(ref !== undefined && { open: [ref.seg, ref.off, ref.base + openFrom!.index] as const }) };
 }

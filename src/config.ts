@@ -3,12 +3,13 @@
 // and one deep-frozen Config returned (docs/config.md). Nothing else in src/ reads process.env.
 import path from 'node:path';
 import { type Machine, THIS_MACHINE } from './config/machine.js';
+import type { KeyTemplate } from './config/key-template.js';
 import { ConfigError } from './config/parse.js';
-import { type AckLevel, type LogLevel, MAX_WORKERS, METRICS_ON_INGEST_PORT, readVariables, type SseMode, type StorageClass, type Values } from './config/table.js';
+import { type AckLevel, type Codec, type LogLevel, MAX_WORKERS, METRICS_ON_INGEST_PORT, readVariables, type SseMode, type StorageClass, type Values } from './config/table.js';
 
 export { containerCores, type Machine } from './config/machine.js';
 export { ConfigError } from './config/parse.js';
-export type { AckLevel, LogLevel, SseMode, StorageClass } from './config/table.js';
+export type { AckLevel, Codec, LogLevel, SseMode, StorageClass } from './config/table.js';
 
 export interface WalConfig {
   readonly dir: string;
@@ -66,6 +67,11 @@ export interface Config {
   readonly uploadMaxAttempts: number;
   readonly uploadTimeoutMs: number;
   readonly gzipLevel: number;
+  readonly compression: Codec;
+  readonly zstdLevel: number;
+  /** OBJECT_KEY; undefined: the default layout (objectKey in src/upload/batcher.ts). */
+  readonly objectKey: KeyTemplate | undefined;
+  readonly partitionsMaxOpen: number;
   readonly dlqDir: string;
   readonly dlqMaxBytes: number;
   readonly dlqMaxFiles: number;
@@ -181,6 +187,10 @@ function assemble(v: Values, workers: number, instanceId: string): Config {
     uploadMaxAttempts: v.UPLOAD_MAX_ATTEMPTS,
     uploadTimeoutMs: v.UPLOAD_TIMEOUT_MS,
     gzipLevel: v.GZIP_LEVEL,
+    compression: v.COMPRESSION,
+    zstdLevel: v.ZSTD_LEVEL,
+    objectKey: v.OBJECT_KEY,
+    partitionsMaxOpen: v.PARTITIONS_MAX_OPEN,
     dlqDir: ownDir('dlq') ?? v.DLQ_DIR,
     dlqMaxBytes: v.DLQ_MAX_BYTES,
     dlqMaxFiles: v.DLQ_MAX_FILES,

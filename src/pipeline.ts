@@ -86,7 +86,7 @@ export class Pipeline implements Intake {
     this.#log = log;
     this.#channel = new Channel(options.channelMaxEvents, options.channelMaxBytes);
     this.#loop = new UploadLoop(uploader, spill, options.upload, metrics, log, () => this.#scheduleDrain(), (batch, outcome) => this.#settle(batch, outcome));
-    this.#batcher = new Batcher(this.#channel, this.#loop, options.batch, acks);
+    this.#batcher = new Batcher(this.#channel, this.#loop, options.batch, acks, metrics);
   }
 
   get events(): number {

@@ -85,6 +85,9 @@ export async function startServer(config: Config, log: Logger, crashed: () => vo
   }
   // After the LOCAL MODE warning, which stays the first line a developer sees.
   log.info({ version: VERSION, node: process.version }, 'event-ingest starting');
+  const storageClass = config.s3.object.storageClass;
+  // Athena, and S3 GETs generally, refuse objects in these classes until each is restored.
+  if (storageClass === 'GLACIER' || storageClass === 'DEEP_ARCHIVE') log.warn({ storageClass }, 'S3_STORAGE_CLASS is one that Athena and other readers cannot read without a restore: stored objects will not be queryable');
   if (uwsLoadError !== undefined) throw new StartError(`HTTP engine: ${uwsLoadError}`);
   log.info({ engine: 'native' }, 'HTTP engine: native uWebSockets.js');
   const metrics = createMetrics(config);
@@ -207,8 +210,8 @@ function pipelineOptionsOf(config: Config): PipelineOptions {
   return {
     channelMaxEvents: config.channelMaxEvents,
     channelMaxBytes: config.channelMaxBytes,
-    batch: { maxEvents: config.batchMaxEvents, maxBytes: config.batchMaxBytes, maxAgeMs: config.batchMaxAgeMs, prefix: config.s3.prefix, instanceId: config.instanceId },
-    upload: { concurrency: config.uploadConcurrency, maxQueuedBatches: config.uploadQueueMaxBatches, gzipLevel: config.gzipLevel },
+    batch: { maxEvents: config.batchMaxEvents, maxBytes: config.batchMaxBytes, maxAgeMs: config.batchMaxAgeMs, prefix: config.s3.prefix, instanceId: config.instanceId, codec: config.compression, ...(config.objectKey !== undefined && { key: { template: config.objectKey, maxOpen: config.partitionsMaxOpen } }) },
+    upload: { concurrency: config.uploadConcurrency, maxQueuedBatches: config.uploadQueueMaxBatches, gzipLevel: config.gzipLevel, zstdLevel: config.zstdLevel },
   };
 }
 

@@ -57,6 +57,10 @@ t.test('defaults: every field of Config with an empty environment', async (t) =>
     uploadMaxAttempts: 3,
     uploadTimeoutMs: 10_000,
     gzipLevel: 6,
+    compression: 'gzip',
+    zstdLevel: 1,
+    objectKey: undefined,
+    partitionsMaxOpen: 64,
     dlqDir: './data/dlq',
     dlqMaxBytes: 1024 * MiB,
     dlqMaxFiles: 10_000,
@@ -82,6 +86,9 @@ t.test('defaults: every field of Config with an empty environment', async (t) =>
 const refused: [Record<string, string>, RegExp][] = [
   [{ BATCH_MAX_EVENTS: 'abc' }, /"BATCH_MAX_EVENTS" should be an integer from 1 to \d+, got "abc"/],
   [{ GZIP_LEVEL: '10' }, /"GZIP_LEVEL" should be an integer from 1 to 9, got "10"/],
+  [{ COMPRESSION: 'brotli' }, /"COMPRESSION" should be one of \[gzip, zstd, none\], got "brotli"/],
+  [{ OBJECT_KEY: '{prefix}/{hour}/{batch}' }, /^"OBJECT_KEY" has an unknown variable \{hour\}: .*, got "\{prefix\}\/\{hour\}\/\{batch\}"$/],
+  [{ OBJECT_KEY: '{prefix}/{yyyy}' }, /^"OBJECT_KEY" should hold \{batch\}/],
   [{ PORT: '-1' }, /"PORT" should be an integer from 0 to 65535, got "-1"/],
   [{ MAX_BODY_BYTES: '1.5' }, /"MAX_BODY_BYTES" should be an integer/],
   [{ S3_FORCE_PATH_STYLE: 'maybe' }, /"S3_FORCE_PATH_STYLE" should be either "true", "false".*, got "maybe"/],
@@ -156,6 +163,8 @@ const ranges: Record<string, [number, number, (c: Config) => unknown, Record<str
   UPLOAD_MAX_ATTEMPTS: [1, 100, (c) => c.uploadMaxAttempts],
   UPLOAD_TIMEOUT_MS: [100, 600_000, (c) => c.uploadTimeoutMs],
   GZIP_LEVEL: [1, 9, (c) => c.gzipLevel],
+  ZSTD_LEVEL: [1, 19, (c) => c.zstdLevel],
+  PARTITIONS_MAX_OPEN: [1, 100_000, (c) => c.partitionsMaxOpen],
   DLQ_MAX_BYTES: [1024, Number.MAX_SAFE_INTEGER, (c) => c.dlqMaxBytes],
   DLQ_MAX_FILES: [1, 10_000_000, (c) => c.dlqMaxFiles],
   DLQ_TTL_SECONDS: [1, 315_360_000, (c) => c.dlqTtlSeconds],
@@ -334,4 +343,12 @@ t.test('nothing else in src/ reads process.env, but the dlq command\'s process e
   t.equal(readers.length, 2, readers.join(', '));
   t.match(readers[0], /^src\/config\.ts:/, 'the default argument of loadConfig');
   t.match(readers[1], /^src\/dlq\/cli\.ts:/, 'the dlq process gives the command its environment');
+});
+
+t.test('OBJECT_KEY set: the template parsed (its field and finest time variable); unset: undefined, the default layout', async (t) => {
+  const config = load({ OBJECT_KEY: '{prefix}/dt={yyyy}-{MM}-{dd}/type={event.type}/{batch}', PARTITIONS_MAX_OPEN: '8', COMPRESSION: 'zstd' });
+  t.match(config.objectKey, { text: '{prefix}/dt={yyyy}-{MM}-{dd}/type={event.type}/{batch}', field: 'type', finest: 'dd' });
+  t.equal(config.partitionsMaxOpen, 8);
+  t.equal(config.compression, 'zstd');
+  t.equal(load().objectKey, undefined);
 });

@@ -1,6 +1,7 @@
 // Every environment variable the server reads, one row each: its kind, default, accepted values
 // and what it sets. loadConfig (src/config.ts) reads the rows; test/docs.test.ts holds
 // docs/config.md's and README.md's tables to them.
+import { parseKeyTemplate } from './key-template.js';
 import { bool, ConfigError, custom, derivedInt, int, list, oneOf, optionalCustom, optionalInt, optionalOneOf, optionalText, text, url, type Variable } from './parse.js';
 
 const MiB = 1024 * 1024;
@@ -19,6 +20,10 @@ export type SseMode = (typeof SSE_MODES)[number];
 // The classes S3 takes on a PutObject.
 export const STORAGE_CLASSES = ['STANDARD', 'REDUCED_REDUNDANCY', 'STANDARD_IA', 'ONEZONE_IA', 'INTELLIGENT_TIERING', 'GLACIER', 'GLACIER_IR', 'DEEP_ARCHIVE', 'OUTPOSTS', 'EXPRESS_ONEZONE'] as const;
 export type StorageClass = (typeof STORAGE_CLASSES)[number];
+
+/** COMPRESSION: how each object's JSON lines are stored (src/upload/codec.ts). */
+export const CODECS = ['gzip', 'zstd', 'none'] as const;
+export type Codec = (typeof CODECS)[number];
 
 export const MAX_WORKERS = 256;
 
@@ -120,6 +125,10 @@ export const VARIABLES = {
   UPLOAD_MAX_ATTEMPTS: int(3, 1, 100, 'attempts per batch before it goes to the DLQ'),
   UPLOAD_TIMEOUT_MS: int(10_000, 100, 600_000, 'per attempt; the request is aborted then'),
   GZIP_LEVEL: int(6, 1, 9, 'gzip level of every object'),
+  COMPRESSION: oneOf(CODECS, 'gzip', 'codec of every object; the key\'s extension follows it (`.jsonl.gz`, `.jsonl.zst`, `.jsonl`)'),
+  ZSTD_LEVEL: int(1, 1, 19, 'zstd level of every object, with COMPRESSION=zstd'),
+  OBJECT_KEY: optionalCustom('unset: `{prefix}/{yyyy}/{MM}/{dd}/{HH}/{batch}`, the hour of the first event', 'a template starting `{prefix}/`, holding `{batch}`', 'each object\'s key without its extension', parseKeyTemplate),
+  PARTITIONS_MAX_OPEN: int(64, 1, 100_000, 'with `{event.FIELD}` in OBJECT_KEY: batches open at once, one per value'),
   DLQ_DIR: text('./data/dlq', 'a directory', 'dead-letter queue directory'),
   DLQ_MAX_BYTES: int(1024 * MiB, 1024, Number.MAX_SAFE_INTEGER, 'DLQ capacity in bytes; when full, the oldest files go first (memory) or new events are refused (disk, s3)'),
   DLQ_MAX_FILES: int(10_000, 1, 10_000_000, 'DLQ capacity in files'),

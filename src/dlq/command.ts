@@ -122,7 +122,7 @@ async function drainAll(config: Config, store: DlqStore, { registry, metrics, lo
   const target = await connectS3(config);
   try {
     const uploader = uploaderFor(target, config, createUploadMetrics(registry), log);
-    const guard = new OverwriteGuard(config.s3.prefix, headObject(target.client, target.bucket, config.uploadTimeoutMs));
+    const guard = new OverwriteGuard(config.s3.prefix, headObject(target.client, target.bucket, config.uploadTimeoutMs), config.objectKey);
     const summary = await drain(store, uploader, { metrics, log, guard, onFile: (file, drained) => {
         const line = drainedLine(file, drained);
         if (line !== undefined) print(line);

@@ -69,11 +69,11 @@ export async function drainFile(store: DlqStore, file: QueuedFile, uploader: S3U
 }
 
 /** The PUT of a file's object: stored, found there already (a 412 to a conditional PUT of a batch replayed short), or why not. */
-async function putFile(object: { readonly meta: DlqMeta; readonly gzip: Buffer }, uploader: S3Uploader, options: DrainOptions, unseen: string | undefined): Promise<'stored' | 'already' | Drained> {
+async function putFile(object: { readonly meta: DlqMeta; readonly body: Buffer }, uploader: S3Uploader, options: DrainOptions, unseen: string | undefined): Promise<'stored' | 'already' | Drained> {
   const { key, events } = object.meta;
   const ifAbsent = object.meta.ifAbsent === true;
   try {
-    await uploader.put({ key, body: object.gzip, events }, options.signal, { live: options.live ?? false, ifAbsent: ifAbsent || options.guard !== undefined });
+    await uploader.put({ key, body: object.body, events }, options.signal, { live: options.live ?? false, ifAbsent: ifAbsent || options.guard !== undefined });
     return 'stored';
   } catch (err) {
     if (options.signal?.aborted) return { result: 'aborted' };

@@ -1,6 +1,8 @@
 // `dlq drain` never overwrites an object it did not write (docs/dlq.md, "The dlq command"). A
 // DLQ directory the command is pointed at may hold files from anywhere, so before a PUT:
-// - the file's key must be the one this server makes for it: `<S3_PREFIX>/YYYY/MM/DD/HH/<id>.jsonl.gz`,
+// - the file's key must be the one this server makes for it: `<S3_PREFIX>/YYYY/MM/DD/HH/<id>`, or
+//   the OBJECT_KEY template's (its `{instance}` any instance id, its `{event.FIELD}` any key-safe
+//   value), and a codec's extension,
 //   where <id> is the file's name, a batch id (`<first event ms>-<instance>-...`, letters, digits,
 //   `.`, `_` and `-`) that starts with the file's first event time, whose UTC hour names the path;
 // - where an object is already at that key (HEAD), the file is uploaded only if that object is this
@@ -15,10 +17,11 @@
 import { createHash } from 'node:crypto';
 import zlib from 'node:zlib';
 import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { type KeyTemplate, renderKey } from '../config/key-template.js';
 import { objectKey } from '../upload/batcher.js';
+import { codecOfKey, EXTENSIONS } from '../upload/codec.js';
 import { httpStatus } from '../upload/errors.js';
-import type { DlqMeta } from './file.js';
-import { SUFFIX } from './scan.js';
+import { type DlqMeta, idOfName } from './file.js';
 
 /** What a HEAD tells of the object at a key. */
 export interface ObjectFacts {
@@ -37,23 +40,38 @@ export type Verdict = { readonly action: 'put'; readonly unseen?: string } | { r
 const BATCH_ID = /^[A-Za-z0-9._-]+$/;
 
 /** Why a file's key is not the one this server makes for a batch of that name; undefined when it is. */
-export function foreignKey(name: string, meta: DlqMeta, prefix: string): string | undefined {
-  const id = name.endsWith(SUFFIX) ? name.slice(0, -SUFFIX.length) : '';
+export function foreignKey(name: string, meta: DlqMeta, prefix: string, template?: KeyTemplate): string | undefined {
+  const id = idOfName(name) ?? '';
   if (!BATCH_ID.test(id) || !id.startsWith(`${meta.firstReceivedAt}-`)) {
     return `its name is not a batch id this server makes (<first event ms>-<instance>-..., the first event at ${meta.firstReceivedAt})`;
   }
-  const expected = objectKey(prefix, meta.firstReceivedAt, id);
-  return meta.key === expected ? undefined : `its key is not the one this server makes for it (${expected})`;
+  const extension = EXTENSIONS[codecOfKey(meta.key)];
+  const expected = objectKey(prefix, meta.firstReceivedAt, id, extension);
+  if (meta.key === expected) return undefined;
+  if (template !== undefined && keyPattern(template, prefix, meta.firstReceivedAt, id, extension).test(meta.key)) return undefined;
+  return `its key is not the one this server makes for it (${expected}${template === undefined ? '' : ` or OBJECT_KEY ${template.text}`})`;
+}
+
+/** The keys `template` makes for batch `id`: its field value and instance may be any the server makes. */
+function keyPattern(template: KeyTemplate, prefix: string, first: number, id: string, extension: string): RegExp {
+  const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const VALUE = '\u0001';
+  const INSTANCE = '\u0002';
+  const key = renderKey(template, { prefix, instance: INSTANCE, batch: id, first, value: VALUE });
+  const source = escape(key + extension).replaceAll(VALUE, '[A-Za-z0-9._%-]{1,100}').replaceAll(INSTANCE, '[A-Za-z0-9._-]{1,64}');
+  return new RegExp(`^${source}$`);
 }
 
 export class OverwriteGuard {
   constructor(
     private readonly prefix: string,
     private readonly head: Head,
+    /** OBJECT_KEY, when set: keys it makes are the server's too. */
+    private readonly template?: KeyTemplate,
   ) {}
 
-  async check(name: string, object: { readonly meta: DlqMeta; readonly gzip: Buffer }, signal?: AbortSignal): Promise<Verdict> {
-    const foreign = foreignKey(name, object.meta, this.prefix);
+  async check(name: string, object: { readonly meta: DlqMeta; readonly body: Buffer }, signal?: AbortSignal): Promise<Verdict> {
+    const foreign = foreignKey(name, object.meta, this.prefix, this.template);
     if (foreign !== undefined) return { action: 'keep', reason: `${foreign}; not uploaded` };
     let found: ObjectFacts | undefined;
     try {
@@ -63,7 +81,7 @@ export class OverwriteGuard {
       return { action: 'put', unseen: (err as Error).message || (err as Error).name };
     }
     if (found === undefined) return { action: 'put' };
-    if (isThisBatch(found, object.meta.events, object.gzip)) return { action: 'stored' };
+    if (isThisBatch(found, object.meta.events, object.body)) return { action: 'stored' };
     return { action: 'keep', reason: `another object is at its key (${describe(found)}, the file holds ${object.meta.events} events); not overwritten` };
   }
 
@@ -75,14 +93,14 @@ export class OverwriteGuard {
   }
 }
 
-function isThisBatch(found: ObjectFacts, events: number, gzip: Buffer): boolean {
+function isThisBatch(found: ObjectFacts, events: number, body: Buffer): boolean {
   if (found.eventCount !== String(events)) return false;
   if (found.crc32 !== undefined) {
     const crc = Buffer.alloc(4);
-    crc.writeUInt32BE(zlib.crc32(gzip));
+    crc.writeUInt32BE(zlib.crc32(body));
     return found.crc32 === crc.toString('base64');
   }
-  return found.etag === `"${createHash('md5').update(gzip).digest('hex')}"`;
+  return found.etag === `"${createHash('md5').update(body).digest('hex')}"`;
 }
 
 function describe(found: ObjectFacts): string {

@@ -1,6 +1,6 @@
 // The start-up scan of DLQ_DIR and the quarantine: whatever the directory holds, start-up goes on.
 //
-// Rules (docs/dlq.md, "Start-up scan"): only regular files named `*.jsonl.gz` whose header reads
+// Rules (docs/dlq.md, "Start-up scan"): only regular files named `*.jsonl.gz` or `*.jsonl.zst` whose header reads
 // and whose key lies under S3_PREFIX are queued. Temp leftovers (`.tmp-*` files and symlinks) are
 // removed. A file that fails its check, cannot be read, is larger than DLQ_MAX_BYTES, or names a
 // key outside S3_PREFIX is moved to `corrupt/`, only while that is a directory and not a symlink;
@@ -13,9 +13,8 @@ import type { Logger } from 'pino';
 import { DirNotSynced, type Disk, NotRegular } from '../disk/disk.js';
 import type { DlqMetrics, DropReason, RejectReason } from '../metrics/dlq.js';
 import { acquireLock, type DlqLock } from './lock.js';
-import { CorruptFile, type DlqMeta, decodeMeta } from './file.js';
+import { CorruptFile, type DlqMeta, decodeMeta, headerBytes, isQueuedName } from './file.js';
 
-export const SUFFIX = '.jsonl.gz';
 export const TEMP_PREFIX = '.tmp-';
 const CORRUPT_DIR = 'corrupt';
 
@@ -96,7 +95,7 @@ async function scanEntry(ctx: ScanContext, entry: Dirent): Promise<FoundFile | u
     });
     return undefined;
   }
-  if (!name.endsWith(SUFFIX)) return undefined;
+  if (!isQueuedName(name)) return undefined;
   if (!entry.isFile()) {
     reject(ctx, name, kind(entry));
     return undefined;
@@ -107,7 +106,7 @@ async function scanEntry(ctx: ScanContext, entry: Dirent): Promise<FoundFile | u
 async function readQueued(ctx: ScanContext, name: string): Promise<FoundFile | undefined> {
   let head: { data: Buffer; size: number };
   try {
-    head = await ctx.disk.readRegular(path.join(ctx.dir, name), (fixed) => (fixed.length < 12 ? fixed.length : 12 + fixed.readUInt16LE(10)));
+    head = await ctx.disk.readRegular(path.join(ctx.dir, name), headerBytes);
   } catch (err) {
     if (err instanceof NotRegular) reject(ctx, name, err.message);
     else if ((err as NodeJS.ErrnoException).code !== 'ENOENT') await setAside(ctx, name, 'unreadable', err as Error);

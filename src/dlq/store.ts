@@ -19,11 +19,11 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { DirNotSynced, disk as realDisk, NotRegular, TooLarge } from '../disk/disk.js';
 import type { DlqMetrics, DropReason } from '../metrics/dlq.js';
-import { CorruptFile, type DlqMeta, decodeMeta, encodeFile, verifiedObject } from './file.js';
+import { CorruptFile, type DlqMeta, decodeMeta, fileName, spillFile, verifiedObject } from './file.js';
 import { type DlqLock, DlqLocked } from './lock.js';
 import type { BatchToSave, DlqOptions } from './options.js';
 import { FileQueue, type QueuedFile, queuedFile } from './queue.js';
-import { type AsideReason, keyProblem, openDir, reject, type ScanContext, setAside, SUFFIX, TEMP_PREFIX } from './scan.js';
+import { type AsideReason, keyProblem, openDir, reject, type ScanContext, setAside, TEMP_PREFIX } from './scan.js';
 import { DropTally } from './tally.js';
 
 export { DlqLocked, type QueuedFile };
@@ -109,13 +109,13 @@ export class DlqStore {
    * Writes a batch durably (true), or resolves false: refused (full), or the write failed (logged;
    * its events counted dropped unless refusing when full, when the caller keeps them).
    */
-  async save(batch: BatchToSave, gzip: Buffer): Promise<boolean> {
-    const name = `${batch.id}${SUFFIX}`;
+  async save(batch: BatchToSave, object: Buffer): Promise<boolean> {
+    const name = fileName(batch.id, batch.key);
     const refuses = this.options.whenFull === 'refuse';
     let file: QueuedFile;
     try {
       const meta = { key: batch.key, events: batch.events, firstReceivedAt: batch.firstReceivedAt, lastReceivedAt: batch.lastReceivedAt, spilledAt: this.options.now() };
-      const data = encodeFile(gzip, batch.ifAbsent === true ? { ...meta, ifAbsent: true } : meta);
+      const data = await spillFile(object, batch.ifAbsent === true ? { ...meta, ifAbsent: true } : meta);
       if (refuses && (this.files + 1 > this.options.maxFiles || this.bytes + data.length > this.options.maxBytes)) {
         // A batch larger than the whole DLQ never fits: it must not keep the DLQ full for good.
         if (data.length <= this.options.maxBytes) this.#refusedBytes = data.length;
@@ -151,10 +151,10 @@ export class DlqStore {
   }
 
   /**
-   * The checked gzip object of a queued file; undefined when it is gone, failed its check or names
+   * The checked object of a queued file; undefined when it is gone, failed its check or names
    * a key outside S3_PREFIX (each set aside). Throws when it cannot be read now (EACCES, EIO).
    */
-  async read(file: QueuedFile): Promise<{ meta: DlqMeta; gzip: Buffer } | undefined> {
+  async read(file: QueuedFile): Promise<{ meta: DlqMeta; body: Buffer } | undefined> {
     let data: Buffer;
     try {
       ({ data } = await this.scan.disk.readRegular(path.join(this.options.dir, file.name), undefined, this.options.maxBytes));

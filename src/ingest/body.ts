@@ -9,7 +9,7 @@
 // only read (it may be uWS's memory).
 import { isUtf8 } from 'node:buffer';
 import zlib from 'node:zlib';
-import { blankLineBreaks, JsonScan, NOTHING, OBJECT, SCALAR, scanJson, trimEnd, trimStart } from './json-scan.js';
+import { blankLineBreaks, escapeLineSeparators, JsonScan, NOTHING, OBJECT, SCALAR, scanJson, trimEnd, trimStart } from './json-scan.js';
 
 export type BodyFormat = 'json' | 'ndjson';
 
@@ -142,7 +142,8 @@ function invalidJson(body: Buffer, at: number, from: number, to = body.length): 
  * The events in a buffer of our own. The whole body is kept (or copied in one go) when it is
  * mostly events, as a JSON array or NDJSON body is; otherwise each event is copied next to the
  * last, so padding never occupies the channel. CR and LF, whitespace within valid JSON, become
- * spaces (a CR is a line break to some readers: never let one through).
+ * spaces (a CR is a line break to some readers: never let one through); U+0085, U+2028 and U+2029,
+ * which can only be inside strings, become their escapes for the same reason.
  */
 function hold(body: Buffer, spans: number[], owned: boolean): ParsedEvents {
   let eventBytes = 0;
@@ -165,6 +166,7 @@ function hold(body: Buffer, spans: number[], owned: boolean): ParsedEvents {
   // Once over all of it: what lies between the events is whitespace and separators, and one search
   // per event would run on to the end of the body each time (quadratic in the number of events).
   blankLineBreaks(held);
+  held = escapeLineSeparators(held, spans);
   return { body: held, spans, bytes: held.length };
 }
 

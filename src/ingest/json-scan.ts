@@ -86,6 +86,43 @@ export function blankLineBreaks(body: Buffer): void {
   for (let at = body.indexOf(CR); at !== -1; at = body.indexOf(CR, at + 1)) body[at] = SPACE;
 }
 
+/** UTF-8 of U+0085, U+2028 and U+2029, line breaks to some readers (Python's str.splitlines, JavaScript before ES2019), and their JSON escapes. */
+const SEPARATORS = [[0xc2, 0x85], [0xe2, 0x80, 0xa8], [0xe2, 0x80, 0xa9]].map((bytes) => Buffer.from(bytes));
+const SEPARATOR_ESCAPES = ['\\u0085', '\\u2028', '\\u2029'].map((text) => Buffer.from(text, 'latin1'));
+
+/**
+ * `body` with every U+0085, U+2028 and U+2029 written as its JSON escape (`\u2028`), and `spans`
+ * moved to match; `body` itself when it holds none (the usual case, for three native searches). In
+ * valid JSON they can only be inside strings (outside them only ASCII is allowed), where the escape
+ * is the same character to every JSON reader, and the stored line no reader can split. Bytes of
+ * valid UTF-8 (checked before) match these sequences only as these characters.
+ */
+export function escapeLineSeparators(body: Buffer, spans: number[]): Buffer {
+  const found: [at: number, kind: number][] = [];
+  SEPARATORS.forEach((separator, kind) => {
+    for (let at = body.indexOf(separator); at !== -1; at = body.indexOf(separator, at + separator.length)) found.push([at, kind]);
+  });
+  if (found.length === 0) return body;
+  found.sort((a, b) => a[0] - b[0]);
+  const growth = (kind: number) => SEPARATOR_ESCAPES[kind]!.length - SEPARATORS[kind]!.length;
+  const out = Buffer.allocUnsafeSlow(body.length + found.reduce((n, [, kind]) => n + growth(kind), 0));
+  let from = 0;
+  let to = 0;
+  for (const [at, kind] of found) {
+    to += body.copy(out, to, from, at);
+    to += SEPARATOR_ESCAPES[kind]!.copy(out, to);
+    from = at + SEPARATORS[kind]!.length;
+  }
+  body.copy(out, to, from);
+  // Spans ascend, and none starts or ends inside a string's character: each moves by what grew before it.
+  let shift = 0;
+  for (let i = 0, f = 0; i < spans.length; i++) {
+    for (; f < found.length && found[f]![0] < spans[i]!; f++) shift += growth(found[f]![1]);
+    spans[i] = spans[i]! + shift;
+  }
+  return out;
+}
+
 /**
  * Validates the JSON text body[from, to) (one value, whitespace around it allowed) into `out`.
  * The events are the top-level value when it is not an array, else the array's elements: their

@@ -2,6 +2,9 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { ERROR_CODES } from './s3-codes.js';
 
+/** Why a batch was cut (src/upload/batcher.ts): batches_cut_total's `reason`. */
+export const CUT_REASONS = ['events', 'bytes', 'age', 'time', 'partitions', 'flush'] as const;
+
 export interface UploadMetrics {
   putSeconds: Histogram<'result'>;
   putErrors: Counter<'code'>;
@@ -11,6 +14,8 @@ export interface UploadMetrics {
   batchEvents: Histogram;
   batchBytes: Histogram;
   batchCompressedBytes: Histogram;
+  batchesCut: Counter<'reason'>;
+  openBatches: Gauge;
 }
 
 export interface QueueDepths {
@@ -63,11 +68,19 @@ export function createUploadMetrics(registry: Registry): UploadMetrics {
       buckets: sizeBuckets(256, 67108864),
       registers,
     }),
+    batchesCut: new Counter({
+      name: 'batches_cut_total',
+      help: 'Batches cut, by reason: events, bytes, age, time (OBJECT_KEY time partition changed), partitions (PARTITIONS_MAX_OPEN), flush (shutdown)',
+      labelNames: ['reason'],
+      registers,
+    }),
+    openBatches: new Gauge({ name: 'batcher_open_batches', help: 'Batches being filled: 1, or one per {event.FIELD} value (at most PARTITIONS_MAX_OPEN)', registers }),
   };
   // Every labelled series exists from the start: increase() cannot see the first error of a series
   // that appears with it, and a dashboard shows 0 rather than "No data".
   for (const code of ERROR_CODES) metrics.putErrors.inc({ code }, 0);
   for (const result of ['ok', 'error']) metrics.putSeconds.zero({ result });
+  for (const reason of CUT_REASONS) metrics.batchesCut.inc({ reason }, 0);
   return metrics;
 }
 

@@ -1,19 +1,16 @@
-// Cut batches -> gzip off the event loop -> S3, at most UPLOAD_CONCURRENCY at once; failures to the spill.
+// Cut batches -> compressed off the event loop -> S3, at most UPLOAD_CONCURRENCY at once; failures to the spill.
 //
 // Bounds: UPLOAD_QUEUE_MAX_BATCHES batches wait for a slot; while that many wait, hasRoom() is
 // false and the batcher stops pulling from the channel. Once aborted (the shutdown deadline),
 // PUTs in flight are cut and every batch, queued or new, goes straight to the spill.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
-import zlib from 'node:zlib';
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import type { UploadMetrics } from '../metrics/upload.js';
 import { type Batch, type BatchSink, encodeLines } from './batcher.js';
+import { codecOfKey, compress } from './codec.js';
 import { errorCode, httpStatus, UploadAborted } from './errors.js';
 import type { S3Uploader } from './s3.js';
-
-const gzip = promisify(zlib.gzip);
 
 /** Where a batch goes when its last upload attempt failed: the DLQ's seam. */
 export interface Spill {
@@ -33,6 +30,7 @@ export interface UploadLoopOptions {
   readonly concurrency: number;
   readonly maxQueuedBatches: number;
   readonly gzipLevel: number;
+  readonly zstdLevel: number;
   /**
    * ACK_LEVEL=disk: a batch neither S3 nor the DLQ took is not dropped but tried again after this
    * many ms, holding its upload slot, so that a full DLQ stops intake (the slots, then the queue,
@@ -113,7 +111,8 @@ export class UploadLoop implements BatchSink {
   }
 
   async #upload(batch: Batch): Promise<void> {
-    const body = await gzip(encodeLines(batch), { level: this.options.gzipLevel });
+    // The codec its key names: a batch replayed from the WAL keeps the one it was cut with.
+    const body = await compress(encodeLines(batch), codecOfKey(batch.key), { gzip: this.options.gzipLevel, zstd: this.options.zstdLevel });
     this.metrics.batchEvents.observe(batch.events);
     this.metrics.batchBytes.observe(batch.bytes);
     this.metrics.batchCompressedBytes.observe(body.length);

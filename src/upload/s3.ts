@@ -5,11 +5,12 @@ import pRetry from 'p-retry';
 import type { Logger } from 'pino';
 import type { ObjectSettings } from '../config.js';
 import type { UploadMetrics } from '../metrics/upload.js';
+import { codecOfKey, objectHeaders } from './codec.js';
 import { AttemptTimeout, errorCode, isRetryable, UploadAborted } from './errors.js';
 
 export interface S3Object {
   readonly key: string;
-  /** The gzip body. */
+  /** The body, compressed with the codec its key's extension names. */
   readonly body: Buffer;
   readonly events: number;
 }
@@ -52,8 +53,7 @@ export class S3Uploader {
       Bucket: this.options.bucket,
       Key: object.key,
       Body: object.body,
-      ContentType: 'application/x-ndjson',
-      ContentEncoding: 'gzip',
+      ...objectHeaders(codecOfKey(object.key)),
       ChecksumCRC32: checksum.toString('base64'),
       Metadata: { 'event-count': String(object.events) },
       IfNoneMatch: ifAbsent ? '*' : undefined,

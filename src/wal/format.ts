@@ -17,7 +17,10 @@
 //   (event i is body[spans[2i], spans[2i+1])), then the body as the front kept it;
 // - cut (a batch was cut; written and fsynced before its first PUT): JSON {id, key, events,
 //   first, last, from, to}; from and to are positions [segment, offset, event], `to` exclusive:
-//   the batch is every event from `from` up to `to` in log order (batches are contiguous);
+//   the batch is every event from `from` up to `to` in log order (batches are contiguous). With an
+//   `{event.FIELD}` in OBJECT_KEY, also `part: {field, value}` and `open`: the batch is every event
+//   of that key-safe value from `from` up to `to` (batches are contiguous within one value), and
+//   `open` is the position of the first event in no cut when it was cut (see "events in no cut");
 // - done (the batch is in S3, in the DLQ or counted dropped; not fsynced on its own): JSON {id}.
 // - key (the Idempotency-Key of the events record just before it, written and fsynced with it, so
 //   a key read means its events were read too; src/idempotency.ts): JSON {key, hash, bytes, at}.
@@ -40,6 +43,8 @@
 //   acknowledged) and is cut. Everything else skipped is corruption: the segment is copied to
 //   corrupt/, each skipped stretch counted and logged, and the segment is left as it is (its
 //   offsets name events in batch ids; a later start reads and counts it again until it is deleted).
+// - events in no cut (to batch afresh at a restart) are all after the latest cut's `open` (without
+//   one, its `to`): replay reads from there on, and from every cut not done;
 // - what a lost record costs, by its type (src/wal/rebuild.ts does it):
 //   * done: the batch looks unsettled and is PUT again under its recorded key: an overwrite with the
 //     same events;
@@ -51,7 +56,9 @@
 //     When the lost cut was the last, the events after the last readable cut are batched afresh:
 //     the first batch starts at the same first event, so it gets the same id and key. Two cuts lost
 //     in a row with no done record naming the second's start put the second batch's events in the
-//     first one's object: S3 may hold them twice (at least once);
+//     first one's object: S3 may hold them twice (at least once). With `part` cuts (partitioned
+//     batches are not contiguous) no cut is rebuilt: after damage replay reads every events record
+//     left, and the events of a lost cut are batched afresh under new keys (at least once);
 //   * events: its events are lost (its bytes counted, its events too when a readable cut says how
 //     many). The batch whose range covers it (its cut readable, or a stretch rebuilt as above with a
 //     skipped stretch inside it that may have held events: see Skipped.events) is sent with the
@@ -84,6 +91,10 @@ export interface CutRecord {
   readonly last: number;
   readonly from: Position;
   readonly to: Position;
+  /** A partitioned batch: only the events of this key-safe value of this top-level field. */
+  readonly part?: { readonly field: string; readonly value: string };
+  /** With `part`: the first event in no cut when this one was made; undefined: `to`. */
+  readonly open?: Position;
 }
 
 export function comparePositions(a: Position, b: Position): number {

@@ -4,6 +4,8 @@
 import type { Logger } from 'pino';
 import type { Entry } from '../channel.js';
 import { type Batch, LINE_OVERHEAD_BYTES, objectKey, type Segment } from '../upload/batcher.js';
+import { codecOfKey, EXTENSIONS } from '../upload/codec.js';
+import { fieldBytes, partitionOf } from '../upload/partition.js';
 import { comparePositions, type CutRecord, type Position, type Skipped } from './format.js';
 import type { SegmentState } from './log.js';
 
@@ -55,8 +57,10 @@ export function rebuild(segments: readonly SegmentState[], cuts: readonly CutAt[
   const inCuts: InCuts = new Map();
   const firstPresent = segments[0]?.seq ?? Number.POSITIVE_INFINITY;
   const resent = resendCuts(cuts, done, events, inCuts, bySeq, firstPresent, log);
-  const lostCuts = damage.length > 0 ? rebuildLostCuts(cuts, done, events, inCuts, damage, bySeq, firstPresent, log) : { batches: [], events: 0, lost: 0 };
-  const afresh = batchAfresh(events, inCuts, lastEnd(cuts), bySeq);
+  // Partitioned cuts are not contiguous: a lost one cannot be told from the cuts around it.
+  const partitioned = cuts.some(({ cut }) => cut.part !== undefined);
+  const lostCuts = damage.length > 0 && !partitioned ? rebuildLostCuts(cuts, done, events, inCuts, damage, bySeq, firstPresent, log) : { batches: [], events: 0, lost: 0 };
+  const afresh = batchAfresh(events, inCuts, noCutAfter(cuts), bySeq);
   if (afresh.rebatched > 0) log.error({ rebatched: afresh.rebatched }, 'WAL: events before a damaged record lost their cut record to it; batched again under new keys (S3 may hold them twice)');
   return {
     batches: [...resent.batches, ...lostCuts.batches],
@@ -91,22 +95,40 @@ function resendCuts(cuts: readonly CutAt[], done: ReadonlySet<string>, events: r
   return { batches, cutSegs, events: total, lost };
 }
 
-/** The pieces of the events records from index `i` on that `cut` covers, with their events and line bytes; each noted in `inCuts`. */
-function gather(cut: { readonly from: Position; readonly to: Position }, events: readonly EventsAt[], i: number, inCuts: InCuts): { pieces: Segment[]; found: number; bytes: number } {
+/**
+ * The pieces of the events records from index `i` on that `cut` covers (of a partitioned cut, only
+ * the runs of events of its value), with their events and line bytes; each noted in `inCuts`.
+ */
+function gather(cut: { readonly from: Position; readonly to: Position; readonly part?: CutRecord['part'] }, events: readonly EventsAt[], i: number, inCuts: InCuts): { pieces: Segment[]; found: number; bytes: number } {
   const pieces: Segment[] = [];
   let found = 0;
   let bytes = 0;
+  const field = cut.part === undefined ? undefined : fieldBytes(cut.part.field);
   for (let j = i; j < events.length && (before(events[j]!, cut.to) || isRecordOf(events[j]!, cut.to)); j++) {
     const at = events[j]!;
     const from = isRecordOf(at, cut.from) ? cut.from[2] : 0;
     const to = isRecordOf(at, cut.to) ? cut.to[2] : at.count;
-    if (to <= from) continue;
-    inCuts.set(at, [...(inCuts.get(at) ?? []), [from, to]]);
-    pieces.push({ entry: at.entry, from, to });
-    found += to - from;
-    bytes += lineBytes(at.entry, from, to);
+    for (const [a, b] of field === undefined ? [[from, to] as const] : runsOf(at.entry, from, to, field, cut.part!.value)) {
+      if (b <= a) continue;
+      inCuts.set(at, [...(inCuts.get(at) ?? []), [a, b]]);
+      pieces.push({ entry: at.entry, from: a, to: b });
+      found += b - a;
+      bytes += lineBytes(at.entry, a, b);
+    }
   }
   return { pieces, found, bytes };
+}
+
+/** The runs [from, to) of consecutive events among [from, to) of an entry whose `field` has the key-safe `value`. */
+function runsOf(entry: Entry, from: number, to: number, field: Buffer, value: string): [number, number][] {
+  const runs: [number, number][] = [];
+  for (let k = from; k < to; k++) {
+    if (partitionOf(entry.body, entry.spans[2 * k]!, entry.spans[2 * k + 1]!, field) !== value) continue;
+    const last = runs.at(-1);
+    if (last !== undefined && last[1] === k) last[1] = k + 1;
+    else runs.push([k, k + 1]);
+  }
+  return runs;
 }
 
 /**
@@ -146,7 +168,7 @@ function rebuildLostCuts(cuts: readonly CutAt[], done: ReadonlySet<string>, even
     const first = pieces[0]!;
     const wal = first.entry.wal!;
     const id = batchIdAt(first.entry.receivedAt, naming.middle, [wal.seg, wal.off, wal.base + first.from]);
-    const key = objectKey(naming.prefix, first.entry.receivedAt, id);
+    const key = objectKey(naming.prefix, first.entry.receivedAt, id, naming.extension);
     const short = damage.some((d) => d.events && overlaps(d, from, to));
     if (short && done.has(id)) continue; // settled: S3 (or the DLQ) has it whole
     if (short) lost += incomplete(id, key, undefined, found, log);
@@ -179,14 +201,15 @@ function stretches(cuts: readonly CutAt[], starts: readonly Position[], firstPre
   return out;
 }
 
-/** How this log names its batches, read from a readable cut: its id's `{instance}-{log id}` and its key's prefix (checked by making them again). */
-function namingOf(cuts: readonly CutAt[]): { middle: string; prefix: string } | undefined {
+/** How this log names its batches, read from a readable cut: its id's `{instance}-{log id}`, its key's prefix and extension (checked by making them again). */
+function namingOf(cuts: readonly CutAt[]): { middle: string; prefix: string; extension: string } | undefined {
   for (const { cut } of cuts) {
     const parts = cut.id.split('-');
     if (parts.length < 6) continue;
     const middle = parts.slice(1, -3).join('-');
-    const prefix = cut.key.slice(0, Math.max(0, cut.key.length - `/0000/00/00/00/${cut.id}.jsonl.gz`.length));
-    if (batchIdAt(cut.first, middle, cut.from) === cut.id && objectKey(prefix, cut.first, cut.id) === cut.key) return { middle, prefix };
+    const extension = EXTENSIONS[codecOfKey(cut.key)];
+    const prefix = cut.key.slice(0, Math.max(0, cut.key.length - `/0000/00/00/00/${cut.id}${extension}`.length));
+    if (batchIdAt(cut.first, middle, cut.from) === cut.id && objectKey(prefix, cut.first, cut.id, extension) === cut.key) return { middle, prefix, extension };
   }
   return undefined;
 }
@@ -259,9 +282,16 @@ function countBefore(at: EventsAt, from: number, to: number, end: Position | und
   return isRecordOf(at, end) ? Math.max(0, Math.min(to, end[2]) - from) : 0;
 }
 
-/** Where the last of the cuts ends, or undefined for none. */
-function lastEnd(cuts: readonly CutAt[]): Position | undefined {
-  return cuts.reduce<Position | undefined>((end, { cut }) => (end === undefined || comparePositions(cut.to, end) > 0 ? cut.to : end), undefined);
+/**
+ * Where events in no cut may begin: the latest of the cuts' `open` (a partitioned cut's first event
+ * in no cut when it was made) or, without one, `to`; undefined for no cut. Every event before it
+ * was in a cut (format.ts, "events in no cut").
+ */
+export function noCutAfter(cuts: readonly { readonly cut: CutRecord }[]): Position | undefined {
+  return cuts.reduce<Position | undefined>((end, { cut }) => {
+    const open = cut.open ?? cut.to;
+    return end === undefined || comparePositions(open, end) > 0 ? open : end;
+  }, undefined);
 }
 
 /** The bytes events [from, to) of an entry take as JSON lines. */

@@ -13,7 +13,7 @@ import type { WalMetrics } from '../metrics/wal.js';
 import type { Batch } from '../upload/batcher.js';
 import { comparePositions, CUT, type CutRecord, decodeEvents, DONE, EVENTS, KEY, type Position, type RawRecord, SCAN_CHUNK_BYTES, scanSegment, segmentName, segmentSeq, type Skipped } from './format.js';
 import type { SegmentState } from './log.js';
-import { compareRecords, type CutAt, type Damage, type EventsAt, rebuild } from './rebuild.js';
+import { compareRecords, type CutAt, type Damage, type EventsAt, noCutAfter, rebuild } from './rebuild.js';
 
 export const CORRUPT_DIR = 'corrupt';
 
@@ -231,12 +231,15 @@ class RangeCursor {
 /**
  * The stretches of the log whose events records replay sends, as [first, last] records (both
  * included), sorted and disjoint: every cut batch with no done record, and everything from the
- * record where the last cut ends; after damage (`damaged`), also every stretch between cuts, where
+ * record where events in no cut may begin (noCutAfter); after damage (`damaged`), also every stretch between cuts, where
  * events may be whose cut record the damage took (without damage cuts leave no such stretch, and
  * reading the records at every cut's edges would cost up to a fraction of the log in memory).
  * `cuts` is sorted by where each starts.
  */
 function unsettledRanges(cuts: readonly { cut: CutRecord }[], done: ReadonlySet<string>, damaged: boolean): [Position, Position][] {
+  const everything: [Position, Position] = [[-1, 0, 0], [Number.MAX_SAFE_INTEGER, 0, 0]];
+  // Partitioned cuts overlap: the events a lost one held may be anywhere (format.ts, "cut").
+  if (damaged && cuts.some(({ cut }) => cut.part !== undefined)) return [everything];
   let lastEnd: Position = [-1, 0, 0];
   const ranges: [Position, Position][] = [];
   for (const { cut } of cuts) {
@@ -244,7 +247,7 @@ function unsettledRanges(cuts: readonly { cut: CutRecord }[], done: ReadonlySet<
     if (comparePositions(cut.to, lastEnd) > 0) lastEnd = cut.to;
     if (!done.has(cut.id)) ranges.push([cut.from, cut.to]);
   }
-  ranges.push([lastEnd, [Number.MAX_SAFE_INTEGER, 0, 0]]);
+  ranges.push([noCutAfter(cuts) ?? everything[0], everything[1]]);
   ranges.sort((a, b) => compareRecords(a[0], b[0][0], b[0][1]));
   const merged: [Position, Position][] = [];
   for (const range of ranges) {

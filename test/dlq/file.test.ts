@@ -4,7 +4,7 @@
 import { gunzipSync, gzipSync } from 'node:zlib';
 import zlib from 'node:zlib';
 import t, { type Test } from 'tap';
-import { CorruptFile, decodeMeta, encodeFile, verifiedObject } from '../../src/dlq/file.js';
+import { CorruptFile, decodeMeta, encodeFile, fileName, headerBytes, idOfName, isQueuedName, spillFile, verifiedObject } from '../../src/dlq/file.js';
 import { dlqFileWithMeta } from '../helpers/dlq.js';
 
 const LINES = '{"received_at":1,"event":{"a":1}}\n{"received_at":2,"event":{"b":2}}\n{"received_at":3,"event":{"c":3}}\n';
@@ -51,7 +51,7 @@ t.test('encodeFile: a gzip file any reader inflates to the lines, with the metad
 
 t.test('verifiedObject gives back the gzip object exactly as first PUT, and its metadata', async (t) => {
   const gzip = gzipSync(LINES);
-  const { meta, gzip: object } = await verifiedObject(encodeFile(gzip, META));
+  const { meta, body: object } = await verifiedObject(encodeFile(gzip, META));
   t.ok(object.equals(gzip), 'byte for byte, so S3 can verify the same checksum');
   t.equal(meta.key, META.key);
   t.equal(meta.events, 3);
@@ -102,4 +102,45 @@ t.test('verifiedObject refuses a changed body, a damaged stream and a wrong line
   t.match(await asyncRefusal(t, verifiedObject(encodeFile(gzip.subarray(0, gzip.length - 8), META)), 'a cut stream'), /^gzip stream is damaged: /);
   t.equal(await asyncRefusal(t, verifiedObject(encodeFile(gzip, { ...META, events: 2 })), 'a wrong count'), 'holds 3 lines, its header says 2 events');
   t.equal(await asyncRefusal(t, verifiedObject(Buffer.from('not a DLQ file')), 'not a DLQ file'), 'not a DLQ gzip file (no extra header field)');
+});
+
+t.test('spillFile by the key\'s codec: zstd keeps the object after a skippable frame (zstdcat reads it), none keeps the lines gzipped; both come back byte for byte', async (t) => {
+  const zstd = zlib.zstdCompressSync(LINES);
+  const zMeta = { ...META, key: 'raw/2027/01/15/08/x.jsonl.zst' };
+  const zFile = await spillFile(zstd, zMeta);
+  // RFC 8878 3.1.2: a skippable frame (magic 0x184D2A50 to 5F, u32 LE size, that many bytes), which
+  // zstd readers (zstdcat) pass over; after it, the object as PUT.
+  t.equal(zFile.readUInt32LE(0) & 0xfffffff0, 0x184d2a50, 'a skippable frame\'s magic');
+  t.equal(8 + zFile.readUInt32LE(4), decodeMeta(zFile).bodyOffset, 'its size field spans the metadata');
+  t.strictSame(zlib.zstdDecompressSync(zFile.subarray(decodeMeta(zFile).bodyOffset)).toString(), LINES, 'then the zstd object');
+  t.equal(headerBytes(zFile.subarray(0, 12)), decodeMeta(zFile).bodyOffset, 'the scan reads exactly the header');
+  t.match(decodeMeta(zFile).meta, { v: 1, key: zMeta.key, events: 3, crc32: zlib.crc32(zstd) });
+  t.ok((await verifiedObject(zFile)).body.equals(zstd), 'the zstd object as first PUT');
+  t.equal(await asyncRefusal(t, verifiedObject(altered(zFile, (c) => (c[c.length - 3]! ^= 0xff))), 'a flipped byte'), 'checksum mismatch: the file changed after it was written');
+
+  const plain = Buffer.from(LINES);
+  const pMeta = { ...META, key: 'raw/2027/01/15/08/x.jsonl' };
+  const pFile = await spillFile(plain, pMeta);
+  t.equal(gunzipSync(pFile).toString(), LINES, 'zcat shows the lines');
+  t.match(decodeMeta(pFile).meta, { key: pMeta.key, crc32: zlib.crc32(plain) });
+  t.ok((await verifiedObject(pFile)).body.equals(plain), 'the plain object as first PUT');
+
+  t.ok((await verifiedObject(await spillFile(gzipSync(LINES), META))).body.equals(gzipSync(LINES)), 'gzip: the file format of before');
+  // A metadata frame naming a gzip key, before a zstd object: the codec must agree with the key.
+  const json = Buffer.from(JSON.stringify({ v: 1, ...META, crc32: zlib.crc32(zstd) }));
+  const frame = Buffer.alloc(8);
+  frame.writeUInt32LE(0x184d2a5e, 0);
+  frame.writeUInt32LE(json.length, 4);
+  const asGzipKey = Buffer.concat([frame, json, zstd]);
+  t.equal(await asyncRefusal(t, verifiedObject(asGzipKey), 'a zstd file whose key names gzip'), 'a zstd file for a key whose extension says gzip');
+});
+
+t.test('file names: a zstd object\'s file is .jsonl.zst, the others .jsonl.gz; the id is read back from either', async (t) => {
+  t.equal(fileName('id-1', 'raw/a/id-1.jsonl.zst'), 'id-1.jsonl.zst');
+  t.equal(fileName('id-1', 'raw/a/id-1.jsonl'), 'id-1.jsonl.gz');
+  t.equal(fileName('id-1', 'raw/a/id-1.jsonl.gz'), 'id-1.jsonl.gz');
+  t.equal(idOfName('id-1.jsonl.zst'), 'id-1');
+  t.equal(idOfName('id-1.jsonl.gz'), 'id-1');
+  t.equal(idOfName('id-1.jsonl'), undefined);
+  t.ok(isQueuedName('a.jsonl.zst') && isQueuedName('a.jsonl.gz') && !isQueuedName('a.jsonl'));
 });

@@ -5,6 +5,9 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import t from 'tap';
+import { parseKeyTemplate } from '../../src/config/key-template.js';
+import type { DlqMeta } from '../../src/dlq/file.js';
+import { foreignKey } from '../../src/dlq/guard.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { dlqCommand, T0, writeDlqFile } from '../helpers/dlq.js';
 import { BUCKET, s3Env, startS3 } from '../helpers/s3.js';
@@ -77,4 +80,22 @@ t.test('every PUT is conditional (If-None-Match: *); a 412 from S3 (an object th
   t.match(drained.stdout, `kept: ${taken} (file ${T0}-task-a-0.jsonl.gz): an object is already at its key and could not be checked to be this batch; not overwritten`);
   t.ok(existsSync(join(dir, `${T0}-task-a-0.jsonl.gz`)));
   t.same((await s3.objects()).map((o) => o.key), [free]);
+});
+
+t.test('foreignKey: with OBJECT_KEY, the keys its template makes for the file are the server\'s (any instance, any key-safe value, its codec); others stay foreign', async (t) => {
+  const template = parseKeyTemplate('{prefix}/dt={yyyy}-{MM}-{dd}/type={event.type}/{instance}/{batch}');
+  const first = Date.UTC(2027, 0, 15, 8, 30);
+  const id = `${first}-i-1-0badcafe-0-10-0`;
+  const meta = (key: string): DlqMeta => ({ v: 1, key, events: 1, firstReceivedAt: first, lastReceivedAt: first, spilledAt: first, crc32: 0 });
+  const ok = (key: string, name = `${id}.jsonl.zst`) => foreignKey(name, meta(key), 'raw', template) === undefined;
+  t.ok(ok(`raw/dt=2027-01-15/type=click/i-1/${id}.jsonl.zst`));
+  t.ok(ok(`raw/dt=2027-01-15/type=a%2Fb/other-task/${id}.jsonl.zst`), 'another instance, an escaped value');
+  t.ok(ok(`raw/dt=2027-01-15/type=__HIVE_DEFAULT_PARTITION__/i-1/${id}.jsonl`, `${id}.jsonl.gz`), 'a plain object');
+  t.ok(ok(`raw/2027/01/15/08/${id}.jsonl.gz`, `${id}.jsonl.gz`), 'the default layout still');
+  t.notOk(ok(`raw/dt=2027-01-16/type=click/i-1/${id}.jsonl.zst`), 'another day than its first event');
+  t.notOk(ok(`raw/dt=2027-01-15/type=a/b/i-1/${id}.jsonl.zst`), 'a slash in the value');
+  t.notOk(ok(`raw/dt=2027-01-15/type=click/i-1/other-${id}.jsonl.zst`), 'another batch');
+  t.notOk(ok(`elsewhere/dt=2027-01-15/type=click/i-1/${id}.jsonl.zst`), 'outside the prefix');
+  t.match(foreignKey(`${id}.jsonl.zst`, meta('raw/x'), 'raw', template), /or OBJECT_KEY \{prefix\}\/dt=/);
+  t.match(foreignKey(`${id}.jsonl.zst`, meta(`raw/dt=2027-01-15/type=click/i-1/${id}.jsonl.zst`), 'raw'), /not the one this server makes/, 'without OBJECT_KEY: only the default layout');
 });

@@ -4,7 +4,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import { join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
+import { gunzipSync, zstdCompressSync } from 'node:zlib';
 import t from 'tap';
 import { Disk } from '../../src/disk/disk.js';
 import { decodeMeta } from '../../src/dlq/file.js';
@@ -12,6 +12,27 @@ import { batch, setup, T0 } from '../helpers/dlq.js';
 import { runUnderFdLimit } from '../helpers/fd-limit.js';
 import { ROOT } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
+
+t.test('zstd and plain batches spill as .jsonl.zst and .jsonl.gz files that a restart finds and reads back byte for byte', async (t) => {
+  const { store, open } = await setup(t);
+  const { batch: b, lines } = batch(2);
+  const zstd = zstdCompressSync(lines);
+  const zKey = b.key.replace('.jsonl.gz', '.jsonl.zst');
+  t.ok(await store.save({ ...b, key: zKey }, zstd));
+  const p = batch(3);
+  const pKey = p.batch.key.replace('.jsonl.gz', '.jsonl');
+  t.ok(await store.save({ ...p.batch, key: pKey }, Buffer.from(p.lines)));
+  store.close();
+  const again = await open();
+  t.strictSame(again.list().map((f) => f.name).sort(), [`${b.id}.jsonl.zst`, `${p.batch.id}.jsonl.gz`].sort(), 'both found by the start-up scan');
+  const byKey = new Map<string, Buffer>();
+  for (const file of again.list()) {
+    const read = await again.read(file);
+    byKey.set(read!.meta.key, read!.body);
+  }
+  t.ok(byKey.get(zKey)!.equals(zstd), 'the zstd object as first PUT');
+  t.equal(byKey.get(pKey)!.toString(), p.lines, 'the plain object as first PUT');
+});
 
 t.test('a spilled batch is one complete gzip file under its final name, readable by any gzip tool', async (t) => {
   const { store, dir } = await setup(t);
@@ -22,7 +43,7 @@ t.test('a spilled batch is one complete gzip file under its final name, readable
   t.equal(gunzipSync(file).toString(), lines, 'zcat shows the JSON lines');
   t.match(decodeMeta(file).meta, { v: 1, key: b.key, events: 3, firstReceivedAt: T0, spilledAt: T0 });
   const read = await store.read(store.oldest()!);
-  t.ok(read!.gzip.equals(gzip), 'the object to re-upload is byte for byte the gzip first PUT');
+  t.ok(read!.body.equals(gzip), 'the object to re-upload is byte for byte the gzip first PUT');
   t.equal(store.files, 1);
   t.equal(store.events, 3);
   t.equal(store.bytes, file.length);

@@ -29,6 +29,17 @@ t.test('aws:kms with a key and a storage class: sent on the live PUT and on the 
   t.equal(puts.length, 2, 'the live PUT and the re-upload');
   for (const put of puts) t.same(settings(put.headers), { sse: 'aws:kms', kmsKey: KMS.S3_SSE_KMS_KEY_ID, storageClass: 'STANDARD_IA' });
   t.equal((await s3.objects()).length, 1);
+  t.notOk(server.logs.some((l) => l.msg.startsWith('S3_STORAGE_CLASS is one')), 'STANDARD_IA: readable, no warning');
+});
+
+t.test('GLACIER or DEEP_ARCHIVE: a warning at start-up that the objects will not be queryable', async (t) => {
+  const s3 = await startS3(t);
+  for (const storageClass of ['GLACIER', 'DEEP_ARCHIVE']) {
+    const server = await startInProcess(t, { ...s3.env, S3_STORAGE_CLASS: storageClass });
+    const line = await server.waitForLog((l) => l.msg.startsWith('S3_STORAGE_CLASS is one'));
+    t.match(line, { level: 'warn', storageClass, msg: /Athena and other readers cannot read without a restore/ });
+    await server.stop();
+  }
 });
 
 t.test('AES256 alone: that header, no key id, no storage class', async (t) => {

@@ -8,7 +8,7 @@ export function pipelineOptions(maxEvents: number): PipelineOptions {
     channelMaxEvents: 1000,
     channelMaxBytes: 1 << 20,
     batch: { maxEvents, maxBytes: 1 << 20, maxAgeMs: 60_000, prefix: 'raw', instanceId: 'unit' },
-    upload: { concurrency: 2, maxQueuedBatches: 4, gzipLevel: 1 },
+    upload: { concurrency: 2, maxQueuedBatches: 4, gzipLevel: 1, zstdLevel: 1 },
   };
 }
 

@@ -105,7 +105,7 @@ const OPTIONS = (prefix: string): PipelineOptions => ({
   channelMaxEvents: 1000,
   channelMaxBytes: 1 << 20,
   batch: { maxEvents: 12, maxBytes: 1 << 20, maxAgeMs: 20, prefix, instanceId: 'pl' },
-  upload: { concurrency: 2, maxQueuedBatches: 4, gzipLevel: 1 },
+  upload: { concurrency: 2, maxQueuedBatches: 4, gzipLevel: 1, zstdLevel: 1 },
 });
 
 // Small segments, so that segments fill, settle and are removed many times in one run.

@@ -1,7 +1,8 @@
 // A real S3-compatible server (s3rver) on loopback, and reading back what the ingest server stored.
-import { gunzipSync } from 'node:zlib';
+import { gunzipSync, zstdDecompressSync } from 'node:zlib';
 import { GetObjectCommand, ListObjectsCommand, S3Client } from '@aws-sdk/client-s3';
 import S3rver from 's3rver';
+import { codecOfKey } from '../../src/upload/codec.js';
 import { createS3Client } from '../../src/upload/s3.js';
 import { type FaultProxy, type Owner, startFaultProxy } from './fault-proxy.js';
 import { tempDir } from './temp.js';
@@ -10,6 +11,7 @@ export const BUCKET = 'test-bucket';
 
 export interface StoredObject {
   key: string;
+  /** The object's bytes as stored, in the codec its key's extension names (gzip unless set). */
   gzip: Buffer;
   lines: string[];
   records: { received_at: number; event: Record<string, unknown> }[];
@@ -83,7 +85,7 @@ export async function readObjects(client: S3Client, bucket = BUCKET, prefix?: st
 async function readObject(client: S3Client, bucket: string, Key: string): Promise<StoredObject> {
   const got = await client.send(new GetObjectCommand({ Bucket: bucket, Key }));
   const gzip = Buffer.from(await got.Body!.transformToByteArray());
-  const lines = gunzipSync(gzip).toString('utf8').split('\n');
+  const lines = decompress(Key, gzip).toString('utf8').split('\n');
   if (lines.pop() !== '') throw new Error(`${Key} does not end in a newline`);
   return {
     key: Key,
@@ -94,6 +96,12 @@ async function readObject(client: S3Client, bucket: string, Key: string): Promis
     contentEncoding: got.ContentEncoding,
     metadata: got.Metadata ?? {},
   };
+}
+
+/** An object's JSON lines, by the codec its key's extension names. */
+export function decompress(key: string, body: Buffer): Buffer {
+  const codec = codecOfKey(key);
+  return codec === 'gzip' ? gunzipSync(body) : codec === 'zstd' ? zstdDecompressSync(body) : body;
 }
 
 /**

@@ -16,11 +16,28 @@ t.test('array elements are cut at the right braces whatever their strings hold',
     { s: 'ends in a backslash \\\\' },
     { s: '\\\\\\"' },
     { nested: [{ a: [1, { b: '}{' }] }], e: {} },
-    { unicode: '한국어 😀 \u2028' },
+    { unicode: '한국어 😀' },
   ].map((e) => JSON.stringify(e));
   const parsed = parse(`[${events.join(' ,\n ')}]`);
   t.notOk(parsed instanceof Rejection);
   t.same(texts(parsed), events);
+});
+
+t.test('U+0085, U+2028 and U+2029 in strings are stored as their escapes: the same strings, lines no reader splits', async (t) => {
+  const values = [{ a: 'x\u2028y', b: '\u2029', c: 'é\u0085😀' }, { k: 'plain' }, { ['key\u2028']: '\u2028\u2028' }];
+  for (const format of ['json', 'ndjson'] as const) {
+    const body = format === 'json' ? JSON.stringify(values) : values.map((v) => JSON.stringify(v)).join('\n');
+    const parsed = parse(body, format) as ParsedEvents;
+    t.same(texts(parsed).map((text) => JSON.parse(text)), values, `${format}: each event reads as sent`);
+    t.same(texts(parsed), ['{"a":"x\\u2028y","b":"\\u2029","c":"é\\u0085😀"}', '{"k":"plain"}', '{"key\\u2028":"\\u2028\\u2028"}'], `${format}: escaped in place`);
+    t.equal(parsed.bytes, parsed.body.length);
+    const held = parsed.body.toString('utf8');
+    t.notOk(/[\u0085\u2028\u2029]/.test(held), `${format}: none left raw (Python's splitlines finds one line per event)`);
+  }
+  const text = '[{"a":"no separators"}]';
+  const none = Buffer.allocUnsafeSlow(text.length); // all its memory: kept as it is when owned
+  none.write(text);
+  t.equal((parseEvents(none, 'json', { maxEvents: 10, maxDepth: 64 }, true) as ParsedEvents).body, none, 'a body without them is kept as it is, not copied');
 });
 
 t.test('bytes are the bytes held, and a padded body holds its events only', async (t) => {

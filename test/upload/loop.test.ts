@@ -3,7 +3,8 @@
 // as stored, spilled or dropped; UPLOAD_CONCURRENCY in flight and UPLOAD_QUEUE_MAX_BATCHES
 // waiting before hasRoom() says no; the cut made durable before the PUT; abort() cuts what is in
 // flight and sends every batch from then on straight to the spill.
-import { gunzipSync, gzipSync } from 'node:zlib';
+import { promisify } from 'node:util';
+import { gunzipSync, gzipSync, zstdCompress, constants as zlibConstants, zstdDecompressSync } from 'node:zlib';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import t, { type Test } from 'tap';
@@ -19,10 +20,15 @@ import type { LogLine } from '../helpers/server.js';
 let seq = 0;
 /** A batch of these event texts, received now, at a key of its own. */
 function batch(...events: string[]): Batch {
+  return batchWith('.jsonl.gz', ...events);
+}
+
+/** The same, at a key with this extension. */
+function batchWith(extension: string, ...events: string[]): Batch {
   const e = entry(...events);
   const id = `unit-${++seq}`;
   const segments = [{ entry: e, from: 0, to: e.count }];
-  const cut = { id, key: objectKey('raw', e.receivedAt, id), events: e.count, bytes: 0, firstReceivedAt: e.receivedAt, lastReceivedAt: e.receivedAt, segments };
+  const cut = { id, key: objectKey('raw', e.receivedAt, id, extension), events: e.count, bytes: 0, firstReceivedAt: e.receivedAt, lastReceivedAt: e.receivedAt, segments };
   return { ...cut, bytes: encodeLines(cut).length };
 }
 
@@ -43,12 +49,13 @@ interface SetupOptions {
   concurrency?: number;
   maxQueuedBatches?: number;
   gzipLevel?: number;
+  zstdLevel?: number;
   spillKeeps?: boolean;
   spill?: Spill;
   keepUnspilledMs?: number;
 }
 
-async function setup(t: Test, { concurrency = 2, maxQueuedBatches = 4, gzipLevel = 1, spillKeeps = true, spill, keepUnspilledMs }: SetupOptions = {}): Promise<Setup> {
+async function setup(t: Test, { concurrency = 2, maxQueuedBatches = 4, gzipLevel = 1, zstdLevel = 1, spillKeeps = true, spill, keepUnspilledMs }: SetupOptions = {}): Promise<Setup> {
   const s3 = await startS3(t);
   const proxy = await startFaultProxy(t, s3);
   // Stalled PUTs are answered before the proxy and S3 close.
@@ -67,7 +74,7 @@ async function setup(t: Test, { concurrency = 2, maxQueuedBatches = 4, gzipLevel
   const loop = new UploadLoop(
     uploader,
     spill ?? { save: async (b, body) => (spilled.push({ key: b.key, body }), spillKeeps), full: false },
-    { concurrency, maxQueuedBatches, gzipLevel, keepUnspilledMs },
+    { concurrency, maxQueuedBatches, gzipLevel, zstdLevel, keepUnspilledMs },
     metrics,
     log,
     () => freed++,
@@ -99,6 +106,26 @@ const value = async (registry: Registry, name: string): Promise<number> => (awai
 async function until(check: () => boolean): Promise<void> {
   while (!check()) await new Promise((resolve) => setImmediate(resolve));
 }
+
+t.test('the codec follows the key: .jsonl.zst zstd at ZSTD_LEVEL (Content-Type application/zstd, no Content-Encoding), .jsonl the lines as they are; .jsonl.gz keeps Content-Encoding gzip', async (t) => {
+  const { s3, loop, settledCount } = await setup(t, { zstdLevel: 19 });
+  const zstd = batchWith('.jsonl.zst', '{"a":1}', '{"a":2}');
+  const plain = batchWith('.jsonl', '{"b":1}');
+  const gzip = batchWith('.jsonl.gz', '{"c":1}');
+  loop.submit(zstd);
+  loop.submit(plain);
+  loop.submit(gzip);
+  await settledCount(3);
+  const byKey = new Map((await s3.objects()).map((o) => [o.key, o]));
+  const z = byKey.get(zstd.key)!;
+  t.strictSame(z.gzip, await promisify(zstdCompress)(encodeLines(zstd), { params: { [zlibConstants.ZSTD_c_compressionLevel]: 19 } }), 'zstd at ZSTD_LEVEL');
+  t.strictSame(zstdDecompressSync(z.gzip), encodeLines(zstd));
+  t.match(z, { contentType: 'application/zstd', contentEncoding: undefined });
+  const p = byKey.get(plain.key)!;
+  t.strictSame(p.gzip, encodeLines(plain), 'COMPRESSION=none: the JSON lines');
+  t.match(p, { contentType: 'application/x-ndjson', contentEncoding: undefined });
+  t.match(byKey.get(gzip.key)!, { contentType: 'application/x-ndjson', contentEncoding: 'gzip' }, 'the default, as before');
+});
 
 t.test('a batch is gzipped at the configured level, PUT at its key, counted, and settled stored once', async (t) => {
   const { s3, loop, registry, settled, settledCount } = await setup(t, { gzipLevel: 9 });

@@ -156,6 +156,18 @@ function derivedInstanceId(env: NodeJS.ProcessEnv, machine: Machine): string {
   return derived.replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64) || 'local';
 }
 
+function walOf(v: Values, ownDir: string | undefined): Config['wal'] {
+  return {
+    dir: ownDir ?? v.WAL_DIR,
+    maxBytes: v.WAL_MAX_BYTES,
+    syncIntervalMs: v.WAL_SYNC_INTERVAL_MS,
+    syncBytes: v.WAL_SYNC_BYTES,
+    segmentBytes: v.WAL_SEGMENT_BYTES,
+    sharedRoot: v.DURABLE_ROOT,
+    leaseStaleMs: v.DURABLE_LEASE_STALE_MS,
+  };
+}
+
 function assemble(v: Values, workers: number, instanceId: string): Config {
   const sharedRoot = v.DURABLE_ROOT;
   const ownDir = (name: 'wal' | 'dlq') => (sharedRoot === undefined ? undefined : path.join(sharedRoot, instanceId, name));
@@ -204,15 +216,7 @@ function assemble(v: Values, workers: number, instanceId: string): Config {
     instanceId,
     ackLevel: v.ACK_LEVEL,
     ackTimeoutMs: v.ACK_TIMEOUT_MS,
-    wal: {
-      dir: ownDir('wal') ?? v.WAL_DIR,
-      maxBytes: v.WAL_MAX_BYTES,
-      syncIntervalMs: v.WAL_SYNC_INTERVAL_MS,
-      syncBytes: v.WAL_SYNC_BYTES,
-      segmentBytes: v.WAL_SEGMENT_BYTES,
-      sharedRoot,
-      leaseStaleMs: v.DURABLE_LEASE_STALE_MS,
-    },
+    wal: walOf(v, ownDir('wal')),
     emfIntervalMs: v.METRICS_EMF ? v.METRICS_EMF_INTERVAL_MS : undefined,
     workers,
     idempotency: { windowMs: v.IDEMPOTENCY_WINDOW_SECONDS * 1000, maxKeys: v.IDEMPOTENCY_MAX_KEYS },

@@ -26,4 +26,4 @@ fi
 export PATH="$NODE22_HOME/bin:$PATH"
 echo "test:ops: the core end-to-end tests on node $(node --version)"
 TAP_TYPE_STRIP_ONLY=1 npx tap --disable-coverage test/e2e/engine.test.ts test/e2e/ingest.test.ts test/e2e/rejections.test.ts test/e2e/batching.test.ts \
-  test/e2e/local-mode.test.ts test/e2e/production.test.ts test/e2e/zero-loss.test.ts test/scripts/uws-glibc-compat.test.ts
+  test/e2e/local-mode.test.ts test/e2e/production.test.ts test/e2e/zero-loss.test.ts test/scripts/uws-glibc-compat.ops.test.ts

@@ -194,7 +194,7 @@ t.test('the alert rules in a real Prometheus, against the real server under scri
   const targets = `${tempDir(t, 'targets')}/targets.json`;
   /** Owns what must outlive a subtest: the new task of the rolling deploy serves the last subtest too. */
   const whole = t;
-  const setTargets = (...servers: RunningServer[]) => writeFileSync(targets, JSON.stringify([{ targets: servers.map((s) => `127.0.0.1:${s.port}`) }]));
+  const setTargets = (...servers: RunningServer[]) => writeFileSync(targets, JSON.stringify([{ targets: servers.map((s) => new URL(s.metricsUrl).host) }]));
   setTargets(first);
   const proms = await Promise.all(SETUPS.map(({ ratio, evaluationMs }) => startPrometheus(t, ratio, evaluationMs, targets)));
   const traffic = load(t, () => server.url);

@@ -11,48 +11,11 @@ import { assertExactlyOnce, audit, AckingClient } from '../harness/zero-loss.js'
 import { refusedPort, startFaultProxy } from '../helpers/fault-proxy.js';
 import { startInProcess } from '../helpers/in-process.js';
 import { s3Env, startS3 } from '../helpers/s3.js';
-import { eventually, killed, ROOT, spawnServer, startServer } from '../helpers/server.js';
+import { eventually, killed, ROOT, startServer } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
 import { EVENTS, readRecords } from '../../src/wal/format.js';
 
 const segments = (dir: string) => readdirSync(dir).filter((n) => n.endsWith('.wal')).sort();
-
-t.test('ACK_LEVEL=disk: SIGKILL under load, and again during the replay: every 202 in S3 exactly once (four kill points: durable-ack.ops.test.ts)', async (t) => {
-  const s3 = await startS3(t);
-  // Slow PUTs: the kill finds batches in flight, some already stored and not yet marked done.
-  const proxy = await startFaultProxy(t, s3);
-  proxy.decide = () => ({ delayMs: 40 });
-  const walDir = tempDir(t, 'wal');
-  const dlqDir = tempDir(t, 'dlq');
-  const env = { ...s3Env(proxy.endpoint), ACK_LEVEL: 'disk', WAL_DIR: walDir, DLQ_DIR: dlqDir, INSTANCE_ID: 'durable', BATCH_MAX_AGE_MS: '150', BATCH_MAX_EVENTS: '300', WAL_SEGMENT_BYTES: '65536' };
-  const client = new AckingClient({ url: undefined, concurrency: 8, eventsPerRequest: 10, maxRequests: 2000, padBytes: 100 });
-  const load = client.run();
-  const first = await startServer(t, env);
-  client.retarget(first.url);
-  await eventually(() => client.acked.size >= 1500, 600);
-  client.retarget(undefined);
-  await killed(t, first);
-  // Killed again in the middle of its replay, before it listens.
-  const replaying = spawnServer(t, env);
-  const replay = await replaying.waitForLog((l) => l.msg.startsWith('WAL: replaying'));
-  await killed(t, replaying);
-  // The last run is not killed: it runs in the test's process.
-  const last = await startInProcess(t, env);
-  const again = last.logs.find((l) => l.msg.startsWith('WAL: replaying'));
-  t.ok(again, 'the run after the kill during the replay replays too');
-  t.ok((replay.batches as number) + (again?.batches as number) > 0, 'batches cut before the kill are PUT again under their keys');
-  client.retarget(last.url);
-  const before = client.acked.size;
-  await eventually(() => client.acked.size >= before + 300, 600);
-  client.stop();
-  await load;
-  t.same(await last.stop(), { code: 0, signal: null });
-  t.match(await last.waitForLog((l) => l.msg === 'shutdown complete'), { unaccountedEvents: 0, droppedEvents: 0, spilledEvents: 0 });
-  t.ok(last.logs.some((l) => l.msg === 'WAL closed: every event settled'));
-  t.same(segments(walDir), [], 'the WAL is empty after a clean stop');
-  t.same(readdirSync(dlqDir).filter((n) => n.endsWith('.jsonl.gz')), [], 'nothing spilled');
-  assertExactlyOnce(t, await audit(client, s3), 'after two SIGKILLs');
-});
 
 t.test('ACK_LEVEL=disk: the torn tail is cut and counted, never uploaded', async (t) => {
   const s3 = await startS3(t);

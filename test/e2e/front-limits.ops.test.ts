@@ -1,11 +1,15 @@
 // test:ops: the 413 an oversized body gets, read by every common client (fetch, Python's
 // http.client, curl, curl chunked) at three sizes, three tries each: real client processes, so
-// kept out of npm test's time (front-limits.test.ts has the rest of the front's limits).
+// kept out of npm test's time; and MAX_BODIES_IN_FLIGHT_BYTES, which waits out the 5 s a refused
+// body is read for (front-limits.test.ts has the rest of the front's limits).
 import { execFile } from 'node:child_process';
+import net from 'node:net';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { startInProcess } from '../helpers/in-process.js';
+import { postHead, rawRequest } from '../helpers/raw.js';
 import { startS3 } from '../helpers/s3.js';
+import { eventually } from '../helpers/server.js';
 import { tempDir } from '../helpers/temp.js';
 
 const run = promisify(execFile);
@@ -48,4 +52,30 @@ t.test('413 over MAX_BODY_BYTES reaches fetch, Python http.client and curl, neve
   t.same(failed, [], `all ${answers.length} answers are a 413 with its JSON body`);
   t.equal(await server.metric('http_requests_rejected_body_too_large_total'), answers.length);
   t.equal((await server.post('{"still":"serving"}')).status, 202);
+});
+
+t.test('MAX_BODIES_IN_FLIGHT_BYTES: bodies being read beyond the budget get 503 busy and a hang-up', async (t) => {
+  const s3 = await startS3(t);
+  const server = await startInProcess(t, { ...s3.env, MAX_BODY_BYTES: '400000', MAX_BODIES_IN_FLIGHT_BYTES: '500000' });
+  // A body of 400,000 bytes, three quarters sent and left waiting: its buffer holds at least what
+  // was sent, 300,000 of the budget.
+  const waiting = [0].map(() => {
+    const socket = net.connect(server.port, '127.0.0.1');
+    socket.on('error', () => {});
+    socket.write(`${postHead('content-length: 400000\r\n')}[${' '.repeat(300_000)}`);
+    return socket;
+  });
+  t.teardown(() => waiting.forEach((s) => s.destroy()));
+  await eventually(async () => (await server.metric('http_bodies_in_flight_bytes')) >= 300_000);
+  // It sends no more: the server drops what it would discard after 5 s, and hangs up.
+  const third = await rawRequest(server.port, `${postHead('content-length: 400000\r\n')}[${' '.repeat(300_000)}`, 10_000);
+  t.equal(third.status, 503, 'the third does not fit');
+  t.match(JSON.parse(third.body), { error: 'busy' });
+  t.match(third.text, /retry-after: 1/i);
+  t.ok(third.closed, 'and its connection is closed');
+  t.equal(await server.metric('http_requests_rejected_busy_total'), 1);
+  waiting.forEach((s) => s.destroy());
+  // Their budget comes back when they go.
+  await eventually(async () => (await server.metric('http_bodies_in_flight_bytes')) === 0);
+  t.equal((await server.post(`[${' '.repeat(300_000)}{}]`)).status, 202);
 });

@@ -82,6 +82,11 @@ const environment = (s: Synth) => Object.fromEntries((ingestContainer(s).Environ
 t.test('the timeouts in order: ALB idle < server keep-alive, deregistration delay >= ACK_TIMEOUT_MS, stopTimeout >= SHUTDOWN_TIMEOUT_MS + 5 s', async (t) => {
   t.equal(SERVER_KEEP_ALIVE_IDLE_S, DEFAULT_HTTP_IDLE_TIMEOUT_S, "the kit's keep-alive value is the server's HTTP_IDLE_TIMEOUT_S default");
   const ackTimeoutS = loadConfig({ ACK_LEVEL: 's3' }).ackTimeoutMs / 1000;
+  // docs/operations.md's table of every timeout in the path gives the load balancer's as this app sets them.
+  const table = readFileSync(`${ROOT}docs/operations.md`, 'utf8').split('\n## Timeouts in the path\n')[1]!.split('\n## ')[0]!;
+  const row = (name: string) => Number(new RegExp(`^\\| ${name} \\| (\\d+) \\|`, 'm').exec(table)?.[1]);
+  t.equal(row('ALB idle timeout'), ALB_IDLE_TIMEOUT_S, "docs/operations.md: the ALB idle timeout the app sets");
+  t.equal(row('deregistration delay'), DEREGISTRATION_DELAY_S, 'docs/operations.md: the deregistration delay the app sets');
   for (const [name, s] of Object.entries(configs)) {
     const idle = Number(attribute(one(s, 'AWS::ElasticLoadBalancingV2::LoadBalancer').LoadBalancerAttributes, 'idle_timeout.timeout_seconds'));
     const deregistration = Number(attribute(one(s, 'AWS::ElasticLoadBalancingV2::TargetGroup').TargetGroupAttributes, 'deregistration_delay.timeout_seconds'));

@@ -118,3 +118,28 @@ t.test('an O_DSYNC write in flight at the cut leaves a prefix of its bytes (none
   }
   t.ok(lengths.size > 2, 'torn at several places');
 });
+
+// Two fsyncs of one directory (or file) that overlap, the WAL's segment removal and its next
+// segment's creation: whichever returns last, what the later one made durable stays durable. Which
+// returns last is the thread pool's choice, not ours: in about one round in a hundred the earlier
+// one does, and 300 rounds see it. (This once lost a new segment's acknowledged events in
+// power-loss.ops, a defect of this model, not of the WAL.)
+t.test('an fsync that returns after a later one never takes back what the later one made durable', async (t) => {
+  const flags = fsConstants.O_CREAT | fsConstants.O_WRONLY | fsConstants.O_APPEND;
+  const lost: string[] = [];
+  for (let round = 0; round < 300; round++) {
+    const { dir, power, disk } = rig(t, undefined, round);
+    const file = await disk.open(join(dir, 'file'), flags);
+    await disk.syncDir(dir);
+    await file.write('one|');
+    const [earlierDir, earlierFile] = [disk.syncDir(dir), file.sync()];
+    const made = await disk.open(join(dir, 'made'), flags);
+    await file.write('two|');
+    await Promise.all([disk.syncDir(dir), file.sync()]);
+    await Promise.all([earlierDir, earlierFile, made.close(), file.close()]);
+    await power.cut();
+    if (!names(dir).includes('made')) lost.push(`round ${round}: the new entry`);
+    if (readFileSync(join(dir, 'file'), 'utf8') !== 'one|two|') lost.push(`round ${round}: the second write`);
+  }
+  t.same(lost, []);
+});

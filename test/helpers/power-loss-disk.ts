@@ -45,16 +45,25 @@ export interface Op {
   readonly path: string;
 }
 
-/** A file or directory as a directory entry names it; `durable`: a file's durable content, unknown until it is first changed. */
+/**
+ * A file or directory as a directory entry names it; `durable`: a file's durable content, unknown
+ * until it is first changed. `writes` counts the writes made, `durableAt` how many of them
+ * `durable` holds: an fsync that returns after a later one (or after an O_DSYNC write) must not
+ * take back what that one made durable.
+ */
 interface Node {
   readonly kind: 'file' | 'dir';
   durable?: Buffer;
+  writes?: number;
+  durableAt?: number;
 }
 
-/** A directory's entries now, and as its last fsync left them. */
+/** A directory's entries now, and as its last fsync left them; `changes` and `durableAt` as a Node's `writes` and `durableAt`. */
 interface DirState {
   durable: Map<string, Node>;
   current: Map<string, Node>;
+  changes: number;
+  durableAt: number;
 }
 
 /** The FileHandle methods the disk layer and the WAL's writer call; any other is not modelled. */
@@ -163,7 +172,7 @@ export class PowerLossDisk {
     if (state === undefined) {
       state = fs.readdir(dir, { withFileTypes: true }).then((entries) => {
         const current = new Map(entries.map((e): [string, Node] => [e.name, { kind: e.isDirectory() ? 'dir' : 'file' }]));
-        return { current, durable: new Map(current) };
+        return { current, durable: new Map(current), changes: 0, durableAt: 0 };
       });
       this.#dirs.set(dir, state);
     }
@@ -200,6 +209,7 @@ export class PowerLossDisk {
     if (node !== undefined) return this.#track(real, node, flags, file);
     const made: Node = { kind: 'file', durable: Buffer.alloc(0) };
     state.current.set(name, made);
+    state.changes++;
     return this.#track(real, made, flags, file);
   }
 
@@ -212,7 +222,9 @@ export class PowerLossDisk {
     await this.#keep(target.node, to);
     await fs.rename(from, to);
     source.state.current.delete(source.name);
+    source.state.changes++;
     if (source.node !== undefined) target.state.current.set(target.name, source.node);
+    target.state.changes++;
   }
 
   async #unlink(file: string): Promise<void> {
@@ -221,6 +233,7 @@ export class PowerLossDisk {
     await this.#keep(node, file);
     await fs.unlink(file);
     state.current.delete(name);
+    state.changes++;
   }
 
   async #mkdir(dir: string, recursive: boolean): Promise<string | undefined> {
@@ -235,8 +248,10 @@ export class PowerLossDisk {
     for (const d of missing) await this.#dir(path.dirname(d));
     const made = await fs.mkdir(dir, { recursive });
     for (const d of missing) {
-      (await this.#dir(path.dirname(d))).current.set(path.basename(d), { kind: 'dir' });
-      this.#dirs.set(d, Promise.resolve({ current: new Map(), durable: new Map() }));
+      const parent = await this.#dir(path.dirname(d));
+      parent.current.set(path.basename(d), { kind: 'dir' });
+      parent.changes++;
+      this.#dirs.set(d, Promise.resolve({ current: new Map(), durable: new Map(), changes: 0, durableAt: 0 }));
     }
     return made;
   }
@@ -249,6 +264,7 @@ export class PowerLossDisk {
     const where = file;
     const written = async <T>(write: () => Promise<T>): Promise<T> => {
       const result = await write();
+      if (node !== undefined) node.writes = (node.writes ?? 0) + 1;
       if (dsync && node !== undefined) await this.#synced(node, real, this.#cut);
       return result;
     };
@@ -257,7 +273,7 @@ export class PowerLossDisk {
       write: ((...args: unknown[]) => this.#op('write', where, () => written(() => passOn(real, real.write, args)))) as FileHandle['write'],
       writev: (buffers, position) => this.#op('writev', where, () => written(() => real.writev(buffers, position))),
       writeFile: (data, options) => this.#op('writeFile', where, () => written(() => real.writeFile(data, options))),
-      truncate: (len) => this.#op('truncate', where, () => real.truncate(len)),
+      truncate: (len) => this.#op('truncate', where, () => written(() => real.truncate(len))),
       read: ((...args: unknown[]) => this.#op('read', where, () => passOn(real, real.read, args))) as FileHandle['read'],
       readFile: ((...args: unknown[]) => this.#op('readFile', where, () => passOn(real, real.readFile, args))) as FileHandle['readFile'],
       stat: ((options?: { bigint?: false }) => this.#op('stat', where, () => real.stat(options))) as FileHandle['stat'],
@@ -276,20 +292,25 @@ export class PowerLossDisk {
   async #sync(real: FileHandle, node: Node | undefined, dir: string | undefined, sync: () => Promise<void>): Promise<void> {
     if (dir !== undefined) {
       const state = await this.#dir(dir);
-      const entries = new Map(state.current);
+      const [entries, at] = [new Map(state.current), state.changes];
       await sync();
       // In flight at the cut: it reached the disk or it did not.
-      if (!this.#cut || this.#options.random.chance(0.5)) state.durable = entries;
+      if ((!this.#cut || this.#options.random.chance(0.5)) && at > state.durableAt) [state.durable, state.durableAt] = [entries, at];
       return;
     }
-    const content = node === undefined ? undefined : await contentOf(real);
+    if (node === undefined) return sync();
+    const at = node.writes ?? 0;
+    const content = await contentOf(real);
     await sync();
-    if (node !== undefined && (!this.#cut || this.#options.random.chance(0.5))) node.durable = content;
+    if ((!this.#cut || this.#options.random.chance(0.5)) && at > (node.durableAt ?? 0)) [node.durable, node.durableAt] = [content, at];
   }
 
   /** After a write to an O_DSYNC handle: durable; one in flight at the cut (`torn`) keeps a prefix of what it added. */
   async #synced(node: Node, real: FileHandle, torn: boolean): Promise<void> {
+    const at = node.writes ?? 0;
     const now = await contentOf(real);
+    if (at <= (node.durableAt ?? 0)) return;
+    node.durableAt = at;
     const before = node.durable ?? Buffer.alloc(0);
     if (!torn) node.durable = now;
     else if (now.length >= before.length && now.subarray(0, before.length).equals(before)) node.durable = now.subarray(0, before.length + this.#options.random.between(0, now.length - before.length));

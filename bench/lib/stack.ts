@@ -1,7 +1,7 @@
 // What a scenario runs against: the server built from this repo (defaults, unless a scenario says
 // otherwise) and the two baselines, on the server core; an S3 server on the load core; and the
 // other endpoints given with --target, which run elsewhere.
-import { mkdtempSync, readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -43,14 +43,29 @@ export interface S3 {
 }
 
 export async function startS3(): Promise<S3> {
-  const dir = mkdtempSync(join(tmpdir(), 'bench-s3-'));
+  const dir = tempDir('bench-s3-');
   let port = 0;
-  const proc = await start(LOAD_CORE, NODE, [join(HERE, 's3-server.js'), dir], process.env, (line) => {
+  const proc = await startRemoving(dir, LOAD_CORE, NODE, [join(HERE, 's3-server.js'), dir], process.env, (line) => {
     const m = /^ready (\d+)$/.exec(line);
     if (m) port = Number(m[1]);
     return m !== null;
   });
   return { endpoint: `http://127.0.0.1:${port}`, port, dir, proc };
+}
+
+const tempDir = (prefix: string): string => mkdtempSync(join(tmpdir(), prefix));
+
+/** start(), and `dir` (the process's own) removed once it has exited, or at once if it never started. */
+async function startRemoving(dir: string, ...args: Parameters<typeof start>): Promise<Proc> {
+  const remove = () => rmSync(dir, { recursive: true, force: true });
+  try {
+    const proc = await start(...args);
+    proc.child.once('exit', remove);
+    return proc;
+  } catch (err) {
+    remove();
+    throw err;
+  }
 }
 
 function objectFiles(dir: string): string[] {
@@ -91,7 +106,9 @@ export async function startBaseline(name: 'noop' | 'parse'): Promise<Local> {
 export async function startServer(s3Endpoint: string, env: Record<string, string> = {}, cores = SERVER_CORE, nodeArgs: readonly string[] = []): Promise<Local> {
   let port = 0;
   let metricsPort = 0;
-  const proc = await start(
+  const dlqDir = tempDir('bench-dlq-');
+  const proc = await startRemoving(
+    dlqDir,
     cores,
     NODE,
     [...nodeArgs, join(REPO, 'dist', 'main.js')],
@@ -109,7 +126,7 @@ export async function startServer(s3Endpoint: string, env: Record<string, string
       AWS_REGION: 'us-east-1',
       AWS_ACCESS_KEY_ID: 'S3RVER',
       AWS_SECRET_ACCESS_KEY: 'S3RVER',
-      DLQ_DIR: mkdtempSync(join(tmpdir(), 'bench-dlq-')),
+      DLQ_DIR: dlqDir,
       ...env,
       // After `env`: the bench reads /metrics where the log says, whatever a scenario sets.
       METRICS_PORT: '0',

@@ -12,8 +12,11 @@ import { createWalMetrics } from '../../src/metrics/wal.js';
 import { segmentName } from '../../src/wal/format.js';
 import { KEYS_DIR, KeyJournal } from '../../src/wal/key-journal.js';
 import { WriteAheadLog } from '../../src/wal/log.js';
+import { recover } from '../../src/wal/replay.js';
 import type { KeyAt } from '../../src/wal/replay.js';
+import { Random } from '../chaos/random.js';
 import { memoryLog } from '../helpers/log.js';
+import { PowerLossDisk } from '../helpers/power-loss-disk.js';
 
 const WINDOW = 600_000;
 const key = (name: string, at: number): KeyAt => ({ key: name, hash: name.length, bytes: 10 + name.length, at });
@@ -171,4 +174,33 @@ t.test('a key is journaled only once its WAL record is on disk: never for a requ
   await wal.close();
   t.same(told, [true]);
   t.match(journaled(), /"key":"queued"/, 'written and acknowledged: journaled, synced at close');
+});
+
+t.test('a power cut after a key\'s segment was removed: the journal still has it; one not yet journaled is in the WAL', async (t) => {
+  const dir = t.testdir();
+  // The test disk that forgets what was not fsynced (files' data, directories' entries) when the power is cut.
+  const power = new PowerLossDisk({ random: new Random(7) });
+  const disk = new Disk(power.fs);
+  const clock = { now: Date.now() };
+  const { log } = memoryLog();
+  const { journal } = await open(dir, clock, [], { disk });
+  const wal = new WriteAheadLog({ dir, maxBytes: 1 << 30, syncIntervalMs: 0, syncBytes: 1 << 20, segmentBytes: 1, disk, journal }, '0badcafe', [], 0, createWalMetrics(new Registry()), log);
+  const append = (name: string) => {
+    const ref = wal.nextRef();
+    return { ref, synced: new Promise<boolean>((resolve) => wal.appendEvents(ref, clock.now, [0, 2], Buffer.from('{}'), resolve, { key: name, hash: 7, bytes: 2 })) };
+  };
+  const first = append('removed-segment');
+  t.equal(await first.synced, true);
+  wal.settle('batch-1', new Map([[first.ref.seg, 1]]), undefined);
+  while (existsSync(join(dir, segmentName(first.ref.seg)))) await new Promise((resolve) => setImmediate(resolve));
+  const second = append('in-the-wal');
+  t.equal(await second.synced, true);
+  await power.cut();
+  await wal.close();
+  const recovered = await recover(dir, 'after-the-cut', createWalMetrics(new Registry()), log);
+  t.teardown(() => recovered.lock.release());
+  t.same(names(recovered.keys), ['in-the-wal'], 'the WAL has only the key whose segment is left');
+  const after = await open(dir, clock, recovered.keys);
+  t.same(names(after.keys).sort(), ['in-the-wal', 'removed-segment']);
+  await after.journal.close();
 });

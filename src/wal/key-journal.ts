@@ -35,6 +35,7 @@ type KeyAt = IdemKey & { readonly at: number };
 export const KEYS_DIR = 'keys';
 
 const FILE_NAME = /^\d{12}\.keys$/;
+const HEX8 = /^[0-9a-f]{8}$/;
 const WRITE_FLAGS = fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY | fsConstants.O_APPEND;
 /** Buffered lines are written once this many bytes wait (about 600 keys), else at the next sync(). */
 const WRITE_BYTES = 64 * 1024;
@@ -61,14 +62,15 @@ function fileName(seq: number): string {
 }
 
 function encodeLine({ key, hash, bytes, at }: KeyAt): string {
-  const json = JSON.stringify({ key, hash, bytes, at });
+  const json = `{"key":${JSON.stringify(key)},"hash":${hash},"bytes":${bytes},"at":${at}}`;
   return `${zlib.crc32(json).toString(16).padStart(8, '0')} ${json}\n`;
 }
 
 /** A line's key, or undefined when the line does not check out. */
 function decodeLine(line: string): KeyAt | undefined {
   const json = line.slice(9);
-  if (line[8] !== ' ' || !/^[0-9a-f]{8}$/.test(line.slice(0, 8)) || zlib.crc32(json) !== parseInt(line.slice(0, 8), 16)) return undefined;
+  // parseInt reads a prefix of hex digits: the checksum's 8 characters must all be.
+  if (line[8] !== ' ' || !HEX8.test(line.slice(0, 8)) || zlib.crc32(json) !== parseInt(line.slice(0, 8), 16)) return undefined;
   try {
     const k = JSON.parse(json) as Partial<KeyAt>;
     if (typeof k.key !== 'string' || typeof k.hash !== 'number' || typeof k.bytes !== 'number' || typeof k.at !== 'number') return undefined;
@@ -126,18 +128,23 @@ export class KeyJournal {
     for (const name of names) {
       const { data } = await disk.readRegular(path.join(dir, name));
       const keys = readLines(data.toString('utf8'), name, log);
-      journalKeys.push(...keys);
+      for (const k of keys) journalKeys.push(k); // not push(...keys): a file may hold more keys than a call takes arguments
       files.push({ name, maxAt: keys.reduce((max, k) => Math.max(max, k.at), 0), count: keys.length });
     }
     const journal = new KeyJournal(dir, options, files, names.length > 0 ? Number(names.at(-1)!.slice(0, 12)) + 1 : 0, log);
     await journal.#run(() => journal.#deleteOld());
     const now = journal.#now();
     const live = (k: KeyAt) => k.at + options.windowMs > now;
-    const inJournal = new Set(journalKeys.map((k) => `${k.at} ${k.key}`));
-    for (const k of walKeys) if (live(k) && !inJournal.has(`${k.at} ${k.key}`)) journal.add(k);
-    // A key seen twice within the window (its first request refused after its record was written) is its latest.
+    // A key taken twice within the window (the table forgot it at IDEMPOTENCY_MAX_KEYS, then a retry came) is its latest.
     const latest = new Map<string, KeyAt>();
-    for (const k of [...journalKeys, ...walKeys]) if (live(k) && (latest.get(k.key)?.at ?? -Infinity) <= k.at) latest.set(k.key, k);
+    const keep = (k: KeyAt) => {
+      if (live(k) && (latest.get(k.key)?.at ?? -Infinity) <= k.at) latest.set(k.key, k);
+    };
+    for (const k of journalKeys) keep(k);
+    for (const k of walKeys) {
+      if (live(k) && latest.get(k.key)?.at !== k.at) journal.add(k);
+      keep(k);
+    }
     const keys = [...latest.values()].sort((a, b) => a.at - b.at).slice(-options.maxKeys);
     return { journal, keys };
   }

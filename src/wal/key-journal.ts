@@ -27,7 +27,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import type { Logger } from 'pino';
 import type { IdemKey } from '../channel.js';
-import { type Disk, disk as realDisk } from '../disk/disk.js';
+import { type Disk, NotRegular, disk as realDisk } from '../disk/disk.js';
 
 /** A key and when its request was received (./replay.ts's KeyAt: not imported, which would make a circle through ./log.ts). */
 type KeyAt = IdemKey & { readonly at: number };
@@ -37,6 +37,8 @@ export const KEYS_DIR = 'keys';
 const FILE_NAME = /^\d{12}\.keys$/;
 const HEX8 = /^[0-9a-f]{8}$/;
 const WRITE_FLAGS = fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY | fsConstants.O_APPEND;
+/** Journal files are read this much at a time at start. */
+const READ_CHUNK_BYTES = 1024 * 1024;
 /** Buffered lines are written once this many bytes wait (about 600 keys), else at the next sync(). */
 const WRITE_BYTES = 64 * 1024;
 /** Files per window, and per IDEMPOTENCY_MAX_KEYS: what is on disk is at most a quarter more than needed. */
@@ -125,11 +127,13 @@ export class KeyJournal {
     const names = (await disk.fs.readdir(dir)).filter((name) => FILE_NAME.test(name)).sort();
     const files: JournalFile[] = [];
     const journalKeys: KeyAt[] = [];
+    const chunk = Buffer.allocUnsafe(READ_CHUNK_BYTES);
     for (const name of names) {
-      const { data } = await disk.readRegular(path.join(dir, name));
-      const keys = readLines(data.toString('utf8'), name, log);
-      for (const k of keys) journalKeys.push(k); // not push(...keys): a file may hold more keys than a call takes arguments
-      files.push({ name, maxAt: keys.reduce((max, k) => Math.max(max, k.at), 0), count: keys.length });
+      const before = journalKeys.length;
+      await readFile(disk, path.join(dir, name), chunk, journalKeys, log);
+      let maxAt = 0;
+      for (let i = before; i < journalKeys.length; i++) maxAt = Math.max(maxAt, journalKeys[i]!.at);
+      files.push({ name, maxAt, count: journalKeys.length - before });
     }
     const journal = new KeyJournal(dir, options, files, names.length > 0 ? Number(names.at(-1)!.slice(0, 12)) + 1 : 0, log);
     await journal.#run(() => journal.#deleteOld());
@@ -252,17 +256,32 @@ export class KeyJournal {
   }
 }
 
-/** The keys of a file's text; the lines that do not check out (a torn tail among them) skipped and logged. */
-function readLines(text: string, name: string, log: Logger): KeyAt[] {
-  const lines = text.split('\n');
-  const tail = lines.pop()!; // after the last newline: empty, or a line cut short
-  const keys: KeyAt[] = [];
-  let skipped = tail.length > 0 ? 1 : 0;
-  for (const line of lines) {
-    const k = decodeLine(line);
-    if (k === undefined) skipped++;
-    else keys.push(k);
+/**
+ * Appends the keys of a journal file to `keys`, read a chunk at a time (never the whole file in
+ * memory); the lines that do not check out (a torn tail among them) are skipped and logged.
+ */
+async function readFile(disk: Disk, file: string, chunk: Buffer, keys: KeyAt[], log: Logger): Promise<void> {
+  const handle = await disk.open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  let skipped = 0;
+  let rest = '';
+  try {
+    if (!(await handle.stat()).isFile()) throw new NotRegular(`${file} is not a regular file`);
+    for (let position = 0; ; ) {
+      const { bytesRead } = await handle.read(chunk, 0, chunk.length, position);
+      if (bytesRead === 0) break;
+      position += bytesRead;
+      // latin1: a line the journal wrote is ASCII, and no character is split between chunks.
+      const lines = (rest + chunk.toString('latin1', 0, bytesRead)).split('\n');
+      rest = lines.pop()!; // after the last newline: empty, or the start of the next line
+      for (const line of lines) {
+        const k = decodeLine(line);
+        if (k === undefined) skipped++;
+        else keys.push(k);
+      }
+    }
+  } finally {
+    await handle.close();
   }
-  if (skipped > 0) log.warn({ file: name, lines: skipped }, 'key journal: unreadable lines skipped (a torn tail or damage); their Idempotency-Keys are not restored');
-  return keys;
+  if (rest.length > 0) skipped++; // a line cut short at the end: a torn tail
+  if (skipped > 0) log.warn({ file: path.basename(file), lines: skipped }, 'key journal: unreadable lines skipped (a torn tail or damage); their Idempotency-Keys are not restored');
 }

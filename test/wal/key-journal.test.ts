@@ -48,6 +48,21 @@ t.test('keys synced are read back at the next open, merged with the WAL\'s, dedu
   t.same(third.lines.filter((l) => l.level >= 40), [], 'nothing to warn of');
 });
 
+t.test('a file of more than the 1 MiB read at a time: every line across the chunks read back', async (t) => {
+  const dir = t.testdir();
+  const clock = { now: 100_000 };
+  const { journal } = await open(dir, clock, [], { maxKeys: 100_000 });
+  for (let i = 0; i < 12_000; i++) journal.add(key(`key-${i}-${'x'.repeat(60)}`, 1000 + i));
+  await journal.close();
+  t.equal(files(dir).length, 1);
+  t.ok(readFileSync(join(dir, KEYS_DIR, files(dir)[0]!)).length > 1024 * 1024);
+  const again = await open(dir, clock, [], { maxKeys: 100_000 });
+  t.equal(again.keys.length, 12_000);
+  t.same(again.keys.map((k) => k.at), Array.from({ length: 12_000 }, (_, i) => 1000 + i), 'every key, in order');
+  t.same(again.lines.filter((l) => l.level >= 40), [], 'no line skipped at a chunk\'s edge');
+  await again.journal.close();
+});
+
 t.test('a torn tail and corrupt lines are skipped and counted in one warn line; the rest is restored', async (t) => {
   const dir = t.testdir();
   const clock = { now: 10_000 };

@@ -7,7 +7,8 @@
 //   000000000003.keys      files numbered up, one written at a time, never appended to by a later run
 //
 // A line per key: the CRC-32 of the JSON text as 8 hex digits, a space, JSON {key, hash, bytes, at},
-// a newline. A line that does not check out (a torn tail, damage) is skipped and counted.
+// a newline. A line that does not check out (a torn tail, damage) is skipped and logged, and so is
+// a file that cannot be read (EIO, not a regular file): the start goes on without its keys.
 //
 // Invariants:
 // - every key the WAL records is added here once its record is on disk (WriteAheadLog.appendEvents),
@@ -20,7 +21,7 @@
 //   deleted once every key in it is past the window, or once the newer files hold
 //   IDEMPOTENCY_MAX_KEYS keys (the table would forget its keys first: src/idempotency.ts);
 // - a write that fails gives the journal up until a restart (logged once): keys then outlive a
-//   restart only while their segment does, as before the journal; the WAL never waits on it.
+//   restart only while their segment does; the WAL never waits on it.
 import { constants as fsConstants } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
@@ -130,7 +131,14 @@ export class KeyJournal {
     const chunk = Buffer.allocUnsafe(READ_CHUNK_BYTES);
     for (const name of names) {
       const before = journalKeys.length;
-      await readFile(disk, path.join(dir, name), chunk, journalKeys, log);
+      try {
+        await readFile(disk, path.join(dir, name), chunk, journalKeys, log);
+      } catch (err) {
+        // Left where it is (never deleted by this run), and read again at the next start.
+        journalKeys.length = before;
+        log.warn({ file: name, err }, 'key journal: a file could not be read; its Idempotency-Keys are not restored');
+        continue;
+      }
       let maxAt = 0;
       for (let i = before; i < journalKeys.length; i++) maxAt = Math.max(maxAt, journalKeys[i]!.at);
       files.push({ name, maxAt, count: journalKeys.length - before });

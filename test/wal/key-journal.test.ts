@@ -2,7 +2,7 @@
 // with the WAL's, oldest first; torn and corrupt lines skipped; files deleted once past the window
 // or past IDEMPOTENCY_MAX_KEYS (the clock injected); and the WAL removing a segment only once the
 // journal holds its keys durably.
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
@@ -81,6 +81,20 @@ t.test('a torn tail and corrupt lines are skipped and counted in one warn line; 
   const warns = again.lines.filter((l) => l.level >= 40);
   t.same(warns.map((l) => [l.msg, l.lines, l.file]), [['key journal: unreadable lines skipped (a torn tail or damage); their Idempotency-Keys are not restored', 3, file]]);
   await again.journal.close();
+});
+
+t.test('a journal file that cannot be read (here a symbolic link) is left alone and logged; the start goes on', async (t) => {
+  const dir = t.testdir();
+  const clock = { now: 10_000 };
+  const opened = await open(dir, clock);
+  opened.journal.add(key('kept', 1000));
+  await opened.journal.close();
+  symlinkSync('/etc/hostname', join(dir, KEYS_DIR, '000000000007.keys'));
+  const again = await open(dir, clock);
+  t.same(names(again.keys), ['kept']);
+  t.same(again.lines.filter((l) => l.level >= 40).map((l) => [l.msg, l.file]), [['key journal: a file could not be read; its Idempotency-Keys are not restored', '000000000007.keys']]);
+  await again.journal.close();
+  t.ok(files(dir).includes('000000000007.keys'), 'left where it is');
 });
 
 t.test('a file whose keys are all past the window is deleted and its keys not restored', async (t) => {

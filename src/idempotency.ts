@@ -14,8 +14,9 @@
 //   flight until its events are stored, spilled or dropped (Entry.late);
 // - a key is forgotten IDEMPOTENCY_WINDOW_SECONDS after its first request was received, or
 //   earlier when IDEMPOTENCY_MAX_KEYS are held and a new one comes (the oldest first, counted);
-// - ACK_LEVEL=disk: the key of each request is written to the WAL with its events (src/wal/), and
-//   the keys a restart finds there are put back before the server listens.
+// - ACK_LEVEL=disk: the key of each request is written to the WAL with its events (src/wal/) and
+//   kept for the window in the key journal beside it (src/wal/key-journal.ts); the keys a restart
+//   finds in both are put back before the server listens.
 import type { Answer, KeyReply, Outcome, Refusal, Reply } from './acks.js';
 import type { Entry, IdemKey } from './channel.js';
 import type { Intake } from './pipeline.js';

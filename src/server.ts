@@ -161,7 +161,7 @@ async function openStorage(config: Config, metrics: Metrics, log: Logger): Promi
   const dlq = await openDlq(config, metrics, log);
   const options = pipelineOptionsOf(config);
   const deps: PipelineDeps = { uploader, spill: dlq, metrics: metrics.upload, log: log.child({ part: 'upload' }) };
-  const wal = metrics.wal && { ...config.wal, holder: config.instanceId, metrics: metrics.wal };
+  const wal = metrics.wal && { ...config.wal, holder: config.instanceId, metrics: metrics.wal, keys: config.idempotency };
   const running = await startPipeline({ options, ackLevel: config.ackLevel, ackTimeoutMs: config.ackTimeoutMs, ...(wal && { wal }), fresh }, { ...deps, log: log.child({ part: 'wal' }) }).catch(startFailed);
   observePipeline(config, metrics, running);
   const reuploader = new Reuploader(dlq, uploader, running.pipeline, config.dlqReuploadIdleMs, metrics.dlq, log.child({ part: 'dlq' }), Date.now);

@@ -9,6 +9,7 @@ import type { WalMetrics } from './metrics/wal.js';
 import { Pipeline, type PipelineOptions } from './pipeline.js';
 import type { Spill } from './upload/loop.js';
 import type { S3Uploader } from './upload/s3.js';
+import { KeyJournal } from './wal/key-journal.js';
 import { WriteAheadLog, type WalOptions } from './wal/log.js';
 import { type KeyAt, type Recovered, recover } from './wal/replay.js';
 
@@ -22,9 +23,15 @@ export interface PipelineSpec {
   /** ACK_LEVEL=s3: how long a request waits for its batches before it is answered unconfirmed. */
   readonly ackTimeoutMs: number;
   /** ACK_LEVEL=disk: the log's settings, and the instance that takes its directory's lock. */
-  readonly wal?: WalOptions & { readonly holder: string; readonly metrics: WalMetrics };
+  readonly wal?: WalOptions & { readonly holder: string; readonly metrics: WalMetrics; readonly keys?: KeysSpec };
   /** On a shared root: whether this instance may acknowledge now (its lease is fresh). */
   readonly fresh: () => boolean;
+}
+
+/** The server's own WAL: its Idempotency-Keys kept in WAL_DIR/keys/ for the window (src/wal/key-journal.ts); not an adopted WAL's. */
+export interface KeysSpec {
+  readonly windowMs: number;
+  readonly maxKeys: number;
 }
 
 export interface PipelineDeps {
@@ -38,7 +45,7 @@ export interface RunningPipeline {
   readonly pipeline: Pipeline;
   /** ACK_LEVEL=disk: the log, for its gauges. */
   readonly wal: WriteAheadLog | undefined;
-  /** ACK_LEVEL=disk: the Idempotency-Keys the log held at start, in log order (src/idempotency.ts). */
+  /** ACK_LEVEL=disk: the Idempotency-Keys the log and its key journal held at start, within the window, oldest first (src/idempotency.ts). */
   readonly keys: readonly KeyAt[];
   /** After pipeline.close(): writes what is queued and releases the log's directory; the events left in it for the next start. */
   closeWal(): Promise<number>;
@@ -53,13 +60,25 @@ export async function startPipeline(spec: PipelineSpec, deps: PipelineDeps): Pro
     return { pipeline: new Pipeline(spec.options, { ...deps, acks }), wal: undefined, keys: [], closeWal: () => Promise.resolve(0) };
   }
   const recovered = await recover(walSpec.dir, walSpec.holder, walSpec.metrics, log);
-  const wal = new WriteAheadLog(walSpec, recovered.logId, recovered.segments, recovered.nextSeq, walSpec.metrics, log);
+  const { journal, keys } = await openJournal(walSpec, recovered, log);
+  const wal = new WriteAheadLog({ ...walSpec, ...(journal && { journal }) }, recovered.logId, recovered.segments, recovered.nextSeq, walSpec.metrics, log);
   const acks = new DiskAcks(wal, spec.options.batch.instanceId, recovered.cutSegs, spec.fresh);
   // Acknowledged events are never dropped: a batch neither S3 nor the DLQ takes is tried again.
   const upload = { ...spec.options.upload, keepUnspilledMs: spec.options.upload.keepUnspilledMs ?? KEEP_UNSPILLED_MS };
   const pipeline = new Pipeline({ ...spec.options, upload }, { ...deps, acks });
   replay(pipeline, recovered, walSpec.metrics, log);
-  return { pipeline, wal, keys: recovered.keys, closeWal: () => closeWal(wal, recovered, walSpec.dir, log) };
+  return { pipeline, wal, keys, closeWal: () => closeWal(wal, recovered, walSpec.dir, log) };
+}
+
+/** With `keys`: the key journal beside the log, and the keys of both; else the log's alone. */
+async function openJournal(walSpec: NonNullable<PipelineSpec['wal']>, recovered: Recovered, log: Logger): Promise<{ journal?: KeyJournal; keys: readonly KeyAt[] }> {
+  if (walSpec.keys === undefined) return { keys: recovered.keys };
+  try {
+    return await KeyJournal.open(walSpec.dir, recovered.keys, { ...walSpec.keys, ...(walSpec.disk && { disk: walSpec.disk }) }, log);
+  } catch (err) {
+    recovered.lock.release();
+    throw err;
+  }
 }
 
 function replay(pipeline: Pipeline, recovered: Recovered, metrics: WalMetrics, log: Logger): void {

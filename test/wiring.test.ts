@@ -2,13 +2,14 @@
 // test's own and a real S3-compatible server: at memory and s3 the WAL settings are left alone; at
 // disk the directory is taken (locked until closeWal), what it holds unsettled is in the pipeline
 // before startPipeline resolves (counted and logged), and the lease's freshness decides the answer.
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import t, { type Test } from 'tap';
 import type { Outcome } from '../src/acks.js';
 import type { AckLevel } from '../src/config.js';
+import { SymlinkRefused } from '../src/disk/disk.js';
 import { createUploadMetrics } from '../src/metrics/upload.js';
 import { createWalMetrics } from '../src/metrics/wal.js';
 import { S3Uploader } from '../src/upload/s3.js';
@@ -126,4 +127,34 @@ t.test('disk: nothing to replay, nothing logged; a stale lease (fresh() false) t
   t.strictSame(a.later, ['not_stored', 'accepted']);
   await running.pipeline.close(never);
   await running.closeWal();
+});
+
+t.test('disk with keys: the Idempotency-Keys come back from the key journal once the segments are gone; without (an adopted WAL) no journal', async (t) => {
+  const { spec, deps } = await parts(t);
+  const dir = join(tempDir(t, 'wal'), 'wal');
+  const keys = { windowMs: 600_000, maxKeys: 100 };
+  const withKeys = (at = dir) => {
+    const base = spec('disk', at);
+    return { ...base, wal: { ...base.wal!, keys } };
+  };
+  const first = await startPipeline(withKeys(), deps);
+  const a = answers();
+  const keyed = { ...entry('{"k":1}'), idem: { key: 'wired-1', hash: 5, bytes: 7 } };
+  t.equal(first.pipeline.accept(keyed, a.answer), 'pending');
+  await a.count(1);
+  t.match(await first.pipeline.close(never), { stored: 1 });
+  await first.closeWal();
+  t.strictSame(readdirSync(dir).filter((name) => name.endsWith('.wal')), [], 'every segment removed');
+  const second = await startPipeline(withKeys(), deps);
+  t.same(second.keys, [{ key: 'wired-1', hash: 5, bytes: 7, at: keyed.receivedAt }], 'from the journal');
+  await second.closeWal();
+  const adopted = await startPipeline(spec('disk', dir), deps);
+  t.same(adopted.keys, [], 'no journal read: only the log\'s keys (none)');
+  await adopted.closeWal();
+  // WAL_DIR/keys a symlink: refused (it could name another instance's directory), the lock released.
+  const linked = join(tempDir(t, 'wal'), 'wal');
+  mkdirSync(linked);
+  symlinkSync(tempDir(t, 'elsewhere'), join(linked, 'keys'));
+  await t.rejects(startPipeline(withKeys(linked), deps), SymlinkRefused);
+  await (await startPipeline(spec('disk', linked), deps)).closeWal();
 });

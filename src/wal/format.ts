@@ -4,6 +4,7 @@
 //   .lock                  the owner's lock (src/dlq/lock.ts): one process per directory
 //   000000000007.wal       segments, numbered up from 0, never reused within a directory
 //   corrupt/               copies of segments with a corrupt record (kept for a look)
+//   keys/                  the key journal: Idempotency-Keys kept past their segments (./key-journal.ts)
 //
 // A segment is the 8 bytes `EIWAL01\n` and the log's id (8 hex digits: made when a directory has
 // no segment, copied into every later one; it goes into batch ids), then records, each:
@@ -24,8 +25,8 @@
 // - done (the batch is in S3, in the DLQ or counted dropped; not fsynced on its own): JSON {id}.
 // - key (the Idempotency-Key of the events record just before it, written and fsynced with it, so
 //   a key read means its events were read too; src/idempotency.ts): JSON {key, hash, bytes, at}.
-//   Replay puts the keys still in the log back in the table; a segment removed takes its keys with
-//   it (docs/api.md#idempotency-key says what that costs).
+//   Replay puts the keys still in the log back in the table; the key journal (./key-journal.ts)
+//   holds each durably before its segment is removed, and keeps it for the window.
 //
 // Invariants:
 // - a request is answered 202 only after its events record is fsynced (group commit: one

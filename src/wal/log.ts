@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { IdemKey, WalRef } from '../channel.js';
 import { type Disk, disk as realDisk } from '../disk/disk.js';
 import type { WalMetrics } from '../metrics/wal.js';
+import type { KeyJournal } from './key-journal.js';
 import { CUT, type CutRecord, DONE, encodeEvents, encodeJson, KEY, segmentHeader, segmentName } from './format.js';
 import { GroupWriter, type SegmentState, type Synced } from './writer.js';
 
@@ -21,6 +22,8 @@ export interface WalOptions {
   readonly segmentBytes: number;
   /** Every file-system call goes through it; the real disk unless a test plays a crash. */
   readonly disk?: Disk;
+  /** Where the Idempotency-Keys go to outlive their segments (the server's own WAL; not an adopted one). */
+  readonly journal?: KeyJournal;
 }
 
 export class WriteAheadLog {
@@ -92,9 +95,14 @@ export class WriteAheadLog {
     const [head, rest] = encodeEvents(receivedAt, spans, body);
     this.#enqueue(seg, head!);
     this.#enqueue(seg, rest!);
-    if (idem !== undefined) this.#enqueue(seg, encodeJson(KEY, { key: idem.key, hash: idem.hash, bytes: idem.bytes, at: receivedAt }));
+    const key = idem && { key: idem.key, hash: idem.hash, bytes: idem.bytes, at: receivedAt };
+    if (key !== undefined) this.#enqueue(seg, encodeJson(KEY, key));
     seg.unsettled += spans.length / 2;
-    this.#writer.await(synced);
+    const journal = this.options.journal;
+    // Journaled once on disk here, never before: a key journaled for a request whose write then
+    // failed, or never returned, would answer its retry as stored. Told before the checkpoint that
+    // may remove its segment (GroupWriter: waiters, then `wrote`).
+    this.#writer.await(key === undefined || journal === undefined ? synced : (ok) => (ok && journal.add(key), synced(ok)));
   }
 
   /**
@@ -141,6 +149,7 @@ export class WriteAheadLog {
         for (const seg of [...this.#segments.values()]) this.#forget(seg);
         await this.#removeQueued().catch(() => {}); // what stays is replayed at the next start, to the same keys
       }
+      await this.options.journal?.close();
     }
     return { unsettled: this.unsettled, segments: this.#segments.size };
   }
@@ -197,6 +206,8 @@ export class WriteAheadLog {
 
   async #removeInOrder(): Promise<void> {
     const disk = this.options.disk ?? realDisk;
+    // No key leaves the log before the journal holds it durably (./key-journal.ts).
+    await this.options.journal?.sync();
     for (let seq = this.#unremoved[0]; seq !== undefined; seq = this.#unremoved[0]) {
       await disk.remove(this.options.dir, segmentName(seq));
       this.#unremoved.shift();

@@ -2,7 +2,11 @@
 // In this process: a repeat is replayed and stored once, a first request still in flight makes a
 // repeat 409, another body 422, a refused first request leaves its key free. A server process of
 // its own for what only a process shows: a SIGKILL at ACK_LEVEL=disk and the restart after it.
+// Across restarts at ACK_LEVEL=disk a key outlives its WAL segment in the key journal
+// (WAL_DIR/keys/, src/wal/key-journal.ts): a clean restart, and a segment removed while running.
 // WORKERS=2 (a spawned server, slow to start): idempotency.ops.test.ts.
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import t from 'tap';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
@@ -13,6 +17,7 @@ import { tempDir } from '../helpers/temp.js';
 
 const JSON_TYPE = { 'content-type': 'application/json' };
 const BODY = '[{"n":1},{"n":2}]';
+const segments = (dir: string) => readdirSync(dir).filter((n) => n.endsWith('.wal')).sort();
 
 t.test('the same body three times with one Idempotency-Key: one 202, two replays, stored once', async (t) => {
   const s3 = await startS3(t);
@@ -104,4 +109,48 @@ t.test('ACK_LEVEL=disk: the key survives a SIGKILL; after the restart the repeat
   t.equal(await second.metric('idempotency_keys'), 1);
   const events = (await s3.objects()).flatMap((o) => o.records.map((r) => r.event));
   t.same(events, [{ n: 1 }, { n: 2 }], 'stored once');
+});
+
+const RESTART_HEADERS = { ...JSON_TYPE, 'idempotency-key': 'restart-1' };
+
+t.test('ACK_LEVEL=disk: after a clean shutdown and restart a retry is replayed and stores nothing', async (t) => {
+  const s3 = await startS3(t);
+  const walDir = tempDir(t, 'wal');
+  const env = { ...s3.env, ACK_LEVEL: 'disk', WAL_DIR: walDir, DLQ_DIR: tempDir(t, 'dlq'), BATCH_MAX_AGE_MS: '20' };
+  const first = await startInProcess(t, env);
+  t.same((await first.post(BODY, RESTART_HEADERS)).json, { accepted: 2 });
+  await eventually(async () => (await first.metric('s3_events_stored_total')) === 2);
+  t.same(await first.stop(), { code: 0, signal: null });
+  t.same(segments(walDir), [], 'a clean stop removes every segment, and with them the key records');
+  const second = await startInProcess(t, env);
+  const again = await second.post(BODY, RESTART_HEADERS);
+  t.same([again.status, again.headers.get('idempotent-replayed'), again.json], [202, 'true', { accepted: 2 }], 'the first answer, from the journal');
+  t.equal((await second.post('[{"n":9}]', RESTART_HEADERS)).status, 422, 'the body is known too');
+  t.equal(await second.metric('idempotency_keys'), 1);
+  t.equal(await second.metric('ingest_events_accepted_total'), 0, 'the replay accepts nothing');
+  const events = (await s3.objects()).flatMap((o) => o.records.map((r) => r.event));
+  t.same(events, [{ n: 1 }, { n: 2 }], 'stored once');
+});
+
+t.test('ACK_LEVEL=disk: a key whose segment was removed while running is in the journal, and known after a restart', async (t) => {
+  const s3 = await startS3(t);
+  const walDir = tempDir(t, 'wal');
+  const env = { ...s3.env, ACK_LEVEL: 'disk', WAL_DIR: walDir, DLQ_DIR: tempDir(t, 'dlq'), BATCH_MAX_AGE_MS: '20', WAL_SEGMENT_BYTES: String(64 * 1024) };
+  const first = await startInProcess(t, env);
+  t.same((await first.post(BODY, RESTART_HEADERS)).json, { accepted: 2 });
+  // 70 KiB more fills segment 0; the next request opens segment 1, and once all is stored segment 0 goes.
+  t.equal((await first.post(JSON.stringify([{ pad: 'x'.repeat(70 * 1024) }]), { 'content-type': 'application/json' })).status, 202);
+  t.equal((await first.post('[{"n":3}]', { 'content-type': 'application/json' })).status, 202);
+  await eventually(async () => (await first.metric('s3_events_stored_total')) === 4);
+  await eventually(async () => (await first.post('[{"n":4}]', { 'content-type': 'application/json' }), !segments(walDir).includes('000000000000.wal')));
+  // The segment is gone and the server still runs: the key is on disk in the journal already.
+  const journal = readdirSync(join(walDir, 'keys')).map((name) => readFileSync(join(walDir, 'keys', name), 'utf8')).join('');
+  t.match(journal, /"key":"restart-1"/);
+  t.same(await first.stop(), { code: 0, signal: null });
+  const second = await startInProcess(t, env);
+  const again = await second.post(BODY, RESTART_HEADERS);
+  t.same([again.status, again.headers.get('idempotent-replayed')], [202, 'true']);
+  t.equal(await second.metric('ingest_events_accepted_total'), 0, 'the replay accepts nothing');
+  const events = (await s3.objects()).flatMap((o) => o.records.map((r) => r.event));
+  t.same(events.filter((e) => e.n === 1 || e.n === 2), [{ n: 1 }, { n: 2 }], 'stored once');
 });

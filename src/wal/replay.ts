@@ -166,7 +166,13 @@ async function quarantine({ dir, disk }: WalDir, seq: number, skipped: readonly 
   const file = path.join(dir, segmentName(seq));
   const corrupt = await disk.subdir(dir, CORRUPT_DIR);
   const { data } = await disk.readRegular(file);
-  await disk.writeAtomic(corrupt, segmentName(seq), data, { temp: `.tmp-${segmentName(seq)}` });
+  const temp = `.tmp-${segmentName(seq)}`;
+  // A temp file a crash left in an earlier start's copy (this start, holding the lock, is the only
+  // writer here) would stop every start on EEXIST: the copy is made again.
+  await disk.fs.unlink(path.join(corrupt, temp)).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err;
+  });
+  await disk.writeAtomic(corrupt, segmentName(seq), data, { temp });
   metrics.quarantinedSegments.inc();
   let bytes = 0;
   for (const { off, bytes: n } of skipped) {

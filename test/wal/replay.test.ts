@@ -294,3 +294,22 @@ t.test('a segment that is a symbolic link is never read through: recovery stops 
   await t.rejects(recover(dir, 'test', createWalMetrics(new Registry()), pino({ level: 'silent' })), { code: 'ELOOP' });
   t.ok(lstatSync(join(dir, segmentName(0))).isSymbolicLink(), 'the link left as it was');
 });
+
+t.test('a copy to corrupt/ that a crash cut short (its temp file left behind) is made again at the next start, which does not stop on it', async (t) => {
+  const events = () => encodeEvents(1_800_000_000_123, [1, 8], Buffer.from('[{"a":1}]'));
+  const segment = Buffer.concat([segmentHeader('0badcafe'), ...events(), ...events()]);
+  const damaged = Buffer.from(segment);
+  damaged[SEGMENT_HEADER_BYTES + 4]! ^= 0x40;
+  const dir = mkdtempSync(join(tmpdir(), 'ingest-wal-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, segmentName(0)), damaged);
+  writeFileSync(join(dir, segmentName(1)), segment);
+  // What a kill between the temp file's writing and its rename leaves (writeAtomic's temp name).
+  mkdirSync(join(dir, 'corrupt'));
+  writeFileSync(join(dir, 'corrupt', `.tmp-${segmentName(0)}`), damaged.subarray(0, 20));
+  const got = await recover(dir, 'test', createWalMetrics(new Registry()), pino({ level: 'silent' }));
+  got.lock.release();
+  t.equal(got.events, 3, 'the damaged record skipped, the three others replayed');
+  t.same(readdirSync(join(dir, 'corrupt')), [segmentName(0)], 'the copy made, the leftover gone');
+  t.same(readFileSync(join(dir, 'corrupt', segmentName(0))), damaged);
+});

@@ -2,7 +2,7 @@
 // first from POWER_LOSS_SEED, or drawn and printed), a random operation, a step of a segment's
 // removal or of a spill, or just as a WAL write begins (most often leaving a torn tail), and a
 // random number of requests; then, in two runs of three, a second cut during the recovery: at a
-// random operation of it, or at a step of its repairs (a torn tail cut, a segment with no header
+// random operation of it (before it or while it is in flight), or at a step of its repairs (a torn tail cut, a segment with no header
 // removed, a settled segment removed) and what follows them, S3 refusing that recovery's PUTs in a
 // third of them (what it replays spills to the DLQ). A failure names the run's seed, and
 // POWER_LOSS_SEED=<seed> POWER_LOSS_RUNS=1 replays that run alone (what the cut leaves of an
@@ -28,13 +28,13 @@ function planFor(seed: number): Plan {
   const second = random.weighted([['none', 1], ['random', 1], ['repair', 1]] as const);
   // S3 refusing the recovery's PUTs in a third of them: what it replays spills to the DLQ.
   const recoveryRefused = random.chance(1 / 3);
-  if (second === 'random') return { ...recoveryCutAtOp(plan, random.between(1, 90)), recoveryRefused };
+  if (second === 'random') return { ...recoveryCutAtOp(plan, random.between(1, 90), random.chance(0.5)), recoveryRefused };
   if (second === 'repair') return { ...inRecoveryRepair(plan, random.between(1, 10)), recoveryRefused };
   return plan;
 }
 
 /** Counted by operation and what it names, without the file's own name: what the runs covered. */
-const kindOf = (cut: string): string => cut.replace(/\/\d{12}\.wal\b/, '/<segment>').replace(/\/\.tmp-.*$/, '/.tmp-<file>').replace(/\/[^/]+\.jsonl\.gz$/, '/<file>');
+const kindOf = (cut: string): string => cut.replace(/\/\d{12}\.wal\b/, '/<segment>').replace(/\/\.tmp-[^ ]*/, '/.tmp-<file>').replace(/\/[^/ ]+\.jsonl\.gz\b/, '/<file>');
 
 const tally = (counts: Map<string, number>): string => [...counts].sort((a, b) => b[1] - a[1]).map(([op, n]) => `${op} x${n}`).join(', ');
 

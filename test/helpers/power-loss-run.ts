@@ -114,9 +114,10 @@ export function inSpill(seed: number, k: number, requests = 16): Plan {
   return { seed, requests, refuse: [0, requests], cutAt: cutAtNth(begins, (_op, where) => where === 'dlq' || where.startsWith('dlq/'), k) };
 }
 
-/** `plan`, and a second cut during its recovery, before the `at`-th operation of that run. */
-export function recoveryCutAtOp(plan: Plan, at: number): Plan {
-  return { ...plan, recoveryCutAt: (op) => op.n === at };
+/** `plan`, and a second cut during its recovery, before the `at`-th operation of that run (or while it is in flight: `during`). */
+export function recoveryCutAtOp(plan: Plan, at: number, during = false): Plan {
+  const cut = during ? 'during' : true;
+  return { ...plan, recoveryCutAt: (op) => op.n === at && cut };
 }
 
 /**

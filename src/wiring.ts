@@ -59,7 +59,7 @@ export async function startPipeline(spec: PipelineSpec, deps: PipelineDeps): Pro
     const acks: Acks = spec.ackLevel === 's3' ? new S3Acks(spec.ackTimeoutMs) : memoryAcks;
     return { pipeline: new Pipeline(spec.options, { ...deps, acks }), wal: undefined, keys: [], closeWal: () => Promise.resolve(0) };
   }
-  const recovered = await recover(walSpec.dir, walSpec.holder, walSpec.metrics, log);
+  const recovered = await recover(walSpec.dir, walSpec.holder, walSpec.metrics, log, walSpec.disk);
   const { journal, keys } = await openJournal(walSpec, recovered, log);
   const wal = new WriteAheadLog({ ...walSpec, ...(journal && { journal }) }, recovered.logId, recovered.segments, recovered.nextSeq, walSpec.metrics, log);
   const acks = new DiskAcks(wal, spec.options.batch.instanceId, recovered.cutSegs, spec.fresh);

@@ -67,8 +67,10 @@
 //     must not replace the complete object a PUT before the crash may have stored. S3's 412 says
 //     that object is there (then nothing is lost at all); an S3-compatible store that ignores
 //     If-None-Match would overwrite it (docs/durability.md says which do not).
-import fs from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import zlib from 'node:zlib';
+import { type Disk, disk as realDisk } from '../disk/disk.js';
 
 export const MAGIC = Buffer.from('EIWAL01\n', 'latin1');
 export const SEGMENT_HEADER_BYTES = MAGIC.length + 8;
@@ -262,11 +264,12 @@ const RESYNC_BUDGET_FACTOR = 8;
  * taken piece by piece), but a payload is kept only when `want(type, off)` says so: copied into a
  * buffer of its own and handed to `visit` once its checksum passed. Holds one chunk of the file
  * (`chunk`: pass the same one to every call, so that no segment leaves one for the garbage
- * collector) and the payload being kept, whatever the size of the segment.
+ * collector) and the payload being kept, whatever the size of the segment. Every read goes through
+ * `disk` (never through a symlink), a chunk at a time.
  */
-export async function scanSegment(file: string, want: (type: number, off: number) => boolean, visit: (record: RawRecord) => void, chunk: Buffer = Buffer.allocUnsafe(SCAN_CHUNK_BYTES)): Promise<Scanned> {
+export async function scanSegment(file: string, want: (type: number, off: number) => boolean, visit: (record: RawRecord) => void, chunk: Buffer = Buffer.allocUnsafe(SCAN_CHUNK_BYTES), disk: Disk = realDisk): Promise<Scanned> {
   if (chunk.length < SEGMENT_HEADER_BYTES) throw new RangeError(`scanSegment: a chunk of ${chunk.length} bytes is less than a segment header`);
-  const handle = await fs.open(file, 'r');
+  const handle = await disk.open(file, fsConstants.O_RDONLY);
   try {
     const size = (await handle.stat()).size;
     const skipped: Skipped[] = [];
@@ -375,7 +378,7 @@ class ChunkedFile {
   private end = 0;
 
   constructor(
-    private readonly handle: fs.FileHandle,
+    private readonly handle: FileHandle,
     private readonly file: string,
     readonly size: number,
     chunk: Buffer,

@@ -3,11 +3,10 @@
 // events after the last cut (batched afresh, ./rebuild.ts). Format and invariants: ./format.ts.
 import { randomBytes } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
-import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Entry, IdemKey } from '../channel.js';
-import { disk } from '../disk/disk.js';
+import { type Disk, disk as realDisk } from '../disk/disk.js';
 import { acquireLock, type DlqLock, DlqLocked } from '../dlq/lock.js';
 import type { WalMetrics } from '../metrics/wal.js';
 import type { Batch } from '../upload/batcher.js';
@@ -46,9 +45,13 @@ export interface KeyAt extends IdemKey {
   readonly at: number;
 }
 
-/** Takes the directory's lock (throws WalLocked), repairs and reads it. */
-export async function recover(dir: string, instanceId: string, metrics: WalMetrics, log: Logger): Promise<Recovered> {
-  await fs.mkdir(dir, { recursive: true });
+/**
+ * Takes the directory's lock (throws WalLocked), repairs and reads it. Every read and repair goes
+ * through `disk` (the real one unless a test plays a power cut); the lock does not: it is no durable
+ * state (one a power loss leaves behind is stale after the reboot, by its boot id: src/disk/lock.ts).
+ */
+export async function recover(dir: string, instanceId: string, metrics: WalMetrics, log: Logger, disk: Disk = realDisk): Promise<Recovered> {
+  await disk.fs.mkdir(dir, { recursive: true });
   let lock: DlqLock;
   try {
     lock = await acquireLock(dir, instanceId);
@@ -57,7 +60,7 @@ export async function recover(dir: string, instanceId: string, metrics: WalMetri
     throw err;
   }
   try {
-    return await read(dir, lock, metrics, log);
+    return await read({ dir, disk }, lock, metrics, log);
   } catch (err) {
     lock.release();
     throw err;
@@ -69,21 +72,27 @@ export async function recover(dir: string, instanceId: string, metrics: WalMetri
  * cuts a torn tail and keeps only the cut and done records; the second copies out only the events records still
  * to send. Then rebuild() makes batches and entries of them.
  */
-async function read(dir: string, lock: DlqLock, metrics: WalMetrics, log: Logger): Promise<Recovered> {
-  const seqs = await listSegments(dir);
+async function read(wal: WalDir, lock: DlqLock, metrics: WalMetrics, log: Logger): Promise<Recovered> {
+  const seqs = await listSegments(wal);
   const chunk = Buffer.allocUnsafe(SCAN_CHUNK_BYTES);
-  const { segments, cuts, done, keys, logId, damage, read: expected } = await checkSegments(dir, seqs, chunk, metrics, log);
+  const { segments, cuts, done, keys, logId, damage, read: expected } = await checkSegments(wal, seqs, chunk, metrics, log);
   cuts.sort((a, b) => comparePositions(a.cut.from, b.cut.from));
-  const events = await readUnsettled(dir, segments, expected, unsettledRanges(cuts, done, damage.length > 0), chunk);
+  const events = await readUnsettled(wal, segments, expected, unsettledRanges(cuts, done, damage.length > 0), chunk);
   const { batches, cutSegs, entries, events: total, lost } = rebuild(segments, cuts, done, events, damage, log);
   metrics.lostEvents.inc(lost);
   const nextSeq = (seqs.at(-1) ?? -1) + 1;
   return { lock, logId: segments.length > 0 && logId !== undefined ? logId : randomBytes(4).toString('hex'), segments, nextSeq, batches, cutSegs, entries, events: total, lost, keys };
 }
 
+/** The WAL's directory, and the disk every read and repair in it goes through. */
+interface WalDir {
+  readonly dir: string;
+  readonly disk: Disk;
+}
+
 /** The sequence numbers of the directory's segments, oldest first. */
-async function listSegments(dir: string): Promise<number[]> {
-  return (await fs.readdir(dir)).map(segmentSeq).filter((s) => s !== undefined).sort((a, b) => a - b);
+async function listSegments({ dir, disk }: WalDir): Promise<number[]> {
+  return (await disk.fs.readdir(dir)).map(segmentSeq).filter((s) => s !== undefined).sort((a, b) => a - b);
 }
 
 /** What the first pass found. */
@@ -103,7 +112,8 @@ interface Checked {
 }
 
 /** Pass 1: every record of every segment checked, each bad one skipped or cut, the cut and done records kept. */
-async function checkSegments(dir: string, seqs: readonly number[], chunk: Buffer, metrics: WalMetrics, log: Logger): Promise<Checked> {
+async function checkSegments(wal: WalDir, seqs: readonly number[], chunk: Buffer, metrics: WalMetrics, log: Logger): Promise<Checked> {
+  const { dir, disk } = wal;
   const segments: SegmentState[] = [];
   const cuts: CutAt[] = [];
   const done = new Set<string>();
@@ -113,11 +123,11 @@ async function checkSegments(dir: string, seqs: readonly number[], chunk: Buffer
   let logId: string | undefined;
   for (const [i, seq] of seqs.entries()) {
     const file = path.join(dir, segmentName(seq));
-    const scanned = await scanSegment(file, (type) => type !== EVENTS, (record) => keepControl(record, seq, cuts, done, keys), chunk);
-    const torn = scanned.bad !== undefined && i === seqs.length - 1 && tornTail(await readFrom(file, scanned.good), scanned.bad);
+    const scanned = await scanSegment(file, (type) => type !== EVENTS, (record) => keepControl(record, seq, cuts, done, keys), chunk, disk);
+    const torn = scanned.bad !== undefined && i === seqs.length - 1 && tornTail(await readFrom(disk, file, scanned.good), scanned.bad);
     // An unreadable end that is no torn tail is corruption like the rest, with no valid record after it.
     const skipped = scanned.bad === undefined || torn ? scanned.skipped : [...scanned.skipped, { off: scanned.good, bytes: scanned.size - scanned.good, events: true }];
-    if (skipped.length > 0) await quarantine(dir, seq, skipped, metrics, log);
+    if (skipped.length > 0) await quarantine(wal, seq, skipped, metrics, log);
     if (torn) {
       // Written after the last fsync, so never acknowledged: cut.
       metrics.tornTails.inc();
@@ -127,7 +137,7 @@ async function checkSegments(dir: string, seqs: readonly number[], chunk: Buffer
       await disk.remove(dir, segmentName(seq)); // no segment header: nothing in it can be read
       continue;
     }
-    if (torn) await truncate(file, scanned.good);
+    if (torn) await truncate(disk, file, scanned.good);
     const size = torn ? scanned.good : scanned.size;
     logId ??= scanned.logId;
     segments.push({ seq, size, written: size, unsettled: 0, pendingCuts: 0 });
@@ -149,14 +159,20 @@ function keepControl(record: RawRecord, seq: number, cuts: CutAt[], done: Set<st
  * segment itself is left as it is: its offsets name events in batch ids, and its valid records are
  * replayed from it.
  */
-async function quarantine(dir: string, seq: number, skipped: readonly Skipped[], metrics: WalMetrics, log: Logger): Promise<void> {
+async function quarantine({ dir, disk }: WalDir, seq: number, skipped: readonly Skipped[], metrics: WalMetrics, log: Logger): Promise<void> {
   // The copy goes to WAL_DIR/corrupt only while that is a directory of its own, never through a
   // symlink (on a shared root, one could name another instance's directory); written whole and
   // durably. Else recovery stops here, the segment untouched, for an operator to fix.
   const file = path.join(dir, segmentName(seq));
   const corrupt = await disk.subdir(dir, CORRUPT_DIR);
   const { data } = await disk.readRegular(file);
-  await disk.writeAtomic(corrupt, segmentName(seq), data, { temp: `.tmp-${segmentName(seq)}` });
+  const temp = `.tmp-${segmentName(seq)}`;
+  // A temp file a crash left in an earlier start's copy (this start, holding the lock, is the only
+  // writer here) would stop every start on EEXIST: the copy is made again.
+  await disk.fs.unlink(path.join(corrupt, temp)).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err;
+  });
+  await disk.writeAtomic(corrupt, segmentName(seq), data, { temp });
   metrics.quarantinedSegments.inc();
   let bytes = 0;
   for (const { off, bytes: n } of skipped) {
@@ -169,7 +185,7 @@ async function quarantine(dir: string, seq: number, skipped: readonly Skipped[],
 }
 
 /** Cuts `file` (never a symlink's target) to `size` bytes, durably. */
-async function truncate(file: string, size: number): Promise<void> {
+async function truncate(disk: Disk, file: string, size: number): Promise<void> {
   const handle = await disk.open(file, fsConstants.O_WRONLY);
   try {
     await handle.truncate(size);
@@ -183,7 +199,7 @@ async function truncate(file: string, size: number): Promise<void> {
  * Pass 2: the events records in `ranges` (see unsettledRanges), each copied out alone; a segment
  * holding none of them is not read again.
  */
-async function readUnsettled(dir: string, segments: readonly SegmentState[], expected: Checked['read'], ranges: readonly [Position, Position][], chunk: Buffer): Promise<EventsAt[]> {
+async function readUnsettled({ dir, disk }: WalDir, segments: readonly SegmentState[], expected: Checked['read'], ranges: readonly [Position, Position][], chunk: Buffer): Promise<EventsAt[]> {
   const events: EventsAt[] = [];
   const cursor = new RangeCursor(ranges);
   for (const { seq } of segments) {
@@ -193,6 +209,7 @@ async function readUnsettled(dir: string, segments: readonly SegmentState[], exp
       (type, off) => type === EVENTS && cursor.covers(seq, off),
       (record) => events.push(eventsAt(seq, record)),
       chunk,
+      disk,
     );
     const first = expected.get(seq)!;
     if (again.good !== first.good || again.skipped.length !== first.skipped) throw new Error(`WAL: ${segmentName(seq)} changed while it was replayed (${again.bad ?? 'its size'} at byte ${again.good})`);
@@ -268,8 +285,8 @@ function tornTail(tail: Buffer, bad: string): boolean {
 }
 
 /** A file's bytes from `offset` on (only the last segment's unreadable end is read, and that once). */
-async function readFrom(file: string, offset: number): Promise<Buffer> {
-  const handle = await fs.open(file, 'r');
+async function readFrom(disk: Disk, file: string, offset: number): Promise<Buffer> {
+  const handle = await disk.open(file, fsConstants.O_RDONLY);
   try {
     const { size } = await handle.stat();
     const tail = Buffer.alloc(Math.max(0, size - offset));

@@ -143,3 +143,19 @@ t.test('an fsync that returns after a later one never takes back what the later 
   }
   t.same(lost, []);
 });
+
+t.test("a cut 'during' an operation starts it and cuts the power while it is in flight: an O_DSYNC write keeps a prefix of its bytes", async (t) => {
+  const lengths = new Set<number>();
+  for (let seed = 1; seed <= 12; seed++) {
+    const { dir, power, disk } = rig(t, (op) => (op.name === 'write' ? 'during' : false), seed);
+    writeFileSync(join(dir, 'seg'), 'durable|');
+    const seg = await disk.open(join(dir, 'seg'), fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_DSYNC);
+    await t.rejects(seg.write('in flight at the cut'), PowerCut, 'its caller hears nothing of it');
+    await power.reverted;
+    t.match(power, { cutBefore: { name: 'write' }, cutInFlight: true });
+    const left = readFileSync(join(dir, 'seg'), 'utf8');
+    t.ok('durable|in flight at the cut'.startsWith(left) && left.startsWith('durable|'), `seed ${seed}: ${JSON.stringify(left)}`);
+    lengths.add(left.length);
+  }
+  t.ok(lengths.size > 2, 'torn at several places');
+});

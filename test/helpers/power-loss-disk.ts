@@ -8,7 +8,8 @@
 //   was last fsynced (a rename between two directories is one change in each, made durable by each
 //   one's own fsync).
 //
-// The cut comes just before the operation `cutAt` picks, or when cut() is called. From then on
+// The cut comes just before the operation `cutAt` picks (or while it is in flight, when it says
+// 'during': the operation is started, then the power cut), or when cut() is called. From then on
 // every call rejects with PowerCut, and what was in flight never answers its caller (it rejects
 // too): the old instance learns nothing more and changes nothing. Once the operations in flight are
 // over, every file and directory it touched is put back to its durable state (`reverted`). An
@@ -70,8 +71,11 @@ interface DirState {
 type Handle = Pick<FileHandle, 'fd' | 'write' | 'writev' | 'writeFile' | 'truncate' | 'read' | 'readFile' | 'stat' | 'sync' | 'datasync' | 'close'>;
 
 export interface PowerLossOptions {
-  /** Whether to cut the power just before this operation (it is not made). */
-  readonly cutAt?: (op: Op) => boolean;
+  /**
+   * Whether to cut the power just before this operation (true: it is not made), or while it is in
+   * flight ('during': it is started, and left as the cut leaves any operation in flight).
+   */
+  readonly cutAt?: (op: Op) => boolean | 'during';
   /** What an operation in flight at the cut left on disk. */
   readonly random: Random;
 }
@@ -81,8 +85,10 @@ export class PowerLossDisk {
   readonly fs: DiskFs;
   /** Operations asked for so far (the one the cut refused included). */
   ops = 0;
-  /** The operation the power was cut before; 'cut()' when a caller cut it. */
+  /** The operation the power was cut before (or during: `cutInFlight`); 'cut()' when a caller cut it. */
   cutBefore: Op | undefined;
+  /** Whether `cutBefore` was started, in flight at the cut (cutAt said 'during'). */
+  cutInFlight = false;
   readonly #options: PowerLossOptions;
   readonly #dirs = new Map<string, Promise<DirState>>();
   readonly #inFlight = new Set<Promise<unknown>>();
@@ -128,7 +134,8 @@ export class PowerLossDisk {
   #op<T>(name: string, file: string, run: () => Promise<T>): Promise<T> {
     if (this.#cut) return Promise.reject(new PowerCut());
     const op = { n: ++this.ops, name, path: path.resolve(file) };
-    if (this.#options.cutAt?.(op) === true) {
+    const cut = this.#options.cutAt?.(op);
+    if (cut === true) {
       this.#cutNow(op);
       return Promise.reject(new PowerCut());
     }
@@ -136,6 +143,10 @@ export class PowerLossDisk {
     this.#inFlight.add(running);
     const forget = () => this.#inFlight.delete(running);
     running.then(forget, forget);
+    if (cut === 'during') {
+      this.cutInFlight = true;
+      this.#cutNow(op);
+    }
     return running.then(
       (value) => {
         if (this.#cut) throw new PowerCut();

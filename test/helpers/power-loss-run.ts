@@ -1,30 +1,33 @@
-// One power cut under load at ACK_LEVEL=disk, and the audit after it: an in-process pipeline whose
-// WAL and DLQ go through a PowerLossDisk (./power-loss-disk.ts) takes a seeded stream of requests
-// of distinct events (S3 refusing every PUT for a stretch of them when asked, so that batches spill
-// to the DLQ) and then stops cleanly, until the power is cut before a chosen disk operation (or
-// after the clean stop); the files go back to their durable state; a fresh pipeline on the same
-// directories, on the real disk, replays the WAL and uploads it, and the DLQ is drained. Then S3 is read back: every event answered 'accepted' must be
-// there exactly once, and no event twice.
+// One power cut under load at ACK_LEVEL=disk (or two: the second during the recovery), and the
+// audit after it: an in-process pipeline whose WAL and DLQ go through a PowerLossDisk
+// (./power-loss-disk.ts) takes a seeded stream of requests of distinct events (S3 refusing every PUT
+// for a stretch of them when asked, so that batches spill to the DLQ) and then stops cleanly,
+// until the power is cut before a chosen disk operation (or during it, or after the clean stop);
+// the files go back to their durable state. With a second cut, the next start (the DLQ's opening,
+// the WAL's replay and its repairs, uploads, settles, segment removals, the DLQ drain) runs on a
+// fresh PowerLossDisk until its power is cut too, and its files go back to their durable state.
+// Then a start on the real disk replays the WAL and uploads it, and the DLQ is drained. Then S3 is
+// read back: every event answered 'accepted' must be there exactly once, and no event twice.
 //
-// What does not go through the disk layer, and why that does not matter here: the start-up replay
-// (src/wal/replay.ts, format.ts's scanSegment) reads and repairs with node:fs and the real disk,
-// and runs after the revert, on the real files; the WAL's lock is taken in recover() on the real
-// disk, and a lock is released with node:fs's unlinkSync (src/disk/lock.ts): locks are no durable
-// state (one a power loss leaves behind is stale after the reboot, by its boot id). So a cut
-// during a replay is not played.
-import { mkdirSync } from 'node:fs';
+// What does not go through the disk layer, and why that does not matter here: the WAL's lock is
+// taken in recover() on the real disk, and a lock is released with node:fs's unlinkSync
+// (src/disk/lock.ts): locks are no durable state (one a power loss leaves behind is stale after the
+// reboot, by its boot id). This process keeps its boot id and pid, so the locks it left are
+// removed after each cut, as the reboot would make them stale.
+import { mkdirSync, rmSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { Disk } from '../../src/disk/disk.js';
 import { drain } from '../../src/dlq/drain.js';
+import { LOCK_FILE } from '../../src/dlq/lock.js';
 import { DlqStore } from '../../src/dlq/store.js';
-import { createDlqMetrics } from '../../src/metrics/dlq.js';
+import { createDlqMetrics, type DlqMetrics } from '../../src/metrics/dlq.js';
 import { createUploadMetrics } from '../../src/metrics/upload.js';
-import { createWalMetrics } from '../../src/metrics/wal.js';
+import { createWalMetrics, type WalMetrics } from '../../src/metrics/wal.js';
 import type { PipelineOptions } from '../../src/pipeline.js';
 import { createS3Client, S3Uploader } from '../../src/upload/s3.js';
-import { startPipeline } from '../../src/wiring.js';
+import { type RunningPipeline, startPipeline } from '../../src/wiring.js';
 import { Random } from '../chaos/random.js';
 import { type FaultProxy, type Owner, startFaultProxy } from './fault-proxy.js';
 import { entry } from './pipeline.js';
@@ -50,18 +53,28 @@ export async function startWorld(owner: Owner): Promise<World> {
 export interface Plan {
   /** Names the run (its S3 prefix) and seeds its requests and what an operation in flight at the cut leaves. */
   readonly seed: number;
-  /** The power goes off just before the first operation this picks; `where` is its path under the run's root. */
-  readonly cutAt: (op: Op, where: string) => boolean;
+  /** The power goes off just before the first operation this picks (or while it is in flight: 'during'); `where` is its path under the run's root. */
+  readonly cutAt: (op: Op, where: string) => boolean | 'during';
   /** Requests [from, to) are sent while S3 answers every PUT 503 SlowDown (those batches spill to the DLQ). */
   readonly refuse?: readonly [from: number, to: number];
   /** Requests to send (fewer when the cut comes first); each holds 1 to 4 events. */
   readonly requests: number;
+  /**
+   * A second cut, during the recovery: the next start (replay and its repairs, uploads, settles,
+   * segment removals, the DLQ drain) runs on a fresh power-loss disk until the first operation this
+   * picks (counted on that disk); undefined: no such run, the recovery is on the real disk at once.
+   */
+  readonly recoveryCutAt?: (op: Op, where: string) => boolean | 'during';
+  /** S3 answers every PUT of that recovery 503 SlowDown: what it replays spills to the DLQ. */
+  readonly recoveryRefused?: boolean;
 }
 
 export interface Outcome {
   /** The operation the cut came before ('cut()' after a clean stop), its path under the run's root. */
   readonly cutBefore: string;
   readonly ops: number;
+  /** With a second cut: the operation it came before, as `cutBefore` names it, and the torn tails the recovery cut before it (wal_torn_tails_total). */
+  readonly recoveryCut?: { readonly before: string; readonly ops: number; readonly tornTails: number };
   readonly sent: number;
   readonly acked: number;
   /** Events in S3 after the recovery (acknowledged or not). */
@@ -101,6 +114,29 @@ export function inSpill(seed: number, k: number, requests = 16): Plan {
   return { seed, requests, refuse: [0, requests], cutAt: cutAtNth(begins, (_op, where) => where === 'dlq' || where.startsWith('dlq/'), k) };
 }
 
+/** `plan`, and a second cut during its recovery, before the `at`-th operation of that run (or while it is in flight: `during`). */
+export function recoveryCutAtOp(plan: Plan, at: number, during = false): Plan {
+  const cut = during ? 'during' : true;
+  return { ...plan, recoveryCutAt: (op) => op.n === at && cut };
+}
+
+/**
+ * `plan`, and a second cut during its recovery, in its repairs: the first truncate or unlink of a
+ * WAL segment begins it (a torn tail cut, a segment with no header removed, or else a settled
+ * segment removed); then every operation in WAL_DIR (that one, its fsyncs, the reads of the
+ * segments after it, ...), the cut before the `k`-th. No cut when the recovery makes fewer.
+ */
+export function inRecoveryRepair(plan: Plan, k: number): Plan {
+  const begins = (op: Op, where: string) => (op.name === 'truncate' || op.name === 'unlink') && /^wal\/\d{12}\.wal$/.test(where);
+  return { ...plan, recoveryCutAt: cutAtNth(begins, (_op, where) => where === 'wal' || where.startsWith('wal/'), k) };
+}
+
+/** The cut while the `k`-th write to a WAL segment is in flight: it leaves a random prefix of its bytes, most often a torn tail for the recovery to cut. */
+export function whileWriting(seed: number, k: number, requests = 16): Plan {
+  let writes = 0;
+  return { seed, requests, cutAt: (op, where) => (op.name === 'writev' && /^wal\/\d{12}\.wal$/.test(where) && ++writes === k ? 'during' : false) };
+}
+
 const OPTIONS = (prefix: string): PipelineOptions => ({
   channelMaxEvents: 1000,
   channelMaxBytes: 1 << 20,
@@ -123,9 +159,20 @@ export async function crashAndRecover(world: World, plan: Plan): Promise<Outcome
   const random = new Random(plan.seed);
   const power = new PowerLossDisk({ cutAt: (op) => plan.cutAt(op, relative(root, op.path)), random: random.fork('disk') });
   const { acked, sent } = await runUntilCut(world, plan, power, random.fork('requests'), { walDir, dlqDir, prefix });
+  let recoveryCut: Outcome['recoveryCut'];
+  if (plan.recoveryCutAt !== undefined) {
+    const second = new PowerLossDisk({ cutAt: (op) => plan.recoveryCutAt!(op, relative(root, op.path)), random: random.fork('recovery disk') });
+    const tornTails = await recoverUntilCut(world, second, { walDir, dlqDir, prefix }, plan.recoveryRefused === true);
+    recoveryCut = { before: named(second, root), ops: second.ops, tornTails };
+  }
   const { problems, stored } = await recoverAndAudit(world, { walDir, dlqDir, prefix }, acked);
-  const cutBefore = power.cutBefore!;
-  return { cutBefore: cutBefore.path === '' ? cutBefore.name : `${cutBefore.name} ${relative(root, cutBefore.path)}`, ops: power.ops, sent: sent.length, acked: acked.size, stored, problems };
+  return { cutBefore: named(power, root), ops: power.ops, recoveryCut, sent: sent.length, acked: acked.size, stored, problems };
+}
+
+/** Where a disk's power was cut, as an outcome names it: the operation and its path under the run's root ('cut()' alone), '(in flight)' when it was cut during it. */
+function named(power: PowerLossDisk, root: string): string {
+  const op = power.cutBefore!;
+  return op.path === '' ? op.name : `${op.name} ${relative(root, op.path)}${power.cutInFlight ? ' (in flight)' : ''}`;
 }
 
 interface Dirs {
@@ -134,22 +181,69 @@ interface Dirs {
   readonly prefix: string;
 }
 
-/** The old instance: its WAL and DLQ on the power-loss disk, its PUTs through the proxy; runs until the power goes off. */
-async function runUntilCut(world: World, plan: Plan, power: PowerLossDisk, random: Random, { walDir, dlqDir, prefix }: Dirs) {
+/** An instance on a power-loss disk: its WAL and DLQ go through it, its PUTs through the proxy, gated by its power. */
+interface Powered {
+  readonly power: PowerLossDisk;
+  readonly client: ReturnType<typeof gatedClient>;
+  readonly uploader: S3Uploader;
+  readonly dlqMetrics: DlqMetrics;
+  readonly walMetrics: WalMetrics;
+  /** Undefined when the power went off while it was opened. */
+  readonly dlq: DlqStore | undefined;
+  /** Undefined when the power went off before it started (in the WAL's replay, say). */
+  readonly running: RunningPipeline | undefined;
+}
+
+/** Opens the DLQ, then replays the WAL into a pipeline, all on `power`; a cut on the way leaves the rest undefined. */
+async function startOn(world: World, power: PowerLossDisk, { walDir, dlqDir, prefix }: Dirs, holder: string): Promise<Powered> {
   const disk = new Disk(power.fs);
   const client = gatedClient(world.proxy.endpoint, power);
   const uploadMetrics = createUploadMetrics(new Registry());
+  const dlqMetrics = createDlqMetrics(new Registry());
+  const walMetrics = createWalMetrics(new Registry());
   const uploader = new S3Uploader(client.client, { bucket: BUCKET, maxAttempts: 1, timeoutMs: 5000 }, uploadMetrics, silent);
-  const dlq = await DlqStore.open({ ...dlqOptions(dlqDir, prefix), instanceId: 'old', disk }, createDlqMetrics(new Registry()), silent);
-  const wal = { ...WAL, dir: walDir, disk, holder: 'old', metrics: createWalMetrics(new Registry()) };
-  const running = await startPipeline({ options: OPTIONS(prefix), ackLevel: 'disk', ackTimeoutMs: 60_000, wal, fresh: () => true }, { uploader, spill: dlq, metrics: uploadMetrics, log: silent });
+  let dlq: DlqStore | undefined;
+  let running: RunningPipeline | undefined;
+  try {
+    dlq = await DlqStore.open({ ...dlqOptions(dlqDir, prefix), instanceId: holder, disk }, dlqMetrics, silent);
+    const wal = { ...WAL, dir: walDir, disk, holder, metrics: walMetrics };
+    running = await startPipeline({ options: OPTIONS(prefix), ackLevel: 'disk', ackTimeoutMs: 60_000, wal, fresh: () => true }, { uploader, spill: dlq, metrics: uploadMetrics, log: silent });
+  } catch (err) {
+    if (!power.isCut) throw err;
+  }
+  return { power, client, uploader, dlqMetrics, walMetrics, dlq, running };
+}
+
+/**
+ * The power goes off now (if it is not off already), the files go back to their durable state, and
+ * the instance ends: its uploads aborted (a batch kept for another try, neither S3 nor the dead
+ * disk taking it, would try again every second), its locks released as a reboot would make them
+ * stale (a new boot id; this process keeps its own): the log's close writes nothing more, every
+ * call refused. A lock the revert put back (its creation made durable by a later fsync of its
+ * directory, before this process removed it) is this process's, alive by its boot id and pid:
+ * removed too.
+ */
+async function powerOff({ power, client, dlq, running }: Powered, { walDir, dlqDir }: Dirs): Promise<void> {
+  if (!power.isCut) await power.cut();
+  await power.reverted;
+  await client.quiet();
+  await running?.pipeline.close(Promise.resolve());
+  await running?.closeWal();
+  dlq?.close();
+  for (const dir of [walDir, dlqDir]) rmSync(join(dir, LOCK_FILE), { force: true });
+}
+
+/** The old instance: takes requests until the power goes off, or stops cleanly first. */
+async function runUntilCut(world: World, plan: Plan, power: PowerLossDisk, random: Random, dirs: Dirs) {
   let refusing = false;
   world.proxy.decide = () => (refusing ? { status: 503, code: 'SlowDown' } : 'pass');
+  const instance = await startOn(world, power, dirs, 'old');
+  const { running } = instance;
   const acked = new Set<string>();
   const sent: string[] = [];
   let open = 0;
   let answered = (): void => {};
-  for (let i = 0; i < plan.requests && !power.isCut; i++) {
+  for (let i = 0; running !== undefined && i < plan.requests && !power.isCut; i++) {
     refusing = plan.refuse !== undefined && i >= plan.refuse[0] && i < plan.refuse[1];
     const ids = Array.from({ length: random.between(1, 4) }, (_, k) => `${plan.seed}-${i}-${k}`);
     sent.push(...ids);
@@ -170,19 +264,33 @@ async function runUntilCut(world: World, plan: Plan, power: PowerLossDisk, rando
   // Every request answered: a clean stop, unless the power goes first (uploads of what is held,
   // then the WAL's removal of every segment, both through the disk that loses power); then off.
   // The power cut is the close's deadline: past it, nothing can be stored or spilled.
-  if (!power.isCut) await running.pipeline.close(power.reverted);
-  if (!power.isCut) await running.closeWal();
-  if (!power.isCut) await power.cut();
-  await power.reverted;
-  await client.quiet();
-  // The old instance ends here: its uploads aborted (a batch kept for another try, neither S3 nor
-  // the dead disk taking it, would try again every second). Its locks are released as a reboot
-  // would make them stale (a new boot id; this process keeps its own): the log's close writes
-  // nothing more, every call refused.
-  await running.pipeline.close(Promise.resolve());
-  await running.closeWal();
-  dlq.close();
+  if (running !== undefined && !power.isCut) await running.pipeline.close(power.reverted);
+  if (running !== undefined && !power.isCut) await running.closeWal();
+  await powerOff(instance, dirs);
   return { acked, sent };
+}
+
+/**
+ * The next start, on a fresh power-loss disk, S3 passing every PUT (or refusing each): replay (and its repairs),
+ * uploads, settles and segment removals, the DLQ drain, a clean stop, until the power goes off
+ * (after the clean stop at the latest). It takes no requests. Returns the torn tails its replay cut.
+ */
+async function recoverUntilCut(world: World, power: PowerLossDisk, dirs: Dirs, refused: boolean): Promise<number> {
+  world.proxy.decide = () => (refused ? { status: 503, code: 'SlowDown' } : 'pass');
+  const instance = await startOn(world, power, dirs, 'mid');
+  const { running, dlq, uploader, dlqMetrics, walMetrics } = instance;
+  // The drain stops with the power (else it would go on failing file after file).
+  const off = new AbortController();
+  power.reverted.then(() => off.abort(), () => {});
+  try {
+    if (running !== undefined && !power.isCut) await running.pipeline.close(power.reverted);
+    if (dlq !== undefined && !power.isCut) await drain(dlq, uploader, { metrics: dlqMetrics, log: silent, signal: off.signal });
+    if (running !== undefined && !power.isCut) await running.closeWal();
+  } catch (err) {
+    if (!power.isCut) throw err;
+  }
+  await powerOff(instance, dirs);
+  return (await walMetrics.tornTails.get()).values[0]?.value ?? 0;
 }
 
 /** The next start, on the real disk and straight to S3: replay, upload, drain the DLQ; then what S3 holds against what was acknowledged. */

@@ -4,14 +4,17 @@
 import { cpSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import t from 'tap';
+import { Disk } from '../../src/disk/disk.js';
 import { createWalMetrics } from '../../src/metrics/wal.js';
 import { LINE_OVERHEAD_BYTES } from '../../src/upload/batcher.js';
 import { comparePositions, CUT, type CutRecord, decodeEvents, DONE, encodeEvents, encodeJson, EVENTS, KEY, type Position, readRecords, SEGMENT_HEADER_BYTES, segmentHeader, segmentName, segmentSeq } from '../../src/wal/format.js';
 import { recover } from '../../src/wal/replay.js';
+import { Random } from '../chaos/random.js';
+import { PowerLossDisk } from '../helpers/power-loss-disk.js';
 
 const root = mkdtempSync(join(tmpdir(), 'ingest-replay-'));
 t.teardown(() => rmSync(root, { recursive: true, force: true }));
@@ -229,4 +232,84 @@ t.test('damage in a segment: the copy to corrupt/ is a file of its own, never wr
   await t.rejects(recover(linked, 'test', createWalMetrics(new Registry()), quiet), { code: 'ELOOP' }, 'recovery stops, for an operator to fix');
   t.same(readdirSync(elsewhere), [], 'on main the segment was copied into the link\'s target');
   t.same(readFileSync(join(linked, segmentName(0))), damaged, 'the segment untouched');
+});
+
+t.test('every read and repair goes through the disk it is given: a power cut before any change it makes leaves a WAL the next start recovers the same', async (t) => {
+  const events = (text: string) => encodeEvents(1_800_000_000_123, [1, text.length - 1], Buffer.from(`[${text}]`));
+  const damaged = Buffer.concat([segmentHeader('0badcafe'), ...events('{"a":1}'), ...events('{"b":2}'), ...events('{"c":3}')]);
+  damaged[damaged.length - 40]! ^= 0x40; // in a record with one after it, in a segment before the last: corruption, copied to corrupt/
+  const torn = Buffer.concat(events('{"e":5}'));
+  const last = Buffer.concat([segmentHeader('0badcafe'), ...events('{"d":4}'), torn.subarray(0, torn.length - 3)]); // a torn tail: truncated
+  const quiet = pino({ level: 'silent' });
+  const wal = (name: string) => {
+    const dir = join(root, name);
+    mkdirSync(dir);
+    writeFileSync(join(dir, segmentName(0)), damaged);
+    writeFileSync(join(dir, segmentName(1)), last);
+    return dir;
+  };
+  const summary = (got: Awaited<ReturnType<typeof recover>>) => ({
+    segments: got.segments,
+    nextSeq: got.nextSeq,
+    entries: got.entries.map((e) => [e.wal!.seg, e.wal!.off, e.body.toString()]),
+    events: got.events,
+  });
+  const recovered = async (dir: string, disk?: Disk) => {
+    const got = await recover(dir, 'test', createWalMetrics(new Registry()), quiet, disk);
+    got.lock.release();
+    return summary(got);
+  };
+  const expected = await recovered(wal('uncut'));
+  t.equal(expected.events, 3, 'the damaged record and the torn one skipped');
+
+  const ops: string[] = [];
+  const watchedDir = wal('watched');
+  const watched = new PowerLossDisk({ cutAt: (op) => ops.push(`${op.name} ${relative(watchedDir, op.path)}`) < 0, random: new Random(1) });
+  t.same(await recovered(watchedDir, new Disk(watched.fs)), expected, 'through the power-loss disk, powered on: the same');
+  await watched.cut();
+  for (const op of ['readdir ', `read ${segmentName(0)}`, `read ${segmentName(1)}`, 'mkdir corrupt', `rename corrupt/.tmp-${segmentName(0)}`, 'sync corrupt', `truncate ${segmentName(1)}`, `sync ${segmentName(1)}`]) {
+    t.ok(ops.includes(op), `${op}: through the disk`);
+  }
+
+  // A cut before a read leaves what a cut before the next change leaves: cut before each change.
+  const reads = new Set(['read', 'readFile', 'stat', 'lstat', 'readdir']);
+  for (const [i, op] of ops.entries()) {
+    if (reads.has(op.split(' ')[0]!)) continue;
+    const dir = wal(`cut${i + 1}`);
+    const power = new PowerLossDisk({ cutAt: (cut) => cut.n === i + 1, random: new Random(i) });
+    await t.rejects(recovered(dir, new Disk(power.fs)), { code: 'EIO' }, `cut before ${op}: the power cut stops the replay`);
+    await power.reverted;
+    t.same(await recovered(dir), expected, `cut before ${op}: the next start recovers the same`);
+    t.same(readFileSync(join(dir, 'corrupt', segmentName(0))), damaged, 'and copies the damaged segment to corrupt/');
+  }
+});
+
+t.test('a segment that is a symbolic link is never read through: recovery stops (ELOOP), for an operator to fix', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ingest-wal-'));
+  const elsewhere = mkdtempSync(join(tmpdir(), 'ingest-elsewhere-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  t.teardown(() => rmSync(elsewhere, { recursive: true, force: true }));
+  writeFileSync(join(elsewhere, 'target'), Buffer.concat([segmentHeader('0badcafe'), ...encodeEvents(1_800_000_000_123, [1, 8], Buffer.from('[{"a":1}]'))]));
+  symlinkSync(join(elsewhere, 'target'), join(dir, segmentName(0)));
+  await t.rejects(recover(dir, 'test', createWalMetrics(new Registry()), pino({ level: 'silent' })), { code: 'ELOOP' });
+  t.ok(lstatSync(join(dir, segmentName(0))).isSymbolicLink(), 'the link left as it was');
+});
+
+t.test('a copy to corrupt/ that a crash cut short (its temp file left behind) is made again at the next start, which does not stop on it', async (t) => {
+  const events = () => encodeEvents(1_800_000_000_123, [1, 8], Buffer.from('[{"a":1}]'));
+  const segment = Buffer.concat([segmentHeader('0badcafe'), ...events(), ...events()]);
+  const damaged = Buffer.from(segment);
+  damaged[SEGMENT_HEADER_BYTES + 4]! ^= 0x40;
+  const dir = mkdtempSync(join(tmpdir(), 'ingest-wal-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, segmentName(0)), damaged);
+  writeFileSync(join(dir, segmentName(1)), segment);
+  // What a kill between the temp file's writing and its rename leaves (writeAtomic's temp name).
+  mkdirSync(join(dir, 'corrupt'));
+  writeFileSync(join(dir, 'corrupt', `.tmp-${segmentName(0)}`), damaged.subarray(0, 20));
+  const got = await recover(dir, 'test', createWalMetrics(new Registry()), pino({ level: 'silent' }));
+  got.lock.release();
+  t.equal(got.events, 3, 'the damaged record skipped, the three others replayed');
+  t.same(readdirSync(join(dir, 'corrupt')), [segmentName(0)], 'the copy made, the leftover gone');
+  t.same(readFileSync(join(dir, 'corrupt', segmentName(0))), damaged);
 });

@@ -7,7 +7,7 @@
 // valid JSON, so they are overwritten with spaces in that buffer: every event is one line of the
 // stored JSON-lines object even when the client pretty-printed it. The request body itself is
 // only read (it may be uWS's memory).
-import { isUtf8 } from 'node:buffer';
+import { isAscii, isUtf8 } from 'node:buffer';
 import zlib from 'node:zlib';
 import { blankLineBreaks, escapeLineSeparators, JsonScan, NOTHING, OBJECT, SCALAR, scanJson, trimEnd, trimStart } from './json-scan.js';
 
@@ -73,10 +73,12 @@ export function gunzipCapped(body: Buffer, maxBytes: number): Buffer | Rejection
  * so it can be kept as it is instead of copied.
  */
 export function parseEvents(body: Buffer, format: BodyFormat, limits: ParseLimits, owned = false): ParsedEvents | Rejection {
-  if (!isUtf8(body)) return NOT_UTF8;
+  // Most bodies are ASCII, which is UTF-8 and holds no line separator to escape: one native pass.
+  const ascii = isAscii(body);
+  if (!ascii && !isUtf8(body)) return NOT_UTF8;
   const spans = format === 'json' ? parseJson(body, limits) : parseNdjson(body, limits);
   if (spans instanceof Rejection) return spans;
-  return hold(body, spans, owned);
+  return hold(body, spans, owned, ascii);
 }
 
 function parseJson(body: Buffer, { maxEvents, maxDepth }: ParseLimits): number[] | Rejection {
@@ -143,9 +145,9 @@ function invalidJson(body: Buffer, at: number, from: number, to = body.length): 
  * mostly events, as a JSON array or NDJSON body is; otherwise each event is copied next to the
  * last, so padding never occupies the channel. CR and LF, whitespace within valid JSON, become
  * spaces (a CR is a line break to some readers: never let one through); U+0085, U+2028 and U+2029,
- * which can only be inside strings, become their escapes for the same reason.
+ * which can only be inside strings, become their escapes for the same reason (an `ascii` body has none).
  */
-function hold(body: Buffer, spans: number[], owned: boolean): ParsedEvents {
+function hold(body: Buffer, spans: number[], owned: boolean, ascii: boolean): ParsedEvents {
   let eventBytes = 0;
   for (let i = 0; i < spans.length; i += 2) eventBytes += spans[i + 1]! - spans[i]!;
   let held: Buffer;
@@ -166,7 +168,7 @@ function hold(body: Buffer, spans: number[], owned: boolean): ParsedEvents {
   // Once over all of it: what lies between the events is whitespace and separators, and one search
   // per event would run on to the end of the body each time (quadratic in the number of events).
   blankLineBreaks(held);
-  held = escapeLineSeparators(held, spans);
+  if (!ascii) held = escapeLineSeparators(held, spans);
   return { body: held, spans, bytes: held.length };
 }
 

@@ -123,14 +123,40 @@ export class EventsRoute implements BodyHandler<PostContext> {
     const encoding = req.getHeader('content-encoding').toLowerCase();
     const gzip = encoding === 'gzip';
     if (!gzip && encoding !== '' && encoding !== 'identity') return this.#early(res, '415', R.UNSUPPORTED_ENCODING, corsOrigin, declared);
-    new BodyReader(res, declared, this.#bodyLimits, this.#budget, this, { format, gzip, corsOrigin, key });
+    this.#read(res, declared, { format, gzip, corsOrigin, key });
   };
+
+  /**
+   * The body read; or, under overload, where most requests meet a full channel, refused at the
+   * headers and dropped unread (a chunked body, unbounded by its headers, is read all the same,
+   * within MAX_BODY_BYTES).
+   */
+  #read(res: HttpResponse, declared: number, context: PostContext): void {
+    const admitted = declared >= 0 ? this.intake.admits() : 'ok';
+    if (admitted !== 'ok') return this.#refuseUnread(res, admitted, context.corsOrigin, declared);
+    new BodyReader(res, declared, this.#bodyLimits, this.#budget, this, context);
+  }
 
   /** An answer before the body is read: the rest of the body is discarded (bounded), then the connection closed. */
   #early(res: HttpResponse, status: '400' | '401' | '403' | '413' | '415' | '503', json: string, corsOrigin: string, declared: number, flags = 0): void {
     if (declared === 0) return this.respond.send(res, status, json, corsOrigin, flags);
     discardBody(res, this.#bodyLimits);
     this.respond.send(res, status, json, corsOrigin, flags | R.CLOSE);
+  }
+
+  /**
+   * A refusal decided at the headers: the body, at most its Content-Length (checked against
+   * MAX_BODY_BYTES), is dropped as uWS reads it (no buffer, no budget, no parse), and the answer
+   * written once it is all in, so that the connection stays open for the client's retry. The
+   * channel may have room by then: the request is refused all the same, as it would have been a
+   * moment earlier.
+   */
+  #refuseUnread(res: HttpResponse, why: Refusal, corsOrigin: string, declared: number): void {
+    if (declared === 0) return this.#refuseQueue(res, why, corsOrigin);
+    res.onAborted(ignore);
+    res.onData((_chunk, isLast) => {
+      if (isLast) res.cork(() => this.#refuseQueue(res, why, corsOrigin));
+    });
   }
 
   /** BodyHandler */
@@ -279,6 +305,9 @@ export class EventsRoute implements BodyHandler<PostContext> {
     this.#queueFullUnlogged = 0;
   }
 }
+
+/** onAborted of a request refused unread: nothing of it is kept, nothing to release. */
+const ignore = (): void => {};
 
 /** The 202 of ACK_LEVEL=s3: where the events are. */
 const receiptStored = (count: number, where: 'stored' | 'spilled'): string => `{"accepted":${count},"stored":"${where === 'stored' ? 's3' : 'dlq'}"}`;

@@ -134,6 +134,36 @@ t.test('a refusal by admits() comes before the body is parsed, whatever the body
   t.same(intake.entries, [], 'nothing reached the intake');
 });
 
+t.test('refused at its headers when admits() says so: the body is dropped as it arrives, not kept, and the connection stays open', async (t) => {
+  // A bound on bodies in flight smaller than the body: a body that was read and kept would meet it
+  // at its first piece (503 busy, connection closed) before the refusal it deserves.
+  const { intake, counts, port, roundTrip } = await route(t, { maxBodiesInFlightBytes: 1024 });
+  intake.admission = 'full';
+  const { socket, seen } = rawConnection(t, port);
+  const body = `[${Array.from({ length: 5 }, (_, i) => `{"n":${i},"pad":"${'x'.repeat(280)}"}`).join(',')}]`;
+  t.ok(body.length > 1024 && body.length <= OPTIONS.maxBodyBytes);
+  socket.write(`POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body.slice(0, 100)}`);
+  await roundTrip();
+  t.equal(seen.text, '', 'no answer before the whole body is in');
+  t.equal(counts.bodiesInFlightBytes, 0, 'nothing of it held');
+  socket.write(body.slice(100));
+  await eventually(() => answersIn(seen.text).length === 1, 2000, 5);
+  const answer = parseAnswer(seen.text, seen.closed);
+  t.equal(answer.status, 503);
+  t.same(JSON.parse(answer.body), { error: 'queue_full', message: 'the event channel is full; retry after the Retry-After delay' }, 'the documented body');
+  const head = answer.text.slice(0, answer.text.indexOf('\r\n\r\n'));
+  t.match(head, /^retry-after: 1\r$/im);
+  t.notMatch(head, /^connection: close/im, 'kept alive');
+  // The same connection takes the next request once the channel has room.
+  intake.admission = 'ok';
+  socket.write(postOf('{"n":9}'));
+  await eventually(() => answersIn(seen.text).length === 2, 2000, 5);
+  t.same(answersIn(seen.text)[1], '202 {"accepted":1}');
+  t.notOk(seen.closed);
+  t.same(intake.entries.map(eventTexts), [['{"n":9}']], 'only the accepted request reached the intake');
+  t.same([counts.rejectedQueueFull, counts.rejectedBusy, counts.eventsAccepted], [1, 0, 1]);
+});
+
 t.test('a bad body never reaches the intake', async (t) => {
   const { intake, counts, post } = await route(t);
   t.match(await post('[{},{},"x"]'), { status: 400, json: { error: 'not_an_object', index: 2 } });

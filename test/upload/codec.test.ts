@@ -31,3 +31,33 @@ t.test('headers: gzip keeps Content-Encoding over x-ndjson; zstd is a file type;
   t.strictSame(objectHeaders('zstd'), { ContentType: 'application/zstd' });
   t.strictSame(objectHeaders('none'), { ContentType: 'application/x-ndjson' });
 });
+
+t.test('a batch is compressed in one or two trips to the thread pool, not one per 16 KiB of output', async (t) => {
+  // zlib runs a callback on the event loop each time its output buffer fills (16 KiB by default):
+  // counted here by the async hooks of its handle. Lines of random hex compress about 2 to 1, far
+  // worse than events do, so the output is large (about 500 KiB from 1 MiB).
+  const { createHook } = await import('node:async_hooks');
+  const { randomBytes } = await import('node:crypto');
+  const lines = Buffer.from(Array.from({ length: 4000 }, () => `{"received_at":1700000000000,"event":{"id":"${randomBytes(120).toString('hex')}"}}\n`).join(''));
+  for (const codec of ['gzip', 'zstd'] as const) {
+    const handles = new Set<number>();
+    let callbacks = 0;
+    const hook = createHook({
+      init: (id, type) => void (type === 'ZLIB' && handles.add(id)),
+      before: (id) => void (handles.has(id) && callbacks++),
+    }).enable();
+    const out = await compress(lines, codec, { gzip: 6, zstd: 1 });
+    hook.disable();
+    t.ok(out.length > lines.length / 4, `${codec}: the output is large (${out.length} bytes)`);
+    t.ok(callbacks >= 1 && callbacks <= 3, `${codec}: ${callbacks} callbacks on the event loop`);
+    t.strictSame(codec === 'gzip' ? gunzipSync(out) : zstdDecompressSync(out), lines);
+    // Its memory: about the object's own size, not the output buffer's.
+    t.ok(out.buffer.byteLength <= 2 * out.length, `${codec}: holds ${out.buffer.byteLength} bytes for ${out.length}`);
+  }
+  // A small object is not held in a buffer of half the lines either (a small one may share Node's pool).
+  for (const codec of ['gzip', 'zstd'] as const) {
+    const lines = Buffer.concat(Array.from({ length: 100 }, () => LINES));
+    const out = await compress(lines, codec, { gzip: 6, zstd: 1 });
+    t.ok(out.buffer.byteLength <= Math.max(2 * out.length, Buffer.poolSize) && out.buffer.byteLength < lines.length / 4, `${codec}: holds ${out.buffer.byteLength} bytes for ${out.length}`);
+  }
+});

@@ -21,7 +21,9 @@
 //   the batch is every event from `from` up to `to` in log order (batches are contiguous). With an
 //   `{event.FIELD}` in OBJECT_KEY, also `part: {field, value}` and `open`: the batch is every event
 //   of that key-safe value from `from` up to `to` (batches are contiguous within one value), and
-//   `open` is the position of the first event in no cut when it was cut (see "events in no cut");
+//   `open` is the position of the first event in no cut when it was cut (see "events in no cut").
+//   Without `part`, also `prev`: [segment, offset, event, first] of the (up to PREV_CUTS) cuts this
+//   process wrote just before it, oldest first (none in a process's first, nor in older WALs);
 // - done (the batch is in S3, in the DLQ or counted dropped; not fsynced on its own): JSON {id}.
 // - key (the Idempotency-Key of the events record just before it, written and fsynced with it, so
 //   a key read means its events were read too; src/idempotency.ts): JSON {key, hash, bytes, at}.
@@ -50,16 +52,21 @@
 //   * done: the batch looks unsettled and is PUT again under its recorded key: an overwrite with the
 //     same events;
 //   * cut: batches are contiguous in log order and a batch id is made from its first event's
-//     position and received_at (DiskAcks.batchId), so a batch between two readable cuts starts at
-//     the earlier one's `to` and ends at the later one's `from`: it is rebuilt under the id and key
-//     it had (the naming read from a readable cut's id and key). A done record whose cut was lost
-//     names where another batch starts (its id holds the position), so the stretch is split there.
+//     position and received_at (DiskAcks.batchId), so a batch between two readable cuts is rebuilt
+//     under the id and key it had (the naming read from a readable cut's id and key) once its start
+//     is known: the previous cut's `to`, the id of a done record whose cut was lost, or an entry of
+//     a later cut's `prev` (which holds its received_at too: exact even when the batch's first events
+//     record was lost). The stretch between two readable cuts is split at every known start.
 //     When the lost cut was the last, the events after the last readable cut are batched afresh:
-//     the first batch starts at the same first event, so it gets the same id and key. Two cuts lost
-//     in a row with no done record naming the second's start put the second batch's events in the
-//     first one's object: S3 may hold them twice (at least once). With `part` cuts (partitioned
-//     batches are not contiguous) no cut is rebuilt: after damage replay reads every events record
-//     left, and the events of a lost cut are batched afresh under new keys (at least once);
+//     the first batch starts at the same first event, so it gets the same id and key. A start is
+//     unknown only when that batch's cut, the one before it and the next PREV_CUTS the same process
+//     wrote (all it wrote after, when fewer) are lost, and no done record names it: then its events
+//     go in the previous batch's object: S3 may hold them twice (at least once). A batch that began
+//     in a deleted segment was settled: when a readable cut's `prev` names its start and the next
+//     batch's, its events before that next start are left out (not sent under a new key). With
+//     `part` cuts (partitioned batches are not contiguous) no cut is rebuilt: after damage replay
+//     reads every events record left, and the events of a lost cut are batched afresh under new
+//     keys (at least once);
 //   * events: its events are lost (its bytes counted, its events too when a readable cut says how
 //     many). The batch whose range covers it (its cut readable, or a stretch rebuilt as above with a
 //     skipped stretch inside it that may have held events: see Skipped.events) is sent with the
@@ -98,7 +105,20 @@ export interface CutRecord {
   readonly part?: { readonly field: string; readonly value: string };
   /** With `part`: the first event in no cut when this one was made; undefined: `to`. */
   readonly open?: Position;
+  /**
+   * Without `part`: the `from` and `first` of the cuts this log wrote just before it (at most
+   * PREV_CUTS, oldest first, only those since the process started), so that a batch whose cut record
+   * is lost still has its start, id and key named (./rebuild.ts), even when its first events record
+   * is lost too. Absent in cuts written before it existed, and in a process's first.
+   */
+  readonly prev?: readonly PrevCut[];
 }
+
+/** Where an earlier batch starts, and its first event's received_at (which its id and key hold). */
+export type PrevCut = readonly [seg: number, off: number, ev: number, first: number];
+
+/** How many earlier batch starts a cut record names (`prev`): a few, to keep cut records small. */
+export const PREV_CUTS = 4;
 
 export function comparePositions(a: Position, b: Position): number {
   return a[0] - b[0] || a[1] - b[1] || a[2] - b[2];

@@ -9,7 +9,7 @@ import type { IdemKey, WalRef } from '../channel.js';
 import { type Disk, disk as realDisk } from '../disk/disk.js';
 import type { WalMetrics } from '../metrics/wal.js';
 import type { KeyJournal } from './key-journal.js';
-import { CUT, type CutRecord, DONE, encodeEvents, encodeJson, KEY, segmentHeader, segmentName } from './format.js';
+import { CUT, type CutRecord, DONE, encodeEvents, encodeJson, KEY, type PrevCut, PREV_CUTS, segmentHeader, segmentName } from './format.js';
 import { GroupWriter, type SegmentState, type Synced } from './writer.js';
 
 export type { SegmentState, Synced } from './writer.js';
@@ -36,6 +36,8 @@ export class WriteAheadLog {
   readonly #unremoved: number[] = [];
   #removing: Promise<void> | undefined;
   #reportedStuck: number | undefined;
+  /** The `from` and `first` of the last PREV_CUTS cuts without `part` this process wrote, oldest first: the next one's `prev`. */
+  readonly #recentStarts: PrevCut[] = [];
 
   /** `segments`: those found at start, oldest first, with what replay left unsettled in each; `nextSeq` is past all of them. */
   constructor(
@@ -111,7 +113,12 @@ export class WriteAheadLog {
    */
   appendCut(cut: CutRecord): { seg: number; durable: Promise<void> } {
     const seg = this.#headForAppend();
-    this.#enqueue(seg, encodeJson(CUT, cut));
+    const recent = this.#recentStarts;
+    this.#enqueue(seg, encodeJson(CUT, cut.part !== undefined || recent.length === 0 ? cut : { ...cut, prev: [...recent] }));
+    if (cut.part === undefined) {
+      recent.push([...cut.from, cut.first]);
+      if (recent.length > PREV_CUTS) recent.shift();
+    }
     seg.pendingCuts++;
     const durable = new Promise<void>((resolve) => this.#writer.await(() => resolve()));
     return { seg: seg.seq, durable };

@@ -6,7 +6,7 @@ import type { Entry } from '../channel.js';
 import { type Batch, LINE_OVERHEAD_BYTES, objectKey, type Segment } from '../upload/batcher.js';
 import { codecOfKey, EXTENSIONS } from '../upload/codec.js';
 import { fieldBytes, partitionOf } from '../upload/partition.js';
-import { comparePositions, type CutRecord, type Position, type Skipped } from './format.js';
+import { comparePositions, type CutRecord, type Position, type PrevCut, type Skipped } from './format.js';
 import type { SegmentState } from './log.js';
 
 /** An events record replay read, and the entry made of it. */
@@ -145,8 +145,9 @@ function incomplete(id: string, key: string, events: number | undefined, found: 
  * The batches whose cut record was corrupt, between readable cuts, rebuilt under the ids and keys
  * they had (see "what a lost record costs" in ./format.ts): each stretch of the log between the end
  * of a readable cut (or the start of the first segment left) and the start of the next, split where
- * a done record without a readable cut says a batch starts. A stretch is one batch, or several whose
- * cuts and done records were all lost (their events then go into the first one's object). One with a
+ * a done record without a readable cut or a readable cut's `prev` says a batch starts (knownStarts).
+ * A piece is one batch, or several whose starts nothing names (their events then go into the first
+ * one's object); the rest of a batch begun in a deleted segment is left out (settledTailEnd). One with a
  * corrupt stretch inside it that may have held events is sent only where its key holds no object
  * (fewer events under its key must not replace the complete one), unless it is done. Their pieces are noted in `inCuts`. Without a
  * readable cut whose id and key can be read as the server makes them, nothing is rebuilt here and
@@ -158,22 +159,26 @@ function rebuildLostCuts(cuts: readonly CutAt[], done: ReadonlySet<string>, even
   let lost = 0;
   const naming = namingOf(cuts);
   if (naming === undefined) return { batches, events: total, lost };
-  const known = new Set(cuts.map(({ cut }) => cut.id));
-  const starts = [...done].filter((id) => !known.has(id)).map((id) => startOf(id, naming.middle)).filter((p) => p !== undefined);
+  const settledTo = settledTailEnd(cuts, firstPresent);
+  const starts = knownStarts(cuts, done, naming.middle);
   let i = 0;
-  for (const [from, to] of stretches(cuts, starts, firstPresent)) {
+  for (const [from, to] of stretches(cuts, [...starts.values()].map(([s, o, e]) => [s, o, e] as const), firstPresent)) {
     while (i < events.length && before(events[i]!, from)) i++;
     const { pieces, found, bytes } = gather({ from, to }, events, i, inCuts);
-    if (found === 0) continue;
+    // The rest of a batch that began in a segment already deleted: settled (noted in inCuts, not sent).
+    if (found === 0 || (settledTo !== undefined && comparePositions(to, settledTo) <= 0)) continue;
     const first = pieces[0]!;
     const wal = first.entry.wal!;
-    const id = batchIdAt(first.entry.receivedAt, naming.middle, [wal.seg, wal.off, wal.base + first.from]);
-    const key = objectKey(naming.prefix, first.entry.receivedAt, id, naming.extension);
+    // A start some record names, with its first event's time: exact even when its first events record was lost.
+    const named = starts.get(String(from));
+    const [firstAt, start]: [number, Position] = named === undefined ? [first.entry.receivedAt, [wal.seg, wal.off, wal.base + first.from]] : [named[3], from];
+    const id = batchIdAt(firstAt, naming.middle, start);
+    const key = objectKey(naming.prefix, firstAt, id, naming.extension);
     const short = damage.some((d) => d.events && overlaps(d, from, to));
     if (short && done.has(id)) continue; // settled: S3 (or the DLQ) has it whole
     if (short) lost += incomplete(id, key, undefined, found, log);
     else log.warn({ id, key, events: found }, 'WAL: a batch whose cut record was corrupt is sent again under its key, rebuilt from the cuts around it');
-    batches.push({ id, key, events: found, bytes, firstReceivedAt: first.entry.receivedAt, lastReceivedAt: pieces.at(-1)!.entry.receivedAt, segments: pieces, ...(short && { ifAbsent: true }) });
+    batches.push({ id, key, events: found, bytes, firstReceivedAt: firstAt, lastReceivedAt: pieces.at(-1)!.entry.receivedAt, segments: pieces, ...(short && { ifAbsent: true }) });
     for (const p of pieces) bySeq.get(p.entry.wal!.seg)!.unsettled += p.to - p.from;
     total += found;
   }
@@ -181,10 +186,36 @@ function rebuildLostCuts(cuts: readonly CutAt[], done: ReadonlySet<string>, even
 }
 
 /**
+ * Where batches whose cut records were lost are known to start, with their first event's time, by
+ * position (as text): the ids of done records with no readable cut (an id holds both) and the
+ * `prev` of every readable cut.
+ */
+function knownStarts(cuts: readonly CutAt[], done: ReadonlySet<string>, middle: string): Map<string, PrevCut> {
+  const known = new Set(cuts.map(({ cut }) => cut.id));
+  const named = [...done].filter((id) => !known.has(id)).map((id) => startOf(id, middle));
+  const all = [...named.filter((p) => p !== undefined), ...cuts.flatMap(({ cut }) => cut.prev ?? [])];
+  return new Map(all.map((p) => [String(p.slice(0, 3)), p]));
+}
+
+/**
+ * Where the batch that began in a segment already deleted ends, when a readable cut names its start
+ * and the next one (its `prev` and `from` are the starts of consecutive batches): that batch was
+ * settled (a segment is deleted only once every event in it is), so its events in the first segment
+ * left, before that end, are not sent again. Undefined when no cut says.
+ */
+function settledTailEnd(cuts: readonly CutAt[], firstPresent: number): Position | undefined {
+  for (const { cut } of cuts) {
+    const chain: Position[] = [...(cut.prev ?? []).map(([s, o, e]) => [s, o, e] as const), cut.from];
+    for (let k = 0; k + 1 < chain.length; k++) if (chain[k]![0] < firstPresent && chain[k + 1]![0] >= firstPresent) return chain[k + 1];
+  }
+  return undefined;
+}
+
+/**
  * The stretches between readable cuts ([from, to), to exclusive), each split at `starts`. The first
- * begins at the first segment left, taken as where a batch starts: if the segment before it was
- * deleted and the batch began there (settled, then) and lost its cut record, its last events are
- * sent again under a new key (S3 may hold them twice).
+ * begins at the first segment left, taken as where a batch starts unless settledTailEnd() says a
+ * batch begun in a deleted segment runs into it: when no readable cut says so and that batch lost
+ * its cut record, its last events are sent again under a new key (S3 may hold them twice).
  */
 function stretches(cuts: readonly CutAt[], starts: readonly Position[], firstPresent: number): [Position, Position][] {
   const out: [Position, Position][] = [];
@@ -219,11 +250,11 @@ function batchIdAt(firstReceivedAt: number, middle: string, [seg, off, ev]: Posi
   return `${firstReceivedAt}-${middle}-${seg.toString(36)}-${off.toString(36)}-${ev.toString(36)}`;
 }
 
-/** Where the batch of a done record's id starts, when the id is this log's (`middle`). */
-function startOf(id: string, middle: string): Position | undefined {
-  const m = /^\d+-(.+)-([0-9a-z]+)-([0-9a-z]+)-([0-9a-z]+)$/.exec(id);
-  if (m === null || m[1] !== middle) return undefined;
-  return [parseInt(m[2]!, 36), parseInt(m[3]!, 36), parseInt(m[4]!, 36)];
+/** Where the batch of a done record's id starts, and its first event's time, when the id is this log's (`middle`). */
+function startOf(id: string, middle: string): PrevCut | undefined {
+  const m = /^(\d+)-(.+)-([0-9a-z]+)-([0-9a-z]+)-([0-9a-z]+)$/.exec(id);
+  if (m === null || m[2] !== middle) return undefined;
+  return [parseInt(m[3]!, 36), parseInt(m[4]!, 36), parseInt(m[5]!, 36), Number(m[1])];
 }
 
 /**

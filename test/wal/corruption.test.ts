@@ -14,7 +14,7 @@ import { DiskAcks } from '../../src/acks.js';
 import type { Entry } from '../../src/channel.js';
 import { createWalMetrics } from '../../src/metrics/wal.js';
 import { type Batch, objectKey, type Segment } from '../../src/upload/batcher.js';
-import { CUT, decodeEvents, EVENTS, readRecords } from '../../src/wal/format.js';
+import { CUT, decodeEvents, DONE, EVENTS, readRecords } from '../../src/wal/format.js';
 import { WriteAheadLog } from '../../src/wal/log.js';
 import { recover } from '../../src/wal/replay.js';
 import { Random } from '../chaos/random.js';
@@ -111,6 +111,19 @@ function recordsOf(dir: string): Rec[][] {
     });
 }
 
+/**
+ * What replay sends, stored in the model S3 as S3 answers: its batches (a conditional PUT,
+ * If-None-Match, keeps an object already there), and its entries as the batcher, with no limit
+ * reached, cuts them: one batch from the first entry, named as DiskAcks names it.
+ */
+function store(s3: Map<string, string[]>, got: Awaited<ReturnType<typeof recover>>): void {
+  for (const batch of got.batches) if (!(batch.ifAbsent === true && s3.has(batch.key))) s3.set(batch.key, idsOf(batch));
+  if (got.entries.length === 0) return;
+  const first = got.entries[0]!;
+  const id = `${first.receivedAt}-${INSTANCE}-${got.logId}-${first.wal!.seg.toString(36)}-${first.wal!.off.toString(36)}-${first.wal!.base.toString(36)}`;
+  s3.set(objectKey('raw', first.receivedAt, id), idsOf({ segments: got.entries.map((entry) => ({ entry, from: 0, to: entry.count })) }));
+}
+
 t.test('bytes flipped in 40 WALs at seeded places: only what they hit is lost, each stretch counted, nothing twice', async (t) => {
   const root = t.testdir();
   const logLines: { msg: string; id?: string }[] = [];
@@ -124,11 +137,13 @@ t.test('bytes flipped in 40 WALs at seeded places: only what they hit is lost, e
     const segs = recordsOf(dir);
     // 1 to 3 records hit, one byte each; never the length field of the very last record (a length
     // run past the end of the last segment is a torn tail by design: tested below).
-    // Nor the cut record of a batch that began in a deleted segment: with it lost, the rest of that
-    // (settled) batch is sent again under a new key, a limit format.ts states.
+    // Nor the last cut record, when its batch began in a deleted segment: with it lost, no later cut
+    // names that (settled) batch's start, and the rest of it is sent again under a new key, a limit
+    // format.ts states.
     const firstSeq = Number(readdirSync(dir).filter((n) => n.endsWith('.wal')).sort()[0]!.slice(0, 12));
     const all = segs.flatMap((recs, s) => recs.map((rec, k) => ({ rec, s, k })));
-    const spared = (rec: Rec) => rec.type === CUT && (JSON.parse(readFileSync(rec.file).subarray(rec.off + 9, rec.end).toString()) as { from: number[] }).from[0]! < firstSeq;
+    const lastCut = all.filter(({ rec }) => rec.type === CUT).at(-1)?.rec;
+    const spared = (rec: Rec) => rec === lastCut && (JSON.parse(readFileSync(rec.file).subarray(rec.off + 9, rec.end).toString()) as { from: number[] }).from[0]! < firstSeq;
     const hit = new Set<number>();
     for (let n = 1 + r(3), tries = 0; hit.size < n && tries < 100; tries++) {
       const h = r(all.length);
@@ -157,14 +172,7 @@ t.test('bytes flipped in 40 WALs at seeded places: only what they hit is lost, e
     logLines.length = 0;
     const got = await recover(dir, INSTANCE, createWalMetrics(registry), log);
     got.lock.release();
-    // S3 as it answers a conditional PUT: If-None-Match keeps an object already there.
-    for (const batch of got.batches) if (!(batch.ifAbsent === true && s3.has(batch.key))) s3.set(batch.key, idsOf(batch));
-    if (got.entries.length > 0) {
-      // The batcher, with no limit reached, cuts one batch from the first entry: named as DiskAcks names it.
-      const first = got.entries[0]!;
-      const id = `${first.receivedAt}-${INSTANCE}-${got.logId}-${first.wal!.seg.toString(36)}-${first.wal!.off.toString(36)}-${first.wal!.base.toString(36)}`;
-      s3.set(objectKey('raw', first.receivedAt, id), idsOf({ segments: got.entries.map((entry) => ({ entry, from: 0, to: entry.count })) }));
-    }
+    store(s3, got);
     const metric = async (name: string) => (await registry.getSingleMetric(name)!.get()).values[0]?.value ?? 0;
     const stored = [...s3.values()].flat();
     const twice = stored.filter((e, i) => stored.indexOf(e) !== i);
@@ -226,4 +234,40 @@ t.test('a cut record lost between two readable ones: the batch is sent again und
     return;
   }
   t.fail('no WAL with a cut batch to send again between two readable cuts');
+});
+
+t.test('two and three cut records lost in a row, their batches not done: each sent again under the key it had, S3 holds every event once', async (t) => {
+  const base = t.testdir();
+  const cases = { 2: 0, 3: 0 };
+  for (let seed = 1; seed < 60 && (cases[2] < 3 || cases[3] < 3); seed++) {
+    const dir = join(base, `r${seed}`);
+    const { s3, acked } = await writeWal(dir, seed);
+    const recs = recordsOf(dir).flat();
+    const cutOf = (rec: Rec) => JSON.parse(readFileSync(rec.file).subarray(rec.off + 9, rec.end).toString()) as { id: string; key: string };
+    const cuts = recs.filter((rec) => rec.type === CUT);
+    const done = new Set(recs.filter((rec) => rec.type === DONE).map((rec) => cutOf(rec).id));
+    // The interesting case: no done record names where the second (or third) batch starts.
+    const run = cases[2] < 3 ? 2 : 3;
+    const at = cuts.findIndex((_, k) => k > 0 && k + run < cuts.length && cuts.slice(k, k + run).every((c) => !done.has(cutOf(c).id)));
+    if (at < 0) continue;
+    const victims = cuts.slice(at, at + run);
+    const keys = victims.map((v) => cutOf(v).key);
+    for (const v of victims) {
+      const data = readFileSync(v.file);
+      data[v.off + 9 + 5]! ^= 0x04; // inside its JSON
+      writeFileSync(v.file, data);
+    }
+    const got = await recover(dir, INSTANCE, createWalMetrics(new Registry()), pino({ level: 'silent' }));
+    got.lock.release();
+    const before = new Map(s3);
+    store(s3, got);
+    for (const key of keys) t.same(s3.get(key), before.get(key) ?? s3.get(key), `seed ${seed}: ${key} as the killed run stored it, or stored now`);
+    t.ok(keys.every((key) => got.batches.some((b) => b.key === key)), `seed ${seed}: each of the ${run} batches sent again under its key`);
+    const stored = [...s3.values()].flat();
+    t.same(stored.filter((e, i) => stored.indexOf(e) !== i), [], `seed ${seed}: nothing twice`);
+    t.same(acked.filter((e) => !stored.includes(e)), [], `seed ${seed}: nothing missing`);
+    t.equal(got.lost, 0);
+    cases[run]++;
+  }
+  t.same(cases, { 2: 3, 3: 3 }, 'three WALs of each');
 });

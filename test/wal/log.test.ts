@@ -1,7 +1,7 @@
 // Segment removal on real files, with a failing unlink injected through the disk layer (a healthy
 // disk does not refuse one): oldest first, each fsynced, and never a later segment while an earlier
 // one stays, since its cut records may describe the earlier one's events.
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -9,7 +9,7 @@ import { Registry } from 'prom-client';
 import t from 'tap';
 import { Disk } from '../../src/disk/disk.js';
 import { createWalMetrics } from '../../src/metrics/wal.js';
-import { segmentHeader, segmentName } from '../../src/wal/format.js';
+import { CUT, type CutRecord, type Position, readRecords, segmentHeader, segmentName } from '../../src/wal/format.js';
 import { type SegmentState, WriteAheadLog } from '../../src/wal/log.js';
 
 /**
@@ -57,4 +57,16 @@ t.test('a clean stop that cannot remove a segment keeps it and every later one, 
   const { wal } = settledLog(dir, segmentName(0));
   await wal.close();
   t.same(present(dir), [0, 1, 2, 3]);
+});
+
+t.test('each cut record names the starts and first times of the (at most 4) cuts without `part` written before it in this process', async (t) => {
+  const dir = t.testdir();
+  const wal = new WriteAheadLog({ dir, maxBytes: 1 << 30, syncIntervalMs: 0, syncBytes: 1 << 20, segmentBytes: 1 << 20 }, '0badcafe', [], 0, createWalMetrics(new Registry()), pino({ level: 'silent' }));
+  const cut = (i: number, part?: CutRecord['part']): CutRecord => ({ id: `c${i}`, key: `k${i}`, events: 1, first: 100 + i, last: 100 + i, from: [0, 16 * i, 0], to: [0, 16 * i, 1], ...(part && { part }) });
+  const cuts = [cut(0), cut(1), cut(2, { field: 'f', value: 'v' }), cut(3), cut(4), cut(5), cut(6)];
+  await Promise.all(cuts.map((c) => wal.appendCut(c).durable));
+  const written = readRecords(readFileSync(join(dir, segmentName(0)))).records.filter((r) => r.type === CUT).map((r) => JSON.parse(r.payload.toString()) as CutRecord);
+  await wal.close();
+  const at = (i: number) => [...([0, 16 * i, 0] as Position), 100 + i];
+  t.same(written.map((c) => c.prev ?? 'none'), ['none', [at(0)], 'none', [at(0), at(1)], [at(0), at(1), at(3)], [at(0), at(1), at(3), at(4)], [at(1), at(3), at(4), at(5)]]);
 });

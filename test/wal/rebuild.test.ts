@@ -113,3 +113,80 @@ t.test('a batch whose cut record was lost with damage at the edge of its range (
   t.match(c2, { events: 4, ifAbsent: true }, 'rebuilt with 4 of its 5 events, and never to replace its complete object');
   t.match(got.batches.find((b) => b.id === c3.id), { events: 2, ifAbsent: true }, 'C3 lost E5[1] to the same stretch');
 });
+
+// Segment 0 holds E0..E(n-1) (two events each, at offsets 100, 200, ...) and the cuts of C0..C(n-1),
+// C_i the batch of E_i, named as DiskAcks names it; `lost` are the cuts damage took, `prev` how
+// many earlier starts each readable cut names (0: a cut written before `prev` existed).
+const T = 1_800_000_000_000;
+const idAt = (first: number, [s, o, e]: Position) => `${first}-i-abcd1234-${s.toString(36)}-${o.toString(36)}-${e.toString(36)}`;
+const startOfBatch = (i: number, seg = 0): Position => [seg, 100 * (i + 1), 0];
+function namedCut(i: number, prev: number, seg = 0): CutRecord {
+  const from = startOfBatch(i, seg);
+  const id = idAt(T + i, from);
+  const starts = Array.from({ length: Math.min(prev, i) }, (_, k) => [...startOfBatch(i - Math.min(prev, i) + k, seg), T + i - Math.min(prev, i) + k] as const);
+  return { id, key: objectKey('raw', T + i, id), events: 2, first: T + i, last: T + i, from, to: [seg, 100 * (i + 1), 2], ...(starts.length > 0 && { prev: starts }) };
+}
+const eventsAt = (i: number, seg = 0): EventsAt => {
+  const r = record(seg, 100 * (i + 1), 2);
+  return { ...r, entry: { ...r.entry, receivedAt: T + i } };
+};
+
+function rebuildWithLost(lost: readonly number[], prev: number, n = 6) {
+  const segments: SegmentState[] = [{ seq: 0, size: 2000, written: 2000, unsettled: 0, pendingCuts: 0 }];
+  const records = Array.from({ length: n }, (_, i) => eventsAt(i));
+  const cuts = records.map((_, i) => ({ cut: namedCut(i, prev), seg: 0 })).filter((_, i) => !lost.includes(i));
+  const damage = lost.map((i) => ({ seg: 0, off: 1000 + 20 * i, bytes: 20, events: false }));
+  const got = rebuild(segments, cuts, new Set(), records, damage, pino({ level: 'silent' }));
+  return { got, records, segments };
+}
+
+const summary = (got: ReturnType<typeof rebuild>) => got.batches.map((b) => ({ id: b.id, key: b.key, events: b.events, pieces: b.segments.map((p) => [p.entry.wal!.off, p.from, p.to]) })).sort((a, b) => a.pieces[0]![0]! - b.pieces[0]![0]!);
+const exact = (i: number) => ({ id: idAt(T + i, startOfBatch(i)), key: objectKey('raw', T + i, idAt(T + i, startOfBatch(i))), events: 2, pieces: [[100 * (i + 1), 0, 2]] });
+
+t.test('two and three cut records lost in a row: each batch rebuilt under its own id and key, from the starts a later cut names', async (t) => {
+  for (const lost of [[1, 2], [1, 2, 3], [2, 3, 4]]) {
+    const { got, segments } = rebuildWithLost(lost, 4);
+    t.same(summary(got), [0, 1, 2, 3, 4, 5].map(exact), `lost ${lost.join(', ')}: every batch as it was cut`);
+    t.same(got.entries, [], `lost ${lost.join(', ')}: nothing batched afresh`);
+    t.equal(segments[0]!.unsettled, 12);
+    t.equal(got.lost, 0);
+  }
+});
+
+t.test('K + 1 = 5 cut records lost in a row are all rebuilt exactly; K + 2 = 6 merge one batch into the one before it (the limit docs/durability.md states)', async (t) => {
+  // Lost C1..C5: C1 starts where C0 ends, C6 names C2..C5. Lost C1..C6: C7 names C3..C6, and
+  // nothing names C2's start, so its events go into C1's object.
+  t.same(summary(rebuildWithLost([1, 2, 3, 4, 5], 4, 7).got), [0, 1, 2, 3, 4, 5, 6].map(exact));
+  const merged = { ...exact(1), events: 4, pieces: [[200, 0, 2], [300, 0, 2]] };
+  t.same(summary(rebuildWithLost([1, 2, 3, 4, 5, 6], 4, 8).got), [exact(0), merged, ...[3, 4, 5, 6, 7].map(exact)]);
+});
+
+t.test('cut records written before `prev`: one lost is rebuilt exactly as before, two in a row merge as before', async (t) => {
+  t.same(summary(rebuildWithLost([2], 0).got), [0, 1, 2, 3, 4, 5].map(exact));
+  const { got } = rebuildWithLost([2, 3], 0);
+  t.same(summary(got), [exact(0), exact(1), { ...exact(2), events: 4, pieces: [[300, 0, 2], [400, 0, 2]] }, exact(4), exact(5)]);
+});
+
+t.test('a batch that began in a deleted segment and lost its cut record: its last events are settled, not sent under a new key', async (t) => {
+  // Segment 0 is gone (all settled): C0 began there and ran into segment 1 up to E1; C1's cut
+  // record names C0's start in `prev`. C0's cut record, in segment 1, was lost.
+  const segments: SegmentState[] = [{ seq: 1, size: 1000, written: 1000, unsettled: 0, pendingCuts: 0 }];
+  const tail = record(1, 50, 2);
+  const e1 = eventsAt(1, 1);
+  const c1: CutRecord = { ...namedCut(1, 0, 1), prev: [[...startOfBatch(0, 0), T]] };
+  const got = rebuild(segments, [{ cut: c1, seg: 1 }], new Set(), [tail, e1], [{ seg: 1, off: 300, bytes: 40, events: false }], pino({ level: 'silent' }));
+  t.same(summary(got), [{ id: c1.id, key: c1.key, events: 2, pieces: [[200, 0, 2]] }], 'only C1 is sent again');
+  t.same(got.entries, [], 'the tail of C0 is not batched afresh');
+  t.equal(segments[0]!.unsettled, 2, 'the tail of C0 does not hold segment 1');
+});
+
+t.test('a batch whose cut record and first events record were both lost: named by a later cut, sent under its own key, If-None-Match', async (t) => {
+  // C0 = E0; C1 = E1a (lost) and E1b; C2 = E2; C3 = E3, naming C0..C2. C1's and C2's cut records lost.
+  const segments: SegmentState[] = [{ seq: 0, size: 2000, written: 2000, unsettled: 0, pendingCuts: 0 }];
+  const e1b = { ...record(0, 250, 2), entry: { ...record(0, 250, 2).entry, receivedAt: T + 1.5 } };
+  const c3 = { ...namedCut(3, 4), prev: [0, 1, 2].map((i) => [...startOfBatch(i), T + i] as const) };
+  const damage = [{ seg: 0, off: 200, bytes: 50, events: true }, { seg: 0, off: 1000, bytes: 40, events: false }];
+  const got = rebuild(segments, [{ cut: namedCut(0, 4), seg: 0 }, { cut: c3, seg: 0 }], new Set(), [eventsAt(0), e1b, eventsAt(2), eventsAt(3)], damage, pino({ level: 'silent' }));
+  t.same(summary(got), [exact(0), { ...exact(1), pieces: [[250, 0, 2]] }, exact(2), exact(3)], 'C1 under the id and key it had, though its first event is gone');
+  t.same(got.batches.map((b) => b.ifAbsent === true), [false, false, true, false], 'C1, cut short, only where its key is free');
+});

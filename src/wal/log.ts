@@ -213,11 +213,16 @@ export class WriteAheadLog {
 
   async #removeInOrder(): Promise<void> {
     const disk = this.options.disk ?? realDisk;
-    // No key leaves the log before the journal holds it durably (./key-journal.ts).
-    await this.options.journal?.sync();
-    for (let seq = this.#unremoved[0]; seq !== undefined; seq = this.#unremoved[0]) {
-      await disk.remove(this.options.dir, segmentName(seq));
-      this.#unremoved.shift();
+    // No key leaves the log before the journal holds it durably (./key-journal.ts): each round
+    // removes only the segments queued before its sync. One queued meanwhile (settled while an
+    // unlink was in flight) may hold keys added since: it waits for the next round's sync.
+    while (this.#unremoved.length > 0) {
+      const queued = this.#unremoved.length;
+      await this.options.journal?.sync();
+      for (let i = 0; i < queued; i++) {
+        await disk.remove(this.options.dir, segmentName(this.#unremoved[0]!));
+        this.#unremoved.shift();
+      }
     }
   }
 }

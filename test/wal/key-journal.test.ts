@@ -233,3 +233,48 @@ t.test('a power cut after a key\'s segment was removed: the journal still has it
   t.same(names(after.keys).sort(), ['in-the-wal', 'removed-segment']);
   await after.journal.close();
 });
+
+// Found by a red-team review: a removal pass syncs the journal once, then removes what is queued;
+// a segment settled while an unlink is in flight joins that pass. Its keys, added after the sync,
+// must still be durable before its unlink. (The unlink held back on a gate: the order is the point,
+// the files are real.)
+t.test('a segment queued while a removal pass runs is removed only after its keys are synced too', async (t) => {
+  const dir = t.testdir();
+  let release = (): void => {};
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  let held = false;
+  const journaledAtUnlink = new Map<string, string>();
+  const journaled = () => files(dir).map((name) => readFileSync(join(dir, KEYS_DIR, name), 'utf8')).join('');
+  const disk = new Disk({
+    ...fs,
+    unlink: async (file: Parameters<typeof fs.unlink>[0]) => {
+      if (!held) {
+        held = true;
+        await gate;
+      }
+      journaledAtUnlink.set(String(file).split('/').pop()!, journaled());
+      await fs.unlink(file);
+    },
+  });
+  const { journal } = await open(dir, { now: Date.now() }, [], { disk });
+  const { log } = memoryLog();
+  const wal = new WriteAheadLog({ dir, maxBytes: 1 << 30, syncIntervalMs: 0, syncBytes: 1 << 20, segmentBytes: 1, disk, journal }, '0badcafe', [], 0, createWalMetrics(new Registry()), log);
+  const append = (name: string) => {
+    const ref = wal.nextRef();
+    const synced = new Promise<boolean>((resolve) => wal.appendEvents(ref, Date.now(), [0, 2], Buffer.from('{}'), resolve, { key: name, hash: 7, bytes: 2 }));
+    return { ref, synced };
+  };
+  const first = append('first');
+  t.equal(await first.synced, true);
+  const second = append('second');
+  t.equal(await second.synced, true);
+  wal.settle('b1', new Map([[first.ref.seg, 1]]), undefined); // a pass begins: the journal synced, then the unlink held
+  while (!held) await new Promise((resolve) => setImmediate(resolve));
+  t.equal(await append('third').synced, true); // the head moves past the second key's segment
+  wal.settle('b2', new Map([[second.ref.seg, 1]]), undefined); // that segment joins the pass under way
+  release();
+  while (existsSync(join(dir, segmentName(second.ref.seg)))) await new Promise((resolve) => setImmediate(resolve));
+  t.match(journaledAtUnlink.get(segmentName(first.ref.seg)), /"first"/);
+  t.match(journaledAtUnlink.get(segmentName(second.ref.seg)), /"second"/, 'the second key was in the journal file when its segment was unlinked');
+  await wal.close();
+});

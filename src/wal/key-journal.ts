@@ -179,12 +179,15 @@ export class KeyJournal {
   sync(): Promise<void> {
     return this.#run(async () => {
       await this.#write();
-      const current = this.#current;
-      if (current === undefined) return;
-      if (this.#dirty.data) await current.handle.datasync();
-      if (this.#dirty.name) await this.#disk.syncDir(this.dir);
-      this.#dirty = { data: false, name: false };
+      if (this.#current !== undefined) await this.#syncCurrent(this.#current.handle);
     });
+  }
+
+  /** What the current file holds, and its name, made durable. */
+  async #syncCurrent(handle: FileHandle): Promise<void> {
+    if (this.#dirty.data) await handle.datasync();
+    if (this.#dirty.name) await this.#disk.syncDir(this.dir);
+    this.#dirty = { data: false, name: false };
   }
 
   /** sync(), then the file closed; nothing is written after. */
@@ -237,8 +240,7 @@ export class KeyJournal {
     if (current !== undefined && now < current.openedAt + windowMs / FILES_PER_WINDOW && current.count < Math.ceil(maxKeys / FILES_PER_WINDOW)) return current;
     if (current !== undefined) {
       // What it holds must be durable before a segment holding the same keys goes: synced as it is set aside.
-      if (this.#dirty.data) await current.handle.datasync();
-      if (this.#dirty.name) await this.#disk.syncDir(this.dir);
+      await this.#syncCurrent(current.handle);
       await current.handle.close();
       this.#files.push({ name: current.name, maxAt: current.maxAt, count: current.count });
       this.#current = undefined;
